@@ -1,0 +1,31 @@
+"""siret_summary: rebuild the one-row-per-SIRET summary from election minutes and invitations.
+
+Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
+and the exceptions of :mod:`siret_summary.errors`.
+"""
+
+from .compute import compute, compute_report
+from .config import Config, Cycle
+from .errors import (
+    CancelledError,
+    ConfigError,
+    ShrinkGuardError,
+    SiretSummaryError,
+    SourceError,
+    TargetError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CancelledError",
+    "Config",
+    "ConfigError",
+    "Cycle",
+    "ShrinkGuardError",
+    "SiretSummaryError",
+    "SourceError",
+    "TargetError",
+    "compute",
+    "compute_report",
+]

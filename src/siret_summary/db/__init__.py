@@ -1,0 +1,48 @@
+"""Database backends behind one interface (:class:`~siret_summary.db.base.Backend`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import SourceError
+from .base import Backend, Column
+
+
+def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
+    """A backend for a ``postgresql://`` URI, a ``sqlite:///`` URI or a SQLite file path.
+
+    ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db`` follow the
+    SQLAlchemy convention. With ``must_exist`` a missing SQLite file is an
+    error instead of being created empty.
+    """
+    text = os.fspath(location)
+    if not isinstance(text, str) or not text.strip():
+        raise SourceError(f"{location!r} is not a database location; give a postgresql:// URI or a SQLite file path.")
+    if text.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(text)
+    if text.startswith("sqlite:"):
+        if not text.startswith("sqlite:///"):
+            raise SourceError(
+                f"SQLite URI {text!r} is malformed; write sqlite:///relative/path.db or sqlite:////absolute/path.db."
+            )
+        path = text[len("sqlite:///"):]
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise SourceError(
+            f"database URI scheme {scheme!r} is not supported; use postgresql://user:password@host/db or a SQLite file path."
+        )
+    else:
+        path = text
+    if not path:
+        raise SourceError(f"{text!r} names no SQLite file; write sqlite:///path/to/file.db.")
+    if must_exist and not Path(path).is_file():
+        raise SourceError(f"SQLite database {path!r} does not exist; check the path (a new empty file is never created for a source).")
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend(path, text)
+
+
+__all__ = ["Backend", "Column", "open_backend"]

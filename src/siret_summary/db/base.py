@@ -1,0 +1,129 @@
+"""The one interface every database backend implements.
+
+PostgreSQL and SQLite differ in how they connect, quote, describe, ingest and
+lock; everything above this layer (read, write, runner) speaks only to it.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of an existing table, reduced to what writing needs."""
+
+    name: str
+    kind: str  # integer | float | text | date | timestamp | boolean | other
+    max_length: int | None = None  # VARCHAR(n) limit, in characters
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(table: str) -> str:
+    """``schema.table`` → ``"schema"."table"``; a bare name is quoted as one identifier."""
+    return ".".join(quote_identifier(part) for part in split_table(table))
+
+
+def split_table(table: str) -> list[str]:
+    parts = table.split(".")
+    return parts if len(parts) == 2 and all(parts) else [table]
+
+
+def kind_of(declared: str) -> tuple[str, int | None]:
+    """Map a declared SQL type to a kind and a VARCHAR length (SQLite affinity rules, extended)."""
+    t = (declared or "").upper()
+    length = re.search(r"\(\s*(\d+)\s*\)", t)
+    if "INT" in t:
+        return "integer", None
+    if "BOOL" in t:
+        return "boolean", None
+    if "TIMESTAMP" in t or "DATETIME" in t:
+        return "timestamp", None
+    if "DATE" in t:
+        return "date", None
+    if any(k in t for k in ("CHAR", "CLOB", "TEXT", "STRING")):
+        return "text", int(length.group(1)) if length and "CHAR" in t else None
+    if any(k in t for k in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+        return "float", None
+    return "other", None
+
+
+class Backend(ABC):
+    """A database reached through ADBC: read Arrow, ingest Arrow, move rows atomically."""
+
+    dialect: str
+    uri: str
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """A new ADBC DB-API connection (autocommit off)."""
+
+    @abstractmethod
+    def describe(self, conn: Any, table: str) -> list[Column] | None:
+        """The table's columns in order, or None when it does not exist."""
+
+    @abstractmethod
+    def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:
+        """A SELECT of these columns, typed as the backend should deliver them to Arrow."""
+
+    def sql_type(self, kind: str) -> str:
+        """Column type used when the library creates a table."""
+        return {
+            "integer": "INTEGER", "float": "DOUBLE PRECISION", "text": "TEXT",
+            "date": "DATE", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP",
+        }[kind]  # fmt: skip
+
+    @abstractmethod
+    def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
+        """Adapt already-cast Arrow columns to what the backend stores (e.g. SQLite dates as text)."""
+
+    @property
+    @abstractmethod
+    def staging_prefix(self) -> str:
+        """Schema prefix under which temporary ingested tables are visible."""
+
+    def display(self) -> str:
+        """The URI without its password, for messages."""
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.uri)
+
+    def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+        finally:
+            cur.close()
+
+    def scalar(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            return None if row is None else row[0]
+        finally:
+            cur.close()
+
+    def ingest_temporary(self, conn: Any, name: str, data: pa.Table) -> str:
+        """Bulk-load ``data`` into a new temporary table; returns its qualified name."""
+        cur = conn.cursor()
+        try:
+            cur.adbc_ingest(name, data, mode="create", temporary=True)
+        finally:
+            cur.close()
+        return f"{self.staging_prefix}{quote_identifier(name)}"

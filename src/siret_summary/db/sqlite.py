@@ -1,0 +1,67 @@
+"""SQLite through adbc-driver-sqlite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as sqlite_dbapi
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import Backend, Column, kind_of, quote_identifier, split_table
+
+
+class SQLiteBackend(Backend):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, uri: str) -> None:
+        self.path = path
+        self.uri = uri
+
+    def connect(self) -> Any:
+        conn = sqlite_dbapi.connect(self.path)
+        cur = conn.cursor()
+        try:
+            # A writer waits for readers instead of failing, and a large cache
+            # keeps the write transaction from spilling (and so from taking the
+            # exclusive lock) before it commits.
+            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute("PRAGMA cache_size = -262144")
+        finally:
+            cur.close()
+        return conn
+
+    def describe(self, conn: Any, table: str) -> list[Column] | None:
+        parts = split_table(table)
+        schema = quote_identifier(parts[0]) + "." if len(parts) == 2 else ""
+        rows = self.fetch_arrow(conn, f"PRAGMA {schema}table_info({quote_identifier(parts[-1])})")
+        if rows.num_rows == 0:
+            return None
+        columns = []
+        for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
+            kind, length = kind_of(declared)
+            columns.append(Column(name, kind, length))
+        return columns
+
+    def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:
+        # Every value as SQLite's own text: the driver would otherwise guess one
+        # Arrow type per column from the first rows and print mixed REALs as %e.
+        from .base import quote_table
+
+        cols = ", ".join(f"CAST({quote_identifier(c)} AS TEXT) AS {quote_identifier(c)}" for c in columns)
+        return f"SELECT {cols} FROM {quote_table(table)}"
+
+    def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
+        arrays = []
+        for array in data.columns:
+            if pa.types.is_date(array.type):
+                array = pc.strftime(array.cast(pa.timestamp("s")), format="%Y-%m-%d")
+            elif pa.types.is_boolean(array.type):
+                array = array.cast(pa.int64())
+            arrays.append(array)
+        return pa.table(arrays, names=data.column_names)
+
+    @property
+    def staging_prefix(self) -> str:
+        return "temp."

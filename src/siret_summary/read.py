@@ -1,0 +1,143 @@
+"""Read stage: any accepted source → raw Polars frames of just the needed columns."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from .config import Config
+from .db import Backend, open_backend
+from .errors import SourceError
+
+
+@dataclass
+class RawSources:
+    """The two source tables, raw, as lazy frames of the mapped columns only."""
+
+    pv: pl.LazyFrame
+    invitations: pl.LazyFrame
+
+
+def needed_columns(mapping: Mapping[str, str | None]) -> list[str]:
+    return list(dict.fromkeys(v for v in mapping.values() if v is not None))
+
+
+def driver_reason(exc: BaseException) -> str:
+    """The first meaningful line of a driver error, without ADBC's status prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("IO: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: ", "NOT_FOUND: "):
+        text = text.replace(prefix, "")
+    return text.rstrip(". ")
+
+
+@contextmanager
+def connected(backend: Backend, *, role: str) -> Iterator[Any]:
+    """An open connection; connection failures become one clear sentence."""
+    try:
+        conn = backend.connect()
+    except Exception as exc:
+        raise SourceError(
+            f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
+            "check the URI and that the server is running and reachable."
+        ) from exc
+    try:
+        yield conn
+    finally:
+        try:
+            conn.close()
+        except Exception:  # a broken connection may fail to close; nothing to save
+            pass
+
+
+def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
+    for logical, column in mapping.items():
+        if column is not None and column not in present:
+            raise SourceError(
+                f'table "{table}" has no column "{column}" (the {logical!r} column); '
+                f"add it or map another column with Config({setting}={{{logical!r}: ...}})."
+            )
+
+
+def read_database(backend: Backend, config: Config) -> RawSources:
+    """Fetch the mapped columns of both tables as Arrow, in one connection."""
+    frames = {}
+    with connected(backend, role="source") as conn:
+        for table, mapping, setting in (
+            (config.pv_table, config.pv_columns, "pv_columns"),
+            (config.invitations_table, config.invitation_columns, "invitation_columns"),
+        ):
+            columns = backend.describe(conn, table)
+            if columns is None:
+                key = "pv_table" if setting == "pv_columns" else "invitations_table"
+                raise SourceError(
+                    f'table "{table}" does not exist in {backend.display()}; '
+                    f"create it or name the right table with Config({key}=...)."
+                )
+            _check_columns(table, [c.name for c in columns], mapping, setting)
+            sql = backend.select_columns_sql(table, needed_columns(mapping))
+            frames[table] = pl.from_arrow(backend.fetch_arrow(conn, sql)).lazy()
+    return RawSources(frames[config.pv_table], frames[config.invitations_table])
+
+
+def _frame(value: Any, table: str) -> pl.LazyFrame:
+    if isinstance(value, pl.LazyFrame):
+        return value
+    if isinstance(value, pl.DataFrame):
+        return value.lazy()
+    if isinstance(value, (pa.Table, pa.RecordBatch)):
+        return pl.from_arrow(value).lazy()
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.exists():
+            raise SourceError(f'Parquet file {str(path)!r} for table "{table}" does not exist; check the path.')
+        return pl.scan_parquet(path)
+    raise SourceError(
+        f'table "{table}" was given as a {type(value).__name__}; '
+        "pass a pyarrow.Table, a polars DataFrame/LazyFrame or a Parquet path."
+    )
+
+
+def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
+    unknown = set(tables) - {config.pv_table, config.invitations_table}
+    if unknown:
+        raise SourceError(
+            f"source tables {sorted(unknown)} are unknown; use the keys "
+            f'"{config.pv_table}" and "{config.invitations_table}".'
+        )
+    if config.pv_table not in tables:
+        raise SourceError(f'the sources lack table "{config.pv_table}"; add it to the mapping.')
+    frames = {}
+    for table, mapping, setting in (
+        (config.pv_table, config.pv_columns, "pv_columns"),
+        (config.invitations_table, config.invitation_columns, "invitation_columns"),
+    ):
+        if table not in tables:  # no invitations given: an empty table of text columns
+            frames[table] = pl.LazyFrame(schema={c: pl.String for c in needed_columns(mapping)})
+            continue
+        frame = _frame(tables[table], table)
+        try:
+            present = frame.collect_schema().names()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
+        _check_columns(table, present, mapping, setting)
+        frames[table] = frame.select(needed_columns(mapping))
+    return RawSources(frames[config.pv_table], frames[config.invitations_table])
+
+
+def read_sources(source: Any, config: Config) -> RawSources:
+    """``source``: a database location (URI or SQLite path) or a mapping of tables."""
+    if isinstance(source, Mapping):
+        return read_in_memory(source, config)
+    if isinstance(source, (str, os.PathLike)):
+        return read_database(open_backend(source, must_exist=True), config)
+    raise SourceError(
+        f"source is a {type(source).__name__}; pass a postgresql:// URI, a SQLite path "
+        f'or a mapping {{"{config.pv_table}": ..., "{config.invitations_table}": ...}}.'
+    )

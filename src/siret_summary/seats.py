@@ -1,0 +1,100 @@
+"""Estimated titular seats (SPEC §4): R2314-1 table, quotient, highest average.
+
+The allocation is vectorised over all elections at once. After the quotient
+floors, the remaining seats go one at a time to the highest average
+``voix / (seats + 1)``; because each union's successive averages decrease,
+that sequence is exactly the top-R of all candidate averages
+``voix / (floor + k)`` (k = 1..R) ordered by (average desc, voix desc, union
+order). So the loop becomes one explode, one sort and a per-election head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+#: R2314-1: (lowest headcount of the band, titular seats), ascending.
+R2314_1: tuple[tuple[int, int], ...] = (
+    (11, 1), (25, 2), (50, 4), (75, 5), (100, 6), (125, 7), (150, 8), (175, 9),
+    (200, 10), (250, 11), (400, 12), (500, 13), (600, 14), (800, 15), (900, 16),
+    (1000, 17), (1250, 18), (1500, 20), (1750, 21), (2000, 22), (2250, 23),
+    (2500, 24), (3000, 25), (3500, 26), (4250, 27), (4750, 28), (5000, 29),
+    (5750, 30), (6000, 31), (7000, 32), (8250, 33), (9000, 34), (10000, 35),
+)  # fmt: skip
+
+
+def titular_seats(inscrits: pl.Expr) -> pl.Expr:
+    """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11."""
+    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int64))
+    for lower, seats in reversed(R2314_1):
+        expr = expr.when(inscrits >= lower).then(pl.lit(seats, dtype=pl.Int64))
+    return expr
+
+
+def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """floor(numerator / denominator) corrected for the rounding of the division.
+
+    ``9 * 7 / 9`` may come out as 6.999…; checking the neighbours with
+    multiplications (exact for integer-valued floats) gives the true floor.
+    """
+    guess = (numerator / denominator).floor()
+    return (
+        pl.when((guess + 1) * denominator <= numerator)
+        .then(guess + 1)
+        .when(guess * denominator > numerator)
+        .then(guess - 1)
+        .otherwise(guess)
+    )
+
+
+def allocate_seats(
+    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str]
+) -> pl.LazyFrame:
+    """Seats per union for each election.
+
+    ``elections`` has one row per election with ``key`` (unique), ``inscrits``,
+    ``sve``, ``carence`` and the voix columns named in ``voix`` (union order).
+    Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
+    union when there is no seat, the election is carence or no union has votes.
+    """
+    votes = [pl.col(v).fill_null(0.0) for v in voix]
+    total = pl.sum_horizontal(votes)
+    seats = titular_seats(pl.col("inscrits"))
+    sve = pl.max_horizontal(pl.col("sve").fill_null(0.0), total)
+    floors = [_exact_floor(v * seats, sve).cast(pl.Int64) for v in votes]
+    base = elections.select(
+        pl.col(key),
+        (seats.is_not_null() & ~pl.col("carence") & (total > 0)).alias("_eligible"),
+        *(v.alias(f"_v{i}") for i, v in enumerate(votes)),
+        *(f.alias(f"_f{i}") for i, f in enumerate(floors)),
+        (seats - pl.sum_horizontal(floors)).alias("_remaining"),
+    )
+    candidates = (
+        pl.concat(
+            [
+                base.select(
+                    key, "_remaining", pl.lit(i, dtype=pl.Int8).alias("_union"),
+                    pl.col(f"_v{i}").alias("_voix"), pl.col(f"_f{i}").alias("_floor"),
+                ).filter(pl.col("_voix") > 0)
+                for i in range(len(voix))
+            ]
+        )
+        .join(base.filter("_eligible", pl.col("_remaining") > 0).select(key), on=key, how="semi")
+        .with_columns(pl.int_ranges(1, pl.col("_remaining") + 1).alias("_k"))
+        .explode("_k")
+        .with_columns((pl.col("_voix") / (pl.col("_floor") + pl.col("_k"))).alias("_average"))
+        .sort([key, "_average", "_voix", "_union"], descending=[False, True, True, False])
+        .filter(pl.int_range(pl.len()).over(key) < pl.col("_remaining"))
+        .group_by(key)
+        .agg((pl.col("_union") == i).sum().cast(pl.Int64).alias(f"_extra{i}") for i in range(len(voix)))
+    )
+    return base.join(candidates, on=key, how="left").select(
+        pl.col(key),
+        *(
+            pl.when("_eligible")
+            .then(pl.col(f"_f{i}") + pl.col(f"_extra{i}").fill_null(0))
+            .alias(name)
+            for i, name in enumerate(out)
+        ),
+    )

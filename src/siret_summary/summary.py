@@ -1,0 +1,207 @@
+"""The lazy pipeline: normalised rows → elections per cycle → one row per SIRET (SPEC §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from .config import UNIONS, Config
+from .seats import allocate_seats
+
+#: Attributes resolved across cycles (latest cycle with an election first).
+CROSS_CYCLE_ATTRIBUTES = ("raison_sociale", "idcc", "cp", "ville", "region", "ul")
+_ELECTION_TEXT = ("fd", "ud") + CROSS_CYCLE_ATTRIBUTES
+_VOIX = tuple(f"voix_{u}" for u in UNIONS)
+
+
+def output_columns(config: Config) -> dict[str, pl.DataType]:
+    """Names and dtypes of :func:`siret_summary.compute`'s columns, in order."""
+    columns: dict[str, pl.DataType] = {
+        "siret": pl.String(), "siren": pl.String(), "raison_sociale": pl.String(),
+        "idcc": pl.String(), "dep": pl.String(), "cp": pl.String(), "ville": pl.String(),
+        "region": pl.String(), "ul": pl.String(),
+    }  # fmt: skip
+    for cycle in config.cycles:
+        c = cycle.suffix
+        columns |= {
+            f"date_pv_{c}": pl.Date(), f"carence_{c}": pl.Boolean(),
+            f"fd_{c}": pl.String(), f"ud_{c}": pl.String(),
+            f"inscrits_{c}": pl.Float64(), f"votants_{c}": pl.Float64(),
+        }  # fmt: skip
+        for union in UNIONS:
+            columns[f"{union}_voix_{c}"] = pl.Float64()
+            if union == "sud":
+                columns[f"solidaire_voix_{c}"] = pl.Float64()
+        columns |= {f"{union}_siege_{c}": pl.Int64() for union in UNIONS}
+    columns |= {
+        "statut_pap": pl.String(), "date_pv_max": pl.Date(),
+        "cgt_implantee": pl.Boolean(), "date_pap_c5": pl.Date(),
+    }  # fmt: skip
+    return columns
+
+
+def _sum_or_null(name: str) -> pl.Expr:
+    return pl.when(pl.col(name).count() > 0).then(pl.col(name).sum())
+
+
+def cycle_index(config: Config) -> pl.Expr:
+    """Index of the configured cycle a normalised PV row belongs to, else NULL."""
+    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int32))
+    for i, cycle in enumerate(config.cycles):
+        inside = (pl.col("cycle") == cycle.label) & pl.col("date").is_between(cycle.first, cycle.last)
+        expr = expr.when(inside).then(pl.lit(i, dtype=pl.Int32))
+    return expr
+
+
+def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+    """One row per (siret, cycle): the rows of the latest date, aggregated in lead order."""
+    in_cycle = (
+        pv.filter(pl.col("siret").is_not_null())
+        .with_columns(cycle_index(config).alias("_cycle"))
+        .filter(pl.col("_cycle").is_not_null())
+        .filter(pl.col("date") == pl.col("date").max().over("siret", "_cycle"))
+    )
+    lead_order = in_cycle.sort(
+        ["siret", "_cycle", "inscrits", "id"],
+        descending=[False, False, True, False],
+        nulls_last=True,
+    )
+    return lead_order.group_by("siret", "_cycle", maintain_order=True).agg(
+        pl.col("date").first(),
+        pl.col("carence").all(),
+        *(_sum_or_null(n).alias(n) for n in ("inscrits", "votants", "sve") + _VOIX),
+        *(pl.col(n).drop_nulls().first().alias(n) for n in _ELECTION_TEXT),
+    )
+
+
+def _with_seats(elections: pl.LazyFrame) -> pl.LazyFrame:
+    keyed = elections.with_row_index("_election")
+    seats = allocate_seats(
+        keyed, key="_election", voix=_VOIX, out=[f"siege_{u}" for u in UNIONS]
+    )
+    return keyed.join(seats, on="_election", how="left").drop("_election")
+
+
+def _cycle_columns(elections: pl.LazyFrame, index: int, suffix: str) -> pl.LazyFrame:
+    c = suffix
+    voix = []
+    for union in UNIONS:
+        voix.append(pl.col(f"voix_{union}").alias(f"{union}_voix_{c}"))
+        if union == "sud":
+            voix.append(pl.col("voix_sud").alias(f"solidaire_voix_{c}"))
+    return elections.filter(pl.col("_cycle") == index).select(
+        "siret",
+        pl.col("date").alias(f"date_pv_{c}"),
+        pl.col("carence").alias(f"carence_{c}"),
+        pl.col("fd").alias(f"fd_{c}"),
+        pl.col("ud").alias(f"ud_{c}"),
+        pl.col("inscrits").alias(f"inscrits_{c}"),
+        pl.col("votants").alias(f"votants_{c}"),
+        *voix,
+        *(pl.col(f"siege_{u}").alias(f"{u}_siege_{c}") for u in UNIONS),
+        *(pl.col(a).alias(f"_{a}_{c}") for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)),
+    )
+
+
+def department(ud: pl.Expr, cp: pl.Expr) -> pl.Expr:
+    """The UD when it is a department code, else derived from a 5-digit postal code."""
+    ud_code = ud.str.to_uppercase()
+    is_code = ud_code.str.contains(r"^(?:[0-9]{2,3}|2A|2B)$")
+    five = cp.str.contains(r"^[0-9]{5}$")
+    from_cp = (
+        pl.when(~five)
+        .then(pl.lit(None, dtype=pl.String))
+        .when(cp.str.contains(r"^9[78]"))
+        .then(cp.str.slice(0, 3))
+        .when(cp.str.starts_with("20"))
+        .then(pl.when(cp < "20200").then(pl.lit("2A")).otherwise(pl.lit("2B")))
+        .otherwise(cp.str.slice(0, 2))
+    )
+    return pl.when(is_code.fill_null(False)).then(ud_code).otherwise(from_cp)
+
+
+def latest_invitation(invitations: pl.LazyFrame) -> pl.LazyFrame:
+    return (
+        invitations.filter(pl.col("siret").is_not_null() & pl.col("date").is_not_null())
+        .group_by("siret")
+        .agg(pl.col("date").max().alias("date_pap_c5"))
+    )
+
+
+def summary_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+    """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md)."""
+    elections = _with_seats(latest_election_per_cycle(pv, config))
+    invited = latest_invitation(invitations)
+    sirets = pl.concat([elections.select("siret"), invited.select("siret")]).unique()
+    wide = sirets
+    for i, cycle in enumerate(config.cycles):
+        wide = wide.join(_cycle_columns(elections, i, cycle.suffix), on="siret", how="left")
+    wide = wide.join(invited, on="siret", how="left")
+
+    newest_first = [c.suffix for c in reversed(config.cycles)]
+    resolved = {
+        a: pl.coalesce([pl.col(f"_{a}_{c}") for c in newest_first])
+        for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)
+    }
+    has_election = {c.suffix: pl.col(f"date_pv_{c.suffix}").is_not_null() for c in config.cycles}
+    statut = pl.concat_str(
+        [pl.when(has_election[c.suffix]).then(pl.lit(c.label)) for c in config.cycles],
+        separator="+",
+        ignore_nulls=True,
+    )
+    last = config.cycles[-1].suffix
+    result = wide.with_columns(
+        pl.col("siret").str.slice(0, 9).alias("siren"),
+        *(expr.alias(a) for a, expr in resolved.items() if a != "ud"),
+        department(resolved["ud"], resolved["cp"]).alias("dep"),
+        pl.when(statut == "").then(pl.lit("Aucun")).otherwise(statut).alias("statut_pap"),
+        pl.max_horizontal([pl.col(f"date_pv_{c.suffix}") for c in config.cycles]).alias("date_pv_max"),
+        (pl.col(f"cgt_voix_{last}") > 0).fill_null(False).alias("cgt_implantee"),
+    )
+    columns = output_columns(config)
+    return result.select(pl.col(n).cast(t) for n, t in columns.items()).sort("siret")
+
+
+@dataclass
+class Report:
+    """Counts of rejected rows and warnings of one computation."""
+
+    rejected: dict[str, int]
+    warnings: dict[str, int]
+
+
+def report_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
+    """One-row frame of rejection and warning counts, computed in the same pass."""
+
+    def rejected(frame: pl.LazyFrame, table: str) -> list[pl.Expr]:
+        return [
+            (pl.col("_reject") == reason).sum().alias(f"rejected:{table}.{reason}")
+            for reason in ("siret_empty", "siret_too_long")
+        ]
+
+    pv_counts = pv.select(
+        *rejected(pv, "pv"),
+        pl.col("_luhn_bad").sum().alias("warning:siret_luhn"),
+        pl.col("_date_bad").sum().alias("warning:date_unparsed"),
+        pl.col("_negative").sum().alias("warning:count_negative"),
+        pl.col("_unparsed").sum().alias("warning:count_unparsed"),
+    )
+    inv_counts = invitations.select(
+        *rejected(invitations, "invitations"),
+        pl.col("_luhn_bad").sum().alias("warning:siret_luhn_inv"),
+        pl.col("_date_bad").sum().alias("warning:date_unparsed_inv"),
+    )
+    return pl.concat([pv_counts, inv_counts], how="horizontal")
+
+
+def parse_report(row: dict[str, int]) -> Report:
+    rejected: dict[str, int] = {}
+    warnings: dict[str, int] = {}
+    for name, value in row.items():
+        kind, key = name.split(":", 1)
+        key = key.removesuffix("_inv")
+        target = rejected if kind == "rejected" else warnings
+        if value:
+            target[key] = target.get(key, 0) + int(value)
+    return Report(rejected=rejected, warnings=warnings)
