@@ -6,6 +6,7 @@ and the exceptions of :mod:`siret_summary.errors`.
 
 from .compute import compute, compute_report
 from .config import Config, Cycle
+from .runner import RunResult, run
 from .errors import (
     CancelledError,
     ConfigError,
@@ -26,6 +27,8 @@ __all__ = [
     "SiretSummaryError",
     "SourceError",
     "TargetError",
+    "RunResult",
     "compute",
     "compute_report",
+    "run",
 ]

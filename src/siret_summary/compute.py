@@ -14,8 +14,10 @@ from .summary import Report, parse_report, report_frame, summary_frame
 
 def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:
     """Normalise and summarise raw frames: one lazy plan, collected once (with its report)."""
-    pv = normalize_pv(raw.pv, config.pv_columns)
-    invitations = normalize_invitations(raw.invitations, config.invitation_columns)
+    # cache(): both frames feed several branches (elections, report); without it
+    # the optimiser copies their large normalisation expressions into each one.
+    pv = normalize_pv(raw.pv, config.pv_columns).cache()
+    invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
     summary, counts = pl.collect_all([summary_frame(pv, invitations, config), report_frame(pv, invitations)])
     return summary, parse_report(counts.row(0, named=True))
 

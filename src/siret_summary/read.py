@@ -38,12 +38,12 @@ def driver_reason(exc: BaseException) -> str:
 
 
 @contextmanager
-def connected(backend: Backend, *, role: str) -> Iterator[Any]:
+def connected(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
     """An open connection; connection failures become one clear sentence."""
     try:
         conn = backend.connect()
     except Exception as exc:
-        raise SourceError(
+        raise error(
             f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
             "check the URI and that the server is running and reachable."
         ) from exc

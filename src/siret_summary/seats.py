@@ -58,17 +58,35 @@ def allocate_seats(
     Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
     union when there is no seat, the election is carence or no union has votes.
     """
-    votes = [pl.col(v).fill_null(0.0) for v in voix]
-    total = pl.sum_horizontal(votes)
-    seats = titular_seats(pl.col("inscrits"))
-    sve = pl.max_horizontal(pl.col("sve").fill_null(0.0), total)
-    floors = [_exact_floor(v * seats, sve).cast(pl.Int64) for v in votes]
-    base = elections.select(
-        pl.col(key),
-        (seats.is_not_null() & ~pl.col("carence") & (total > 0)).alias("_eligible"),
-        *(v.alias(f"_v{i}") for i, v in enumerate(votes)),
-        *(f.alias(f"_f{i}") for i, f in enumerate(floors)),
-        (seats - pl.sum_horizontal(floors)).alias("_remaining"),
+    # Built in steps so each expression refers to named columns: nesting the
+    # band table and the SVE inside every floor makes the plan explode in size.
+    n = len(voix)
+    votes = [pl.col(f"_v{i}") for i in range(n)]
+    floors = [pl.col(f"_f{i}") for i in range(n)]
+    base = (
+        elections.select(
+            pl.col(key),
+            pl.col("carence"),
+            titular_seats(pl.col("inscrits")).alias("_seats"),
+            pl.col("sve").fill_null(0.0).alias("_sve"),
+            *(pl.col(v).fill_null(0.0).alias(f"_v{i}") for i, v in enumerate(voix)),
+        )
+        .with_columns(pl.sum_horizontal(votes).alias("_total"))
+        .with_columns(pl.max_horizontal("_sve", "_total").alias("_sve"))
+        .with_columns(
+            (pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)
+        )
+        .with_columns(
+            pl.when(pl.col("_sve") > 0)
+            .then(_exact_floor(pl.col(f"_p{i}"), pl.col("_sve")))
+            .cast(pl.Int64)
+            .alias(f"_f{i}")
+            for i in range(n)
+        )
+        .with_columns(
+            (pl.col("_seats").is_not_null() & ~pl.col("carence") & (pl.col("_total") > 0)).alias("_eligible"),
+            (pl.col("_seats") - pl.sum_horizontal(floors)).alias("_remaining"),
+        )
     )
     candidates = (
         pl.concat(
@@ -77,7 +95,7 @@ def allocate_seats(
                     key, "_remaining", pl.lit(i, dtype=pl.Int8).alias("_union"),
                     pl.col(f"_v{i}").alias("_voix"), pl.col(f"_f{i}").alias("_floor"),
                 ).filter(pl.col("_voix") > 0)
-                for i in range(len(voix))
+                for i in range(n)
             ]
         )
         .join(base.filter("_eligible", pl.col("_remaining") > 0).select(key), on=key, how="semi")
@@ -87,7 +105,7 @@ def allocate_seats(
         .sort([key, "_average", "_voix", "_union"], descending=[False, True, True, False])
         .filter(pl.int_range(pl.len()).over(key) < pl.col("_remaining"))
         .group_by(key)
-        .agg((pl.col("_union") == i).sum().cast(pl.Int64).alias(f"_extra{i}") for i in range(len(voix)))
+        .agg((pl.col("_union") == i).sum().cast(pl.Int64).alias(f"_extra{i}") for i in range(n))
     )
     return base.join(candidates, on=key, how="left").select(
         pl.col(key),

@@ -131,7 +131,7 @@ def latest_invitation(invitations: pl.LazyFrame) -> pl.LazyFrame:
 
 def summary_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md)."""
-    elections = _with_seats(latest_election_per_cycle(pv, config))
+    elections = _with_seats(latest_election_per_cycle(pv, config)).cache()
     invited = latest_invitation(invitations)
     sirets = pl.concat([elections.select("siret"), invited.select("siret")]).unique()
     wide = sirets

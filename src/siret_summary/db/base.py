@@ -22,6 +22,7 @@ class Column:
     name: str
     kind: str  # integer | float | text | date | timestamp | boolean | other
     max_length: int | None = None  # VARCHAR(n) limit, in characters
+    declared: str | None = None  # the type as the database declares it
 
 
 def quote_identifier(name: str) -> str:

@@ -39,7 +39,7 @@ class PostgresBackend(Backend):
         columns = []
         for name, declared, length in zip(*(rows.column(c).to_pylist() for c in ("name", "type", "len"))):
             kind, _ = kind_of(declared)
-            columns.append(Column(name, kind, length if kind == "text" else None))
+            columns.append(Column(name, kind, length if kind == "text" else None, declared))
         return columns
 
     def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:

@@ -41,7 +41,7 @@ class SQLiteBackend(Backend):
         columns = []
         for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
             kind, length = kind_of(declared)
-            columns.append(Column(name, kind, length))
+            columns.append(Column(name, kind, length, declared))
         return columns
 
     def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:

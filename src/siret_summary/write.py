@@ -1,0 +1,172 @@
+"""Write stage: summary frame → target table, atomically, through bulk ingest only.
+
+One transaction: ingest the rows into a temporary staging table (COPY on
+PostgreSQL), then ``DELETE`` the rows being replaced and ``INSERT … SELECT``
+from staging, then commit. Readers keep seeing the old rows until the commit
+(MVCC on PostgreSQL, the journal on SQLite); the table itself is never dropped
+or renamed, so its indexes, grants and dependent views survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from .db.base import Backend, Column, quote_identifier, quote_table
+from .errors import ShrinkGuardError, SiretSummaryError, TargetError
+from .read import driver_reason
+
+_KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
+_INT_BOUNDS = {"SMALLINT": 2**15 - 1, "INT2": 2**15 - 1, "INTEGER": 2**31 - 1, "INT": 2**31 - 1, "INT4": 2**31 - 1}
+STAGING = "siret_summary_staging"
+STAGING_DELETE = "siret_summary_staging_delete"
+
+
+@dataclass
+class WriteStats:
+    previous_rows: int
+    inserted: int
+    deleted: int
+    created: bool
+
+
+def create_table_sql(backend: Backend, target: str, schema: pl.Schema) -> str:
+    columns = []
+    for name, dtype in schema.items():
+        sql_type = backend.sql_type(_KIND_OF_DTYPE[dtype.base_type()])
+        primary = " PRIMARY KEY" if name == "siret" else ""
+        columns.append(f"{quote_identifier(name)} {sql_type}{primary}")
+    return f"CREATE TABLE {quote_table(target)} ({', '.join(columns)})"
+
+
+def _cast_for(column: Column, dtype: pl.DataType, dialect: str, table: str) -> pl.Expr:
+    """The produced column converted to what the target column holds."""
+    col = pl.col(column.name)
+    kind = column.kind
+    produced = _KIND_OF_DTYPE[dtype.base_type()]
+    if kind == produced or kind == "other":
+        return col
+    if kind == "integer" and produced == "float":
+        return col.round(0, mode="half_to_even").cast(pl.Int64)  # as the legacy script did
+    if kind == "integer" and produced == "boolean":
+        return col.cast(pl.Int64)
+    if kind == "float" and produced in ("integer", "boolean"):
+        return col.cast(pl.Float64)
+    if kind == "text" and produced == "date":
+        return col.dt.strftime("%Y-%m-%d")
+    if kind == "text":
+        return col.cast(pl.String)
+    if kind == "timestamp" and produced == "date":
+        return col.cast(pl.Datetime("us"))
+    raise TargetError(
+        f'column "{column.name}" of {table} is {kind} but the library writes {produced} into it; '
+        f"change its type (e.g. ALTER TABLE … ALTER COLUMN) or drop the column."
+    )
+
+
+def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, table: str) -> None:
+    for column in columns:
+        series = frame.get_column(column.name)
+        if column.kind == "text" and column.max_length is not None:
+            too_long = series.filter(series.str.len_chars() > column.max_length)
+            if len(too_long):
+                raise TargetError(
+                    f'column "{column.name}" of {table} is VARCHAR({column.max_length}) but '
+                    f"{len(too_long)} value(s) are longer (e.g. {too_long[0]!r}); "
+                    "widen the column or shorten the source values."
+                )
+        if column.kind == "integer" and dialect == "postgresql":
+            bound = _INT_BOUNDS.get((column.declared or "").upper())
+            if bound is not None and series.abs().max() is not None and series.abs().max() > bound:
+                raise TargetError(
+                    f'column "{column.name}" of {table} is {column.declared} but a value '
+                    f"({series.abs().max()}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
+                )
+
+
+def shape_for_target(
+    summary: pl.DataFrame, columns: list[Column] | None, backend: Backend, table: str
+) -> tuple[pl.DataFrame, list[Column]]:
+    """Select and convert the summary to the target's columns; raise on what cannot fit."""
+    if columns is None:
+        kinds = [Column(n, _KIND_OF_DTYPE[t.base_type()]) for n, t in summary.schema.items()]
+        return summary, kinds
+    if "siret" not in {c.name for c in columns}:
+        raise TargetError(
+            f'{table} has no "siret" column; point target at a summary table or let the library create one.'
+        )
+    written = [c for c in columns if c.name in summary.schema]
+    frame = summary.select(
+        _cast_for(c, summary.schema[c.name], backend.dialect, table).alias(c.name) for c in written
+    )
+    _check_fits(frame, written, backend.dialect, table)
+    return frame, written
+
+
+def write_summary(
+    backend: Backend,
+    conn: Any,
+    target: str,
+    summary: pl.DataFrame,
+    *,
+    delete_sirets: Sequence[str] | None = None,
+    force: bool = False,
+    shrink_ratio: float = 0.5,
+    checkpoint: Callable[[str], None] = lambda _: None,
+) -> WriteStats:
+    """Replace the target's rows by ``summary`` in one transaction (or only the given SIRETs').
+
+    ``delete_sirets=None`` replaces the whole table; otherwise the rows whose
+    ``siret`` is in ``delete_sirets`` are deleted and ``summary`` inserted.
+    ``checkpoint(stage)`` is called between steps (it may raise to cancel);
+    any exception rolls the transaction back and leaves the target as it was.
+    """
+    table = quote_table(target)
+    try:
+        columns = backend.describe(conn, target)
+        frame, written = shape_for_target(summary, columns, backend, target)
+        if columns is None:
+            backend.execute(conn, create_table_sql(backend, target, summary.schema))
+            previous = 0
+        else:
+            previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
+        checkpoint("write")
+        staging = backend.ingest_temporary(
+            conn, STAGING, backend.to_storage(frame.to_arrow(), written)
+        )
+        names = ", ".join(quote_identifier(c.name) for c in written)
+        if delete_sirets is None:
+            deleted = previous
+            delete_sql = f"DELETE FROM {table}"
+        else:
+            gone = backend.ingest_temporary(
+                conn, STAGING_DELETE, pl.DataFrame({"siret": list(delete_sirets)}, schema={"siret": pl.String}).to_arrow()
+            )
+            deleted = int(backend.scalar(conn, f"SELECT count(*) FROM {table} WHERE siret IN (SELECT siret FROM {gone})"))
+            delete_sql = f"DELETE FROM {table} WHERE siret IN (SELECT siret FROM {gone})"
+        remaining = previous - deleted + frame.height
+        if previous > 0 and remaining < shrink_ratio * previous and not force:
+            raise ShrinkGuardError(
+                f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%}); "
+                "check the sources, or pass force=True if the shrink is intended."
+            )
+        checkpoint("write")
+        backend.execute(conn, delete_sql)
+        backend.execute(conn, f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}")
+        checkpoint("write")
+        conn.commit()
+    except BaseException as exc:
+        try:
+            conn.rollback()
+        except Exception:  # the connection may be gone; the server rolls back then
+            pass
+        if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
+            raise TargetError(
+                f"writing {target} failed ({driver_reason(exc)}); the table was left unchanged, "
+                "fix the cause and run again."
+            ) from exc
+        raise
+    return WriteStats(previous_rows=previous, inserted=frame.height, deleted=deleted, created=columns is None)

@@ -1,0 +1,188 @@
+"""run() end to end on real SQLite and PostgreSQL: what is written equals compute()."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import siret_summary
+from siret_summary.demo_data import generate, legacy_ddl, write_postgres, write_sqlite
+
+from dbutil import execute, query, read_table, scalar
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return generate(n_pv=3_000, n_invitations=500, seed=7)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path, small_data):
+    """A database holding the legacy tables (with the legacy, empty siret_summary)."""
+    if request.param == "sqlite":
+        location = str(tmp_path / "app.db")
+        write_sqlite(location, *small_data)
+    else:
+        location = request.getfixturevalue("pg_db")
+        write_postgres(location, *small_data)
+    return location
+
+
+def _round_half_even(frame: pl.DataFrame, columns) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c).round(0, mode="half_to_even").cast(pl.Int64) for c in columns)
+
+
+def test_run_into_new_table_equals_compute(database):
+    cfg = siret_summary.Config(target_table="summary_new")
+    result = siret_summary.run(database, config=cfg)
+    expected = siret_summary.compute(database, config=cfg)
+    assert result.status == "completed"
+    assert result.rows == expected.height > 0
+    assert set(result.seconds) == {"read", "compute", "write"}
+    written = read_table(database, "summary_new", expected)
+    assert_frame_equal(written, expected)
+
+
+def test_run_into_legacy_table_keeps_definition(database):
+    expected = siret_summary.compute(database)
+    before_cols = query(database, _columns_sql(database))
+    result = siret_summary.run(database)
+    assert result.rows == expected.height
+    # Columns, types and the dependent view are intact; the indexes are still there.
+    assert_frame_equal(query(database, _columns_sql(database)), before_cols)
+    assert set(_index_names(database)) >= {"idx_summary_statut", "idx_summary_cgt"}
+    assert scalar(database, "SELECT count(*) FROM siret_summary_c4") == expected.filter(
+        pl.col("statut_pap").str.contains("C4")
+    ).height
+    # Counts land in INTEGER columns rounded half to even; everything else as computed.
+    legacy_columns = set(before_cols.get_column(before_cols.columns[0]).to_list())
+    shared = [c for c in expected.columns if c in legacy_columns]
+    integer_counts = [c for c in shared if c.startswith(("inscrits_", "votants_")) or "_voix_" in c]
+    want = _round_half_even(expected.select(shared), integer_counts)
+    assert_frame_equal(read_table(database, "siret_summary", want), want)
+    # Columns the library does not produce are NULL in rewritten rows.
+    assert scalar(database, "SELECT count(*) FROM siret_summary WHERE effectif_siret IS NOT NULL") == 0
+
+
+def _columns_sql(location: str) -> str:
+    if location.startswith("postgresql://"):
+        return (
+            "SELECT column_name::text AS name, data_type::text AS type, character_maximum_length::int AS len "
+            "FROM information_schema.columns WHERE table_name = 'siret_summary' ORDER BY ordinal_position"
+        )
+    return "SELECT name, type FROM pragma_table_info('siret_summary') ORDER BY cid"
+
+
+def _index_names(location: str) -> list[str]:
+    if location.startswith("postgresql://"):
+        sql = "SELECT indexname::text AS n FROM pg_indexes WHERE tablename = 'siret_summary'"
+    else:
+        sql = "SELECT name AS n FROM sqlite_master WHERE type = 'index' AND tbl_name = 'siret_summary'"
+    return query(location, sql).get_column("n").to_list()
+
+
+def test_readers_see_old_or_new_table_never_partial(database):
+    # Two source states that give different row counts, written alternately
+    # into the same target while a reader polls count(*).
+    execute(database, 'CREATE TABLE "Tous_PV_subset" AS SELECT * FROM "Tous_PV" WHERE id_pv % 4 <> 0')
+    full = siret_summary.Config()
+    subset = siret_summary.Config(pv_table="Tous_PV_subset")
+    siret_summary.run(database, config=full)
+    old = scalar(database, "SELECT count(*) FROM siret_summary")
+    new = siret_summary.compute(database, config=subset).height
+    assert new != old and new >= old / 2
+
+    seen: set[int] = set()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    is_pg = database.startswith("postgresql://")
+
+    def poll():
+        from dbutil import connect
+
+        conn = connect(database)
+        cur = conn.cursor()
+        if not is_pg:
+            cur.execute("PRAGMA busy_timeout = 10000")
+        try:
+            while not stop.is_set():
+                cur.execute("SELECT count(*) FROM siret_summary")
+                seen.add(cur.fetchone()[0])
+                conn.commit()  # end the read transaction: the next poll sees the latest commit
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(3):
+            siret_summary.run(database, config=subset)
+            time.sleep(0.05)
+            siret_summary.run(database, config=full)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not errors, errors
+    assert seen <= {old, new}, seen
+    assert seen == {old, new}, seen  # the reader polls between runs, so it saw both
+
+
+def test_failure_during_write_leaves_table_exactly_as_it_was(database):
+    siret_summary.run(database)
+    before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
+    execute(database, 'DELETE FROM "Tous_PV" WHERE id_pv % 3 = 0')  # the next run would change rows
+    if database.startswith("postgresql://"):
+        execute(
+            database,
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$",
+            "CREATE TRIGGER boom BEFORE INSERT ON siret_summary FOR EACH ROW EXECUTE FUNCTION boom()",
+        )
+    else:
+        execute(
+            database,
+            "CREATE TRIGGER boom BEFORE INSERT ON siret_summary BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+    with pytest.raises(siret_summary.TargetError, match="injected failure"):
+        siret_summary.run(database)
+    assert_frame_equal(query(database, "SELECT * FROM siret_summary ORDER BY siret"), before)
+
+
+def test_shrink_guard_refuses_and_force_passes(database):
+    siret_summary.run(database)
+    before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
+    execute(database, 'DELETE FROM "Tous_PV" WHERE id_pv % 10 <> 0', "DELETE FROM invitations")
+    with pytest.raises(siret_summary.ShrinkGuardError, match="force=True"):
+        siret_summary.run(database)
+    assert_frame_equal(query(database, "SELECT * FROM siret_summary ORDER BY siret"), before)
+    result = siret_summary.run(database, force=True)
+    assert result.rows == scalar(database, "SELECT count(*) FROM siret_summary") < before.height / 2
+
+
+def test_value_too_long_for_varchar_names_the_column(database):
+    siret_summary.run(database)
+    before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
+    long_name = "X" * 150
+    execute(database, f"UPDATE \"Tous_PV\" SET \"UD\" = '{long_name}'")
+    with pytest.raises(siret_summary.TargetError, match=r'"ud_c\d".*VARCHAR\(80\)'):
+        siret_summary.run(database)
+    assert_frame_equal(query(database, "SELECT * FROM siret_summary ORDER BY siret"), before)
+
+
+def test_legacy_ddl_is_usable_for_a_fresh_target(tmp_path, small_data):
+    # A target database separate from the source, with only the legacy summary table.
+    source = str(tmp_path / "source.db")
+    target = str(tmp_path / "target.db")
+    write_sqlite(source, *small_data)
+    statements = [s for s in legacy_ddl("sqlite", widen_source_varchar=False) if "siret_summary" in s]
+    execute(target, *statements)
+    result = siret_summary.run(source, target)
+    assert result.rows == scalar(target, "SELECT count(*) FROM siret_summary") > 0
+    assert scalar(source, "SELECT count(*) FROM siret_summary") == 0
