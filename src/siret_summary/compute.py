@@ -18,7 +18,11 @@ def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:
     # the optimiser copies their large normalisation expressions into each one.
     pv = normalize_pv(raw.pv, config.pv_columns).cache()
     invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
-    summary, counts = pl.collect_all([summary_frame(pv, invitations, config), report_frame(pv, invitations)])
+    # The in-memory engine: the data fits in memory by design (the sources are
+    # Arrow tables already) and it measured faster than streaming here.
+    summary, counts = pl.collect_all(
+        [summary_frame(pv, invitations, config), report_frame(pv, invitations)], engine="in-memory"
+    )
     return summary, parse_report(counts.row(0, named=True))
 
 

