@@ -6,7 +6,8 @@ and the exceptions of :mod:`siret_summary.errors`.
 
 from .compute import compute, compute_report
 from .config import Config, Cycle
-from .runner import RunResult, run
+from .retry import RetryPolicy
+from .runner import RunResult, cancel, history, run, status
 from .errors import (
     CancelledError,
     ConfigError,
@@ -27,7 +28,11 @@ __all__ = [
     "SiretSummaryError",
     "SourceError",
     "TargetError",
+    "RetryPolicy",
     "RunResult",
+    "cancel",
+    "history",
+    "status",
     "compute",
     "compute_report",
     "run",

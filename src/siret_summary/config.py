@@ -153,6 +153,11 @@ class Config:
     shrink_ratio
         ``run`` refuses to replace a non-empty summary by one with fewer than
         ``shrink_ratio`` × its rows, unless ``force=True``.
+    status_table, history
+        Table of run records (in the target database; beside the file for
+        SQLite) and how many runs it keeps.
+    retries
+        How many times a transient database error is retried.
 
     Examples
     --------
@@ -172,6 +177,9 @@ class Config:
     target_table: str = "siret_summary"
     state_table: str = "siret_summary_state"
     shrink_ratio: float = 0.5
+    status_table: str = "siret_summary_runs"
+    history: int = 20
+    retries: int = 3
 
     def __post_init__(self) -> None:
         cycles = self.cycles
@@ -192,7 +200,11 @@ class Config:
             "invitation_columns",
             _mapping(self.invitation_columns, DEFAULT_INVITATION_COLUMNS, "invitation_columns"),
         )
-        for name in ("pv_table", "invitations_table", "target_table", "state_table"):
+        for name in ("history", "retries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "history" else 0):
+                raise ConfigError(f"{name} is {value!r}; give a whole number (history ≥ 1, retries ≥ 0).")
+        for name in ("pv_table", "invitations_table", "target_table", "state_table", "status_table"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{name} is {value!r}; give a table name such as 'siret_summary'.")

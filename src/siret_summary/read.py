@@ -41,7 +41,7 @@ def driver_reason(exc: BaseException) -> str:
 def connected(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
     """An open connection; connection failures become one clear sentence."""
     try:
-        conn = backend.connect()
+        conn = backend.connect(role)
     except Exception as exc:
         raise error(
             f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "

@@ -1,32 +1,43 @@
-"""run(): read → compute → write → report, timed per stage."""
+"""run(): guard → read → compute → write → report, observable and cancellable."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .compute import summarise
 from .config import Config, as_config
 from .db import Backend, open_backend
-from .errors import ConfigError, TargetError
+from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
+from .guard import RunGuard, is_running
 from .read import connected, read_sources
+from .retry import RetryPolicy
+from .status import StatusStore, now_iso, public_view
 from .write import write_summary
 
 log = logging.getLogger("siret_summary")
+
+#: Percent reached at the start of each stage; a stage's progress runs up to the next one.
+STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
 
 
 @dataclass
 class RunResult:
     """What one run did.
 
-    ``status`` is ``completed`` (or, from the orchestration layer,
-    ``already_running``/``failed``/``cancelled``); ``rows`` is the number of rows
-    written; ``rejected`` and ``warnings`` count source rows by reason;
-    ``seconds`` holds the duration of each stage (``read``, ``compute``, ``write``).
+    ``status``: ``completed``, ``cancelled`` or ``already_running`` (a failed run
+    raises instead, after recording ``failed``). ``rows`` is the size of the
+    written summary; ``inserted``/``updated``/``deleted`` count target rows;
+    ``rejected``/``warnings`` count source rows by reason; ``seconds`` holds the
+    duration of each stage (``read``, ``compute``, ``write``).
     """
 
     status: str
@@ -39,6 +50,7 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     mode: str = "full"
     target: str | None = None
+    run_id: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     error: str | None = None
@@ -46,9 +58,13 @@ class RunResult:
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    def summary(self) -> dict[str, Any]:
+        """The ``result`` object of the status JSON."""
+        return {
+            "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
+            "deleted": self.deleted, "rejected": self.rejected, "warnings": self.warnings,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "mode": self.mode,
+        }  # fmt: skip
 
 
 def target_backend(source: Any, target: Any) -> Backend:
@@ -60,6 +76,131 @@ def target_backend(source: Any, target: Any) -> Backend:
     return open_backend(location, must_exist=False)
 
 
+def status_store(backend: Backend, config: Config) -> StatusStore:
+    return StatusStore(backend.status_backend(), config.status_table, config.target_table)
+
+
+class _Run:
+    """One guarded run: persists its record, reports progress, honours cancellation."""
+
+    def __init__(self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy) -> None:
+        self.backend = backend
+        self.config = config
+        self.on_status = on_status
+        self.cancel = cancel
+        self.retry = retry
+        self.store = status_store(backend, config)
+        self.status_conn: Any = None
+        self.record: dict[str, Any] = {}
+
+    # --- status ---------------------------------------------------------------
+    def _persist(self, **fields: Any) -> None:
+        self.record.update(fields)
+        try:
+            self.store.update(self.status_conn, self.record["run_id"], **fields)
+        except Exception as exc:  # status is best effort: the data path must not fail for it
+            log.warning("could not record the run status (%s); reconnecting", exc)
+            try:
+                self.status_conn = self.store.backend.connect("status")
+                self.store.update(self.status_conn, self.record["run_id"], **fields)
+            except Exception as again:
+                log.warning("run status not recorded: %s", again)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_status is None:
+            return
+        try:
+            self.on_status(public_view(self.record))
+        except Exception:
+            log.exception("on_status callback raised; the run goes on")
+
+    def progress(self, stage: str, percent: float) -> None:
+        percent = round(max(percent, self.record.get("progress_percent") or 0.0), 1)
+        self._persist(progress_stage=stage, progress_percent=percent)
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise CancelledError("the run was cancelled by its caller; the target is unchanged.")
+        try:
+            requested = self.store.cancel_requested(self.status_conn, self.record["run_id"])
+        except Exception:
+            requested = False
+        if requested:
+            raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
+
+    # --- the run ----------------------------------------------------------------
+    def execute(self, source: Any, *, mode: str, force: bool) -> RunResult:
+        self.status_conn = self.store.backend.connect("status")
+        try:
+            self.record = self.store.start(self.status_conn)
+            self.store.mark_stale(self.status_conn, self.record["run_id"])
+            result = RunResult(status="running", mode=mode, target=self.config.target_table,
+                               run_id=self.record["run_id"], started_at=self.record["started_at"])
+            self._notify()
+            log.info("rebuild of %s started (run %s, mode=%s)", self.config.target_table, result.run_id, mode)
+            try:
+                self._stages(source, result, force=force)
+            except CancelledError as exc:
+                result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
+                self._persist(status="cancelled", completed_at=result.completed_at, error=str(exc))
+                log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
+                return result
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, SiretSummaryError) else (
+                    f"unexpected {type(exc).__name__}: {exc}; the target is unchanged, please report this."
+                )
+                self._persist(status="failed", completed_at=now_iso(), error=message)
+                log.error("rebuild of %s failed: %s", self.config.target_table, message)
+                raise
+            result.status, result.completed_at = "completed", now_iso()
+            self._persist(status="completed", completed_at=result.completed_at, result=result.summary(),
+                          progress_stage="done", progress_percent=100.0)
+            self.store.prune(self.status_conn, self.config.history)
+            log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
+                     result.rows, sum(result.seconds.values()))
+            return result
+        finally:
+            try:
+                self.status_conn.close()
+            except Exception:
+                pass
+
+    def _stages(self, source: Any, result: RunResult, *, force: bool) -> None:
+        config = self.config
+        self.progress("read", STAGE_START["read"])
+        t0 = time.perf_counter()
+        raw = self.retry.call(lambda: read_sources(source, config), what="read")
+        result.seconds["read"] = time.perf_counter() - t0
+        log.info("read: %.3f s", result.seconds["read"])
+
+        self.progress("compute", STAGE_START["compute"])
+        t0 = time.perf_counter()
+        summary, report = summarise(raw, config)
+        result.seconds["compute"] = time.perf_counter() - t0
+        result.rejected, result.warnings = report.rejected, report.warnings
+        log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], summary.height, report.rejected)
+
+        self.progress("write", STAGE_START["write"])
+        t0 = time.perf_counter()
+        span = STAGE_START["done"] - 5.0 - STAGE_START["write"]
+
+        def write_once():
+            with connected(self.backend, role="write", error=TargetError) as conn:
+                self.progress("write", STAGE_START["write"])
+                return write_summary(
+                    self.backend, conn, config.target_table, summary, force=force,
+                    shrink_ratio=config.shrink_ratio,
+                    checkpoint=lambda done: self.progress("write", STAGE_START["write"] + span * done),
+                )
+
+        stats = self.retry.call(write_once, what="write")
+        result.seconds["write"] = time.perf_counter() - t0
+        result.rows, result.inserted, result.deleted = summary.height, stats.inserted, stats.deleted
+        log.info("write: %.3f s, %d rows inserted, %d deleted", result.seconds["write"], stats.inserted, stats.deleted)
+
+
 def run(
     source: Any,
     target: Any = None,
@@ -67,15 +208,23 @@ def run(
     config: Config | None = None,
     mode: str = "full",
     force: bool = False,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    cancel: CancelToken | None = None,
+    lock_path: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> RunResult:
-    """Rebuild the target summary table from the sources.
+    """Rebuild the target summary table from the sources, guarded against double runs.
 
     ``source`` is anything :func:`siret_summary.compute` accepts; ``target`` a
-    ``postgresql://`` URI or SQLite path, by default the source database. The
-    target table (``config.target_table``) is created when missing and
-    otherwise rewritten in place in one transaction. Raises a
-    :class:`~siret_summary.SiretSummaryError` subclass on bad input; the target
-    is then unchanged.
+    ``postgresql://`` URI or SQLite path, by default the source database.
+    Another run of the same target in progress (any process, any host on
+    PostgreSQL) → a result with ``status == "already_running"``. ``on_status``
+    receives the status JSON at every transition and progress step;
+    ``cancel`` is any object with ``is_set()`` (a ``threading.Event``), also
+    :func:`siret_summary.cancel` works from another process. Transient database
+    errors are retried per ``retry``. Bad input raises a
+    :class:`~siret_summary.SiretSummaryError` subclass; the target is then
+    unchanged and the status says ``failed``.
 
     Examples
     --------
@@ -86,32 +235,96 @@ def run(
     >>> result = siret_summary.run(path)
     >>> result.status, result.rows > 0
     ('completed', True)
+    >>> siret_summary.status(path)["status"]
+    'completed'
     """
     config = as_config(config)
     if mode not in ("full",):
         raise ConfigError(f"mode {mode!r} is not supported; use mode='full'.")
+    retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = target_backend(source, target)
-    result = RunResult(status="running", mode=mode, target=config.target_table, started_at=now_iso())
-    log.info("rebuild of %s started (mode=%s)", config.target_table, mode)
-
-    t0 = time.perf_counter()
-    raw = read_sources(source, config)
-    result.seconds["read"] = time.perf_counter() - t0
-    log.info("read: %.3f s", result.seconds["read"])
-
-    t0 = time.perf_counter()
-    summary, report = summarise(raw, config)
-    result.seconds["compute"] = time.perf_counter() - t0
-    result.rejected, result.warnings = report.rejected, report.warnings
-    log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], summary.height, report.rejected)
-
-    t0 = time.perf_counter()
-    with connected(backend, role="target", error=TargetError) as conn:
-        stats = write_summary(
-            backend, conn, config.target_table, summary, force=force, shrink_ratio=config.shrink_ratio
+    guard = RunGuard(backend, config.target_table, lock_path=lock_path)
+    if not retry.call(lambda: _acquire(guard, backend), what="lock"):
+        started = _started_at_of_running(backend, config)
+        log.info("rebuild of %s already running since %s", config.target_table, started)
+        return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
+    try:
+        return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry).execute(
+            source, mode=mode, force=force
         )
-    result.seconds["write"] = time.perf_counter() - t0
-    result.rows, result.inserted, result.deleted = summary.height, stats.inserted, stats.deleted
-    result.status, result.completed_at = "completed", now_iso()
-    log.info("write: %.3f s; completed with %d rows", result.seconds["write"], result.rows)
-    return result
+    finally:
+        guard.release()
+
+
+def _acquire(guard: RunGuard, backend: Backend) -> bool:
+    try:
+        return guard.acquire()
+    except Exception as exc:
+        from .read import driver_reason
+
+        raise TargetError(
+            f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "
+            "check the URI and that the server is running and reachable."
+        ) from exc
+
+
+def _started_at_of_running(backend: Backend, config: Config) -> str | None:
+    """The winner writes its record right after taking the lock: wait a moment for it."""
+    store = status_store(backend, config)
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            conn = store.backend.connect("status")
+            try:
+                latest = store.history(conn, 1)
+            finally:
+                conn.close()
+        except Exception:
+            latest = []
+        if latest and latest[0]["status"] == "running":
+            return latest[0]["started_at"]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def status(target: Any, *, config: Config | None = None, lock_path: str | None = None) -> dict[str, Any] | None:
+    """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
+
+    A record still saying ``running`` whose run holds no lock any more (the
+    process was killed) reads ``interrupted``.
+    """
+    config = as_config(config)
+    backend = open_backend(target, must_exist=False)
+    store = status_store(backend, config)
+    if not store.backend.exists():
+        return None
+    with connected(store.backend, role="status", error=TargetError) as conn:
+        latest = store.history(conn, 1)
+    if not latest:
+        return None
+    record = latest[0]
+    interrupted = record["status"] == "running" and not is_running(
+        backend, config.target_table, record, lock_path=lock_path
+    )
+    return public_view(record, interrupted=interrupted)
+
+
+def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The last ``limit`` runs' status JSON, newest first (as stored)."""
+    config = as_config(config)
+    store = status_store(open_backend(target, must_exist=False), config)
+    if not store.backend.exists():
+        return []
+    with connected(store.backend, role="status", error=TargetError) as conn:
+        return [public_view(r) for r in store.history(conn, limit)]
+
+
+def cancel(target: Any, *, config: Config | None = None) -> bool:
+    """Ask the running rebuild of ``target`` (in any process) to stop; False when none runs."""
+    config = as_config(config)
+    store = status_store(open_backend(target, must_exist=False), config)
+    if not store.backend.exists():
+        return False
+    with connected(store.backend, role="status", error=TargetError) as conn:
+        return store.request_cancel(conn)

@@ -115,13 +115,14 @@ def write_summary(
     delete_sirets: Sequence[str] | None = None,
     force: bool = False,
     shrink_ratio: float = 0.5,
-    checkpoint: Callable[[str], None] = lambda _: None,
+    checkpoint: Callable[[float], None] = lambda _: None,
 ) -> WriteStats:
     """Replace the target's rows by ``summary`` in one transaction (or only the given SIRETs').
 
     ``delete_sirets=None`` replaces the whole table; otherwise the rows whose
     ``siret`` is in ``delete_sirets`` are deleted and ``summary`` inserted.
-    ``checkpoint(stage)`` is called between steps (it may raise to cancel);
+    ``checkpoint(fraction_done)`` is called between steps and ingest batches
+    (it may raise to cancel);
     any exception rolls the transaction back and leaves the target as it was.
     """
     table = quote_table(target)
@@ -133,9 +134,10 @@ def write_summary(
             previous = 0
         else:
             previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
-        checkpoint("write")
+        checkpoint(0.05)
         staging = backend.ingest_temporary(
-            conn, STAGING, backend.to_storage(frame.to_arrow(), written)
+            conn, STAGING, backend.to_storage(frame.to_arrow(), written),
+            between=lambda done: checkpoint(0.05 + 0.75 * done),
         )
         names = ", ".join(quote_identifier(c.name) for c in written)
         if delete_sirets is None:
@@ -153,10 +155,10 @@ def write_summary(
                 f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%}); "
                 "check the sources, or pass force=True if the shrink is intended."
             )
-        checkpoint("write")
+        checkpoint(0.85)
         backend.execute(conn, delete_sql)
         backend.execute(conn, f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}")
-        checkpoint("write")
+        checkpoint(0.95)
         conn.commit()
     except BaseException as exc:
         try:

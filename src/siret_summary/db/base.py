@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +65,8 @@ class Backend(ABC):
     uri: str
 
     @abstractmethod
-    def connect(self) -> Any:
-        """A new ADBC DB-API connection (autocommit off)."""
+    def connect(self, role: str = "main") -> Any:
+        """A new ADBC DB-API connection (autocommit off); ``role`` names it where the server shows names."""
 
     @abstractmethod
     def describe(self, conn: Any, table: str) -> list[Column] | None:
@@ -91,6 +91,30 @@ class Backend(ABC):
     @abstractmethod
     def staging_prefix(self) -> str:
         """Schema prefix under which temporary ingested tables are visible."""
+
+    @abstractmethod
+    def param(self, index: int) -> str:
+        """Placeholder of the ``index``-th (1-based) bound parameter."""
+
+    @abstractmethod
+    def lock_path(self, table: str) -> str:
+        """Default path of the file lock guarding rebuilds of ``table``."""
+
+    @abstractmethod
+    def status_backend(self) -> "Backend":
+        """Where run status records live so every process can read them."""
+
+    def exists(self) -> bool:
+        """Whether the database exists without creating it (a SQLite file may not)."""
+        return True
+
+    def try_host_lock(self, conn: Any, key: int) -> bool:
+        """Take a lock that other hosts sharing this database see (none by default)."""
+        return True
+
+    def host_lock_held(self, conn: Any, key: int) -> bool | None:
+        """Whether anyone holds that lock; None when the backend has no such lock."""
+        return None
 
     def display(self) -> str:
         """The URI without its password, for messages."""
@@ -120,11 +144,21 @@ class Backend(ABC):
         finally:
             cur.close()
 
-    def ingest_temporary(self, conn: Any, name: str, data: pa.Table) -> str:
-        """Bulk-load ``data`` into a new temporary table; returns its qualified name."""
+    def ingest_temporary(
+        self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,
+        between: Callable[[float], None] = lambda _: None,
+    ) -> str:
+        """Bulk-load ``data`` into a new temporary table, in batches; returns its qualified name.
+
+        ``between(fraction_done)`` runs after each batch (it may raise to cancel).
+        """
         cur = conn.cursor()
         try:
-            cur.adbc_ingest(name, data, mode="create", temporary=True)
+            starts = range(0, max(data.num_rows, 1), batch_rows)
+            for i, start in enumerate(starts):
+                batch = data.slice(start, batch_rows)
+                cur.adbc_ingest(name, batch, mode="create" if i == 0 else "append", temporary=True)
+                between(min(1.0, (start + batch.num_rows) / max(data.num_rows, 1)))
         finally:
             cur.close()
         return f"{self.staging_prefix}{quote_identifier(name)}"

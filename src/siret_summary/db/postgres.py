@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +20,10 @@ class PostgresBackend(Backend):
     def __init__(self, uri: str) -> None:
         self.uri = uri
 
-    def connect(self) -> Any:
-        return pg_dbapi.connect(self.uri)
+    def connect(self, role: str = "main") -> Any:
+        # application_name lets a DBA (and the tests) tell the run's sessions apart.
+        sep = "&" if "?" in self.uri else "?"
+        return pg_dbapi.connect(f"{self.uri}{sep}application_name=siret_summary:{role}")
 
     def describe(self, conn: Any, table: str) -> list[Column] | None:
         parts = split_table(table)
@@ -51,3 +56,30 @@ class PostgresBackend(Backend):
     @property
     def staging_prefix(self) -> str:
         return ""
+
+    def param(self, index: int) -> str:
+        return f"${index}"
+
+    def lock_path(self, table: str) -> str:
+        digest = hashlib.sha256(f"{self.display()}|{table}".encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"siret_summary-{digest}.lock")
+
+    def status_backend(self) -> "PostgresBackend":
+        return self
+
+    # Session-level advisory lock (namespace, key): held until released or the
+    # session ends, so a killed run frees it; visible to every host via pg_locks.
+    _NAMESPACE = 0x5353  # "SS"
+
+    def try_host_lock(self, conn: Any, key: int) -> bool:
+        return bool(self.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
+
+    def host_lock_held(self, conn: Any, key: int) -> bool | None:
+        return bool(
+            self.scalar(
+                conn,
+                "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2",
+                [self._NAMESPACE, key & 0xFFFFFFFF],
+            )
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ class SQLiteBackend(Backend):
         self.path = path
         self.uri = uri
 
-    def connect(self) -> Any:
+    def connect(self, role: str = "main") -> Any:
         conn = sqlite_dbapi.connect(self.path)
         cur = conn.cursor()
         try:
@@ -65,3 +66,18 @@ class SQLiteBackend(Backend):
     @property
     def staging_prefix(self) -> str:
         return "temp."
+
+    def param(self, index: int) -> str:
+        return "?"
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.path)
+
+    def lock_path(self, table: str) -> str:
+        return f"{os.path.abspath(self.path)}.{table}.lock"
+
+    def status_backend(self) -> "SQLiteBackend":
+        # A side file, not the target database: SQLite lets one writer at a
+        # time, and status updates must not wait for the data transaction.
+        status_path = f"{os.path.abspath(self.path)}.status.db"
+        return SQLiteBackend(status_path, status_path)

@@ -1,0 +1,98 @@
+"""Guard: at most one rebuild of a target at a time, across processes and hosts.
+
+A non-blocking ``filelock`` per target (processes of one host), and on
+PostgreSQL a session-level ``pg_try_advisory_lock`` held on a dedicated
+connection (app instances on other hosts). Taking the locks *is* the
+check-and-start: there is no window between "is anyone running?" and "I run".
+A killed process loses both (the OS closes its file, the server ends its
+session), so a crash never leaves the target locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import filelock
+
+from .db.base import Backend
+from .status import HOST
+
+
+def lock_key(table: str) -> int:
+    """A stable signed 32-bit key for the advisory lock of ``table``."""
+    value = int.from_bytes(hashlib.sha256(f"siret_summary:{table}".encode()).digest()[:4], "big")
+    return value - 2**32 if value >= 2**31 else value
+
+
+class RunGuard:
+    """Hold with ``acquire()`` → bool, free with ``release()``."""
+
+    def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None) -> None:
+        self.backend = backend
+        self.table = table
+        self.key = lock_key(table)
+        self.path = lock_path or backend.lock_path(table)
+        self._file = filelock.FileLock(self.path, timeout=0, thread_local=False)
+        self._conn: Any = None
+
+    def acquire(self) -> bool:
+        try:
+            self._file.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        try:
+            conn = self.backend.connect("guard")
+            if not self.backend.try_host_lock(conn, self.key):
+                conn.close()
+                self._file.release()
+                return False
+        except BaseException:
+            self._file.release()
+            raise
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()  # ends the session: frees the advisory lock
+            except Exception:
+                pass
+            self._conn = None
+        if self._file.is_locked:
+            self._file.release()
+
+
+def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_path: str | None = None) -> bool:
+    """Whether the run of a ``running`` record is alive (else it was interrupted)."""
+    conn = backend.connect("status")
+    try:
+        held = backend.host_lock_held(conn, lock_key(table))
+    finally:
+        conn.close()
+    if held is not None:
+        return held
+    # No server-side lock (SQLite): the owner process must be alive and hold the file lock.
+    if record.get("owner_host") == HOST and not _pid_alive(int(record.get("owner_pid") or 0)):
+        return False
+    probe = filelock.FileLock(lock_path or backend.lock_path(table), timeout=0, thread_local=False)
+    try:
+        probe.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    probe.release()
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

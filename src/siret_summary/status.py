@@ -1,0 +1,165 @@
+"""Run status records: persisted where every process and host can read them.
+
+One row per run in a small table (``siret_summary_runs`` by default) of the
+target database on PostgreSQL, of a side file ``<target>.status.db`` on SQLite
+(see :meth:`~siret_summary.db.sqlite.SQLiteBackend.status_backend`). The JSON
+shape is the seed application's: ``task_id``, ``status``, ``description``,
+``started_at``, ``completed_at``, ``progress`` {stage, percent}, ``result``,
+``error``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .db.base import Backend, quote_table
+
+TASK_ID = "build_siret_summary"
+DESCRIPTION = "Reconstruction de la table siret_summary"
+FINAL = ("completed", "failed", "cancelled", "interrupted")
+HOST = socket.gethostname()
+
+_COLUMNS = (
+    "run_id", "task_id", "target_table", "status", "description", "started_at", "completed_at",
+    "progress_stage", "progress_percent", "result", "error", "owner_host", "owner_pid", "cancel_requested",
+)  # fmt: skip
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class StatusStore:
+    """Reads and writes the run records of one target table."""
+
+    backend: Backend
+    table: str
+    target_table: str
+
+    def _q(self) -> str:
+        return quote_table(self.table)
+
+    def ensure(self, conn: Any) -> None:
+        self.backend.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {self._q()} ("
+            "run_id TEXT PRIMARY KEY, task_id TEXT, target_table TEXT, status TEXT, description TEXT,"
+            " started_at TEXT, completed_at TEXT, progress_stage TEXT, progress_percent DOUBLE PRECISION,"
+            " result TEXT, error TEXT, owner_host TEXT, owner_pid INTEGER, cancel_requested INTEGER)",
+        )
+        conn.commit()
+
+    def _exists(self, conn: Any) -> bool:
+        return self.backend.describe(conn, self.table) is not None
+
+    def start(self, conn: Any) -> dict[str, Any]:
+        """Insert a new ``running`` record and return it."""
+        self.ensure(conn)
+        record = {
+            "run_id": uuid.uuid4().hex, "task_id": TASK_ID, "target_table": self.target_table,
+            "status": "running", "description": DESCRIPTION, "started_at": now_iso(),
+            "completed_at": None, "progress_stage": "pending", "progress_percent": 0.0,
+            "result": None, "error": None, "owner_host": HOST, "owner_pid": os.getpid(),
+            "cancel_requested": 0,
+        }  # fmt: skip
+        params = ", ".join(self.backend.param(i + 1) for i in range(len(_COLUMNS)))
+        self.backend.execute(
+            conn, f"INSERT INTO {self._q()} ({', '.join(_COLUMNS)}) VALUES ({params})",
+            [record[c] for c in _COLUMNS],
+        )
+        conn.commit()
+        return record
+
+    def update(self, conn: Any, run_id: str, **fields: Any) -> None:
+        if "result" in fields and fields["result"] is not None:
+            fields["result"] = json.dumps(fields["result"])
+        names = list(fields)
+        sets = ", ".join(f"{n} = {self.backend.param(i + 1)}" for i, n in enumerate(names))
+        self.backend.execute(
+            conn,
+            f"UPDATE {self._q()} SET {sets} WHERE run_id = {self.backend.param(len(names) + 1)}",
+            [fields[n] for n in names] + [run_id],
+        )
+        conn.commit()
+
+    def mark_stale(self, conn: Any, keep_run_id: str) -> None:
+        """Records left ``running`` by crashed runs become ``interrupted`` (we hold the lock)."""
+        p = self.backend.param
+        self.backend.execute(
+            conn,
+            f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)}"
+            f" WHERE status = 'running' AND target_table = {p(2)} AND run_id <> {p(3)}",
+            [now_iso(), self.target_table, keep_run_id],
+        )
+        conn.commit()
+
+    def prune(self, conn: Any, keep: int) -> None:
+        p = self.backend.param
+        self.backend.execute(
+            conn,
+            f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND run_id NOT IN ("
+            f"SELECT run_id FROM {self._q()} WHERE target_table = {p(2)}"
+            f" ORDER BY started_at DESC LIMIT {int(keep)})",
+            [self.target_table, self.target_table],
+        )
+        conn.commit()
+
+    def request_cancel(self, conn: Any) -> bool:
+        """Flag the running run for cancellation; False when none is running."""
+        if not self._exists(conn):
+            return False
+        where = f"WHERE status = 'running' AND target_table = {self.backend.param(1)}"
+        running = self.backend.scalar(conn, f"SELECT count(*) FROM {self._q()} {where}", [self.target_table])
+        self.backend.execute(conn, f"UPDATE {self._q()} SET cancel_requested = 1 {where}", [self.target_table])
+        conn.commit()
+        return bool(running)
+
+    def cancel_requested(self, conn: Any, run_id: str) -> bool:
+        value = self.backend.scalar(
+            conn, f"SELECT cancel_requested FROM {self._q()} WHERE run_id = {self.backend.param(1)}", [run_id]
+        )
+        return bool(value)
+
+    def history(self, conn: Any, limit: int = 1) -> list[dict[str, Any]]:
+        """The latest records, newest first, as raw dicts."""
+        if not self._exists(conn):
+            return []
+        rows = self.backend.fetch_arrow(
+            conn,
+            f"SELECT {', '.join(_COLUMNS)} FROM {self._q()} WHERE target_table = {self.backend.param(1)}"
+            f" ORDER BY started_at DESC LIMIT {int(limit)}",
+            [self.target_table],
+        )
+        return rows.to_pylist()
+
+
+def public_view(record: dict[str, Any], *, interrupted: bool = False) -> dict[str, Any]:
+    """A stored record as the seed-compatible status JSON."""
+    status = "interrupted" if interrupted else record["status"]
+    result = record.get("result")
+    out: dict[str, Any] = {
+        "task_id": record["task_id"],
+        "run_id": record["run_id"],
+        "status": status,
+        "description": record["description"],
+        "started_at": record["started_at"],
+        "completed_at": record["completed_at"],
+        "progress": {"stage": record["progress_stage"], "percent": record["progress_percent"]},
+        "result": json.loads(result) if isinstance(result, str) else result,
+        "error": record["error"],
+        "target": record["target_table"],
+    }
+    started = dt.datetime.fromisoformat(record["started_at"])
+    if status == "running":
+        out["elapsed_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 3)
+    elif record["completed_at"]:
+        ended = dt.datetime.fromisoformat(record["completed_at"])
+        out["duration_seconds"] = round((ended - started).total_seconds(), 3)
+    return out
