@@ -20,6 +20,12 @@ def small_data():
     return generate(n_pv=3_000, n_invitations=500, seed=7)
 
 
+@pytest.fixture(scope="module")
+def small_typed_data():
+    """The same rows typed as PostgreSQL declares them (no text in FLOAT columns)."""
+    return generate(n_pv=3_000, n_invitations=500, seed=7, sqlite_mess=False)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path, small_data):
     """A database holding the legacy tables (with the legacy, empty siret_summary)."""
@@ -28,7 +34,7 @@ def database(request, tmp_path, small_data):
         write_sqlite(location, *small_data)
     else:
         location = request.getfixturevalue("pg_db")
-        write_postgres(location, *small_data)
+        write_postgres(location, *request.getfixturevalue("small_typed_data"))
     return location
 
 
