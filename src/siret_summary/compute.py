@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -9,21 +11,75 @@ import polars as pl
 from .config import Config, as_config
 from .normalize import normalize_invitations, normalize_pv
 from .read import RawSources, read_sources
+from .incremental import Diff, diff, fingerprints
 from .summary import Report, parse_report, report_frame, summary_frame
+
+
+def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Normalised PV rows and invitations, lazily.
+
+    ``cache()``: both frames feed several branches (elections, report,
+    fingerprints); without it the optimiser copies their large normalisation
+    expressions into each branch.
+    """
+    pv = normalize_pv(raw.pv, config.pv_columns).cache()
+    invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
+    return pv, invitations
+
+
+def _collect(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+    # The in-memory engine: the data fits in memory by design (the sources are
+    # Arrow tables already) and it measured faster than streaming here.
+    return pl.collect_all(frames, engine="in-memory")
 
 
 def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:
     """Normalise and summarise raw frames: one lazy plan, collected once (with its report)."""
-    # cache(): both frames feed several branches (elections, report); without it
-    # the optimiser copies their large normalisation expressions into each one.
-    pv = normalize_pv(raw.pv, config.pv_columns).cache()
-    invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
-    # The in-memory engine: the data fits in memory by design (the sources are
-    # Arrow tables already) and it measured faster than streaming here.
-    summary, counts = pl.collect_all(
-        [summary_frame(pv, invitations, config), report_frame(pv, invitations)], engine="in-memory"
-    )
+    pv, invitations = normalise(raw, config)
+    summary, counts = _collect([summary_frame(pv, invitations, config), report_frame(pv, invitations)])
     return summary, parse_report(counts.row(0, named=True))
+
+
+@dataclass
+class Computation:
+    """Everything a run needs from the sources: the summary rows, the report, the fingerprints."""
+
+    summary: pl.DataFrame
+    report: Report
+    fingerprints: pl.DataFrame
+
+
+def summarise_with_fingerprints(
+    raw: RawSources, config: Config, *, only: pl.Series | None = None
+) -> Computation:
+    """Full computation plus per-SIRET fingerprints; ``only`` restricts both to these SIRETs."""
+    pv, invitations = normalise(raw, config)
+    if only is not None:
+        pv = pv.filter(pl.col("siret").is_in(only.implode()))
+        invitations = invitations.filter(pl.col("siret").is_in(only.implode()))
+    summary, counts, prints = _collect(
+        [summary_frame(pv, invitations, config), report_frame(pv, invitations), fingerprints(pv, invitations)]
+    )
+    return Computation(summary, parse_report(counts.row(0, named=True)), prints)
+
+
+def scan_changes(
+    raw: RawSources, config: Config, stored: Callable[[], pl.DataFrame]
+) -> tuple[Computation, Diff]:
+    """Incremental by scan: fingerprint every SIRET, diff with ``stored()``, summarise only what changed."""
+    pv, invitations = normalise(raw, config)
+    pv_rows, invitation_rows, counts, prints = _collect(
+        [pv, invitations, report_frame(pv, invitations), fingerprints(pv, invitations)]
+    )
+    changes = diff(prints, stored())
+    wanted = changes.recompute.implode()
+    summary = summary_frame(
+        pv_rows.lazy().filter(pl.col("siret").is_in(wanted)),
+        invitation_rows.lazy().filter(pl.col("siret").is_in(wanted)),
+        config,
+    ).collect(engine="in-memory")
+    recomputed = prints.filter(pl.col("siret").is_in(wanted))
+    return Computation(summary, parse_report(counts.row(0, named=True)), recomputed), changes
 
 
 def compute(source: Any, *, config: Config | None = None) -> pl.DataFrame:

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from .config import Config
 from .db import Backend, open_backend
+from .db.base import quote_identifier
 from .errors import SourceError
 
 
@@ -65,8 +66,40 @@ def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | N
             )
 
 
-def read_database(backend: Backend, config: Config) -> RawSources:
-    """Fetch the mapped columns of both tables as Arrow, in one connection."""
+#: Above this many matching rows a targeted read fetches the table and filters locally.
+MAX_TARGETED_ROWS = 20_000
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl.Series) -> str | None:
+    """``WHERE id IN (...)`` for the rows whose raw SIRET normalises into ``sirets``.
+
+    Raw SIRETs are stored in every spelling (spaces, ``.0``, lost zeros), so a
+    plain ``siret IN (...)`` would miss rows: read the narrow (id, siret)
+    pairs, normalise them here with the same rules, then fetch just those rows.
+    """
+    from .normalize import siret_digits, siret_from_digits
+
+    id_col, siret_col = mapping.get("id"), mapping["siret"]
+    if id_col is None:
+        return None
+    keys = pl.from_arrow(backend.fetch_arrow(conn, backend.select_columns_sql(table, [id_col, siret_col])))
+    dtype = keys.schema[siret_col]
+    ids = keys.filter(siret_from_digits(siret_digits(siret_col, dtype)).is_in(sirets.implode()))[id_col]
+    if ids.len() > MAX_TARGETED_ROWS or ids.null_count():
+        return None
+    if ids.len() == 0:
+        return " WHERE 1 = 0"
+    return f" WHERE {quote_identifier(id_col)} IN ({', '.join(_sql_literal(v) for v in ids.to_list())})"
+
+
+def read_database(backend: Backend, config: Config, sirets: pl.Series | None = None) -> RawSources:
+    """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given)."""
     frames = {}
     with connected(backend, role="source") as conn:
         for table, mapping, setting in (
@@ -81,7 +114,8 @@ def read_database(backend: Backend, config: Config) -> RawSources:
                     f"create it or name the right table with Config({key}=...)."
                 )
             _check_columns(table, [c.name for c in columns], mapping, setting)
-            sql = backend.select_columns_sql(table, needed_columns(mapping))
+            where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
+            sql = backend.select_columns_sql(table, needed_columns(mapping), where)
             frames[table] = pl.from_arrow(backend.fetch_arrow(conn, sql)).lazy()
     return RawSources(frames[config.pv_table], frames[config.invitations_table])
 
@@ -131,12 +165,16 @@ def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
     return RawSources(frames[config.pv_table], frames[config.invitations_table])
 
 
-def read_sources(source: Any, config: Config) -> RawSources:
-    """``source``: a database location (URI or SQLite path) or a mapping of tables."""
+def read_sources(source: Any, config: Config, *, sirets: pl.Series | None = None) -> RawSources:
+    """``source``: a database location (URI or SQLite path) or a mapping of tables.
+
+    ``sirets`` (normalised, 14 digits) lets a database source send only those
+    SIRETs' rows; callers still filter after normalisation.
+    """
     if isinstance(source, Mapping):
         return read_in_memory(source, config)
     if isinstance(source, (str, os.PathLike)):
-        return read_database(open_backend(source, must_exist=True), config)
+        return read_database(open_backend(source, must_exist=True), config, sirets)
     raise SourceError(
         f"source is a {type(source).__name__}; pass a postgresql:// URI, a SQLite path "
         f'or a mapping {{"{config.pv_table}": ..., "{config.invitations_table}": ...}}.'

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+import polars as pl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .compute import summarise
+from .compute import scan_changes, summarise_with_fingerprints
+from .incremental import StateStore, state_hash
+from .normalize import siret_digits, siret_from_digits
 from .config import Config, as_config
 from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
@@ -34,8 +38,9 @@ class RunResult:
     """What one run did.
 
     ``status``: ``completed``, ``cancelled`` or ``already_running`` (a failed run
-    raises instead, after recording ``failed``). ``rows`` is the size of the
-    written summary; ``inserted``/``updated``/``deleted`` count target rows;
+    raises instead, after recording ``failed``). ``rows`` is the number of rows
+    in the target after the run; ``mode`` the mode that ran (``full``,
+    ``incremental`` or ``targeted``); ``inserted``/``updated``/``deleted`` count target rows;
     ``rejected``/``warnings`` count source rows by reason; ``seconds`` holds the
     duration of each stage (``read``, ``compute``, ``write``).
     """
@@ -131,7 +136,7 @@ class _Run:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
 
     # --- the run ----------------------------------------------------------------
-    def execute(self, source: Any, *, mode: str, force: bool) -> RunResult:
+    def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
         self.status_conn = self.store.backend.connect("status")
         try:
             self.record = self.store.start(self.status_conn)
@@ -141,7 +146,7 @@ class _Run:
             self._notify()
             log.info("rebuild of %s started (run %s, mode=%s)", self.config.target_table, result.run_id, mode)
             try:
-                self._stages(source, result, force=force)
+                self._stages(source, result, force=force, mode=mode, sirets=sirets)
             except CancelledError as exc:
                 result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
                 self._persist(status="cancelled", completed_at=result.completed_at, error=str(exc))
@@ -167,20 +172,59 @@ class _Run:
             except Exception:
                 pass
 
-    def _stages(self, source: Any, result: RunResult, *, force: bool) -> None:
+    def _stored_hash(self, state: StateStore) -> str | None:
+        """The configuration hash of the stored state; None without target table or state."""
+        if not self.backend.exists():
+            return None
+        with connected(self.backend, role="state", error=TargetError) as conn:
+            if self.backend.describe(conn, self.config.target_table) is None:
+                return None
+            return state.stored_hash(conn)
+
+    def _read_state(self, state: StateStore) -> pl.DataFrame:
+        with connected(self.backend, role="state", error=TargetError) as conn:
+            return state.read(conn)
+
+    def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
         self.progress("read", STAGE_START["read"])
         t0 = time.perf_counter()
-        raw = self.retry.call(lambda: read_sources(source, config), what="read")
+        state = StateStore(self.backend, config.state_table)
+        current_hash = state_hash(config)
+        stored_hash = self.retry.call(lambda: self._stored_hash(state), what="read state")
+        result.mode = mode = resolve_mode(mode, sirets, stored_hash == current_hash, self.backend, config)
+        raw = self.retry.call(lambda: read_sources(source, config, sirets=sirets), what="read")
         result.seconds["read"] = time.perf_counter() - t0
-        log.info("read: %.3f s", result.seconds["read"])
+        log.info("read: %.3f s (mode %s)", result.seconds["read"], mode)
 
         self.progress("compute", STAGE_START["compute"])
         t0 = time.perf_counter()
-        summary, report = summarise(raw, config)
+        remove: pl.Series | None = None
+        if mode == "full":
+            computed, delete = summarise_with_fingerprints(raw, config), None
+        elif mode == "incremental":
+            computed, changes = scan_changes(
+                raw, config, lambda: self.retry.call(lambda: self._read_state(state), what="read state")
+            )
+            delete = remove = pl.concat([changes.delete, changes.recompute])
+            log.info("incremental: %d new, %d changed, %d vanished SIRETs",
+                     changes.new, changes.changed, changes.vanished)
+        else:  # targeted
+            computed = summarise_with_fingerprints(raw, config, only=sirets)
+            delete = remove = sirets
+        summary = computed.summary
         result.seconds["compute"] = time.perf_counter() - t0
-        result.rejected, result.warnings = report.rejected, report.warnings
-        log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], summary.height, report.rejected)
+        result.rejected, result.warnings = computed.report.rejected, computed.report.warnings
+        log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], summary.height,
+                 computed.report.rejected)
+
+        # A targeted refresh only maintains a state that matches this configuration.
+        keep_state = mode != "targeted" or stored_hash == current_hash
+
+        def record_state(conn: Any) -> None:
+            if keep_state:
+                state.write(conn, computed.fingerprints, replace=mode == "full", remove=remove,
+                            config_hash=current_hash)
 
         self.progress("write", STAGE_START["write"])
         t0 = time.perf_counter()
@@ -190,15 +234,44 @@ class _Run:
             with connected(self.backend, role="write", error=TargetError) as conn:
                 self.progress("write", STAGE_START["write"])
                 return write_summary(
-                    self.backend, conn, config.target_table, summary, force=force,
-                    shrink_ratio=config.shrink_ratio,
+                    self.backend, conn, config.target_table, summary, delete_sirets=delete, force=force,
+                    shrink_ratio=config.shrink_ratio, before_commit=record_state,
                     checkpoint=lambda done: self.progress("write", STAGE_START["write"] + span * done),
                 )
 
         stats = self.retry.call(write_once, what="write")
         result.seconds["write"] = time.perf_counter() - t0
-        result.rows, result.inserted, result.deleted = summary.height, stats.inserted, stats.deleted
-        log.info("write: %.3f s, %d rows inserted, %d deleted", result.seconds["write"], stats.inserted, stats.deleted)
+        result.rows = stats.rows
+        result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
+        log.info("write: %.3f s, %d inserted, %d updated, %d deleted", result.seconds["write"],
+                 stats.inserted, stats.updated, stats.deleted)
+
+
+MODES = ("auto", "full", "incremental")
+
+
+def resolve_mode(mode: str, sirets: pl.Series | None, state_matches: bool, backend: Backend, config: Config) -> str:
+    """``targeted`` when SIRETs are given; ``auto`` → incremental when the stored state matches."""
+    if sirets is not None:
+        return "targeted"
+    if mode == "incremental" and not state_matches:
+        raise ConfigError(
+            f"{config.target_table} in {backend.display()} has no incremental state for this configuration; "
+            "run once with mode='full' (or 'auto')."
+        )
+    if mode == "auto":
+        return "incremental" if state_matches else "full"
+    return mode
+
+
+def normalised_sirets(sirets: Iterable[Any]) -> pl.Series:
+    """The requested SIRETs normalised like source rows (spaces, ``.0``, lost zeros)."""
+    raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
+    out = raw.select(siret_from_digits(siret_digits("siret", pl.String())).alias("siret"))["siret"]
+    out = out.drop_nulls().unique(maintain_order=True)
+    if out.is_empty():
+        raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")
+    return out
 
 
 def run(
@@ -206,7 +279,8 @@ def run(
     target: Any = None,
     *,
     config: Config | None = None,
-    mode: str = "full",
+    mode: str = "auto",
+    sirets: Iterable[Any] | None = None,
     force: bool = False,
     on_status: Callable[[dict[str, Any]], None] | None = None,
     cancel: CancelToken | None = None,
@@ -217,6 +291,10 @@ def run(
 
     ``source`` is anything :func:`siret_summary.compute` accepts; ``target`` a
     ``postgresql://`` URI or SQLite path, by default the source database.
+    ``mode``: ``auto`` (incremental when the stored state matches the
+    configuration, else full), ``full`` or ``incremental``; ``sirets=[...]``
+    refreshes just those SIRETs (raw spellings are normalised like the source
+    rows, and a database source sends only their rows).
     Another run of the same target in progress (any process, any host on
     PostgreSQL) → a result with ``status == "already_running"``. ``on_status``
     receives the status JSON at every transition and progress step;
@@ -239,8 +317,9 @@ def run(
     'completed'
     """
     config = as_config(config)
-    if mode not in ("full",):
-        raise ConfigError(f"mode {mode!r} is not supported; use mode='full'.")
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}; pick one of them.")
+    wanted = None if sirets is None else normalised_sirets(sirets)
     retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = target_backend(source, target)
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
@@ -250,7 +329,7 @@ def run(
         return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
     try:
         return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry).execute(
-            source, mode=mode, force=force
+            source, mode=mode, force=force, sirets=wanted
         )
     finally:
         guard.release()

@@ -125,6 +125,9 @@ class StatusStore:
         value = self.backend.scalar(
             conn, f"SELECT cancel_requested FROM {self._q()} WHERE run_id = {self.backend.param(1)}", [run_id]
         )
+        # End the read transaction: on SQLite it would hold a shared lock through the
+        # whole next stage, and cancel() from another process could not write its flag.
+        conn.commit()
         return bool(value)
 
     def history(self, conn: Any, limit: int = 1) -> list[dict[str, Any]]:

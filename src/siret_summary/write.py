@@ -27,8 +27,12 @@ STAGING_DELETE = "siret_summary_staging_delete"
 
 @dataclass
 class WriteStats:
+    """Target rows: ``inserted`` for new SIRETs, ``updated`` rewritten, ``deleted`` gone."""
+
     previous_rows: int
+    rows: int  # in the table after the write
     inserted: int
+    updated: int
     deleted: int
     created: bool
 
@@ -112,18 +116,20 @@ def write_summary(
     target: str,
     summary: pl.DataFrame,
     *,
-    delete_sirets: Sequence[str] | None = None,
+    delete_sirets: pl.Series | None = None,
     force: bool = False,
     shrink_ratio: float = 0.5,
     checkpoint: Callable[[float], None] = lambda _: None,
+    before_commit: Callable[[Any], None] = lambda _: None,
 ) -> WriteStats:
-    """Replace the target's rows by ``summary`` in one transaction (or only the given SIRETs').
+    """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows).
 
     ``delete_sirets=None`` replaces the whole table; otherwise the rows whose
     ``siret`` is in ``delete_sirets`` are deleted and ``summary`` inserted.
     ``checkpoint(fraction_done)`` is called between steps and ingest batches
-    (it may raise to cancel);
-    any exception rolls the transaction back and leaves the target as it was.
+    (it may raise to cancel); ``before_commit(conn)`` adds statements to the
+    same transaction (the incremental state). Any exception rolls everything
+    back and leaves the target as it was.
     """
     table = quote_table(target)
     try:
@@ -131,9 +137,7 @@ def write_summary(
         frame, written = shape_for_target(summary, columns, backend, target)
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
-            previous = 0
-        else:
-            previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
+        previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
         checkpoint(0.05)
         staging = backend.ingest_temporary(
             conn, STAGING, backend.to_storage(frame.to_arrow(), written),
@@ -141,23 +145,24 @@ def write_summary(
         )
         names = ", ".join(quote_identifier(c.name) for c in written)
         if delete_sirets is None:
-            deleted = previous
-            delete_sql = f"DELETE FROM {table}"
+            where = ""
         else:
             gone = backend.ingest_temporary(
-                conn, STAGING_DELETE, pl.DataFrame({"siret": list(delete_sirets)}, schema={"siret": pl.String}).to_arrow()
+                conn, STAGING_DELETE, pl.DataFrame({"siret": delete_sirets.unique()}, schema={"siret": pl.String}).to_arrow()
             )
-            deleted = int(backend.scalar(conn, f"SELECT count(*) FROM {table} WHERE siret IN (SELECT siret FROM {gone})"))
-            delete_sql = f"DELETE FROM {table} WHERE siret IN (SELECT siret FROM {gone})"
-        remaining = previous - deleted + frame.height
+            where = f" WHERE siret IN (SELECT siret FROM {gone})"
+        existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}"))
+        updated = int(backend.scalar(conn, f"SELECT count(*) FROM {staging} WHERE siret IN (SELECT siret FROM {table}{where})"))
+        remaining = previous - existing + frame.height
         if previous > 0 and remaining < shrink_ratio * previous and not force:
             raise ShrinkGuardError(
                 f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%}); "
                 "check the sources, or pass force=True if the shrink is intended."
             )
         checkpoint(0.85)
-        backend.execute(conn, delete_sql)
+        backend.execute(conn, f"DELETE FROM {table}{where}")
         backend.execute(conn, f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}")
+        before_commit(conn)
         checkpoint(0.95)
         conn.commit()
     except BaseException as exc:
@@ -171,4 +176,7 @@ def write_summary(
                 "fix the cause and run again."
             ) from exc
         raise
-    return WriteStats(previous_rows=previous, inserted=frame.height, deleted=deleted, created=columns is None)
+    return WriteStats(
+        previous_rows=previous, rows=remaining, inserted=frame.height - updated, updated=updated,
+        deleted=existing - updated, created=columns is None,
+    )

@@ -73,8 +73,8 @@ class Backend(ABC):
         """The table's columns in order, or None when it does not exist."""
 
     @abstractmethod
-    def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:
-        """A SELECT of these columns, typed as the backend should deliver them to Arrow."""
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
+        """A SELECT of these columns (then ``where``), typed as the backend should deliver them to Arrow."""
 
     def sql_type(self, kind: str) -> str:
         """Column type used when the library creates a table."""

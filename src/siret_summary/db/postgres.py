@@ -47,8 +47,8 @@ class PostgresBackend(Backend):
             columns.append(Column(name, kind, length if kind == "text" else None, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:
-        return f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {quote_table(table)}"
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
+        return f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {quote_table(table)}{where}"
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         return data

@@ -45,13 +45,13 @@ class SQLiteBackend(Backend):
             columns.append(Column(name, kind, length, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str]) -> str:
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
         # Every value as SQLite's own text: the driver would otherwise guess one
         # Arrow type per column from the first rows and print mixed REALs as %e.
         from .base import quote_table
 
         cols = ", ".join(f"CAST({quote_identifier(c)} AS TEXT) AS {quote_identifier(c)}" for c in columns)
-        return f"SELECT {cols} FROM {quote_table(table)}"
+        return f"SELECT {cols} FROM {quote_table(table)}{where}"
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         arrays = []
