@@ -239,3 +239,94 @@ def test_targeted_refresh_matches_stored_variants_and_nothing_else(tmp_path):
     assert cgt("12345678901230") == 5
     siret_summary.run(location, mode="full")
     assert (cgt("47976684200724"), cgt("12345678901230")) == (100, 100)
+
+
+# --- change capture (PostgreSQL) ---------------------------------------------------
+
+CAPTURED = siret_summary.Config(target_table="summary_cap", state_table="summary_cap_state")
+
+
+def _assert_target_equals_compute(location: str, table: str = "summary_cap") -> None:
+    from dbutil import read_table
+
+    expected = siret_summary.compute(location, config=CAPTURED)
+    assert_frame_equal(read_table(location, table, expected), expected)
+
+
+def _log_count(location: str) -> int:
+    return scalar(location, "SELECT count(*) FROM siret_summary_changes")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(EDITS, min_size=1, max_size=3))
+def test_change_capture_equals_full_postgres(pg_uri, steps):
+    import uuid
+
+    from conftest import _admin, _database_uri
+
+    name = f"cap_{uuid.uuid4().hex[:12]}"
+    _admin(pg_uri, f'CREATE DATABASE "{name}"')
+    try:
+        location = _database_uri(pg_uri, name)
+        write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=5, sqlite_mess=False))
+        siret_summary.install_change_capture(location)
+        assert siret_summary.run(location, config=CAPTURED, force=True).mode == "full"
+        assert _log_count(location) == 0
+        for step in steps:
+            for kind, k, value in step:
+                execute(location, *_edit_sql(kind, k, value))
+            result = siret_summary.run(location, config=CAPTURED, force=True)
+            assert result.mode == "capture"
+            assert _log_count(location) == 0
+            _assert_target_equals_compute(location)
+    finally:
+        _admin(pg_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def captured_pg(pg_db):
+    write_postgres(pg_db, *generate(n_pv=500, n_invitations=60, seed=8, sqlite_mess=False))
+    siret_summary.install_change_capture(pg_db)
+    siret_summary.run(pg_db, config=CAPTURED)
+    return pg_db
+
+
+def test_capture_reads_only_logged_sirets_and_keeps_changes_made_during_the_run(captured_pg):
+    location = captured_pg
+    execute(location, *_edit_sql("votes_edit", 3, 17))
+    edited = []
+
+    def edit_during_write(status):
+        if status["progress"]["stage"] == "write" and not edited:
+            edited.append(True)
+            execute(location, *_edit_sql("new_siret", 0, 23))
+
+    result = siret_summary.run(location, config=CAPTURED, on_status=edit_during_write)
+    assert result.mode == "capture" and result.updated + result.inserted <= 2
+    assert _log_count(location) > 0  # the edit made during the run waits for the next one
+    assert siret_summary.run(location, config=CAPTURED).mode == "capture"
+    assert _log_count(location) == 0
+    _assert_target_equals_compute(location)
+
+
+def test_failed_capture_run_keeps_the_log(captured_pg):
+    location = captured_pg
+    execute(location, *_edit_sql("delete_siret", 5, 0))
+    pending = _log_count(location)
+    assert pending > 0
+    before = _table(location, "summary_cap")
+    execute(
+        location,
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$",
+        "CREATE TRIGGER boom BEFORE DELETE ON summary_cap FOR EACH ROW EXECUTE FUNCTION boom()",
+    )
+    with pytest.raises(siret_summary.TargetError, match="injected"):
+        siret_summary.run(location, config=CAPTURED)
+    assert _log_count(location) == pending
+    assert_frame_equal(_table(location, "summary_cap"), before)
+    execute(location, "DROP TRIGGER boom ON summary_cap")
+    siret_summary.run(location, config=CAPTURED)
+    _assert_target_equals_compute(location)
+    siret_summary.uninstall_change_capture(location)
+    execute(location, *_edit_sql("votes_edit", 1, 5))
+    assert siret_summary.run(location, config=CAPTURED).mode == "incremental"  # back to scanning

@@ -4,6 +4,7 @@ Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
 and the exceptions of :mod:`siret_summary.errors`.
 """
 
+from .capture import install_change_capture, uninstall_change_capture
 from .compute import compute, compute_report
 from .config import Config, Cycle
 from .retry import RetryPolicy
@@ -32,6 +33,8 @@ __all__ = [
     "RunResult",
     "cancel",
     "history",
+    "install_change_capture",
+    "uninstall_change_capture",
     "status",
     "compute",
     "compute_report",

@@ -11,6 +11,7 @@ import polars as pl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .capture import Changes, consume_sql, read_changes
 from .compute import scan_changes, summarise_with_fingerprints
 from .incremental import StateStore, state_hash
 from .normalize import siret_digits, siret_from_digits
@@ -181,6 +182,15 @@ class _Run:
                 return None
             return state.stored_hash(conn)
 
+    def _read_changes(self, backend: Backend) -> Changes | None:
+        with connected(backend, role="source") as conn:
+            return read_changes(backend, conn)
+
+    def _consume(self, backend: Backend, last_id: int) -> None:
+        with connected(backend, role="source") as conn:
+            backend.execute(conn, consume_sql(last_id))
+            conn.commit()
+
     def _read_state(self, state: StateStore) -> pl.DataFrame:
         with connected(self.backend, role="state", error=TargetError) as conn:
             return state.read(conn)
@@ -193,6 +203,13 @@ class _Run:
         current_hash = state_hash(config)
         stored_hash = self.retry.call(lambda: self._stored_hash(state), what="read state")
         result.mode = mode = resolve_mode(mode, sirets, stored_hash == current_hash, self.backend, config)
+        changes, source_backend = None, None
+        if mode in ("full", "incremental") and isinstance(source, (str, os.PathLike)):
+            source_backend = open_backend(source, must_exist=True)
+            changes = self.retry.call(lambda: self._read_changes(source_backend), what="read changes")
+        if mode == "incremental" and changes is not None and not changes.truncated:  # only the logged SIRETs
+            result.mode = mode = "capture"
+            sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
         raw = self.retry.call(lambda: read_sources(source, config, sirets=sirets), what="read")
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], mode)
@@ -203,13 +220,12 @@ class _Run:
         if mode == "full":
             computed, delete = summarise_with_fingerprints(raw, config), None
         elif mode == "incremental":
-            computed, changes = scan_changes(
+            computed, delta = scan_changes(
                 raw, config, lambda: self.retry.call(lambda: self._read_state(state), what="read state")
             )
-            delete = remove = pl.concat([changes.delete, changes.recompute])
-            log.info("incremental: %d new, %d changed, %d vanished SIRETs",
-                     changes.new, changes.changed, changes.vanished)
-        else:  # targeted
+            delete = remove = pl.concat([delta.delete, delta.recompute])
+            log.info("incremental: %d new, %d changed, %d vanished SIRETs", delta.new, delta.changed, delta.vanished)
+        else:  # targeted or capture
             computed = summarise_with_fingerprints(raw, config, only=sirets)
             delete = remove = sirets
         summary = computed.summary
@@ -221,10 +237,14 @@ class _Run:
         # A targeted refresh only maintains a state that matches this configuration.
         keep_state = mode != "targeted" or stored_hash == current_hash
 
+        same_database = source_backend is not None and source_backend.uri == self.backend.uri
+
         def record_state(conn: Any) -> None:
             if keep_state:
                 state.write(conn, computed.fingerprints, replace=mode == "full", remove=remove,
                             config_hash=current_hash)
+            if changes is not None and same_database:  # consumed atomically with the write
+                self.backend.execute(conn, consume_sql(changes.last_id))
 
         self.progress("write", STAGE_START["write"])
         t0 = time.perf_counter()
@@ -240,6 +260,8 @@ class _Run:
                 )
 
         stats = self.retry.call(write_once, what="write")
+        if changes is not None and not same_database:  # at-least-once: a crash here only redoes work
+            self.retry.call(lambda: self._consume(source_backend, changes.last_id), what="consume changes")
         result.seconds["write"] = time.perf_counter() - t0
         result.rows = stats.rows
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
@@ -264,12 +286,12 @@ def resolve_mode(mode: str, sirets: pl.Series | None, state_matches: bool, backe
     return mode
 
 
-def normalised_sirets(sirets: Iterable[Any]) -> pl.Series:
+def normalised_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.Series:
     """The requested SIRETs normalised like source rows (spaces, ``.0``, lost zeros)."""
     raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
     out = raw.select(siret_from_digits(siret_digits("siret", pl.String())).alias("siret"))["siret"]
     out = out.drop_nulls().unique(maintain_order=True)
-    if out.is_empty():
+    if out.is_empty() and not allow_empty:
         raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")
     return out
 

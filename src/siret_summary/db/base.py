@@ -104,6 +104,10 @@ class Backend(ABC):
     def status_backend(self) -> "Backend":
         """Where run status records live so every process can read them."""
 
+    def siret_filter_sql(self, column: str, sirets: Sequence[str]) -> str | None:
+        """A WHERE clause keeping rows whose raw SIRET normalises into ``sirets``; None if unsupported."""
+        return None
+
     def exists(self) -> bool:
         """Whether the database exists without creating it (a SQLite file may not)."""
         return True

@@ -14,6 +14,18 @@ import pyarrow as pa
 from .base import Backend, Column, kind_of, quote_table, quote_identifier, split_table
 
 
+_TRIM = r"E' \t\n\r\f\x0b\u00a0'"
+
+
+def normalised_siret_sql(column: str) -> str:
+    """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as normalize.py does."""
+    digits = (
+        f"regexp_replace(regexp_replace(btrim({quote_identifier(column)}::text, {_TRIM}), "
+        r"'\.0$', ''), '[^0-9]', '', 'g')"
+    )
+    return f"(CASE WHEN length({digits}) BETWEEN 1 AND 14 THEN lpad({digits}, 14, '0') END)"
+
+
 class PostgresBackend(Backend):
     dialect = "postgresql"
 
@@ -59,6 +71,12 @@ class PostgresBackend(Backend):
 
     def param(self, index: int) -> str:
         return f"${index}"
+
+    def siret_filter_sql(self, column: str, sirets: Sequence[str]) -> str | None:
+        # Normalised server-side, so every stored spelling matches; an index on
+        # the same expression (install_change_capture creates it) makes it cheap.
+        values = ", ".join("'" + s + "'" for s in sirets if s.isdigit())
+        return f" WHERE {normalised_siret_sql(column)} = ANY(ARRAY[{values}]::text[])"
 
     def lock_path(self, table: str) -> str:
         digest = hashlib.sha256(f"{self.display()}|{table}".encode()).hexdigest()[:16]
