@@ -83,25 +83,33 @@ def _with_seats(elections: pl.LazyFrame) -> pl.LazyFrame:
     return keyed.join(seats, on="_election", how="left").drop("_election")
 
 
-def _cycle_columns(elections: pl.LazyFrame, index: int, suffix: str) -> pl.LazyFrame:
+_PER_ELECTION = (
+    "date", "carence", "fd", "ud", "inscrits", "votants", *_VOIX, *(f"siege_{u}" for u in UNIONS),
+    *CROSS_CYCLE_ATTRIBUTES,
+)  # fmt: skip
+
+
+def _cycle_columns(index: int, suffix: str) -> list[pl.Expr]:
+    """The pivoted election values of one cycle, renamed to the output names."""
     c = suffix
-    voix = []
+
+    def v(name: str) -> pl.Expr:
+        return pl.col(f"{name}|{index}")
+
+    columns = [
+        v("date").alias(f"date_pv_{c}"),
+        v("carence").alias(f"carence_{c}"),
+        v("fd").alias(f"fd_{c}"),
+        v("ud").alias(f"ud_{c}"),
+        v("inscrits").alias(f"inscrits_{c}"),
+        v("votants").alias(f"votants_{c}"),
+    ]
     for union in UNIONS:
-        voix.append(pl.col(f"voix_{union}").alias(f"{union}_voix_{c}"))
+        columns.append(v(f"voix_{union}").alias(f"{union}_voix_{c}"))
         if union == "sud":
-            voix.append(pl.col("voix_sud").alias(f"solidaire_voix_{c}"))
-    return elections.filter(pl.col("_cycle") == index).select(
-        "siret",
-        pl.col("date").alias(f"date_pv_{c}"),
-        pl.col("carence").alias(f"carence_{c}"),
-        pl.col("fd").alias(f"fd_{c}"),
-        pl.col("ud").alias(f"ud_{c}"),
-        pl.col("inscrits").alias(f"inscrits_{c}"),
-        pl.col("votants").alias(f"votants_{c}"),
-        *voix,
-        *(pl.col(f"siege_{u}").alias(f"{u}_siege_{c}") for u in UNIONS),
-        *(pl.col(a).alias(f"_{a}_{c}") for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)),
-    )
+            columns.append(v("voix_sud").alias(f"solidaire_voix_{c}"))
+    columns += [v(f"siege_{u}").alias(f"{u}_siege_{c}") for u in UNIONS]
+    return columns
 
 
 def department(ud: pl.Expr, cp: pl.Expr) -> pl.Expr:
@@ -130,34 +138,39 @@ def latest_invitation(invitations: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def summary_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config) -> pl.LazyFrame:
-    """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md)."""
-    elections = _with_seats(latest_election_per_cycle(pv, config)).cache()
-    invited = latest_invitation(invitations)
-    sirets = pl.concat([elections.select("siret"), invited.select("siret")]).unique()
-    wide = sirets
-    for i, cycle in enumerate(config.cycles):
-        wide = wide.join(_cycle_columns(elections, i, cycle.suffix), on="siret", how="left")
-    wide = wide.join(invited, on="siret", how="left")
+    """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md).
 
-    newest_first = [c.suffix for c in reversed(config.cycles)]
+    Each intermediate frame has a single consumer (a pivot, a full join): a
+    frame read by several branches gets recomputed, or cached at a cost, by
+    the engine.
+    """
+    n = len(config.cycles)
+    elections = _with_seats(latest_election_per_cycle(pv, config))
+    wide = elections.pivot(
+        on="_cycle", on_columns=list(range(n)), index="siret", values=list(_PER_ELECTION),
+        aggregate_function="first", separator="|",
+    )  # fmt: skip
+    wide = wide.join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
+
+    newest_first = list(reversed(range(n)))
     resolved = {
-        a: pl.coalesce([pl.col(f"_{a}_{c}") for c in newest_first])
-        for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)
+        a: pl.coalesce([pl.col(f"{a}|{i}") for i in newest_first]) for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)
     }
-    has_election = {c.suffix: pl.col(f"date_pv_{c.suffix}").is_not_null() for c in config.cycles}
     statut = pl.concat_str(
-        [pl.when(has_election[c.suffix]).then(pl.lit(c.label)) for c in config.cycles],
+        [pl.when(pl.col(f"date|{i}").is_not_null()).then(pl.lit(c.label)) for i, c in enumerate(config.cycles)],
         separator="+",
         ignore_nulls=True,
     )
-    last = config.cycles[-1].suffix
-    result = wide.with_columns(
+    result = wide.select(
+        pl.col("siret"),
         pl.col("siret").str.slice(0, 9).alias("siren"),
         *(expr.alias(a) for a, expr in resolved.items() if a != "ud"),
         department(resolved["ud"], resolved["cp"]).alias("dep"),
+        *(e for i, c in enumerate(config.cycles) for e in _cycle_columns(i, c.suffix)),
         pl.when(statut == "").then(pl.lit("Aucun")).otherwise(statut).alias("statut_pap"),
-        pl.max_horizontal([pl.col(f"date_pv_{c.suffix}") for c in config.cycles]).alias("date_pv_max"),
-        (pl.col(f"cgt_voix_{last}") > 0).fill_null(False).alias("cgt_implantee"),
+        pl.max_horizontal([pl.col(f"date|{i}") for i in range(n)]).alias("date_pv_max"),
+        (pl.col(f"voix_cgt|{n - 1}") > 0).fill_null(False).alias("cgt_implantee"),
+        pl.col("date_pap_c5"),
     )
     columns = output_columns(config)
     return result.select(pl.col(n).cast(t) for n, t in columns.items()).sort("siret")
