@@ -9,6 +9,8 @@ the same lazy pass. ``docs/decisions.md`` pins the details the spec leaves open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
@@ -221,17 +223,34 @@ TEXT_COLUMNS = ("fd", "ud", "idcc", "raison_sociale", "ville", "region", "ul", "
 
 
 class _Stages:
-    """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs."""
+    """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs.
+
+    A *lookup* normalises a low-cardinality raw column (dates, cycles, postal
+    codes repeat a lot) once per distinct value and joins the result back,
+    instead of running its regexes on every row.
+    """
 
     def __init__(self, count: int = 4) -> None:
         self.stages: list[list[pl.Expr]] = [[] for _ in range(count)]
+        self.lookups: list[tuple[str, _Stages, list[str]]] = []
 
     def add(self, stage: int, expr: pl.Expr, name: str) -> pl.Expr:
         """Schedule ``expr`` as column ``name`` in ``stage``; later stages refer to it by name."""
         self.stages[stage].append(expr.alias(name))
         return pl.col(name)
 
-    def apply(self, frame: pl.LazyFrame, keep: list[str]) -> pl.LazyFrame:
+    def lookup(self, column: str, build: Callable[[_Stages], list[str]]) -> None:
+        """``build`` fills a sub-plan over the distinct values of ``column`` and names its outputs."""
+        sub = _Stages()
+        self.lookups.append((column, sub, build(sub)))
+
+    def apply(self, raw: pl.LazyFrame, keep: list[str]) -> pl.LazyFrame:
+        # ``raw`` is a scan of an in-memory frame (see read.py): scanning it
+        # again for each lookup costs nothing.
+        frame = raw
+        for column, sub, outputs in self.lookups:
+            table = sub.apply(raw.select(column).unique(), [column, *outputs])
+            frame = frame.join(table, on=column, how="left", nulls_equal=True)
         for exprs in self.stages:
             if exprs:
                 frame = frame.with_columns(exprs)
@@ -268,13 +287,18 @@ def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType) -> None:
         date = plan.add(0, native, "date")
         plan.add(1, pl.col(name).is_not_null() & date.is_null(), "_date_bad")
         return
-    text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_date_text")
-    groups = [
-        plan.add(1, g, f"_date_form{i}").meta.output_name()
-        for i, g in enumerate(date_pattern_groups(text))
-    ]
-    date = plan.add(2, date_from_groups(groups), "date")
-    plan.add(3, (text.str.len_bytes() > 0).fill_null(False) & date.is_null(), "_date_bad")
+    def parse(sub: _Stages) -> list[str]:
+        text = sub.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_date_text")
+        groups = [
+            sub.add(1, g, f"_date_form{i}").meta.output_name() for i, g in enumerate(date_pattern_groups(text))
+        ]
+        date = sub.add(2, date_from_groups(groups), "_lookup_date")
+        sub.add(3, (text.str.len_bytes() > 0).fill_null(False) & date.is_null(), "_lookup_date_bad")
+        return ["_lookup_date", "_lookup_date_bad"]
+
+    plan.lookup(name, parse)
+    plan.add(0, pl.col("_lookup_date"), "date")
+    plan.add(0, pl.col("_lookup_date_bad"), "_date_bad")
 
 
 def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
@@ -289,6 +313,15 @@ def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType
         unparsed = ~is_null_word(text) & value.is_null()
     plan.add(2, count(value), logical)
     return count_negative(value), unparsed
+
+
+def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make, out: str) -> None:
+    """``out`` = ``make(name, dtype)``, computed once per distinct raw value."""
+    if name is None:
+        plan.add(0, pl.lit(None, dtype=pl.String), out)
+        return
+    plan.lookup(name, lambda sub: [sub.add(0, make(name, dtype), f"_lookup_{out}").meta.output_name()])
+    plan.add(0, pl.col(f"_lookup_{out}"), out)
 
 
 def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
@@ -306,14 +339,14 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
     plan = _Stages()
     plan.add(0, integer_id(*src("id")), "id")
     _add_siret(plan, *src("siret"))
-    plan.add(0, or_null("cycle", cycle), "cycle")
+    _add_by_lookup(plan, *src("cycle"), cycle, "cycle")
     _add_date(plan, *src("date"))
     flags = [_add_count(plan, logical, *src(logical)) for logical in COUNT_COLUMNS]
     plan.add(3, pl.sum_horizontal([neg.cast(pl.Int32) for neg, _ in flags]), "_negative")
     plan.add(3, pl.sum_horizontal([unp.cast(pl.Int32) for _, unp in flags]), "_unparsed")
     for logical in TEXT_COLUMNS:
         plan.add(0, or_null(logical, trimmed), logical)
-    plan.add(0, or_null("cp", postal_code), "cp")
+    _add_by_lookup(plan, *src("cp"), postal_code, "cp")
     plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
     keep = ["id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
             "_negative", "_unparsed", *(c for c in TEXT_COLUMNS if c != "institution"), "cp", "carence"]

@@ -164,7 +164,12 @@ def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
         _check_columns(table, present, mapping, setting)
-        frames[table] = frame.select(needed_columns(mapping))
+        # Materialised here so the read stage pays for it (and normalisation
+        # can rescan the frame for free, see normalize._Stages).
+        try:
+            frames[table] = frame.select(needed_columns(mapping)).collect().lazy()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
     return RawSources(frames[config.pv_table], frames[config.invitations_table])
 
 
