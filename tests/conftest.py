@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -50,12 +51,19 @@ def _admin(server_uri: str, statement: str) -> None:
             cursor.execute(statement)
 
 
+@contextmanager
+def fresh_database(server_uri: str, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards (usable inside hypothesis tests)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    _admin(server_uri, f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_uri(server_uri, name)
+    finally:
+        _admin(server_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def pg_db(pg_uri: str) -> Iterator[str]:
     """URI of a new, empty database on the ``pg_uri`` server, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    _admin(pg_uri, f'CREATE DATABASE "{name}"')
-    try:
-        yield _database_uri(pg_uri, name)
-    finally:
-        _admin(pg_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_uri) as uri:
+        yield uri

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
+from conftest import fresh_database
 from dbutil import execute, query, scalar
 
 FULL = siret_summary.Config(target_table="summary_full", state_table="summary_full_state")
@@ -117,18 +118,9 @@ def test_incremental_equals_full_sqlite(base_sqlite, tmp_path_factory, steps):
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(EDITS, min_size=1, max_size=3))
 def test_incremental_equals_full_postgres(pg_uri, steps):
-    import uuid
-
-    from conftest import _admin, _database_uri
-
-    name = f"incr_{uuid.uuid4().hex[:12]}"
-    _admin(pg_uri, f'CREATE DATABASE "{name}"')
-    try:
-        location = _database_uri(pg_uri, name)
+    with fresh_database(pg_uri, "incr") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=5, sqlite_mess=False))
         _check_sequence(location, steps)
-    finally:
-        _admin(pg_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_configuration_change_makes_auto_run_full(base_sqlite, tmp_path):
@@ -260,14 +252,7 @@ def _log_count(location: str) -> int:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(EDITS, min_size=1, max_size=3))
 def test_change_capture_equals_full_postgres(pg_uri, steps):
-    import uuid
-
-    from conftest import _admin, _database_uri
-
-    name = f"cap_{uuid.uuid4().hex[:12]}"
-    _admin(pg_uri, f'CREATE DATABASE "{name}"')
-    try:
-        location = _database_uri(pg_uri, name)
+    with fresh_database(pg_uri, "cap") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=5, sqlite_mess=False))
         siret_summary.install_change_capture(location)
         assert siret_summary.run(location, config=CAPTURED, force=True).mode == "full"
@@ -279,8 +264,6 @@ def test_change_capture_equals_full_postgres(pg_uri, steps):
             assert result.mode == "capture"
             assert _log_count(location) == 0
             _assert_target_equals_compute(location)
-    finally:
-        _admin(pg_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -82,34 +82,35 @@ class StatusStore:
             fields["result"] = json.dumps(fields["result"])
         names = list(fields)
         sets = ", ".join(f"{n} = {self.backend.param(i + 1)}" for i, n in enumerate(names))
-        self.backend.execute(
+        self._commit(
             conn,
             f"UPDATE {self._q()} SET {sets} WHERE run_id = {self.backend.param(len(names) + 1)}",
             [fields[n] for n in names] + [run_id],
         )
+
+    def _commit(self, conn: Any, sql: str, params: list[Any]) -> None:
+        self.backend.execute(conn, sql, params)
         conn.commit()
 
     def mark_stale(self, conn: Any, keep_run_id: str) -> None:
         """Records left ``running`` by crashed runs become ``interrupted`` (we hold the lock)."""
         p = self.backend.param
-        self.backend.execute(
+        self._commit(
             conn,
             f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)}"
             f" WHERE status = 'running' AND target_table = {p(2)} AND run_id <> {p(3)}",
             [now_iso(), self.target_table, keep_run_id],
         )
-        conn.commit()
 
     def prune(self, conn: Any, keep: int) -> None:
         p = self.backend.param
-        self.backend.execute(
+        self._commit(
             conn,
             f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND run_id NOT IN ("
             f"SELECT run_id FROM {self._q()} WHERE target_table = {p(2)}"
             f" ORDER BY started_at DESC LIMIT {int(keep)})",
             [self.target_table, self.target_table],
         )
-        conn.commit()
 
     def request_cancel(self, conn: Any) -> bool:
         """Flag the running run for cancellation; False when none is running."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,29 +125,30 @@ class Backend(ABC):
         """The URI without its password, for messages."""
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.uri)
 
-    def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+    @staticmethod
+    @contextmanager
+    def cursor(conn: Any, sql: str | None = None, params: Sequence[Any] | None = None) -> Iterator[Any]:
+        """A cursor (that already ran ``sql``, if given), closed afterwards."""
         cur = conn.cursor()
         try:
-            cur.execute(sql, params)
-            return cur.fetch_arrow_table()
+            if sql is not None:
+                cur.execute(sql, params)
+            yield cur
         finally:
             cur.close()
+
+    def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        with self.cursor(conn, sql, params) as cur:
+            return cur.fetch_arrow_table()
 
     def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql, params)
-        finally:
-            cur.close()
+        with self.cursor(conn, sql, params):
+            pass
 
     def scalar(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql, params)
+        with self.cursor(conn, sql, params) as cur:
             row = cur.fetchone()
             return None if row is None else row[0]
-        finally:
-            cur.close()
 
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,
@@ -156,13 +158,10 @@ class Backend(ABC):
 
         ``between(fraction_done)`` runs after each batch (it may raise to cancel).
         """
-        cur = conn.cursor()
-        try:
+        with self.cursor(conn) as cur:
             starts = range(0, max(data.num_rows, 1), batch_rows)
             for i, start in enumerate(starts):
                 batch = data.slice(start, batch_rows)
                 cur.adbc_ingest(name, batch, mode="create" if i == 0 else "append", temporary=True)
                 between(min(1.0, (start + batch.num_rows) / max(data.num_rows, 1)))
-        finally:
-            cur.close()
         return f"{self.staging_prefix}{quote_identifier(name)}"
