@@ -1,0 +1,335 @@
+"""FastAPI face of siret_summary (extra ``siret_summary[fastapi]``).
+
+Three routes that start, watch and cancel a rebuild; the rebuild itself always
+runs in a background thread, never inside the request::
+
+    from fastapi import Depends, FastAPI
+    from siret_summary.fastapi import build_router, lifespan
+
+    app = FastAPI(lifespan=lifespan(DB))          # AUTO_BUILD_SUMMARY_ON_STARTUP=true
+    app.include_router(build_router(DB, dependencies=[Depends(require_admin)]))
+
+- ``POST {prefix}/build/summary`` → ``started`` (with ``check_status_url``) or
+  ``already_running`` (with the running run's ``started_at``). The decision is
+  :func:`siret_summary.run`'s own lock, taken by the worker thread before the
+  request answers: two simultaneous requests, or two app instances on one
+  PostgreSQL target, never both start.
+- ``GET {prefix}/build/summary/status`` → the status JSON of the latest run
+  (:func:`siret_summary.status`), or ``not_found``.
+- ``POST {prefix}/build/summary/cancel`` → ``cancelling`` or ``not_running``;
+  works on a run of any process or instance (the flag lives in the status
+  table).
+
+The host's ``dependencies`` (its authentication, as ``Depends(...)``) apply to
+every route. A build that cannot even start (target unreachable, bad
+configuration) answers HTTP 500 with ``status: "failed"`` and the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+try:
+    from fastapi import APIRouter, FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
+    ) from exc
+
+from . import runner
+from .config import Config, as_config
+from .errors import ConfigError, SiretSummaryError
+from .status import TASK_ID
+
+__all__ = ["AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
+
+log = logging.getLogger("siret_summary")
+
+#: Environment variable that starts a build when the app starts (``true``, ``1``, ``yes``, ``on``).
+AUTO_BUILD_VARIABLE = "AUTO_BUILD_SUMMARY_ON_STARTUP"
+_TRUE = ("1", "true", "yes", "on")
+
+MESSAGE_STARTED = "La reconstruction de la table siret_summary a été lancée en arrière-plan"
+MESSAGE_ALREADY_RUNNING = "Une reconstruction est déjà en cours"
+MESSAGE_NOT_FOUND = "Aucune reconstruction de la table siret_summary n'a encore été lancée"
+MESSAGE_CANCELLING = "L'annulation de la reconstruction a été demandée"
+MESSAGE_NOT_RUNNING = "Aucune reconstruction n'est en cours"
+MESSAGE_FAILED_TO_START = "La reconstruction n'a pas pu démarrer"
+
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+class _Decision:
+    """Set once by the worker thread: did its run() take the lock?"""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.outcome: str | None = None  # started | already_running | failed
+        self.payload: Any = None
+
+    def set(self, outcome: str, payload: Any = None) -> None:
+        with self._lock:
+            if self.outcome is not None:
+                return
+            self.outcome, self.payload = outcome, payload
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+class SummaryBuilder:
+    """Starts rebuilds of one target in background threads; the routes and lifespan share one.
+
+    ``source``, ``target`` and ``config`` are those of :func:`siret_summary.run`;
+    ``mode`` and ``force`` are passed to it on every build. ``on_status``, if
+    given, receives every status transition and progress step of builds started
+    here (it runs in the build thread: keep it quick).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        target: Any = None,
+        *,
+        config: Config | None = None,
+        mode: str = "auto",
+        force: bool = False,
+        on_status: StatusCallback | None = None,
+        lock_path: str | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.config = as_config(config)
+        if mode not in runner.MODES:
+            raise ConfigError(f"mode {mode!r} is not one of {', '.join(runner.MODES)}; pick one of them.")
+        self.mode = mode
+        self.force = force
+        self.on_status = on_status
+        self.lock_path = lock_path
+        location = target if target is not None else source
+        if not isinstance(location, (str, os.PathLike)):
+            raise ConfigError(
+                "the FastAPI router needs a target it can read the status from: pass target= a "
+                "postgresql:// URI or a SQLite path when the sources are in memory."
+            )
+        self.location = os.fspath(location)
+        self._threads: list[tuple[threading.Thread, threading.Event]] = []
+        self._threads_lock = threading.Lock()
+
+    # --- starting ---------------------------------------------------------------
+    def start(self, *, wait: bool = True) -> dict[str, Any]:
+        """Start a build in a background thread.
+
+        With ``wait`` (the default) this blocks until the thread's run() has
+        taken the lock or found it taken (a fraction of a second), and returns
+        ``{"status": "started"}``, ``{"status": "already_running", "started_at": …}``
+        or ``{"status": "failed", "error": …}`` when run() raised before taking
+        the lock. Without ``wait`` it returns ``{"status": "starting"}`` at once.
+        """
+        decision = _Decision()
+        cancel_event = threading.Event()
+
+        def notify(state: dict[str, Any]) -> None:
+            if state.get("status") == "running":
+                decision.set("started", state)
+            if self.on_status is not None:
+                self.on_status(state)  # run() logs and ignores a callback that raises
+
+        def work() -> None:
+            try:
+                result = runner.run(
+                    self.source, self.target, config=self.config, mode=self.mode, force=self.force,
+                    on_status=notify, cancel=cancel_event, lock_path=self.lock_path,
+                )
+                if result.status == "already_running":
+                    decision.set("already_running", result.started_at)
+                else:
+                    decision.set("started")
+            except SiretSummaryError as exc:  # run() recorded "failed" and logged the error
+                decision.set("failed", str(exc))
+            except BaseException as exc:  # noqa: BLE001 - a thread must not die silently
+                log.exception("siret_summary background build crashed")
+                decision.set("failed", f"unexpected {type(exc).__name__}: {exc}")
+            finally:
+                decision.set("failed", "the build thread ended without a decision")
+
+        thread = threading.Thread(target=work, name="siret-summary-build", daemon=True)
+        with self._threads_lock:
+            self._threads = [(t, e) for t, e in self._threads if t.is_alive()]
+            self._threads.append((thread, cancel_event))
+        thread.start()
+        if not wait:
+            return {"status": "starting", "task_id": TASK_ID}
+        decision.wait()
+        if decision.outcome == "already_running":
+            return {"status": "already_running", "task_id": TASK_ID, "started_at": decision.payload}
+        if decision.outcome == "failed":
+            return {"status": "failed", "task_id": TASK_ID, "error": decision.payload}
+        return {"status": "started", "task_id": TASK_ID}
+
+    # --- reading and cancelling --------------------------------------------------
+    def status(self) -> dict[str, Any] | None:
+        """The latest run's status JSON (:func:`siret_summary.status`), None when no run exists."""
+        return runner.status(self.location, config=self.config, lock_path=self.lock_path)
+
+    def cancel(self) -> bool:
+        """Ask the running build (of any process or instance) to stop; False when none runs."""
+        return runner.cancel(self.location, config=self.config)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the builds this object started and wait up to ``timeout`` seconds for them."""
+        with self._threads_lock:
+            threads = list(self._threads)
+        for _, event in threads:
+            event.set()
+        for thread, _ in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("the siret_summary build did not stop within %.0f s; leaving it", timeout)
+
+    # --- FastAPI -------------------------------------------------------------------
+    def router(self, *, dependencies: Sequence[Any] = (), prefix: str = "/api") -> APIRouter:
+        """The three routes under ``prefix``, each guarded by ``dependencies``."""
+        router = APIRouter(prefix=prefix.rstrip("/"), dependencies=list(dependencies), tags=["siret_summary"])
+
+        # Plain ``def`` endpoints: FastAPI runs them in its threadpool, so the short
+        # wait for the lock decision and the status reads never block the event loop.
+        @router.post("/build/summary", summary="Start a rebuild of siret_summary in the background")
+        def start_build(request: Request) -> Any:
+            outcome = self.start()
+            if outcome["status"] == "already_running":
+                return {"status": "already_running", "message": MESSAGE_ALREADY_RUNNING,
+                        "task_id": TASK_ID, "started_at": outcome["started_at"]}
+            if outcome["status"] == "failed":
+                return JSONResponse(status_code=500, content={
+                    "status": "failed", "message": MESSAGE_FAILED_TO_START, "task_id": TASK_ID,
+                    "error": outcome["error"]})
+            return {"status": "started", "message": MESSAGE_STARTED, "task_id": TASK_ID,
+                    "check_status_url": request.url.path.rstrip("/") + "/status"}
+
+        @router.get("/build/summary/status", summary="Status of the latest siret_summary rebuild")
+        def build_status() -> Any:
+            try:
+                state = self.status()
+            except SiretSummaryError as exc:
+                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
+                                                              "message": str(exc)})
+            if state is None:
+                return {"status": "not_found", "task_id": TASK_ID, "message": MESSAGE_NOT_FOUND}
+            return state
+
+        @router.post("/build/summary/cancel", summary="Cancel the running siret_summary rebuild")
+        def cancel_build() -> Any:
+            try:
+                requested = self.cancel()
+            except SiretSummaryError as exc:
+                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
+                                                              "message": str(exc)})
+            if requested:
+                return {"status": "cancelling", "task_id": TASK_ID, "message": MESSAGE_CANCELLING}
+            return {"status": "not_running", "task_id": TASK_ID, "message": MESSAGE_NOT_RUNNING}
+
+        return router
+
+    def start_on_startup(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Start a build without waiting when ``AUTO_BUILD_SUMMARY_ON_STARTUP`` is true; whether it did."""
+        value = (os.environ if environ is None else environ).get(AUTO_BUILD_VARIABLE, "")
+        if value.strip().lower() not in _TRUE:
+            return False
+        log.info("%s is set: starting a rebuild of %s in the background", AUTO_BUILD_VARIABLE,
+                 self.config.target_table)
+        self.start(wait=False)
+        return True
+
+    def lifespan(
+        self, app: FastAPI | None = None, *, shutdown_timeout: float = 10.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """An async context manager for ``FastAPI(lifespan=builder.lifespan)``.
+
+        At startup, honours ``AUTO_BUILD_SUMMARY_ON_STARTUP`` without delaying
+        the startup; at shutdown, cancels builds started by this object (the
+        target stays as it was, the status says ``cancelled``) and waits up to
+        ``shutdown_timeout`` seconds for them to roll back. A host with its own
+        lifespan calls :meth:`start_on_startup` and :meth:`stop` from it instead.
+        """
+        return _lifespan(self, shutdown_timeout)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(builder: SummaryBuilder, shutdown_timeout: float) -> AsyncIterator[None]:
+    builder.start_on_startup()
+    try:
+        yield
+    finally:
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(builder.stop, shutdown_timeout)
+
+
+def build_router(
+    source: Any,
+    target: Any = None,
+    *,
+    config: Config | None = None,
+    dependencies: Sequence[Any] = (),
+    prefix: str = "/api",
+    mode: str = "auto",
+    force: bool = False,
+    on_status: StatusCallback | None = None,
+) -> APIRouter:
+    """An ``APIRouter`` with ``POST {prefix}/build/summary``, ``GET …/status`` and ``POST …/cancel``.
+
+    ``source``, ``target``, ``config``, ``mode`` and ``force`` are those of
+    :func:`siret_summary.run`; ``dependencies`` (e.g. ``[Depends(require_admin)]``)
+    guard every route; ``on_status`` receives each status update of builds
+    started through this router. To share one builder with :func:`lifespan`,
+    use :class:`SummaryBuilder` directly.
+    """
+    builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
+    return builder.router(dependencies=dependencies, prefix=prefix)
+
+
+def lifespan(
+    source: Any,
+    target: Any = None,
+    *,
+    config: Config | None = None,
+    mode: str = "auto",
+    force: bool = False,
+    on_status: StatusCallback | None = None,
+    shutdown_timeout: float = 10.0,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """A lifespan for ``FastAPI(lifespan=...)`` that starts a build at startup when
+    ``AUTO_BUILD_SUMMARY_ON_STARTUP=true``, in a background thread, without delaying startup.
+    """
+    builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
+
+    def factory(app: FastAPI) -> contextlib.AbstractAsyncContextManager[None]:
+        return builder.lifespan(app, shutdown_timeout=shutdown_timeout)
+
+    return factory
+
+
+def auto_build_on_startup(
+    source: Any,
+    target: Any = None,
+    *,
+    config: Config | None = None,
+    mode: str = "auto",
+    force: bool = False,
+    on_status: StatusCallback | None = None,
+) -> SummaryBuilder | None:
+    """For hosts with their own lifespan: call at startup; starts a background build when
+    ``AUTO_BUILD_SUMMARY_ON_STARTUP=true`` and returns its builder (``builder.stop()`` at
+    shutdown), else None. Never waits for the build.
+    """
+    builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
+    return builder if builder.start_on_startup() else None
