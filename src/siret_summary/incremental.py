@@ -111,11 +111,14 @@ class StateStore:
     def write(self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str) -> None:
         """Inside the caller's transaction: replace all, or remove then insert some fingerprints."""
         q, meta = quote_table(self.table), quote_table(self.meta)
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT PRIMARY KEY, fingerprint TEXT)")
+        # No primary key: only runs holding the lock touch this table, and
+        # maintaining an index on every full rewrite costs more than the
+        # occasional scan of a targeted delete.
+        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT, fingerprint TEXT)")
         self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {meta} (config_hash TEXT, library TEXT)")
         staging = self.backend.ingest_temporary(conn, "siret_summary_state_staging", rows.to_arrow())
         if replace:
-            self.backend.execute(conn, f"DELETE FROM {q}")
+            self.backend.execute(conn, self.backend.empty_table_sql(q))
         else:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
             gone = self.backend.ingest_temporary(

@@ -105,6 +105,10 @@ class Backend(ABC):
     def status_backend(self) -> "Backend":
         """Where run status records live so every process can read them."""
 
+    def empty_table_sql(self, quoted_table: str) -> str:
+        """Remove every row of a table only the library reads (transactional)."""
+        return f"DELETE FROM {quoted_table}"
+
     def siret_filter_sql(self, column: str, sirets: Sequence[str]) -> str | None:
         """A WHERE clause keeping rows whose raw SIRET normalises into ``sirets``; None if unsupported."""
         return None

@@ -72,6 +72,9 @@ class PostgresBackend(Backend):
     def param(self, index: int) -> str:
         return f"${index}"
 
+    def empty_table_sql(self, quoted_table: str) -> str:
+        return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
+
     def siret_filter_sql(self, column: str, sirets: Sequence[str]) -> str | None:
         # Normalised server-side, so every stored spelling matches; an index on
         # the same expression (install_change_capture creates it) makes it cheap.
