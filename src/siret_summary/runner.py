@@ -370,23 +370,40 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
 
 
 def _started_at_of_running(backend: Backend, config: Config) -> str | None:
-    """The winner writes its record right after taking the lock: wait a moment for it."""
+    """The winner writes its record right after taking the lock: wait for it.
+
+    One connection, polled: a new one per poll (a server process each on
+    PostgreSQL) from every loser starved the winner under load. A record that
+    already completed after we tried was the running one.
+    """
     store = status_store(backend, config)
-    deadline = time.monotonic() + 2.0
-    while True:
-        try:
-            conn = store.backend.connect("status")
+    tried_at = now_iso()
+    deadline = time.monotonic() + 10.0
+    conn: Any = None
+    try:
+        while True:
             try:
+                conn = conn or store.backend.connect("status")
                 latest = store.history(conn, 1)
-            finally:
-                conn.close()
-        except Exception:
-            latest = []
-        if latest and latest[0]["status"] == "running":
-            return latest[0]["started_at"]
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
+                conn.commit()  # end the read transaction: on SQLite it would hold off the winner's insert
+            except Exception:
+                latest = []
+                if conn is not None:  # a broken connection: open a new one next time
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+                    conn = None
+            if latest and (
+                latest[0]["status"] == "running" or (latest[0]["completed_at"] or "") >= tried_at
+            ):
+                return latest[0]["started_at"]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def status(target: Any, *, config: Config | None = None, lock_path: str | None = None) -> dict[str, Any] | None:
