@@ -107,6 +107,10 @@ class _Run:
         except Exception as exc:  # status is best effort: the data path must not fail for it
             log.warning("could not record the run status (%s); reconnecting", exc)
             try:
+                try:
+                    self.status_conn.close()
+                except Exception:  # already broken
+                    pass
                 self.status_conn = self.store.backend.connect("status")
                 self.store.update(self.status_conn, self.record["run_id"], **fields)
             except Exception as again:
