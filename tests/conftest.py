@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import os
 import shutil
 import tempfile
@@ -67,3 +69,24 @@ def pg_db(pg_uri: str) -> Iterator[str]:
     """URI of a new, empty database on the ``pg_uri`` server, dropped after the test."""
     with fresh_database(pg_uri) as uri:
         yield uri
+
+
+@functools.lru_cache(maxsize=8)
+def _demo(n_pv: int, n_invitations: int, seed: int, typed: bool):
+    from siret_summary.demo_data import generate
+
+    return generate(n_pv=n_pv, n_invitations=n_invitations, seed=seed, sqlite_mess=not typed)
+
+
+def legacy_database(request, tmp_path: Path, *, n_pv: int, n_invitations: int, seed: int) -> str:
+    """A SQLite file or (``request.param == "postgresql"``) a fresh PostgreSQL database with the
+    legacy tables and demo rows (typed as PostgreSQL declares them there); returns its location."""
+    from siret_summary.demo_data import write_postgres, write_sqlite
+
+    if request.param == "sqlite":
+        location = str(tmp_path / "app.db")
+        write_sqlite(location, *_demo(n_pv, n_invitations, seed, False))
+    else:
+        location = request.getfixturevalue("pg_db")
+        write_postgres(location, *_demo(n_pv, n_invitations, seed, True))
+    return location

@@ -23,6 +23,7 @@ import siret_summary
 from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
 import orchestration_worker
+from conftest import legacy_database
 from dbutil import connect, execute, query, read_table
 
 #: Where each stage is paused: read and compute at their start, write inside its
@@ -52,15 +53,9 @@ def typed_data():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path, data):
+def database(request, tmp_path):
     """A database holding the legacy tables, its (legacy, empty) siret_summary as target."""
-    if request.param == "sqlite":
-        location = str(tmp_path / "app.db")
-        write_sqlite(location, *data)
-    else:
-        location = request.getfixturevalue("pg_db")
-        write_postgres(location, *request.getfixturevalue("typed_data"))
-    return location
+    return legacy_database(request, tmp_path, n_pv=2_500, n_invitations=400, seed=11)
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import siret_summary
-from siret_summary.demo_data import generate, legacy_ddl, write_postgres, write_sqlite
+from siret_summary.demo_data import generate, legacy_ddl, write_sqlite
 
+from conftest import legacy_database
 from dbutil import execute, query, read_table, scalar
 
 
@@ -20,22 +21,10 @@ def small_data():
     return generate(n_pv=3_000, n_invitations=500, seed=7)
 
 
-@pytest.fixture(scope="module")
-def small_typed_data():
-    """The same rows typed as PostgreSQL declares them (no text in FLOAT columns)."""
-    return generate(n_pv=3_000, n_invitations=500, seed=7, sqlite_mess=False)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path, small_data):
+def database(request, tmp_path):
     """A database holding the legacy tables (with the legacy, empty siret_summary)."""
-    if request.param == "sqlite":
-        location = str(tmp_path / "app.db")
-        write_sqlite(location, *small_data)
-    else:
-        location = request.getfixturevalue("pg_db")
-        write_postgres(location, *request.getfixturevalue("small_typed_data"))
-    return location
+    return legacy_database(request, tmp_path, n_pv=3_000, n_invitations=500, seed=7)
 
 
 def _round_half_even(frame: pl.DataFrame, columns) -> pl.DataFrame:
