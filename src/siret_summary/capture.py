@@ -90,6 +90,9 @@ END $$""",
             f"DROP TRIGGER IF EXISTS {trigger} ON {q}",
             f"CREATE TRIGGER {trigger} AFTER TRUNCATE ON {q} FOR EACH STATEMENT EXECUTE FUNCTION {_FUNCTION}('')",
             f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
+            # Statistics of the new expression index: without them the planner
+            # guesses most rows match and scans the table instead.
+            f"ANALYZE {q}",
         ]
     with connected(backend, role="capture") as conn:
         for sql in statements:
