@@ -199,13 +199,16 @@ def test_cancelled_incremental_run_leaves_target_and_state_unchanged(app_db):
     _assert_same(_snapshot(app_db), before)
 
 
-def test_targeted_refresh_matches_stored_variants_and_nothing_else(tmp_path):
-    location = str(tmp_path / "app.db")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_targeted_refresh_matches_stored_variants_and_nothing_else(request, tmp_path, kind):
+    import datetime as dt
+
     pv = pl.DataFrame(
         {
             "id_pv": [1, 2, 3, 4],
             "Cycle": ["C4", "c4", "C4", "C4"],
-            # one establishment stored three ways (spaces, '.0', lost leading zero), and another one
+            # one establishment stored two ways (spaces; lost leading zero), a look-alike written with
+            # a spreadsheet '.0' (12345678901230, another SIRET), and an unrelated one
             "siret": ["012 345 678 90123", "12345678901230.0", "1234567890123", "47976684200724"],
             "date_scrutin": ["2022-03-14", "14/03/2022", "2022-03-14", "2022-06-01"],
             "institution": ["CSE"] * 4,
@@ -215,8 +218,13 @@ def test_targeted_refresh_matches_stored_variants_and_nothing_else(tmp_path):
             "score_CGT": [10.0, 5.0, 5.0, 30.0],
         }
     )
-    write_sqlite(location, pv.to_arrow(), pl.DataFrame({"id": [1], "siret": ["47976684200724"],
-                                                        "date_invit": ["2025-01-01"]}).to_arrow())
+    invitations = pl.DataFrame({"id": [1], "siret": ["47976684200724"], "date_invit": [dt.date(2025, 1, 1)]})
+    if kind == "sqlite":
+        location = str(tmp_path / "app.db")
+        write_sqlite(location, pv.to_arrow(), invitations.to_arrow())
+    else:
+        location = request.getfixturevalue("pg_db")
+        write_postgres(location, pv.to_arrow(), invitations.to_arrow())
     siret_summary.run(location)
 
     def cgt(siret):

@@ -21,7 +21,7 @@ import polars as pl
 from .config import Config, as_config
 from .db import open_backend
 from .db.base import Backend, quote_identifier, quote_table, split_table
-from .db.postgres import normalised_siret_sql
+from .db.postgres import normalised_siret_sql, siret_index_name
 from .errors import SourceError
 from .read import connected
 
@@ -41,7 +41,7 @@ def _tables(config: Config) -> list[tuple[str, str]]:
 
 
 def _index_name(table: str) -> str:
-    return quote_identifier(f"siret_summary_norm_{split_table(table)[-1]}"[:63])
+    return quote_identifier(siret_index_name(table))
 
 
 def install_change_capture(uri: str, *, config: Config | None = None) -> None:

@@ -86,7 +86,7 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     from .normalize import siret_digits, siret_from_digits
 
     id_col, siret_col = mapping.get("id"), mapping["siret"]
-    server_side = backend.siret_filter_sql(siret_col, sirets.to_list())
+    server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
         return server_side
     if id_col is None:

@@ -109,7 +109,7 @@ class Backend(ABC):
         """Remove every row of a table only the library reads (transactional)."""
         return f"DELETE FROM {quoted_table}"
 
-    def siret_filter_sql(self, column: str, sirets: Sequence[str]) -> str | None:
+    def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> str | None:
         """A WHERE clause keeping rows whose raw SIRET normalises into ``sirets``; None if unsupported."""
         return None
 
