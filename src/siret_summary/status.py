@@ -22,7 +22,6 @@ from .db.base import Backend, quote_table
 
 TASK_ID = "build_siret_summary"
 DESCRIPTION = "Reconstruction de la table siret_summary"
-FINAL = ("completed", "failed", "cancelled", "interrupted")
 HOST = socket.gethostname()
 
 _COLUMNS = (

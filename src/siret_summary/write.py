@@ -29,12 +29,10 @@ STAGING_DELETE = "siret_summary_staging_delete"
 class WriteStats:
     """Target rows: ``inserted`` for new SIRETs, ``updated`` rewritten, ``deleted`` gone."""
 
-    previous_rows: int
     rows: int  # in the table after the write
     inserted: int
     updated: int
     deleted: int
-    created: bool
 
 
 def create_table_sql(backend: Backend, target: str, schema: pl.Schema) -> str:
@@ -177,6 +175,5 @@ def write_summary(
             ) from exc
         raise
     return WriteStats(
-        previous_rows=previous, rows=remaining, inserted=frame.height - updated, updated=updated,
-        deleted=existing - updated, created=columns is None,
+        rows=remaining, inserted=frame.height - updated, updated=updated, deleted=existing - updated,
     )
