@@ -458,14 +458,9 @@ class Bench:
             import siret_summary
 
             library = siret_summary.compute(self.source(backend))
-            conn = self.connect(backend)
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT siret, CAST(inscrits_c4 AS TEXT) AS inscrits_c4 FROM siret_summary_legacy")
-                legacy = pl.from_arrow(cur.fetch_arrow_table())
-                cur.close()
-            finally:
-                conn.close()
+            legacy = self._query_frame(
+                backend, "SELECT siret, CAST(inscrits_c4 AS TEXT) AS inscrits_c4 FROM siret_summary_legacy"
+            )
             joined = library.select("siret", "inscrits_c4").join(
                 legacy.with_columns(pl.col("inscrits_c4").cast(pl.Float64, strict=False)), on="siret",
                 suffix="_legacy")
@@ -497,14 +492,7 @@ class Bench:
             import siret_summary
 
             library = siret_summary.compute(self.pg_uri)
-            conn = self.connect(PG)
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT * FROM siret_summary_sql")
-                sql = pl.from_arrow(cur.fetch_arrow_table())
-                cur.close()
-            finally:
-                conn.close()
+            sql = self._query_frame(PG, "SELECT * FROM siret_summary_sql")
             columns = [c for c in sql.columns if c != "siret" and c in library.columns]
             joined = library.select(["siret", *columns]).join(sql, on="siret", how="full", suffix="_sql", coalesce=True)
             cells = 0
@@ -570,6 +558,18 @@ class Bench:
                     self.drop_database(location)
 
     # --- everything ---------------------------------------------------------------------------------
+    def _query_frame(self, which: str, sql: str):
+        """The rows of ``sql`` as a Polars frame."""
+        import polars as pl
+
+        conn = self.connect(which)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return pl.from_arrow(cur.fetch_arrow_table())
+        finally:
+            conn.close()
+
     def _server_value(self, which: str, sql: str) -> str:
         """One value from the database, or '?' when it cannot be read."""
         try:
