@@ -63,6 +63,35 @@ def test_run_into_legacy_table_keeps_definition(database):
     assert scalar(database, "SELECT count(*) FROM siret_summary WHERE effectif_siret IS NOT NULL") == 0
 
 
+def test_full_run_rewrites_exactly_the_rows_that_differ(database):
+    """Rows are compared with what the run would write; only differing ones are rewritten."""
+    first = siret_summary.run(database)
+    expected = siret_summary.compute(database)
+    assert first.inserted == expected.height and first.updated == first.deleted == 0
+    a, c = expected.get_column("siret").sort().head(2).to_list()
+    b = expected.filter(pl.col("statut_pap").str.contains("[A-Z]"))["siret"].sort()[-1]
+    # Tampered: a count, a text (its case only), an extra column; a stray row.
+    execute(
+        database,
+        f"UPDATE siret_summary SET votants_c4 = -1 WHERE siret = '{a}'",
+        f"UPDATE siret_summary SET statut_pap = lower(statut_pap) WHERE siret = '{b}'",
+        f"UPDATE siret_summary SET effectif_siret = 12 WHERE siret = '{c}'",
+        "INSERT INTO siret_summary (siret) VALUES ('99999999999999')",
+    )
+    again = siret_summary.run(database, mode="full")
+    assert (again.inserted, again.updated, again.deleted) == (0, 3, 1)
+    assert again.rows == expected.height
+    legacy = query(database, _columns_sql(database))
+    shared = [n for n in expected.columns if n in set(legacy.get_column(legacy.columns[0]).to_list())]
+    integer_counts = [n for n in shared if n.startswith(("inscrits_", "votants_")) or "_voix_" in n]
+    want = _round_half_even(expected.select(shared), integer_counts)
+    assert_frame_equal(read_table(database, "siret_summary", want), want)
+    assert scalar(database, "SELECT count(*) FROM siret_summary WHERE effectif_siret IS NOT NULL") == 0
+    # Nothing changed since: nothing is rewritten.
+    third = siret_summary.run(database, mode="full")
+    assert (third.inserted, third.updated, third.deleted, third.rows) == (0, 0, 0, expected.height)
+
+
 def _columns_sql(location: str) -> str:
     if location.startswith("postgresql://"):
         return (

@@ -1,8 +1,11 @@
 """Write stage: summary frame → target table, atomically, through bulk ingest only.
 
 One transaction: ingest the rows into a temporary staging table (COPY on
-PostgreSQL), then ``DELETE`` the rows being replaced and ``INSERT … SELECT``
-from staging, then commit. Readers keep seeing the old rows until the commit
+PostgreSQL), then ``DELETE`` the target rows that differ from their new
+version (or vanished) and ``INSERT … SELECT`` the new versions from staging,
+then commit. Identical rows are not rewritten: a daily full rebuild where
+little changed costs one comparison instead of rewriting (and WAL-logging,
+re-indexing, bloating) every row. Readers keep seeing the old rows until the commit
 (MVCC on PostgreSQL, the journal on SQLite); the table itself is never dropped
 or renamed, so its indexes, grants and dependent views survive.
 """
@@ -27,12 +30,37 @@ STAGING_DELETE = "siret_summary_staging_delete"
 
 @dataclass
 class WriteStats:
-    """Target rows: ``inserted`` for new SIRETs, ``updated`` rewritten, ``deleted`` gone."""
+    """Target rows: ``inserted`` for new SIRETs, ``updated`` changed, ``deleted`` gone (unchanged rows stay)."""
 
     rows: int  # in the table after the write
     inserted: int
     updated: int
     deleted: int
+
+
+#: Kinds whose equality in the database means "inserting the new value would store the same".
+_COMPARABLE = {"integer", "float", "text", "date", "timestamp", "boolean"}
+
+
+def same_row_sql(backend: Backend, columns: Sequence[Column], written: Sequence[Column], new: str, old: str) -> str:
+    """SQL true when the ``old`` target row already holds what the ``new`` staging row would write.
+
+    Written columns compare null-safely (text byte-wise); the target's other
+    columns must be NULL, as a rewrite would leave them. A column whose
+    equality could hide a difference (exact NUMERIC, unknown types) makes
+    every row count as changed.
+    """
+    produced = {c.name for c in written}
+    terms = []
+    for column in columns:
+        name = quote_identifier(column.name)
+        if column.name not in produced:
+            terms.append(f"{old}.{name} IS NULL")
+        elif column.kind not in _COMPARABLE or any(k in (column.declared or "").upper() for k in ("NUMERIC", "DECIMAL")):
+            return backend.false_sql
+        else:
+            terms.append(backend.same_value_sql(f"{new}.{name}", f"{old}.{name}", column.kind))
+    return " AND ".join(terms) or backend.false_sql
 
 
 def create_table_sql(backend: Backend, target: str, schema: pl.Schema) -> str:
@@ -123,7 +151,9 @@ def write_summary(
     """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows).
 
     ``delete_sirets=None`` replaces the whole table; otherwise the rows whose
-    ``siret`` is in ``delete_sirets`` are deleted and ``summary`` inserted.
+    ``siret`` is in ``delete_sirets`` are replaced by ``summary``'s. Either way
+    the result is as if they were deleted and ``summary`` inserted; rows
+    already identical are left in place.
     ``checkpoint(fraction_done)`` is called between steps and ingest batches
     (it may raise to cancel); ``before_commit(conn)`` adds statements to the
     same transaction (the incremental state). Any exception rolls everything
@@ -136,21 +166,24 @@ def write_summary(
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
         previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
+        backend.prepare_bulk_write(conn)
         checkpoint(0.05)
         staging = backend.ingest_temporary(
             conn, STAGING, backend.to_storage(frame.to_arrow(), written),
             between=lambda done: checkpoint(0.05 + 0.75 * done),
         )
+        backend.index_staging(conn, staging, STAGING)
         names = ", ".join(quote_identifier(c.name) for c in written)
         if delete_sirets is None:
-            where = ""
+            scope = ""
         else:
             gone = backend.ingest_temporary(
                 conn, STAGING_DELETE, pl.DataFrame({"siret": delete_sirets.unique()}, schema={"siret": pl.String}).to_arrow()
             )
-            where = f" WHERE siret IN (SELECT siret FROM {gone})"
-        existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}"))
-        updated = int(backend.scalar(conn, f"SELECT count(*) FROM {staging} WHERE siret IN (SELECT siret FROM {table}{where})"))
+            scope = f"t.siret IN (SELECT siret FROM {gone})"
+        where = f" AS t WHERE {scope}" if scope else ""
+        existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
+        present = int(backend.scalar(conn, f"SELECT count(*) FROM {staging} WHERE siret IN (SELECT siret FROM {table}{where})"))
         remaining = previous - existing + frame.height
         if previous > 0 and remaining < shrink_ratio * previous and not force:
             raise ShrinkGuardError(
@@ -158,8 +191,19 @@ def write_summary(
                 "check the sources, or pass force=True if the shrink is intended."
             )
         checkpoint(0.85)
-        backend.execute(conn, f"DELETE FROM {table}{where}")
-        backend.execute(conn, f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}")
+        # Only rows that differ are rewritten: a row already identical to the
+        # new one (and NULL in the columns the library does not produce) stays.
+        same = same_row_sql(backend, columns or written, written, "s", "t")
+        removed = backend.execute_count(
+            conn,
+            f"DELETE FROM {table} AS t WHERE {scope + ' AND ' if scope else ''}"
+            f"NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.siret = t.siret AND {same})",
+        )
+        backend.execute_count(
+            conn,
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)",
+        )
         before_commit(conn)
         checkpoint(0.95)
         conn.commit()
@@ -174,6 +218,7 @@ def write_summary(
                 "fix the cause and run again."
             ) from exc
         raise
+    unchanged = existing - removed
     return WriteStats(
-        rows=remaining, inserted=frame.height - updated, updated=updated, deleted=existing - updated,
+        rows=remaining, inserted=frame.height - present, updated=present - unchanged, deleted=existing - present,
     )

@@ -109,6 +109,20 @@ class Backend(ABC):
         """Remove every row of a table only the library reads (transactional)."""
         return f"DELETE FROM {quoted_table}"
 
+    #: A SQL false the dialect accepts in a WHERE clause.
+    false_sql = "FALSE"
+
+    def same_value_sql(self, new: str, old: str, kind: str) -> str:
+        """Null-safe equality of two column references (text compared byte-wise)."""
+        collate = ' COLLATE "C"' if kind == "text" else ""
+        return f"{new}{collate} IS NOT DISTINCT FROM {old}{collate}"
+
+    def prepare_bulk_write(self, conn: Any) -> None:
+        """Session settings for the write transaction (none by default)."""
+
+    def index_staging(self, conn: Any, staging: str, name: str) -> None:
+        """Make the staging table cheap to look up by ``siret`` where the planner needs it (not by default)."""
+
     def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> str | None:
         """A WHERE clause keeping rows whose raw SIRET normalises into ``sirets``; None if unsupported."""
         return None
@@ -148,6 +162,11 @@ class Backend(ABC):
     def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.cursor(conn, sql, params):
             pass
+
+    def execute_count(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> int:
+        """Run a DML statement; the number of rows it touched."""
+        with self.cursor(conn, sql, params) as cur:
+            return int(cur.rowcount)
 
     def scalar(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
         with self.cursor(conn, sql, params) as cur:

@@ -77,6 +77,11 @@ class PostgresBackend(Backend):
     def param(self, index: int) -> str:
         return f"${index}"
 
+    def prepare_bulk_write(self, conn: Any) -> None:
+        # Enough memory for the staging-vs-target comparison to hash in memory
+        # (the 4 MB default sorts on disk); this transaction only.
+        self.execute(conn, "SET LOCAL work_mem = '128MB'")
+
     def empty_table_sql(self, quoted_table: str) -> str:
         return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
 

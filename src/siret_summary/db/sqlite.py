@@ -63,6 +63,21 @@ class SQLiteBackend(Backend):
             arrays.append(array)
         return pa.table(arrays, names=data.column_names)
 
+    false_sql = "0"
+
+    def same_value_sql(self, new: str, old: str, kind: str) -> str:
+        collate = " COLLATE BINARY" if kind == "text" else ""
+        return f"{new} IS {old}{collate}"
+
+    def execute_count(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> int:
+        self.execute(conn, sql, params)  # the driver reports no row count
+        return int(self.scalar(conn, "SELECT changes()"))
+
+    def index_staging(self, conn: Any, staging: str, name: str) -> None:
+        # Without it the NOT EXISTS of the write is a nested scan (SQLite
+        # builds no automatic index for a correlated subquery of a DELETE).
+        self.execute(conn, f"CREATE INDEX {self.staging_prefix}{quote_identifier(name + '_siret')} ON {quote_identifier(name)} (siret)")
+
     @property
     def staging_prefix(self) -> str:
         return "temp."
