@@ -210,3 +210,22 @@ def test_legacy_ddl_is_usable_for_a_fresh_target(tmp_path, small_data):
     result = siret_summary.run(source, target)
     assert result.rows == scalar(target, "SELECT count(*) FROM siret_summary") > 0
     assert scalar(source, "SELECT count(*) FROM siret_summary") == 0
+
+
+def test_postgres_sources_with_numeric_enum_and_domain_columns(pg_db):
+    """Column types outside the driver's built-in table (enum, domain) and NUMERIC read as their text."""
+    from siret_summary.demo_data import write_postgres
+
+    write_postgres(pg_db, *generate(n_pv=2_000, n_invitations=300, seed=11, sqlite_mess=False))
+    before = siret_summary.compute(pg_db)
+    cycles = query(pg_db, 'SELECT DISTINCT "Cycle" AS c FROM "Tous_PV" WHERE "Cycle" IS NOT NULL')["c"].to_list()
+    labels = ", ".join("'" + c.replace("'", "''") + "'" for c in cycles)
+    execute(
+        pg_db,
+        f"CREATE TYPE cycle_label AS ENUM ({labels})",
+        "CREATE DOMAIN siret_text AS TEXT",
+        'ALTER TABLE "Tous_PV" ALTER COLUMN "Cycle" TYPE cycle_label USING "Cycle"::cycle_label',
+        'ALTER TABLE "Tous_PV" ALTER COLUMN siret TYPE siret_text',
+        'ALTER TABLE "Tous_PV" ALTER COLUMN num_inscrits TYPE NUMERIC USING num_inscrits::numeric',
+    )
+    assert_frame_equal(siret_summary.compute(pg_db), before)

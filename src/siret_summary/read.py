@@ -38,16 +38,21 @@ def driver_reason(exc: BaseException) -> str:
     return text.rstrip(". ")
 
 
-@contextmanager
-def connected(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
-    """An open connection; connection failures become one clear sentence."""
+def open_connection(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Any:
+    """A new connection; a failure to connect becomes one clear sentence."""
     try:
-        conn = backend.connect(role)
+        return backend.connect(role)
     except Exception as exc:
         raise error(
             f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
             "check the URI and that the server is running and reachable."
         ) from exc
+
+
+@contextmanager
+def connected(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
+    """An open connection, closed afterwards; connection failures become one clear sentence."""
+    conn = open_connection(backend, role=role, error=error)
     try:
         yield conn
     finally:
@@ -101,25 +106,32 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     return f" WHERE {quote_identifier(id_col)} IN ({', '.join(_sql_literal(v) for v in ids.to_list())})"
 
 
-def read_database(backend: Backend, config: Config, sirets: pl.Series | None = None) -> RawSources:
-    """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given)."""
+def read_database(
+    backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None
+) -> RawSources:
+    """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
+
+    ``conn``: an open connection to use (else one is opened and closed).
+    """
+    if conn is None:
+        with connected(backend, role="source") as own:
+            return read_database(backend, config, sirets, conn=own)
     frames = {}
-    with connected(backend, role="source") as conn:
-        for table, mapping, setting in (
-            (config.pv_table, config.pv_columns, "pv_columns"),
-            (config.invitations_table, config.invitation_columns, "invitation_columns"),
-        ):
-            columns = backend.describe(conn, table)
-            if columns is None:
-                key = "pv_table" if setting == "pv_columns" else "invitations_table"
-                raise SourceError(
-                    f'table "{table}" does not exist in {backend.display()}; '
-                    f"create it or name the right table with Config({key}=...)."
-                )
-            _check_columns(table, [c.name for c in columns], mapping, setting)
-            where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
-            sql = backend.select_columns_sql(table, needed_columns(mapping), where)
-            frames[table] = pl.from_arrow(backend.fetch_arrow(conn, sql)).lazy()
+    for table, mapping, setting in (
+        (config.pv_table, config.pv_columns, "pv_columns"),
+        (config.invitations_table, config.invitation_columns, "invitation_columns"),
+    ):
+        columns = backend.describe(conn, table)
+        if columns is None:
+            key = "pv_table" if setting == "pv_columns" else "invitations_table"
+            raise SourceError(
+                f'table "{table}" does not exist in {backend.display()}; '
+                f"create it or name the right table with Config({key}=...)."
+            )
+        _check_columns(table, [c.name for c in columns], mapping, setting)
+        where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
+        sql = backend.select_columns_sql(table, needed_columns(mapping), where)
+        frames[table] = pl.from_arrow(backend.fetch_arrow(conn, sql)).lazy()
     return RawSources(frames[config.pv_table], frames[config.invitations_table])
 
 

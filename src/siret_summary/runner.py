@@ -19,8 +19,9 @@ from .config import Config, as_config
 from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
 from .guard import RunGuard, is_running
-from .read import connected, read_sources
+from .read import connected, read_database, read_sources
 from .retry import RetryPolicy
+from .sessions import Sessions
 from .status import StatusStore, now_iso, public_view
 from .write import write_summary
 
@@ -98,6 +99,7 @@ class _Run:
         self.store = status_store(backend, config)
         self.status_conn: Any = None
         self.record: dict[str, Any] = {}
+        self.sessions = Sessions()
 
     # --- status ---------------------------------------------------------------
     def _persist(self, **fields: Any) -> None:
@@ -172,6 +174,7 @@ class _Run:
                      result.rows, sum(result.seconds.values()))
             return result
         finally:
+            self.sessions.close()
             try:
                 self.status_conn.close()
             except Exception:
@@ -181,23 +184,30 @@ class _Run:
         """The configuration hash of the stored state; None without target table or state."""
         if not self.backend.exists():
             return None
-        with connected(self.backend, role="state", error=TargetError) as conn:
+        with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
             if self.backend.describe(conn, self.config.target_table) is None:
                 return None
             return state.stored_hash(conn)
 
     def _read_changes(self, backend: Backend) -> Changes | None:
-        with connected(backend, role="source") as conn:
+        with self.sessions.use(backend, role="source") as conn:
             return read_changes(backend, conn)
 
     def _consume(self, backend: Backend, last_id: int) -> None:
-        with connected(backend, role="source") as conn:
+        with self.sessions.use(backend, role="source") as conn:
             backend.execute(conn, consume_sql(last_id))
             conn.commit()
 
     def _read_state(self, state: StateStore) -> pl.DataFrame:
-        with connected(self.backend, role="state", error=TargetError) as conn:
+        with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
             return state.read(conn)
+
+    def _read(self, source: Any, sirets: pl.Series | None):
+        if not isinstance(source, (str, os.PathLike)):
+            return read_sources(source, self.config, sirets=sirets)
+        backend = open_backend(source, must_exist=True)
+        with self.sessions.use(backend, role="source") as conn:
+            return read_database(backend, self.config, sirets, conn=conn)
 
     def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
@@ -214,7 +224,7 @@ class _Run:
         if mode == "incremental" and changes is not None and not changes.truncated:  # only the logged SIRETs
             result.mode = mode = "capture"
             sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
-        raw = self.retry.call(lambda: read_sources(source, config, sirets=sirets), what="read")
+        raw = self.retry.call(lambda: self._read(source, sirets), what="read")
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], mode)
 
@@ -255,7 +265,7 @@ class _Run:
         span = STAGE_START["done"] - 5.0 - STAGE_START["write"]
 
         def write_once():
-            with connected(self.backend, role="write", error=TargetError) as conn:
+            with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
                 self.progress("write", STAGE_START["write"])
                 return write_summary(
                     self.backend, conn, config.target_table, summary, delete_sirets=delete, force=force,

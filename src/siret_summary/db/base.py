@@ -44,6 +44,8 @@ def kind_of(declared: str) -> tuple[str, int | None]:
     """Map a declared SQL type to a kind and a VARCHAR length (SQLite affinity rules, extended)."""
     t = (declared or "").upper()
     length = re.search(r"\(\s*(\d+)\s*\)", t)
+    if t.startswith(("INTERVAL", "POINT")):  # PostgreSQL types that merely contain "INT"
+        return "other", None
     if "INT" in t:
         return "integer", None
     if "BOOL" in t:
@@ -68,6 +70,9 @@ class Backend(ABC):
     @abstractmethod
     def connect(self, role: str = "main") -> Any:
         """A new ADBC DB-API connection (autocommit off); ``role`` names it where the server shows names."""
+
+    def set_role(self, conn: Any, role: str) -> None:
+        """Rename an open connection's session for the server's activity view (nothing by default)."""
 
     @abstractmethod
     def describe(self, conn: Any, table: str) -> list[Column] | None:

@@ -10,9 +10,15 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .base import Backend, Column, kind_of, quote_table, quote_identifier, split_table
 
+
+#: The driver's built-in type table instead of querying the server's catalogue
+#: on every connect (about 50 ms each); drivers without the option fall back.
+_TYPE_RESOLVER = "adbc.postgresql.type_resolver_mode"
+_builtin_types = True
 
 _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
 
@@ -39,29 +45,54 @@ class PostgresBackend(Backend):
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
+        global _builtin_types
         sep = "&" if "?" in self.uri else "?"
-        return pg_dbapi.connect(f"{self.uri}{sep}application_name=siret_summary:{role}")
+        uri = f"{self.uri}{sep}application_name=siret_summary:{role}"
+        if _builtin_types:
+            try:
+                return pg_dbapi.connect(uri, db_kwargs={_TYPE_RESOLVER: "builtin"})
+            except Exception as exc:
+                if _TYPE_RESOLVER not in str(exc):
+                    raise
+                _builtin_types = False  # an older driver: it reads the server's type catalogue
+        return pg_dbapi.connect(uri)
+
+    def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        # Types outside the built-in table (enums, …) arrive as their binary
+        # representation, which for enums is the label: give it back as text.
+        table = super().fetch_arrow(conn, sql, params)
+        for i, field in enumerate(table.schema):
+            column = table.column(i)
+            if isinstance(field.type, pa.BaseExtensionType):  # opaque numeric, enum …: their storage
+                column = pa.chunked_array([c.storage for c in column.chunks], type=field.type.storage_type)
+            if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+                try:
+                    column = pc.cast(column, pa.string())
+                except pa.ArrowInvalid:  # not text: leave it to normalisation to reject
+                    pass
+            if column is not table.column(i):
+                table = table.set_column(i, field.name, column)
+        return table
+
+    def set_role(self, conn: Any, role: str) -> None:
+        self.execute(conn, "SELECT set_config('application_name', $1, false)", [f"siret_summary:{role}"])
+        conn.commit()  # kept even if the stage's transaction rolls back
 
     def describe(self, conn: Any, table: str) -> list[Column] | None:
-        parts = split_table(table)
-        schema_sql = "$1" if len(parts) == 2 else "current_schema()"
-        params = parts if len(parts) == 2 else [parts[0]]
-        name_param = "$2" if len(parts) == 2 else "$1"
+        # pg_catalog, not information_schema: the same answer in a tenth of the time.
         rows = self.fetch_arrow(
             conn,
-            "SELECT column_name::text AS name, data_type::text AS type,"
-            " character_maximum_length::int AS len"
-            " FROM information_schema.columns"
-            f" WHERE table_schema = {schema_sql} AND table_name = {name_param}"
-            " ORDER BY ordinal_position",
-            params,
+            "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type"
+            " FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0"
+            " AND NOT a.attisdropped ORDER BY a.attnum",
+            [quote_table(table)],
         )
         if rows.num_rows == 0:
             return None
         columns = []
-        for name, declared, length in zip(*(rows.column(c).to_pylist() for c in ("name", "type", "len"))):
-            kind, _ = kind_of(declared)
-            columns.append(Column(name, kind, length if kind == "text" else None, declared))
+        for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
+            kind, length = kind_of(declared)
+            columns.append(Column(name, kind, length, declared))
         return columns
 
     def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
