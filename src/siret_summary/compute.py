@@ -20,8 +20,10 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
 
     ``cache()``: both frames feed several branches (elections, report,
     fingerprints); without it the optimiser copies their large normalisation
-    expressions into each branch.
+    expressions into each branch. A database read arrives normalised already.
     """
+    if raw.normalised:
+        return raw.pv, raw.invitations
     pv = normalize_pv(raw.pv, config.pv_columns).cache()
     invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
     return pv, invitations
@@ -33,11 +35,51 @@ def _collect(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
     return pl.collect_all(frames, engine="in-memory")
 
 
+#: Above this many PV rows the summary is computed by SIRET ranges, one at a
+#: time: every output row depends on one SIRET's rows only, and the plan's
+#: intermediates (elections, seats, pivots) then never exist for all at once.
+PARTITION_ROWS = 250_000
+
+
+def siret_ranges(pv: pl.LazyFrame, parts: int) -> list[pl.Expr]:
+    """Filters splitting rows into ``parts`` consecutive SIRET ranges (rows without SIRET in the first)."""
+    if parts <= 1:
+        return [pl.lit(True)]
+    sample = pv.select(pl.col("siret").gather_every(64).drop_nulls().sort()).collect()["siret"]
+    bounds = sorted({sample[len(sample) * k // parts] for k in range(1, parts)}) if len(sample) else []
+    ranges, low = [], None
+    for high in [*(pl.lit(b, dtype=pl.String) for b in bounds), None]:
+        if low is None:
+            ranges.append(pl.col("siret").is_null() | (pl.col("siret") < high) if high is not None else pl.lit(True))
+        else:
+            ranges.append(pl.col("siret") >= low if high is None else pl.col("siret").is_between(low, high, closed="left"))
+        low = high
+    return ranges
+
+
+def _by_ranges(
+    pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Callable[[pl.LazyFrame, pl.LazyFrame], list[pl.LazyFrame]]
+) -> list[list[pl.DataFrame]]:
+    """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order."""
+    rows = pv.select(pl.len()).collect().item()
+    results = [
+        _collect(plans(pv.filter(keep), invitations.filter(keep)))
+        for keep in siret_ranges(pv, -(-rows // PARTITION_ROWS))
+    ]
+    return [list(parts) for parts in zip(*results)]
+
+
+def _report(counts: list[pl.DataFrame]) -> Report:
+    return parse_report(pl.concat(counts).sum().row(0, named=True))
+
+
 def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:
-    """Normalise and summarise raw frames: one lazy plan, collected once (with its report)."""
+    """Normalise and summarise raw frames: one lazy plan per SIRET range, collected once (with its report)."""
     pv, invitations = normalise(raw, config)
-    summary, counts = _collect([summary_frame(pv, invitations, config), report_frame(pv, invitations)])
-    return summary, parse_report(counts.row(0, named=True))
+    summaries, counts = _by_ranges(
+        pv, invitations, lambda p, i: [summary_frame(p, i, config), report_frame(p, i)]
+    )
+    return pl.concat(summaries), _report(counts)
 
 
 @dataclass
@@ -57,10 +99,11 @@ def summarise_with_fingerprints(
     if only is not None:
         pv = pv.filter(pl.col("siret").is_in(only.implode()))
         invitations = invitations.filter(pl.col("siret").is_in(only.implode()))
-    summary, counts, prints = _collect(
-        [summary_frame(pv, invitations, config), report_frame(pv, invitations), fingerprints(pv, invitations)]
-    )
-    return Computation(summary, parse_report(counts.row(0, named=True)), prints)
+    summaries, counts, prints = _by_ranges(
+        pv, invitations,
+        lambda p, i: [summary_frame(p, i, config), report_frame(p, i), fingerprints(p, i)],
+    )  # fmt: skip
+    return Computation(pl.concat(summaries), _report(counts), pl.concat(prints))
 
 
 def scan_changes(

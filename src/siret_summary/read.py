@@ -1,13 +1,22 @@
-"""Read stage: any accepted source → raw Polars frames of just the needed columns."""
+"""Read stage: any accepted source → Polars frames of just the needed columns.
+
+A database source is streamed: the driver's record batches are fetched in a
+background thread while the batches already here are normalised (Polars
+releases the GIL), so the full raw table never sits in memory and the
+normalisation overlaps the I/O. In-memory sources are returned raw and
+normalised lazily by compute.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -16,14 +25,16 @@ from .config import Config
 from .db import Backend, open_backend
 from .db.base import quote_identifier
 from .errors import SourceError
+from .normalize import normalize_invitations, normalize_pv
 
 
 @dataclass
 class RawSources:
-    """The two source tables, raw, as lazy frames of the mapped columns only."""
+    """The two source tables as lazy frames: the mapped columns raw, or already normalised."""
 
     pv: pl.LazyFrame
     invitations: pl.LazyFrame
+    normalised: bool = False
 
 
 def needed_columns(mapping: Mapping[str, str | None]) -> list[str]:
@@ -131,8 +142,64 @@ def read_database(
         _check_columns(table, [c.name for c in columns], mapping, setting)
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
         sql = backend.select_columns_sql(table, needed_columns(mapping), where)
-        frames[table] = pl.from_arrow(backend.fetch_arrow(conn, sql)).lazy()
-    return RawSources(frames[config.pv_table], frames[config.invitations_table])
+        normalise = normalize_pv if table == config.pv_table else normalize_invitations
+        with backend.fetch_batches(conn, sql) as (schema, batches):
+            frames[table] = normalised_stream(schema, batches, lambda raw: normalise(raw, mapping)).lazy()
+    return RawSources(frames[config.pv_table], frames[config.invitations_table], normalised=True)
+
+
+#: Rows normalised at a time: large enough that per-chunk planning is noise,
+#: small enough that fetching and normalising overlap and memory stays flat.
+CHUNK_ROWS = 32_768
+_END = object()
+
+
+def normalised_stream(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], normalise: Callable[[pl.LazyFrame], pl.LazyFrame]
+) -> pl.DataFrame:
+    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile."""
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            pending, rows = [], 0
+            for batch in batches:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= CHUNK_ROWS:
+                    if not put(pa.Table.from_batches(pending, schema)):
+                        return
+                    pending, rows = [], 0
+            if pending:
+                put(pa.Table.from_batches(pending, schema))
+            put(_END)
+        except BaseException as exc:  # handed to the consuming thread
+            put(exc)
+
+    fetcher = threading.Thread(target=fetch, name="siret_summary-fetch", daemon=True)
+    fetcher.start()
+    parts = []
+    try:
+        while (item := chunks.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            parts.append(normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory"))
+    finally:
+        stop.set()
+        fetcher.join()
+    if not parts:
+        parts.append(normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory"))
+    return pl.concat(parts, rechunk=False)
 
 
 def _frame(value: Any, table: str) -> pl.LazyFrame:

@@ -433,13 +433,19 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
         return None
     with connected(store.backend, role="status", error=TargetError) as conn:
         latest = store.history(conn, 1)
-    if not latest:
-        return None
-    record = latest[0]
-    interrupted = record["status"] == "running" and not is_running(
-        backend, config.target_table, record, lock_path=lock_path
-    )
-    return public_view(record, interrupted=interrupted)
+        if not latest:
+            return None
+        record = latest[0]
+        while record["status"] == "running" and not is_running(
+            backend, config.target_table, record, lock_path=lock_path
+        ):
+            # No lock: killed, or it finished between the read and the check.
+            conn.commit()  # a fresh snapshot
+            again = store.history(conn, 1)[0]
+            if again["run_id"] == record["run_id"] and again["status"] == "running":
+                return public_view(record, interrupted=True)
+            record = again
+    return public_view(record)
 
 
 def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:

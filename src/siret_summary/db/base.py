@@ -162,7 +162,24 @@ class Backend(ABC):
 
     def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self.cursor(conn, sql, params) as cur:
-            return cur.fetch_arrow_table()
+            return self.plain(cur.fetch_arrow_table())
+
+    @contextmanager
+    def fetch_batches(self, conn: Any, sql: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+        """The result's schema and its record batches as the driver streams them (cursor open meanwhile)."""
+        with self.cursor(conn) as cur:
+            self.prepare_stream(cur)
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            schema = self.plain(reader.schema.empty_table()).schema
+            yield schema, (self.plain(batch) for batch in reader)
+
+    def prepare_stream(self, cursor: Any) -> None:
+        """Driver options for a streamed result (none by default)."""
+
+    def plain(self, data: Any) -> Any:
+        """Arrow data with driver-specific column types made plain (nothing by default)."""
+        return data
 
     def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.cursor(conn, sql, params):

@@ -37,6 +37,12 @@ def siret_index_name(table: str) -> str:
     return f"siret_summary_norm_{split_table(table)[-1]}"[:63]
 
 
+def _storage(column: Any, storage_type: pa.DataType) -> Any:
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([c.storage for c in column.chunks], type=storage_type)
+    return column.storage
+
+
 class PostgresBackend(Backend):
     dialect = "postgresql"
 
@@ -57,22 +63,21 @@ class PostgresBackend(Backend):
                 _builtin_types = False  # an older driver: it reads the server's type catalogue
         return pg_dbapi.connect(uri)
 
-    def fetch_arrow(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        # Types outside the built-in table (enums, …) arrive as their binary
-        # representation, which for enums is the label: give it back as text.
-        table = super().fetch_arrow(conn, sql, params)
-        for i, field in enumerate(table.schema):
-            column = table.column(i)
-            if isinstance(field.type, pa.BaseExtensionType):  # opaque numeric, enum …: their storage
-                column = pa.chunked_array([c.storage for c in column.chunks], type=field.type.storage_type)
+    def plain(self, data: Any) -> Any:
+        # Types outside the built-in table (enums, …) and NUMERIC arrive as
+        # opaque extension columns; an enum's binary form is its label: text.
+        for i, field in enumerate(data.schema):
+            column = data.column(i)
+            if isinstance(field.type, pa.BaseExtensionType):
+                column = _storage(column, field.type.storage_type)
             if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
                 try:
                     column = pc.cast(column, pa.string())
-                except pa.ArrowInvalid:  # not text: leave it to normalisation to reject
+                except pa.ArrowInvalid:  # not text: left to normalisation to reject
                     pass
-            if column is not table.column(i):
-                table = table.set_column(i, field.name, column)
-        return table
+            if column is not data.column(i):
+                data = data.set_column(i, pa.field(field.name, column.type), column)
+        return data
 
     def set_role(self, conn: Any, role: str) -> None:
         self.execute(conn, "SELECT set_config('application_name', $1, false)", [f"siret_summary:{role}"])
