@@ -41,11 +41,16 @@ def _collect(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
 PARTITION_ROWS = 250_000
 
 
-def siret_ranges(pv: pl.LazyFrame, parts: int) -> list[pl.Expr]:
-    """Filters splitting rows into ``parts`` consecutive SIRET ranges (rows without SIRET in the first)."""
+def siret_ranges(pv: pl.LazyFrame, rows: int, parts: int) -> list[pl.Expr]:
+    """Filters splitting ``rows`` rows into about ``parts`` consecutive SIRET ranges.
+
+    Bounds are quantiles of a sample (every k-th row); rows without SIRET go
+    to the first range, so each row is in exactly one.
+    """
     if parts <= 1:
         return [pl.lit(True)]
-    sample = pv.select(pl.col("siret").gather_every(64).drop_nulls().sort()).collect()["siret"]
+    every = max(1, rows // (parts * 64))
+    sample = pv.select(pl.col("siret").gather_every(every).drop_nulls().sort()).collect()["siret"]
     bounds = sorted({sample[len(sample) * k // parts] for k in range(1, parts)}) if len(sample) else []
     ranges, low = [], None
     for high in [*(pl.lit(b, dtype=pl.String) for b in bounds), None]:
@@ -64,7 +69,7 @@ def _by_ranges(
     rows = pv.select(pl.len()).collect().item()
     results = [
         _collect(plans(pv.filter(keep), invitations.filter(keep)))
-        for keep in siret_ranges(pv, -(-rows // PARTITION_ROWS))
+        for keep in siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
     ]
     return [list(parts) for parts in zip(*results)]
 
