@@ -116,7 +116,6 @@ class StateStore:
         # occasional scan of a targeted delete.
         self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT, fingerprint TEXT)")
         self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {meta} (config_hash TEXT, library TEXT)")
-        staging = self.backend.ingest_temporary(conn, "siret_summary_state_staging", rows.to_arrow())
         if replace:
             self.backend.execute(conn, self.backend.empty_table_sql(q))
         else:
@@ -125,7 +124,8 @@ class StateStore:
                 conn, "siret_summary_state_gone", pl.DataFrame({"siret": removed.unique()}).to_arrow()
             )
             self.backend.execute(conn, f"DELETE FROM {q} WHERE siret IN (SELECT siret FROM {gone})")
-        self.backend.execute(conn, f"INSERT INTO {q} (siret, fingerprint) SELECT siret, fingerprint FROM {staging}")
+        if rows.height:
+            self.backend.ingest_into(conn, self.table, rows.select("siret", "fingerprint").to_arrow())
         self.backend.execute(conn, f"DELETE FROM {meta}")
         p = self.backend.param
         self.backend.execute(

@@ -98,23 +98,35 @@ def _cast_for(column: Column, dtype: pl.DataType, dialect: str, table: str) -> p
 
 
 def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, table: str) -> None:
+    """Raise on the first value that does not fit its column (all limits measured in one pass)."""
+    limits = {}
     for column in columns:
-        series = frame.get_column(column.name)
         if column.kind == "text" and column.max_length is not None:
-            too_long = series.filter(series.str.len_chars() > column.max_length)
-            if len(too_long):
-                raise TargetError(
-                    f'column "{column.name}" of {table} is VARCHAR({column.max_length}) but '
-                    f"{len(too_long)} value(s) are longer (e.g. {too_long[0]!r}); "
-                    "widen the column or shorten the source values."
-                )
-        if column.kind == "integer" and dialect == "postgresql":
+            limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
+        elif column.kind == "integer" and dialect == "postgresql":
             bound = _INT_BOUNDS.get((column.declared or "").upper())
-            if bound is not None and series.abs().max() is not None and series.abs().max() > bound:
-                raise TargetError(
-                    f'column "{column.name}" of {table} is {column.declared} but a value '
-                    f"({series.abs().max()}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
-                )
+            if bound is not None:
+                limits[column.name] = (pl.col(column.name).abs().max(), bound)
+    if not limits:
+        return
+    largest = frame.select(expr.alias(name) for name, (expr, _) in limits.items()).row(0, named=True)
+    for column in columns:
+        if column.name not in limits or largest[column.name] is None:
+            continue
+        if largest[column.name] <= limits[column.name][1]:
+            continue
+        series = frame.get_column(column.name)
+        if column.kind == "text":
+            too_long = series.filter(series.str.len_chars() > column.max_length)
+            raise TargetError(
+                f'column "{column.name}" of {table} is VARCHAR({column.max_length}) but '
+                f"{len(too_long)} value(s) are longer (e.g. {too_long[0]!r}); "
+                "widen the column or shorten the source values."
+            )
+        raise TargetError(
+            f'column "{column.name}" of {table} is {column.declared} but a value '
+            f"({largest[column.name]}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
+        )
 
 
 def shape_for_target(

@@ -195,6 +195,13 @@ class Backend(ABC):
             row = cur.fetchone()
             return None if row is None else row[0]
 
+    def ingest_into(self, conn: Any, table: str, data: pa.Table) -> None:
+        """Bulk-append ``data`` to an existing table, in the caller's transaction."""
+        parts = split_table(table)
+        with self.cursor(conn) as cur:
+            schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
+            cur.adbc_ingest(parts[-1], data, mode="append", **schema)
+
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,
         between: Callable[[float], None] = lambda _: None,
