@@ -8,7 +8,6 @@ from typing import Any
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import Backend, Column, kind_of, quote_identifier, split_table
 
@@ -57,7 +56,7 @@ class SQLiteBackend(Backend):
         arrays = []
         for array in data.columns:
             if pa.types.is_date(array.type):
-                array = pc.strftime(array.cast(pa.timestamp("s")), format="%Y-%m-%d")
+                array = array.cast(pa.string())  # ISO YYYY-MM-DD (strftime is 50× slower)
             elif pa.types.is_boolean(array.type):
                 array = array.cast(pa.int64())
             arrays.append(array)
