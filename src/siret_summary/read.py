@@ -150,7 +150,7 @@ def read_database(
 
 #: Rows normalised at a time: large enough that per-chunk planning is noise,
 #: small enough that fetching and normalising overlap and memory stays flat.
-CHUNK_ROWS = 32_768
+CHUNK_ROWS = 16_384
 _END = object()
 
 

@@ -74,7 +74,7 @@ class SQLiteBackend(Backend):
 
     def prepare_stream(self, cursor: Any) -> None:
         # The driver's default of 1,024 rows per batch costs a Python round trip each.
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "32768"})
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "16384"})
 
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         # Without it the NOT EXISTS of the write is a nested scan (SQLite
