@@ -290,6 +290,24 @@ def test_terminated_write_session_is_retried_and_the_run_completes(pg_db, typed_
     _assert_written_equals_compute(pg_db)
 
 
+def test_stages_share_one_data_session(pg_db, typed_data):
+    """State check, read and write use one server session (renamed per stage), besides lock and status."""
+    write_postgres(pg_db, *typed_data)
+    sessions: set[tuple[int, str]] = set()
+
+    def on_status(status):
+        rows = query(
+            pg_db,
+            "SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name LIKE 'siret_summary:%'",
+        )
+        sessions.update(rows.iter_rows())
+
+    siret_summary.run(pg_db, mode="full", on_status=on_status)
+    data = {name: pid for pid, name in sessions if name not in ("siret_summary:guard", "siret_summary:status")}
+    assert {"siret_summary:write", "siret_summary:source"} <= set(data), sessions
+    assert len({pid for pid, name in sessions if name in data}) == 1, sessions
+
+
 def test_permanent_failure_fails_at_once(database, caplog):
     config = siret_summary.Config(pv_table="Missing_PV")
     t0 = time.monotonic()
