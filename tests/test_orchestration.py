@@ -290,6 +290,41 @@ def test_terminated_write_session_is_retried_and_the_run_completes(pg_db, typed_
     _assert_written_equals_compute(pg_db)
 
 
+def test_source_session_killed_mid_read_is_retried(pg_db, typed_data, caplog):
+    """The streamed read (batches fetched in a thread) fails cleanly when its session dies; the retry completes."""
+    write_postgres(pg_db, *typed_data)
+    # The last table read is a view that sleeps before its first row: the read's session is reliably
+    # active for a second, and nothing after it in the read stage would notice a swallowed error.
+    execute(pg_db, "CREATE VIEW slow_invitations AS SELECT i.* FROM invitations i, (SELECT pg_sleep(1)) AS pause")
+    config = siret_summary.Config(invitations_table="slow_invitations")
+    killed: list = []
+
+    def kill_active_read() -> None:
+        deadline = time.monotonic() + 10
+        while not killed and time.monotonic() < deadline:
+            rows = query(
+                pg_db,
+                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity"
+                " WHERE application_name = 'siret_summary:source' AND state = 'active'",
+            )
+            killed.extend(rows["ok"].to_list())
+            time.sleep(0.02)
+
+    def on_status(status):
+        if status["progress"]["stage"] == "read" and not hasattr(on_status, "started"):
+            on_status.started = threading.Thread(target=kill_active_read, daemon=True)
+            on_status.started.start()
+
+    with caplog.at_level(logging.WARNING, logger="siret_summary"):
+        result = siret_summary.run(pg_db, config=config, on_status=on_status)
+    assert killed == [True]
+    assert result.status == "completed"
+    retries = [r for r in caplog.records if "transient" in r.getMessage()]
+    assert len(retries) == 1 and retries[0].getMessage().startswith("read failed"), caplog.text
+    expected = siret_summary.compute(pg_db, config=config)
+    assert result.rows == expected.height
+
+
 def test_stages_share_one_data_session(pg_db, typed_data):
     """State check, read and write use one server session (renamed per stage), besides lock and status."""
     write_postgres(pg_db, *typed_data)
