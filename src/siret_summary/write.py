@@ -140,10 +140,9 @@ def shape_for_target(
         raise TargetError(
             f'{table} has no "siret" column; point target at a summary table or let the library create one.'
         )
-    written = [c for c in columns if c.name in summary.schema]
-    frame = summary.select(
-        _cast_for(c, summary.schema[c.name], backend.dialect, table).alias(c.name) for c in written
-    )
+    schema = summary.schema  # built anew on each access
+    written = [c for c in columns if c.name in schema]
+    frame = summary.select(_cast_for(c, schema[c.name], backend.dialect, table).alias(c.name) for c in written)
     _check_fits(frame, written, backend.dialect, table)
     return frame, written
 
