@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"
@@ -75,15 +77,30 @@ def siret_reject_reason(digits: pl.Expr) -> pl.Expr:
 
 
 def luhn_valid(siret: pl.Expr) -> pl.Expr:
-    """Luhn check of a 14-digit SIRET (digits at odd positions from the right doubled)."""
-    number = siret.cast(pl.Int64)  # 14 digits fit; integer arithmetic beats 14 substrings
-    total = pl.lit(0, dtype=pl.Int64)
-    for position in range(14):  # position 0 is the rightmost digit
-        digit = (number // 10**position) % 10
-        if position % 2 == 1:
-            digit = digit * 2 - 9 * (digit >= 5).cast(pl.Int64)
-        total = total + digit
-    return (total % 10) == 0
+    """Luhn check of a 14-digit SIRET (digits at odd positions from the right doubled); NULL stays NULL."""
+    return siret.map_batches(_luhn_valid, return_dtype=pl.Boolean)
+
+
+#: Digits doubled by Luhn: even indices from the left of 14 (odd positions from the right).
+_DOUBLED = np.arange(14) % 2 == 0
+
+
+def _luhn_valid(sirets: pl.Series) -> pl.Series:
+    """On the 14 ASCII digits as a NumPy matrix: one pass instead of 14 × 4 column expressions."""
+    present = sirets.is_not_null()
+    array = sirets.fill_null("0" * 14).cast(pl.String).to_arrow().cast(pa.large_string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if len(array) == 0:
+        return pl.Series(sirets.name, [], dtype=pl.Boolean)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    if not (np.diff(offsets) == 14).all():  # not the 14 digits siret_from_digits makes
+        raise ValueError("luhn_valid expects 14-digit SIRETs")
+    raw = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + 14 * len(array)]
+    digits = raw.reshape(-1, 14).astype(np.int16) - ord("0")
+    doubled = np.where(_DOUBLED, digits * 2 - 9 * (digits >= 5), digits)
+    valid = doubled.sum(axis=1) % 10 == 0
+    return pl.Series(sirets.name, valid).set(~present, None)
 
 
 # --- cycle -------------------------------------------------------------------
