@@ -321,3 +321,26 @@ def test_failed_capture_run_keeps_the_log(captured_pg):
     siret_summary.uninstall_change_capture(location)
     execute(location, *_edit_sql("votes_edit", 1, 5))
     assert siret_summary.run(location, config=CAPTURED).mode == "incremental"  # back to scanning
+
+
+def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg_uri):
+    """A database read holds repeated text as categories (codes depend on the read);
+    fingerprints must hash the text, as an in-memory read of the same rows does,
+    or a stored state would never match and every SIRET would count as changed."""
+    from siret_summary.compute import summarise_with_fingerprints
+    from siret_summary.config import as_config
+    from siret_summary.read import read_sources
+
+    config = as_config(None)
+    with fresh_database(pg_uri, "fingerprints") as location:
+        write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
+        raw = read_sources(location, config)
+        assert pl.Categorical in [type(t) for t in raw.pv.collect_schema().values()]
+        from_database = summarise_with_fingerprints(raw, config).fingerprints
+        tables = {  # the same rows, in another order, as plain frames
+            "Tous_PV": query(location, 'SELECT * FROM "Tous_PV" ORDER BY id_pv DESC'),
+            "invitations": query(location, "SELECT * FROM invitations ORDER BY id DESC"),
+        }
+    in_memory = summarise_with_fingerprints(read_sources(tables, config), config).fingerprints
+    assert from_database.height > 50
+    assert_frame_equal(from_database.sort("siret"), in_memory.sort("siret"))

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from .config import Config, as_config
-from .normalize import normalize_invitations, normalize_pv
+from .normalize import expand_text, normalize_invitations, normalize_pv
 from .read import RawSources, read_sources
 from .incremental import Diff, diff, fingerprints
 from .summary import Report, parse_report, report_frame, summary_frame
@@ -20,10 +20,12 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
 
     ``cache()``: both frames feed several branches (elections, report,
     fingerprints); without it the optimiser copies their large normalisation
-    expressions into each branch. A database read arrives normalised already.
+    expressions into each branch. A database read arrives normalised already,
+    its repeated text as categories: turned back into text lazily, so only the
+    SIRET range being computed holds it as text.
     """
     if raw.normalised:
-        return raw.pv, raw.invitations
+        return expand_text(raw.pv), expand_text(raw.invitations)
     pv = normalize_pv(raw.pv, config.pv_columns).cache()
     invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
     return pv, invitations

@@ -379,3 +379,24 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame
     _add_siret(plan, siret, schema[siret])
     _add_date(plan, date, schema[date])
     return plan.apply(raw, ["siret", "_reject", "_luhn_bad", "date", "_date_bad"])
+
+
+#: Normalised text columns whose values repeat across rows (a SIRET's
+#: attributes on each of its PV rows, a few cycles and reasons).
+REPEATED_TEXT = ("cycle", "_reject", *(c for c in TEXT_COLUMNS if c != "institution"), "cp")
+
+
+def compact_text(frame: pl.LazyFrame, categories: pl.Categories) -> pl.LazyFrame:
+    """Normalised rows with their repeated text held as categories (held whole, they cost a third).
+
+    ``categories`` is shared by every chunk of one read (so chunks concatenate)
+    and freed with it. :func:`expand_text` turns them back into text.
+    """
+    present = [c for c in REPEATED_TEXT if c in frame.collect_schema()]
+    return frame.with_columns(pl.col(present).cast(pl.Categorical(categories)))
+
+
+def expand_text(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Categorical columns back to text: the summary and the fingerprints only see text."""
+    categorical = [n for n, t in frame.collect_schema().items() if isinstance(t, pl.Categorical)]
+    return frame.with_columns(pl.col(categorical).cast(pl.String)) if categorical else frame

@@ -243,6 +243,7 @@ class _Run:
             computed = summarise_with_fingerprints(raw, config, only=sirets)
             delete = remove = sirets
         summary = computed.summary
+        del raw  # the normalised rows are not needed by the write: free them before it
         result.seconds["compute"] = time.perf_counter() - t0
         result.rejected, result.warnings = computed.report.rejected, computed.report.warnings
         log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], summary.height,
