@@ -335,7 +335,7 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     with fresh_database(pg_uri, "fingerprints") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
         raw = read_sources(location, config)
-        assert pl.Categorical in [type(t) for t in raw.pv.collect_schema().values()]
+        assert pl.Categorical in [type(t) for t in raw.pv_rows().collect_schema().values()]
         from_database = summarise_with_fingerprints(raw, config).fingerprints
         tables = {  # the same rows, in another order, as plain frames
             "Tous_PV": query(location, 'SELECT * FROM "Tous_PV" ORDER BY id_pv DESC'),

@@ -54,7 +54,7 @@ def test_normalised_rows_do_not_pin_the_driver_batches():
          for name in columns]
     )  # fmt: skip
     with mock.patch.object(read, "CHUNK_ROWS", 500):  # one driver batch per chunk, as with large batches
-        frame = read.normalised_stream(schema, batches, lambda raw: read.normalize_pv(raw, config.pv_columns))
+        (frame,) = read.normalised_stream(schema, batches, lambda raw: read.normalize_pv(raw, config.pv_columns))
     del batches
     gc.collect()
     held = pa.total_allocated_bytes() - before

@@ -1,8 +1,9 @@
 """Property test: streamed database reads (small chunks) and SIRET-range compute agree with the reference.
 
-Real runs read in chunks of 32k rows and split the compute by SIRET ranges
-above 250k rows; here both sizes are shrunk to a few rows so that random
-sources cross many chunk and range boundaries.
+Real runs read in chunks of 16k rows, file the PV rows by the first digit
+of their SIRET, and compute by SIRET ranges of up to 250k rows (merged parts,
+or sampled ranges within a crowded part); here both sizes are shrunk to a few
+rows so that random sources cross many chunk, part and range boundaries.
 """
 
 from __future__ import annotations

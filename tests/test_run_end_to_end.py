@@ -229,3 +229,26 @@ def test_postgres_sources_with_numeric_enum_and_domain_columns(pg_db):
         'ALTER TABLE "Tous_PV" ALTER COLUMN num_inscrits TYPE NUMERIC USING num_inscrits::numeric',
     )
     assert_frame_equal(siret_summary.compute(pg_db), before)
+
+
+def test_sqlite_page_cache_is_small_for_reading_sources_and_large_for_writing(tmp_path):
+    """The write's large cache keeps it from spilling (and locking readers out) before
+    its commit; a source read with it would hold the source table in memory instead."""
+    from siret_summary.db import open_backend
+
+    backend = open_backend(str(tmp_path / "cache.db"), must_exist=False)
+
+    def cache_kib(conn) -> int:  # negative sizes are KiB, positive ones pages of 4 KiB
+        size = int(backend.scalar(conn, "PRAGMA cache_size"))
+        return -size if size < 0 else size * 4
+
+    for first, then in (("source", "write"), ("write", "source"), ("state", "source")):
+        conn = backend.connect(first)
+        try:
+            sizes = {first: cache_kib(conn)}
+            backend.set_role(conn, then)
+            sizes[then] = cache_kib(conn)
+        finally:
+            conn.close()
+        assert sizes["source"] <= 8 * 1024, sizes
+        assert sizes.get("write", sizes.get("state")) >= 128 * 1024, sizes

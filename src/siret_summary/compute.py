@@ -25,7 +25,7 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
     SIRET range being computed holds it as text.
     """
     if raw.normalised:
-        return expand_text(raw.pv), expand_text(raw.invitations)
+        return expand_text(raw.pv_rows()), expand_text(raw.invitations)
     pv = normalize_pv(raw.pv, config.pv_columns).cache()
     invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
     return pv, invitations
@@ -53,7 +53,11 @@ def siret_ranges(pv: pl.LazyFrame, rows: int, parts: int) -> list[pl.Expr]:
         return [pl.lit(True)]
     every = max(1, rows // (parts * 64))
     sample = pv.select(pl.col("siret").gather_every(every).drop_nulls().sort()).collect()["siret"]
-    bounds = sorted({sample[len(sample) * k // parts] for k in range(1, parts)}) if len(sample) else []
+    return range_filters(sorted({sample[len(sample) * k // parts] for k in range(1, parts)}) if len(sample) else [])
+
+
+def range_filters(bounds: list[str]) -> list[pl.Expr]:
+    """One filter per SIRET range cut at the sorted ``bounds``; rows without SIRET in the first."""
     ranges, low = [], None
     for high in [*(pl.lit(b, dtype=pl.String) for b in bounds), None]:
         if low is None:
@@ -64,9 +68,10 @@ def siret_ranges(pv: pl.LazyFrame, rows: int, parts: int) -> list[pl.Expr]:
     return ranges
 
 
-def _by_ranges(
-    pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Callable[[pl.LazyFrame, pl.LazyFrame], list[pl.LazyFrame]]
-) -> list[list[pl.DataFrame]]:
+Plans = Callable[[pl.LazyFrame, pl.LazyFrame], list[pl.LazyFrame]]
+
+
+def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans) -> list[list[pl.DataFrame]]:
     """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order."""
     rows = pv.select(pl.len()).collect().item()
     results = [
@@ -76,15 +81,41 @@ def _by_ranges(
     return [list(parts) for parts in zip(*results)]
 
 
+def _by_parts(raw: RawSources, config: Config, plans: Plans) -> list[list[pl.DataFrame]]:
+    """``_by_ranges`` over the read's SIRET-ordered PV parts, each part freed once summarised.
+
+    Consecutive parts are merged up to ``PARTITION_ROWS`` rows; a larger
+    merge (one crowded leading digit) is split further by sampled ranges.
+    """
+    parts = raw.take_pv_parts() if raw.normalised else None
+    if not parts:
+        return _by_ranges(*normalise(raw, config), plans)
+    invitations = expand_text(raw.invitations)
+    groups: list[list[pl.DataFrame]] = [[]]
+    for part in parts:
+        if groups[-1] and sum(p.height for p in groups[-1]) + part.height > PARTITION_ROWS:
+            groups.append([])
+        groups[-1].append(part)
+    del parts
+    bounds = [group[0]["siret"].drop_nulls().min() for group in groups[1:]]
+    results = []
+    for keep in range_filters(bounds):
+        group = groups.pop(0)
+        pv = expand_text(pl.concat(group, rechunk=False).lazy())
+        del group  # the concatenation holds the rows now; dropped after this range
+        results.append([pl.concat(p) for p in _by_ranges(pv, invitations.filter(keep), plans)])
+        del pv
+    return [list(parts) for parts in zip(*results)]
+
+
 def _report(counts: list[pl.DataFrame]) -> Report:
     return parse_report(pl.concat(counts).sum().row(0, named=True))
 
 
 def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:
     """Normalise and summarise raw frames: one lazy plan per SIRET range, collected once (with its report)."""
-    pv, invitations = normalise(raw, config)
-    summaries, counts = _by_ranges(
-        pv, invitations, lambda p, i: [summary_frame(p, i, config), report_frame(p, i)]
+    summaries, counts = _by_parts(
+        raw, config, lambda p, i: [summary_frame(p, i, config), report_frame(p, i)]
     )
     return pl.concat(summaries), _report(counts)
 
@@ -102,14 +133,15 @@ def summarise_with_fingerprints(
     raw: RawSources, config: Config, *, only: pl.Series | None = None
 ) -> Computation:
     """Full computation plus per-SIRET fingerprints; ``only`` restricts both to these SIRETs."""
-    pv, invitations = normalise(raw, config)
-    if only is not None:
-        pv = pv.filter(pl.col("siret").is_in(only.implode()))
-        invitations = invitations.filter(pl.col("siret").is_in(only.implode()))
-    summaries, counts, prints = _by_ranges(
-        pv, invitations,
-        lambda p, i: [summary_frame(p, i, config), report_frame(p, i), fingerprints(p, i)],
-    )  # fmt: skip
+    def plans(p: pl.LazyFrame, i: pl.LazyFrame) -> list[pl.LazyFrame]:
+        return [summary_frame(p, i, config), report_frame(p, i), fingerprints(p, i)]
+
+    if only is None:
+        summaries, counts, prints = _by_parts(raw, config, plans)
+    else:
+        pv, invitations = normalise(raw, config)
+        keep = pl.col("siret").is_in(only.implode())
+        summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans)
     return Computation(pl.concat(summaries), _report(counts), pl.concat(prints))
 
 

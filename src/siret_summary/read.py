@@ -30,11 +30,35 @@ from .normalize import compact_text, normalize_invitations, normalize_pv
 
 @dataclass
 class RawSources:
-    """The two source tables as lazy frames: the mapped columns raw, or already normalised."""
+    """The two source tables as lazy frames: the mapped columns raw, or already normalised.
 
-    pv: pl.LazyFrame
+    A whole-table database read also files the normalised PV rows by the
+    first digit of their SIRET: ``pv_parts``, in SIRET order (rows without
+    SIRET first), and ``pv`` is then their concatenation. A full computation
+    takes the parts (:meth:`take_pv_parts`) and frees each once summarised,
+    so the rows and the summary never both exist whole.
+    """
+
+    pv: pl.LazyFrame | None
     invitations: pl.LazyFrame
     normalised: bool = False
+    pv_parts: list[pl.DataFrame] | None = None
+
+    def pv_rows(self) -> pl.LazyFrame:
+        if self.pv_parts is not None:
+            return pl.concat(self.pv_parts, rechunk=False).lazy()
+        if self.pv is None:
+            raise ValueError("the PV rows were taken already")  # a bug, not bad input
+        return self.pv
+
+    def take_pv_parts(self) -> list[pl.DataFrame] | None:
+        """The PV parts, handed over: this object no longer holds them."""
+        parts, self.pv_parts = self.pv_parts, None
+        return parts
+
+
+#: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
+PART_KEY = pl.col("siret").str.slice(0, 1)
 
 
 def needed_columns(mapping: Mapping[str, str | None]) -> list[str]:
@@ -143,12 +167,18 @@ def read_database(
         _check_columns(table, [c.name for c in columns], mapping, setting)
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
         sql = backend.select_columns_sql(table, needed_columns(mapping), where)
-        normalise = normalize_pv if table == config.pv_table else normalize_invitations
+        is_pv = table == config.pv_table
+        normalise = normalize_pv if is_pv else normalize_invitations
         with backend.fetch_batches(conn, sql) as (schema, batches):
             frames[table] = normalised_stream(
-                schema, batches, lambda raw: compact_text(normalise(raw, mapping), categories)
-            ).lazy()
-    return RawSources(frames[config.pv_table], frames[config.invitations_table], normalised=True)
+                schema, batches, lambda raw: compact_text(normalise(raw, mapping), categories),
+                split_by=PART_KEY if is_pv and sirets is None else None,
+            )  # fmt: skip
+    pv_parts = frames[config.pv_table]
+    return RawSources(
+        None if len(pv_parts) > 1 else pv_parts[0].lazy(), frames[config.invitations_table][0].lazy(),
+        normalised=True, pv_parts=pv_parts if len(pv_parts) > 1 else None,
+    )  # fmt: skip
 
 
 #: Rows normalised at a time: large enough that per-chunk planning is noise,
@@ -177,9 +207,17 @@ def _owned(chunk: pa.Table) -> pa.Table:
 
 
 def normalised_stream(
-    schema: pa.Schema, batches: Iterator[pa.RecordBatch], normalise: Callable[[pl.LazyFrame], pl.LazyFrame]
-) -> pl.DataFrame:
-    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile."""
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
+    *,
+    split_by: pl.Expr | None = None,
+) -> list[pl.DataFrame]:
+    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile.
+
+    One frame; with ``split_by``, one frame per value of that expression over
+    the normalised rows, in the value's order (nulls first).
+    """
     chunks: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -210,18 +248,28 @@ def normalised_stream(
 
     fetcher = threading.Thread(target=fetch, name="siret_summary-fetch", daemon=True)
     fetcher.start()
-    parts = []
+    parts: dict[Any, list[pl.DataFrame]] = {}
     try:
         while (item := chunks.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
-            parts.append(normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory"))
+            _file(parts, normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory"), split_by)
     finally:
         stop.set()
         fetcher.join()
     if not parts:
-        parts.append(normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory"))
-    return pl.concat(parts, rechunk=False)
+        _file(parts, normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory"), None)
+    keys = sorted(parts, key=lambda k: (k is not None, k))
+    return [pl.concat(parts.pop(k), rechunk=False) for k in keys]
+
+
+def _file(parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, split_by: pl.Expr | None) -> None:
+    if split_by is None:
+        parts.setdefault(None, []).append(chunk)
+        return
+    pieces = chunk.with_columns(split_by.alias("_part")).partition_by("_part", as_dict=True, include_key=False)
+    for (key,), piece in pieces.items():
+        parts.setdefault(key, []).append(piece)
 
 
 def _frame(value: Any, table: str) -> pl.LazyFrame:
