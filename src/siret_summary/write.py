@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .db.base import Backend, Column, quote_identifier, quote_table
 from .errors import ShrinkGuardError, SiretSummaryError, TargetError
@@ -194,7 +196,6 @@ def write_summary(
             scope = f"t.siret IN (SELECT siret FROM {gone})"
         where = f" AS t WHERE {scope}" if scope else ""
         existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
-        present = int(backend.scalar(conn, f"SELECT count(*) FROM {staging} WHERE siret IN (SELECT siret FROM {table}{where})"))
         remaining = previous - existing + frame.height
         if previous > 0 and remaining < shrink_ratio * previous and not force:
             raise ShrinkGuardError(
@@ -204,12 +205,16 @@ def write_summary(
         checkpoint(0.85)
         # Only rows that differ are rewritten: a row already identical to the
         # new one (and NULL in the columns the library does not produce) stays.
+        # Each removed row says whether a new version replaces it (counted as
+        # updated) or its SIRET is gone (deleted).
         same = same_row_sql(backend, columns or written, written, "s", "t")
-        removed = backend.execute_count(
+        replaced = backend.fetch_arrow(
             conn,
             f"DELETE FROM {table} AS t WHERE {scope + ' AND ' if scope else ''}"
-            f"NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.siret = t.siret AND {same})",
-        )
+            f"NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.siret = t.siret AND {same})"
+            f" RETURNING siret IN (SELECT siret FROM {staging}) AS replaced",
+        ).column("replaced")
+        removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
         backend.execute_count(
             conn,
             f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s"
@@ -229,7 +234,5 @@ def write_summary(
                 "fix the cause and run again."
             ) from exc
         raise
-    unchanged = existing - removed
-    return WriteStats(
-        rows=remaining, inserted=frame.height - present, updated=present - unchanged, deleted=existing - present,
-    )
+    present = existing - removed + updated  # new rows whose SIRET was in the table
+    return WriteStats(rows=remaining, inserted=frame.height - present, updated=updated, deleted=removed - updated)
