@@ -320,13 +320,14 @@ class Bench:
             from siret_summary.db import open_backend
 
             t0 = time.perf_counter()
-            conn = open_backend(self.source(backend), must_exist=True).connect("floor")  # its fastest connect
+            source = open_backend(self.source(backend), must_exist=True)
+            conn = source.connect("floor")  # its fastest connect
             try:
                 cur = conn.cursor()
                 rows = 0
                 for sql in statements:
                     cur.execute(sql)
-                    rows += cur.fetch_arrow_table().num_rows
+                    rows += source.plain(cur.fetch_arrow_table()).num_rows
                 t1 = time.perf_counter()
                 cur.adbc_ingest("siret_summary_floor", output, mode="create", temporary=True)
                 conn.commit()

@@ -331,10 +331,15 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     from siret_summary.config import as_config
     from siret_summary.read import read_sources
 
+    from unittest import mock
+
+    import importlib
+
     config = as_config(None)
     with fresh_database(pg_uri, "fingerprints") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
-        raw = read_sources(location, config)
+        with mock.patch.object(importlib.import_module("siret_summary.read"), "LARGE_READ_ROWS", 100):
+            raw = read_sources(location, config)
         assert pl.Categorical in [type(t) for t in raw.pv_rows().collect_schema().values()]
         from_database = summarise_with_fingerprints(raw, config).fingerprints
         tables = {  # the same rows, in another order, as plain frames

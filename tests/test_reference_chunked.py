@@ -1,9 +1,11 @@
 """Property test: streamed database reads (small chunks) and SIRET-range compute agree with the reference.
 
-Real runs read in chunks of 16k rows, file the PV rows by the first digit
-of their SIRET, and compute by SIRET ranges of up to 250k rows (merged parts,
-or sampled ranges within a crowded part); here both sizes are shrunk to a few
-rows so that random sources cross many chunk, part and range boundaries.
+Real runs read batches of 16k rows, normalised in chunks of 16k rows; past 250k rows a read files the PV
+rows by the first digit of their SIRET (keeping repeated text as categories),
+and the compute runs by SIRET ranges of up to 250k rows (merged parts, or
+sampled ranges within a crowded part). Here all these sizes are shrunk to a
+few rows so that random sources cross many chunk, part and range boundaries,
+and the switch to a lean read happens at any point of the stream.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from test_reference_vs_compute import _QUIET, assert_same_summary
 
 compute_module = importlib.import_module("siret_summary.compute")
 read_module = importlib.import_module("siret_summary.read")
+sqlite_module = importlib.import_module("siret_summary.db.sqlite")
 
 
 def _sqlite_file(directory: str, pv, inv) -> str:
@@ -41,14 +44,18 @@ def _sqlite_file(directory: str, pv, inv) -> str:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=_QUIET)
-@given(sources(), st.integers(1, 6), st.integers(1, 8))
-def test_chunked_read_and_ranged_compute_match_reference(src, chunk_rows, partition_rows):
+@given(sources(), st.integers(1, 3), st.integers(1, 6), st.integers(1, 8), st.integers(0, 12))
+def test_chunked_read_and_ranged_compute_match_reference(
+    src, batch_rows, chunk_rows, partition_rows, large_read_rows
+):
     pv, inv, _ = src
     pv, inv = stringify_rows(pv), stringify_rows(inv)
     expected, expected_report = reference_summary(pv, inv)
     with tempfile.TemporaryDirectory() as directory:
         path = _sqlite_file(directory, pv, inv)
-        with mock.patch.object(read_module, "CHUNK_ROWS", chunk_rows), \
+        with mock.patch.object(sqlite_module, "STREAM_BATCH_ROWS", batch_rows), \
+                mock.patch.object(read_module, "CHUNK_ROWS", chunk_rows), \
+                mock.patch.object(read_module, "LARGE_READ_ROWS", large_read_rows), \
                 mock.patch.object(compute_module, "PARTITION_ROWS", partition_rows):
             fast = siret_summary.compute(path)
             report = siret_summary.compute_report(path)

@@ -252,3 +252,20 @@ def test_sqlite_page_cache_is_small_for_reading_sources_and_large_for_writing(tm
             conn.close()
         assert sizes["source"] <= 8 * 1024, sizes
         assert sizes.get("write", sizes.get("state")) >= 128 * 1024, sizes
+
+
+def test_sqlite_column_empty_throughout_the_first_batch_reads_as_text(tmp_path):
+    """The driver types each column from the first record batch; a column NULL all
+    through it (a sparse UL) used to become int64 and fail on its first text value."""
+    import importlib
+    from unittest import mock
+
+    path = str(tmp_path / "sparse.db")
+    write_sqlite(path, *generate(n_pv=200, n_invitations=20, seed=5))
+    execute(path, 'UPDATE "Tous_PV" SET "UL" = CASE WHEN id_pv > 150 THEN \'UL Nord\' END')
+    sqlite_module = importlib.import_module("siret_summary.db.sqlite")
+    with mock.patch.object(sqlite_module, "STREAM_BATCH_ROWS", 16):
+        summary = siret_summary.compute(path)
+    late = query(path, 'SELECT DISTINCT siret FROM "Tous_PV" WHERE id_pv > 150').height
+    assert late > 0
+    assert summary.filter(pl.col("ul") == "UL Nord").height > 0

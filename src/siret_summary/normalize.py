@@ -386,7 +386,7 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame
 REPEATED_TEXT = ("cycle", "_reject", *(c for c in TEXT_COLUMNS if c != "institution"), "cp")
 
 
-def compact_text(frame: pl.LazyFrame, categories: pl.Categories) -> pl.LazyFrame:
+def compact_text(frame: pl.DataFrame, categories: pl.Categories) -> pl.DataFrame:
     """Normalised rows with their repeated text held as categories (held whole, they cost a third).
 
     ``categories`` is shared by every chunk of one read (so chunks concatenate)

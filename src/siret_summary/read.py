@@ -171,7 +171,8 @@ def read_database(
         normalise = normalize_pv if is_pv else normalize_invitations
         with backend.fetch_batches(conn, sql) as (schema, batches):
             frames[table] = normalised_stream(
-                schema, batches, lambda raw: compact_text(normalise(raw, mapping), categories),
+                schema, batches, lambda raw: normalise(raw, mapping),
+                compact=lambda rows: compact_text(rows, categories),
                 split_by=PART_KEY if is_pv and sirets is None else None,
             )  # fmt: skip
     pv_parts = frames[config.pv_table]
@@ -212,11 +213,15 @@ def normalised_stream(
     normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
     *,
     split_by: pl.Expr | None = None,
+    compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> list[pl.DataFrame]:
     """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile.
 
-    One frame; with ``split_by``, one frame per value of that expression over
-    the normalised rows, in the value's order (nulls first).
+    One frame. A read that grows past ``LARGE_READ_ROWS`` rows turns
+    memory-lean: its rows (those so far, then each chunk) pass through
+    ``compact``, and with ``split_by`` it returns one frame per value of that
+    expression, in the value's order (nulls first). Smaller reads skip both
+    (they cost a few percent of the read and save nothing that matters).
     """
     chunks: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -248,22 +253,41 @@ def normalised_stream(
 
     fetcher = threading.Thread(target=fetch, name="siret_summary-fetch", daemon=True)
     fetcher.start()
-    parts: dict[Any, list[pl.DataFrame]] = {}
+    parts: dict[Any, list[pl.DataFrame]] = {None: []}
+    rows, large = 0, False
     try:
         while (item := chunks.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
-            _file(parts, normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory"), split_by)
+            chunk = normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory")
+            rows += chunk.height
+            if not large and rows > LARGE_READ_ROWS:
+                large, earlier, parts = True, parts[None], {}
+                for part in earlier:
+                    _file(parts, part, compact, split_by)
+                del earlier
+            if large:
+                _file(parts, chunk, compact, split_by)
+            else:
+                parts[None].append(chunk)
     finally:
         stop.set()
         fetcher.join()
-    if not parts:
-        _file(parts, normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory"), None)
+    if not any(parts.values()):
+        parts = {None: [normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory")]}
     keys = sorted(parts, key=lambda k: (k is not None, k))
     return [pl.concat(parts.pop(k), rechunk=False) for k in keys]
 
 
-def _file(parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, split_by: pl.Expr | None) -> None:
+#: Above this many rows a read turns memory-lean (see normalised_stream).
+LARGE_READ_ROWS = 250_000
+
+
+def _file(
+    parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, compact, split_by: pl.Expr | None
+) -> None:
+    if compact is not None:
+        chunk = compact(chunk)
     if split_by is None:
         parts.setdefault(None, []).append(chunk)
         return

@@ -8,6 +8,7 @@ from typing import Any
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .base import Backend, Column, kind_of, quote_identifier, split_table
 
@@ -48,10 +49,31 @@ class SQLiteBackend(Backend):
     def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
         # Every value as SQLite's own text: the driver would otherwise guess one
         # Arrow type per column from the first rows and print mixed REALs as %e.
+        # It still guesses from the first batch, and a column NULL throughout
+        # it becomes int64 (then the first text value fails the read): a
+        # leading row of empty texts, flagged and dropped by plain(), makes
+        # every column text.
         from .base import quote_table
 
         cols = ", ".join(f"CAST({quote_identifier(c)} AS TEXT) AS {quote_identifier(c)}" for c in columns)
-        return f"SELECT {cols} FROM {quote_table(table)}{where}"
+        typed = ", ".join(f"'' AS {quote_identifier(c)}" for c in columns)
+        return (
+            f"SELECT 0 AS {_TYPING_ROW}, {typed} UNION ALL "
+            f"SELECT 1 AS {_TYPING_ROW}, {cols} FROM {quote_table(table)}{where}"
+        )
+
+    def plain(self, data: Any) -> Any:
+        """``data`` without the typing row and its flag (see select_columns_sql)."""
+        names = data.schema.names
+        if _TYPING_ROW not in names:
+            return data
+        flag = data.column(names.index(_TYPING_ROW))
+        typing_rows = data.num_rows - int(pc.sum(flag).as_py() or 0)
+        if typing_rows == 1 and flag[0].as_py() == 0:  # where SQLite puts it: no copy
+            data = data.slice(1)
+        elif typing_rows:
+            data = data.filter(pc.not_equal(flag, 0))
+        return data.drop_columns([_TYPING_ROW])
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         arrays = []
@@ -75,7 +97,7 @@ class SQLiteBackend(Backend):
 
     def prepare_stream(self, cursor: Any) -> None:
         # The driver's default of 1,024 rows per batch costs a Python round trip each.
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "16384"})
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(STREAM_BATCH_ROWS)})
 
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         # Without it the NOT EXISTS of the write is a nested scan (SQLite
@@ -100,6 +122,12 @@ class SQLiteBackend(Backend):
         # time, and status updates must not wait for the data transaction.
         status_path = f"{os.path.abspath(self.path)}.status.db"
         return SQLiteBackend(status_path, status_path)
+
+
+_TYPING_ROW = "__siret_summary_typing_row"
+
+#: Rows per record batch of a streamed result.
+STREAM_BATCH_ROWS = 16_384
 
 
 def _cache_pragma(role: str) -> str:
