@@ -916,8 +916,9 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "above and adds directly to the floor. It is the main reason the full rebuild is not within 1.3× of it.",
         "- **Write** does more than the floor: the floor COPYs into an unindexed temporary table; the run COPYs "
         "the same rows into a staging table (SPEC §5), then in one transaction compares them with the target "
-        "(a hash join over every column, about 0.2 s here), rewrites only the rows that differ and writes the "
-        "incremental state. When every row changed (the *every row rewritten* line) the `DELETE` + "
+        "(a hash join over every column, 0.15–0.25 s here; the `DELETE` of the rows that differ also says "
+        "which ones a new version replaces, so no separate count is needed), inserts the new versions and "
+        "writes the incremental state. When every row changed (the *every row rewritten* line) the `DELETE` + "
         "`INSERT … SELECT` into the indexed, WAL-logged target costs more again. COPYing straight into the "
         "target inside the transaction would save the staging pass but departs from SPEC §5.",
         "- **Read** issues the floor's `SELECT`; the run's read stage also normalises (every count parsed from "
@@ -928,12 +929,15 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "about eight status-record commits (progress others can read), the state check, a Polars plan for a "
         "few hundred rows, staging tables for the write and the state. That is why capture stays above 0.05× "
         "the full rebuild.",
-        "- **Memory (f).** Reads stream and the compute runs by SIRET ranges above 250k rows, so no raw table "
-        "and no whole-data intermediate exists (2.4–3.2 GiB before). What remains above 1 GiB at 1.26M rows: "
-        "the normalised rows kept whole (Polars string views: 16 bytes per text value before its characters), "
-        "the summary and its Arrow copy for the ingest, allocator slack. Categorical text attributes (they "
-        "repeat per SIRET) would save about 0.2 GiB; not done, because fingerprints must then hash the text, "
-        "not the process-local category codes.",
+        "- **Memory (f).** Reads stream, so no raw table exists. Past 250k rows a read turns lean: repeated "
+        "normalised text (cycle, reasons, federation, the establishment's attributes) is held as categories of "
+        "the read's own (turned back into text per SIRET range, so fingerprints hash the text), non-text "
+        "columns are copied out of the driver's record batches (an adopted column kept its whole batch, raw "
+        "text included, alive), and PV rows are filed by the first digit of their SIRET; the compute takes "
+        "them range by range and frees each, so the rows and the summary never both exist whole. SQLite "
+        "source sessions keep SQLite's default page cache (the write's 256 MiB cache held the source table). "
+        "The peak at 1.26M rows was 1.6 / 1.5 GiB before this; about 210 MiB of any run is the imported "
+        "libraries (Polars, Arrow, the drivers).",
         "",
         "## Log",
         "",
