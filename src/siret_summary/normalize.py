@@ -243,8 +243,8 @@ class _Stages:
     """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs.
 
     A *lookup* normalises a low-cardinality raw column (dates, cycles, postal
-    codes repeat a lot) once per distinct value and joins the result back,
-    instead of running its regexes on every row.
+    codes, counts stored as text repeat a lot) once per distinct value and
+    joins the result back, instead of running its regexes on every row.
     """
 
     def __init__(self, count: int = 4) -> None:
@@ -324,10 +324,16 @@ def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType
     if native is not None:
         value = plan.add(0, native, f"_value_{logical}")
         unparsed = pl.lit(False)
-    else:
-        text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), f"_text_{logical}")
-        value = plan.add(1, count_from_text(count_text(text)), f"_value_{logical}")
-        unparsed = ~is_null_word(text) & value.is_null()
+    else:  # text: parsed once per distinct value (counts repeat a lot)
+        def parse(sub: _Stages) -> list[str]:
+            text = sub.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_count_text")
+            parsed = sub.add(1, count_from_text(count_text(text)), f"_lookup_value_{logical}")
+            sub.add(2, ~is_null_word(text) & parsed.is_null(), f"_lookup_unparsed_{logical}")
+            return [f"_lookup_value_{logical}", f"_lookup_unparsed_{logical}"]
+
+        plan.lookup(name, parse)
+        value = plan.add(0, pl.col(f"_lookup_value_{logical}"), f"_value_{logical}")
+        unparsed = pl.col(f"_lookup_unparsed_{logical}")
     plan.add(2, count(value), logical)
     return count_negative(value), unparsed
 
