@@ -38,6 +38,12 @@ def _edit_sql(kind: str, k: int, value: int) -> list[str]:
         return [f"UPDATE \"Tous_PV\" SET \"Cycle\" = '{cycle}', date_scrutin = '{date}{1 + value % 9}' WHERE {row}"]
     if kind == "date_edit":  # may change which election is the latest
         return [f"UPDATE \"Tous_PV\" SET date_scrutin = '{1 + value % 28:02d}/0{1 + value % 9}/202{value % 5}' WHERE {row}"]
+    if kind == "pad_text":  # raw spelling only: trims to the same value
+        return [f"UPDATE \"Tous_PV\" SET raison_sociale = COALESCE(raison_sociale, '') || '  ' WHERE {row}"]
+    if kind == "bad_date":  # a date warning appears (and the row leaves its election)
+        return [f"UPDATE \"Tous_PV\" SET date_scrutin = 'bad {value}' WHERE {row}"]
+    if kind == "drop_siret":  # the row is rejected from now on
+        return [f"UPDATE \"Tous_PV\" SET siret = '  ' WHERE {row}"]
     if kind == "votes_edit":
         return [f'UPDATE "Tous_PV" SET "score_CGT" = {value}, num_inscrits = {value * 7} WHERE {row}']
     if kind == "delete_row":
@@ -67,7 +73,7 @@ EDITS = st.lists(
     st.tuples(
         st.sampled_from(
             ["new_college", "move_cycle", "date_edit", "votes_edit", "delete_row", "delete_siret",
-             "new_siret", "invitation_only", "delete_invitation"]
+             "new_siret", "invitation_only", "delete_invitation", "pad_text", "bad_date", "drop_siret"]
         ),
         st.integers(0, 10_000),
         st.integers(0, 40),
@@ -83,8 +89,10 @@ def _table(location: str, table: str) -> pl.DataFrame:
 
 def _assert_incremental_equals_full(location: str) -> siret_summary.RunResult:
     result = siret_summary.run(location, config=INCR, force=True)
-    siret_summary.run(location, config=FULL, mode="full", force=True)
+    full = siret_summary.run(location, config=FULL, mode="full", force=True)
     assert_frame_equal(_table(location, "summary_incr"), _table(location, "summary_full"))
+    if result.mode == "incremental":  # a scan reports on every row, as a full run does
+        assert (result.rejected, result.warnings) == (full.rejected, full.warnings)
     return result
 
 
@@ -136,6 +144,57 @@ def test_configuration_change_makes_auto_run_full(base_sqlite, tmp_path):
     assert siret_summary.run(location, config=c5).mode == "incremental"
     with pytest.raises(siret_summary.ConfigError, match="no incremental state"):
         siret_summary.run(location, config=siret_summary.Config(target_table="other"), mode="incremental")
+
+
+def test_state_of_an_older_library_makes_auto_run_full(base_sqlite, tmp_path):
+    """A state written by another library version (other columns, other hash) is never trusted."""
+    import shutil
+
+    location = str(tmp_path / "app.db")
+    shutil.copyfile(base_sqlite, location)
+    siret_summary.run(location)
+    execute(
+        location,
+        "DROP TABLE siret_summary_state",
+        "CREATE TABLE siret_summary_state (siret TEXT, fingerprint TEXT)",
+        "UPDATE siret_summary_state_meta SET config_hash = 'written-by-0.0.9'",
+    )
+    with pytest.raises(siret_summary.ConfigError, match="no incremental state"):
+        siret_summary.run(location, mode="incremental")
+    assert siret_summary.run(location).mode == "full"
+    execute(location, *_edit_sql("votes_edit", 3, 7))
+    result = siret_summary.run(location)
+    assert result.mode == "incremental" and result.updated == 1
+
+
+def test_scan_rewrites_nothing_for_a_respelling_and_then_forgets_it(base_sqlite, tmp_path, monkeypatch):
+    """Raw rows that moved but normalise the same: recomputed once, row left in place;
+    the next scan has only the rows without a usable SIRET to normalise."""
+    import importlib
+    import shutil
+
+    location = str(tmp_path / "app.db")
+    shutil.copyfile(base_sqlite, location)
+    siret_summary.run(location)
+    before = _table(location, "siret_summary")
+    execute(location, *_edit_sql("pad_text", 5, 0))
+    result = siret_summary.run(location)
+    assert result.mode == "incremental"
+    assert (result.inserted, result.updated, result.deleted) == (0, 0, 0)
+    assert_frame_equal(_table(location, "siret_summary"), before)
+
+    compute = importlib.import_module("siret_summary.compute")
+    normalised: list[int] = []
+
+    def counting(raw, columns):
+        out = normalize_pv(raw, columns)
+        normalised.append(out.select(pl.len()).collect().item())
+        return out
+
+    normalize_pv = compute.normalize_pv
+    monkeypatch.setattr(compute, "normalize_pv", counting)
+    rejected = siret_summary.run(location).rejected
+    assert normalised == [rejected.get("pv.siret_empty", 0) + rejected.get("pv.siret_too_long", 0)]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

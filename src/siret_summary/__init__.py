@@ -4,6 +4,8 @@ Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
 and the exceptions of :mod:`siret_summary.errors`.
 """
 
+__version__ = "0.1.0"  # first: modules read it while the package is importing
+
 from .capture import install_change_capture, uninstall_change_capture
 from .compute import compute, compute_report
 from .config import Config, Cycle
@@ -17,8 +19,6 @@ from .errors import (
     SourceError,
     TargetError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CancelledError",

@@ -9,9 +9,11 @@ from typing import Any
 import polars as pl
 
 from .config import Config, as_config
-from .normalize import expand_text, normalize_invitations, normalize_pv
+from .incremental import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
+from .normalize import (
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, expand_text, keyed_raw, normalize_invitations, normalize_pv,
+)  # fmt: skip
 from .read import RawSources, read_sources
-from .incremental import Diff, diff, fingerprints
 from .summary import Report, parse_report, report_frame, summary_frame
 
 
@@ -148,20 +150,51 @@ def summarise_with_fingerprints(
 def scan_changes(
     raw: RawSources, config: Config, stored: Callable[[], pl.DataFrame]
 ) -> tuple[Computation, Diff]:
-    """Incremental by scan: fingerprint every SIRET, diff with ``stored()``, summarise only what changed."""
-    pv, invitations = normalise(raw, config)
-    pv_rows, invitation_rows, counts, prints = _collect(
-        [pv, invitations, report_frame(pv, invitations), fingerprints(pv, invitations)]
+    """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
+    the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
+    and summarised. ``raw`` holds the sources as read (not normalised).
+    """
+    if raw.normalised:
+        raise ValueError("scan_changes needs the raw rows")  # a bug, not bad input
+    if raw.keyed:  # a database read keyed them while fetching
+        pv_rows, invitation_rows = _collect([raw.pv, raw.invitations])
+    else:
+        pv_rows, invitation_rows = _collect(
+            [
+                keyed_raw(raw.pv, config.pv_columns, RAW_SEED_PV),
+                keyed_raw(raw.invitations, config.invitation_columns, RAW_SEED_INVITATIONS),
+            ]
+        )
+    current = raw_fingerprints(pv_rows.lazy(), invitation_rows.lazy()).collect(engine="in-memory")
+    state = stored()
+    changes = diff(current, state)
+    wanted = pl.col(SIRET_KEY).is_null() | pl.col(SIRET_KEY).is_in(changes.recompute.implode())
+
+    def rows_to_normalise(rows: pl.DataFrame) -> pl.LazyFrame:
+        return rows.lazy().filter(wanted).drop(SIRET_KEY, "_raw_hash")
+
+    pv, invitations = _collect(
+        [
+            normalize_pv(rows_to_normalise(pv_rows), config.pv_columns),
+            normalize_invitations(rows_to_normalise(invitation_rows), config.invitation_columns),
+        ]
     )
-    changes = diff(prints, stored())
-    wanted = changes.recompute.implode()
-    summary = summary_frame(
-        pv_rows.lazy().filter(pl.col("siret").is_in(wanted)),
-        invitation_rows.lazy().filter(pl.col("siret").is_in(wanted)),
-        config,
-    ).collect(engine="in-memory")
-    recomputed = prints.filter(pl.col("siret").is_in(wanted))
-    return Computation(summary, parse_report(counts.row(0, named=True)), recomputed), changes
+    del pv_rows, invitation_rows
+    summary, counts, prints = _collect(
+        [
+            summary_frame(pv.lazy(), invitations.lazy(), config),
+            report_frame(pv.lazy(), invitations.lazy()),
+            fingerprints(pv.lazy(), invitations.lazy()),
+        ]
+    )
+    # SIRETs whose raw rows did not move: their stored warnings stand for their rows.
+    unchanged = state.join(current.select("siret"), on="siret", how="semi").filter(
+        ~pl.col("siret").is_in(changes.recompute.implode())
+    )
+    report = counts.row(0, named=True)
+    for key, value in stored_warnings(unchanged).items():
+        report[key] += value
+    return Computation(summary, parse_report(report), prints), changes
 
 
 def compute(source: Any, *, config: Config | None = None) -> pl.DataFrame:

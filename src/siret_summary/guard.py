@@ -54,6 +54,11 @@ class RunGuard:
         self._conn = conn
         return True
 
+    @property
+    def connection(self) -> Any:
+        """The session that took the server-side lock (PostgreSQL), while acquired; else None."""
+        return self._conn
+
     def release(self) -> None:
         if self._conn is not None:
             try:

@@ -1,11 +1,19 @@
 """Incremental rebuilds: per-SIRET fingerprints, the state table, the diff.
 
 The state lives in the target database, next to the summary, and is written in
-the same transaction as the rows it describes: ``<state_table>`` holds one
-fingerprint per SIRET over its normalised source rows, ``<state_table>_meta``
-the configuration hash it was computed under. A fingerprint is
-order-independent (sums of 32-bit halves of row hashes, plus the row count),
-so it only changes when a SIRET's normalised rows change.
+the same transaction as the rows it describes: ``<state_table>`` holds per
+SIRET the fingerprint of its normalised source rows (``fingerprint``), the
+fingerprint of the same rows as read, before any rule (``raw``), and the
+warnings its rows raised (``warnings``); ``<state_table>_meta`` the
+configuration hash it was computed under. A fingerprint is order-independent
+(sums of 32-bit halves of row hashes, plus the row count), so it only changes
+when a SIRET's rows change.
+
+A scan reads every row but normalises only the rows of SIRETs whose raw
+fingerprint moved (and rows without a usable SIRET, for the report): a SIRET
+whose raw rows are unchanged has unchanged normalised rows, because the rules
+are a function of the raw row and of the configuration, and both are in the
+state's hash. Its stored warnings stand in for its rows in the run's report.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ from typing import Any
 import polars as pl
 
 from . import __name__ as _package
+from . import __version__
 from .config import Config
 from .db.base import Backend, quote_table
-from .normalize import COUNT_COLUMNS
+from .normalize import COUNT_COLUMNS, SIRET_KEY
 
 #: Normalised PV columns that can change a summary row.
 PV_FINGERPRINT_COLUMNS = (
@@ -30,38 +39,84 @@ PV_FINGERPRINT_COLUMNS = (
 _HALF = pl.lit(2**32, dtype=pl.UInt64)  # sums of 32-bit halves cannot overflow 64 bits
 
 
+#: Version of the state's layout and meaning; part of :func:`state_hash`.
+STATE_FORMAT = "2"
+
+
 def state_hash(config: Config) -> str:
-    """Configuration hash + Polars version: row hashes are only stable within one Polars version."""
-    return f"{config.hash()}:polars-{pl.__version__}"
+    """Configuration hash + state format + library and Polars versions.
+
+    Row hashes are only stable within one Polars version, and a raw
+    fingerprint only vouches for normalised rows under the same rules: a new
+    library version starts from a full run.
+    """
+    return f"{config.hash()}:state-{STATE_FORMAT}:{_package}-{__version__}:polars-{pl.__version__}"
+
+
+#: Per-row warning flags kept per SIRET in the state, as in the run report (PV, then invitations).
+WARNING_FLAGS = (
+    ("warning:siret_luhn", "_luhn_bad"), ("warning:date_unparsed", "_date_bad"),
+    ("warning:count_negative", "_negative"), ("warning:count_unparsed", "_unparsed"),
+    ("warning:siret_luhn_inv", "_luhn_bad"), ("warning:date_unparsed_inv", "_date_bad"),
+)  # fmt: skip
+_PV_FLAGS, _INVITATION_FLAGS = range(4), range(4, 6)
+
+
+def _fingerprint(h: str) -> pl.Expr:
+    return pl.concat_str(
+        [(pl.col(h) % _HALF).sum().cast(pl.String), (pl.col(h) // _HALF).sum().cast(pl.String), pl.len().cast(pl.String)],
+        separator=":",
+    )
 
 
 def fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
-    """One ``(siret, fingerprint)`` per SIRET of the normalised sources."""
+    """One state row per SIRET of the normalised sources: ``siret, fingerprint, raw, warnings``."""
+
+    def flags(present: range) -> list[pl.Expr]:
+        return [
+            (pl.col(flag) if i in present else pl.lit(0)).cast(pl.Int64).alias(f"_w{i}")
+            for i, (_, flag) in enumerate(WARNING_FLAGS)
+        ]
+
     rows = pl.concat(
         [
             pv.filter(pl.col("siret").is_not_null()).select(
-                "siret", pl.struct(PV_FINGERPRINT_COLUMNS).hash(seed=11).alias("_h")
+                "siret", pl.struct(PV_FINGERPRINT_COLUMNS).hash(seed=11).alias("_h"), "_raw_hash", *flags(_PV_FLAGS)
             ),
             invitations.filter(pl.col("siret").is_not_null()).select(
-                "siret", pl.struct("date").hash(seed=29).alias("_h")
+                "siret", pl.struct("date").hash(seed=29).alias("_h"), "_raw_hash", *flags(_INVITATION_FLAGS)
             ),
         ]
     )
     return rows.group_by("siret").agg(
-        pl.concat_str(
-            [
-                (pl.col("_h") % _HALF).sum().cast(pl.String),
-                (pl.col("_h") // _HALF).sum().cast(pl.String),
-                pl.len().cast(pl.String),
-            ],
-            separator=":",
-        ).alias("fingerprint")
+        _fingerprint("_h").alias("fingerprint"),
+        _fingerprint("_raw_hash").alias("raw"),
+        # NULL when none (most SIRETs): the state stays small and summing it cheap.
+        pl.when(pl.any_horizontal(pl.col(f"_w{i}").sum() > 0 for i in range(len(WARNING_FLAGS))))
+        .then(pl.concat_str([pl.col(f"_w{i}").sum() for i in range(len(WARNING_FLAGS))], separator=","))
+        .alias("warnings"),
     )
+
+
+def raw_fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
+    """``(siret, raw)`` per SIRET of keyed raw rows (:func:`~siret_summary.normalize.keyed_raw`)."""
+    rows = pl.concat([frame.select(pl.col(SIRET_KEY).alias("siret"), "_raw_hash") for frame in (pv, invitations)])
+    return rows.filter(pl.col("siret").is_not_null()).group_by("siret").agg(_fingerprint("_raw_hash").alias("raw"))
+
+
+def stored_warnings(state: pl.DataFrame) -> dict[str, int]:
+    """The warnings of these state rows, summed per report key."""
+    state = state.filter(pl.col("warnings").is_not_null())
+    if state.is_empty():
+        return {}
+    parts = pl.col("warnings").str.split(",")
+    sums = state.select(parts.list.get(i).cast(pl.Int64).sum().alias(str(i)) for i in range(len(WARNING_FLAGS)))
+    return {key: int(sums[str(i)][0] or 0) for i, (key, _) in enumerate(WARNING_FLAGS)}
 
 
 @dataclass
 class Diff:
-    """SIRETs to recompute (new or changed) and to delete (changed or vanished)."""
+    """SIRETs to recompute (new, or raw rows moved) and to delete (moved or vanished), by raw fingerprint."""
 
     recompute: pl.Series
     delete: pl.Series
@@ -71,13 +126,14 @@ class Diff:
 
 
 def diff(current: pl.DataFrame, stored: pl.DataFrame) -> Diff:
-    joined = current.join(stored, on="siret", how="full", suffix="_stored", coalesce=True)
-    new = joined.filter(pl.col("fingerprint_stored").is_null())
-    vanished = joined.filter(pl.col("fingerprint").is_null())
+    """Compare raw fingerprints (``siret, raw``) of the sources with the stored ones."""
+    joined = current.select("siret", "raw").join(
+        stored.select("siret", pl.col("raw").alias("raw_stored")), on="siret", how="full", coalesce=True
+    )
+    new = joined.filter(pl.col("raw_stored").is_null())
+    vanished = joined.filter(pl.col("raw").is_null())
     changed = joined.filter(
-        pl.col("fingerprint").is_not_null()
-        & pl.col("fingerprint_stored").is_not_null()
-        & (pl.col("fingerprint") != pl.col("fingerprint_stored"))
+        pl.col("raw").is_not_null() & pl.col("raw_stored").is_not_null() & (pl.col("raw") != pl.col("raw_stored"))
     )
     return Diff(
         recompute=pl.concat([new["siret"], changed["siret"]]),
@@ -86,6 +142,10 @@ def diff(current: pl.DataFrame, stored: pl.DataFrame) -> Diff:
         changed=changed.height,
         vanished=vanished.height,
     )
+
+
+#: Columns of the state table (all text).
+STATE_COLUMNS = ("siret", "fingerprint", "raw", "warnings")
 
 
 @dataclass
@@ -105,27 +165,37 @@ class StateStore:
         return self.backend.scalar(conn, f"SELECT config_hash FROM {quote_table(self.meta)}")
 
     def read(self, conn: Any) -> pl.DataFrame:
-        table = self.backend.fetch_arrow(conn, f"SELECT siret, fingerprint FROM {quote_table(self.table)}")
-        return pl.from_arrow(table).cast({"siret": pl.String, "fingerprint": pl.String})
+        """What a scan compares with: ``siret, raw, warnings`` of every SIRET."""
+        columns = ("siret", "raw", "warnings")
+        table = self.backend.fetch_arrow(conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)}")
+        return pl.from_arrow(table).cast({c: pl.String for c in columns})
 
     def write(self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str) -> None:
         """Inside the caller's transaction: replace all, or remove then insert some fingerprints."""
         q, meta = quote_table(self.table), quote_table(self.meta)
         # No primary key: only runs holding the lock touch this table, and
         # maintaining an index on every full rewrite costs more than the
-        # occasional scan of a targeted delete.
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT, fingerprint TEXT)")
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {meta} (config_hash TEXT, library TEXT)")
+        # occasional scan of a targeted delete. Replaced whole, it is emptied,
+        # or made anew when an older library's state has other columns.
+        create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_COLUMNS)})"
         if replace:
-            self.backend.execute(conn, self.backend.empty_table_sql(q))
+            present = self.backend.describe(conn, self.table)
+            if present is not None and tuple(c.name for c in present) == STATE_COLUMNS:
+                self.backend.execute(conn, self.backend.empty_table_sql(q))
+            else:
+                self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
+                self.backend.execute(conn, create)
         else:
+            self.backend.execute(conn, create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {meta} (config_hash TEXT, library TEXT)")
+        if not replace:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
             gone = self.backend.ingest_temporary(
                 conn, "siret_summary_state_gone", pl.DataFrame({"siret": removed.unique()}).to_arrow()
             )
             self.backend.execute(conn, f"DELETE FROM {q} WHERE siret IN (SELECT siret FROM {gone})")
         if rows.height:
-            self.backend.ingest_into(conn, self.table, rows.select("siret", "fingerprint").to_arrow())
+            self.backend.ingest_into(conn, self.table, rows.select(STATE_COLUMNS).to_arrow())
         self.backend.execute(conn, f"DELETE FROM {meta}")
         p = self.backend.param
         self.backend.execute(

@@ -274,6 +274,27 @@ class _Stages:
         return frame.select(keep)
 
 
+def needed_columns(mapping) -> list[str]:
+    """The raw columns a mapping reads, in mapping order, each once."""
+    return list(dict.fromkeys(v for v in mapping.values() if v is not None))
+
+
+#: Seeds of the raw row hashes (see :func:`raw_row_hash`), one per source table.
+RAW_SEED_PV, RAW_SEED_INVITATIONS = 13, 31
+
+
+def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
+    """A 64-bit hash of a source row's mapped raw values (as read, before any rule).
+
+    Categorical columns are hashed as their text: codes depend on the cache.
+    """
+    columns = []
+    for name in needed_columns(mapping):
+        dtype = schema[name]
+        columns.append(pl.col(name).cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else pl.col(name))
+    return pl.struct(columns).hash(seed=seed)
+
+
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
     """Row id as Int64 (text ids from SQLite are parsed); NULL when absent or not a number."""
     if name is None:
@@ -360,6 +381,7 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
         return pl.lit(None, dtype=pl.String) if name is None else make(name, dtype)
 
     plan = _Stages()
+    plan.add(0, raw_row_hash(schema, pv_columns, RAW_SEED_PV), "_raw_hash")
     plan.add(0, integer_id(*src("id")), "id")
     _add_siret(plan, *src("siret"))
     _add_by_lookup(plan, *src("cycle"), cycle, "cycle")
@@ -371,7 +393,7 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
         plan.add(0, or_null(logical, trimmed), logical)
     _add_by_lookup(plan, *src("cp"), postal_code, "cp")
     plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
-    keep = ["id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
+    keep = ["_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
             "_negative", "_unparsed", *(c for c in TEXT_COLUMNS if c != "institution"), "cp", "carence"]
     return plan.apply(raw, keep)
 
@@ -382,9 +404,24 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame
     plan = _Stages()
     siret = invitation_columns["siret"]
     date = invitation_columns["date"]
+    plan.add(0, raw_row_hash(schema, invitation_columns, RAW_SEED_INVITATIONS), "_raw_hash")
     _add_siret(plan, siret, schema[siret])
     _add_date(plan, date, schema[date])
-    return plan.apply(raw, ["siret", "_reject", "_luhn_bad", "date", "_date_bad"])
+    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad"])
+
+
+#: Name of the normalised SIRET added to raw rows by :func:`keyed_raw`.
+SIRET_KEY = "__siret_summary_siret"
+
+
+def keyed_raw(raw: pl.LazyFrame, mapping, seed: int) -> pl.LazyFrame:
+    """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised."""
+    schema = raw.collect_schema()
+    name = mapping["siret"]
+    return raw.with_columns(
+        siret_from_digits(siret_digits(name, schema[name])).alias(SIRET_KEY),
+        raw_row_hash(schema, mapping, seed).alias("_raw_hash"),
+    )
 
 
 #: Normalised text columns whose values repeat across rows (a SIRET's

@@ -25,7 +25,9 @@ from .config import Config
 from .db import Backend, open_backend
 from .db.base import quote_identifier
 from .errors import SourceError
-from .normalize import compact_text, normalize_invitations, normalize_pv
+from .normalize import (
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, compact_text, keyed_raw, needed_columns, normalize_invitations, normalize_pv,
+)  # fmt: skip
 
 
 @dataclass
@@ -43,6 +45,7 @@ class RawSources:
     invitations: pl.LazyFrame
     normalised: bool = False
     pv_parts: list[pl.DataFrame] | None = None
+    keyed: bool = False  # raw rows carrying their SIRET and row hash (normalize.keyed_raw)
 
     def pv_rows(self) -> pl.LazyFrame:
         if self.pv_parts is not None:
@@ -59,10 +62,6 @@ class RawSources:
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
 PART_KEY = pl.col("siret").str.slice(0, 1)
-
-
-def needed_columns(mapping: Mapping[str, str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in mapping.values() if v is not None))
 
 
 def driver_reason(exc: BaseException) -> str:
@@ -142,15 +141,17 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
 
 
 def read_database(
-    backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None
+    backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
     ``conn``: an open connection to use (else one is opened and closed).
+    ``normalise=False`` keeps the rows raw, as an in-memory source arrives
+    (an incremental scan normalises only the rows of SIRETs that changed).
     """
     if conn is None:
         with connected(backend, role="source") as own:
-            return read_database(backend, config, sirets, conn=own)
+            return read_database(backend, config, sirets, conn=own, normalise=normalise)
     frames = {}
     categories = pl.Categories.random()  # this read's own: freed with its rows
     for table, mapping, setting in (
@@ -168,13 +169,19 @@ def read_database(
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
         sql = backend.select_columns_sql(table, needed_columns(mapping), where)
         is_pv = table == config.pv_table
-        normalise = normalize_pv if is_pv else normalize_invitations
+        rules = normalize_pv if is_pv else normalize_invitations
         with backend.fetch_batches(conn, sql) as (schema, batches):
+            if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
+                seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS
+                frames[table] = normalised_stream(schema, batches, lambda raw: keyed_raw(raw, mapping, seed))
+                continue
             frames[table] = normalised_stream(
-                schema, batches, lambda raw: normalise(raw, mapping),
+                schema, batches, lambda raw: rules(raw, mapping),
                 compact=lambda rows: compact_text(rows, categories),
                 split_by=PART_KEY if is_pv and sirets is None else None,
             )  # fmt: skip
+    if not normalise:
+        return RawSources(frames[config.pv_table][0].lazy(), frames[config.invitations_table][0].lazy(), keyed=True)
     pv_parts = frames[config.pv_table]
     return RawSources(
         None if len(pv_parts) > 1 else pv_parts[0].lazy(), frames[config.invitations_table][0].lazy(),

@@ -90,8 +90,11 @@ def status_store(backend: Backend, config: Config) -> StatusStore:
 class _Run:
     """One guarded run: persists its record, reports progress, honours cancellation."""
 
-    def __init__(self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy) -> None:
+    def __init__(
+        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard_conn: Any = None
+    ) -> None:
         self.backend = backend
+        self.guard_conn = guard_conn  # the session holding the run's lock, if any
         self.config = config
         self.on_status = on_status
         self.cancel = cancel
@@ -102,22 +105,26 @@ class _Run:
         self.sessions = Sessions()
 
     # --- status ---------------------------------------------------------------
-    def _persist(self, **fields: Any) -> None:
+    def _persist(self, **fields: Any) -> bool:
+        """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""
         self.record.update(fields)
+        requested = False
         try:
-            self.store.update(self.status_conn, self.record["run_id"], **fields)
+            requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
         except Exception as exc:  # status is best effort: the data path must not fail for it
             log.warning("could not record the run status (%s); reconnecting", exc)
             try:
-                try:
-                    self.status_conn.close()
-                except Exception:  # already broken
-                    pass
+                if self.status_conn is not self.guard_conn:  # closing that one would free the lock
+                    try:
+                        self.status_conn.close()
+                    except Exception:  # already broken
+                        pass
                 self.status_conn = self.store.backend.connect("status")
-                self.store.update(self.status_conn, self.record["run_id"], **fields)
+                requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
             except Exception as again:
                 log.warning("run status not recorded: %s", again)
         self._notify()
+        return requested
 
     def _notify(self) -> None:
         if self.on_status is None:
@@ -128,23 +135,28 @@ class _Run:
             log.exception("on_status callback raised; the run goes on")
 
     def progress(self, stage: str, percent: float) -> None:
+        """Record a progress step, then honour a cancellation (the caller's token or cancel())."""
         percent = round(max(percent, self.record.get("progress_percent") or 0.0), 1)
-        self._persist(progress_stage=stage, progress_percent=percent)
-        self.checkpoint()
-
-    def checkpoint(self) -> None:
+        requested = self._persist(progress_stage=stage, progress_percent=percent)
         if self.cancel is not None and self.cancel.is_set():
             raise CancelledError("the run was cancelled by its caller; the target is unchanged.")
-        try:
-            requested = self.store.cancel_requested(self.status_conn, self.record["run_id"])
-        except Exception:
-            requested = False
+        if not requested and self.on_status is not None:
+            # The flag came back with the update, before on_status ran: a
+            # callback may have asked to cancel (or taken long), so look again.
+            try:
+                requested = self.store.cancel_requested(self.status_conn, self.record["run_id"])
+            except Exception:
+                requested = False
         if requested:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
 
     # --- the run ----------------------------------------------------------------
     def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
-        self.status_conn = self.store.backend.connect("status")
+        # Status records in the target database (PostgreSQL) go through the
+        # guard's session: one server session less per run (status commits do
+        # not touch its session-level lock).
+        shared = self.guard_conn is not None and self.store.backend.uri == self.backend.uri
+        self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
         try:
             self.record = self.store.start(self.status_conn)
             self.store.mark_stale(self.status_conn, self.record["run_id"])
@@ -175,10 +187,11 @@ class _Run:
             return result
         finally:
             self.sessions.close()
-            try:
-                self.status_conn.close()
-            except Exception:
-                pass
+            if self.status_conn is not self.guard_conn:  # the guard closes its own
+                try:
+                    self.status_conn.close()
+                except Exception:
+                    pass
 
     def _stored_hash(self, state: StateStore) -> str | None:
         """The configuration hash of the stored state; None without target table or state."""
@@ -202,12 +215,12 @@ class _Run:
         with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
             return state.read(conn)
 
-    def _read(self, source: Any, sirets: pl.Series | None):
+    def _read(self, source: Any, sirets: pl.Series | None, *, normalise: bool = True):
         if not isinstance(source, (str, os.PathLike)):
-            return read_sources(source, self.config, sirets=sirets)
+            return read_sources(source, self.config, sirets=sirets)  # raw: normalised lazily
         backend = open_backend(source, must_exist=True)
         with self.sessions.use(backend, role="source") as conn:
-            return read_database(backend, self.config, sirets, conn=conn)
+            return read_database(backend, self.config, sirets, conn=conn, normalise=normalise)
 
     def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
@@ -224,7 +237,9 @@ class _Run:
         if mode == "incremental" and changes is not None and not changes.truncated:  # only the logged SIRETs
             result.mode = mode = "capture"
             sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
-        raw = self.retry.call(lambda: self._read(source, sirets), what="read")
+        # A scan normalises only the rows of SIRETs that moved: it reads them raw.
+        scan = mode == "incremental"
+        raw = self.retry.call(lambda: self._read(source, sirets, normalise=not scan), what="read")
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], mode)
 
@@ -365,7 +380,9 @@ def run(
         log.info("rebuild of %s already running since %s", config.target_table, started)
         return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
     try:
-        return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry).execute(
+        return _Run(
+            backend, config, on_status=on_status, cancel=cancel, retry=retry, guard_conn=guard.connection
+        ).execute(
             source, mode=mode, force=force, sirets=wanted
         )
     finally:

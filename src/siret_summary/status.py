@@ -76,16 +76,20 @@ class StatusStore:
         conn.commit()
         return record
 
-    def update(self, conn: Any, run_id: str, **fields: Any) -> None:
+    def update(self, conn: Any, run_id: str, **fields: Any) -> bool:
+        """Write ``fields`` to the run's record; whether a cancel was requested (same round trip)."""
         if "result" in fields and fields["result"] is not None:
             fields["result"] = json.dumps(fields["result"])
         names = list(fields)
         sets = ", ".join(f"{n} = {self.backend.param(i + 1)}" for i, n in enumerate(names))
-        self._commit(
+        requested = self.backend.scalar(
             conn,
-            f"UPDATE {self._q()} SET {sets} WHERE run_id = {self.backend.param(len(names) + 1)}",
+            f"UPDATE {self._q()} SET {sets} WHERE run_id = {self.backend.param(len(names) + 1)}"
+            " RETURNING cancel_requested",
             [fields[n] for n in names] + [run_id],
         )
+        conn.commit()
+        return bool(requested)
 
     def _commit(self, conn: Any, sql: str, params: list[Any]) -> None:
         self.backend.execute(conn, sql, params)

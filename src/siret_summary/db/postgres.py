@@ -125,8 +125,9 @@ class PostgresBackend(Backend):
         # Normalised server-side, so every stored spelling matches — only when
         # the expression index exists (install_change_capture creates it):
         # without it every row's regexes run, slower than matching locally.
+        index = [*split_table(table)[:-1], siret_index_name(table)]  # in the table's schema
         has_index = self.scalar(
-            conn, "SELECT count(*) > 0 FROM pg_indexes WHERE indexname = $1", [siret_index_name(table)]
+            conn, "SELECT to_regclass($1) IS NOT NULL", [".".join(quote_identifier(p) for p in index)]
         )
         if not has_index:
             return None
