@@ -137,20 +137,35 @@ def latest_invitation(invitations: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+    """One row per SIRET with an election, each cycle's values as ``{name}|{index}``.
+
+    What a pivot of all elections on the cycle gives, built as one branch per
+    cycle (its rows, its elections, its seats) joined on the SIRET: the
+    branches run in parallel and no pivot is needed (a quarter faster).
+    """
+    index = cycle_index(config)
+    parts = [
+        _with_seats(latest_election_per_cycle(pv.filter(index == i), config)).select(
+            "siret", *(pl.col(name).alias(f"{name}|{i}") for name in _PER_ELECTION)
+        )
+        for i in range(len(config.cycles))  # at least one (Config checks)
+    ]
+    wide = parts[0]
+    for part in parts[1:]:
+        wide = wide.join(part, on="siret", how="full", coalesce=True)
+    return wide
+
+
 def summary_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md).
 
-    Each intermediate frame has a single consumer (a pivot, a full join): a
+    Each intermediate frame has a single consumer (a join, a selection): a
     frame read by several branches gets recomputed, or cached at a cost, by
-    the engine.
+    the engine. ``pv`` itself is read once per cycle (it is data, not a plan).
     """
     n = len(config.cycles)
-    elections = _with_seats(latest_election_per_cycle(pv, config))
-    wide = elections.pivot(
-        on="_cycle", on_columns=list(range(n)), index="siret", values=list(_PER_ELECTION),
-        aggregate_function="first", separator="|",
-    )  # fmt: skip
-    wide = wide.join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
+    wide = _per_cycle(pv, config).join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
 
     newest_first = list(reversed(range(n)))
     resolved = {
