@@ -287,12 +287,15 @@ def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
     """A 64-bit hash of a source row's mapped raw values (as read, before any rule).
 
     Categorical columns are hashed as their text: codes depend on the cache.
+    ``DataFrame.hash_rows`` costs half the CPU of a struct's ``hash``.
     """
     columns = []
     for name in needed_columns(mapping):
         dtype = schema[name]
         columns.append(pl.col(name).cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else pl.col(name))
-    return pl.struct(columns).hash(seed=seed)
+    return pl.struct(columns).map_batches(
+        lambda rows: rows.struct.unnest().hash_rows(seed=seed), return_dtype=pl.UInt64, is_elementwise=True
+    )
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
