@@ -100,6 +100,11 @@ class Measure:
                 if all(len(v) > i for v in self.stages.values())]
         return statistics.median(rest) if rest else None
 
+    def note(self, text: str) -> None:
+        """Add a note, replacing an earlier one that starts with the same words (one per round)."""
+        key = text.split(":")[0]
+        self.notes = [n for n in self.notes if n.split(":")[0] != key] + [text]
+
     def add(self, seconds: float, stages: dict[str, float] | None = None) -> None:
         self.samples.append(seconds)
         for key, value in (stages or {}).items():
@@ -120,6 +125,8 @@ class Bench:
         self.tables: dict[str, tuple[Any, Any]] = {}  # backend -> (pv, invitations) Arrow tables
         self.sirets: dict[str, dict[str, list[str]]] = {}  # backend -> normalised -> raw spellings
         self.log_lines: list[str] = []
+        self.round = 0  # (a)–(c) run in rounds, interleaved (see main)
+        self.in_rounds = False
 
     # --- helpers ---------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -128,6 +135,10 @@ class Bench:
         print(line, flush=True)
 
     def measure(self, part: str, name: str, backend: str) -> Measure:
+        """The measurement of that name (a later round adds to it), created on first use."""
+        for m in self.measures:
+            if (m.part, m.name, m.backend) == (part, name, backend):
+                return m
         m = Measure(part, name, backend)
         self.measures.append(m)
         return m
@@ -141,11 +152,20 @@ class Bench:
     def repeat(self, m: Measure, body: Callable[[int], dict[str, float] | None],
                before: Callable[[int], None] | None = None, *, warmup: int | None = None,
                repeat: int | None = None) -> None:
-        """``before(i)`` untimed, then ``body(i)`` timed; the first ``warmup`` runs are not kept."""
+        """``before(i)`` untimed, then ``body(i)`` timed; the first ``warmup`` runs are not kept.
+
+        Inside the rounds of (a)–(c): ``--repeat`` split over ``--rounds``, the warm-up
+        only in the first round, and ``i`` distinct per round (fresh SIRET picks).
+        """
         warmup = self.args.warmup if warmup is None else warmup
         repeat = self.args.repeat if repeat is None else repeat
+        first = 0
+        if self.in_rounds:
+            warmup = warmup if self.round == 0 else 0
+            repeat = -(-self.args.repeat // self.args.rounds)
+            first = self.round * 100
         try:
-            for i in range(warmup + repeat):
+            for i in range(first, first + warmup + repeat):
                 if before is not None:
                     before(i)
                 started = time.perf_counter()
@@ -154,7 +174,7 @@ class Bench:
                 if stages and "_wall" in stages:  # the body timed itself (e.g. inside a subprocess)
                     stages = dict(stages)
                     elapsed = stages.pop("_wall")
-                if i >= warmup:
+                if i >= first + warmup:
                     m.add(elapsed, stages)
             med = m.median()
             self.log(f"({m.part}) {m.name} [{m.backend}]: median {med:.3f} s over {len(m.samples)} run(s)")
@@ -359,8 +379,8 @@ class Bench:
             return dict(result.seconds)
 
         self.repeat(m, body)
-        m.notes.append(f"rows rewritten per run: median {statistics.median(m.extra.pop('rewritten', [0])):.0f}"
-                       " (identical rows are compared, not rewritten)")
+        m.note(f"rows rewritten per run: median {statistics.median(m.extra.get('rewritten', [0])):.0f}"
+               " (identical rows are compared, not rewritten)")
 
         every = self.measure("b", "full rebuild, every row rewritten (target emptied first)", backend)
 
@@ -384,7 +404,7 @@ class Bench:
         n = self.one_percent(backend)
         m = self.measure("c", f"incremental, scan-based ({n} SIRETs = 1 % changed)", backend)
         modes: list[str] = []
-        updated: list[int] = []
+        updated: list[int] = m.extra.setdefault("rewritten", [])
 
         def before(i: int) -> None:
             self.change(backend, self.pick(backend, n, seed=1_000 + i), delta=i + 1)
@@ -392,12 +412,13 @@ class Bench:
         def body(i: int) -> dict[str, float]:
             result = self.run(backend, mode="incremental")
             modes.append(result.mode)
-            updated.append(result.updated + result.inserted + result.deleted)
+            if i % 100 >= self.args.warmup or self.round:  # the timed runs, over all rounds
+                updated.append(result.updated + result.inserted + result.deleted)
             return dict(result.seconds)
 
         self.repeat(m, body, before)
         if modes:
-            m.notes.append(f"mode reported: {', '.join(sorted(set(modes)))}; rows rewritten per run: "
+            m.note(f"mode reported: {', '.join(sorted(set(modes)))}; rows rewritten per run: "
                            f"median {statistics.median(updated):.0f}")
 
     def bench_targeted(self, backend: str) -> None:
@@ -417,7 +438,7 @@ class Bench:
 
         self.repeat(m, body, before)
         if modes:
-            m.notes.append(f"mode reported: {', '.join(sorted(set(modes)))}")
+            m.note(f"mode reported: {', '.join(sorted(set(modes)))}")
 
     def bench_capture(self) -> None:
         import siret_summary
@@ -451,7 +472,7 @@ class Bench:
             except Exception as exc:
                 self.log(f"could not remove change capture: {exc}")
         if modes:
-            m.notes.append(f"mode reported: {', '.join(sorted(set(modes)))}")
+            m.note(f"mode reported: {', '.join(sorted(set(modes)))}")
             if set(modes) != {"capture"}:
                 m.error = f"expected mode 'capture', got {sorted(set(modes))}"
 
@@ -664,13 +685,19 @@ class Bench:
             self.start_postgres()
             self.collect_info()
             self.load()
-            for backend in self.backends():
-                self.bench_floor(backend)
-                self.bench_full(backend)
-                self.bench_incremental(backend)
-                self.bench_targeted(backend)
-                if backend == PG:
-                    self.bench_capture()
+            # (a)–(c) in rounds: each round runs every measurement once (the first
+            # with its warm-up), so a slow spell of a shared machine hits all of
+            # them alike and the ratios between them stay meaningful.
+            self.in_rounds = True
+            for self.round in range(a.rounds):
+                for backend in self.backends():
+                    self.bench_floor(backend)
+                    self.bench_full(backend)
+                    self.bench_incremental(backend)
+                    self.bench_targeted(backend)
+                    if backend == PG:
+                        self.bench_capture()
+            self.round, self.in_rounds = 0, False
             if not self.pg_uri:
                 for part, name in (("c", "incremental with change capture"), ("e", "in-database SQL rebuild")):
                     self.measure(part, name, PG).skipped = f"no PostgreSQL ({self.info.get('postgresql')})"
@@ -794,7 +821,8 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "(SQLite: messy text in FLOAT columns; PostgreSQL: `sqlite_mess=False`).",
         f"- **Repetitions**: {a.warmup} warm-up + {a.repeat} timed runs per measurement "
         f"(legacy: {min(a.warmup, 1)} + {a.legacy_repeat}; scaling: {a.scaling_repeat} runs, no warm-up); "
-        "median, min and max of the timed runs.",
+        f"(a)–(c) interleaved in {a.rounds} rounds (each round runs every one of them, so a slow spell of "
+        "the machine hits all alike); median, min and max of the timed runs.",
         f"- **Machine**: {info.get('cpus')} CPUs ({info.get('cpu_model')}), "
         f"{info['ram_gb']:.1f} GiB RAM, {info.get('platform')}; load average "
         f"{' / '.join(f'{x:.1f}' for x in info.get('loadavg_start', ()))} at start, "
@@ -892,7 +920,7 @@ def write_markdown(bench: Bench, path: Path) -> None:
         f"- **(c) incremental**: before each run (untimed) `UPDATE \"Tous_PV\" SET score_CGT = "
         f"COALESCE(score_CGT, 0) + k` on every row of {CHANGED_SHARE:.0%} of the distinct SIRETs (a different "
         "random set each repetition; all raw spellings of a SIRET), then `run(mode='incremental')`: scan-based "
-        "(fingerprints over the whole source), or with `install_change_capture()` on PostgreSQL (triggers log "
+        "(every row fetched and fingerprinted as read; only the moved SIRETs' rows normalised), or with `install_change_capture()` on PostgreSQL (triggers log "
         f"the touched SIRETs; mode reported `capture`). Targeted: {TARGETED_SIRETS} SIRETs changed, then "
         f"`run(sirets=[...])` with those {TARGETED_SIRETS}.",
         "- **(d) legacy-style script** (`benchmarks/legacy_baseline.py`): `pandas.read_sql` (psycopg / "
@@ -912,7 +940,7 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "arrive in a background thread while the previous ones are normalised), but the summary needs all of "
         "a SIRET's rows (its latest election may be the last row read) and the write needs the whole summary. "
         "On 2 cores the Polars work left after the read — latest election per cycle (window max + sort + "
-        "group_by), seats (NumPy rounds), the per-cycle pivot and the fingerprints — is the *compute* stage "
+        "group_by, one branch per cycle), seats (NumPy rounds), the fingerprints (normalised and raw) — is the *compute* stage "
         "above and adds directly to the floor. It is the main reason the full rebuild is not within 1.3× of it.",
         "- **Write** does more than the floor: the floor COPYs into an unindexed temporary table; the run COPYs "
         "the same rows into a staging table (SPEC §5), then in one transaction compares them with the target "
@@ -924,14 +952,18 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "- **Read** issues the floor's `SELECT`; the run's read stage also normalises (on SQLite every value "
         "arrives as text: counts, dates, cycles and postal codes are parsed once per distinct value and joined "
         "back, SIRETs per row), overlapped with the fetch — but on 2 cores the driver, the database server and "
-        "Polars share the CPU, so little of it hides. An incremental scan pays this read in full, which is why "
-        "it stays near 0.6× the full rebuild: skipping it would need fingerprints over the raw values.",
-        "- **Incremental runs.** A scan re-reads and re-fingerprints everything and saves the summary compute "
-        "and most of the write. Change capture reads only the logged SIRETs' rows through an expression index "
-        "on the normalised SIRET; what remains is the fixed cost of a run: the lock and status connections, "
-        "about eight status-record commits (progress others can read), the state check, a Polars plan for a "
-        "few hundred rows, staging tables for the write and the state. That is why capture stays above 0.05× "
-        "the full rebuild.",
+        "Polars share the CPU, so little of it hides. The run also hashes every raw row (the state's raw "
+        "fingerprints, which let a scan skip normalising unchanged SIRETs).",
+        "- **Incremental runs.** A scan fetches every row (the floor's read) but only keys it — its SIRET and a "
+        "hash of its raw values — while the next batches arrive; it then normalises and summarises just the "
+        "rows of SIRETs whose raw fingerprint moved, and the state's stored warnings complete its report. "
+        "Its remaining cost is that fetch: on SQLite the driver's text conversion of every value (normalising "
+        "overlapped it already, so the scan gained less there than on PostgreSQL). Change capture reads only "
+        "the logged SIRETs' rows through an expression index on the normalised SIRET; what remains is the "
+        "fixed cost of a run: two server sessions (lock + status, data), about eight status-record commits "
+        "(progress others can read; each also returns the cancel flag), the state check, Polars plans for a "
+        "few hundred rows (normalisation and summary: ~10 ms each whatever the size), staging tables for the "
+        "write and the state. That is why capture stays above 0.05× the full rebuild.",
         "- **Memory (f).** Reads stream, so no raw table exists. Past 250k rows a read turns lean: repeated "
         "normalised text (cycle, reasons, federation, the establishment's attributes) is held as categories of "
         "the read's own (turned back into text per SIRET range, so fingerprints hash the text), non-text "
@@ -1112,6 +1144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, help="timed runs per measurement (default 5; --quick 1)")
     p.add_argument("--warmup", type=int, help="untimed warm-up runs (default 1; --quick 0)")
+    p.add_argument("--rounds", type=int,
+                   help="(a)–(c) are run in this many interleaved rounds (default: --repeat, one run each)")
     p.add_argument("--legacy-repeat", type=int, help="timed runs of the legacy script (default: --repeat)")
     p.add_argument("--scaling-repeat", type=int, help="runs per scaling point (default 3; --quick 1)")
     p.add_argument("--scaling-backends",
@@ -1133,6 +1167,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.legacy_repeat is None:
         args.legacy_repeat = args.repeat
+    if args.rounds is None:
+        args.rounds = args.repeat
+    args.rounds = max(1, min(args.rounds, args.repeat))
     if args.scaling_backends is None:
         args.scaling_backends = SQLITE if quick else f"{SQLITE},{PG}"
     args.scaling_backends = [b.strip() for b in args.scaling_backends.split(",") if b.strip()]

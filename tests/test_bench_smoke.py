@@ -20,7 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 def test_quick_bench_writes_a_report_covering_every_part(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SIRET_SUMMARY_BENCH_PG_URI"}
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(BENCH), "--quick", "--repeat", "2", "--rounds", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -38,4 +38,10 @@ def test_quick_bench_writes_a_report_covering_every_part(tmp_path: Path) -> None
     assert any(r.startswith("| (b) |") and "| SQLite |" in r and "skipped" not in r for r in rows)
     assert any(r.startswith("| (d) |") and "| SQLite |" in r and "skipped" not in r for r in rows)
     assert "| SQLite | 2,000 |" in text  # (f) scaling row
+    # (a)–(c) ran in two interleaved rounds of one timed run each: two samples apiece.
+    import json
+
+    raw = json.loads(text.split("```json", 1)[1].split("```", 1)[0])
+    counted = {(m["part"], m["backend"]): len(m["samples"]) for m in raw["measures"] if m["part"] in "ab"}
+    assert counted and set(counted.values()) == {2}, counted
     assert (tmp_path / "results.png").is_file()
