@@ -570,6 +570,7 @@ class Bench:
         except Exception as exc:
             self.log(f"import-only RSS not measured: {exc}")
         backends = [b for b in a.scaling_backends if b == SQLITE or (b == PG and self.pg_uri)]
+        loaded: list[tuple[str, str, Measure]] = []  # (backend, location, measure)
         for factor in SCALE_FACTORS:
             n_pv, n_inv = a.pv * factor, a.invitations * factor
             for backend in backends:
@@ -588,6 +589,12 @@ class Bench:
                     self.log(f"(f) {m.name} [{backend}] FAILED: {m.error}")
                     continue
                 self.log(f"(f) {n_pv:,} PV rows loaded into {backend} in {time.perf_counter() - started:.1f} s")
+                loaded.append((backend, location, m))
+        # Rounds over every size (as for (a)–(c)): a slow spell hits all sizes alike.
+        for _ in range(a.scaling_repeat):
+            for backend, location, m in loaded:
+                if m.error:
+                    continue
 
                 def body(i: int, location: str = location, m: Measure = m) -> dict[str, float]:
                     out = self.child("--child-run", location)
@@ -595,12 +602,13 @@ class Bench:
                     m.extra["rows"] = out["rows"]
                     return {**out["seconds"], "_wall": out["wall"]}
 
-                self.repeat(m, body, warmup=0, repeat=a.scaling_repeat)
-                if backend == SQLITE:
-                    for suffix in ("", "-journal", "-wal", ".siret_summary.lock"):
-                        Path(location + suffix).unlink(missing_ok=True)
-                else:
-                    self.drop_database(location)
+                self.repeat(m, body, warmup=0, repeat=1)
+        for backend, location, _ in loaded:
+            if backend == SQLITE:
+                for suffix in ("", "-journal", "-wal", ".siret_summary.lock"):
+                    Path(location + suffix).unlink(missing_ok=True)
+            else:
+                self.drop_database(location)
 
     # --- everything ---------------------------------------------------------------------------------
     def _query_frame(self, which: str, sql: str):
@@ -820,7 +828,7 @@ def write_markdown(bench: Bench, path: Path) -> None:
         f"- **Data**: `generate(n_pv={a.pv:,}, n_invitations={a.invitations:,}, seed={a.seed})` "
         "(SQLite: messy text in FLOAT columns; PostgreSQL: `sqlite_mess=False`).",
         f"- **Repetitions**: {a.warmup} warm-up + {a.repeat} timed runs per measurement "
-        f"(legacy: {min(a.warmup, 1)} + {a.legacy_repeat}; scaling: {a.scaling_repeat} runs, no warm-up); "
+        f"(legacy: {min(a.warmup, 1)} + {a.legacy_repeat}; scaling: {a.scaling_repeat} rounds over the sizes, no warm-up); "
         f"(a)–(c) interleaved in {a.rounds} rounds (each round runs every one of them, so a slow spell of "
         "the machine hits all alike); median, min and max of the timed runs.",
         f"- **Machine**: {info.get('cpus')} CPUs ({info.get('cpu_model')}), "
