@@ -269,3 +269,40 @@ def test_sqlite_column_empty_throughout_the_first_batch_reads_as_text(tmp_path):
     late = query(path, 'SELECT DISTINCT siret FROM "Tous_PV" WHERE id_pv > 150').height
     assert late > 0
     assert summary.filter(pl.col("ul") == "UL Nord").height > 0
+
+
+def test_sqlite_status_file_is_not_blocked_by_a_reader(tmp_path, small_data):
+    """A dashboard polling the status side file (an open read transaction, in another
+    process) must not stall a run's status commits: the side file is in WAL mode, where
+    readers never block the writer. In SQLite's default rollback journal the run's first
+    status insert waits out the busy timeout and fails."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "app.db")
+    write_sqlite(path, *small_data)
+    assert siret_summary.run(path).status == "completed"  # creates the status side file
+    reader = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys\n"
+            f"db = sqlite3.connect({path + '.status.db'!r}, isolation_level=None)\n"
+            "db.execute('BEGIN')\n"
+            "print(db.execute('SELECT count(*) FROM siret_summary_runs').fetchone()[0], flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(db.execute('SELECT count(*) FROM siret_summary_runs').fetchone()[0], flush=True)\n"
+            "db.execute('COMMIT')\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        before = int(reader.stdout.readline())  # the reader holds its read transaction now
+        result = siret_summary.run(path, mode="full", force=True, retry=siret_summary.RetryPolicy(attempts=1))
+        assert result.status == "completed"
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert int(reader.stdout.readline()) == before  # its snapshot, unmoved by the run
+    finally:
+        reader.kill()
+        reader.wait()
+    latest = siret_summary.status(path)
+    assert latest["status"] == "completed" and latest["run_id"] == result.run_id
