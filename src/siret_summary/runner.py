@@ -24,6 +24,7 @@ from .retry import RetryPolicy
 from .sessions import Sessions
 from .status import StatusStore, now_iso, public_view
 from .write import write_summary
+from .write_versions import versions_table
 
 log = logging.getLogger("siret_summary")
 
@@ -286,6 +287,7 @@ class _Run:
                 return write_summary(
                     self.backend, conn, config.target_table, summary, delete_sirets=delete, force=force,
                     shrink_ratio=config.shrink_ratio, before_commit=record_state,
+                    versions_table=versions_table(config.state_table),
                     checkpoint=lambda done: self.progress("write", STAGE_START["write"] + span * done),
                 )
 
@@ -295,8 +297,8 @@ class _Run:
         result.seconds["write"] = time.perf_counter() - t0
         result.rows = stats.rows
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
-        log.info("write: %.3f s, %d inserted, %d updated, %d deleted", result.seconds["write"],
-                 stats.inserted, stats.updated, stats.deleted)
+        log.info("write: %.3f s, %d inserted, %d updated, %d deleted, %d staged", result.seconds["write"],
+                 stats.inserted, stats.updated, stats.deleted, stats.staged)
 
 
 MODES = ("auto", "full", "incremental")

@@ -23,21 +23,28 @@ import pyarrow.compute as pc
 from .db.base import Backend, Column, quote_identifier, quote_table
 from .errors import ShrinkGuardError, SiretSummaryError, TargetError
 from .read import driver_reason
+from .write_versions import RowVersions
 
 _KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
 _INT_BOUNDS = {"SMALLINT": 2**15 - 1, "INT2": 2**15 - 1, "INTEGER": 2**31 - 1, "INT": 2**31 - 1, "INT4": 2**31 - 1}
 STAGING = "siret_summary_staging"
 STAGING_DELETE = "siret_summary_staging_delete"
+_NO_SIRETS = pl.Series("siret", [], pl.String)
 
 
 @dataclass
 class WriteStats:
-    """Target rows: ``inserted`` for new SIRETs, ``updated`` changed, ``deleted`` gone (unchanged rows stay)."""
+    """Target rows: ``inserted`` for new SIRETs, ``updated`` changed, ``deleted`` gone (unchanged rows stay).
+
+    ``staged``: new rows that went through the staging table and the comparison
+    (the others were vouched for by their row versions).
+    """
 
     rows: int  # in the table after the write
     inserted: int
     updated: int
     deleted: int
+    staged: int = 0
 
 
 #: Kinds whose equality in the database means "inserting the new value would store the same".
@@ -160,6 +167,7 @@ def write_summary(
     shrink_ratio: float = 0.5,
     checkpoint: Callable[[float], None] = lambda _: None,
     before_commit: Callable[[Any], None] = lambda _: None,
+    versions_table: str | None = None,
 ) -> WriteStats:
     """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows).
 
@@ -170,7 +178,9 @@ def write_summary(
     ``checkpoint(fraction_done)`` is called between steps and ingest batches
     (it may raise to cancel); ``before_commit(conn)`` adds statements to the
     same transaction (the incremental state). Any exception rolls everything
-    back and leaves the target as it was.
+    back and leaves the target as it was. ``versions_table`` names where the
+    row versions are kept (:mod:`~siret_summary.write_versions`; PostgreSQL):
+    a full write then stages only the rows they cannot vouch for.
     """
     table = quote_table(target)
     try:
@@ -178,25 +188,43 @@ def write_summary(
         frame, written = shape_for_target(summary, columns, backend, target)
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
-        previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
+            columns = backend.describe(conn, target)
+        versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
         backend.prepare_bulk_write(conn)
+        staged, skipped = frame, _NO_SIRETS
+        if versions is not None:
+            hashes = pl.DataFrame({"siret": frame.get_column("siret"), "row_hash": versions.hashes(frame)})
+            if delete_sirets is None:
+                target_rows, stored = versions.target_rows(conn), versions.stored(conn)
+                skipped = versions.unchanged(conn, hashes, target_rows, stored)
+                unvouched = ~pl.col("siret").is_in(skipped.implode())
+                staged, hashes = frame.filter(unvouched), hashes.filter(unvouched)
+                previous = target_rows.height
+        if versions is None or delete_sirets is not None:
+            previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
         checkpoint(0.05)
         staging = backend.ingest_temporary(
-            conn, STAGING, backend.to_storage(frame.to_arrow(), written),
+            conn, STAGING, backend.to_storage(staged.to_arrow(), written),
             between=lambda done: checkpoint(0.05 + 0.75 * done),
         )
         backend.index_staging(conn, staging, STAGING)
         names = ", ".join(quote_identifier(c.name) for c in written)
-        if delete_sirets is None:
+        if delete_sirets is not None:
+            scope_sirets = delete_sirets.unique()
+        elif skipped.len():  # the target rows not vouched for
+            scope_sirets = target_rows.filter(unvouched).get_column("siret")
+        else:
+            scope_sirets = None
+        if scope_sirets is None:
             scope = ""
         else:
             gone = backend.ingest_temporary(
-                conn, STAGING_DELETE, pl.DataFrame({"siret": delete_sirets.unique()}, schema={"siret": pl.String}).to_arrow()
+                conn, STAGING_DELETE, pl.DataFrame({"siret": scope_sirets}, schema={"siret": pl.String}).to_arrow()
             )
             scope = f"t.siret IN (SELECT siret FROM {gone})"
         where = f" AS t WHERE {scope}" if scope else ""
         existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
-        remaining = previous - existing + frame.height
+        remaining = previous - existing + staged.height
         if previous > 0 and remaining < shrink_ratio * previous and not force:
             raise ShrinkGuardError(
                 f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%}); "
@@ -215,11 +243,20 @@ def write_summary(
             f" RETURNING siret IN (SELECT siret FROM {staging}) AS replaced",
         ).column("replaced")
         removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
-        backend.execute_count(
-            conn,
+        insert = (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)",
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)"
         )
+        if versions is None:
+            backend.execute_count(conn, insert)
+        else:
+            inserted = pl.from_arrow(backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret"))
+            full = delete_sirets is None
+            versions.record(
+                conn,
+                forget=stored.filter(unvouched).get_column("siret") if full else scope_sirets,
+                new=hashes, inserted=inserted.get_column("siret"), kept=target_rows if full else None,
+            )  # fmt: skip
         before_commit(conn)
         checkpoint(0.95)
         conn.commit()
@@ -235,4 +272,7 @@ def write_summary(
             ) from exc
         raise
     present = existing - removed + updated  # new rows whose SIRET was in the table
-    return WriteStats(rows=remaining, inserted=frame.height - present, updated=updated, deleted=removed - updated)
+    return WriteStats(
+        rows=remaining, inserted=staged.height - present, updated=updated, deleted=removed - updated,
+        staged=staged.height,
+    )

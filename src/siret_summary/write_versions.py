@@ -1,0 +1,159 @@
+"""Write stage, PostgreSQL: row versions, so a full write leaves alone the rows it can vouch for.
+
+Every PostgreSQL row version carries ``xmin``, the transaction that wrote it,
+and no transaction gives a row that transaction's id later: any change writes
+a new version stamped with the changing transaction. So each write records,
+per SIRET, a 128-bit hash of the row it left in the target and the 64-bit id
+of the transaction that wrote that row (``<state_table>_rows``). The next full
+write reads every target row's ``(siret, xmin)``: a row whose ``xmin`` is
+still the recorded transaction holds exactly what was recorded, and when the
+new row hashes the same it is neither staged nor compared. Every other row
+(new, changed, edited by anyone since, or unknown) goes through the staging
+table and the column-by-column comparison as before.
+
+What keeps a match exact:
+
+- the hash covers the row as shaped for the target (after the casts into its
+  column types) and is seeded with the cluster's system identifier, the
+  database and table oids, the target's column definitions, the Polars
+  version and :data:`FORMAT`: another cluster, a restored or re-created table,
+  an altered column or a new Polars version matches nothing;
+- a row holds only the low 32 bits of its transaction id: entries older than
+  2**31 transactions are not trusted, so a wrapped-around id cannot match;
+- a target that is not a plain or partitioned table, or that has user
+  triggers, rules or row security (what is stored could differ from what was
+  sent), does not use row versions at all.
+
+SQLite rows have no such stamp: SQLite targets always compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import polars as pl
+
+from .db.base import Backend, Column, quote_table
+
+#: Version of the hashing scheme; part of the seed.
+FORMAT = "1"
+
+_WRAP = 2**32
+_TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
+
+
+def versions_table(state_table: str) -> str:
+    return f"{state_table}_rows"
+
+
+@dataclass
+class RowVersions:
+    """The row versions of one target, inside the write's transaction."""
+
+    backend: Backend
+    table: str  # the versions table
+    target: str
+    seeds: tuple[int, int]
+
+    @classmethod
+    def open(cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
+        """Row versions for ``target``, or None where they cannot vouch for its rows."""
+        if backend.dialect != "postgresql":
+            return None
+        row = backend.fetch_arrow(
+            conn,
+            "SELECT c.oid::bigint AS target, c.relkind::text AS kind,"
+            " c.relhasrules OR c.relrowsecurity OR EXISTS ("
+            "   SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) AS guarded,"
+            " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
+            " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
+            "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster"
+            " FROM pg_class c WHERE c.oid = to_regclass($1)",
+            [quote_table(target)],
+        ).to_pylist()
+        if not row or row[0]["kind"] not in ("r", "p") or row[0]["guarded"] or row[0]["cluster"] is None:
+            return None
+        identity = "|".join(
+            [FORMAT, pl.__version__, row[0]["cluster"], str(row[0]["db"]), str(row[0]["target"])]
+            + [f"{c.name}:{c.declared}" for c in columns]
+        )
+        digest = hashlib.sha256(identity.encode()).digest()
+        seeds = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little"))
+        return cls(backend, table, target, seeds)
+
+    def hashes(self, frame: pl.DataFrame) -> pl.Series:
+        """Per row of ``frame`` (as shaped for the target): its 128-bit hash, as text."""
+        a, b = (frame.hash_rows(seed=seed) for seed in self.seeds)
+        return pl.select(pl.concat_str([a.cast(pl.String), b.cast(pl.String)], separator=":")).to_series()
+
+    def _next_xid(self, conn: Any) -> int:
+        return int(self.backend.scalar(conn, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
+
+    def target_rows(self, conn: Any) -> pl.DataFrame:
+        """``siret, xmin`` of every target row."""
+        rows = self.backend.fetch_arrow(
+            conn, f"SELECT siret::text AS siret, xmin::text::bigint AS xmin FROM {quote_table(self.target)}"
+        )
+        return pl.from_arrow(rows).cast({"siret": pl.String, "xmin": pl.Int64})  # type: ignore[union-attr]
+
+    def stored(self, conn: Any) -> pl.DataFrame:
+        """The recorded ``siret, row_hash, xid`` (none when the table does not exist yet)."""
+        empty = pl.DataFrame(schema={"siret": pl.String, "row_hash": pl.String, "xid": pl.Int64})
+        if self.backend.describe(conn, self.table) is None:
+            return empty
+        rows = self.backend.fetch_arrow(conn, f"SELECT siret, row_hash, xid FROM {quote_table(self.table)}")
+        return pl.from_arrow(rows).cast(empty.schema)  # type: ignore[union-attr]
+
+    def unchanged(self, conn: Any, new: pl.DataFrame, target_rows: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
+        """SIRETs of ``new`` (``siret, row_hash``) whose target row is vouched identical."""
+        if stored.is_empty() or target_rows.is_empty():
+            return pl.Series("siret", [], pl.String)
+        next_xid = self._next_xid(conn)
+        age = pl.lit(next_xid) - pl.col("xid")
+        return (
+            new.join(stored, on="siret", how="inner", suffix="_stored")
+            .join(target_rows, on="siret", how="inner")
+            .filter(
+                (pl.col("row_hash") == pl.col("row_hash_stored"))
+                & (age > 0) & (age < _TRUSTED)
+                & (pl.col("xid") % _WRAP == pl.col("xmin"))
+            )
+            .get_column("siret")
+        )  # fmt: skip
+
+    def record(
+        self, conn: Any, *, forget: pl.Series, new: pl.DataFrame, inserted: pl.Series, kept: pl.DataFrame | None
+    ) -> None:
+        """Inside the write's transaction, after its ``INSERT``: update the recorded versions.
+
+        ``forget``: SIRETs whose entries no longer hold. ``new`` (``siret,
+        row_hash``): the staged rows; those in ``inserted`` were written by this
+        transaction, those in ``kept`` (``siret, xmin`` read before the write)
+        were left in place by the comparison. Staged rows in neither get no entry.
+        """
+        q = quote_table(self.table)
+        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT, row_hash TEXT, xid BIGINT)")
+        forget = pl.concat([forget, new.get_column("siret")]).unique()
+        if forget.len():
+            gone = self.backend.ingest_temporary(
+                conn, "siret_summary_rows_gone", pl.DataFrame({"siret": forget}).to_arrow()
+            )
+            self.backend.execute(conn, f"DELETE FROM {q} WHERE siret IN (SELECT siret FROM {gone})")
+        if new.is_empty():
+            return
+        own = self.backend.scalar(conn, "SELECT pg_current_xact_id_if_assigned()::text::bigint")
+        next_xid = self._next_xid(conn)
+        # A 32-bit xmin read in this transaction is within 2**32 of the next id: widen it.
+        widened = pl.lit(next_xid) - (pl.lit(next_xid % _WRAP) - pl.col("xmin")) % _WRAP
+        entries = [new.filter(pl.col("siret").is_in(inserted.implode())).with_columns(xid=pl.lit(own, pl.Int64))]
+        if kept is not None:
+            entries.append(
+                new.filter(~pl.col("siret").is_in(inserted.implode()))
+                .join(kept.filter(pl.col("xmin") >= 3), on="siret", how="inner")  # 0-2: special ids
+                .select("siret", "row_hash", widened.alias("xid"))
+            )
+        rows = pl.concat(entries).filter(pl.col("xid").is_not_null())
+        if rows.height:
+            self.backend.ingest_into(conn, self.table, rows.select("siret", "row_hash", "xid").to_arrow())
