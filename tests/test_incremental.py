@@ -14,7 +14,7 @@ import siret_summary
 from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
 from conftest import fresh_database
-from dbutil import execute, query, scalar
+from dbutil import execute, query, read_table, scalar
 
 FULL = siret_summary.Config(target_table="summary_full", state_table="summary_full_state")
 INCR = siret_summary.Config(target_table="summary_incr", state_table="summary_incr_state")
@@ -165,6 +165,31 @@ def test_state_of_an_older_library_makes_auto_run_full(base_sqlite, tmp_path):
     execute(location, *_edit_sql("votes_edit", 3, 7))
     result = siret_summary.run(location)
     assert result.mode == "incremental" and result.updated == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_full_run_keeps_the_state_exact_when_it_rewrites_only_what_moved(kind, request, tmp_path):
+    """A full run under the same state hash rewrites only the state rows that differ: an edit,
+    a full run, then the edit undone must still be seen by the next incremental run."""
+    data = generate(n_pv=400, n_invitations=60, seed=11, sqlite_mess=kind == "sqlite")
+    if kind == "sqlite":
+        location = str(tmp_path / "app.db")
+        write_sqlite(location, *data)
+    else:
+        location = request.getfixturevalue("pg_db")
+        write_postgres(location, *data)
+    siret_summary.run(location, config=INCR, mode="full")
+    first = f'id_pv = ({_PICK.format(k=0)})'
+    execute(location, f'CREATE TABLE saved AS SELECT * FROM "Tous_PV" WHERE {first}')
+    execute(location, *_edit_sql("votes_edit", 0, 39), *_edit_sql("bad_date", 0, 1), *_edit_sql("delete_siret", 5, 0))
+    siret_summary.run(location, config=INCR, mode="full")
+    # The first row's edits undone, to the byte (the deleted SIRET stays gone).
+    execute(location, 'DELETE FROM "Tous_PV" WHERE id_pv = (SELECT id_pv FROM saved)',
+            'INSERT INTO "Tous_PV" SELECT * FROM saved')
+    result = siret_summary.run(location, config=INCR, mode="incremental")
+    expected = siret_summary.compute(location, config=INCR).sort("siret")
+    assert_frame_equal(read_table(location, "summary_incr", expected), expected)
+    assert (result.rejected, result.warnings) == tuple(siret_summary.compute_report(location, config=INCR).values())
 
 
 def test_scan_rewrites_nothing_for_a_respelling_and_then_forgets_it(base_sqlite, tmp_path, monkeypatch):

@@ -178,8 +178,20 @@ class StateStore:
         # occasional scan of a targeted delete. Replaced whole, it is emptied,
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_COLUMNS)})"
+        present = self.backend.describe(conn, self.table) if replace else None
+        if present is not None and tuple(c.name for c in present) == STATE_COLUMNS and (
+            self.stored_hash(conn) == config_hash
+        ):
+            # A full run under the same state hash: most rows are unchanged, so
+            # only the rows that differ are rewritten (reading the state costs
+            # less than rewriting it whole).
+            stored = pl.from_arrow(
+                self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} FROM {q}")
+            ).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
+            remove = stored.join(rows.select("siret"), on="siret", how="anti").get_column("siret")  # vanished
+            rows = rows.select(STATE_COLUMNS).join(stored, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
+            replace = False
         if replace:
-            present = self.backend.describe(conn, self.table)
             if present is not None and tuple(c.name for c in present) == STATE_COLUMNS:
                 self.backend.execute(conn, self.backend.empty_table_sql(q))
             else:
