@@ -144,6 +144,9 @@ def diff(current: pl.DataFrame, stored: pl.DataFrame) -> Diff:
     )
 
 
+#: Up to this many stored SIRETs a full run rewrites only the state rows that differ.
+DIFF_ROWS = 200_000
+
 #: Columns of the state table (all text).
 STATE_COLUMNS = ("siret", "fingerprint", "raw", "warnings")
 
@@ -170,28 +173,45 @@ class StateStore:
         table = self.backend.fetch_arrow(conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)}")
         return pl.from_arrow(table).cast({c: pl.String for c in columns})
 
-    def write(self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str) -> None:
-        """Inside the caller's transaction: replace all, or remove then insert some fingerprints."""
+    def reusable(self, conn: Any, config_hash: str) -> pl.DataFrame | None:
+        """The whole stored state when a full run under ``config_hash`` may rewrite only what differs.
+
+        Not past :data:`DIFF_ROWS` SIRETs: there, holding the old state beside
+        the new one (and the summary) costs more memory than rewriting it costs time.
+        """
+        present = self.backend.describe(conn, self.table)
+        if present is None or tuple(c.name for c in present) != STATE_COLUMNS or self.stored_hash(conn) != config_hash:
+            return None
+        if int(self.backend.scalar(conn, f"SELECT count(*) FROM {quote_table(self.table)}")) > DIFF_ROWS:
+            return None
+        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} FROM {quote_table(self.table)}")
+        return pl.from_arrow(rows).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
+
+    def write(
+        self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str,
+        stored: pl.DataFrame | None | bool = True,
+    ) -> None:
+        """Inside the caller's transaction: replace all, or remove then insert some fingerprints.
+
+        ``stored``: for a full run, :meth:`reusable` read beforehand (``True``: read it now).
+        """
         q, meta = quote_table(self.table), quote_table(self.meta)
         # No primary key: only runs holding the lock touch this table, and
         # maintaining an index on every full rewrite costs more than the
         # occasional scan of a targeted delete. Replaced whole, it is emptied,
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_COLUMNS)})"
-        present = self.backend.describe(conn, self.table) if replace else None
-        if present is not None and tuple(c.name for c in present) == STATE_COLUMNS and (
-            self.stored_hash(conn) == config_hash
-        ):
+        if replace and stored is True:
+            stored = self.reusable(conn, config_hash)
+        if replace and isinstance(stored, pl.DataFrame):
             # A full run under the same state hash: most rows are unchanged, so
             # only the rows that differ are rewritten (reading the state costs
             # less than rewriting it whole).
-            stored = pl.from_arrow(
-                self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} FROM {q}")
-            ).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
             remove = stored.join(rows.select("siret"), on="siret", how="anti").get_column("siret")  # vanished
             rows = rows.select(STATE_COLUMNS).join(stored, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
             replace = False
         if replace:
+            present = self.backend.describe(conn, self.table)
             if present is not None and tuple(c.name for c in present) == STATE_COLUMNS:
                 self.backend.execute(conn, self.backend.empty_table_sql(q))
             else:

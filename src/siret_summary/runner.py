@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -24,7 +25,7 @@ from .retry import RetryPolicy
 from .sessions import Sessions
 from .status import StatusStore, now_iso, public_view
 from .write import write_summary
-from .write_versions import versions_table
+from .write_versions import read_ahead, versions_table
 
 log = logging.getLogger("siret_summary")
 
@@ -240,12 +241,37 @@ class _Run:
             sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
         # A scan normalises only the rows of SIRETs that moved: it reads them raw.
         scan = mode == "incremental"
-        raw = self.retry.call(lambda: self._read(source, sirets, normalise=not scan), what="read")
+        held = [self.retry.call(lambda: self._read(source, sirets, normalise=not scan), what="read")]
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], mode)
 
         self.progress("compute", STAGE_START["compute"])
+        # What a full write reads first is read meanwhile, on the target's session; not
+        # for a large read (filed in parts), whose compute peak it would add to.
+        early = mode == "full" and getattr(held[0], "pv_parts", None) is None
+        ahead = _Background(lambda: self._read_ahead(state, current_hash) if early else None)
+        try:
+            self._compute_and_write(held, result, ahead, state=state, mode=mode, force=force, sirets=sirets,
+                                    stored_hash=stored_hash, current_hash=current_hash, changes=changes,
+                                    source_backend=source_backend)
+        finally:
+            ahead.take()  # never leave it using a session that is about to close
+
+    def _read_ahead(self, state: StateStore, current_hash: str):
+        if not self.backend.exists():
+            return None
+        with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
+            return (
+                read_ahead(self.backend, conn, self.config.target_table, versions_table(self.config.state_table)),
+                state.reusable(conn, current_hash),
+            )
+
+    def _compute_and_write(self, held: list, result: RunResult, ahead: "_Background", *, state: StateStore, mode: str,
+                           force: bool, sirets: pl.Series | None, stored_hash: str | None, current_hash: str,
+                           changes: Changes | None, source_backend: Backend | None) -> None:
+        config = self.config
         t0 = time.perf_counter()
+        raw = held.pop()  # the only reference: freed before the write
         remove: pl.Series | None = None
         if mode == "full":
             computed, delete = summarise_with_fingerprints(raw, config), None
@@ -270,10 +296,12 @@ class _Run:
 
         same_database = source_backend is not None and source_backend.uri == self.backend.uri
 
+        first = ahead.take() or (None, True)  # used by the first attempt only
+
         def record_state(conn: Any) -> None:
             if keep_state:
                 state.write(conn, computed.fingerprints, replace=mode == "full", remove=remove,
-                            config_hash=current_hash)
+                            config_hash=current_hash, stored=first[1])
             if changes is not None and same_database:  # consumed atomically with the write
                 self.backend.execute(conn, consume_sql(changes.last_id))
 
@@ -282,14 +310,18 @@ class _Run:
         span = STAGE_START["done"] - 5.0 - STAGE_START["write"]
 
         def write_once():
+            nonlocal first
             with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
                 self.progress("write", STAGE_START["write"])
-                return write_summary(
-                    self.backend, conn, config.target_table, summary, delete_sirets=delete, force=force,
-                    shrink_ratio=config.shrink_ratio, before_commit=record_state,
-                    versions_table=versions_table(config.state_table),
-                    checkpoint=lambda done: self.progress("write", STAGE_START["write"] + span * done),
-                )
+                try:
+                    return write_summary(
+                        self.backend, conn, config.target_table, summary, delete_sirets=delete, force=force,
+                        shrink_ratio=config.shrink_ratio, before_commit=record_state,
+                        versions_table=versions_table(config.state_table), ahead=first[0],
+                        checkpoint=lambda done: self.progress("write", STAGE_START["write"] + span * done),
+                    )
+                finally:
+                    first = (None, True)
 
         stats = self.retry.call(write_once, what="write")
         if changes is not None and not same_database:  # at-least-once: a crash here only redoes work
@@ -299,6 +331,26 @@ class _Run:
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
         log.info("write: %.3f s, %d inserted, %d updated, %d deleted, %d staged", result.seconds["write"],
                  stats.inserted, stats.updated, stats.deleted, stats.staged)
+
+
+class _Background:
+    """``fn()`` in a thread; :meth:`take` waits for its result (None if it failed: the caller reads for itself)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._result: Any = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="siret_summary-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._result = fn()
+        except Exception as exc:
+            log.debug("read-ahead failed (%s); the write reads for itself", exc)
+
+    def take(self) -> Any:
+        self._thread.join()
+        result, self._result = self._result, None
+        return result
 
 
 MODES = ("auto", "full", "incremental")

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from .db.base import Backend, Column, quote_identifier, quote_table
 from .errors import ShrinkGuardError, SiretSummaryError, TargetError
 from .read import driver_reason
-from .write_versions import RowVersions
+from .write_versions import ReadAhead, RowVersions
 
 _KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
 _INT_BOUNDS = {"SMALLINT": 2**15 - 1, "INT2": 2**15 - 1, "INTEGER": 2**31 - 1, "INT": 2**31 - 1, "INT4": 2**31 - 1}
@@ -168,6 +168,7 @@ def write_summary(
     checkpoint: Callable[[float], None] = lambda _: None,
     before_commit: Callable[[Any], None] = lambda _: None,
     versions_table: str | None = None,
+    ahead: ReadAhead | None = None,
 ) -> WriteStats:
     """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows).
 
@@ -180,7 +181,9 @@ def write_summary(
     same transaction (the incremental state). Any exception rolls everything
     back and leaves the target as it was. ``versions_table`` names where the
     row versions are kept (:mod:`~siret_summary.write_versions`; PostgreSQL):
-    a full write then stages only the rows they cannot vouch for.
+    a full write then stages only the rows they cannot vouch for; ``ahead``
+    holds what it reads first, read beforehand (used when the target's
+    columns are still the same).
     """
     table = quote_table(target)
     try:
@@ -189,13 +192,19 @@ def write_summary(
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
             columns = backend.describe(conn, target)
-        versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
+        if ahead is None or delete_sirets is not None or ahead.columns != columns or not versions_table:
+            ahead = None
+            versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
+        else:
+            versions = ahead.versions
         backend.prepare_bulk_write(conn)
         staged, skipped = frame, _NO_SIRETS
         if versions is not None:
-            hashes = pl.DataFrame({"siret": frame.get_column("siret"), "row_hash": versions.hashes(frame)})
+            hashes = versions.hashes(frame)
             if delete_sirets is None:
-                target_rows, stored = versions.target_rows(conn), versions.stored(conn)
+                if ahead is None:
+                    ahead = ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
+                target_rows, stored = ahead.target_rows, ahead.stored
                 skipped = versions.unchanged(conn, hashes, target_rows, stored)
                 unvouched = ~pl.col("siret").is_in(skipped.implode())
                 staged, hashes = frame.filter(unvouched), hashes.filter(unvouched)

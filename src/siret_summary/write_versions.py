@@ -40,12 +40,39 @@ from .db.base import Backend, Column, quote_table
 #: Version of the hashing scheme; part of the seed.
 FORMAT = "1"
 
+#: Columns of the versions table: the SIRET, its row's hash (two 64-bit halves), the writing transaction.
+COLUMNS = ("siret", "h1", "h2", "xid")
+
 _WRAP = 2**32
 _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
 
 
 def versions_table(state_table: str) -> str:
     return f"{state_table}_rows"
+
+
+@dataclass
+class ReadAhead:
+    """What a full write reads before it changes anything (read while the summary is computed).
+
+    Read outside the write's transaction, it is as good as read inside: an
+    edit made in between gives its row another ``xmin``, which no recorded
+    version matches (the edit then survives this run, as one made during any
+    run may, and the next full run rewrites the row).
+    """
+
+    columns: list[Column] | None
+    versions: RowVersions | None
+    target_rows: pl.DataFrame | None = None
+    stored: pl.DataFrame | None = None
+
+
+def read_ahead(backend: Backend, conn: Any, target: str, table: str | None) -> ReadAhead:
+    columns = backend.describe(conn, target)
+    versions = RowVersions.open(backend, conn, target, columns, table) if table and columns is not None else None
+    if versions is None:
+        return ReadAhead(columns, None)
+    return ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
 
 
 @dataclass
@@ -83,10 +110,10 @@ class RowVersions:
         seeds = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little"))
         return cls(backend, table, target, seeds)
 
-    def hashes(self, frame: pl.DataFrame) -> pl.Series:
-        """Per row of ``frame`` (as shaped for the target): its 128-bit hash, as text."""
-        a, b = (frame.hash_rows(seed=seed) for seed in self.seeds)
-        return pl.select(pl.concat_str([a.cast(pl.String), b.cast(pl.String)], separator=":")).to_series()
+    def hashes(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``siret, h1, h2`` per row of ``frame`` (as shaped for the target): its 128-bit hash, in two BIGINTs."""
+        halves = {f"h{i}": frame.hash_rows(seed=seed).reinterpret(signed=True) for i, seed in enumerate(self.seeds, 1)}
+        return pl.DataFrame({"siret": frame.get_column("siret"), **halves})
 
     def _next_xid(self, conn: Any) -> int:
         return int(self.backend.scalar(conn, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
@@ -99,15 +126,16 @@ class RowVersions:
         return pl.from_arrow(rows).cast({"siret": pl.String, "xmin": pl.Int64})  # type: ignore[union-attr]
 
     def stored(self, conn: Any) -> pl.DataFrame:
-        """The recorded ``siret, row_hash, xid`` (none when the table does not exist yet)."""
-        empty = pl.DataFrame(schema={"siret": pl.String, "row_hash": pl.String, "xid": pl.Int64})
-        if self.backend.describe(conn, self.table) is None:
+        """The recorded ``siret, h1, h2, xid`` (none when the table does not exist yet, or is laid out otherwise)."""
+        empty = pl.DataFrame(schema=dict.fromkeys(COLUMNS, pl.Int64) | {"siret": pl.String})
+        present = self.backend.describe(conn, self.table)
+        if present is None or tuple(c.name for c in present) != COLUMNS:
             return empty
-        rows = self.backend.fetch_arrow(conn, f"SELECT siret, row_hash, xid FROM {quote_table(self.table)}")
+        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(COLUMNS)} FROM {quote_table(self.table)}")
         return pl.from_arrow(rows).cast(empty.schema)  # type: ignore[union-attr]
 
     def unchanged(self, conn: Any, new: pl.DataFrame, target_rows: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
-        """SIRETs of ``new`` (``siret, row_hash``) whose target row is vouched identical."""
+        """SIRETs of ``new`` (``siret, h1, h2``) whose target row is vouched identical."""
         if stored.is_empty() or target_rows.is_empty():
             return pl.Series("siret", [], pl.String)
         next_xid = self._next_xid(conn)
@@ -116,7 +144,7 @@ class RowVersions:
             new.join(stored, on="siret", how="inner", suffix="_stored")
             .join(target_rows, on="siret", how="inner")
             .filter(
-                (pl.col("row_hash") == pl.col("row_hash_stored"))
+                (pl.col("h1") == pl.col("h1_stored")) & (pl.col("h2") == pl.col("h2_stored"))
                 & (age > 0) & (age < _TRUSTED)
                 & (pl.col("xid") % _WRAP == pl.col("xmin"))
             )
@@ -128,13 +156,18 @@ class RowVersions:
     ) -> None:
         """Inside the write's transaction, after its ``INSERT``: update the recorded versions.
 
-        ``forget``: SIRETs whose entries no longer hold. ``new`` (``siret,
-        row_hash``): the staged rows; those in ``inserted`` were written by this
+        ``forget``: SIRETs whose entries no longer hold. ``new`` (``siret, h1,
+        h2``): the staged rows; those in ``inserted`` were written by this
         transaction, those in ``kept`` (``siret, xmin`` read before the write)
         were left in place by the comparison. Staged rows in neither get no entry.
         """
         q = quote_table(self.table)
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {q} (siret TEXT, row_hash TEXT, xid BIGINT)")
+        present = self.backend.describe(conn, self.table)
+        if present is not None and tuple(c.name for c in present) != COLUMNS:  # another layout: start afresh
+            self.backend.execute(conn, f"DROP TABLE {q}")
+            present = None
+        if present is None:
+            self.backend.execute(conn, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)")
         forget = pl.concat([forget, new.get_column("siret")]).unique()
         if forget.len():
             gone = self.backend.ingest_temporary(
@@ -152,8 +185,8 @@ class RowVersions:
             entries.append(
                 new.filter(~pl.col("siret").is_in(inserted.implode()))
                 .join(kept.filter(pl.col("xmin") >= 3), on="siret", how="inner")  # 0-2: special ids
-                .select("siret", "row_hash", widened.alias("xid"))
+                .select("siret", "h1", "h2", widened.alias("xid"))
             )
         rows = pl.concat(entries).filter(pl.col("xid").is_not_null())
         if rows.height:
-            self.backend.ingest_into(conn, self.table, rows.select("siret", "row_hash", "xid").to_arrow())
+            self.backend.ingest_into(conn, self.table, rows.select(COLUMNS).to_arrow())
