@@ -121,6 +121,23 @@ def test_full_run_stages_only_the_rows_it_cannot_vouch_for(pg_db, caplog):
     assert _staged(caplog) == first.rows
 
 
+def test_full_run_clears_duplicates_and_null_sirets_of_a_target_without_primary_key(pg_db, caplog):
+    write_postgres(pg_db, *generate(n_pv=200, n_invitations=20, seed=6, sqlite_mess=False))
+    caplog.set_level(logging.INFO, logger="siret_summary")
+    siret_summary.run(pg_db, config=CFG, mode="full")
+    execute(pg_db, "ALTER TABLE summary_v DROP CONSTRAINT summary_v_pkey",
+            "ALTER TABLE summary_v ALTER COLUMN siret DROP NOT NULL")
+    siret_summary.run(pg_db, config=CFG, mode="full")
+    assert _staged(caplog) == 0  # the rows still vouched for
+    execute(
+        pg_db,
+        f"INSERT INTO summary_v (siret, statut_pap) SELECT siret, 'dup' FROM summary_v WHERE {_ROW.format(k=3)}",
+        "INSERT INTO summary_v (siret, statut_pap) VALUES (NULL, 'no siret')",
+    )
+    siret_summary.run(pg_db, config=CFG, mode="full")
+    _assert_target_is_the_summary(pg_db)
+
+
 @pytest.mark.parametrize("guard", ["trigger", "sqlite"])
 def test_targets_without_trustworthy_versions_compare_every_row(guard, pg_db, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="siret_summary")

@@ -231,6 +231,8 @@ def write_summary(
                 conn, STAGING_DELETE, pl.DataFrame({"siret": scope_sirets}, schema={"siret": pl.String}).to_arrow()
             )
             scope = f"t.siret IN (SELECT siret FROM {gone})"
+            if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
+                scope = f"({scope} OR t.siret IS NULL)"
         where = f" AS t WHERE {scope}" if scope else ""
         existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
         remaining = previous - existing + staged.height

@@ -142,7 +142,7 @@ class RowVersions:
         age = pl.lit(next_xid) - pl.col("xid")
         return (
             new.join(stored, on="siret", how="inner", suffix="_stored")
-            .join(target_rows, on="siret", how="inner")
+            .join(target_rows.filter(pl.col("siret").is_unique()), on="siret", how="inner")  # no primary key
             .filter(
                 (pl.col("h1") == pl.col("h1_stored")) & (pl.col("h2") == pl.col("h2_stored"))
                 & (age > 0) & (age < _TRUSTED)
