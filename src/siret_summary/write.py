@@ -192,11 +192,11 @@ def write_summary(
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
             columns = backend.describe(conn, target)
-        if ahead is None or delete_sirets is not None or ahead.columns != columns or not versions_table:
+        versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
+        if ahead is not None and (
+            delete_sirets is not None or ahead.columns != columns or ahead.versions != versions
+        ):  # the target changed since (re-created, altered, a trigger added): read it again
             ahead = None
-            versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
-        else:
-            versions = ahead.versions
         backend.prepare_bulk_write(conn)
         staged, skipped = frame, _NO_SIRETS
         if versions is not None:
