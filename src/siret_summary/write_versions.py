@@ -22,7 +22,8 @@ What keeps a match exact:
   2**31 transactions are not trusted, so a wrapped-around id cannot match;
 - a target that is not a plain or partitioned table, or that has user
   triggers, rules or row security (what is stored could differ from what was
-  sent), does not use row versions at all.
+  sent), does not use row versions at all; nor does a server before
+  PostgreSQL 13, or a role that may not read ``pg_control_system()``.
 
 SQLite rows have no such stamp: SQLite targets always compare.
 """
@@ -95,7 +96,9 @@ class RowVersions:
             " c.relhasrules OR c.relrowsecurity OR EXISTS ("
             "   SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) AS guarded,"
             " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
-            " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
+            # PostgreSQL 13+ (pg_current_snapshot, pg_current_xact_id_if_assigned).
+            " CASE WHEN current_setting('server_version_num')::int >= 130000"
+            "   AND has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
             "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster"
             " FROM pg_class c WHERE c.oid = to_regclass($1)",
             [quote_table(target)],
