@@ -7,10 +7,10 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import polars as pl
 
 
-def connect(location: str):
+def connect(location: str, *, autocommit: bool = False):
     if location.startswith("postgresql://"):
-        return pg_dbapi.connect(location)
-    return sqlite_dbapi.connect(location)
+        return pg_dbapi.connect(location, autocommit=autocommit)
+    return sqlite_dbapi.connect(location, autocommit=autocommit)
 
 
 def query(location: str, sql: str) -> pl.DataFrame:
@@ -23,13 +23,16 @@ def query(location: str, sql: str) -> pl.DataFrame:
         conn.close()
 
 
-def execute(location: str, *statements: str) -> None:
-    conn = connect(location)
+def execute(location: str, *statements: str, autocommit: bool = False) -> None:
+    """Run ``statements`` in one transaction (``autocommit``: each alone, e.g. VACUUM)."""
+    conn = connect(location, autocommit=autocommit)
     try:
         cur = conn.cursor()
         for sql in statements:
             cur.execute(sql)
-        conn.commit()
+        if not autocommit:
+            conn.commit()
+        cur.close()
     finally:
         conn.close()
 

@@ -413,6 +413,7 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     or a stored state would never match and every SIRET would count as changed."""
     from siret_summary.compute import summarise_with_fingerprints
     from siret_summary.config import as_config
+    from siret_summary.db import open_backend
     from siret_summary.read import read_sources
 
     from unittest import mock
@@ -422,8 +423,9 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     config = as_config(None)
     with fresh_database(pg_uri, "fingerprints") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
-        with mock.patch.object(importlib.import_module("siret_summary.read"), "LARGE_READ_ROWS", 100):
-            raw = read_sources(location, config)
+        read = importlib.import_module("siret_summary.read")
+        with mock.patch.object(read, "LARGE_READ_ROWS", 100):  # by values: row stamps hash xmin (read_stamps.py)
+            raw = read.read_database(open_backend(location, must_exist=True), config, stamps=False)
         assert pl.Categorical in [type(t) for t in raw.pv_rows().collect_schema().values()]
         from_database = summarise_with_fingerprints(raw, config).fingerprints
         tables = {  # the same rows, in another order, as plain frames

@@ -14,6 +14,7 @@ from .normalize import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, expand_text, keyed_raw, normalize_invitations, normalize_pv,
 )  # fmt: skip
 from .read import RawSources, read_sources
+from .read_stamps import CTID, XMIN
 from .summary import Report, parse_report, report_frame, summary_frame
 
 
@@ -152,7 +153,9 @@ def scan_changes(
 ) -> tuple[Computation, Diff]:
     """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
     the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
-    and summarised. ``raw`` holds the sources as read (not normalised).
+    and summarised. ``raw`` holds the sources as read (not normalised); a table read by
+    stamps holds no values, and the rows wanted are fetched (read_stamps.SourceMoved if
+    they changed since).
     """
     if raw.normalised:
         raise ValueError("scan_changes needs the raw rows")  # a bug, not bad input
@@ -170,13 +173,16 @@ def scan_changes(
     changes = diff(current, state)
     wanted = pl.col(SIRET_KEY).is_null() | pl.col(SIRET_KEY).is_in(changes.recompute.implode())
 
-    def rows_to_normalise(rows: pl.DataFrame) -> pl.LazyFrame:
-        return rows.lazy().filter(wanted).drop(SIRET_KEY, "_raw_hash")
+    def rows_to_normalise(rows: pl.DataFrame, table: str) -> pl.LazyFrame:
+        chosen = rows.lazy().filter(wanted)
+        if table in raw.fetch:  # read by stamps: fetch the chosen rows' values (as they were when stamped)
+            return raw.fetch[table].fetch(chosen.select(CTID, XMIN).collect())
+        return chosen.drop(SIRET_KEY, "_raw_hash")
 
     pv, invitations = _collect(
         [
-            normalize_pv(rows_to_normalise(pv_rows), config.pv_columns),
-            normalize_invitations(rows_to_normalise(invitation_rows), config.invitation_columns),
+            normalize_pv(rows_to_normalise(pv_rows, "pv"), config.pv_columns),
+            normalize_invitations(rows_to_normalise(invitation_rows, "invitations"), config.invitation_columns),
         ]
     )
     del pv_rows, invitation_rows

@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .read_stamps import STAMP
+
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"
 
@@ -287,8 +289,11 @@ def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
     """A 64-bit hash of a source row's mapped raw values (as read, before any rule).
 
     Categorical columns are hashed as their text: codes depend on the cache.
-    ``DataFrame.hash_rows`` costs half the CPU of a struct's ``hash``.
+    ``DataFrame.hash_rows`` costs half the CPU of a struct's ``hash``. Rows
+    read with a row stamp (read_stamps.py) are hashed by it instead.
     """
+    if STAMP in schema:
+        return pl.col(STAMP)
     columns = []
     for name in needed_columns(mapping):
         dtype = schema[name]

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from .db import Backend, open_backend
 from .db.base import quote_identifier
 from .errors import SourceError
 from .normalize import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, compact_text, keyed_raw, needed_columns, normalize_invitations, normalize_pv,
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
+    normalize_pv, siret_digits, siret_from_digits,
 )  # fmt: skip
+from .read_stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
 
 
 @dataclass
@@ -46,6 +48,9 @@ class RawSources:
     normalised: bool = False
     pv_parts: list[pl.DataFrame] | None = None
     keyed: bool = False  # raw rows carrying their SIRET and row hash (normalize.keyed_raw)
+    #: Per table ("pv", "invitations") read by stamps only: keyed rows hold no
+    #: values, just ``CTID`` and ``XMIN``, and this fetches the wanted ones' values.
+    fetch: dict[str, StampedTable] = field(default_factory=dict)
 
     def pv_rows(self) -> pl.LazyFrame:
         if self.pv_parts is not None:
@@ -122,8 +127,6 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     plain ``siret IN (...)`` would miss rows: read the narrow (id, siret)
     pairs, normalise them here with the same rules, then fetch just those rows.
     """
-    from .normalize import siret_digits, siret_from_digits
-
     id_col, siret_col = mapping.get("id"), mapping["siret"]
     server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
@@ -140,19 +143,43 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     return f" WHERE {quote_identifier(id_col)} IN ({', '.join(_sql_literal(v) for v in ids.to_list())})"
 
 
+def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
+    """A stamped read's keys: the normalised SIRET, the stamp as raw hash, the row's place and ``xmin``."""
+    dtype = raw.collect_schema()[siret]
+    return raw.select(
+        siret_from_digits(siret_digits(siret, dtype)).alias(SIRET_KEY),
+        pl.col(XMIN).hash(seed=seed).alias("_raw_hash"), CTID, XMIN,
+    )  # fmt: skip
+
+
+def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], seed: int | None):
+    """``rules``, for rows read with their stamp when ``seed`` is given (the stamp is their raw hash)."""
+    if seed is None:
+        return rules
+    return lambda raw, mapping: rules(with_stamp(raw, seed), mapping)
+
+
 def read_database(
-    backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True
+    backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
+    session: Callable[[], Any] | None = None, stamps: bool = True,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
     ``conn``: an open connection to use (else one is opened and closed).
     ``normalise=False`` keeps the rows raw, as an in-memory source arrives
-    (an incremental scan normalises only the rows of SIRETs that changed).
+    (an incremental scan normalises only the rows of SIRETs that changed);
+    from a table with row stamps (read_stamps.py) it reads only each row's
+    SIRET and stamp, and ``session()`` (a context manager yielding a
+    connection to the source) later fetches the wanted rows' values.
+    ``stamps=False``: hash rows by their values even where stamps are exact.
     """
     if conn is None:
         with connected(backend, role="source") as own:
-            return read_database(backend, config, sirets, conn=own, normalise=normalise)
-    frames = {}
+            return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
+                                 stamps=stamps)
+    if session is None:
+        session = lambda: connected(backend, role="source")  # noqa: E731
+    frames, fetch = {}, {}
     categories = pl.Categories.random()  # this read's own: freed with its rows
     for table, mapping, setting in (
         (config.pv_table, config.pv_columns, "pv_columns"),
@@ -167,9 +194,16 @@ def read_database(
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
-        sql = backend.select_columns_sql(table, needed_columns(mapping), where)
+        columns = needed_columns(mapping)
         is_pv = table == config.pv_table
-        rules = normalize_pv if is_pv else normalize_invitations
+        seed = stamp_seed(backend, conn, table, columns) if stamps else None
+        if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
+            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as read:
+                frames[table] = normalised_stream(*read, lambda raw: stamp_keys(raw, mapping["siret"], seed))
+            fetch["pv" if is_pv else "invitations"] = StampedTable(backend, table, columns, seed, session)
+            continue
+        sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
+        rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
         with backend.fetch_batches(conn, sql) as (schema, batches):
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
                 seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS
@@ -181,7 +215,9 @@ def read_database(
                 split_by=PART_KEY if is_pv and sirets is None else None,
             )  # fmt: skip
     if not normalise:
-        return RawSources(frames[config.pv_table][0].lazy(), frames[config.invitations_table][0].lazy(), keyed=True)
+        return RawSources(
+            frames[config.pv_table][0].lazy(), frames[config.invitations_table][0].lazy(), keyed=True, fetch=fetch
+        )
     pv_parts = frames[config.pv_table]
     return RawSources(
         None if len(pv_parts) > 1 else pv_parts[0].lazy(), frames[config.invitations_table][0].lazy(),

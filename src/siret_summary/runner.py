@@ -21,6 +21,7 @@ from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
 from .guard import RunGuard, is_running
 from .read import connected, read_database, read_sources
+from .read_stamps import SourceMoved
 from .retry import RetryPolicy
 from .sessions import Sessions
 from .status import StatusStore, now_iso, public_view
@@ -217,12 +218,13 @@ class _Run:
         with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
             return state.read(conn)
 
-    def _read(self, source: Any, sirets: pl.Series | None, *, normalise: bool = True):
+    def _read(self, source: Any, sirets: pl.Series | None, *, normalise: bool = True, stamps: bool = True):
         if not isinstance(source, (str, os.PathLike)):
             return read_sources(source, self.config, sirets=sirets)  # raw: normalised lazily
         backend = open_backend(source, must_exist=True)
         with self.sessions.use(backend, role="source") as conn:
-            return read_database(backend, self.config, sirets, conn=conn, normalise=normalise)
+            return read_database(backend, self.config, sirets, conn=conn, normalise=normalise, stamps=stamps,
+                                 session=lambda: self.sessions.use(backend, role="source"))
 
     def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
@@ -250,10 +252,16 @@ class _Run:
         # for a large read (filed in parts), whose compute peak it would add to.
         early = mode == "full" and getattr(held[0], "pv_parts", None) is None
         ahead = _Background(lambda: self._read_ahead(state, current_hash) if early else None)
+        rest = dict(state=state, mode=mode, force=force, sirets=sirets, stored_hash=stored_hash,
+                    current_hash=current_hash, changes=changes, source_backend=source_backend)
         try:
-            self._compute_and_write(held, result, ahead, state=state, mode=mode, force=force, sirets=sirets,
-                                    stored_hash=stored_hash, current_hash=current_hash, changes=changes,
-                                    source_backend=source_backend)
+            self._compute_and_write(held, result, ahead, **rest)
+        except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again, by values
+            log.info("the source changed during the scan; scanning it again by values")
+            t0 = time.perf_counter()
+            held = [self.retry.call(lambda: self._read(source, sirets, normalise=False, stamps=False), what="read")]
+            result.seconds["read"] += time.perf_counter() - t0
+            self._compute_and_write(held, result, ahead, **rest)
         finally:
             ahead.take()  # never leave it using a session that is about to close
 

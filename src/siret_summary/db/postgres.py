@@ -68,6 +68,11 @@ class PostgresBackend(Backend):
         # opaque extension columns; an enum's binary form is its label: text.
         for i, field in enumerate(data.schema):
             column = data.column(i)
+            if field.name.startswith("__siret_summary_"):  # a row stamp (read_stamps.py): its bytes as they are
+                if isinstance(field.type, pa.BaseExtensionType):
+                    data = data.set_column(i, pa.field(field.name, field.type.storage_type),
+                                           _storage(column, field.type.storage_type))
+                continue
             if isinstance(field.type, pa.BaseExtensionType):
                 column = _storage(column, field.type.storage_type)
             if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):

@@ -1,0 +1,139 @@
+"""Read stage, PostgreSQL sources: row stamps, so a scan reads each row's SIRET and stamp, not every column.
+
+A scan needs, per SIRET, something that changes whenever its source rows
+change. On PostgreSQL every row version carries ``xmin``, the transaction that
+wrote it, and any change to a row (even to the same values) writes a new
+version stamped with the changing transaction. So, where it is exact, a
+source row's raw hash is the hash of its ``xmin`` instead of its values: a
+SIRET's raw fingerprint (over the multiset of its rows' hashes) then moves
+whenever a row of it is inserted, updated, deleted or moved to another SIRET,
+and a scan reads only ``(siret, xmin, ctid)`` of every row, then fetches the
+rows of the SIRETs that moved (and of rows without SIRET, for the report) by
+``ctid``.
+
+Why equal multisets mean equal rows: the visible versions one transaction
+wrote into one SIRET can only be deleted after it commits, never added to, so
+an equal count per transaction means the very same versions. That holds while
+transaction ids are unique, which is the case while the cluster has assigned
+fewer than 2**32 of them (a row keeps only 32 bits of its ``xmin``): row stamps
+are used only then (``pg_current_snapshot()``'s ``xmax`` below 2**32; such a
+cluster has never wrapped around). Past that, and wherever else a stamp could
+miss a change, the raw hash stays the hash of the values (normalize.raw_row_hash):
+
+- the table is not a plain table, has inheritance children, or is not stored
+  by the ``heap`` access method (views, foreign and partitioned tables);
+- a mapped column is of a type defined in the database (an enum value renamed
+  changes every row's text without a new version);
+- a server before PostgreSQL 13, or a role that may not read ``pg_control_system()``.
+
+The hash seed covers the cluster's system identifier, the database and table
+oids, the mapped columns' definitions (a column dropped and added again with a
+DEFAULT changes values without new versions), the Polars version and
+:data:`FORMAT`: a stamp from another table, cluster or layout matches nothing.
+The rows a scan fetches by ``ctid`` must come back with the ``xmin`` they had
+when the stamps were read: else the source changed in between and
+:class:`SourceMoved` is raised (the runner then scans again, by values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from .db.base import Backend, quote_identifier, quote_table
+
+#: Version of the stamping scheme; part of the seed.
+FORMAT = "1"
+
+#: Columns a stamped read adds: the row's transaction (4 bytes), its place (6 bytes), the stamp hash.
+XMIN, CTID, STAMP = "__siret_summary_xmin", "__siret_summary_ctid", "__siret_summary_stamp"
+
+_FIRST_USER_OID = 16384  # types below are built into PostgreSQL
+_WRAP = 2**32
+
+
+class SourceMoved(Exception):
+    """Rows fetched by ``ctid`` are no longer the versions whose stamps were read."""
+
+
+def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) -> int | None:
+    """The stamp hash seed of ``table`` (whose mapped raw columns are ``columns``), or None where stamps are not exact."""
+    if backend.dialect != "postgresql":
+        return None
+    if int(backend.scalar(conn, "SELECT current_setting('server_version_num')::int")) < 130000:
+        return None
+    rows = backend.fetch_arrow(
+        conn,
+        "SELECT c.oid::bigint AS rel, c.relkind::text AS kind, c.relhassubclass AS parent,"
+        " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
+        " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
+        " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,"
+        " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
+        "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
+        " a.attname::text AS name, a.attnum::int AS num, a.atttypid::bigint AS type, a.atttypmod::int AS mod,"
+        " a.attcollation::bigint AS coll, a.attmissingval::text AS missing"
+        " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE c.oid = to_regclass($1) ORDER BY a.attnum",
+        [quote_table(table)],
+    ).to_pylist()
+    if not rows:
+        return None
+    head = rows[0]
+    if head["kind"] != "r" or head["parent"] or head["am"] != "heap" or head["cluster"] is None:
+        return None
+    if head["next_xid"] >= _WRAP:  # ids wrapped around once: a 32-bit xmin no longer names one transaction
+        return None
+    mapped = [r for r in rows if r["name"] in set(columns)]
+    if len(mapped) != len(set(columns)) or any(r["type"] >= _FIRST_USER_OID for r in mapped):
+        return None
+    identity = "|".join(
+        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"])]
+        + [f"{r['name']}:{r['num']}:{r['type']}:{r['mod']}:{r['coll']}:{r['missing']}" for r in mapped]
+    )
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "little")
+
+
+def stamped_sql(table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False) -> str:
+    """``SELECT columns, xmin [, ctid] FROM table where`` (PostgreSQL)."""
+    selected = [quote_identifier(c) for c in columns] + [f"xmin AS {quote_identifier(XMIN)}"]
+    if ctid:
+        selected.append(f"ctid AS {quote_identifier(CTID)}")
+    return f"SELECT {', '.join(selected)} FROM {quote_table(table)}{where}"
+
+
+def with_stamp(raw: pl.LazyFrame, seed: int) -> pl.LazyFrame:
+    """Raw rows with their stamp hash (:data:`STAMP`, used as their raw hash) instead of ``xmin``."""
+    return raw.with_columns(pl.col(XMIN).hash(seed=seed).alias(STAMP)).drop(XMIN)
+
+
+def _tid(value: bytes) -> str:
+    # A tid's binary form: the block number (4 bytes) and the offset in it (2), big-endian.
+    return f'"({int.from_bytes(value[:4], "big")},{int.from_bytes(value[4:6], "big")})"'
+
+
+@dataclass
+class StampedTable:
+    """A source table read by stamps: fetches the rows a scan wants, as they were when stamped."""
+
+    backend: Backend
+    table: str
+    columns: list[str]
+    seed: int
+    session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
+
+    def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
+        """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one changed."""
+        array = "{" + ",".join(_tid(v) for v in wanted.get_column(CTID).to_list()) + "}"
+        sql = stamped_sql(self.table, self.columns, f" WHERE ctid = ANY('{array}'::tid[])", ctid=True)
+        with self.session() as conn:
+            seed = stamp_seed(self.backend, conn, self.table, self.columns)
+            rows = pl.from_arrow(self.backend.fetch_arrow(conn, sql))
+        assert isinstance(rows, pl.DataFrame)
+        if seed != self.seed or not rows.select(CTID, XMIN).sort(CTID).equals(wanted.select(CTID, XMIN).sort(CTID)):
+            raise SourceMoved(self.table)
+        return with_stamp(rows.drop(CTID).lazy(), self.seed)
