@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres
@@ -171,3 +172,22 @@ def test_no_stamps_where_an_xmin_could_name_two_transactions_or_there_is_none(st
     assert query(stamped_pg, "SELECT * FROM summary_view ORDER BY siret").equals(
         query(stamped_pg, "SELECT * FROM summary_view_full ORDER BY siret")
     )
+
+
+def test_a_role_granted_only_the_mapped_columns_reads_by_values(stamped_pg):
+    """Column privileges cannot cover xmin and ctid: such a role reads by values instead of failing."""
+    import uuid
+
+    from siret_summary.normalize import needed_columns
+
+    config, role = siret_summary.Config(), f"cols_{uuid.uuid4().hex[:8]}"
+    granted = lambda mapping: ", ".join(f'"{c}"' for c in needed_columns(mapping))  # noqa: E731
+    execute(
+        stamped_pg,
+        f"CREATE ROLE {role} LOGIN",
+        f'GRANT SELECT ({granted(config.pv_columns)}) ON "Tous_PV" TO {role}',
+        f"GRANT SELECT ({granted(config.invitation_columns)}) ON invitations TO {role}",
+    )
+    reader = stamped_pg.replace("://postgres:@", f"://{role}:@")
+    assert reader != stamped_pg
+    assert_frame_equal(siret_summary.compute(reader), siret_summary.compute(stamped_pg))

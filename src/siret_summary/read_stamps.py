@@ -24,7 +24,8 @@ miss a change, the raw hash stays the hash of the values (normalize.raw_row_hash
   by the ``heap`` access method (views, foreign and partitioned tables);
 - a mapped column is of a type defined in the database (an enum value renamed
   changes every row's text without a new version);
-- a server before PostgreSQL 13, or a role that may not read ``pg_control_system()``.
+- a server before PostgreSQL 13, a role that may not read ``pg_control_system()``,
+  or one granted only some of the table's columns (system columns are not among them).
 
 The hash seed covers the cluster's system identifier, the database and table
 oids, the mapped columns' definitions (a column dropped and added again with a
@@ -70,6 +71,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
     rows = backend.fetch_arrow(
         conn,
         "SELECT c.oid::bigint AS rel, c.relkind::text AS kind, c.relhassubclass AS parent,"
+        " has_table_privilege(c.oid, 'SELECT') AS readable,"
         " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
         " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
         " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,"
@@ -85,6 +87,8 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
         return None
     head = rows[0]
     if head["kind"] != "r" or head["parent"] or head["am"] != "heap" or head["cluster"] is None:
+        return None
+    if not head["readable"]:  # granted some columns only: xmin and ctid are not among them
         return None
     if head["next_xid"] >= _WRAP:  # ids wrapped around once: a 32-bit xmin no longer names one transaction
         return None
