@@ -39,8 +39,10 @@ PV_FINGERPRINT_COLUMNS = (
 _HALF = pl.lit(2**32, dtype=pl.UInt64)  # sums of 32-bit halves cannot overflow 64 bits
 
 
-#: Version of the state's layout and meaning; part of :func:`state_hash`.
-STATE_FORMAT = "2"
+#: Version of the state's layout and meaning; part of :func:`state_hash`. 3: on
+#: PostgreSQL, ``raw`` hashes row stamps (read_stamps.py); a state of format 2 would
+#: make a scan fetch every row, so the first run after the upgrade is full instead.
+STATE_FORMAT = "3"
 
 
 def state_hash(config: Config) -> str:

@@ -63,7 +63,7 @@ class SourceMoved(Exception):
 
 
 def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) -> int | None:
-    """The stamp hash seed of ``table`` (whose mapped raw columns are ``columns``), or None where stamps are not exact."""
+    """The stamp hash seed of ``table`` (mapped raw columns: ``columns``); None where stamps are not exact."""
     if backend.dialect != "postgresql":
         return None
     if int(backend.scalar(conn, "SELECT current_setting('server_version_num')::int")) < 130000:
@@ -131,7 +131,7 @@ class StampedTable:
     session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
 
     def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
-        """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one changed."""
+        """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one moved."""
         array = "{" + ",".join(_tid(v) for v in wanted.get_column(CTID).to_list()) + "}"
         sql = stamped_sql(self.table, self.columns, f" WHERE ctid = ANY('{array}'::tid[])", ctid=True)
         with self.session() as conn:

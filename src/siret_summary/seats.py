@@ -118,18 +118,24 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
     """
     live = frame.filter(pl.col("_eligible") & (pl.col("_remaining") > 0))
     votes = live.select(pl.col(f"_v{i}").cast(pl.Float64) for i in range(n)).to_numpy()
-    seats = live.select(pl.col(f"_f{i}").cast(pl.Int64) for i in range(n)).to_numpy()
+    divisor = live.select(pl.col(f"_f{i}").cast(pl.Float64) + 1.0 for i in range(n)).to_numpy().copy()  # written to
     owed = live.get_column("_remaining").cast(pl.Int64).to_numpy().copy()
     extra = np.zeros(votes.shape, dtype=np.int64)
-    rows = np.arange(live.height)
+    # The elections still owed a seat, compacted after each round (one copy each, not one per use).
+    rows, voix, usable = np.arange(live.height), votes, np.where(votes > 0, votes, -np.inf)
     while rows.size:
-        voix = votes[rows]
-        average = np.where(voix > 0, voix / (seats[rows] + extra[rows] + 1), -np.inf)
-        tied = average == average.max(axis=1, keepdims=True)
-        winner = np.where(tied, voix, -np.inf).argmax(axis=1)  # first maximum: the earlier union
+        average = usable / divisor
+        winner = average.argmax(axis=1)  # the first maximum: the earlier union
+        tied = average == average[np.arange(rows.size), winner][:, None]
+        several = np.flatnonzero(tied.sum(axis=1) > 1)
+        if several.size:  # equal averages (rare): more voix first, then the earlier union
+            winner[several] = np.where(tied[several], voix[several], -np.inf).argmax(axis=1)
         extra[rows, winner] += 1
-        owed[rows] -= 1
-        rows = rows[owed[rows] > 0]
+        divisor[np.arange(rows.size), winner] += 1.0
+        owed -= 1
+        left = owed > 0
+        if not left.all():
+            rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
     won = pl.DataFrame(
         [live.get_column(key), *(pl.Series(f"_extra{i}", extra[:, i]) for i in range(n))]
     )
