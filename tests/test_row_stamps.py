@@ -148,8 +148,26 @@ def test_a_change_between_stamps_and_fetch_makes_the_scan_read_again_by_values(s
     with caplog.at_level(logging.INFO, logger="siret_summary"):
         result = _assert_incremental_equals_full(stamped_pg)
     assert result.mode == "incremental"
-    assert "scanning it again by values" in caplog.text
+    assert caplog.text.count("scanning it again") == 3 and "scanning it again by values" in caplog.text
     assert query(stamped_pg, "SELECT count(*) AS n FROM summary_incr WHERE siret = '90000000000017'").item() == 1
+
+
+def test_a_scan_tries_stamps_again_when_the_source_moved_once(stamped_pg, monkeypatch, caplog, fetched):
+    execute(stamped_pg, _edit_sql("votes_edit", 4, 8)[0])
+    original, moved = StampedTable.fetch, []
+
+    def edit_once(self, wanted):
+        if self.table == "Tous_PV" and not moved:
+            moved.append(1)
+            execute(stamped_pg, 'UPDATE "Tous_PV" SET siret = \'90000000000018\' WHERE "score_CGT" = 8')
+        return original(self, wanted)
+
+    monkeypatch.setattr(StampedTable, "fetch", edit_once)
+    with caplog.at_level(logging.INFO, logger="siret_summary"):
+        result = _assert_incremental_equals_full(stamped_pg)
+    assert result.mode == "incremental" and caplog.text.count("scanning it again") == 1
+    assert "by values" not in caplog.text and len(fetched["Tous_PV"]) == 1  # the second scan's fetch
+    assert query(stamped_pg, "SELECT count(*) AS n FROM summary_incr WHERE siret = '90000000000018'").item() == 1
 
 
 def test_no_stamps_where_an_xmin_could_name_two_transactions_or_there_is_none(stamped_pg, fetched, monkeypatch):

@@ -255,13 +255,17 @@ class _Run:
         rest = dict(state=state, mode=mode, force=force, sirets=sirets, stored_hash=stored_hash,
                     current_hash=current_hash, changes=changes, source_backend=source_backend)
         try:
-            self._compute_and_write(held, result, ahead, **rest)
-        except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again, by values
-            log.info("the source changed during the scan; scanning it again by values")
-            t0 = time.perf_counter()
-            held = [self.retry.call(lambda: self._read(source, sirets, normalise=False, stamps=False), what="read")]
-            result.seconds["read"] += time.perf_counter() - t0
-            self._compute_and_write(held, result, ahead, **rest)
+            for attempt in range(1, SCANS_BY_STAMPS + 2):
+                try:
+                    return self._compute_and_write(held, result, ahead, **rest)
+                except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again
+                    stamps = attempt < SCANS_BY_STAMPS  # the last time by values: one consistent statement
+                    log.info("the source changed during the scan; scanning it again%s", "" if stamps else " by values")
+                    t0 = time.perf_counter()
+                    held = [self.retry.call(lambda: self._read(source, sirets, normalise=False, stamps=stamps),
+                                            what="read")]
+                    result.seconds["read"] += time.perf_counter() - t0
+            raise RuntimeError("a scan by values raised SourceMoved")  # a bug: it fetches nothing later
         finally:
             ahead.take()  # never leave it using a session that is about to close
 
@@ -339,6 +343,10 @@ class _Run:
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
         log.info("write: %.3f s, %d inserted, %d updated, %d deleted, %d staged", result.seconds["write"],
                  stats.inserted, stats.updated, stats.deleted, stats.staged)
+
+
+#: Scans by row stamps a run tries while the source keeps changing under them; then one by values.
+SCANS_BY_STAMPS = 3
 
 
 class _Background:
