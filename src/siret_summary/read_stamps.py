@@ -33,7 +33,8 @@ DEFAULT changes values without new versions), the Polars version and
 :data:`FORMAT`: a stamp from another table, cluster or layout matches nothing.
 The rows a scan fetches by ``ctid`` must come back with the ``xmin`` they had
 when the stamps were read: else the source changed in between and
-:class:`SourceMoved` is raised (the runner then scans again, by values).
+:class:`SourceMoved` is raised (the runner then scans again: by stamps twice
+more, then by values).
 """
 
 from __future__ import annotations
