@@ -135,6 +135,21 @@ def test_scan_fetches_the_rows_of_moved_sirets_and_of_rows_without_siret_only(st
     )
 
 
+def test_a_scan_wanting_much_of_a_table_reads_it_whole_and_keeps_only_the_wanted_rows(stamped_pg, fetched, caplog):
+    ids = query(stamped_pg, 'SELECT id_pv, siret FROM "Tous_PV"')
+    keys = _normalised(ids["siret"].to_list())
+    moved = {s for i, s in zip(ids["id_pv"].to_list(), keys) if i % 2 == 0 and s is not None}
+    execute(stamped_pg, 'UPDATE "Tous_PV" SET siret = siret WHERE id_pv % 2 = 0')  # new versions, same values
+    expected = sorted(i for i, s in zip(ids["id_pv"].to_list(), keys) if s is None or s in moved)
+    assert len(expected) * 3 >= ids.height  # a third or more: read whole
+
+    with caplog.at_level(logging.INFO, logger="siret_summary"):
+        result = _assert_incremental_equals_full(stamped_pg)
+
+    assert result.mode == "incremental" and "scanning it again" not in caplog.text
+    assert sorted(pl.concat(fetched["Tous_PV"])["id_pv"].to_list()) == expected
+
+
 def test_a_change_between_stamps_and_fetch_makes_the_scan_read_again_by_values(stamped_pg, monkeypatch, caplog):
     execute(stamped_pg, _edit_sql("votes_edit", 3, 7)[0])
     original = StampedTable.fetch

@@ -200,7 +200,9 @@ def read_database(
         if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
             with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as read:
                 frames[table] = normalised_stream(*read, lambda raw: stamp_keys(raw, mapping["siret"], seed))
-            fetch["pv" if is_pv else "invitations"] = StampedTable(backend, table, columns, seed, session)
+            fetch["pv" if is_pv else "invitations"] = StampedTable(
+                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table])
+            )
             continue
         sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)

@@ -56,6 +56,9 @@ FORMAT = "1"
 XMIN, CTID, STAMP = "__siret_summary_xmin", "__siret_summary_ctid", "__siret_summary_stamp"
 
 _FIRST_USER_OID = 16384  # types below are built into PostgreSQL
+
+#: A scan wanting at least 1/FETCH_ALL_SHARE of a table's rows reads it whole (by ctid costs twice per row).
+FETCH_ALL_SHARE = 3
 _WRAP = 2**32
 
 
@@ -130,15 +133,19 @@ class StampedTable:
     columns: list[str]
     seed: int
     session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
+    rows: int  # in the table when stamped
 
     def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
         """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one moved."""
-        array = "{" + ",".join(_tid(v) for v in wanted.get_column(CTID).to_list()) + "}"
-        sql = stamped_sql(self.table, self.columns, f" WHERE ctid = ANY('{array}'::tid[])", ctid=True)
+        # A third of the table or more: reading it whole and keeping the wanted rows is faster than by ctid.
+        whole = wanted.height * FETCH_ALL_SHARE >= self.rows
+        where = "" if whole else f" WHERE ctid = ANY('{{{','.join(map(_tid, wanted.get_column(CTID)))}}}'::tid[])"
         with self.session() as conn:
             seed = stamp_seed(self.backend, conn, self.table, self.columns)
-            rows = pl.from_arrow(self.backend.fetch_arrow(conn, sql))
+            rows = pl.from_arrow(self.backend.fetch_arrow(conn, stamped_sql(self.table, self.columns, where, ctid=True)))
         assert isinstance(rows, pl.DataFrame)
+        if whole:
+            rows = rows.join(wanted.select(CTID), on=CTID, how="semi")
         if seed != self.seed or not rows.select(CTID, XMIN).sort(CTID).equals(wanted.select(CTID, XMIN).sort(CTID)):
             raise SourceMoved(self.table)
         return with_stamp(rows.drop(CTID).lazy(), self.seed)
