@@ -230,7 +230,7 @@ def write_summary(
             gone = backend.ingest_temporary(
                 conn, STAGING_DELETE, pl.DataFrame({"siret": scope_sirets}, schema={"siret": pl.String}).to_arrow()
             )
-            scope = f"t.siret IN (SELECT siret FROM {gone})"
+            scope = backend.siret_in_sql("t.siret", gone)
             if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
                 scope = f"({scope} OR t.siret IS NULL)"
         where = f" AS t WHERE {scope}" if scope else ""

@@ -114,6 +114,10 @@ class Backend(ABC):
         """Remove every row of a table only the library reads (transactional)."""
         return f"DELETE FROM {quoted_table}"
 
+    def siret_in_sql(self, column: str, table: str) -> str:
+        """``column`` is one of the ``siret`` values of the (staging) ``table``."""
+        return f"{column} IN (SELECT siret FROM {table})"
+
     #: A SQL false the dialect accepts in a WHERE clause.
     false_sql = "FALSE"
 

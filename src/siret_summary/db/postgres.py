@@ -123,6 +123,14 @@ class PostgresBackend(Backend):
         # (the 4 MB default sorts on disk); this transaction only.
         self.execute(conn, "SET LOCAL work_mem = '128MB'")
 
+    def siret_in_sql(self, column: str, table: str) -> str:
+        # As an array, not a semi-join: the planner cannot tell how many SIRETs a
+        # staging table holds, and for ``IN (SELECT …)`` it guesses and scans the
+        # whole target; ``= ANY(ARRAY(…))`` goes through the target's index on
+        # siret, and ORed with ``IS NULL`` still can (a bitmap OR). 10 SIRETs out of
+        # 46k: 39 ms → 0.1 ms; every SIRET: 131 → 84 ms.
+        return f"{column} = ANY(ARRAY(SELECT siret FROM {table}))"
+
     def empty_table_sql(self, quoted_table: str) -> str:
         return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
 
