@@ -15,9 +15,13 @@ What keeps a match exact:
 
 - the hash covers the row as shaped for the target (after the casts into its
   column types) and is seeded with the cluster's system identifier, the
-  database and table oids, the target's column definitions, the Polars
+  database and table oids, the target's physical definition (the storage of
+  the table and its partitions, and every attribute's number, type, missing
+  value and catalog row version: a column dropped and added again, with or
+  without a DEFAULT, changes values without new row versions), the Polars
   version and :data:`FORMAT`: another cluster, a restored or re-created table,
-  an altered column or a new Polars version matches nothing;
+  an altered column or a new Polars version matches nothing; a column of a
+  type defined in the database (an enum) turns row versions off;
 - a row holds only the low 32 bits of its transaction id: entries older than
   2**31 transactions are not trusted, so a wrapped-around id cannot match;
 - a target that is not a plain or partitioned table, or that has user
@@ -39,7 +43,7 @@ import polars as pl
 from .db.base import Backend, Column, quote_table
 
 #: Version of the hashing scheme; part of the seed.
-FORMAT = "1"
+FORMAT = "2"
 
 #: Columns of the versions table: the SIRET, its row's hash (two 64-bit halves), the writing transaction.
 COLUMNS = ("siret", "h1", "h2", "xid")
@@ -99,16 +103,33 @@ class RowVersions:
             # PostgreSQL 13+ (pg_current_snapshot, pg_current_xact_id_if_assigned).
             " CASE WHEN current_setting('server_version_num')::int >= 130000"
             "   AND has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
-            "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster"
+            "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
+            # The physical definition of the table and of its partitions (a plain
+            # table has no partition tree): storage (a
+            # rewrite), and each attribute with its number, type, missing value and
+            # catalog row version (a column dropped and added again, with or without
+            # a DEFAULT, changes every row's value without a new xmin).
+            " (SELECT string_agg(concat_ws(':', p.oid, p.relfilenode, p.xmin), ',' ORDER BY p.oid)"
+            "   FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
+            " (SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,"
+            "   a.attcollation, a.attisdropped, a.attmissingval, a.xmin), ',' ORDER BY a.attrelid, a.attnum)"
+            "   FROM pg_attribute a WHERE a.attrelid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
+            "   AND a.attnum > 0) AS attributes,"
+            # A type defined in the database (an enum value renamed) changes text without new versions.
+            " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+            "   AND NOT a.attisdropped AND a.atttypid >= 16384) AS user_types"
             " FROM pg_class c WHERE c.oid = to_regclass($1)",
             [quote_table(target)],
         ).to_pylist()
         if not row or row[0]["kind"] not in ("r", "p") or row[0]["guarded"] or row[0]["cluster"] is None:
             return None
+        if row[0]["user_types"]:
+            return None
         identity = "|".join(
-            [FORMAT, pl.__version__, row[0]["cluster"], str(row[0]["db"]), str(row[0]["target"])]
+            [FORMAT, pl.__version__, row[0]["cluster"], str(row[0]["db"]), str(row[0]["target"]),
+             row[0]["storage"] or "", row[0]["attributes"] or ""]
             + [f"{c.name}:{c.declared}" for c in columns]
-        )
+        )  # fmt: skip
         digest = hashlib.sha256(identity.encode()).digest()
         seeds = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little"))
         return cls(backend, table, target, seeds)
