@@ -17,6 +17,7 @@ from typing import Any
 import filelock
 
 from .db.base import Backend
+from .errors import TargetError
 from .status import HOST
 
 
@@ -26,8 +27,20 @@ def lock_key(table: str) -> int:
     return value - 2**32 if value >= 2**31 else value
 
 
+class LockLost(TargetError):
+    """The run's lock could not be taken again after the session holding it ended (SPEC §7)."""
+
+    retryable = False  # another run holds or held the lock: trying again cannot help this run
+
+
 class RunGuard:
-    """Hold with ``acquire()`` → bool, free with ``release()``."""
+    """Hold with ``acquire()`` → bool, free with ``release()``.
+
+    On PostgreSQL the session that takes the advisory lock is also the run's
+    session to the target database (:attr:`connection`): the write commits on
+    the very session that holds the lock, so a run whose lock session died
+    cannot commit. :meth:`retake` takes the lock again on a new session.
+    """
 
     def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None) -> None:
         self.backend = backend
@@ -42,6 +55,8 @@ class RunGuard:
             self._file.acquire(timeout=0)
         except filelock.Timeout:
             return False
+        if not self.backend.host_locks:
+            return True
         try:
             conn = self.backend.connect("guard")
             if not self.backend.try_host_lock(conn, self.key):
@@ -56,16 +71,43 @@ class RunGuard:
 
     @property
     def connection(self) -> Any:
-        """The session that took the server-side lock (PostgreSQL), while acquired; else None."""
+        """The session that holds the server-side lock (PostgreSQL), while acquired; else None."""
         return self._conn
 
-    def release(self) -> None:
+    def retake(self) -> Any:
+        """After the lock's session ended: the lock on a new session (returned), or :class:`LockLost`."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already broken
+                pass
+            self._conn = None
+        conn = self.backend.connect("guard")
+        try:
+            taken = self.backend.try_host_lock(conn, self.key)
+        except BaseException:
+            conn.close()
+            raise
+        if not taken:
+            conn.close()
+            raise LockLost(
+                f"the run lost its lock on {self.table}: the session holding it ended and another run holds it now; "
+                "nothing was committed, run again once that run is over."
+            )
+        self._conn = conn
+        return conn
+
+    def release_host_lock(self) -> None:
+        """Free the server-side lock (end its session); the file lock stays until :meth:`release`."""
         if self._conn is not None:
             try:
                 self._conn.close()  # ends the session: frees the advisory lock
             except Exception:
                 pass
             self._conn = None
+
+    def release(self) -> None:
+        self.release_host_lock()
         if self._file.is_locked:
             self._file.release()
 

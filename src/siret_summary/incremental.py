@@ -152,6 +152,21 @@ DIFF_ROWS = 200_000
 #: Columns of the state table (all text).
 STATE_COLUMNS = ("siret", "fingerprint", "raw", "warnings")
 
+#: Columns of ``<state_table>_meta`` (one row, all text): the state hash, the
+#: library, and what change capture needs (capture.py): the captured tables'
+#: identity digest and the id of the run that last consumed the log.
+META_COLUMNS = ("config_hash", "library", "capture", "cursor")
+
+#: ``capture=`` value of :meth:`StateStore.write` that leaves the change-capture record as it is.
+KEEP = object()
+
+
+@dataclass(frozen=True)
+class StoredMeta:
+    config_hash: str | None
+    capture: str | None
+    cursor: str | None
+
 
 @dataclass
 class StateStore:
@@ -164,10 +179,21 @@ class StateStore:
     def meta(self) -> str:
         return f"{self.table}_meta"
 
-    def stored_hash(self, conn: Any) -> str | None:
-        if self.backend.describe(conn, self.meta) is None:
+    def stored_meta(self, conn: Any) -> StoredMeta | None:
+        """The state's configuration hash and change-capture record (None without state)."""
+        present = self.backend.describe(conn, self.meta)
+        if present is None:
             return None
-        return self.backend.scalar(conn, f"SELECT config_hash FROM {quote_table(self.meta)}")
+        names = [c.name for c in present]
+        wanted = [c if c in names else f"NULL AS {c}" for c in META_COLUMNS[:1] + META_COLUMNS[2:]]
+        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(wanted)} FROM {quote_table(self.meta)}").to_pylist()
+        if not rows:
+            return None
+        return StoredMeta(rows[0]["config_hash"], rows[0]["capture"], rows[0]["cursor"])
+
+    def stored_hash(self, conn: Any) -> str | None:
+        meta = self.stored_meta(conn)
+        return None if meta is None else meta.config_hash
 
     def read(self, conn: Any) -> pl.DataFrame:
         """What a scan compares with: ``siret, raw, warnings`` of every SIRET."""
@@ -191,11 +217,14 @@ class StateStore:
 
     def write(
         self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str,
-        stored: pl.DataFrame | None | bool = True,
+        stored: pl.DataFrame | None | bool = True, capture: Any = KEEP, cursor: str | None = None,
     ) -> None:
         """Inside the caller's transaction: replace all, or remove then insert some fingerprints.
 
         ``stored``: for a full run, :meth:`reusable` read beforehand (``True``: read it now).
+        ``capture`` / ``cursor``: the change-capture record (capture.py) to keep
+        with the state; :data:`KEEP` leaves the stored one (a targeted run
+        neither reads nor consumes the log).
         """
         q, meta = quote_table(self.table), quote_table(self.meta)
         # No primary key: only runs holding the lock touch this table, and
@@ -221,7 +250,15 @@ class StateStore:
                 self.backend.execute(conn, create)
         else:
             self.backend.execute(conn, create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {meta} (config_hash TEXT, library TEXT)")
+        if capture is KEEP:
+            kept = self.stored_meta(conn)
+            capture, cursor = (None, None) if kept is None else (kept.capture, kept.cursor)
+        present = self.backend.describe(conn, self.meta)
+        if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
+            self.backend.execute(conn, f"DROP TABLE {meta}")
+            present = None
+        if present is None:
+            self.backend.execute(conn, f"CREATE TABLE {meta} ({', '.join(f'{c} TEXT' for c in META_COLUMNS)})")
         if not replace:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
             gone = self.backend.ingest_temporary(
@@ -233,5 +270,6 @@ class StateStore:
         self.backend.execute(conn, f"DELETE FROM {meta}")
         p = self.backend.param
         self.backend.execute(
-            conn, f"INSERT INTO {meta} (config_hash, library) VALUES ({p(1)}, {p(2)})", [config_hash, _package]
+            conn, f"INSERT INTO {meta} ({', '.join(META_COLUMNS)}) VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)})",
+            [config_hash, _package, capture, cursor],
         )

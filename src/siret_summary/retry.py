@@ -27,11 +27,17 @@ def _chain(exc: BaseException):
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        # ``raise … from None`` says the context is not the cause (a lost lock is not worth a retry).
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a database error worth retrying."""
+    """Whether ``exc`` (or what caused it) is a database error worth retrying.
+
+    An error that says it is not (``retryable = False``, e.g. a lost lock) is not, whatever its context.
+    """
+    if getattr(exc, "retryable", None) is False:
+        return False
     for err in _chain(exc):
         state = getattr(err, "sqlstate", None)
         if isinstance(state, str) and (state in TRANSIENT_SQLSTATES or state.startswith("08")):

@@ -12,14 +12,14 @@ import polars as pl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .capture import Changes, consume_sql, read_changes
+from .capture import Changes, consume, read_changes
 from .compute import scan_changes, summarise_with_fingerprints
-from .incremental import StateStore, state_hash
+from .incremental import KEEP, StateStore, StoredMeta, state_hash
 from .normalize import siret_digits, siret_from_digits
 from .config import Config, as_config
 from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
-from .guard import RunGuard, is_running
+from .guard import LockLost, RunGuard, is_running
 from .read import connected, read_database, read_sources
 from .read_stamps import SourceMoved
 from .retry import RetryPolicy
@@ -64,6 +64,8 @@ class RunResult:
     started_at: str | None = None
     completed_at: str | None = None
     error: str | None = None
+    #: Why a fast path stepped aside this run (e.g. change capture → scan), else None.
+    fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -74,6 +76,7 @@ class RunResult:
             "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
             "deleted": self.deleted, "rejected": self.rejected, "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "mode": self.mode,
+            **({"fallback": self.fallback} if self.fallback else {}),
         }  # fmt: skip
 
 
@@ -94,10 +97,10 @@ class _Run:
     """One guarded run: persists its record, reports progress, honours cancellation."""
 
     def __init__(
-        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard_conn: Any = None
+        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard: RunGuard
     ) -> None:
         self.backend = backend
-        self.guard_conn = guard_conn  # the session holding the run's lock, if any
+        self.guard = guard
         self.config = config
         self.on_status = on_status
         self.cancel = cancel
@@ -105,7 +108,10 @@ class _Run:
         self.store = status_store(backend, config)
         self.status_conn: Any = None
         self.record: dict[str, Any] = {}
-        self.sessions = Sessions()
+        # The target's session is the one holding the lock (PostgreSQL): the write
+        # commits only while the lock is held (SPEC §7).
+        pinned = None if guard.connection is None else (backend.uri, guard.connection)
+        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock)
 
     # --- status ---------------------------------------------------------------
     def _persist(self, **fields: Any) -> bool:
@@ -117,11 +123,10 @@ class _Run:
         except Exception as exc:  # status is best effort: the data path must not fail for it
             log.warning("could not record the run status (%s); reconnecting", exc)
             try:
-                if self.status_conn is not self.guard_conn:  # closing that one would free the lock
-                    try:
-                        self.status_conn.close()
-                    except Exception:  # already broken
-                        pass
+                try:
+                    self.status_conn.close()
+                except Exception:  # already broken
+                    pass
                 self.status_conn = self.store.backend.connect("status")
                 requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
             except Exception as again:
@@ -155,11 +160,9 @@ class _Run:
 
     # --- the run ----------------------------------------------------------------
     def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
-        # Status records in the target database (PostgreSQL) go through the
-        # guard's session: one server session less per run (status commits do
-        # not touch its session-level lock).
-        shared = self.guard_conn is not None and self.store.backend.uri == self.backend.uri
-        self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
+        # Status records have a session of their own: they commit while the
+        # target's session is inside the write transaction.
+        self.status_conn = self.store.backend.connect("status")
         try:
             self.record = self.store.start(self.status_conn)
             self.store.mark_stale(self.status_conn, self.record["run_id"])
@@ -190,28 +193,50 @@ class _Run:
             return result
         finally:
             self.sessions.close()
-            if self.status_conn is not self.guard_conn:  # the guard closes its own
-                try:
-                    self.status_conn.close()
-                except Exception:
-                    pass
+            try:
+                self.status_conn.close()
+            except Exception:
+                pass
 
-    def _stored_hash(self, state: StateStore) -> str | None:
-        """The configuration hash of the stored state; None without target table or state."""
+    def _retake_lock(self) -> Any:
+        """The lock's session ended: take the lock again, on a new session, if no other run started meanwhile.
+
+        Every run records itself right after taking the lock and marks older
+        ``running`` records ``interrupted``: while this run's record still says
+        ``running``, no other run has held the lock since, so what this run read
+        is still what a lock holder reads, and it may go on (SPEC §7).
+        """
+        conn = self.guard.retake()
+        try:
+            self.status_conn.close()
+        except Exception:
+            pass
+        self.status_conn = self.store.backend.connect("status")
+        if self.store.status_of(self.status_conn, self.record["run_id"]) != "running":
+            self.guard.release_host_lock()
+            raise LockLost(
+                f"the run lost its lock on {self.config.target_table}: the session holding it ended and another run "
+                "started meanwhile; nothing was committed, run again."
+            )
+        log.warning("the session holding the lock of %s ended; the lock was taken again", self.config.target_table)
+        return conn
+
+    def _stored_meta(self, state: StateStore) -> StoredMeta | None:
+        """The stored state's configuration hash and capture record; None without target table or state."""
         if not self.backend.exists():
             return None
         with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
             if self.backend.describe(conn, self.config.target_table) is None:
                 return None
-            return state.stored_hash(conn)
+            return state.stored_meta(conn)
 
     def _read_changes(self, backend: Backend) -> Changes | None:
         with self.sessions.use(backend, role="source") as conn:
-            return read_changes(backend, conn)
+            return read_changes(backend, conn, self.config)
 
-    def _consume(self, backend: Backend, last_id: int) -> None:
+    def _consume(self, backend: Backend, changes: Changes) -> None:
         with self.sessions.use(backend, role="source") as conn:
-            backend.execute(conn, consume_sql(last_id))
+            consume(backend, conn, changes, self.record["run_id"])
             conn.commit()
 
     def _read_state(self, state: StateStore) -> pl.DataFrame:
@@ -232,15 +257,21 @@ class _Run:
         t0 = time.perf_counter()
         state = StateStore(self.backend, config.state_table)
         current_hash = state_hash(config)
-        stored_hash = self.retry.call(lambda: self._stored_hash(state), what="read state")
+        stored = self.retry.call(lambda: self._stored_meta(state), what="read state") or StoredMeta(None, None, None)
+        stored_hash = stored.config_hash
         result.mode = mode = resolve_mode(mode, sirets, stored_hash == current_hash, self.backend, config)
         changes, source_backend = None, None
         if mode in ("full", "incremental") and isinstance(source, (str, os.PathLike)):
             source_backend = open_backend(source, must_exist=True)
             changes = self.retry.call(lambda: self._read_changes(source_backend), what="read changes")
-        if mode == "incremental" and changes is not None and not changes.truncated:  # only the logged SIRETs
-            result.mode = mode = "capture"
-            sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
+        if mode == "incremental" and changes is not None:
+            why = changes.why_not(stored.capture, stored.cursor)
+            if why is None:  # only the logged SIRETs
+                result.mode = mode = "capture"
+                sirets = normalised_sirets(changes.raw_sirets, allow_empty=True)
+            else:
+                result.fallback = f"change capture stepped aside ({why}): every row was scanned"
+                log.info("%s", result.fallback)
         # A scan normalises only the rows of SIRETs that moved: it reads them raw.
         scan = mode == "incremental"
         held = [self.retry.call(lambda: self._read(source, sirets, normalise=not scan), what="read")]
@@ -310,12 +341,21 @@ class _Run:
 
         first = ahead.take() or (None, True)  # used by the first attempt only
 
+        # What the next capture run checks (capture.py): the identity read at this run's
+        # start and this run as the log's last consumer; a targeted run keeps the record.
+        if mode == "targeted":
+            capture: Any = KEEP
+            cursor = None
+        else:
+            capture = None if changes is None else changes.identity
+            cursor = None if changes is None or changes.snapshot is None else self.record["run_id"]
+
         def record_state(conn: Any) -> None:
             if keep_state:
                 state.write(conn, computed.fingerprints, replace=mode == "full", remove=remove,
-                            config_hash=current_hash, stored=first[1])
+                            config_hash=current_hash, stored=first[1], capture=capture, cursor=cursor)
             if changes is not None and same_database:  # consumed atomically with the write
-                self.backend.execute(conn, consume_sql(changes.last_id))
+                consume(self.backend, conn, changes, self.record["run_id"])
 
         self.progress("write", STAGE_START["write"])
         t0 = time.perf_counter()
@@ -336,8 +376,8 @@ class _Run:
                     first = (None, True)
 
         stats = self.retry.call(write_once, what="write")
-        if changes is not None and not same_database:  # at-least-once: a crash here only redoes work
-            self.retry.call(lambda: self._consume(source_backend, changes.last_id), what="consume changes")
+        if changes is not None and not same_database:  # a crash here: the cursors differ, the next run scans
+            self.retry.call(lambda: self._consume(source_backend, changes), what="consume changes")
         result.seconds["write"] = time.perf_counter() - t0
         result.rows = stats.rows
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
@@ -450,9 +490,7 @@ def run(
         log.info("rebuild of %s already running since %s", config.target_table, started)
         return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
     try:
-        return _Run(
-            backend, config, on_status=on_status, cancel=cancel, retry=retry, guard_conn=guard.connection
-        ).execute(
+        return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry, guard=guard).execute(
             source, mode=mode, force=force, sirets=wanted
         )
     finally:

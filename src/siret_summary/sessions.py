@@ -7,11 +7,17 @@ transaction on the way out (no table locks or snapshot kept between stages);
 a failure closes the connection, so a retry starts from a fresh one. The
 server still shows which stage is at work: the session's ``application_name``
 follows the role (``siret_summary:write`` …).
+
+The connection to the target database may be *pinned*: on PostgreSQL it is
+the session that holds the run's advisory lock (guard.py), so the write
+commits only while the lock is held. A failure never closes it (that would
+free the lock): its transaction is rolled back, and if the session itself is
+gone, the next stage first takes the lock again (``relock``), or fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,10 +27,18 @@ from .read import open_connection
 
 
 class Sessions:
-    """``use(backend, role=...)`` yields the run's connection to that database."""
+    """``use(backend, role=...)`` yields the run's connection to that database.
 
-    def __init__(self) -> None:
+    ``pinned``: ``(uri, connection)`` of the lock's session, used for that
+    database; ``relock()`` returns a new one after it ended (or raises).
+    """
+
+    def __init__(self, pinned: tuple[str, Any] | None = None, relock: Callable[[], Any] | None = None) -> None:
         self._open: dict[str, tuple[Any, str]] = {}
+        self._pinned_uri = None if pinned is None else pinned[0]
+        self._relock = relock
+        if pinned is not None:
+            self._open[pinned[0]] = (pinned[1], "guard")
 
     @contextmanager
     def use(self, backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
@@ -32,24 +46,40 @@ class Sessions:
         try:
             yield conn
         except BaseException:
-            self.drop(backend)
+            if backend.uri != self._pinned_uri:
+                self.drop(backend)  # a retry starts from a fresh connection
+            else:
+                self._end(backend, conn)  # closing it would free the lock: only if it is gone anyway
             raise
+        self._end(backend, conn)
+
+    def _end(self, backend: Backend, conn: Any) -> None:
+        """End the stage's transaction (a no-op after a commit); a broken connection is dropped."""
         try:
-            conn.rollback()  # a no-op after a commit; ends a read transaction
-        except Exception:  # broken after the work succeeded: reconnect next time
+            conn.rollback()
+        except Exception:  # broken: reconnect (or take the lock again) next time
             self.drop(backend)
 
     def _connection(self, backend: Backend, role: str, error: type[Exception]) -> Any:
         held = self._open.get(backend.uri)
         if held is None:
-            conn = open_connection(backend, role=role, error=error)
-            self._open[backend.uri] = (conn, role)
-            return conn
+            if backend.uri == self._pinned_uri and self._relock is not None:
+                conn = self._relock()
+            else:
+                conn = open_connection(backend, role=role, error=error)
+                self._open[backend.uri] = (conn, role)
+                return conn
+            held = (conn, "guard")
+            self._open[backend.uri] = held
         conn, current = held
         if current != role:
             try:
                 backend.set_role(conn, role)
-            except Exception:  # a connection that broke while idle: open a new one
+            except Exception:  # a connection that broke while idle: open a new one (outside this handler)
+                broken = True
+            else:
+                broken = False
+            if broken:
                 self.drop(backend)
                 return self._connection(backend, role, error)
             self._open[backend.uri] = (conn, role)
@@ -61,8 +91,10 @@ class Sessions:
             _close(held[0])
 
     def close(self) -> None:
-        for conn, _ in self._open.values():
-            _close(conn)
+        """Close the run's connections (not the pinned one: its guard closes it)."""
+        for uri, (conn, _) in self._open.items():
+            if uri != self._pinned_uri:
+                _close(conn)
         self._open.clear()
 
 

@@ -140,6 +140,9 @@ class Backend(ABC):
         """Whether the database exists without creating it (a SQLite file may not)."""
         return True
 
+    #: Whether :meth:`try_host_lock` takes a lock other hosts see (held by a session of its own).
+    host_locks = False
+
     def try_host_lock(self, conn: Any, key: int) -> bool:
         """Take a lock that other hosts sharing this database see (none by default)."""
         return True

@@ -157,6 +157,7 @@ class PostgresBackend(Backend):
     # Session-level advisory lock (namespace, key): held until released or the
     # session ends, so a killed run frees it; visible to every host via pg_locks.
     _NAMESPACE = 0x5353  # "SS"
+    host_locks = True
 
     def try_host_lock(self, conn: Any, key: int) -> bool:
         return bool(self.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
