@@ -240,3 +240,26 @@ def test_a_capture_run_into_another_database_consumes_only_what_it_saw(captured,
         expected = siret_summary.compute(captured, config=CAPTURED)
         assert_frame_equal(read_table(target, "summary_cap", expected), expected)
         assert query(captured, "SELECT count(*) AS n FROM siret_summary_changes")["n"][0] == 0
+
+
+# --- hostile names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pv_name",
+    ['Tous "PV": 2024', "pv; DROP TABLE invitations; --", "p" * 40 + "_élections_" + "v" * 8],
+    ids=["quotes-colon", "injection", "long-non-ascii"],
+)
+def test_capture_on_tables_with_hostile_names(pg_db, pv_name):
+    write_postgres(pg_db, *generate(n_pv=300, n_invitations=40, seed=23, sqlite_mess=False))
+    quoted = '"' + pv_name.replace('"', '""') + '"'
+    execute(pg_db, f'ALTER TABLE "Tous_PV" RENAME TO {quoted}')
+    config = siret_summary.Config(pv_table=pv_name, target_table="summary_h", state_table="summary_h_state")
+    siret_summary.install_change_capture(pg_db, config=config)
+    assert siret_summary.run(pg_db, config=config).mode == "full"
+    execute(pg_db, f"UPDATE {quoted} SET num_inscrits = 5000, \"score_CGT\" = 4000 WHERE id_pv = (SELECT min(id_pv) FROM {quoted})")
+    assert siret_summary.run(pg_db, config=config).mode == "capture"
+    _assert_fresh(pg_db, config)
+    execute(pg_db, "SET session_replication_role = replica", f"DELETE FROM {quoted} WHERE id_pv = (SELECT max(id_pv) FROM {quoted})")
+    assert siret_summary.run(pg_db, config=config).mode == "capture"
+    _assert_fresh(pg_db, config)

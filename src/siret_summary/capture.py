@@ -228,8 +228,8 @@ SELECT t.role, c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.xmin::text
   c.relkind::text AS kind, c.relhassubclass AS parent,
   a.attnum::int AS num, a.attname::text AS name, a.atttypid::bigint AS type, a.atttypmod::int AS mod,
   a.attcollation::bigint AS coll, a.attisdropped AS dropped, a.attmissingval::text AS missing, a.xmin::text AS att_xmin,
-  (SELECT string_agg(concat_ws(':', g.tgname, g.tgenabled, g.tgfoid, g.xmin), ',' ORDER BY g.tgname)
-     FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) AS triggers,
+  (SELECT json_agg(json_build_array(g.tgname, g.tgenabled, g.tgfoid::bigint, g.xmin::text) ORDER BY g.tgname)
+     FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)::text AS triggers,
   s.*
 FROM captured t
 LEFT JOIN pg_class c ON c.oid = t.rel
@@ -238,8 +238,8 @@ CROSS JOIN (SELECT current_setting('TimeZone') AS timezone,
   (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,
   CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')
     THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,
-  (SELECT string_agg(concat_ws(':', p.proname, p.oid, p.xmin), ',' ORDER BY p.proname) FROM pg_proc p
-     WHERE p.proname IN ('{_FUNCTION}', '{_ROW_FUNCTION}')) AS functions,
+  (SELECT json_agg(json_build_array(p.proname, p.oid::bigint, p.xmin::text) ORDER BY p.proname, p.oid) FROM pg_proc p
+     WHERE p.proname IN ('{_FUNCTION}', '{_ROW_FUNCTION}'))::text AS functions,
   (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = to_regclass('{LOG_TABLE}')) AS log,
   (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = to_regclass('{CURSOR_TABLE}')) AS cursor_table,
   EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = to_regclass('{LOG_TABLE}') AND x.attname = 'xact'
@@ -256,7 +256,7 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
     """The digest of the captured tables' definitions, or None and why capture cannot vouch."""
     head = rows[0]
     reinstall = "run siret_summary.install_change_capture() again"
-    if head["functions"] is None or head["functions"].count(",") != 1:
+    if {f[0] for f in json.loads(head["functions"] or "[]")} != {_FUNCTION, _ROW_FUNCTION}:
         return None, f"the change capture functions are missing; {reinstall}"
     mapped = {"pv": set(needed_columns(config.pv_columns)), "invitations": set(needed_columns(config.invitation_columns))}
     tables = {"pv": config.pv_table, "invitations": config.invitations_table}
@@ -266,7 +266,7 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
             return None, f'table "{table}" does not exist'
         if own[0]["kind"] != "r" or own[0]["parent"]:
             return None, f'"{table}" is not a plain table without inheritance children; its changes cannot all be captured'
-        triggers = dict(t.split(":")[:2] for t in (own[0]["triggers"] or "").split(",") if t)
+        triggers = {name: enabled for name, enabled, *_ in json.loads(own[0]["triggers"] or "[]")}
         for event in _EVENTS:
             state = triggers.get(trigger_name(event, table))
             if state != "A":

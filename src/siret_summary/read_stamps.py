@@ -28,9 +28,11 @@ miss a change, the raw hash stays the hash of the values (normalize.raw_row_hash
   or one granted only some of the table's columns (system columns are not among them).
 
 The hash seed covers the cluster's system identifier, the database and table
-oids, the mapped columns' definitions (a column dropped and added again with a
-DEFAULT changes values without new versions), the Polars version and
-:data:`FORMAT`: a stamp from another table, cluster or layout matches nothing.
+oids, the mapped columns' definitions (a column dropped and added again with
+a DEFAULT changes values without new versions, and takes a new attnum), the server's start time (a physically restored cluster may hand out
+again transaction ids a stored state saw; a restore means a restart, and a
+restart costs one re-read), the Polars version and :data:`FORMAT`: a stamp from
+another table, cluster, server start or layout matches nothing.
 The rows a scan fetches by ``ctid`` must come back with the ``xmin`` they had
 when the stamps were read: else the source changed in between and
 :class:`SourceMoved` is raised (the runner then scans again: by stamps twice
@@ -82,7 +84,10 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
         " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
         "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
         " a.attname::text AS name, a.attnum::int AS num, a.atttypid::bigint AS type, a.atttypmod::int AS mod,"
-        " a.attcollation::bigint AS coll, a.attmissingval::text AS missing"
+        " a.attcollation::bigint AS coll, a.attmissingval::text AS missing,"
+        # A physical restore (a file-system snapshot, PITR) restarts the server and may hand
+        # out again transaction ids this state already saw: a restart re-reads by values once.
+        " pg_postmaster_start_time()::text AS started"
         " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
         " WHERE c.oid = to_regclass($1) ORDER BY a.attnum",
         [quote_table(table)],
@@ -100,7 +105,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
     if len(mapped) != len(set(columns)) or any(r["type"] >= _FIRST_USER_OID for r in mapped):
         return None
     identity = "|".join(
-        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"])]
+        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"]), head["started"]]
         + [f"{r['name']}:{r['num']}:{r['type']}:{r['mod']}:{r['coll']}:{r['missing']}" for r in mapped]
     )
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "little")

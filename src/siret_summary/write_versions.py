@@ -16,8 +16,8 @@ What keeps a match exact:
 - the hash covers the row as shaped for the target (after the casts into its
   column types) and is seeded with the cluster's system identifier, the
   database and table oids, the target's physical definition (the storage of
-  the table and its partitions, and every attribute's number, type, missing
-  value and catalog row version: a column dropped and added again, with or
+  the table and its partitions, and every attribute's number, name, type,
+  collation and missing value: a column dropped and added again, with or
   without a DEFAULT, changes values without new row versions), the Polars
   version and :data:`FORMAT`: another cluster, a restored or re-created table,
   an altered column or a new Polars version matches nothing; a column of a
@@ -105,14 +105,15 @@ class RowVersions:
             "   AND has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
             "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
             # The physical definition of the table and of its partitions (a plain
-            # table has no partition tree): storage (a
-            # rewrite), and each attribute with its number, type, missing value and
-            # catalog row version (a column dropped and added again, with or without
-            # a DEFAULT, changes every row's value without a new xmin).
-            " (SELECT string_agg(concat_ws(':', p.oid, p.relfilenode, p.xmin), ',' ORDER BY p.oid)"
+            # table has no partition tree): storage (a rewrite), and each attribute
+            # with its number, type, collation and missing value (a column dropped and
+            # added again, with or without a DEFAULT, changes every row's value without
+            # a new xmin; it always takes a new attnum). DDL that changes no stored
+            # value (a constraint dropped, NOT NULL) keeps the rows vouched for.
+            " (SELECT string_agg(concat_ws(':', p.oid, p.relfilenode), ',' ORDER BY p.oid)"
             "   FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
             " (SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,"
-            "   a.attcollation, a.attisdropped, a.attmissingval, a.xmin), ',' ORDER BY a.attrelid, a.attnum)"
+            "   a.attcollation, a.attisdropped, a.attmissingval), ',' ORDER BY a.attrelid, a.attnum)"
             "   FROM pg_attribute a WHERE a.attrelid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
             "   AND a.attnum > 0) AS attributes,"
             # A type defined in the database (an enum value renamed) changes text without new versions.
