@@ -207,12 +207,11 @@ class _Run:
         is still what a lock holder reads, and it may go on (SPEC §7).
         """
         conn = self.guard.retake()
-        try:
-            self.status_conn.close()
-        except Exception:
-            pass
-        self.status_conn = self.store.backend.connect("status")
-        if self.store.status_of(self.status_conn, self.record["run_id"]) != "running":
+        # A connection of its own: the read-ahead thread may get here while the run's
+        # thread records progress on the status session.
+        with connected(self.store.backend, role="status", error=TargetError) as status_conn:
+            current = self.store.status_of(status_conn, self.record["run_id"])
+        if current != "running":
             self.guard.release_host_lock()
             raise LockLost(
                 f"the run lost its lock on {self.config.target_table}: the session holding it ended and another run "
