@@ -104,9 +104,10 @@ def connected(backend: Backend, *, role: str, error: type[Exception] = SourceErr
 def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
     for logical, column in mapping.items():
         if column is not None and column not in present:
+            problem = f'table "{table}" has no column "{column}" (the {logical!r} column)'
             raise SourceError(
-                f'table "{table}" has no column "{column}" (the {logical!r} column); '
-                f"add it or map another column with Config({setting}={{{logical!r}: ...}})."
+                f"{problem}; add it or map another column with Config({setting}={{{logical!r}: ...}}).",
+                problem=problem, setting=setting, key=logical,
             )
 
 
@@ -188,9 +189,9 @@ def read_database(
         columns = backend.describe(conn, table)
         if columns is None:
             key = "pv_table" if setting == "pv_columns" else "invitations_table"
+            problem = f'table "{table}" does not exist in {backend.display()}'
             raise SourceError(
-                f'table "{table}" does not exist in {backend.display()}; '
-                f"create it or name the right table with Config({key}=...)."
+                f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
