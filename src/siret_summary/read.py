@@ -111,6 +111,29 @@ def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | N
             )
 
 
+def _row_counter(backend: Backend, conn: Any, config: Config, on_rows: Callable[[int, int], None] | None):
+    """A wrapper of batch iterators that reports the rows fetched so far to ``on_rows`` (identity without it)."""
+    total = None
+    if on_rows is not None:
+        try:
+            estimates = [backend.estimated_rows(conn, t) for t in (config.pv_table, config.invitations_table)]
+            total = sum(e or 0 for e in estimates) or None
+        except Exception:  # a missing table fails the read just below, with its own message
+            conn.rollback()
+    if total is None:
+        return lambda batches: batches
+    fetched = 0
+
+    def counted(batches):
+        nonlocal fetched
+        for batch in batches:
+            fetched += batch.num_rows
+            on_rows(fetched, total)
+            yield batch
+
+    return counted
+
+
 #: Above this many matching rows a targeted read fetches the table and filters locally.
 MAX_TARGETED_ROWS = 20_000
 
@@ -163,6 +186,7 @@ def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], seed: int | None)
 def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
+    on_rows: Callable[[int, int], None] | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -173,15 +197,19 @@ def read_database(
     SIRET and stamp, and ``session()`` (a context manager yielding a
     connection to the source) later fetches the wanted rows' values.
     ``stamps=False``: hash rows by their values even where stamps are exact.
+    ``on_rows(fetched, estimated)``: called as whole-table reads' batches
+    arrive, with the rows fetched so far from both tables and the tables'
+    estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
     """
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps)
+                                 stamps=stamps, on_rows=on_rows)
     if session is None:
         session = lambda: connected(backend, role="source")  # noqa: E731
     frames, fetch = {}, {}
     categories = pl.Categories.random()  # this read's own: freed with its rows
+    counted = _row_counter(backend, conn, config, on_rows if sirets is None else None)
     for table, mapping, setting in (
         (config.pv_table, config.pv_columns, "pv_columns"),
         (config.invitations_table, config.invitation_columns, "invitation_columns"),
@@ -199,8 +227,9 @@ def read_database(
         is_pv = table == config.pv_table
         seed = stamp_seed(backend, conn, table, columns) if stamps else None
         if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
-            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as read:
-                frames[table] = normalised_stream(*read, lambda raw: stamp_keys(raw, mapping["siret"], seed))
+            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as (schema, batches):
+                frames[table] = normalised_stream(schema, counted(batches),
+                                                  lambda raw: stamp_keys(raw, mapping["siret"], seed))
             fetch["pv" if is_pv else "invitations"] = StampedTable(
                 backend, table, columns, seed, session, rows=sum(f.height for f in frames[table])
             )
@@ -208,6 +237,7 @@ def read_database(
         sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
         with backend.fetch_batches(conn, sql) as (schema, batches):
+            batches = counted(batches)
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
                 seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS
                 frames[table] = normalised_stream(schema, batches, lambda raw: keyed_raw(raw, mapping, seed))

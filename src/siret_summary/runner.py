@@ -240,7 +240,14 @@ class _Run:
         backend = open_backend(source, must_exist=True)
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, sirets, conn=conn, normalise=normalise, stamps=stamps,
-                                 session=lambda: self.sessions.use(backend, role="source"))
+                                 session=lambda: self.sessions.use(backend, role="source"), on_rows=self._read_rows)
+
+    def _read_rows(self, fetched: int, estimated: int) -> None:
+        """Progress within the read: rows fetched against the tables' estimated rows (a step per 3 %)."""
+        span = STAGE_START["compute"] - STAGE_START["read"]
+        percent = STAGE_START["read"] + span * min(fetched / estimated, 0.99)
+        if percent - (self.record.get("progress_percent") or 0.0) >= 3.0:
+            self.progress("read", percent)
 
     def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
