@@ -287,6 +287,11 @@ def test_example_app_runs_under_uvicorn(tmp_path: Path) -> None:
             done = wait_status(client, finished)
         assert done["status"] == "completed"
         assert done["result"]["rows"] == summary_rows(str(tmp_path / "example.db"))
+        with httpx.Client(base_url=base, timeout=30, follow_redirects=True) as browser:  # the admin page's login
+            assert browser.get("/admin/build/summary").status_code == 401
+            page = browser.get("/login", params={"key": "k"})
+            assert page.status_code == 200 and "Reconstruction de la table siret_summary" in page.text
+            assert browser.get("/api/build/summary/history").json()["runs"][0]["status"] == "completed"
     finally:
         proc.terminate()
         try:
