@@ -377,9 +377,8 @@ class _NotRaised(logging.Filter):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _NotRaised) for f in handler.filters):
-            handler.addFilter(_NotRaised())
+    library, not_raised = logging.getLogger("siret_summary"), _NotRaised()
+    library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
         return args.func(args)
     except SiretSummaryError as exc:
@@ -388,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the run rolled back; its record reads ``interrupted``
         print("interrupted; the target is unchanged", file=sys.stderr)
         return 130
+    finally:
+        library.removeFilter(not_raised)
 
 
 if __name__ == "__main__":
