@@ -25,6 +25,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException  # noqa: E402
 import siret_summary  # noqa: E402
 from siret_summary.demo_data import generate, write_sqlite  # noqa: E402
 from siret_summary.fastapi import SummaryBuilder, build_router, lifespan  # noqa: E402
+from webutil import serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED = {
@@ -74,29 +75,6 @@ def gate() -> Iterator[Gate]:
         yield g
     finally:
         g.release()  # never leave a build thread blocked
-
-
-@contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """A real uvicorn server for ``app`` on a free port of 127.0.0.1, in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def wait_status(client: httpx.Client, done: Callable[[dict[str, Any]], bool], *, url: str = "/api/build/summary/status",
@@ -309,6 +287,11 @@ def test_example_app_runs_under_uvicorn(tmp_path: Path) -> None:
             done = wait_status(client, finished)
         assert done["status"] == "completed"
         assert done["result"]["rows"] == summary_rows(str(tmp_path / "example.db"))
+        with httpx.Client(base_url=base, timeout=30, follow_redirects=True) as browser:  # the admin page's login
+            assert browser.get("/admin/build/summary").status_code == 401
+            page = browser.get("/login", params={"key": "k"})
+            assert page.status_code == 200 and "Reconstruction de la table siret_summary" in page.text
+            assert browser.get("/api/build/summary/history").json()["runs"][0]["status"] == "completed"
     finally:
         proc.terminate()
         try:

@@ -1,10 +1,15 @@
-"""Command line: ``siret-summary demo | run | status | cancel``.
+"""Command line: ``siret-summary demo | run | status | cancel | history | export | rejects`` (SPEC §8).
 
 ``run`` and ``demo`` show a live progress bar (rich, when it is installed and
 the output is a terminal; else one line per stage) driven by the run's
 ``on_status`` callback, then a summary of what the run did. ``status`` prints
-the latest run's status JSON (``not_found`` when none ran); ``cancel`` asks
-the running rebuild of a target, in any process, to stop.
+the latest run's status (``not_found`` when none ran) and names the target it
+read; ``cancel`` asks the running rebuild of a target, in any process, to
+stop; ``history`` lists the last runs; ``export`` writes the summary to CSV or
+Parquet without touching any database; ``rejects`` prints samples of the
+rejected and warned rows. Settings come from flags or a TOML file
+(``--config``, see :mod:`siret_summary.cli_config`); errors are worded with
+the flags that fix them.
 """
 
 from __future__ import annotations
@@ -12,20 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+from .cli_config import (
+    DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
+    target_from,
+)  # fmt: skip
 from .config import Config
 from .errors import SiretSummaryError
-from .runner import MODES, RunResult, cancel, run, status
+from .runner import MODES, RunResult, cancel, history, run, status
 from .status import TASK_ID
-
-DEMO_PATH = "siret_summary_demo.db"
-#: Default target of ``status`` and ``cancel`` when ``--target`` is not given.
-TARGET_VARIABLE = "SIRET_SUMMARY_TARGET"
 STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
 
 
@@ -106,10 +111,14 @@ def _result_rows(result: RunResult) -> list[tuple[str, str]]:
     rejected = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items())) or "none"
     warnings = ", ".join(f"{k}={v}" for k, v in sorted(result.warnings.items())) or "none"
     stages = "  ".join(f"{k} {v:.3f} s" for k, v in result.seconds.items())
+    if result.status == "cancelled":  # nothing was written: the rows the target still holds
+        rows = f"{result.rows} in the target, unchanged"
+    else:
+        rows = f"{result.rows}  (inserted {result.inserted}, updated {result.updated}, deleted {result.deleted})"
     return [
         ("status", result.status),
         ("mode", result.mode),
-        ("rows", f"{result.rows}  (inserted {result.inserted}, updated {result.updated}, deleted {result.deleted})"),
+        ("rows", rows),
         ("rejected", rejected),
         ("warnings", warnings),
         ("seconds", f"{stages}  (total {sum(result.seconds.values()):.3f} s)"),
@@ -149,10 +158,6 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 # ----------------------------------------------------------------------- commands
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return Config(target_table=args.table) if getattr(args, "table", None) else Config()
-
-
 def _demo(args: argparse.Namespace) -> int:
     from .demo_data import generate, write_sqlite
 
@@ -166,21 +171,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _rebuild(args, args.source, args.target, _config(args), mode=args.mode, force=args.force,
+    target = args.target or settings(args).get("target")  # else the source
+    return _rebuild(args, source_from(args), target, config_from(args), mode=args.mode, force=args.force,
                     sirets=args.siret or None)
 
 
-def _default_target(args: argparse.Namespace) -> str:
-    return args.target or os.environ.get(TARGET_VARIABLE) or DEMO_PATH
+def _where(target: str, config: Config) -> str:
+    return f"{config.target_table} in {shown(target)}"
 
 
 def _status(args: argparse.Namespace) -> int:
-    state = status(_default_target(args), config=_config(args))
+    target, config = target_from(args), config_from(args)
+    state = status(target, config=config)
     if state is None:
-        state = {"task_id": TASK_ID, "status": "not_found", "message": "no rebuild of this target has run yet"}
+        state = {"task_id": TASK_ID, "status": "not_found", "target": config.target_table,
+                 "location": shown(target), "message": f"no rebuild of {_where(target, config)} has run yet "
+                            f"(another database: --target, --config or ${TARGET_VARIABLE})"}
     if args.json:
         print(json.dumps(state, ensure_ascii=False, indent=2))
         return 0
+    print(f"target     {_where(target, config)}")
     print(f"status     {state['status']}")
     if state["status"] == "not_found":
         print(f"message    {state['message']}")
@@ -206,69 +216,179 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    if cancel(args.target, config=_config(args)):
-        print("cancellation requested; the running rebuild stops at its next checkpoint")
+    target, config = target_from(args), config_from(args)
+    if cancel(target, config=config):
+        print(f"cancellation requested for {_where(target, config)}; "
+              "the running rebuild stops at its next checkpoint")
         return 0
-    print("no rebuild of this target is running")
+    print(f"no rebuild of {_where(target, config)} is running")
     return 1
 
 
+def _history(args: argparse.Namespace) -> int:
+    target, config = target_from(args), config_from(args)
+    runs = history(target, config=config, limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        return 0
+    print(f"target     {_where(target, config)}")
+    if not runs:
+        print("no rebuild of this target has run yet")
+        return 0
+    header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
+    print(header)
+    for state in runs:
+        result = state.get("result") or {}
+        seconds = state.get("duration_seconds", state.get("elapsed_seconds"))
+
+        def num(key: str) -> str:
+            return "-" if result.get(key) is None else str(result[key])
+
+        print(f"{state['started_at'][:23]:<24} {state['status']:<11} {result.get('mode') or '-':<11} "
+              f"{'-' if seconds is None else f'{seconds:.2f}':>8} {num('rows'):>8} {num('inserted'):>7} "
+              f"{num('updated'):>7} {num('deleted'):>7}  {state.get('error') or ''}".rstrip())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .compute import compute
+
+    output = Path(args.output)
+    fmt = args.format or ("parquet" if output.suffix.lower() in (".parquet", ".pq") else "csv")
+    t0 = time.perf_counter()
+    frame = compute(source_from(args), config=config_from(args))
+    if fmt == "parquet":
+        frame.write_parquet(output)
+    else:
+        frame.write_csv(output)
+    print(f"{frame.height} rows × {frame.width} columns written to {output.resolve()} ({fmt}, "
+          f"{time.perf_counter() - t0:.2f} s); no database was written")
+    return 0
+
+
+def _rejects(args: argparse.Namespace) -> int:
+    from .compute import compute_report
+
+    report = compute_report(source_from(args), config=config_from(args), samples=args.limit)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    for kind in ("rejected", "warnings"):
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(report[kind].items())) or "none"
+        print(f"{kind:<10} {counts}")
+    samples = report["samples"]
+    if not samples:
+        print("no rejected or warned row")
+        return 0
+    print(f"\nsamples (at most {args.limit} per reason):")
+    print(f"{'reason':<28} {'table':<12} {'row id':>10}  {'column':<14} raw value")
+    for sample in samples:
+        row_id = "-" if sample["row_id"] is None else str(sample["row_id"])
+        raw = "NULL" if sample["value"] is None else repr(sample["value"])
+        print(f"{sample['reason']:<28} {sample['table']:<12} {row_id:>10}  {sample['column']:<14} {raw}")
+    return 0
+
+
+# ------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siret-summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="siret-summary", description=__doc__.split("\n\n")[0],
+        epilog="Settings file (--config FILE, TOML): Config fields plus source and target; "
+               "see docs in README.md ('Command line').",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # -v is accepted before or after the command: the command's copy must not reset the main one.
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log each stage")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=func)
+        return p
 
     def progress_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar or stage lines")
 
-    def table_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--table", default=None, help="target table name (default: siret_summary)")
+    def target_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", default=None, help=(
+            f"postgresql:// URI or SQLite path (default: the --config file's target, else its source, "
+            f"else ${TARGET_VARIABLE}, else ./{DEMO_PATH})"))
 
-    demo = sub.add_parser("demo", help="generate a realistic SQLite demo database and rebuild it")
+    def source_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--source", default=None,
+                       help="postgresql:// URI or SQLite path of Tous_PV and invitations (default: the --config file's)")
+
+    demo = command("demo", "generate a realistic SQLite demo database and rebuild it", _demo)
     demo.add_argument("--path", default=DEMO_PATH, help=f"SQLite file to (re)create (default: ./{DEMO_PATH})")
     demo.add_argument("--pv", type=int, default=126_000, help="PV rows (default 126000)")
     demo.add_argument("--invitations", type=int, default=20_000, help="invitation rows (default 20000)")
     demo.add_argument("--seed", type=int, default=42)
     progress_flag(demo)
-    demo.set_defaults(func=_demo)
 
-    run_p = sub.add_parser("run", help="rebuild the summary table")
-    run_p.add_argument("--source", required=True, help="postgresql:// URI or SQLite path of Tous_PV and invitations")
-    run_p.add_argument("--target", default=None, help="database to write (default: the source)")
+    run_p = command("run", "rebuild the summary table", _run)
+    source_flag(run_p)
+    run_p.add_argument("--target", default=None, help="database to write (default: the --config file's, else the source)")
     run_p.add_argument("--mode", default="auto", choices=list(MODES))
     run_p.add_argument("--siret", action="append", help="refresh only this SIRET (repeatable)")
     run_p.add_argument("--force", action="store_true", help="write even if the table would shrink by half")
-    table_flag(run_p)
     progress_flag(run_p)
-    run_p.set_defaults(func=_run)
+    add_config_flags(run_p)
 
-    status_p = sub.add_parser("status", help="the latest rebuild's status")
-    status_p.add_argument(
-        "--target", default=None,
-        help=f"postgresql:// URI or SQLite path (default: ${TARGET_VARIABLE}, else ./{DEMO_PATH})",
-    )
+    status_p = command("status", "the latest rebuild's status", _status)
+    target_flag(status_p)
     status_p.add_argument("--json", action="store_true", help="print the status JSON")
-    table_flag(status_p)
-    status_p.set_defaults(func=_status)
+    add_config_flags(status_p)
 
-    cancel_p = sub.add_parser("cancel", help="ask the running rebuild of a target to stop")
-    cancel_p.add_argument("--target", required=True, help="postgresql:// URI or SQLite path")
-    table_flag(cancel_p)
-    cancel_p.set_defaults(func=_cancel)
+    cancel_p = command("cancel", "ask the running rebuild of a target to stop", _cancel)
+    target_flag(cancel_p)
+    add_config_flags(cancel_p)
+
+    history_p = command("history", "the last rebuilds of a target, newest first", _history)
+    target_flag(history_p)
+    history_p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    history_p.add_argument("--json", action="store_true", help="print the status JSON of each run")
+    add_config_flags(history_p)
+
+    export_p = command("export", "compute the summary and write it to CSV or Parquet (no database written)", _export)
+    source_flag(export_p)
+    export_p.add_argument("--output", "-o", required=True, help="file to write (.csv or .parquet)")
+    export_p.add_argument("--format", choices=("csv", "parquet"), help="default: from the file's extension, else csv")
+    add_config_flags(export_p)
+
+    rejects_p = command("rejects", "the rejected and warned source rows: counts and samples by reason", _rejects)
+    source_flag(rejects_p)
+    rejects_p.add_argument("--limit", type=int, default=5, help="samples per reason (default 5)")
+    rejects_p.add_argument("--json", action="store_true", help="print the report with its samples as JSON")
+    add_config_flags(rejects_p)
     return parser
+
+
+class _NotRaised(logging.Filter):
+    """Drops the library's log line of a failure the CLI prints itself (else every failure shows twice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "siret_summary_raised", False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    library, not_raised = logging.getLogger("siret_summary"), _NotRaised()
+    library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
         return args.func(args)
     except SiretSummaryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the run rolled back; its record reads ``interrupted``
         print("interrupted; the target is unchanged", file=sys.stderr)
         return 130
+    finally:
+        library.removeFilter(not_raised)
 
 
 if __name__ == "__main__":

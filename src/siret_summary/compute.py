@@ -231,8 +231,19 @@ def compute(source: Any, *, config: Config | None = None) -> pl.DataFrame:
     return summarise(read_sources(source, config), config)[0]
 
 
-def compute_report(source: Any, *, config: Config | None = None) -> dict[str, dict[str, int]]:
-    """Rejected rows and warnings the computation would report, as ``{"rejected": ..., "warnings": ...}``."""
+def compute_report(source: Any, *, config: Config | None = None, samples: int = 0) -> dict[str, Any]:
+    """Rejected rows and warnings the computation would report, as ``{"rejected": ..., "warnings": ...}``.
+
+    Both map a reason to a count of source rows (SPEC §9). ``samples=N`` (N > 0)
+    adds ``"samples"``: up to N rows per reason, each ``{"kind", "reason",
+    "table", "row_id", "column", "value"}`` (see :mod:`siret_summary.samples`);
+    the sources are then read a second time.
+    """
     config = as_config(config)
     report = summarise(read_sources(source, config), config)[1]
-    return {"rejected": report.rejected, "warnings": report.warnings}
+    out: dict[str, Any] = {"rejected": report.rejected, "warnings": report.warnings}
+    if samples > 0:
+        from .samples import rejected_samples
+
+        out["samples"] = rejected_samples(source, config, samples)
+    return out

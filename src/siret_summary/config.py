@@ -187,7 +187,8 @@ class Config:
             raise ConfigError("cycles must be a list of (label, first day, last day) triples.")
         parsed = tuple(_as_cycle(c) for c in cycles)
         if not parsed:
-            raise ConfigError("cycles is empty; configure at least one cycle such as ('C4', '2021-01-01', '2024-12-31').")
+            raise ConfigError("cycles is empty; configure at least one cycle such as ('C4', '2021-01-01', '2024-12-31').",
+                              problem="cycles is empty", setting="cycles")
         labels = [c.label for c in parsed]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"cycle labels {labels} repeat a label; give each cycle its own label.")

@@ -2,13 +2,30 @@
 
 Every message is one sentence naming what is wrong and how to fix it; the
 driver's own error, when there is one, is kept as ``__cause__``.
+
+The fix is worded for Python (``Config(pv_columns={...})``, ``force=True``).
+An error whose fix is a setting also carries it as facts: ``problem`` (the
+message without its Python hint), ``setting`` (the :class:`~siret_summary.Config`
+field or ``run()`` argument that fixes it) and ``key`` (e.g. the logical
+column), so another face (the CLI) words the same fix its own way.
 """
 
 from __future__ import annotations
 
 
 class SiretSummaryError(Exception):
-    """Base class of every error the library raises on purpose."""
+    """Base class of every error the library raises on purpose.
+
+    ``str(exc)`` is the full Python-worded sentence; ``problem``, ``setting``
+    and ``key`` are ``None`` unless the fix is a setting (see the module doc).
+    """
+
+    def __init__(self, message: str, *, problem: str | None = None, setting: str | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.setting = setting
+        self.key = key
 
 
 class ConfigError(SiretSummaryError, ValueError):

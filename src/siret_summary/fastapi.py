@@ -1,6 +1,6 @@
 """FastAPI face of siret_summary (extra ``siret_summary[fastapi]``).
 
-Three routes that start, watch and cancel a rebuild; the rebuild itself always
+Routes that start, watch and cancel a rebuild, and an admin page; the rebuild itself always
 runs in a background thread, never inside the request::
 
     from fastapi import Depends, FastAPI
@@ -19,6 +19,12 @@ runs in a background thread, never inside the request::
 - ``POST {prefix}/build/summary/cancel`` → ``cancelling`` or ``not_running``;
   works on a run of any process or instance (the flag lives in the status
   table).
+- ``GET {prefix}/build/summary/history`` → ``{"task_id", "runs"}``: the last
+  runs' status JSON, newest first (``?limit=``, default 20).
+- ``GET /admin/build/summary`` (``admin_path=``) → the admin page: current run
+  with its progress bar, Lancer / Annuler, history, the last completed run's
+  rejected rows and warnings by reason. Self-contained HTML (no CDN); its
+  buttons call the JSON routes above, so the same auth applies.
 
 The host's ``dependencies`` (its authentication, as ``Depends(...)``) apply to
 every route. A build that cannot even start (target unreachable, bad
@@ -35,24 +41,27 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 try:
-    from fastapi import APIRouter, FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import APIRouter, FastAPI, Query, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
 from . import runner
+from .admin_page import admin_html
 from .config import Config, as_config
 from .errors import ConfigError, SiretSummaryError
 from .status import TASK_ID
 
-__all__ = ["AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
+__all__ = ["ADMIN_PATH", "AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
 
 log = logging.getLogger("siret_summary")
 
 #: Environment variable that starts a build when the app starts (``true``, ``1``, ``yes``, ``on``).
 AUTO_BUILD_VARIABLE = "AUTO_BUILD_SUMMARY_ON_STARTUP"
+#: Default path of the admin page (``router(admin_path=...)``; ``None`` serves none).
+ADMIN_PATH = "/admin/build/summary"
 _TRUE = ("1", "true", "yes", "on")
 
 MESSAGE_STARTED = "La reconstruction de la table siret_summary a été lancée en arrière-plan"
@@ -180,6 +189,16 @@ class SummaryBuilder:
         """The latest run's status JSON (:func:`siret_summary.status`), None when no run exists."""
         return runner.status(self.location, config=self.config, lock_path=self.lock_path)
 
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` runs' status JSON, newest first; the latest reads as :meth:`status` does
+        (a record left ``running`` by a killed process reads ``interrupted``)."""
+        runs = runner.history(self.location, config=self.config, limit=limit)
+        if runs and runs[0]["status"] == "running":
+            latest = self.status()
+            if latest is not None and latest.get("run_id") == runs[0]["run_id"]:
+                runs[0] = latest
+        return runs
+
     def cancel(self) -> bool:
         """Ask the running build (of any process or instance) to stop; False when none runs."""
         return runner.cancel(self.location, config=self.config)
@@ -196,13 +215,24 @@ class SummaryBuilder:
                 log.warning("the siret_summary build did not stop within %.0f s; leaving it", timeout)
 
     # --- FastAPI -------------------------------------------------------------------
-    def router(self, *, dependencies: Sequence[Any] = (), prefix: str = "/api") -> APIRouter:
-        """The three routes under ``prefix``, each guarded by ``dependencies``."""
-        router = APIRouter(prefix=prefix.rstrip("/"), dependencies=list(dependencies), tags=["siret_summary"])
+    def router(
+        self, *, dependencies: Sequence[Any] = (), prefix: str = "/api", admin_path: str | None = ADMIN_PATH
+    ) -> APIRouter:
+        """The JSON routes under ``prefix`` and the admin page at ``admin_path``, each guarded by ``dependencies``.
+
+        JSON routes (SPEC §8): ``POST {prefix}/build/summary``, ``GET …/status``,
+        ``POST …/cancel`` and ``GET …/history?limit=20`` (``{"task_id", "runs": [status JSON, newest
+        first]}``). ``admin_path`` (default ``/admin/build/summary``; ``None``: no page) serves
+        the self-contained French HTML page of :mod:`siret_summary.admin_page`, which calls
+        the JSON routes with the browser's credentials.
+        """
+        api = prefix.rstrip("/") + "/build/summary"
+        page = None if admin_path is None else "/" + admin_path.strip("/")
+        router = APIRouter(dependencies=list(dependencies), tags=["siret_summary"])
 
         # Plain ``def`` endpoints: FastAPI runs them in its threadpool, so the short
         # wait for the lock decision and the status reads never block the event loop.
-        @router.post("/build/summary", summary="Start a rebuild of siret_summary in the background")
+        @router.post(api, summary="Start a rebuild of siret_summary in the background")
         def start_build(request: Request) -> Any:
             outcome = self.start()
             if outcome["status"] == "already_running":
@@ -215,7 +245,7 @@ class SummaryBuilder:
             return {"status": "started", "message": MESSAGE_STARTED, "task_id": TASK_ID,
                     "check_status_url": request.url.path.rstrip("/") + "/status"}
 
-        @router.get("/build/summary/status", summary="Status of the latest siret_summary rebuild")
+        @router.get(api + "/status", summary="Status of the latest siret_summary rebuild")
         def build_status() -> Any:
             try:
                 state = self.status()
@@ -226,7 +256,7 @@ class SummaryBuilder:
                 return {"status": "not_found", "task_id": TASK_ID, "message": MESSAGE_NOT_FOUND}
             return state
 
-        @router.post("/build/summary/cancel", summary="Cancel the running siret_summary rebuild")
+        @router.post(api + "/cancel", summary="Cancel the running siret_summary rebuild")
         def cancel_build() -> Any:
             try:
                 requested = self.cancel()
@@ -236,6 +266,23 @@ class SummaryBuilder:
             if requested:
                 return {"status": "cancelling", "task_id": TASK_ID, "message": MESSAGE_CANCELLING}
             return {"status": "not_running", "task_id": TASK_ID, "message": MESSAGE_NOT_RUNNING}
+
+        @router.get(api + "/history", summary="The last siret_summary rebuilds, newest first")
+        def build_history(limit: int = Query(20, ge=1, le=1000)) -> Any:
+            try:
+                return {"task_id": TASK_ID, "runs": self.history(limit)}
+            except SiretSummaryError as exc:
+                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
+                                                              "message": str(exc)})
+
+        if page is not None:
+            @router.get(page, response_class=HTMLResponse, include_in_schema=False)
+            def admin_page(request: Request) -> HTMLResponse:
+                # The JSON routes' URLs as the browser sees them: whatever prefix the
+                # host mounted this router under precedes the page's own path.
+                path = request.url.path.rstrip("/")
+                mount = path[: -len(page)] if page != "/" and path.endswith(page) else ""
+                return HTMLResponse(admin_html(mount + api), headers={"Cache-Control": "no-store"})
 
         return router
 
@@ -281,11 +328,13 @@ def build_router(
     config: Config | None = None,
     dependencies: Sequence[Any] = (),
     prefix: str = "/api",
+    admin_path: str | None = ADMIN_PATH,
     mode: str = "auto",
     force: bool = False,
     on_status: StatusCallback | None = None,
 ) -> APIRouter:
-    """An ``APIRouter`` with ``POST {prefix}/build/summary``, ``GET …/status`` and ``POST …/cancel``.
+    """An ``APIRouter`` with ``POST {prefix}/build/summary``, ``GET …/status``, ``POST …/cancel``,
+    ``GET …/history`` and the admin page at ``admin_path`` (see :meth:`SummaryBuilder.router`).
 
     ``source``, ``target``, ``config``, ``mode`` and ``force`` are those of
     :func:`siret_summary.run`; ``dependencies`` (e.g. ``[Depends(require_admin)]``)
@@ -294,7 +343,7 @@ def build_router(
     use :class:`SummaryBuilder` directly.
     """
     builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
-    return builder.router(dependencies=dependencies, prefix=prefix)
+    return builder.router(dependencies=dependencies, prefix=prefix, admin_path=admin_path)
 
 
 def lifespan(

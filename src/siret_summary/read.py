@@ -104,10 +104,34 @@ def connected(backend: Backend, *, role: str, error: type[Exception] = SourceErr
 def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
     for logical, column in mapping.items():
         if column is not None and column not in present:
+            problem = f'table "{table}" has no column "{column}" (the {logical!r} column)'
             raise SourceError(
-                f'table "{table}" has no column "{column}" (the {logical!r} column); '
-                f"add it or map another column with Config({setting}={{{logical!r}: ...}})."
+                f"{problem}; add it or map another column with Config({setting}={{{logical!r}: ...}}).",
+                problem=problem, setting=setting, key=logical,
             )
+
+
+def _row_counter(backend: Backend, conn: Any, config: Config, on_rows: Callable[[int, int], None] | None):
+    """A wrapper of batch iterators that reports the rows fetched so far to ``on_rows`` (identity without it)."""
+    total = None
+    if on_rows is not None:
+        try:
+            estimates = [backend.estimated_rows(conn, t) for t in (config.pv_table, config.invitations_table)]
+            total = sum(e or 0 for e in estimates) or None
+        except Exception:  # a missing table fails the read just below, with its own message
+            conn.rollback()
+    if total is None:
+        return lambda batches: batches
+    fetched = 0
+
+    def counted(batches):
+        nonlocal fetched
+        for batch in batches:
+            fetched += batch.num_rows
+            on_rows(fetched, total)
+            yield batch
+
+    return counted
 
 
 #: Above this many matching rows a targeted read fetches the table and filters locally.
@@ -162,6 +186,7 @@ def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], seed: int | None)
 def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
+    on_rows: Callable[[int, int], None] | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -172,15 +197,19 @@ def read_database(
     SIRET and stamp, and ``session()`` (a context manager yielding a
     connection to the source) later fetches the wanted rows' values.
     ``stamps=False``: hash rows by their values even where stamps are exact.
+    ``on_rows(fetched, estimated)``: called as whole-table reads' batches
+    arrive, with the rows fetched so far from both tables and the tables'
+    estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
     """
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps)
+                                 stamps=stamps, on_rows=on_rows)
     if session is None:
         session = lambda: connected(backend, role="source")  # noqa: E731
     frames, fetch = {}, {}
     categories = pl.Categories.random()  # this read's own: freed with its rows
+    counted = _row_counter(backend, conn, config, on_rows if sirets is None else None)
     for table, mapping, setting in (
         (config.pv_table, config.pv_columns, "pv_columns"),
         (config.invitations_table, config.invitation_columns, "invitation_columns"),
@@ -188,9 +217,9 @@ def read_database(
         columns = backend.describe(conn, table)
         if columns is None:
             key = "pv_table" if setting == "pv_columns" else "invitations_table"
+            problem = f'table "{table}" does not exist in {backend.display()}'
             raise SourceError(
-                f'table "{table}" does not exist in {backend.display()}; '
-                f"create it or name the right table with Config({key}=...)."
+                f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
@@ -198,8 +227,9 @@ def read_database(
         is_pv = table == config.pv_table
         seed = stamp_seed(backend, conn, table, columns) if stamps else None
         if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
-            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as read:
-                frames[table] = normalised_stream(*read, lambda raw: stamp_keys(raw, mapping["siret"], seed))
+            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as (schema, batches):
+                frames[table] = normalised_stream(schema, counted(batches),
+                                                  lambda raw: stamp_keys(raw, mapping["siret"], seed))
             fetch["pv" if is_pv else "invitations"] = StampedTable(
                 backend, table, columns, seed, session, rows=sum(f.height for f in frames[table])
             )
@@ -207,6 +237,7 @@ def read_database(
         sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
         with backend.fetch_batches(conn, sql) as (schema, batches):
+            batches = counted(batches)
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
                 seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS
                 frames[table] = normalised_stream(schema, batches, lambda raw: keyed_raw(raw, mapping, seed))

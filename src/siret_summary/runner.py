@@ -18,6 +18,7 @@ from .incremental import KEEP, StateStore, StoredMeta, state_hash
 from .normalize import siret_digits, siret_from_digits
 from .config import Config, as_config
 from .db import Backend, open_backend
+from .db.base import quote_table
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
 from .guard import LockLost, RunGuard, is_running
 from .read import connected, read_database, read_sources
@@ -174,6 +175,7 @@ class _Run:
                 self._stages(source, result, force=force, mode=mode, sirets=sirets)
             except CancelledError as exc:
                 result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
+                result.rows = self._rows_in_target()  # what the rolled-back target still holds
                 self._persist(status="cancelled", completed_at=result.completed_at, error=str(exc))
                 log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
                 return result
@@ -182,7 +184,8 @@ class _Run:
                     f"unexpected {type(exc).__name__}: {exc}; the target is unchanged, please report this."
                 )
                 self._persist(status="failed", completed_at=now_iso(), error=message)
-                log.error("rebuild of %s failed: %s", self.config.target_table, message)
+                log.error("rebuild of %s failed: %s", self.config.target_table, message,
+                          extra={"siret_summary_raised": True})  # a face that shows the error may drop this line
                 raise
             result.status, result.completed_at = "completed", now_iso()
             self._persist(status="completed", completed_at=result.completed_at, result=result.summary(),
@@ -197,6 +200,19 @@ class _Run:
                 self.status_conn.close()
             except Exception:
                 pass
+
+    def _rows_in_target(self) -> int:
+        """Rows in the target table now (0 without one, or when it cannot be counted)."""
+        try:
+            if not self.backend.exists():
+                return 0
+            with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
+                if self.backend.describe(conn, self.config.target_table) is None:
+                    return 0
+                return int(self.backend.scalar(conn, f"SELECT count(*) FROM {quote_table(self.config.target_table)}"))
+        except Exception as exc:  # best effort: the run is over, its record says cancelled
+            log.warning("could not count the rows of %s (%s)", self.config.target_table, exc)
+            return 0
 
     def _retake_lock(self) -> Any:
         """The lock's session ended: take the lock again, on a new session, if no other run started meanwhile.
@@ -248,7 +264,14 @@ class _Run:
         backend = open_backend(source, must_exist=True)
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, sirets, conn=conn, normalise=normalise, stamps=stamps,
-                                 session=lambda: self.sessions.use(backend, role="source"))
+                                 session=lambda: self.sessions.use(backend, role="source"), on_rows=self._read_rows)
+
+    def _read_rows(self, fetched: int, estimated: int) -> None:
+        """Progress within the read: rows fetched against the tables' estimated rows (a step per 3 %)."""
+        span = STAGE_START["compute"] - STAGE_START["read"]
+        percent = STAGE_START["read"] + span * min(fetched / estimated, 0.99)
+        if percent - (self.record.get("progress_percent") or 0.0) >= 3.0:
+            self.progress("read", percent)
 
     def _stages(self, source: Any, result: RunResult, *, force: bool, mode: str, sirets: pl.Series | None) -> None:
         config = self.config
@@ -416,10 +439,8 @@ def resolve_mode(mode: str, sirets: pl.Series | None, state_matches: bool, backe
     if sirets is not None:
         return "targeted"
     if mode == "incremental" and not state_matches:
-        raise ConfigError(
-            f"{config.target_table} in {backend.display()} has no incremental state for this configuration; "
-            "run once with mode='full' (or 'auto')."
-        )
+        problem = f"{config.target_table} in {backend.display()} has no incremental state for this configuration"
+        raise ConfigError(f"{problem}; run once with mode='full' (or 'auto').", problem=problem, setting="mode")
     if mode == "auto":
         return "incremental" if state_matches else "full"
     return mode

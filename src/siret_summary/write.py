@@ -237,9 +237,10 @@ def write_summary(
         existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
         remaining = previous - existing + staged.height
         if previous > 0 and remaining < shrink_ratio * previous and not force:
+            problem = f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%})"
             raise ShrinkGuardError(
-                f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%}); "
-                "check the sources, or pass force=True if the shrink is intended."
+                f"{problem}; check the sources, or pass force=True if the shrink is intended.",
+                problem=problem, setting="force",
             )
         checkpoint(0.85)
         # Only rows that differ are rewritten: a row already identical to the

@@ -78,6 +78,10 @@ class Backend(ABC):
     def describe(self, conn: Any, table: str) -> list[Column] | None:
         """The table's columns in order, or None when it does not exist."""
 
+    def estimated_rows(self, conn: Any, table: str) -> int | None:
+        """About how many rows ``table`` holds (for progress only), None when unknown or costly."""
+        return None
+
     @abstractmethod
     def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
         """A SELECT of these columns (then ``where``), typed as the backend should deliver them to Arrow."""

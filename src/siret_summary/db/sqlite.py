@@ -10,7 +10,7 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, kind_of, quote_identifier, split_table
+from .base import Backend, Column, kind_of, quote_identifier, quote_table, split_table
 
 
 class SQLiteBackend(Backend):
@@ -45,6 +45,12 @@ class SQLiteBackend(Backend):
 
     def set_role(self, conn: Any, role: str) -> None:
         self.execute(conn, _cache_pragma(role))
+
+    def estimated_rows(self, conn: Any, table: str) -> int | None:
+        # SQLite keeps no estimate and count(*) walks the table (0.1 s at 126k rows):
+        # the largest rowid is one b-tree descent, and is the count unless rows were deleted.
+        value = self.scalar(conn, f"SELECT max(rowid) FROM {quote_table(table)}")
+        return None if value is None else int(value)
 
     def describe(self, conn: Any, table: str) -> list[Column] | None:
         parts = split_table(table)
