@@ -58,7 +58,7 @@ def _assert_target_is_compute(location: str, config=CFG) -> None:
     assert_frame_equal(read_table(location, config.target_table, expected), expected)
 
 
-def _every_targeted_run_keeps_the_target(location: str, config=CFG) -> None:
+def _every_targeted_run_keeps_the_target(location: str, config=CFG, pv_table='"Tous_PV"') -> None:
     """Full run, then a targeted run per SIRET with nothing changed: nothing moves, nothing is lost."""
     assert siret_summary.run(location, config=config, mode="full").rows == 4  # A, B, C, E
     _assert_target_is_compute(location, config)
@@ -67,7 +67,7 @@ def _every_targeted_run_keeps_the_target(location: str, config=CFG) -> None:
         assert (result.mode, result.inserted, result.updated, result.deleted) == ("targeted", 0, 0, 0), wanted
         _assert_target_is_compute(location, config)
     # And a real change reaches the target through a targeted run.
-    execute(location, 'UPDATE "Tous_PV" SET "score_CGT" = 99 WHERE "Cycle" = \'Cycle 4\'')
+    execute(location, f'UPDATE {pv_table} SET "score_CGT" = 99 WHERE "Cycle" = \'Cycle 4\'')
     result = siret_summary.run(location, config=config, sirets=[B])
     assert (result.inserted, result.updated, result.deleted) == (0, 1, 0)
     _assert_target_is_compute(location, config)
@@ -116,7 +116,7 @@ def test_sqlite_source_is_a_view(tmp_path):
     path = str(tmp_path / "app.db")
     _sqlite_source(path, [360, 361, 362, 363, 364], [1, 2])
     execute(path, 'ALTER TABLE "Tous_PV" RENAME TO pv_base', 'CREATE VIEW "Tous_PV" AS SELECT * FROM pv_base')
-    _every_targeted_run_keeps_the_target(path)
+    _every_targeted_run_keeps_the_target(path, pv_table="pv_base")
 
 
 def test_sqlite_columns_shadowing_rowid(tmp_path):
@@ -205,3 +205,42 @@ def test_postgres_with_change_capture_index(pg_db):
     _pg_source(pg_db)
     siret_summary.install_change_capture(pg_db, config=CFG)
     _every_targeted_run_keeps_the_target(pg_db)
+
+
+# --- how the rows are picked ------------------------------------------------------------------
+
+
+def _filter_of(location: str, table: str = "Tous_PV"):
+    from siret_summary.db import open_backend
+    from siret_summary.read import _targeted_where
+    from siret_summary.runner import normalised_sirets
+
+    backend = open_backend(location, must_exist=True)
+    conn = backend.connect("source")
+    try:
+        mapping = CFG.pv_columns if table == "Tous_PV" else CFG.invitation_columns
+        return _targeted_where(backend, conn, table, mapping, normalised_sirets([A]))
+    finally:
+        conn.close()
+
+
+def test_sqlite_rows_are_picked_by_bound_row_ids(tmp_path):
+    """The fast path is taken (not a whole read), and no id or SIRET is written into the SQL."""
+    path = str(tmp_path / "app.db")
+    _sqlite_source(path, [360, 361, 362, 363, 364], [1, 2])
+    for table in ("Tous_PV", "invitations"):
+        where, params = _filter_of(path, table)
+        assert "?" in where and not any(v in where for v in ("360", "361", A, "4797")), where
+        assert params is not None
+
+
+@pytest.mark.parametrize("siret_type", ["TEXT", "CHARACTER(20)", "BIGINT", "DOUBLE PRECISION", "NUMERIC"])
+def test_postgres_rows_are_picked_by_bound_sirets(pg_db, siret_type):
+    values = None if siret_type in ("TEXT", "CHARACTER(20)") else [A, A, A, B, "1234567890123"]
+    _pg_source(pg_db, siret_type=siret_type, siret_values=values)
+    for table in ("Tous_PV", "invitations"):
+        where, params = _filter_of(pg_db, table)
+        assert "$1" in where and "4797" not in where and "360" not in where, where
+    siret_summary.install_change_capture(pg_db, config=CFG)
+    where, params = _filter_of(pg_db)
+    assert "$1" in where and "4797" not in where and "regexp_replace" in where
