@@ -115,7 +115,8 @@ def test_sqlite_keeps_long_names(sqlite_app):
 
 def test_change_capture_names_that_would_be_cut(pg_app):
     """Neighbour: trigger and index names derived from a long table name were cut with [:63]:
-    two tables sharing their first 40 bytes got the same trigger names. Refused instead."""
+    two tables sharing their first 44 bytes got the same index name (one table went without
+    its index). Refused instead; uninstalling still works."""
     long_pv = "p" * 41  # siret_summary_truncate_ + 41 bytes = 64
     execute(pg_app, f'ALTER TABLE "Tous_PV" RENAME TO "{long_pv}"')
     cfg = siret_summary.Config(pv_table=long_pv)
@@ -123,6 +124,7 @@ def test_change_capture_names_that_would_be_cut(pg_app):
         siret_summary.install_change_capture(pg_app, config=cfg)
     _one_sentence(str(err.value))
     assert scalar(pg_app, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal") == 0
+    siret_summary.uninstall_change_capture(pg_app, config=cfg)
     # The run itself still works (a targeted run reads without the index).
     assert siret_summary.run(pg_app, config=cfg).status == "completed"
     some = siret_summary.compute(pg_app, config=cfg)["siret"].head(3).to_list()

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from . import names
 from .config import Config, as_config
 from .db import open_backend
 from .db.base import Backend, quote_identifier, quote_table, split_table
@@ -44,6 +45,23 @@ def _index_name(table: str) -> str:
     return quote_identifier(siret_index_name(table))
 
 
+_EVENTS = ("insert", "update", "delete", "truncate")
+
+
+def _trigger_name(event: str, table: str) -> str:
+    return f"siret_summary_{event}_{split_table(table)[-1]}"
+
+
+def _check_names(backend: Backend, config: Config) -> None:
+    """Trigger and index names derive from the table names: none may be cut (two would collide)."""
+    derived = [
+        (setting, table, name)
+        for setting, table in (("pv_table", config.pv_table), ("invitations_table", config.invitations_table))
+        for name in (siret_index_name(table), *(_trigger_name(e, table) for e in _EVENTS))
+    ]
+    names.check(backend, names.source_names(config) + derived)
+
+
 def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     """Create the change log, the trigger function, the triggers and the lookup indexes.
 
@@ -53,6 +71,7 @@ def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     """
     config = as_config(config)
     backend = _postgres(uri)
+    _check_names(backend, config)
     statements = [
         f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} (id BIGSERIAL PRIMARY KEY, source_table TEXT NOT NULL,"
         " raw_siret TEXT, truncated BOOLEAN NOT NULL DEFAULT false, logged_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -72,20 +91,20 @@ BEGIN
 END $$""",
     ]
     for table, siret in _tables(config):
-        q, name = quote_table(table), split_table(table)[-1]
+        q = quote_table(table)
         arg = "'" + siret.replace("'", "''") + "'"
         for event, referencing in (
             ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
             ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
             ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
         ):
-            trigger = quote_identifier(f"siret_summary_{event.lower()}_{name}"[:63])
+            trigger = quote_identifier(_trigger_name(event.lower(), table))
             statements += [
                 f"DROP TRIGGER IF EXISTS {trigger} ON {q}",
                 f"CREATE TRIGGER {trigger} AFTER {event} ON {q} {referencing}"
                 f" FOR EACH STATEMENT EXECUTE FUNCTION {_FUNCTION}({arg})",
             ]
-        trigger = quote_identifier(f"siret_summary_truncate_{name}"[:63])
+        trigger = quote_identifier(_trigger_name("truncate", table))
         statements += [
             f"DROP TRIGGER IF EXISTS {trigger} ON {q}",
             f"CREATE TRIGGER {trigger} AFTER TRUNCATE ON {q} FOR EACH STATEMENT EXECUTE FUNCTION {_FUNCTION}('')",
@@ -104,11 +123,13 @@ def uninstall_change_capture(uri: str, *, config: Config | None = None) -> None:
     """Remove the triggers, the function, the indexes and the change log."""
     config = as_config(config)
     backend = _postgres(uri)
+    # No name check here: PostgreSQL cuts the names given as an older install
+    # (which cut them with [:63]) did, so this still removes that install.
     statements = []
     for table, _ in _tables(config):
-        q, name = quote_table(table), split_table(table)[-1]
+        q = quote_table(table)
         for event in ("insert", "update", "delete", "truncate"):
-            statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(f'siret_summary_{event}_{name}'[:63])} ON {q}")
+            statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(_trigger_name(event, table))} ON {q}")
         statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
     statements += [f"DROP FUNCTION IF EXISTS {_FUNCTION}()", f"DROP TABLE IF EXISTS {LOG_TABLE}"]
     with connected(backend, role="capture") as conn:

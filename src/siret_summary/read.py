@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from . import names
 from .config import Config
 from .db import Backend, open_backend
 from .db.base import Filter
@@ -175,6 +176,7 @@ def read_database(
     connection to the source) later fetches the wanted rows' values.
     ``stamps=False``: hash rows by their values even where stamps are exact.
     """
+    names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,

@@ -19,6 +19,7 @@ from .normalize import siret_digits, siret_from_digits
 from .config import Config, as_config
 from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
+from . import names
 from .guard import RunGuard, is_running
 from .read import connected, read_database, read_sources
 from .read_stamps import SourceMoved
@@ -444,6 +445,9 @@ def run(
     wanted = None if sirets is None else normalised_sirets(sirets)
     retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = target_backend(source, target)
+    names.check(backend, names.target_names(config))  # before anything is created under them
+    if names.is_postgres_location(source):
+        names.check(open_backend(source, must_exist=True), names.source_names(config))
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
     if not retry.call(lambda: _acquire(guard, backend), what="lock"):
         started = _started_at_of_running(backend, config)
@@ -516,6 +520,7 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     """
     config = as_config(config)
     backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
     store = status_store(backend, config)
     if not store.backend.exists():
         return None
@@ -539,7 +544,9 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
 def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The last ``limit`` runs' status JSON, newest first (as stored)."""
     config = as_config(config)
-    store = status_store(open_backend(target, must_exist=False), config)
+    backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
+    store = status_store(backend, config)
     if not store.backend.exists():
         return []
     with connected(store.backend, role="status", error=TargetError) as conn:
@@ -549,7 +556,9 @@ def history(target: Any, *, config: Config | None = None, limit: int = 20) -> li
 def cancel(target: Any, *, config: Config | None = None) -> bool:
     """Ask the running rebuild of ``target`` (in any process) to stop; False when none runs."""
     config = as_config(config)
-    store = status_store(open_backend(target, must_exist=False), config)
+    backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
+    store = status_store(backend, config)
     if not store.backend.exists():
         return False
     with connected(store.backend, role="status", error=TargetError) as conn:

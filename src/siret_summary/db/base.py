@@ -70,6 +70,8 @@ class Backend(ABC):
 
     dialect: str
     uri: str
+    #: Bytes of an identifier the database keeps (it cuts longer ones); None: no limit.
+    max_identifier_bytes: int | None = None
 
     @abstractmethod
     def connect(self, role: str = "main") -> Any:

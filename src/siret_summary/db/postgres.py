@@ -71,6 +71,7 @@ def _storage(column: Any, storage_type: pa.DataType) -> Any:
 
 class PostgresBackend(Backend):
     dialect = "postgresql"
+    max_identifier_bytes = MAX_IDENTIFIER_BYTES
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
