@@ -21,11 +21,14 @@ from .db import Backend, open_backend
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
 from . import names
 from .guard import RunGuard, is_running
-from .read import connected, read_database, read_sources
+from .read import read_database, read_sources
 from .read_stamps import SourceMoved
 from .retry import RetryPolicy
 from .sessions import Sessions
-from .status import StatusStore, now_iso, public_view
+from .status import (
+    FINAL_FIELDS, StatusStore, apply_pending, now_iso, public_view, save_pending, status_session,
+    store_errors,
+)
 from .write import write_summary
 from .write_versions import read_ahead, versions_table
 
@@ -95,9 +98,11 @@ class _Run:
     """One guarded run: persists its record, reports progress, honours cancellation."""
 
     def __init__(
-        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard_conn: Any = None
+        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard_conn: Any = None,
+        lock_path: str | None = None,
     ) -> None:
         self.backend = backend
+        self.lock_path = lock_path or backend.lock_path(config.target_table)  # pending ends go beside it
         self.guard_conn = guard_conn  # the session holding the run's lock, if any
         self.config = config
         self.on_status = on_status
@@ -113,6 +118,7 @@ class _Run:
         """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""
         self.record.update(fields)
         requested = False
+        self.recorded = True
         try:
             requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
         except Exception as exc:  # status is best effort: the data path must not fail for it
@@ -127,8 +133,30 @@ class _Run:
                 requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
             except Exception as again:
                 log.warning("run status not recorded: %s", again)
+                self.recorded = False
         self._notify()
         return requested
+
+    def _finish(self, **fields: Any) -> None:
+        """Record the run's end: retried like any database step, else kept beside the lock for later."""
+        self._persist(**fields)
+        if self.recorded:
+            return
+        final = {k: self.record.get(k) for k in FINAL_FIELDS}
+
+        def again() -> None:
+            with status_session(self.store, "record the end of the run in") as conn:
+                self.store.update(conn, self.record["run_id"], **final)
+
+        try:
+            self.retry.call(again, what="record the run's end")
+        except Exception as exc:
+            try:
+                kept = save_pending(self.lock_path, self.record)
+                log.warning("the end of run %s is kept in %s until the status store is reachable (%s)",
+                            self.record["run_id"], kept, exc)
+            except OSError as lost:
+                log.error("the end of run %s could not be recorded (%s; %s)", self.record["run_id"], exc, lost)
 
     def _notify(self) -> None:
         if self.on_status is None:
@@ -160,10 +188,13 @@ class _Run:
         # guard's session: one server session less per run (status commits do
         # not touch its session-level lock).
         shared = self.guard_conn is not None and self.store.backend.uri == self.backend.uri
-        self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
+        self.status_conn = None
         try:
-            self.record = self.store.start(self.status_conn)
-            self.store.mark_stale(self.status_conn, self.record["run_id"])
+            with store_errors(self.store, "record the run in"):
+                self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
+                apply_pending(self.store, self.status_conn, self.lock_path)  # before mark_stale
+                self.record = self.store.start(self.status_conn)
+                self.store.mark_stale(self.status_conn, self.record["run_id"])
             result = RunResult(status="running", mode=mode, target=self.config.target_table,
                                run_id=self.record["run_id"], started_at=self.record["started_at"])
             self._notify()
@@ -172,26 +203,29 @@ class _Run:
                 self._stages(source, result, force=force, mode=mode, sirets=sirets)
             except CancelledError as exc:
                 result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
-                self._persist(status="cancelled", completed_at=result.completed_at, error=str(exc))
+                self._finish(status="cancelled", completed_at=result.completed_at, error=str(exc))
                 log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
                 return result
             except Exception as exc:
                 message = str(exc) if isinstance(exc, SiretSummaryError) else (
                     f"unexpected {type(exc).__name__}: {exc}; the target is unchanged, please report this."
                 )
-                self._persist(status="failed", completed_at=now_iso(), error=message)
+                self._finish(status="failed", completed_at=now_iso(), error=message)
                 log.error("rebuild of %s failed: %s", self.config.target_table, message)
                 raise
             result.status, result.completed_at = "completed", now_iso()
-            self._persist(status="completed", completed_at=result.completed_at, result=result.summary(),
-                          progress_stage="done", progress_percent=100.0)
-            self.store.prune(self.status_conn, self.config.history)
+            self._finish(status="completed", completed_at=result.completed_at, result=result.summary(),
+                         progress_stage="done", progress_percent=100.0)
+            try:
+                self.store.prune(self.status_conn, self.config.history)
+            except Exception as exc:  # old records stay until the next run prunes them
+                log.warning("could not prune old run records (%s)", exc)
             log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
                      result.rows, sum(result.seconds.values()))
             return result
         finally:
             self.sessions.close()
-            if self.status_conn is not self.guard_conn:  # the guard closes its own
+            if self.status_conn is not None and self.status_conn is not self.guard_conn:  # the guard closes its own
                 try:
                     self.status_conn.close()
                 except Exception:
@@ -455,7 +489,8 @@ def run(
         return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
     try:
         return _Run(
-            backend, config, on_status=on_status, cancel=cancel, retry=retry, guard_conn=guard.connection
+            backend, config, on_status=on_status, cancel=cancel, retry=retry, guard_conn=guard.connection,
+            lock_path=guard.path,
         ).execute(
             source, mode=mode, force=force, sirets=wanted
         )
@@ -524,7 +559,8 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     store = status_store(backend, config)
     if not store.backend.exists():
         return None
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, lock_path or backend.lock_path(config.target_table))
         latest = store.history(conn, 1)
         if not latest:
             return None
@@ -549,7 +585,8 @@ def history(target: Any, *, config: Config | None = None, limit: int = 20) -> li
     store = status_store(backend, config)
     if not store.backend.exists():
         return []
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
         return [public_view(r) for r in store.history(conn, limit)]
 
 
@@ -561,5 +598,6 @@ def cancel(target: Any, *, config: Config | None = None) -> bool:
     store = status_store(backend, config)
     if not store.backend.exists():
         return False
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "record a cancel request in") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
         return store.request_cancel(conn)
