@@ -243,4 +243,17 @@ def test_postgres_rows_are_picked_by_bound_sirets(pg_db, siret_type):
         assert "$1" in where and "4797" not in where and "360" not in where, where
     siret_summary.install_change_capture(pg_db, config=CFG)
     where, params = _filter_of(pg_db)
-    assert "$1" in where and "4797" not in where and "regexp_replace" in where
+    assert "$1" in where and "4797" not in where
+    # Server-side normalisation only where ``::text`` depends on no session setting.
+    assert ("regexp_replace" in where) == (siret_type in ("TEXT", "CHARACTER(20)")), where
+
+
+def test_postgres_capture_index_on_a_float_siret_column_under_extra_float_digits(pg_db):
+    """Neighbour: the server-side normalisation prints the SIRET with ``::text``; for a float column
+    that text depends on ``extra_float_digits`` (``4.7977e+13`` at -10), so rows were missed. A
+    server setting must not change which rows a targeted run reads."""
+    _pg_source(pg_db, siret_type="DOUBLE PRECISION", siret_values=[A, "47976684200724.0", A, B, "1234567890123"])
+    siret_summary.install_change_capture(pg_db, config=CFG)
+    execute(pg_db, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET extra_float_digits = -10',"
+                   " current_database()); END $$")
+    _every_targeted_run_keeps_the_target(pg_db)

@@ -53,6 +53,10 @@ _BINDABLE = {
 }  # fmt: skip
 
 
+#: Types whose ``::text`` no session setting changes (the server-side normalisation prints with it).
+_TEXT_TYPES = {"text", "character varying", "character", "name"}
+
+
 def _base_type(declared: str) -> str:
     return declared.split("(")[0].strip().lower()
 
@@ -167,6 +171,11 @@ class PostgresBackend(Backend):
         # without it every row's regexes run, slower than matching locally.
         name = siret_index_name(table)
         if len(name.encode()) > MAX_IDENTIFIER_BYTES:  # cannot exist under that name
+            return None
+        declared = self._declared(conn, table, column)
+        if declared is None or _base_type(declared) not in _TEXT_TYPES:
+            # ``::text`` of a number depends on session settings (extra_float_digits):
+            # the index and this query could disagree on a row's SIRET.
             return None
         index = [*split_table(table)[:-1], name]  # in the table's schema
         has_index = self.scalar(
