@@ -182,6 +182,21 @@ class _Run:
         if requested:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
 
+    def _start(self, shared: bool) -> None:
+        """Open the status session (unless the guard's is shared) and write the run's first record."""
+        if self.status_conn is None or not shared:
+            if self.status_conn is not None:  # a retry after a transient failure: a fresh session
+                try:
+                    self.status_conn.close()
+                except Exception:
+                    pass
+                self.status_conn = None
+            self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
+        apply_pending(self.store, self.status_conn, self.lock_path)  # before mark_stale
+        if not self.record:  # a retry after the insert committed does not insert again
+            self.record = self.store.start(self.status_conn)
+        self.store.mark_stale(self.status_conn, self.record["run_id"])
+
     # --- the run ----------------------------------------------------------------
     def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
         # Status records in the target database (PostgreSQL) go through the
@@ -191,10 +206,7 @@ class _Run:
         self.status_conn = None
         try:
             with store_errors(self.store, "record the run in"):
-                self.status_conn = self.guard_conn if shared else self.store.backend.connect("status")
-                apply_pending(self.store, self.status_conn, self.lock_path)  # before mark_stale
-                self.record = self.store.start(self.status_conn)
-                self.store.mark_stale(self.status_conn, self.record["run_id"])
+                self.retry.call(lambda: self._start(shared), what="record the run")
             result = RunResult(status="running", mode=mode, target=self.config.target_table,
                                run_id=self.record["run_id"], started_at=self.record["started_at"])
             self._notify()
