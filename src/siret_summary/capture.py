@@ -43,6 +43,7 @@ from typing import Any
 
 import polars as pl
 
+from . import names
 from .config import Config, as_config
 from .db import open_backend
 from .db.base import Backend, quote_identifier, quote_table, split_table
@@ -87,6 +88,15 @@ def trigger_name(event: str, table: str) -> str:
     return f"siret_summary_{event}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
+def _check_names(backend: Backend, config: Config) -> None:
+    """The source tables and columns the triggers name must fit the server's identifiers (SPEC §9).
+
+    The names the library derives (triggers, index) never need cutting: past 63
+    bytes they carry a digest of the table name instead (:func:`trigger_name`).
+    """
+    names.check(backend, names.source_names(config))
+
+
 def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     """Create the change log, its cursor, the trigger functions, the triggers and the lookup indexes.
 
@@ -101,6 +111,7 @@ def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     config = as_config(config)
     backend = _postgres(uri)
     log_insert = f"INSERT INTO {LOG_TABLE} (source_table, raw_siret)"
+    _check_names(backend, config)
     statements = [
         f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} (id BIGSERIAL PRIMARY KEY, source_table TEXT NOT NULL,"
         " raw_siret TEXT, truncated BOOLEAN NOT NULL DEFAULT false, logged_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -173,6 +184,8 @@ def uninstall_change_capture(uri: str, *, config: Config | None = None) -> None:
     """Remove the triggers, the functions, the indexes, the change log and its cursor."""
     config = as_config(config)
     backend = _postgres(uri)
+    # No name check here: PostgreSQL cuts the names given as an older install
+    # (which cut them with [:63]) did, so this still removes that install.
     statements = []
     for table, _ in _tables(config):
         q = quote_table(table)

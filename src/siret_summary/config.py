@@ -116,6 +116,18 @@ def _as_cycle(item: object) -> Cycle:
     return Cycle(label.upper(), first_d, last_d)
 
 
+def _check_storable(name: str, what: str, kind: str) -> None:
+    """A name no database can hold: a NUL (C strings end there) or text without a UTF-8 form."""
+    if "\x00" in name:
+        raise ConfigError(f"{what} {name!r}, which contains a NUL character; no database can name a {kind} so, remove it.")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{what} {name!r}, which is not valid Unicode (a lone surrogate); give a {kind} name that is."
+        ) from None
+
+
 def _mapping(given: Mapping[str, str | None] | None, default: Mapping[str, str], what: str):
     merged = dict(default)
     for key, value in (given or {}).items():
@@ -127,6 +139,8 @@ def _mapping(given: Mapping[str, str | None] | None, default: Mapping[str, str],
             raise ConfigError(
                 f"{what} maps {key!r} to {value!r}; give a column name or None (no such column)."
             )
+        if value is not None:
+            _check_storable(value, f"{what} maps {key!r} to", "column")
         merged[key] = value
     for required in ("siret", "date") + (("cycle",) if what == "pv_columns" else ()):
         if merged[required] is None:
@@ -209,6 +223,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{name} is {value!r}; give a table name such as 'siret_summary'.")
+            _check_storable(value, f"{name} is", "table")
         if not isinstance(self.shrink_ratio, (int, float)) or not 0 <= self.shrink_ratio <= 1:
             raise ConfigError(
                 f"shrink_ratio is {self.shrink_ratio!r}; give a number between 0 and 1 (0 disables the guard)."

@@ -21,9 +21,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from . import names
 from .config import Config
 from .db import Backend, open_backend
-from .db.base import quote_identifier
+from .db.base import Filter
 from .errors import SourceError
 from .normalize import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
@@ -138,33 +139,35 @@ def _row_counter(backend: Backend, conn: Any, config: Config, on_rows: Callable[
 MAX_TARGETED_ROWS = 20_000
 
 
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl.Series) -> str | None:
-    """``WHERE id IN (...)`` for the rows whose raw SIRET normalises into ``sirets``.
+def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl.Series) -> Filter | None:
+    """A WHERE clause and its bound parameters for the rows whose raw SIRET normalises into ``sirets``.
 
     Raw SIRETs are stored in every spelling (spaces, ``.0``, lost zeros), so a
-    plain ``siret IN (...)`` would miss rows: read the narrow (id, siret)
-    pairs, normalise them here with the same rules, then fetch just those rows.
+    plain ``siret IN (...)`` would miss rows: read a narrow key per row with
+    its raw SIRET (:meth:`~siret_summary.db.base.Backend.row_keys_sql`),
+    normalise the SIRETs here with the same rules, then fetch the rows of the
+    matching keys. The keys go back as bound parameters compared in their
+    stored types, never as SQL text. None: read the whole table (callers
+    filter after normalisation anyway), which is always exact.
     """
-    id_col, siret_col = mapping.get("id"), mapping["siret"]
+    siret_col = mapping["siret"]
     server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
         return server_side
-    if id_col is None:
+    keys_sql = backend.row_keys_sql(conn, table, siret_col)
+    if keys_sql is None:
         return None
-    keys = pl.from_arrow(backend.fetch_arrow(conn, backend.select_columns_sql(table, [id_col, siret_col])))
-    dtype = keys.schema[siret_col]
-    ids = keys.filter(siret_from_digits(siret_digits(siret_col, dtype)).is_in(sirets.implode()))[id_col]
-    if ids.len() > MAX_TARGETED_ROWS or ids.null_count():
+    keys = backend.fetch_arrow(conn, keys_sql)
+    siret_type = pl.from_arrow(keys.select(["s"]).slice(0, 0)).schema["s"]
+    matching = pl.from_arrow(keys.select(["s"])).select(
+        siret_from_digits(siret_digits("s", siret_type)).is_in(sirets.implode()).fill_null(False)
+    ).to_series()
+    picked = keys.column("k").filter(matching.to_arrow()).combine_chunks()
+    if len(picked) > MAX_TARGETED_ROWS or picked.null_count:
         return None
-    if ids.len() == 0:
-        return " WHERE 1 = 0"
-    return f" WHERE {quote_identifier(id_col)} IN ({', '.join(_sql_literal(v) for v in ids.to_list())})"
+    if len(picked) == 0:
+        return f" WHERE {backend.false_sql}", None
+    return backend.rows_with_keys(conn, table, siret_col, picked)
 
 
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
@@ -201,6 +204,7 @@ def read_database(
     arrive, with the rows fetched so far from both tables and the tables'
     estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
     """
+    names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
@@ -222,12 +226,16 @@ def read_database(
                 f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
-        where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
+        where, params = ("", None) if sirets is None else (
+            _targeted_where(backend, conn, table, mapping, sirets) or ("", None)
+        )
         columns = needed_columns(mapping)
         is_pv = table == config.pv_table
         seed = stamp_seed(backend, conn, table, columns) if stamps else None
         if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
-            with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as (schema, batches):
+            with backend.fetch_batches(
+                conn, stamped_sql(table, [mapping["siret"]], where, ctid=True), params
+            ) as (schema, batches):
                 frames[table] = normalised_stream(schema, counted(batches),
                                                   lambda raw: stamp_keys(raw, mapping["siret"], seed))
             fetch["pv" if is_pv else "invitations"] = StampedTable(
@@ -236,7 +244,7 @@ def read_database(
             continue
         sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
-        with backend.fetch_batches(conn, sql) as (schema, batches):
+        with backend.fetch_batches(conn, sql, params) as (schema, batches):
             batches = counted(batches)
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
                 seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS

@@ -20,12 +20,16 @@ from .config import Config, as_config
 from .db import Backend, open_backend
 from .db.base import quote_table
 from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
+from . import names
 from .guard import LockLost, RunGuard, is_running
 from .read import connected, read_database, read_sources
 from .read_stamps import SourceMoved
 from .retry import RetryPolicy
 from .sessions import Sessions
-from .status import StatusStore, now_iso, public_view
+from .status import (
+    FINAL_FIELDS, StatusStore, apply_pending, now_iso, public_view, save_pending, status_session,
+    store_errors,
+)
 from .write import write_summary
 from .write_versions import read_ahead, versions_table
 
@@ -102,6 +106,7 @@ class _Run:
     ) -> None:
         self.backend = backend
         self.guard = guard
+        self.lock_path = guard.path  # pending ends go beside it
         self.config = config
         self.on_status = on_status
         self.cancel = cancel
@@ -119,6 +124,7 @@ class _Run:
         """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""
         self.record.update(fields)
         requested = False
+        self.recorded = True
         try:
             requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
         except Exception as exc:  # status is best effort: the data path must not fail for it
@@ -132,8 +138,30 @@ class _Run:
                 requested = self.store.update(self.status_conn, self.record["run_id"], **fields)
             except Exception as again:
                 log.warning("run status not recorded: %s", again)
+                self.recorded = False
         self._notify()
         return requested
+
+    def _finish(self, **fields: Any) -> None:
+        """Record the run's end: retried like any database step, else kept beside the lock for later."""
+        self._persist(**fields)
+        if self.recorded:
+            return
+        final = {k: self.record.get(k) for k in FINAL_FIELDS}
+
+        def again() -> None:
+            with status_session(self.store, "record the end of the run in") as conn:
+                self.store.update(conn, self.record["run_id"], **final)
+
+        try:
+            self.retry.call(again, what="record the run's end")
+        except Exception as exc:
+            try:
+                kept = save_pending(self.lock_path, self.record)
+                log.warning("the end of run %s is kept in %s until the status store is reachable (%s)",
+                            self.record["run_id"], kept, exc)
+            except OSError as lost:
+                log.error("the end of run %s could not be recorded (%s; %s)", self.record["run_id"], exc, lost)
 
     def _notify(self) -> None:
         if self.on_status is None:
@@ -159,14 +187,28 @@ class _Run:
         if requested:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
 
+    def _start(self) -> None:
+        """Open the status session and write the run's first record."""
+        if self.status_conn is not None:  # a retry after a transient failure: a fresh session
+            try:
+                self.status_conn.close()
+            except Exception:
+                pass
+            self.status_conn = None
+        self.status_conn = self.store.backend.connect("status")
+        apply_pending(self.store, self.status_conn, self.lock_path)  # before mark_stale
+        if not self.record:  # a retry after the insert committed does not insert again
+            self.record = self.store.start(self.status_conn)
+        self.store.mark_stale(self.status_conn, self.record["run_id"])
+
     # --- the run ----------------------------------------------------------------
     def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
         # Status records have a session of their own: they commit while the
         # target's session is inside the write transaction.
-        self.status_conn = self.store.backend.connect("status")
+        self.status_conn = None
         try:
-            self.record = self.store.start(self.status_conn)
-            self.store.mark_stale(self.status_conn, self.record["run_id"])
+            with store_errors(self.store, "record the run in"):
+                self.retry.call(self._start, what="record the run")
             result = RunResult(status="running", mode=mode, target=self.config.target_table,
                                run_id=self.record["run_id"], started_at=self.record["started_at"])
             self._notify()
@@ -176,30 +218,34 @@ class _Run:
             except CancelledError as exc:
                 result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
                 result.rows = self._rows_in_target()  # what the rolled-back target still holds
-                self._persist(status="cancelled", completed_at=result.completed_at, error=str(exc))
+                self._finish(status="cancelled", completed_at=result.completed_at, error=str(exc))
                 log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
                 return result
             except Exception as exc:
                 message = str(exc) if isinstance(exc, SiretSummaryError) else (
                     f"unexpected {type(exc).__name__}: {exc}; the target is unchanged, please report this."
                 )
-                self._persist(status="failed", completed_at=now_iso(), error=message)
+                self._finish(status="failed", completed_at=now_iso(), error=message)
                 log.error("rebuild of %s failed: %s", self.config.target_table, message,
                           extra={"siret_summary_raised": True})  # a face that shows the error may drop this line
                 raise
             result.status, result.completed_at = "completed", now_iso()
-            self._persist(status="completed", completed_at=result.completed_at, result=result.summary(),
-                          progress_stage="done", progress_percent=100.0)
-            self.store.prune(self.status_conn, self.config.history)
+            self._finish(status="completed", completed_at=result.completed_at, result=result.summary(),
+                         progress_stage="done", progress_percent=100.0)
+            try:
+                self.store.prune(self.status_conn, self.config.history)
+            except Exception as exc:  # old records stay until the next run prunes them
+                log.warning("could not prune old run records (%s)", exc)
             log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
                      result.rows, sum(result.seconds.values()))
             return result
         finally:
             self.sessions.close()
-            try:
-                self.status_conn.close()
-            except Exception:
-                pass
+            if self.status_conn is not None:
+                try:
+                    self.status_conn.close()
+                except Exception:
+                    pass
 
     def _rows_in_target(self) -> int:
         """Rows in the target table now (0 without one, or when it cannot be counted)."""
@@ -504,6 +550,9 @@ def run(
     wanted = None if sirets is None else normalised_sirets(sirets)
     retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = target_backend(source, target)
+    names.check(backend, names.target_names(config))  # before anything is created under them
+    if names.is_postgres_location(source):
+        names.check(open_backend(source, must_exist=True), names.source_names(config))
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
     if not retry.call(lambda: _acquire(guard, backend), what="lock"):
         started = _started_at_of_running(backend, config)
@@ -574,10 +623,12 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     """
     config = as_config(config)
     backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
     store = status_store(backend, config)
     if not store.backend.exists():
         return None
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, lock_path or backend.lock_path(config.target_table))
         latest = store.history(conn, 1)
         if not latest:
             return None
@@ -597,18 +648,24 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
 def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The last ``limit`` runs' status JSON, newest first (as stored)."""
     config = as_config(config)
-    store = status_store(open_backend(target, must_exist=False), config)
+    backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
+    store = status_store(backend, config)
     if not store.backend.exists():
         return []
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
         return [public_view(r) for r in store.history(conn, limit)]
 
 
 def cancel(target: Any, *, config: Config | None = None) -> bool:
     """Ask the running rebuild of ``target`` (in any process) to stop; False when none runs."""
     config = as_config(config)
-    store = status_store(open_backend(target, must_exist=False), config)
+    backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
+    store = status_store(backend, config)
     if not store.backend.exists():
         return False
-    with connected(store.backend, role="status", error=TargetError) as conn:
+    with status_session(store, "record a cancel request in") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
         return store.request_cancel(conn)

@@ -11,14 +11,21 @@ shape is the seed application's: ``task_id``, ``status``, ``description``,
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
+import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .db.base import Backend, quote_table
+from .errors import SiretSummaryError, TargetError
+
+log = logging.getLogger("siret_summary")
 
 TASK_ID = "build_siret_summary"
 DESCRIPTION = "Reconstruction de la table siret_summary"
@@ -178,3 +185,94 @@ def public_view(record: dict[str, Any], *, interrupted: bool = False) -> dict[st
         ended = dt.datetime.fromisoformat(record["completed_at"])
         out["duration_seconds"] = round((ended - started).total_seconds(), 3)
     return out
+
+
+# --- failures of the store itself --------------------------------------------------------------
+
+
+@contextmanager
+def store_errors(store: StatusStore, action: str) -> Iterator[None]:
+    """Any failure of the status store (server down, disk full, …) as one typed sentence."""
+    try:
+        yield
+    except SiretSummaryError:
+        raise
+    except Exception as exc:
+        from .read import driver_reason
+
+        fix = (
+            "check that the file's disk has free space and that the file is writable"
+            if store.backend.dialect == "sqlite"
+            else "check that the server is reachable and accepts connections, and that its disk has free space"
+        )
+        raise TargetError(
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); {fix}."
+        ) from exc
+
+
+@contextmanager
+def status_session(store: StatusStore, action: str) -> Iterator[Any]:
+    """A connection to the status store, closed afterwards; every failure a :class:`TargetError`."""
+    with store_errors(store, action):
+        conn = store.backend.connect("status")
+    try:
+        with store_errors(store, action):
+            yield conn
+    finally:
+        try:
+            conn.close()
+        except Exception:  # broken: nothing to save
+            pass
+
+
+# --- a run's end that could not be recorded -----------------------------------------------------
+#
+# When the status store stays unreachable past the retries, the run's final
+# fields (failed, the error, completed_at, …) are kept in a small JSON file
+# beside the run's lock file, atomically replaced, and the next status(),
+# history(), cancel() or run() of that target on this host writes them into
+# the store and removes the file. Without it the record would keep saying
+# ``running`` and read ``interrupted``.
+
+#: Fields of a record that its end sets.
+FINAL_FIELDS = ("status", "completed_at", "error", "result", "progress_stage", "progress_percent")
+
+
+def _pending_files(lock_path: str) -> list[str]:
+    return sorted(glob.glob(glob.escape(lock_path) + ".pending-*.json"))
+
+
+def save_pending(lock_path: str, record: dict[str, Any]) -> str:
+    """Keep ``record``'s end for later (atomically: a reader sees the whole file or none)."""
+    path = f"{lock_path}.pending-{record['run_id']}.json"
+    payload = {"run_id": record["run_id"], "target_table": record["target_table"],
+               "fields": {k: record.get(k) for k in FINAL_FIELDS}}  # fmt: skip
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as out:
+        json.dump(payload, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def apply_pending(store: StatusStore, conn: Any, lock_path: str) -> None:
+    """Write the ends kept by :func:`save_pending` into the store (best effort: kept on failure)."""
+    for path in _pending_files(lock_path):
+        try:
+            with open(path, encoding="utf-8") as source:
+                pending = json.load(source)
+            if pending.get("target_table") != store.target_table or not store._exists(conn):
+                continue
+            store.update(conn, pending["run_id"], **pending["fields"])
+        except Exception as exc:  # unreadable, or the store failed again: try next time
+            log.warning("could not record the end of a run kept in %s (%s)", path, exc)
+            try:
+                conn.rollback()
+            except Exception:
+                pass
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # another process applied it too
+            pass

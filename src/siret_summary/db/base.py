@@ -16,6 +16,10 @@ from typing import Any
 import pyarrow as pa
 
 
+#: A WHERE clause (starting with a space, or empty) and the parameters it binds.
+Filter = tuple[str, Any]
+
+
 @dataclass(frozen=True)
 class Column:
     """A column of an existing table, reduced to what writing needs."""
@@ -66,6 +70,8 @@ class Backend(ABC):
 
     dialect: str
     uri: str
+    #: Bytes of an identifier the database keeps (it cuts longer ones); None: no limit.
+    max_identifier_bytes: int | None = None
 
     @abstractmethod
     def connect(self, role: str = "main") -> Any:
@@ -136,8 +142,24 @@ class Backend(ABC):
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         """Make the staging table cheap to look up by ``siret`` where the planner needs it (not by default)."""
 
-    def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> str | None:
-        """A WHERE clause keeping rows whose raw SIRET normalises into ``sirets``; None if unsupported."""
+    def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> Filter | None:
+        """A WHERE clause (and its bound parameters) keeping rows whose raw SIRET normalises into ``sirets``,
+        computed by the server; None if unsupported."""
+        return None
+
+    def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
+        """A SELECT of ``(k, s)`` per row: ``k`` identifies the row, ``s`` is the raw ``column`` as a read
+        delivers it. None when the table offers no key the backend can filter by exactly (then a targeted
+        read takes the whole table and filters it after normalisation)."""
+        return None
+
+    def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
+        """A WHERE clause and its bound parameters keeping exactly the rows whose ``k`` is in ``keys``
+        (``k`` as :meth:`row_keys_sql` of ``column`` reads it); None if it cannot.
+
+        No value is ever written into the SQL text: values travel as bound
+        parameters and are compared in their stored types.
+        """
         return None
 
     def exists(self) -> bool:
@@ -176,11 +198,13 @@ class Backend(ABC):
             return self.plain(cur.fetch_arrow_table())
 
     @contextmanager
-    def fetch_batches(self, conn: Any, sql: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+    def fetch_batches(
+        self, conn: Any, sql: str, params: Any = None
+    ) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
         """The result's schema and its record batches as the driver streams them (cursor open meanwhile)."""
         with self.cursor(conn) as cur:
             self.prepare_stream(cur)
-            cur.execute(sql)
+            cur.execute(sql, params)
             reader = cur.fetch_record_batch()
             schema = self.plain(reader.schema.empty_table()).schema
             yield schema, (self.plain(batch) for batch in reader)

@@ -12,7 +12,7 @@ import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, kind_of, quote_table, quote_identifier, split_table
+from .base import Backend, Column, Filter, kind_of, quote_table, quote_identifier, split_table
 
 
 #: The driver's built-in type table instead of querying the server's catalogue
@@ -32,9 +32,43 @@ def normalised_siret_sql(column: str) -> str:
     return f"(CASE WHEN length({digits}) BETWEEN 1 AND 14 THEN lpad({digits}, 14, '0') END)"
 
 
+#: PostgreSQL keeps this many bytes of an identifier (NAMEDATALEN - 1) and silently cuts the rest.
+MAX_IDENTIFIER_BYTES = 63
+
+
 def siret_index_name(table: str) -> str:
-    """Name of the expression index on the normalised SIRET (made by install_change_capture)."""
-    return f"siret_summary_norm_{split_table(table)[-1]}"[:63]
+    """Name of the expression index on the normalised SIRET (made by install_change_capture).
+
+    Never cut: past the 63 bytes PostgreSQL keeps, a digest of the table name
+    stands for it (two long names sharing their first bytes get two indexes).
+    """
+    name = split_table(table)[-1]
+    full = f"siret_summary_norm_{name}"
+    if len(full.encode()) <= 63:
+        return full
+    return f"siret_summary_norm_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+#: Column types whose values, as the driver reads them, bind back as the very same
+#: stored value (text as text, numbers as numbers); others make a targeted read whole.
+_BINDABLE = {
+    "text", "character varying", "character", "name", "numeric",
+    "smallint", "integer", "bigint", "real", "double precision",
+}  # fmt: skip
+
+
+#: Types whose ``::text`` no session setting changes (the server-side normalisation prints with it).
+_TEXT_TYPES = {"text", "character varying", "character", "name"}
+
+
+def _base_type(declared: str) -> str:
+    return declared.split("(")[0].strip().lower()
+
+
+def _array_param(values: pa.Array) -> pa.RecordBatch:
+    """One bound parameter: ``values`` as a PostgreSQL array (needs adbc-driver-postgresql 1.3+)."""
+    offsets = pa.array([0, len(values)], pa.int32())
+    return pa.record_batch([pa.ListArray.from_arrays(offsets, values)], names=["values"])
 
 
 def _storage(column: Any, storage_type: pa.DataType) -> Any:
@@ -45,6 +79,7 @@ def _storage(column: Any, storage_type: pa.DataType) -> Any:
 
 class PostgresBackend(Backend):
     dialect = "postgresql"
+    max_identifier_bytes = MAX_IDENTIFIER_BYTES
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -140,18 +175,56 @@ class PostgresBackend(Backend):
     def empty_table_sql(self, quoted_table: str) -> str:
         return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
 
-    def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> str | None:
+    def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> Filter | None:
         # Normalised server-side, so every stored spelling matches — only when
         # the expression index exists (install_change_capture creates it):
         # without it every row's regexes run, slower than matching locally.
-        index = [*split_table(table)[:-1], siret_index_name(table)]  # in the table's schema
+        name = siret_index_name(table)
+        if len(name.encode()) > MAX_IDENTIFIER_BYTES:  # cannot exist under that name
+            return None
+        declared = self._declared(conn, table, column)
+        if declared is None or _base_type(declared) not in _TEXT_TYPES:
+            # ``::text`` of a number depends on session settings (extra_float_digits):
+            # the index and this query could disagree on a row's SIRET.
+            return None
+        index = [*split_table(table)[:-1], name]  # in the table's schema
         has_index = self.scalar(
             conn, "SELECT to_regclass($1) IS NOT NULL", [".".join(quote_identifier(p) for p in index)]
         )
         if not has_index:
             return None
-        values = ", ".join("'" + s + "'" for s in sirets if s.isdigit())
-        return f" WHERE {normalised_siret_sql(column)} = ANY(ARRAY[{values}]::text[])"
+        return f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])", _array_param(pa.array(list(sirets), pa.string()))
+
+    def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
+        # The key of a row is its raw SIRET itself, in its stored type: the
+        # distinct values as read, bound back as an array of the column's type.
+        declared = self._declared(conn, table, column)
+        if declared is None or _base_type(declared) not in _BINDABLE:
+            return None  # a type whose read form may not cast back to the same value
+        q = quote_identifier(column)
+        return f"SELECT DISTINCT {q} AS k, {q} AS s FROM {quote_table(table)} WHERE {q} IS NOT NULL"
+
+    def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
+        declared = self._declared(conn, table, column)
+        if declared is None or _base_type(declared) not in _BINDABLE:
+            return None
+        if pa.types.is_integer(keys.type):
+            keys = keys.cast(pa.int64())
+        elif pa.types.is_floating(keys.type):
+            keys = keys.cast(pa.float64())
+        elif pa.types.is_large_string(keys.type) or pa.types.is_string_view(keys.type):
+            keys = keys.cast(pa.string())
+        elif not pa.types.is_string(keys.type):
+            return None
+        # Cast to the column's own array type: compared as the column compares
+        # (character(n) ignores its padding, numeric its trailing zeros).
+        return f" WHERE {quote_identifier(column)} = ANY($1::{declared}[])", _array_param(keys)
+
+    def _declared(self, conn: Any, table: str, column: str) -> str | None:
+        for c in self.describe(conn, table) or []:
+            if c.name == column:
+                return c.declared
+        return None
 
     def lock_path(self, table: str) -> str:
         digest = hashlib.sha256(f"{self.display()}|{table}".encode()).hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,7 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, kind_of, quote_identifier, quote_table, split_table
+from .base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
 class SQLiteBackend(Backend):
@@ -79,6 +80,38 @@ class SQLiteBackend(Backend):
             f"SELECT 0 AS {_TYPING_ROW}, {typed} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {cols} FROM {quote_table(table)}{where}"
         )
+
+    def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
+        # The row id: always an INTEGER, whatever the declared types (an untyped
+        # id column stores 360 as an integer, and 360 = '360' is false there).
+        key = self._row_id(conn, table)
+        if key is None:
+            return None
+        return (
+            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, '' AS s UNION ALL "
+            f"SELECT 1 AS {_TYPING_ROW}, {key} AS k, CAST({quote_identifier(column)} AS TEXT) AS s"
+            f" FROM {quote_table(table)}"
+        )
+
+    def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
+        key = self._row_id(conn, table)
+        if key is None or not pa.types.is_integer(keys.type):
+            return None
+        # One bound parameter, a JSON array of integers: json_each yields them as INTEGERs.
+        return f" WHERE {key} IN (SELECT value FROM json_each(?))", [json.dumps(keys.to_pylist())]
+
+    def _row_id(self, conn: Any, table: str) -> str | None:
+        """A name under which the table's rowid is reachable; None for views, WITHOUT ROWID and virtual tables."""
+        parts = split_table(table)
+        schema = quote_identifier(parts[0]) + "." if len(parts) == 2 else ""
+        try:
+            listing = self.fetch_arrow(conn, f"PRAGMA {schema}table_list({quote_identifier(parts[-1])})").to_pylist()
+        except Exception:  # SQLite before 3.37: no table_list, no way to tell
+            return None
+        if len(listing) != 1 or listing[0]["type"] != "table" or listing[0]["wr"]:
+            return None
+        taken = {c.name.lower() for c in self.describe(conn, table) or []}
+        return next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in taken), None)
 
     def plain(self, data: Any) -> Any:
         """``data`` without the typing row and its flag (see select_columns_sql)."""

@@ -1,0 +1,61 @@
+"""Identifiers the databases can hold (SPEC §9).
+
+``Config`` refuses a NUL, or text without a UTF-8 form, in any name when it is
+built. Lengths depend on the database: PostgreSQL keeps the first 63 bytes
+(UTF-8) of an identifier and silently cuts the rest, so two names sharing
+their first 63 bytes — ``<state_table>_meta`` and ``<state_table>_rows`` of a
+62-byte ``state_table`` — would name one table. Every name a run would use on
+a PostgreSQL database, the derived ones included, is checked before anything
+is read or written there; SQLite keeps names of any length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from .config import Config
+from .db.base import Backend, split_table
+from .errors import ConfigError
+
+
+def target_names(config: Config) -> list[tuple[str, str, str]]:
+    """``(setting, name as configured, identifier)`` of every identifier a run creates in the target database."""
+    from .write_versions import versions_table
+
+    names = [("target_table", config.target_table, part) for part in split_table(config.target_table)]
+    names += [("status_table", config.status_table, part) for part in split_table(config.status_table)]
+    state = config.state_table
+    names += [("state_table", state, part) for part in split_table(state)]
+    for derived in (f"{state}_meta", versions_table(state)):  # incremental.StateStore.meta, write_versions
+        names.append(("state_table", state, split_table(derived)[-1]))
+    return names
+
+
+def source_names(config: Config) -> list[tuple[str, str, str]]:
+    """The same for the source tables and their mapped columns."""
+    names = [("pv_table", config.pv_table, part) for part in split_table(config.pv_table)]
+    names += [("invitations_table", config.invitations_table, part) for part in split_table(config.invitations_table)]
+    for setting, mapping in (("pv_columns", config.pv_columns), ("invitation_columns", config.invitation_columns)):
+        names += [(setting, column, column) for column in mapping.values() if column is not None]
+    return names
+
+
+def check(backend: Backend, names: Iterable[tuple[str, str, str]]) -> None:
+    """A ``ConfigError`` for the first identifier ``backend`` would cut."""
+    limit = backend.max_identifier_bytes
+    if limit is None:
+        return
+    for setting, configured, identifier in names:
+        size = len(identifier.encode("utf-8"))
+        if size > limit:
+            derived = "" if identifier in (configured, *split_table(configured)) else f" (it derives {identifier!r})"
+            raise ConfigError(
+                f"{setting} {configured!r} makes a name of {size} bytes{derived}, but {backend.dialect} keeps "
+                f"{limit} bytes of a name and would cut it; choose a shorter {setting}."
+            )
+
+
+def is_postgres_location(location: Any) -> bool:
+    return isinstance(location, (str, os.PathLike)) and os.fspath(location).startswith(("postgresql://", "postgres://"))
