@@ -24,10 +24,11 @@ from dbutil import connect, execute, query, read_table
 
 CONFIG = siret_summary.Config(target_table="summary_g", state_table="summary_g_state")
 _NAMESPACE = 0x5353
+CANONICAL = "public.summary_g"  # the lock is keyed by the table's schema-qualified name
 
 
 def _lock_holders(location: str) -> list[int]:
-    key = lock_key(CONFIG.target_table) & 0xFFFFFFFF
+    key = lock_key(CANONICAL) & 0xFFFFFFFF
     rows = query(
         location,
         f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = {_NAMESPACE} AND objid = {key}",
@@ -112,7 +113,7 @@ def test_a_run_whose_lock_is_held_elsewhere_when_it_comes_back_fails_and_changes
     def kill_and_take(status):
         if status["progress"]["stage"] == stage and not taken:
             _kill_lock_session(built)
-            cur.execute(f"SELECT pg_try_advisory_lock({_NAMESPACE}, {lock_key(CONFIG.target_table)})")
+            cur.execute(f"SELECT pg_try_advisory_lock({_NAMESPACE}, {lock_key(CANONICAL)})")
             taken.append(cur.fetchone()[0])
 
     try:

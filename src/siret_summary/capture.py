@@ -53,15 +53,64 @@ from .normalize import needed_columns
 from .read import connected
 
 LOG_TABLE = "siret_summary_changes"
-#: One row: the id of the last run that consumed the log (the source's half of the cursor).
+#: One row: the id of the last run that consumed the log (the source's half of the
+#: cursor), and the definitions of the capture triggers as installed (the manifest).
 CURSOR_TABLE = "siret_summary_changes_cursor"
 _FUNCTION = "siret_summary_capture"
 _ROW_FUNCTION = "siret_summary_capture_row"
+_GUARD_FUNCTION = "siret_summary_capture_guard"
 _EVENTS = ("insert", "update", "delete", "truncate", "row")
 _FIRST_USER_OID = 16384  # types below are built into PostgreSQL
+#: The transaction-local setting under which a run may delete log entries (the log refuses other deletes).
+CONSUMING = "siret_summary.consuming"
 
 #: Version of the identity digest; part of it.
-IDENTITY_FORMAT = "1"
+IDENTITY_FORMAT = "2"
+
+
+def _qualified(schema: str, name: str) -> str:
+    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def _function_bodies(schema: str) -> dict[str, str]:
+    """The capture functions' bodies, naming the log with its schema (a replication worker has an empty search_path)."""
+    log = _qualified(schema, LOG_TABLE)
+    insert = f"INSERT INTO {log} (source_table, raw_siret)"
+    return {
+        _FUNCTION: f"""
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO {log} (source_table, truncated) VALUES (TG_TABLE_NAME, true);
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    EXECUTE format('{insert} SELECT DISTINCT %L, (to_jsonb(n) ->> %L) FROM new_rows n', TG_TABLE_NAME, TG_ARGV[0]);
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    EXECUTE format('{insert} SELECT DISTINCT %L, (to_jsonb(o) ->> %L) FROM old_rows o', TG_TABLE_NAME, TG_ARGV[0]);
+  END IF;
+  RETURN NULL;
+END """,
+        _ROW_FUNCTION: f"""
+BEGIN
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    {insert} VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0]);
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    {insert} VALUES (TG_TABLE_NAME, to_jsonb(OLD) ->> TG_ARGV[0]);
+  END IF;
+  RETURN NULL;
+END """,
+        # Entries leave the log only when a run consumes them: a DELETE or TRUNCATE by
+        # hand would drop changes no run has seen.
+        _GUARD_FUNCTION: f"""
+BEGIN
+  IF coalesce(current_setting('{CONSUMING}', true), '') <> 'on' THEN
+    RAISE EXCEPTION 'the change log is emptied by siret_summary runs only; use siret_summary.uninstall_change_capture() to remove it';
+  END IF;
+  RETURN NULL;
+END """,
+    }
 
 
 def _postgres(uri: str) -> Backend:
@@ -97,12 +146,63 @@ def _check_names(backend: Backend, config: Config) -> None:
     names.check(backend, names.source_names(config))
 
 
+def _capture_schema(backend: Backend, conn: Any, config: Config) -> str:
+    """The schema of the PV table: the change log, its cursor and the functions live there."""
+    schema = backend.scalar(
+        conn, "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = to_regclass($1)", [quote_table(config.pv_table)],
+    )  # fmt: skip
+    if schema is None:
+        raise SourceError(
+            f'table "{config.pv_table}" does not exist in {backend.display()}; '
+            "create it or name the right table with Config(pv_table=...).", setting="pv_table",
+        )
+    return schema
+
+
+def _trigger_definitions(schema: str, config: Config) -> list[tuple[str, str, str]]:
+    """``(table, trigger name, definition after the name)`` of every capture trigger."""
+    out = []
+    functions = {f: _qualified(schema, f) for f in (_FUNCTION, _ROW_FUNCTION, _GUARD_FUNCTION)}
+    for table, siret in _tables(config):
+        q = quote_table(table)
+        arg = "'" + siret.replace("'", "''") + "'"
+        statement = f"FOR EACH STATEMENT EXECUTE FUNCTION {functions[_FUNCTION]}({arg})"
+        out += [
+            (q, trigger_name("insert", table), f"AFTER INSERT ON {q} REFERENCING NEW TABLE AS new_rows {statement}"),
+            (q, trigger_name("update", table),
+             f"AFTER UPDATE ON {q} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows {statement}"),
+            (q, trigger_name("delete", table), f"AFTER DELETE ON {q} REFERENCING OLD TABLE AS old_rows {statement}"),
+            (q, trigger_name("truncate", table),
+             f"AFTER TRUNCATE ON {q} FOR EACH STATEMENT EXECUTE FUNCTION {functions[_FUNCTION]}('')"),
+            # Logical replication's apply worker fires row triggers only (and runs in
+            # replica role): in that role each row is logged on its own.
+            (q, trigger_name("row", table),
+             f"AFTER INSERT OR UPDATE OR DELETE ON {q} FOR EACH ROW"
+             " WHEN (current_setting('session_replication_role') = 'replica')"
+             f" EXECUTE FUNCTION {functions[_ROW_FUNCTION]}({arg})"),
+        ]  # fmt: skip
+    log = _qualified(schema, LOG_TABLE)
+    for event in ("DELETE", "TRUNCATE"):
+        out.append((log, f"siret_summary_guard_{event.lower()}",
+                    f"BEFORE {event} ON {log} FOR EACH STATEMENT EXECUTE FUNCTION {functions[_GUARD_FUNCTION]}()"))
+    return out
+
+
+_MANIFEST_SQL = """SELECT coalesce(json_object_agg(t.tgname, pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}')::text
+FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = ANY(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3)]::oid[])
+AND t.tgname LIKE 'siret\_summary\_%'"""
+
+
 def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     """Create the change log, its cursor, the trigger functions, the triggers and the lookup indexes.
 
-    Idempotent: running it again repairs disabled or missing triggers and
-    upgrades a log made by an older version. The first run after it scans
-    (SPEC §6: capture vouches only for changes made while it was installed).
+    ``config`` must be the one the runs use (its tables and SIRET columns are
+    what the triggers log). Idempotent: running it again repairs disabled,
+    changed or missing triggers and upgrades a log made by an older version.
+    The first run after it scans (SPEC §6: capture vouches only for changes
+    made while it was installed). The log, its cursor and the functions go in
+    the PV table's schema.
 
     Examples
     --------
@@ -110,73 +210,49 @@ def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     """
     config = as_config(config)
     backend = _postgres(uri)
-    log_insert = f"INSERT INTO {LOG_TABLE} (source_table, raw_siret)"
     _check_names(backend, config)
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} (id BIGSERIAL PRIMARY KEY, source_table TEXT NOT NULL,"
-        " raw_siret TEXT, truncated BOOLEAN NOT NULL DEFAULT false, logged_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        # The logging transaction: entries are consumed by the snapshot a run read them in.
-        f"ALTER TABLE {LOG_TABLE} ADD COLUMN IF NOT EXISTS xact xid8 NOT NULL DEFAULT pg_current_xact_id()",
-        f"CREATE TABLE IF NOT EXISTS {CURSOR_TABLE} (one_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (one_row),"
-        " run_id TEXT)",
-        f"""CREATE OR REPLACE FUNCTION {_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'TRUNCATE' THEN
-    INSERT INTO {LOG_TABLE} (source_table, truncated) VALUES (TG_TABLE_NAME, true);
-    RETURN NULL;
-  END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    EXECUTE format('{log_insert} SELECT DISTINCT %L, (to_jsonb(n) ->> %L) FROM new_rows n', TG_TABLE_NAME, TG_ARGV[0]);
-  END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
-    EXECUTE format('{log_insert} SELECT DISTINCT %L, (to_jsonb(o) ->> %L) FROM old_rows o', TG_TABLE_NAME, TG_ARGV[0]);
-  END IF;
-  RETURN NULL;
-END $$""",
-        f"""CREATE OR REPLACE FUNCTION {_ROW_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    {log_insert} VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0]);
-  END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
-    {log_insert} VALUES (TG_TABLE_NAME, to_jsonb(OLD) ->> TG_ARGV[0]);
-  END IF;
-  RETURN NULL;
-END $$""",
-    ]
-    for table, siret in _tables(config):
-        q = quote_table(table)
-        arg = "'" + siret.replace("'", "''") + "'"
-        triggers = {
-            "insert": f"AFTER INSERT ON {q} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
-            f" EXECUTE FUNCTION {_FUNCTION}({arg})",
-            "update": f"AFTER UPDATE ON {q} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT"
-            f" EXECUTE FUNCTION {_FUNCTION}({arg})",
-            "delete": f"AFTER DELETE ON {q} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"
-            f" EXECUTE FUNCTION {_FUNCTION}({arg})",
-            "truncate": f"AFTER TRUNCATE ON {q} FOR EACH STATEMENT EXECUTE FUNCTION {_FUNCTION}('')",
-            # Logical replication's apply worker fires row triggers only (and runs in
-            # replica role): in that role each row is logged on its own.
-            "row": f"AFTER INSERT OR UPDATE OR DELETE ON {q} FOR EACH ROW"
-            " WHEN (current_setting('session_replication_role') = 'replica')"
-            f" EXECUTE FUNCTION {_ROW_FUNCTION}({arg})",
-        }
-        for event, definition in triggers.items():
-            name = quote_identifier(trigger_name(event, table))
-            statements += [
-                f"DROP TRIGGER IF EXISTS {name} ON {q}",
-                f"CREATE TRIGGER {name} {definition}",
-                f"ALTER TABLE {q} ENABLE ALWAYS TRIGGER {name}",  # also in replica role
-            ]
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
-            # Statistics of the new expression index: without them the planner
-            # guesses most rows match and scans the table instead.
-            f"ANALYZE {q}",
-        ]
     with connected(backend, role="capture") as conn:
+        schema = _capture_schema(backend, conn, config)
+        log, cursor = _qualified(schema, LOG_TABLE), _qualified(schema, CURSOR_TABLE)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {log} (id BIGSERIAL PRIMARY KEY, source_table TEXT NOT NULL,"
+            " raw_siret TEXT, truncated BOOLEAN NOT NULL DEFAULT false, logged_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            # The logging transaction: entries are consumed by the snapshot a run read them in.
+            f"ALTER TABLE {log} ADD COLUMN IF NOT EXISTS xact xid8 NOT NULL DEFAULT pg_current_xact_id()",
+            f"CREATE TABLE IF NOT EXISTS {cursor} (one_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (one_row),"
+            " run_id TEXT)",
+            f"ALTER TABLE {cursor} ADD COLUMN IF NOT EXISTS manifest TEXT",
+        ]
+        for name, body in _function_bodies(schema).items():
+            statements.append(
+                f"CREATE OR REPLACE FUNCTION {_qualified(schema, name)}() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f"{body}$$"
+            )
+        for table, name, definition in _trigger_definitions(schema, config):
+            trigger = quote_identifier(name)
+            statements += [
+                f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
+                f"CREATE TRIGGER {trigger} {definition}",
+                f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}",  # also in replica role
+            ]
+        for table, siret in _tables(config):
+            q = quote_table(table)
+            statements += [
+                f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
+                # Statistics of the new expression index: without them the planner
+                # guesses most rows match and scans the table instead.
+                f"ANALYZE {q}",
+            ]
         for sql in statements:
             backend.execute(conn, sql)
+        # The triggers as installed: a run checks them against this (a trigger or
+        # function replaced by hand makes capture step aside until installed again).
+        manifest = backend.scalar(conn, _MANIFEST_SQL, [quote_table(config.pv_table),
+                                                        quote_table(config.invitations_table), log])
+        backend.execute(
+            conn, f"INSERT INTO {cursor} (one_row, manifest) VALUES (true, $1)"
+            " ON CONFLICT (one_row) DO UPDATE SET manifest = EXCLUDED.manifest", [manifest],
+        )  # fmt: skip
         conn.commit()
 
 
@@ -186,17 +262,17 @@ def uninstall_change_capture(uri: str, *, config: Config | None = None) -> None:
     backend = _postgres(uri)
     # No name check here: PostgreSQL cuts the names given as an older install
     # (which cut them with [:63]) did, so this still removes that install.
-    statements = []
-    for table, _ in _tables(config):
-        q = quote_table(table)
-        for event in _EVENTS:
-            statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(trigger_name(event, table))} ON {q}")
-        statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
-    statements += [
-        f"DROP FUNCTION IF EXISTS {_FUNCTION}()", f"DROP FUNCTION IF EXISTS {_ROW_FUNCTION}()",
-        f"DROP TABLE IF EXISTS {LOG_TABLE}", f"DROP TABLE IF EXISTS {CURSOR_TABLE}",
-    ]  # fmt: skip
     with connected(backend, role="capture") as conn:
+        schema = _capture_schema(backend, conn, config)
+        statements = []
+        for table, _ in _tables(config):
+            q = quote_table(table)
+            for event in _EVENTS:
+                statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(trigger_name(event, table))} ON {q}")
+                statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(f'siret_summary_{event}_{split_table(table)[-1]}'[:63])} ON {q}")
+            statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
+        statements += [f"DROP TABLE IF EXISTS {_qualified(schema, t)}" for t in (LOG_TABLE, CURSOR_TABLE)]
+        statements += [f"DROP FUNCTION IF EXISTS {_qualified(schema, f)}()" for f in (_FUNCTION, _ROW_FUNCTION, _GUARD_FUNCTION)]
         for sql in statements:
             backend.execute(conn, sql)
         conn.commit()
@@ -207,13 +283,15 @@ class Changes:
     """What the log held when a run read it, and whether capture can vouch for the sources.
 
     ``snapshot``: the read's snapshot (entries visible in it are consumed by
-    the run; None for a log too old to be consumed exactly). ``identity``: the
+    the run; None when the log was not read: too old, or not readable by the
+    run's role). ``log_schema``: where the log and its cursor live. ``identity``: the
     digest of the captured tables' definitions (None when capture cannot vouch,
     ``problem`` then says why). ``cursor``: the run id of the last run that
     consumed the log.
     """
 
     snapshot: str | None
+    log_schema: str | None
     raw_sirets: list[str]
     truncated: bool
     identity: str | None
@@ -236,12 +314,17 @@ class Changes:
 
 
 _IDENTITY_SQL = f"""
-WITH captured(role, rel) AS (VALUES ('pv', to_regclass($1)::oid), ('invitations', to_regclass($2)::oid))
+WITH captured(role, rel) AS (VALUES ('pv', to_regclass($1)::oid), ('invitations', to_regclass($2)::oid)),
+home AS (SELECT n.nspname::text AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = to_regclass($1)),
+objects AS (SELECT h.schema,
+  to_regclass(quote_ident(h.schema) || '.{LOG_TABLE}') AS log, to_regclass(quote_ident(h.schema) || '.{CURSOR_TABLE}') AS cur
+  FROM home h)
 SELECT t.role, c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.xmin::text AS class_xmin,
   c.relkind::text AS kind, c.relhassubclass AS parent,
   a.attnum::int AS num, a.attname::text AS name, a.atttypid::bigint AS type, a.atttypmod::int AS mod,
   a.attcollation::bigint AS coll, a.attisdropped AS dropped, a.attmissingval::text AS missing, a.xmin::text AS att_xmin,
-  (SELECT json_agg(json_build_array(g.tgname, g.tgenabled, g.tgfoid::bigint, g.xmin::text) ORDER BY g.tgname)
+  (SELECT json_agg(json_build_array(g.tgname, g.tgenabled, encode(g.tgargs, 'hex'), g.xmin::text) ORDER BY g.tgname)
      FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)::text AS triggers,
   s.*
 FROM captured t
@@ -251,40 +334,58 @@ CROSS JOIN (SELECT current_setting('TimeZone') AS timezone,
   (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,
   CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')
     THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,
-  (SELECT json_agg(json_build_array(p.proname, p.oid::bigint, p.xmin::text) ORDER BY p.proname, p.oid) FROM pg_proc p
-     WHERE p.proname IN ('{_FUNCTION}', '{_ROW_FUNCTION}'))::text AS functions,
-  (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = to_regclass('{LOG_TABLE}')) AS log,
-  (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = to_regclass('{CURSOR_TABLE}')) AS cursor_table,
-  EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = to_regclass('{LOG_TABLE}') AND x.attname = 'xact'
-          AND NOT x.attisdropped) AS has_xact) s
+  o.schema,
+  (SELECT json_object_agg(p.proname, json_build_array(md5(p.prosrc), p.oid::bigint, p.xmin::text)) FROM pg_proc p
+     JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = o.schema AND p.proname IN ('{_FUNCTION}', '{_ROW_FUNCTION}', '{_GUARD_FUNCTION}'))::text AS functions,
+  (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = o.log) AS log,
+  (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = o.cur) AS cursor_table,
+  EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = o.log AND x.attname = 'xact' AND NOT x.attisdropped) AS has_xact,
+  EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = o.cur AND x.attname = 'manifest' AND NOT x.attisdropped)
+    AS has_manifest,
+  CASE WHEN o.log IS NOT NULL THEN has_table_privilege(o.log, 'SELECT') AND has_table_privilege(o.log, 'DELETE') END
+    AS may_consume,
+  CASE WHEN o.cur IS NOT NULL THEN has_table_privilege(o.cur, 'SELECT') AND has_table_privilege(o.cur, 'UPDATE')
+    AND has_table_privilege(o.cur, 'INSERT') END AS may_advance
+  FROM objects o) s
 ORDER BY t.role, a.attnum"""
 
-_LOG_SQL = f"""
-SELECT s.snapshot, d.raw_siret, d.truncated, (SELECT run_id FROM {CURSOR_TABLE}) AS cursor
+
+def _log_sql(schema: str) -> str:
+    return f"""
+SELECT s.snapshot, d.raw_siret, d.truncated, c.run_id AS cursor, c.manifest
 FROM (SELECT pg_current_snapshot()::text AS snapshot) s
-LEFT JOIN (SELECT raw_siret, bool_or(truncated) AS truncated FROM {LOG_TABLE} GROUP BY raw_siret) d ON true"""
+LEFT JOIN (SELECT raw_siret, bool_or(truncated) AS truncated FROM {_qualified(schema, LOG_TABLE)} GROUP BY raw_siret) d
+  ON true
+LEFT JOIN {_qualified(schema, CURSOR_TABLE)} c ON true"""
 
 
 def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, str | None]:
     """The digest of the captured tables' definitions, or None and why capture cannot vouch."""
     head = rows[0]
-    reinstall = "run siret_summary.install_change_capture() again"
-    if {f[0] for f in json.loads(head["functions"] or "[]")} != {_FUNCTION, _ROW_FUNCTION}:
-        return None, f"the change capture functions are missing; {reinstall}"
+    reinstall = "run siret_summary.install_change_capture() again with the runs' configuration"
+    functions = json.loads(head["functions"] or "{}")
+    expected = {name: hashlib.md5(body.encode()).hexdigest() for name, body in _function_bodies(head["schema"]).items()}
+    if {name: f[0] for name, f in functions.items()} != expected:
+        return None, f"the change capture functions are missing or were changed; {reinstall}"
     mapped = {"pv": set(needed_columns(config.pv_columns)), "invitations": set(needed_columns(config.invitation_columns))}
-    tables = {"pv": config.pv_table, "invitations": config.invitations_table}
-    for role, table in tables.items():
+    tables = {"pv": (config.pv_table, config.pv_columns["siret"]),
+              "invitations": (config.invitations_table, config.invitation_columns["siret"])}  # fmt: skip
+    for role, (table, siret) in tables.items():
         own = [r for r in rows if r["role"] == role]
         if own[0]["rel"] is None:
             return None, f'table "{table}" does not exist'
         if own[0]["kind"] != "r" or own[0]["parent"]:
             return None, f'"{table}" is not a plain table without inheritance children; its changes cannot all be captured'
-        triggers = {name: enabled for name, enabled, *_ in json.loads(own[0]["triggers"] or "[]")}
+        triggers = {name: (enabled, args) for name, enabled, args, _ in json.loads(own[0]["triggers"] or "[]")}
         for event in _EVENTS:
-            state = triggers.get(trigger_name(event, table))
-            if state != "A":
-                what = "missing" if state is None else "not enabled ALWAYS"
+            enabled, args = triggers.get(trigger_name(event, table), (None, None))
+            if enabled != "A":
+                what = "missing" if enabled is None else "not enabled ALWAYS"
                 return None, f'capture trigger "{trigger_name(event, table)}" on "{table}" is {what}; {reinstall}'
+            wanted = "" if event == "truncate" else siret
+            if args != (wanted.encode() + b"\0").hex():  # the SIRET column it logs is the one the runs read
+                return None, f'capture trigger "{trigger_name(event, table)}" logs another column than "{siret}"; {reinstall}'
         if any(r["type"] >= _FIRST_USER_OID for r in own if r["name"] in mapped[role] and not r["dropped"]):
             # A renamed enum value changes every row's text without a change to log.
             return None, f'a mapped column of "{table}" has a type defined in the database'
@@ -292,7 +393,7 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
             "att_xmin", "triggers")  # fmt: skip
     identity = {
         "format": IDENTITY_FORMAT,
-        "server": [head[k] for k in ("timezone", "db", "cluster", "functions", "log", "cursor_table")],
+        "server": [head[k] for k in ("timezone", "db", "cluster", "schema", "functions", "log", "cursor_table")],
         "tables": [[r[k] for k in keys] for r in rows],
     }
     return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest(), None
@@ -304,17 +405,29 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
         return None
     rows = backend.fetch_arrow(conn, _IDENTITY_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table)])
     rows = rows.to_pylist()
-    if rows[0]["log"] is None:
+    head = rows[0]
+    if head["log"] is None:
         return None
     identity, problem = _identity(rows, config)
-    if not rows[0]["has_xact"] or rows[0]["cursor_table"] is None:
+    schema = head["schema"]
+    if not head["may_consume"] or not head["may_advance"]:
+        # Neither read nor consumed: the run scans, and leaves the log to a role that may.
+        return Changes(None, None, [], False, None, "the run's role may not read and delete the change log entries"
+                       f" (grant SELECT, DELETE on {LOG_TABLE} and SELECT, INSERT, UPDATE on {CURSOR_TABLE})", None)
+    if not head["has_xact"] or head["cursor_table"] is None or not head["has_manifest"]:
         problem = "the change log was made by an older version of the library; run siret_summary.install_change_capture() again"
-        raw = pl.from_arrow(backend.fetch_arrow(conn, f"SELECT DISTINCT raw_siret, truncated FROM {LOG_TABLE}"))
-        return Changes(None, raw["raw_siret"].drop_nulls().to_list(), bool(raw["truncated"].any()), None, problem, None)
-    log = pl.from_arrow(backend.fetch_arrow(conn, _LOG_SQL))
+        return Changes(None, None, [], False, None, problem, None)
+    log = pl.from_arrow(backend.fetch_arrow(conn, _log_sql(schema)))
     assert isinstance(log, pl.DataFrame)
+    manifest = backend.scalar(conn, _MANIFEST_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table),
+                                                    _qualified(schema, LOG_TABLE)])
+    if problem is None and manifest != log["manifest"][0]:
+        problem = ("the capture triggers differ from those install_change_capture() made; "
+                   "run siret_summary.install_change_capture() again with the runs' configuration")
+        identity = None
     return Changes(
         snapshot=log["snapshot"][0],
+        log_schema=schema,
         raw_sirets=log["raw_siret"].drop_nulls().to_list(),
         truncated=bool(log["truncated"].any()),
         identity=identity,
@@ -325,14 +438,16 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
 
 def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> None:
     """Inside the caller's transaction: drop the entries the run read, and name the run as the log's last consumer."""
-    if changes.snapshot is None:  # an older log: nothing can be consumed exactly
+    if changes.snapshot is None or changes.log_schema is None:  # not read: nothing to consume
         return
     p = backend.param
-    backend.execute(conn, f"DELETE FROM {LOG_TABLE} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot)",
+    log, cursor = _qualified(changes.log_schema, LOG_TABLE), _qualified(changes.log_schema, CURSOR_TABLE)
+    backend.execute(conn, f"SELECT set_config('{CONSUMING}', 'on', true)")  # this transaction only
+    backend.execute(conn, f"DELETE FROM {log} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot)",
                     [changes.snapshot])
     backend.execute(
         conn,
-        f"INSERT INTO {CURSOR_TABLE} (one_row, run_id) VALUES (true, {p(1)})"
+        f"INSERT INTO {cursor} (one_row, run_id) VALUES (true, {p(1)})"
         " ON CONFLICT (one_row) DO UPDATE SET run_id = EXCLUDED.run_id",
         [run_id],
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from typing import Any
 
 import filelock
 
 from .db.base import Backend
 from .errors import TargetError
+from .read import open_connection
 from .status import HOST
 
 
@@ -49,6 +51,8 @@ class RunGuard:
         self.path = lock_path or backend.lock_path(table)
         self._file = filelock.FileLock(self.path, timeout=0, thread_local=False)
         self._conn: Any = None
+        self._canonical = table
+        self._token = uuid.uuid4().hex  # this run, as the lock's holder
 
     def acquire(self) -> bool:
         try:
@@ -59,7 +63,7 @@ class RunGuard:
             return True
         try:
             conn = self.backend.connect("guard")
-            if not self.backend.try_host_lock(conn, self.key):
+            if not self._take(conn):
                 conn.close()
                 self._file.release()
                 return False
@@ -67,6 +71,16 @@ class RunGuard:
             self._file.release()
             raise
         self._conn = conn
+        return True
+
+    def _take(self, conn: Any) -> bool:
+        """The server-side lock on ``conn``, keyed by the table's canonical name, this run named its holder."""
+        # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
+        self._canonical = self.backend.canonical_table(conn, self.table)
+        self.key = lock_key(self._canonical)
+        if not self.backend.try_host_lock(conn, self.key):
+            return False
+        self.backend.record_lock_holder(conn, self._canonical, self._token)
         return True
 
     @property
@@ -82,9 +96,10 @@ class RunGuard:
             except Exception:  # already broken
                 pass
             self._conn = None
-        conn = self.backend.connect("guard")
+        conn = open_connection(self.backend, role="guard", error=TargetError)
         try:
             taken = self.backend.try_host_lock(conn, self.key)
+            holder = self.backend.lock_holder(conn, self._canonical) if taken else None
         except BaseException:
             conn.close()
             raise
@@ -93,6 +108,14 @@ class RunGuard:
             raise LockLost(
                 f"the run lost its lock on {self.table}: the session holding it ended and another run holds it now; "
                 "nothing was committed, run again once that run is over."
+            )
+        if holder != self._token:
+            # Another run held the lock in between (it named itself holder, whatever
+            # its status table): what this run read may be older than what it wrote.
+            conn.close()
+            raise LockLost(
+                f"the run lost its lock on {self.table}: the session holding it ended and another run took the lock "
+                "meanwhile; nothing was committed, run again."
             )
         self._conn = conn
         return conn
@@ -116,7 +139,7 @@ def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_pat
     """Whether the run of a ``running`` record is alive (else it was interrupted)."""
     conn = backend.connect("status")
     try:
-        held = backend.host_lock_held(conn, lock_key(table))
+        held = backend.host_lock_held(conn, lock_key(backend.canonical_table(conn, table))) if backend.host_locks else None
     finally:
         conn.close()
     if held is not None:

@@ -33,8 +33,12 @@ a DEFAULT changes values without new versions, and takes a new attnum), the serv
 again transaction ids a stored state saw; a restore means a restart, and a
 restart costs one re-read), the Polars version and :data:`FORMAT`: a stamp from
 another table, cluster, server start or layout matches nothing.
-The rows a scan fetches by ``ctid`` must come back with the ``xmin`` they had
-when the stamps were read: else the source changed in between and
+The seed also holds the table's storage (``relfilenode``): ``VACUUM FULL`` and
+``CLUSTER`` keep each row's ``xmin`` but move rows to other ``ctid``\ s, where
+rows of the same bulk load (same ``xmin``) may now sit; the fetch recomputes
+the seed, so a rewrite between the stamps and the fetch is noticed. The rows a
+scan fetches by ``ctid`` must come back with the ``xmin`` they had when the
+stamps were read: else the source changed in between and
 :class:`SourceMoved` is raised (the runner then scans again: by stamps twice
 more, then by values).
 """
@@ -76,7 +80,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
         return None
     rows = backend.fetch_arrow(
         conn,
-        "SELECT c.oid::bigint AS rel, c.relkind::text AS kind, c.relhassubclass AS parent,"
+        "SELECT c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.relkind::text AS kind, c.relhassubclass AS parent,"
         " has_table_privilege(c.oid, 'SELECT') AS readable,"
         " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
         " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
@@ -105,7 +109,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
     if len(mapped) != len(set(columns)) or any(r["type"] >= _FIRST_USER_OID for r in mapped):
         return None
     identity = "|".join(
-        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"]), head["started"]]
+        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"]), str(head["node"]), head["started"]]
         + [f"{r['name']}:{r['num']}:{r['type']}:{r['mod']}:{r['coll']}:{r['missing']}" for r in mapped]
     )
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "little")

@@ -141,14 +141,6 @@ class StatusStore:
         conn.commit()
         return bool(value)
 
-    def status_of(self, conn: Any, run_id: str) -> str | None:
-        """The stored status of one run (None when it has no record)."""
-        value = self.backend.scalar(
-            conn, f"SELECT status FROM {self._q()} WHERE run_id = {self.backend.param(1)}", [run_id]
-        )
-        conn.commit()  # end the read transaction
-        return value
-
     def history(self, conn: Any, limit: int = 1) -> list[dict[str, Any]]:
         """The latest records, newest first, as raw dicts."""
         if not self._exists(conn):

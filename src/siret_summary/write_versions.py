@@ -97,8 +97,10 @@ class RowVersions:
         row = backend.fetch_arrow(
             conn,
             "SELECT c.oid::bigint AS target, c.relkind::text AS kind,"
-            " c.relhasrules OR c.relrowsecurity OR EXISTS ("
-            "   SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) AS guarded,"
+            # On the table or any of its partitions (a trigger on one partition changes what it stores).
+            " EXISTS (SELECT 1 FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
+            "   AND (p.relhasrules OR p.relrowsecurity OR EXISTS ("
+            "     SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND NOT t.tgisinternal))) AS guarded,"
             " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
             # PostgreSQL 13+ (pg_current_snapshot, pg_current_xact_id_if_assigned).
             " CASE WHEN current_setting('server_version_num')::int >= 130000"

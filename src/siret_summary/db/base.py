@@ -169,6 +169,17 @@ class Backend(ABC):
     #: Whether :meth:`try_host_lock` takes a lock other hosts see (held by a session of its own).
     host_locks = False
 
+    def canonical_table(self, conn: Any, table: str) -> str:
+        """One name per table, however the configuration spells it (the lock's key)."""
+        return table
+
+    def record_lock_holder(self, conn: Any, table: str, token: str) -> None:
+        """Name ``token`` the holder of ``table``'s host lock, committed (none by default)."""
+
+    def lock_holder(self, conn: Any, table: str) -> str | None:
+        """The token of the last run that took ``table``'s host lock."""
+        return None
+
     def try_host_lock(self, conn: Any, key: int) -> bool:
         """Take a lock that other hosts sharing this database see (none by default)."""
         return True

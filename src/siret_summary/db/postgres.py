@@ -238,6 +238,38 @@ class PostgresBackend(Backend):
     _NAMESPACE = 0x5353  # "SS"
     host_locks = True
 
+    def canonical_table(self, conn: Any, table: str) -> str:
+        parts = split_table(table)
+        schema = parts[0] if len(parts) == 2 else None
+        return str(self.scalar(
+            conn, "SELECT quote_ident(coalesce($1::text, current_schema())) || '.' || quote_ident($2::text)",
+            [schema, parts[-1]],
+        ))  # fmt: skip
+
+    # Who took each target's lock last, in the target's schema: a run that lost its lock
+    # session and takes the lock again goes on only if it is still the holder.
+    _HOLDERS = "siret_summary_lock_holders"
+
+    def _holders(self, table: str) -> str:
+        return f"{table.rsplit('.', 1)[0]}.{self._HOLDERS}" if "." in table else self._HOLDERS
+
+    def record_lock_holder(self, conn: Any, table: str, token: str) -> None:
+        holders = self._holders(table)
+        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)")
+        self.execute(
+            conn, f"INSERT INTO {holders} (target, holder) VALUES ($1, $2)"
+            " ON CONFLICT (target) DO UPDATE SET holder = EXCLUDED.holder", [table, token],
+        )  # fmt: skip
+        conn.commit()
+
+    def lock_holder(self, conn: Any, table: str) -> str | None:
+        holders = self._holders(table)
+        if not self.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]):
+            return None
+        value = self.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1", [table])
+        conn.commit()
+        return value
+
     def try_host_lock(self, conn: Any, key: int) -> bool:
         return bool(self.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
 
