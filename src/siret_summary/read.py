@@ -27,7 +27,7 @@ from .db.base import quote_identifier
 from .errors import SourceError
 from .normalize import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
-    normalize_pv, siret_digits, siret_from_digits,
+    normalize_pv, prepare, siret_key,
 )  # fmt: skip
 from .read_stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
 
@@ -133,9 +133,9 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
         return server_side
     if id_col is None:
         return None
-    keys = pl.from_arrow(backend.fetch_arrow(conn, backend.select_columns_sql(table, [id_col, siret_col])))
-    dtype = keys.schema[siret_col]
-    ids = keys.filter(siret_from_digits(siret_digits(siret_col, dtype)).is_in(sirets.implode()))[id_col]
+    raw = pl.from_arrow(backend.fetch_arrow(conn, backend.select_columns_sql(table, [id_col, siret_col])))
+    keys = prepare(raw.lazy(), {"id": id_col, "siret": siret_col}, 0, hashes=False).collect()
+    ids = keys.filter(siret_key(siret_col, keys.schema[siret_col]).is_in(sirets.implode()))[id_col]
     if ids.len() > MAX_TARGETED_ROWS or ids.null_count():
         return None
     if ids.len() == 0:
@@ -147,7 +147,7 @@ def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
     """A stamped read's keys: the normalised SIRET, the stamp as raw hash, the row's place and ``xmin``."""
     dtype = raw.collect_schema()[siret]
     return raw.select(
-        siret_from_digits(siret_digits(siret, dtype)).alias(SIRET_KEY),
+        siret_key(siret, dtype).alias(SIRET_KEY),
         pl.col(XMIN).hash(seed=seed).alias("_raw_hash"), CTID, XMIN,
     )  # fmt: skip
 
@@ -193,6 +193,7 @@ def read_database(
                 f"create it or name the right table with Config({key}=...)."
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
+        types = {c.name: c.declared for c in columns}
         where = "" if sirets is None else (_targeted_where(backend, conn, table, mapping, sirets) or "")
         columns = needed_columns(mapping)
         is_pv = table == config.pv_table
@@ -201,10 +202,11 @@ def read_database(
             with backend.fetch_batches(conn, stamped_sql(table, [mapping["siret"]], where, ctid=True)) as read:
                 frames[table] = normalised_stream(*read, lambda raw: stamp_keys(raw, mapping["siret"], seed))
             fetch["pv" if is_pv else "invitations"] = StampedTable(
-                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table])
+                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table]), types=types
             )
             continue
-        sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
+        sql = (backend.select_columns_sql(table, columns, where, types) if seed is None
+               else stamped_sql(table, columns, where, types=types))
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
         with backend.fetch_batches(conn, sql) as (schema, batches):
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive

@@ -10,7 +10,7 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, kind_of, quote_identifier, split_table
+from .base import REAL_PREFIX, Backend, Column, kind_of, quote_identifier, split_table
 
 
 class SQLiteBackend(Backend):
@@ -58,20 +58,28 @@ class SQLiteBackend(Backend):
             columns.append(Column(name, kind, length, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
-        # Every value as SQLite's own text: the driver would otherwise guess one
-        # Arrow type per column from the first rows and print mixed REALs as %e.
-        # It still guesses from the first batch, and a column NULL throughout
-        # it becomes int64 (then the first text value fails the read): a
-        # leading row of empty texts, flagged and dropped by plain(), makes
-        # every column text.
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+        # Each column twice: its REAL cells as Float64 in REAL_PREFIX + name
+        # (SQLite's text of a REAL keeps 15 digits and turns 2.27e-13 into
+        # exponent text that no count rule reads: the number itself is what
+        # PostgreSQL or Arrow would give), every other cell as its bytes
+        # (BLOB): SQLite stores text unchecked, and bytes that are not UTF-8
+        # in an Arrow string column crash Polars; normalize.prepare decodes
+        # them. The driver guesses each column's Arrow type from the first
+        # batch, and a column NULL throughout it becomes int64 (then the
+        # first other value fails the read): a leading typing row, flagged
+        # and dropped by plain(), gives every column its type.
         from .base import quote_table
 
-        cols = ", ".join(f"CAST({quote_identifier(c)} AS TEXT) AS {quote_identifier(c)}" for c in columns)
-        typed = ", ".join(f"'' AS {quote_identifier(c)}" for c in columns)
+        cols, typed = [], []
+        for c in columns:
+            q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
+            cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}")
+            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}")
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, {typed} UNION ALL "
-            f"SELECT 1 AS {_TYPING_ROW}, {cols} FROM {quote_table(table)}{where}"
+            f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
+            f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
         )
 
     def plain(self, data: Any) -> Any:
