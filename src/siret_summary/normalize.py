@@ -148,9 +148,10 @@ def _date_from_parts(year: pl.Expr, month: pl.Expr, day: pl.Expr) -> pl.Expr:
 
 def _excel_serial(number: pl.Expr) -> pl.Expr:
     """Days since 1899-12-30 for whole numbers in [20000, 80000], else NULL."""
-    in_range = (number >= _EXCEL_MIN) & (number <= _EXCEL_MAX)
-    # strict=False: the branch is evaluated on every row, and 1e308 has no Int64.
-    return pl.when(in_range).then((number.cast(pl.Int64, strict=False) + _EXCEL_EPOCH_DAYS).cast(pl.Date))
+    # Out-of-range values are NULLed before any cast: a branch is evaluated on every row,
+    # and 1e308 has no Int64, 10^16 days no Date.
+    serial = pl.when((number >= _EXCEL_MIN) & (number <= _EXCEL_MAX)).then(number)
+    return (serial.cast(pl.Int64) + _EXCEL_EPOCH_DAYS).cast(pl.Date)
 
 
 _DATE_PATTERNS = (
