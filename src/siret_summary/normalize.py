@@ -386,20 +386,23 @@ def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl
             columns.append(text)
     if columns:
         frame = frame.with_columns(columns)
-    fixes, nul = [], []
+    fixes = []
+    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
     for name in needed_columns(mapping):
         dtype = frame.schema[name]
-        column = pl.col(name)
         if REAL_PREFIX + name in frame.schema:
-            column = pl.coalesce(column, pl.col(REAL_PREFIX + name).cast(pl.String))
-        elif not _is_text(dtype):
+            column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
+        elif _is_text(dtype):
+            column = frame.get_column(name).cast(pl.String)
+        else:
             continue
-        column = column.cast(pl.String)
         has_nul = column.str.contains("\x00", literal=True).fill_null(False)
-        nul.append(has_nul.cast(pl.Int32))
-        fixes.append(pl.when(has_nul).then(column.str.replace_all("\x00", "", literal=True)).otherwise(column).alias(name))
-    nul_count = pl.sum_horizontal(nul) if nul else pl.lit(0, dtype=pl.Int32)
-    return frame.with_columns(*fixes, nul_count.cast(pl.Int32).alias("_text_nul"), not_utf8).lazy()
+        if has_nul.any():  # rare: only then a pass that rewrites the column
+            column = column.str.replace_all("\x00", "", literal=True)
+            nul = nul + has_nul.cast(pl.Int32)
+        if column.dtype != dtype or REAL_PREFIX + name in frame.schema or has_nul.any():
+            fixes.append(column.alias(name))
+    return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:

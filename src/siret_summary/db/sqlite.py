@@ -74,6 +74,10 @@ class SQLiteBackend(Backend):
         cols, typed = [], []
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
+            if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
+                cols.append(f"CAST({q} AS BLOB) AS {q}")
+                typed.append(f"CAST('' AS BLOB) AS {q}")
+                continue
             cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
                         f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}")
             typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}")
@@ -145,6 +149,12 @@ class SQLiteBackend(Backend):
 
 
 _TYPING_ROW = "__siret_summary_typing_row"
+
+
+def _text_affinity(declared: str | None) -> bool:
+    """SQLite's TEXT affinity (its rule 2, after INTEGER): such a column never holds a REAL."""
+    t = (declared or "").upper()
+    return "INT" not in t and any(k in t for k in ("CHAR", "CLOB", "TEXT"))
 
 #: Rows per record batch of a streamed result.
 STREAM_BATCH_ROWS = 16_384
