@@ -388,9 +388,13 @@ def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl
         frame = frame.with_columns(columns)
     fixes = []
     nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    # Counts and dates read a REAL cell as the number (their text stays NULL there):
+    # writing it as text is needed only where a column is read as text.
+    numeric = {"date", *COUNT_COLUMNS}
+    as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
     for name in needed_columns(mapping):
         dtype = frame.schema[name]
-        if REAL_PREFIX + name in frame.schema:
+        if REAL_PREFIX + name in frame.schema and name not in as_number:
             column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
         elif _is_text(dtype):
             column = frame.get_column(name).cast(pl.String)
@@ -400,7 +404,7 @@ def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl
         if has_nul.any():  # rare: only then a pass that rewrites the column
             column = column.str.replace_all("\x00", "", literal=True)
             nul = nul + has_nul.cast(pl.Int32)
-        if column.dtype != dtype or REAL_PREFIX + name in frame.schema or has_nul.any():
+        if column.dtype != dtype or (REAL_PREFIX + name in frame.schema and name not in as_number) or has_nul.any():
             fixes.append(column.alias(name))
     return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
