@@ -12,9 +12,9 @@ from .base import Backend, Column
 
 
 #: A location starting like a URI of a supported scheme (``postgres//host/db``,
-#: ``postgresql:/host``, ``sqlite:relative.db``): malformed unless it is one of the
+#: ``postgresql:/host``, ``sqlite//x.db``): malformed unless it is one of the
 #: accepted forms, never taken for a relative file path.
-_MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?|sqlite)(:|//)")
+_MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?(:|//)|sqlite//)")  # "sqlite:…" has its own message below
 
 
 def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
