@@ -26,6 +26,14 @@ reading of the spec):
   then computed exactly from ``Fraction`` of those float sums.
 * ``carence`` per row: ``'car' in institution.lower()`` (institution trimmed),
   or votants NULL or <= 0 (after the count rules, so a negative is NULL).
+* Raw cells may be ``bytes`` (what SQLite stores unchecked): decoded as UTF-8,
+  else as Windows-1252 with its five undefined bytes as U+FFFD, and counted
+  ``text_not_utf8``; a ``str`` holding NULs loses them and counts ``text_nul``
+  (after decoding). Both are counted once per cell, on every source row, for
+  the columns the default configuration reads (not ``Collège``).
+* A native float written as text follows Polars (which the library uses):
+  Python's shortest repr, but exponents without zero padding (``1e-7``, not
+  ``1e-07``) and ``1e-05``-sized numbers positional (``0.00001``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ PV_COLUMNS = (
     "FD", "UD", "idcc", "raison_sociale", "cp", "ville", "Région", "UL", "Collège",
 )
 INVITATION_COLUMNS = ("id", "siret", "date_invit")
+PV_READ_COLUMNS = tuple(c for c in PV_COLUMNS if c != "Collège")
 DEFAULT_CYCLES = (
     ("C3", dt.date(2017, 1, 1), dt.date(2020, 12, 31)),
     ("C4", dt.date(2021, 1, 1), dt.date(2024, 12, 31)),
@@ -80,12 +89,42 @@ def _trim(text: str) -> str:
 
 
 def _as_text(value) -> str:
-    """A native value written as text (ints in decimal, floats shortest repr)."""
+    """A native value written as text (ints in decimal, floats shortest repr, as Polars writes them)."""
     if isinstance(value, str):
         return value
     if isinstance(value, float):
-        return repr(value)
+        return float_text(value)
     return str(value)
+
+
+def float_text(value: float) -> str:
+    """Shortest round-trip decimal of a float, in Polars' spelling."""
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    power = int(exponent)
+    if power == -5:  # Polars writes 1.5e-05 as 0.000015
+        digits = mantissa.replace(".", "").lstrip("-")
+        return ("-" if value < 0 else "") + "0.0000" + digits
+    return f"{mantissa}e{'+' if power > 0 else '-'}{abs(power)}"
+
+
+_NUL = "\x00"
+
+
+def clean_cell(value, warnings):
+    """A raw cell as the library sees it: bytes decoded, NULs removed (each counted)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            value = bytes(value).decode("cp1252", errors="replace")
+            warnings["text_not_utf8"] += 1
+    if isinstance(value, str) and _NUL in value:
+        value = value.replace(_NUL, "")
+        warnings["text_nul"] += 1
+    return value
 
 
 def _digits(text: str) -> str:
@@ -98,10 +137,15 @@ def _drop_one_dot_zero(text: str) -> str:
 
 # ---------------------------------------------------------------- normalisers
 
+_SCIENTIFIC_RE = re.compile(r"[0-9]+([.,][0-9]*)?[eE][+-]?[0-9]+")
+
+
 def normalise_siret(value) -> tuple[str | None, str | None]:
     """Return (14-digit SIRET, None) or (None, rejection reason)."""
     if value is None:
         return None, "siret_empty"
+    if _SCIENTIFIC_RE.fullmatch(_trim(_as_text(value))):
+        return None, "siret_scientific"
     text = _drop_one_dot_zero(_trim(_as_text(value)))
     digits = _digits(text)
     if not digits:
@@ -224,6 +268,8 @@ def normalise_count(value) -> tuple[float | None, str | None]:
         number = float(text)
     if number < 0:
         return None, "count_negative"
+    if number > 1e9:
+        return None, "count_too_large"
     return number, None
 
 
@@ -231,7 +277,7 @@ def normalise_text(value) -> str | None:
     if value is None:
         return None
     text = _trim(_as_text(value))
-    return text or None
+    return None if text.lower() in ("", "nan", "none", "null") else text
 
 
 def normalise_cp(value) -> str | None:
@@ -367,6 +413,7 @@ def department(ud: str | None, cp: str | None) -> str | None:
 
 
 def _normalise_pv_row(raw: dict, report) -> dict | None:
+    raw = {k: (clean_cell(v, report["warnings"]) if k in PV_READ_COLUMNS else v) for k, v in raw.items()}
     row = {
         "id": normalise_id(raw.get("id_pv")),
         "cycle": normalise_cycle(raw.get("Cycle")),
@@ -446,6 +493,7 @@ def reference_summary(pv_rows, invitation_rows, cycles=DEFAULT_CYCLES):
 
     invitations: dict[str, dt.date] = {}
     for raw in invitation_rows:
+        raw = {k: (clean_cell(v, report["warnings"]) if k in INVITATION_COLUMNS else v) for k, v in raw.items()}
         day, unparsed = normalise_date(raw.get("date_invit"))
         if unparsed:
             report["warnings"]["date_unparsed"] += 1

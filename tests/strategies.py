@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 from hypothesis import strategies as st
@@ -43,7 +44,7 @@ def siret_value(draw):
     """One raw SIRET of the pool, or garbage."""
     base = draw(st.sampled_from(BASE_SIRETS))
     stripped = base.lstrip("0")
-    form = draw(st.integers(0, 13))
+    form = draw(st.integers(0, 14))
     if form == 0:
         return base
     if form == 1:
@@ -70,6 +71,9 @@ def siret_value(draw):
         return None
     if form == 12:
         return stripped + draw(st.sampled_from([".00", ".0.0"]))  # '.00' is not '.0': extra digits
+    if form == 13:  # a spreadsheet's scientific display: rejected, never another SIRET
+        return draw(st.sampled_from(["4.79766842E+13", "4,797668E13", " 3.56e13 ", "47976684200724e0", "1E5",
+                                     "7.3282932E+13.0", "4.79766842E+13 x"]))
     return base
 
 
@@ -116,6 +120,21 @@ GARBAGE_DATES = (
     "43538.5", "1234", "2019-03-14 25", "14/03/2019T10:30", "14/03/2019 10:30:00.5",
     "2019-03-14 10:30:00+02:00", "2019-03-14x", "43 538", "", "   ", "nan",
 )
+
+
+PARIS = ZoneInfo("Europe/Paris")
+#: Days a Paris clock changes (2021-03-28 02:00 → 03:00, 2021-10-31 03:00 → 02:00).
+DST_DATES = (dt.date(2021, 3, 28), dt.date(2021, 10, 31), dt.date(2021, 3, 27), dt.date(2021, 10, 30))
+NEAR_MIDNIGHT = (dt.time(0, 0), dt.time(0, 30), dt.time(1, 59), dt.time(2, 30), dt.time(12, 0), dt.time(23, 30),
+                 dt.time(23, 59, 59))
+
+
+def paris_datetime(pool):
+    """A Europe/Paris timestamp near midnight or a clock change (its date is the Paris date)."""
+    return st.builds(
+        lambda d, t, fold: dt.datetime.combine(d, t, tzinfo=PARIS).replace(fold=fold),
+        st.sampled_from(tuple(pool) + DST_DATES), st.sampled_from(NEAR_MIDNIGHT), st.integers(0, 1),
+    )
 
 
 def _serial(day: dt.date) -> int:
@@ -220,6 +239,9 @@ def count_value(draw, magnitude=st.integers(0, 300)):
         return draw(st.sampled_from(["", "nan", "NaN", "None", "null", "NULL", "  "]))
     if form == 11:
         return draw(st.sampled_from(["abc", "1e3", "1,000.5", "12..5", "1 2 3 x", "+", ".", "inf", "--3"]))
+    if form == 19:  # past 10^9: NULL and counted (the exact bound is a count)
+        return draw(st.sampled_from([1e9, 1e9 + 0.5, 5e12, 1e308, 1_000_000_001, "1000000000", "1 000 000 001",
+                                     "2000000000,5"]))
     return None
 
 
@@ -237,13 +259,24 @@ inscrits_magnitude = st.one_of(st.sampled_from(BAND_EDGES), st.integers(0, 3000)
 # ---------------------------------------------------------------- text attributes
 
 
-def _messy(values):
-    return st.one_of(
+NULL_WORDS = ("nan", "NaN", "None", "null", "NULL", " none ")
+
+
+def _with_nul(value: str) -> str:
+    return value[:1] + "\x00" + value[1:]
+
+
+def _messy(values, *, nul: bool = True):
+    forms = [
         st.sampled_from(values),
         st.builds(lambda w1, v, w2: w1 + v + w2, WS, st.sampled_from(values), WS),
         st.sampled_from(["", "  ", "\u00a0"]),
+        st.sampled_from(NULL_WORDS),  # export artefacts: NULL
         st.none(),
-    )
+    ]
+    if nul:  # NULs are removed and counted (PostgreSQL cannot store them)
+        forms.append(st.builds(_with_nul, st.sampled_from(values)))
+    return st.one_of(*forms)
 
 
 institution_value = st.one_of(
@@ -301,6 +334,8 @@ def pv_row(draw, typed: bool = False, date_mode: str = "str"):
                           st.sampled_from(pool), st.integers(0, 23)),
                 st.none(),
             )
+        elif date_mode == "datetime_tz":
+            date = st.one_of(paris_datetime(pool), paris_datetime(pool), st.none())
         else:
             date = date_value(native=False, pool=pool)
         idcc = _messy(["1486", "3248", "0016"])
@@ -358,6 +393,8 @@ def invitation_rows(draw, typed: bool = False, date_mode: str = "str", max_size:
                     st.builds(lambda d: dt.datetime(d.year, d.month, d.day, 15),
                               st.sampled_from(BASE_DATES)),
                     st.none()))
+            elif date_mode == "datetime_tz":
+                day = draw(st.one_of(paris_datetime(BASE_DATES), st.none()))
             else:
                 day = draw(date_value(native=False))
         else:
@@ -370,7 +407,7 @@ def invitation_rows(draw, typed: bool = False, date_mode: str = "str", max_size:
 @st.composite
 def sources(draw, typed: bool = False):
     """(pv_rows, invitation_rows, date_mode) for one example."""
-    date_mode = draw(st.sampled_from(["str", "date", "datetime"])) if typed else "str"
+    date_mode = draw(st.sampled_from(["str", "date", "datetime", "datetime_tz"])) if typed else "str"
     pv = draw(pv_rows(typed=typed, date_mode=date_mode))
     inv = draw(invitation_rows(typed=typed, date_mode=date_mode))
     return pv, inv, date_mode
@@ -416,6 +453,8 @@ def typed_table(rows, columns, date_mode: str = "str") -> pa.Table:
             arrays[c] = pa.array(values, pa.date32())
         elif c in DATE_COLUMNS and date_mode == "datetime":
             arrays[c] = pa.array(values, pa.timestamp("us"))
+        elif c in DATE_COLUMNS and date_mode == "datetime_tz":
+            arrays[c] = pa.array(values, pa.timestamp("us", tz="Europe/Paris"))
         else:
             arrays[c] = pa.array([None if v is None else str(v) for v in values], pa.string())
     return pa.table(arrays)

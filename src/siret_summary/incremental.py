@@ -42,7 +42,9 @@ _HALF = pl.lit(2**32, dtype=pl.UInt64)  # sums of 32-bit halves cannot overflow 
 #: Version of the state's layout and meaning; part of :func:`state_hash`. 3: on
 #: PostgreSQL, ``raw`` hashes row stamps (read_stamps.py); a state of format 2 would
 #: make a scan fetch every row, so the first run after the upgrade is full instead.
-STATE_FORMAT = "3"
+#: 4: three more warning kinds per SIRET (count_too_large, text_not_utf8, text_nul) and
+#: SQLite's REAL cells in the raw hash.
+STATE_FORMAT = "4"
 
 
 def state_hash(config: Config) -> str:
@@ -59,9 +61,12 @@ def state_hash(config: Config) -> str:
 WARNING_FLAGS = (
     ("warning:siret_luhn", "_luhn_bad"), ("warning:date_unparsed", "_date_bad"),
     ("warning:count_negative", "_negative"), ("warning:count_unparsed", "_unparsed"),
+    ("warning:count_too_large", "_too_large"), ("warning:text_not_utf8", "_text_not_utf8"),
+    ("warning:text_nul", "_text_nul"),
     ("warning:siret_luhn_inv", "_luhn_bad"), ("warning:date_unparsed_inv", "_date_bad"),
+    ("warning:text_not_utf8_inv", "_text_not_utf8"), ("warning:text_nul_inv", "_text_nul"),
 )  # fmt: skip
-_PV_FLAGS, _INVITATION_FLAGS = range(4), range(4, 6)
+_PV_FLAGS, _INVITATION_FLAGS = range(7), range(7, 11)
 
 
 def _fingerprint(h: str) -> pl.Expr:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .db.base import REAL_PREFIX
 from .read_stamps import STAMP
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
@@ -25,6 +26,13 @@ _EXCEL_EPOCH_DAYS = -25569
 _EXCEL_MIN, _EXCEL_MAX = 20000, 80000
 
 _NULL_WORDS = ("", "nan", "none", "null")
+
+#: Counts above this are NULL and counted (SPEC §3: no election has a billion voters).
+MAX_COUNT = 1e9
+
+#: A number in scientific notation (``4.79766842E+13``, ``4,797668E13``), trimmed: a spreadsheet's
+#: display of a long number, whose last digits are lost. As a SIRET it is rejected.
+_SCIENTIFIC = r"^[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+$"
 
 _ISO_DATE = r"^([0-9]{4})%s([0-9]{1,2})%s([0-9]{1,2})(?:[ T][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?$"
 _DAY_FIRST = r"^([0-9]{1,2})%s([0-9]{1,2})%s([0-9]{4})(?: [0-9]{1,2}:[0-9]{2}(?::[0-9]{2})?)?$"
@@ -48,17 +56,32 @@ def as_text(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def trimmed(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Text trimmed of :data:`WHITESPACE`; ``''`` becomes NULL."""
+    """Text trimmed of :data:`WHITESPACE`; ``''``, ``nan``, ``none``, ``null`` (any case) become NULL."""
     text = as_text(name, dtype).str.strip_chars(WHITESPACE)
-    return pl.when(text.str.len_bytes() > 0).then(text)
+    return pl.when(~is_null_word(text)).then(text)
 
 
 # --- SIRET -------------------------------------------------------------------
 
 def siret_digits(name: str, dtype: pl.DataType) -> pl.Expr:
     """Digits of a raw SIRET after dropping one trailing ``.0`` (may be empty/NULL)."""
-    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
+    return digits_of_siret(as_text(name, dtype).str.strip_chars(WHITESPACE))
+
+
+def digits_of_siret(text: pl.Expr) -> pl.Expr:
+    """Digits of a trimmed SIRET text after dropping one trailing ``.0``."""
     return text.str.replace(r"\.0$", "").str.replace_all(r"[^0-9]", "")
+
+
+def is_scientific(text: pl.Expr) -> pl.Expr:
+    """Trimmed text in scientific notation (never NULL)."""
+    return text.str.contains(_SCIENTIFIC).fill_null(False)
+
+
+def siret_key(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The normalised SIRET of a raw (prepared, see :func:`prepare`) column; NULL when the row is rejected."""
+    text = as_text(name, dtype).str.strip_chars(WHITESPACE)
+    return pl.when(~is_scientific(text)).then(siret_from_digits(digits_of_siret(text)))
 
 
 def siret_from_digits(digits: pl.Expr) -> pl.Expr:
@@ -125,8 +148,10 @@ def _date_from_parts(year: pl.Expr, month: pl.Expr, day: pl.Expr) -> pl.Expr:
 
 def _excel_serial(number: pl.Expr) -> pl.Expr:
     """Days since 1899-12-30 for whole numbers in [20000, 80000], else NULL."""
-    in_range = (number >= _EXCEL_MIN) & (number <= _EXCEL_MAX)
-    return pl.when(in_range).then((number.cast(pl.Int64) + _EXCEL_EPOCH_DAYS).cast(pl.Date))
+    # Out-of-range values are NULLed before any cast: a branch is evaluated on every row,
+    # and 1e308 has no Int64, 10^16 days no Date.
+    serial = pl.when((number >= _EXCEL_MIN) & (number <= _EXCEL_MAX)).then(number)
+    return (serial.cast(pl.Int64) + _EXCEL_EPOCH_DAYS).cast(pl.Date)
 
 
 _DATE_PATTERNS = (
@@ -201,12 +226,16 @@ def count_from_text(cleaned: pl.Expr) -> pl.Expr:
 
 
 def count(value: pl.Expr) -> pl.Expr:
-    """Negative counts are NULL (counted separately by :func:`count_negative`)."""
-    return pl.when(value >= 0).then(value)
+    """Negative counts and counts above :data:`MAX_COUNT` are NULL (counted separately)."""
+    return pl.when((value >= 0) & (value <= MAX_COUNT)).then(value)
 
 
 def count_negative(value: pl.Expr) -> pl.Expr:
     return (value < 0).fill_null(False)
+
+
+def count_too_large(value: pl.Expr) -> pl.Expr:
+    return (value > MAX_COUNT).fill_null(False)
 
 
 # --- text attributes -----------------------------------------------------------
@@ -296,12 +325,88 @@ def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
     if STAMP in schema:
         return pl.col(STAMP)
     columns = []
-    for name in needed_columns(mapping):
+    names = needed_columns(mapping)
+    for name in names + [REAL_PREFIX + n for n in names if REAL_PREFIX + n in schema]:
         dtype = schema[name]
         columns.append(pl.col(name).cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else pl.col(name))
     return pl.struct(columns).map_batches(
         lambda rows: rows.struct.unnest().hash_rows(seed=seed), return_dtype=pl.UInt64, is_elementwise=True
     )
+
+
+#: Per-row counts of text cells decoded as Windows-1252 and of cells that held NULs.
+TEXT_FLAGS = ("_text_not_utf8", "_text_nul")
+
+
+def decode_text(series: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Bytes (Binary) as text: UTF-8, else Windows-1252 (undefined bytes → U+FFFD); and which cells were not UTF-8.
+
+    The whole column is validated at once; only a column holding an invalid
+    cell (rare: an old Latin-1 import) is decoded cell by cell.
+    """
+    try:
+        return series.cast(pl.String), pl.Series(series.name, [False] * series.len(), pl.Boolean)
+    except pl.exceptions.PolarsError:
+        pass
+    texts, flags = [], []
+    for raw in series.to_list():
+        if raw is None:
+            texts.append(None)
+            flags.append(False)
+            continue
+        try:
+            texts.append(raw.decode("utf-8"))
+            flags.append(False)
+        except UnicodeDecodeError:
+            texts.append(raw.decode("cp1252", errors="replace"))
+            flags.append(True)
+    return pl.Series(series.name, texts, pl.String), pl.Series(series.name, flags, pl.Boolean)
+
+
+def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl.LazyFrame:
+    """Raw rows (materialised) with ``_raw_hash`` (of the rows as read) and the mapped columns made readable.
+
+    Bytes (SQLite reads text as BLOB) are decoded (:func:`decode_text`); a
+    SQLite REAL cell (:data:`REAL_PREFIX`) is written into its column as a
+    native Float64 would be (:func:`as_text`), so text rules see the same text
+    from every source, and counts and dates read the number itself; NUL
+    characters are removed from text. :data:`TEXT_FLAGS` count the cells.
+    """
+    schema = raw.collect_schema()
+    frame = raw
+    if hashes and "_raw_hash" not in schema:
+        frame = frame.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
+    frame = frame.collect(engine="in-memory")
+    not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
+    columns = []
+    for name in needed_columns(mapping):
+        if frame.schema[name] == pl.Binary:
+            text, bad = decode_text(frame.get_column(name))
+            not_utf8 = not_utf8 + bad.cast(pl.Int32)
+            columns.append(text)
+    if columns:
+        frame = frame.with_columns(columns)
+    fixes = []
+    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    # Counts and dates read a REAL cell as the number (their text stays NULL there):
+    # writing it as text is needed only where a column is read as text.
+    numeric = {"date", *COUNT_COLUMNS}
+    as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
+    for name in needed_columns(mapping):
+        dtype = frame.schema[name]
+        if REAL_PREFIX + name in frame.schema and name not in as_number:
+            column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
+        elif _is_text(dtype):
+            column = frame.get_column(name).cast(pl.String)
+        else:
+            continue
+        has_nul = column.str.contains("\x00", literal=True).fill_null(False)
+        if has_nul.any():  # rare: only then a pass that rewrites the column
+            column = column.str.replace_all("\x00", "", literal=True)
+            nul = nul + has_nul.cast(pl.Int32)
+        if column.dtype != dtype or (REAL_PREFIX + name in frame.schema and name not in as_number) or has_nul.any():
+            fixes.append(column.alias(name))
+    return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
@@ -318,13 +423,15 @@ def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
 
 
 def _add_siret(plan: _Stages, name: str, dtype: pl.DataType) -> None:
-    digits = plan.add(0, siret_digits(name, dtype), "_siret_digits")
-    siret = plan.add(1, siret_from_digits(digits), "siret")
-    plan.add(1, siret_reject_reason(digits), "_reject")
-    plan.add(2, siret.is_not_null() & ~luhn_valid(siret), "_luhn_bad")
+    text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_siret_text")
+    digits = plan.add(1, digits_of_siret(text), "_siret_digits")
+    scientific = plan.add(1, is_scientific(text), "_siret_scientific")
+    siret = plan.add(2, pl.when(~scientific).then(siret_from_digits(digits)), "siret")
+    plan.add(2, pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)), "_reject")
+    plan.add(3, siret.is_not_null() & ~luhn_valid(siret), "_luhn_bad")
 
 
-def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType) -> None:
+def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | None = None) -> None:
     if name is None:
         plan.add(0, pl.lit(None, dtype=pl.Date), "date")
         plan.add(0, pl.lit(False), "_date_bad")
@@ -344,12 +451,24 @@ def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType) -> None:
         return ["_lookup_date", "_lookup_date_bad"]
 
     plan.lookup(name, parse)
-    plan.add(0, pl.col("_lookup_date"), "date")
-    plan.add(0, pl.col("_lookup_date_bad"), "_date_bad")
+    date, bad = pl.col("_lookup_date"), pl.col("_lookup_date_bad")
+    if real is not None:  # SQLite: REAL cells as the native number, the others as text
+        value = pl.col(real)
+        number = native_date(value, pl.Float64())
+        date = pl.when(value.is_not_null()).then(number).otherwise(date)
+        bad = pl.when(value.is_not_null()).then(number.is_null()).otherwise(bad)
+    plan.add(0, date, "date")
+    plan.add(0, bad, "_date_bad")
 
 
-def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """Adds the count column; returns its (negative, unparsed) flags for the report."""
+def _add_count(
+    plan: _Stages, logical: str, name: str | None, dtype: pl.DataType, real: str | None = None
+) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Adds the count column; returns its (negative, unparsed, too large) flags for the report.
+
+    ``real``: the column of a SQLite source's REAL cells (see :func:`prepare`),
+    read as the native number; the other cells are text.
+    """
     native = pl.lit(None, dtype=pl.Float64) if name is None else native_count(pl.col(name), dtype)
     if native is not None:
         value = plan.add(0, native, f"_value_{logical}")
@@ -362,10 +481,14 @@ def _add_count(plan: _Stages, logical: str, name: str | None, dtype: pl.DataType
             return [f"_lookup_value_{logical}", f"_lookup_unparsed_{logical}"]
 
         plan.lookup(name, parse)
-        value = plan.add(0, pl.col(f"_lookup_value_{logical}"), f"_value_{logical}")
-        unparsed = pl.col(f"_lookup_unparsed_{logical}")
+        looked_up, unparsed = pl.col(f"_lookup_value_{logical}"), pl.col(f"_lookup_unparsed_{logical}")
+        if real is not None:
+            number = pl.col(real)
+            looked_up = pl.when(number.is_not_null()).then(native_count(number, pl.Float64())).otherwise(looked_up)
+            unparsed = unparsed & number.is_null()
+        value = plan.add(0, looked_up, f"_value_{logical}")
     plan.add(2, count(value), logical)
-    return count_negative(value), unparsed
+    return count_negative(value), unparsed, count_too_large(value)
 
 
 def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make, out: str) -> None:
@@ -379,6 +502,7 @@ def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make, ou
 
 def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
     """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged)."""
+    raw = prepare(raw, pv_columns, RAW_SEED_PV)
     schema = raw.collect_schema()
 
     def src(logical: str) -> tuple[str | None, pl.DataType]:
@@ -389,34 +513,38 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
         name, dtype = src(logical)
         return pl.lit(None, dtype=pl.String) if name is None else make(name, dtype)
 
+    def real(logical: str) -> str | None:
+        name = pv_columns[logical]
+        return None if name is None or REAL_PREFIX + name not in schema else REAL_PREFIX + name
+
     plan = _Stages()
-    plan.add(0, raw_row_hash(schema, pv_columns, RAW_SEED_PV), "_raw_hash")
     plan.add(0, integer_id(*src("id")), "id")
     _add_siret(plan, *src("siret"))
     _add_by_lookup(plan, *src("cycle"), cycle, "cycle")
-    _add_date(plan, *src("date"))
-    flags = [_add_count(plan, logical, *src(logical)) for logical in COUNT_COLUMNS]
-    plan.add(3, pl.sum_horizontal([neg.cast(pl.Int32) for neg, _ in flags]), "_negative")
-    plan.add(3, pl.sum_horizontal([unp.cast(pl.Int32) for _, unp in flags]), "_unparsed")
+    _add_date(plan, *src("date"), real("date"))
+    flags = [_add_count(plan, logical, *src(logical), real(logical)) for logical in COUNT_COLUMNS]
+    for i, name in enumerate(("_negative", "_unparsed", "_too_large")):
+        plan.add(3, pl.sum_horizontal([f[i].cast(pl.Int32) for f in flags]), name)
     for logical in TEXT_COLUMNS:
         plan.add(0, or_null(logical, trimmed), logical)
     _add_by_lookup(plan, *src("cp"), postal_code, "cp")
     plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
     keep = ["_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
-            "_negative", "_unparsed", *(c for c in TEXT_COLUMNS if c != "institution"), "cp", "carence"]
+            "_negative", "_unparsed", "_too_large", *TEXT_FLAGS, *(c for c in TEXT_COLUMNS if c != "institution"),
+            "cp", "carence"]
     return plan.apply(raw, keep)
 
 
 def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame:
     """Raw invitations → normalised rows with the same flags as PV rows."""
+    raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
     schema = raw.collect_schema()
     plan = _Stages()
     siret = invitation_columns["siret"]
     date = invitation_columns["date"]
-    plan.add(0, raw_row_hash(schema, invitation_columns, RAW_SEED_INVITATIONS), "_raw_hash")
     _add_siret(plan, siret, schema[siret])
-    _add_date(plan, date, schema[date])
-    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad"])
+    _add_date(plan, date, schema[date], REAL_PREFIX + date if REAL_PREFIX + date in schema else None)
+    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS])
 
 
 #: Name of the normalised SIRET added to raw rows by :func:`keyed_raw`.
@@ -425,12 +553,11 @@ SIRET_KEY = "__siret_summary_siret"
 
 def keyed_raw(raw: pl.LazyFrame, mapping, seed: int) -> pl.LazyFrame:
     """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised."""
-    schema = raw.collect_schema()
+    frame = raw.collect(engine="in-memory")
+    prepared = prepare(frame.lazy(), mapping, seed, hashes=True).collect(engine="in-memory")
     name = mapping["siret"]
-    return raw.with_columns(
-        siret_from_digits(siret_digits(name, schema[name])).alias(SIRET_KEY),
-        raw_row_hash(schema, mapping, seed).alias("_raw_hash"),
-    )
+    key = prepared.select(siret_key(name, prepared.schema[name]).alias(SIRET_KEY), "_raw_hash")
+    return frame.hstack(key).lazy()
 
 
 #: Normalised text columns whose values repeat across rows (a SIRET's

@@ -28,7 +28,7 @@ from .db.base import Filter
 from .errors import SourceError
 from .normalize import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
-    normalize_pv, siret_digits, siret_from_digits,
+    normalize_pv, prepare, siret_key,
 )  # fmt: skip
 from .read_stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
 
@@ -158,10 +158,9 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     if keys_sql is None:
         return None
     keys = backend.fetch_arrow(conn, keys_sql)
-    siret_type = pl.from_arrow(keys.select(["s"]).slice(0, 0)).schema["s"]
-    matching = pl.from_arrow(keys.select(["s"])).select(
-        siret_from_digits(siret_digits("s", siret_type)).is_in(sirets.implode()).fill_null(False)
-    ).to_series()
+    # The raw SIRETs as the full read would see them (bytes decoded, a REAL as its number).
+    prepared = prepare(pl.from_arrow(keys).lazy(), {"siret": "s"}, 0, hashes=False).collect()
+    matching = prepared.select(siret_key("s", prepared.schema["s"]).is_in(sirets.implode()).fill_null(False)).to_series()
     picked = keys.column("k").filter(matching.to_arrow()).combine_chunks()
     if len(picked) > MAX_TARGETED_ROWS or picked.null_count:
         return None
@@ -174,7 +173,7 @@ def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
     """A stamped read's keys: the normalised SIRET, the stamp as raw hash, the row's place and ``xmin``."""
     dtype = raw.collect_schema()[siret]
     return raw.select(
-        siret_from_digits(siret_digits(siret, dtype)).alias(SIRET_KEY),
+        siret_key(siret, dtype).alias(SIRET_KEY),
         pl.col(XMIN).hash(seed=seed).alias("_raw_hash"), CTID, XMIN,
     )  # fmt: skip
 
@@ -226,6 +225,7 @@ def read_database(
                 f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
+        types = {c.name: c.declared for c in columns}
         where, params = ("", None) if sirets is None else (
             _targeted_where(backend, conn, table, mapping, sirets) or ("", None)
         )
@@ -239,10 +239,11 @@ def read_database(
                 frames[table] = normalised_stream(schema, counted(batches),
                                                   lambda raw: stamp_keys(raw, mapping["siret"], seed))
             fetch["pv" if is_pv else "invitations"] = StampedTable(
-                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table])
+                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table]), types=types
             )
             continue
-        sql = backend.select_columns_sql(table, columns, where) if seed is None else stamped_sql(table, columns, where)
+        sql = (backend.select_columns_sql(table, columns, where, types) if seed is None
+               else stamped_sql(table, columns, where, types=types))
         rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
         with backend.fetch_batches(conn, sql, params) as (schema, batches):
             batches = counted(batches)

@@ -28,11 +28,13 @@ miss a change, the raw hash stays the hash of the values (normalize.raw_row_hash
   or one granted only some of the table's columns (system columns are not among them).
 
 The hash seed covers the cluster's system identifier, the database and table
-oids, the mapped columns' definitions (a column dropped and added again with
-a DEFAULT changes values without new versions, and takes a new attnum), the server's start time (a physically restored cluster may hand out
-again transaction ids a stored state saw; a restore means a restart, and a
-restart costs one re-read), the Polars version and :data:`FORMAT`: a stamp from
-another table, cluster, server start or layout matches nothing.
+oids, the session's ``TimeZone`` (a TIMESTAMPTZ is read as its date there), the
+mapped columns' definitions (a column dropped and added again with a DEFAULT
+changes values without new versions, and takes a new attnum), the server's
+start time (a physically restored cluster may hand out again transaction ids a
+stored state saw; a restore means a restart, and a restart costs one re-read),
+the Polars version and :data:`FORMAT`: a stamp from another table, cluster,
+server start, time zone or layout matches nothing.
 The seed also holds the table's storage (``relfilenode``): ``VACUUM FULL`` and
 ``CLUSTER`` keep each row's ``xmin`` but move rows to other ``ctid``\ s, where
 rows of the same bulk load (same ``xmin``) may now sit; the fetch recomputes
@@ -53,7 +55,7 @@ from typing import Any
 
 import polars as pl
 
-from .db.base import Backend, quote_identifier, quote_table
+from .db.base import Backend, quote_identifier, quote_table, select_item
 
 #: Version of the stamping scheme; part of the seed.
 FORMAT = "1"
@@ -91,7 +93,8 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
         " a.attcollation::bigint AS coll, a.attmissingval::text AS missing,"
         # A physical restore (a file-system snapshot, PITR) restarts the server and may hand
         # out again transaction ids this state already saw: a restart re-reads by values once.
-        " pg_postmaster_start_time()::text AS started"
+        " pg_postmaster_start_time()::text AS started,"
+        " current_setting('TimeZone') AS tz"
         " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
         " WHERE c.oid = to_regclass($1) ORDER BY a.attnum",
         [quote_table(table)],
@@ -109,15 +112,18 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
     if len(mapped) != len(set(columns)) or any(r["type"] >= _FIRST_USER_OID for r in mapped):
         return None
     identity = "|".join(
-        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"]), str(head["node"]), head["started"]]
+        [FORMAT, pl.__version__, head["cluster"], str(head["db"]), str(head["rel"]), str(head["node"]), head["started"],
+         head["tz"]]
         + [f"{r['name']}:{r['num']}:{r['type']}:{r['mod']}:{r['coll']}:{r['missing']}" for r in mapped]
     )
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "little")
 
 
-def stamped_sql(table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False) -> str:
-    """``SELECT columns, xmin [, ctid] FROM table where`` (PostgreSQL)."""
-    selected = [quote_identifier(c) for c in columns] + [f"xmin AS {quote_identifier(XMIN)}"]
+def stamped_sql(
+    table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False, types: dict | None = None
+) -> str:
+    """``SELECT columns, xmin [, ctid] FROM table where`` (PostgreSQL; ``types`` as in select_item)."""
+    selected = [select_item(c, (types or {}).get(c)) for c in columns] + [f"xmin AS {quote_identifier(XMIN)}"]
     if ctid:
         selected.append(f"ctid AS {quote_identifier(CTID)}")
     return f"SELECT {', '.join(selected)} FROM {quote_table(table)}{where}"
@@ -143,6 +149,7 @@ class StampedTable:
     seed: int
     session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
     rows: int  # in the table when stamped
+    types: dict | None = None  # declared types of the columns (select_item)
 
     def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
         """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one moved."""
@@ -151,7 +158,7 @@ class StampedTable:
         where = "" if whole else f" WHERE ctid = ANY('{{{','.join(map(_tid, wanted.get_column(CTID)))}}}'::tid[])"
         with self.session() as conn:
             seed = stamp_seed(self.backend, conn, self.table, self.columns)
-            rows = pl.from_arrow(self.backend.fetch_arrow(conn, stamped_sql(self.table, self.columns, where, ctid=True)))
+            rows = pl.from_arrow(self.backend.fetch_arrow(conn, stamped_sql(self.table, self.columns, where, ctid=True, types=self.types)))
         assert isinstance(rows, pl.DataFrame)
         if whole:
             rows = rows.join(wanted.select(CTID), on=CTID, how="semi")

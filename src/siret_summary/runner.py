@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from .capture import Changes, consume, read_changes
 from .compute import scan_changes, summarise_with_fingerprints
 from .incremental import KEEP, StateStore, StoredMeta, state_hash
-from .normalize import siret_digits, siret_from_digits
+from .normalize import siret_key
 from .config import Config, as_config
 from .db import Backend, open_backend
 from .db.base import quote_table
@@ -86,12 +86,27 @@ class RunResult:
 
 
 def target_backend(source: Any, target: Any) -> Backend:
+    """The target's backend, checked before anything is created (SPEC §9).
+
+    A source location must exist (a SQLite file, a well-formed URI); a SQLite
+    target may be a new file, but in an existing folder: the lock, the status
+    side file and the database would otherwise make folders out of a typo.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        open_backend(source, must_exist=True)
     location = target if target is not None else source
     if not isinstance(location, (str, os.PathLike)):
         raise ConfigError(
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
-    return open_backend(location, must_exist=False)
+    backend = open_backend(location, must_exist=False)
+    folder = os.path.dirname(os.path.abspath(backend.path)) if backend.dialect == "sqlite" else None
+    if folder is not None and not os.path.isdir(folder):
+        raise TargetError(
+            f"the folder {folder!r} of the target SQLite database {backend.path!r} does not exist; "
+            "check the path (the library creates a new database file, never folders)."
+        )
+    return backend
 
 
 def status_store(backend: Backend, config: Config) -> StatusStore:
@@ -492,7 +507,7 @@ def resolve_mode(mode: str, sirets: pl.Series | None, state_matches: bool, backe
 def normalised_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.Series:
     """The requested SIRETs normalised like source rows (spaces, ``.0``, lost zeros)."""
     raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
-    out = raw.select(siret_from_digits(siret_digits("siret", pl.String())).alias("siret"))["siret"]
+    out = raw.select(siret_key("siret", pl.String()).alias("siret"))["siret"]
     out = out.drop_nulls().unique(maintain_order=True)
     if out.is_empty() and not allow_empty:
         raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")

@@ -81,7 +81,10 @@ def allocate_seats(
         .with_columns(
             pl.when(pl.col("_sve") > 0)
             .then(_exact_floor(pl.col(f"_p{i}"), pl.col("_sve")))
-            .cast(pl.Int64)
+            # Finite voix so large that voix × seats overflows give no floor (NaN): 0, and the
+            # highest averages hand out every seat. Never an error on finite input.
+            .cast(pl.Int64, strict=False)
+            .fill_null(pl.when(pl.col("_sve") > 0).then(0))
             .alias(f"_f{i}")
             for i in range(n)
         )

@@ -205,7 +205,7 @@ def report_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
     def rejected(frame: pl.LazyFrame, table: str) -> list[pl.Expr]:
         return [
             (pl.col("_reject") == reason).sum().alias(f"rejected:{table}.{reason}")
-            for reason in ("siret_empty", "siret_too_long")
+            for reason in ("siret_empty", "siret_too_long", "siret_scientific")
         ]
 
     pv_counts = pv.select(
@@ -214,11 +214,16 @@ def report_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("_date_bad").sum().alias("warning:date_unparsed"),
         pl.col("_negative").sum().alias("warning:count_negative"),
         pl.col("_unparsed").sum().alias("warning:count_unparsed"),
+        pl.col("_too_large").sum().alias("warning:count_too_large"),
+        pl.col("_text_not_utf8").sum().alias("warning:text_not_utf8"),
+        pl.col("_text_nul").sum().alias("warning:text_nul"),
     )
     inv_counts = invitations.select(
         *rejected(invitations, "invitations"),
         pl.col("_luhn_bad").sum().alias("warning:siret_luhn_inv"),
         pl.col("_date_bad").sum().alias("warning:date_unparsed_inv"),
+        pl.col("_text_not_utf8").sum().alias("warning:text_not_utf8_inv"),
+        pl.col("_text_nul").sum().alias("warning:text_nul_inv"),
     )
     return pl.concat([pv_counts, inv_counts], how="horizontal")
 

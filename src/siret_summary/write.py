@@ -110,6 +110,13 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, ta
     """Raise on the first value that does not fit its column (all limits measured in one pass)."""
     limits = {}
     for column in columns:
+        if column.kind == "text":  # PostgreSQL cannot store NUL; normalisation removes it, this is a guard
+            holding = frame.filter(pl.col(column.name).str.contains("\x00", literal=True))
+            if holding.height:
+                raise TargetError(
+                    f'column "{column.name}" of {table} cannot store the NUL character in the row of SIRET '
+                    f"{_siret_of(holding)}; remove it from the source value."
+                )
         if column.kind == "text" and column.max_length is not None:
             limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
         elif column.kind == "integer" and dialect == "postgresql":
@@ -124,18 +131,23 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, ta
             continue
         if largest[column.name] <= limits[column.name][1]:
             continue
-        series = frame.get_column(column.name)
+        value = pl.col(column.name)
         if column.kind == "text":
-            too_long = series.filter(series.str.len_chars() > column.max_length)
+            too_long = frame.filter(value.str.len_chars() > column.max_length)
             raise TargetError(
                 f'column "{column.name}" of {table} is VARCHAR({column.max_length}) but '
-                f"{len(too_long)} value(s) are longer (e.g. {too_long[0]!r}); "
-                "widen the column or shorten the source values."
+                f"{too_long.height} value(s) are longer (e.g. {too_long[column.name][0]!r} for SIRET "
+                f"{_siret_of(too_long)}); widen the column or shorten the source values."
             )
+        out = frame.filter(value.abs() > limits[column.name][1])
         raise TargetError(
             f'column "{column.name}" of {table} is {column.declared} but a value '
-            f"({largest[column.name]}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
+            f"({largest[column.name]}, SIRET {_siret_of(out)}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
         )
+
+
+def _siret_of(rows: pl.DataFrame) -> str:
+    return str(rows["siret"][0]) if "siret" in rows.columns and rows.height else "?"
 
 
 def shape_for_target(

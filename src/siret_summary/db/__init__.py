@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import re
+
 from ..errors import SourceError
 from .base import Backend, Column
+
+
+#: A location starting like a URI of a supported scheme (``postgres//host/db``,
+#: ``postgresql:/host``, ``sqlite//x.db``): malformed unless it is one of the
+#: accepted forms, never taken for a relative file path.
+_MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?(:|//)|sqlite//)")  # "sqlite:…" has its own message below
 
 
 def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
@@ -19,6 +27,11 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
         raise SourceError(f"{location!r} is not a database location; give a postgresql:// URI or a SQLite file path.")
+    if _MALFORMED_URI.match(text) and not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise SourceError(
+            f"{text!r} looks like a database URI but is malformed; write postgresql://user:password@host/db "
+            "or sqlite:///path/to/file.db (a file path never starts with a scheme name)."
+        )
     if text.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresBackend
 
@@ -40,6 +53,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
         raise SourceError(f"{text!r} names no SQLite file; write sqlite:///path/to/file.db.")
     if must_exist and not Path(path).is_file():
         raise SourceError(f"SQLite database {path!r} does not exist; check the path (a new empty file is never created for a source).")
+
     from .sqlite import SQLiteBackend
 
     return SQLiteBackend(path, text)

@@ -30,8 +30,23 @@ class Column:
     declared: str | None = None  # the type as the database declares it
 
 
+#: Prefix of the column holding a SQLite source column's REAL cells (sqlite.py):
+#: ``REAL_PREFIX + name`` is Float64, non-NULL where the cell is a REAL, and the
+#: column ``name`` itself is NULL there (normalize.prepare merges them).
+REAL_PREFIX = "__siret_summary_real:"
+
+
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def select_item(name: str, declared: str | None = None) -> str:
+    """A PostgreSQL SELECT item for a source column: a TIMESTAMPTZ is read as its date in the
+    session's time zone (``col::date``, SPEC §3), since the driver delivers it in UTC."""
+    q = quote_identifier(name)
+    if (declared or "").lower() == "timestamp with time zone":
+        return f"{q}::date AS {q}"
+    return q
 
 
 def quote_table(table: str) -> str:
@@ -89,8 +104,12 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
-        """A SELECT of these columns (then ``where``), typed as the backend should deliver them to Arrow."""
+    def select_columns_sql(
+        self, table: str, columns: Sequence[str], where: str = "", types: dict[str, str | None] | None = None
+    ) -> str:
+        """A SELECT of these columns (then ``where``), typed as the backend should deliver them to Arrow.
+
+        ``types``: the columns' declared types, where known (see :func:`select_item`)."""
 
     def sql_type(self, kind: str) -> str:
         """Column type used when the library creates a table."""

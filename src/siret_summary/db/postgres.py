@@ -12,7 +12,7 @@ import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, Filter, kind_of, quote_table, quote_identifier, split_table
+from .base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, select_item, split_table
 
 
 #: The driver's built-in type table instead of querying the server's catalogue
@@ -146,8 +146,9 @@ class PostgresBackend(Backend):
                             [quote_table(table)])
         return int(value) if value is not None and value >= 0 else None
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
-        return f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {quote_table(table)}{where}"
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+        items = ", ".join(select_item(c, (types or {}).get(c)) for c in columns)
+        return f"SELECT {items} FROM {quote_table(table)}{where}"
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         return data

@@ -11,7 +11,7 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from .base import REAL_PREFIX, Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
 class SQLiteBackend(Backend):
@@ -65,20 +65,32 @@ class SQLiteBackend(Backend):
             columns.append(Column(name, kind, length, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "") -> str:
-        # Every value as SQLite's own text: the driver would otherwise guess one
-        # Arrow type per column from the first rows and print mixed REALs as %e.
-        # It still guesses from the first batch, and a column NULL throughout
-        # it becomes int64 (then the first text value fails the read): a
-        # leading row of empty texts, flagged and dropped by plain(), makes
-        # every column text.
+    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+        # Each column twice: its REAL cells as Float64 in REAL_PREFIX + name
+        # (SQLite's text of a REAL keeps 15 digits and turns 2.27e-13 into
+        # exponent text that no count rule reads: the number itself is what
+        # PostgreSQL or Arrow would give), every other cell as its bytes
+        # (BLOB): SQLite stores text unchecked, and bytes that are not UTF-8
+        # in an Arrow string column crash Polars; normalize.prepare decodes
+        # them. The driver guesses each column's Arrow type from the first
+        # batch, and a column NULL throughout it becomes int64 (then the
+        # first other value fails the read): a leading typing row, flagged
+        # and dropped by plain(), gives every column its type.
         from .base import quote_table
 
-        cols = ", ".join(f"CAST({quote_identifier(c)} AS TEXT) AS {quote_identifier(c)}" for c in columns)
-        typed = ", ".join(f"'' AS {quote_identifier(c)}" for c in columns)
+        cols, typed = [], []
+        for c in columns:
+            q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
+            if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
+                cols.append(f"CAST({q} AS BLOB) AS {q}")
+                typed.append(f"CAST('' AS BLOB) AS {q}")
+                continue
+            cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}")
+            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}")
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, {typed} UNION ALL "
-            f"SELECT 1 AS {_TYPING_ROW}, {cols} FROM {quote_table(table)}{where}"
+            f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
+            f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
         )
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
@@ -87,10 +99,13 @@ class SQLiteBackend(Backend):
         key = self._row_id(conn, table)
         if key is None:
             return None
+        # The SIRET as select_columns_sql reads it (bytes, a REAL as a number): the
+        # keys are normalised as the full read's rows would be.
+        q, real = quote_identifier(column), quote_identifier(REAL_PREFIX + "s")
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, '' AS s UNION ALL "
-            f"SELECT 1 AS {_TYPING_ROW}, {key} AS k, CAST({quote_identifier(column)} AS TEXT) AS s"
-            f" FROM {quote_table(table)}"
+            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real} UNION ALL "
+            f"SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS s,"
+            f" CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real} FROM {quote_table(table)}"
         )
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
@@ -176,6 +191,12 @@ class SQLiteBackend(Backend):
 
 
 _TYPING_ROW = "__siret_summary_typing_row"
+
+
+def _text_affinity(declared: str | None) -> bool:
+    """SQLite's TEXT affinity (its rule 2, after INTEGER): such a column never holds a REAL."""
+    t = (declared or "").upper()
+    return "INT" not in t and any(k in t for k in ("CHAR", "CLOB", "TEXT"))
 
 #: Rows per record batch of a streamed result.
 STREAM_BATCH_ROWS = 16_384
