@@ -189,7 +189,7 @@ def _trigger_definitions(schema: str, config: Config) -> list[tuple[str, str, st
     return out
 
 
-_MANIFEST_SQL = """SELECT coalesce(json_object_agg(t.tgname, pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}')::text
+_MANIFEST_SQL = r"""SELECT coalesce(json_object_agg(t.tgname, pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}')::text
 FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = ANY(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3)]::oid[])
 AND t.tgname LIKE 'siret\_summary\_%'"""
 
@@ -405,9 +405,9 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
         return None
     rows = backend.fetch_arrow(conn, _IDENTITY_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table)])
     rows = rows.to_pylist()
-    head = rows[0]
-    if head["log"] is None:
+    if not rows or rows[0]["log"] is None:  # no PV table (the read says so) or no capture installed
         return None
+    head = rows[0]
     identity, problem = _identity(rows, config)
     schema = head["schema"]
     if not head["may_consume"] or not head["may_advance"]:

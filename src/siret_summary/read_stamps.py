@@ -36,7 +36,7 @@ stored state saw; a restore means a restart, and a restart costs one re-read),
 the Polars version and :data:`FORMAT`: a stamp from another table, cluster,
 server start, time zone or layout matches nothing.
 The seed also holds the table's storage (``relfilenode``): ``VACUUM FULL`` and
-``CLUSTER`` keep each row's ``xmin`` but move rows to other ``ctid``\ s, where
+``CLUSTER`` keep each row's ``xmin`` but move rows to other places (``ctid``), where
 rows of the same bulk load (same ``xmin``) may now sit; the fetch recomputes
 the seed, so a rewrite between the stamps and the fetch is noticed. The rows a
 scan fetches by ``ctid`` must come back with the ``xmin`` they had when the

@@ -24,7 +24,8 @@ from typing import Any
 import polars as pl
 
 from .config import DEFAULT_PV_COLUMNS, Config
-from .normalize import COUNT_COLUMNS, normalize_pv
+from .db.base import REAL_PREFIX
+from .normalize import COUNT_COLUMNS, decode_text, normalize_pv
 from .read import read_database, read_sources
 
 ROW = "__siret_summary_row"
@@ -59,11 +60,20 @@ def _rows(raw: pl.DataFrame, flagged: pl.DataFrame, condition: pl.Expr, limit: i
     picked = raw.join(rows, on=ROW, how="semi").sort(ROW)
     return picked.select(
         pl.lit(kind).alias("kind"), pl.lit(reason).alias("reason"), pl.lit(table).alias("table"),
-        (pl.col(id_column).cast(pl.String) if id_column else pl.lit(None, pl.String)).alias("row_id"),
+        (_as_text(picked, id_column) if id_column else pl.lit(None, pl.String)).alias("row_id"),
         pl.lit(column, pl.String).alias("column"),
-        (pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String)).alias("value"),
+        (_as_text(picked, column) if column else pl.lit(None, pl.String)).alias("value"),
         pl.col(ROW),
     )
+
+
+def _as_text(frame: pl.DataFrame, column: str) -> pl.Series:
+    """A raw column as text: SQLite bytes decoded (normalize.decode_text), a REAL cell as its number."""
+    series = frame.get_column(column)
+    series = decode_text(series)[0] if series.dtype == pl.Binary else series.cast(pl.String)
+    if REAL_PREFIX + column in frame.columns:
+        series = frame.select(pl.coalesce(series, pl.col(REAL_PREFIX + column).cast(pl.String))).to_series()
+    return series.alias(column)
 
 
 def rejected_samples(source: Any, config: Config, limit: int) -> list[dict[str, Any]]:
