@@ -554,10 +554,14 @@ SIRET_KEY = "__siret_summary_siret"
 def keyed_raw(raw: pl.LazyFrame, mapping, seed: int) -> pl.LazyFrame:
     """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised."""
     frame = raw.collect(engine="in-memory")
-    prepared = prepare(frame.lazy(), mapping, seed, hashes=True).collect(engine="in-memory")
+    # The hash is of the row as read; only the SIRET needs preparing (decoding) for the key:
+    # a scan keeps the raw rows and prepares the moved SIRETs' rows when it normalises them.
     name = mapping["siret"]
-    key = prepared.select(siret_key(name, prepared.schema[name]).alias(SIRET_KEY), "_raw_hash")
-    return frame.hstack(key).lazy()
+    siret_columns = [c for c in (name, REAL_PREFIX + name) if c in frame.columns]
+    prepared = prepare(frame.select(siret_columns).lazy(), {"siret": name}, seed, hashes=False)
+    key = prepared.select(siret_key(name, prepared.collect_schema()[name]).alias(SIRET_KEY)).collect(engine="in-memory")
+    hashed = frame.select(raw_row_hash(frame.schema, mapping, seed).alias("_raw_hash"))
+    return frame.hstack(key).hstack(hashed).lazy()
 
 
 #: Normalised text columns whose values repeat across rows (a SIRET's
