@@ -76,6 +76,10 @@ def test_capture_on_a_subscriber_stops_logical_replication(logical_server):
     try:
         n = scalar(pub, 'SELECT count(*) FROM "Tous_PV"')
         assert _wait(lambda: scalar(sub, 'SELECT count(*) FROM "Tous_PV"') == n), "initial copy"
+        # Every table's initial sync over (state 'r'): a sync still creating its slot waits for every
+        # open transaction, install_change_capture's included, which waits for the sync's table lock.
+        assert _wait(lambda: scalar(sub, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'") == 0,
+                     seconds=60), "initial sync of every table"
         siret_summary.install_change_capture(sub)
         siret_summary.run(sub, config=CFG)
         execute(pub, edit())
