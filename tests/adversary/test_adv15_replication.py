@@ -38,6 +38,8 @@ def logical_server():
     try:
         yield uri
     finally:
+        # The restart gave the server a new process, which cleanup() does not know: stop it here.
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
