@@ -268,11 +268,15 @@ def uninstall_change_capture(uri: str, *, config: Config | None = None) -> None:
         for table, _ in _tables(config):
             q = quote_table(table)
             for event in _EVENTS:
-                statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(trigger_name(event, table))} ON {q}")
-                statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(f'siret_summary_{event}_{split_table(table)[-1]}'[:63])} ON {q}")
+                # The name this version gives, and the one older versions gave (cut at 63 characters).
+                older = f"siret_summary_{event}_{split_table(table)[-1]}"[:63]
+                for name in dict.fromkeys((trigger_name(event, table), older)):
+                    statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(name)} ON {q}")
             statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
         statements += [f"DROP TABLE IF EXISTS {_qualified(schema, t)}" for t in (LOG_TABLE, CURSOR_TABLE)]
-        statements += [f"DROP FUNCTION IF EXISTS {_qualified(schema, f)}()" for f in (_FUNCTION, _ROW_FUNCTION, _GUARD_FUNCTION)]
+        statements += [
+            f"DROP FUNCTION IF EXISTS {_qualified(schema, f)}()" for f in (_FUNCTION, _ROW_FUNCTION, _GUARD_FUNCTION)
+        ]
         for sql in statements:
             backend.execute(conn, sql)
         conn.commit()
