@@ -126,11 +126,18 @@ class StatusStore:
         """Flag the running run for cancellation; False when none is running."""
         if not self._exists(conn):
             return False
-        where = f"WHERE status = 'running' AND target_table = {self.backend.param(1)}"
-        running = self.backend.scalar(conn, f"SELECT count(*) FROM {self._q()} {where}", [self.target_table])
-        self.backend.execute(conn, f"UPDATE {self._q()} SET cancel_requested = 1 {where}", [self.target_table])
+        conn.commit()  # end the read transaction the check opened (a run may commit meanwhile)
+        # One statement that writes first: a read followed by a write in one SQLite
+        # transaction fails at once ("database is locked", no busy wait) when a run
+        # committed its record in between; a write waits for the run's commit.
+        flagged = self.backend.fetch_arrow(
+            conn,
+            f"UPDATE {self._q()} SET cancel_requested = 1 WHERE status = 'running'"
+            f" AND target_table = {self.backend.param(1)} RETURNING run_id",
+            [self.target_table],
+        )
         conn.commit()
-        return bool(running)
+        return flagged.num_rows > 0
 
     def cancel_requested(self, conn: Any, run_id: str) -> bool:
         value = self.backend.scalar(
