@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 import siret_summary
 from siret_summary import SiretSummaryError, TargetError
 from siret_summary.demo_data import generate, write_postgres, write_sqlite
-from siret_summary.retry import RetryPolicy
+from siret_summary.runs.retry import RetryPolicy
 
 from conftest import _admin
 from dbutil import query

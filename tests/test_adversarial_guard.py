@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres
-from siret_summary.guard import lock_key
+from siret_summary.runs.guard import lock_key
 
 from dbutil import connect, execute, query, read_table
 

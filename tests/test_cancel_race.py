@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import siret_summary
 from siret_summary.db import open_backend
-from siret_summary.runner import status_store
-from siret_summary.status import StatusStore
+from siret_summary.runs.runner import status_store
+from siret_summary.runs.status import StatusStore
 
 
 def test_cancel_is_not_refused_when_a_run_commits_its_record_meanwhile(tmp_path, monkeypatch):

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import siret_summary
-from siret_summary.compute import summarise
-from siret_summary.read import read_sources
+from siret_summary.pipeline.compute import summarise
+from siret_summary.pipeline.read import read_sources
 from conftest import fresh_database
 from reference import INVITATION_COLUMNS, PV_COLUMNS, reference_summary
 from strategies import (

@@ -208,7 +208,7 @@ def test_scan_rewrites_nothing_for_a_respelling_and_then_forgets_it(base_sqlite,
     assert (result.inserted, result.updated, result.deleted) == (0, 0, 0)
     assert_frame_equal(_table(location, "siret_summary"), before)
 
-    compute = importlib.import_module("siret_summary.compute")
+    compute = importlib.import_module("siret_summary.pipeline.compute")
     normalised: list[int] = []
 
     def counting(raw, columns):
@@ -411,10 +411,10 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     """A database read holds repeated text as categories (codes depend on the read);
     fingerprints must hash the text, as an in-memory read of the same rows does,
     or a stored state would never match and every SIRET would count as changed."""
-    from siret_summary.compute import summarise_with_fingerprints
+    from siret_summary.pipeline.compute import summarise_with_fingerprints
     from siret_summary.config import as_config
     from siret_summary.db import open_backend
-    from siret_summary.read import read_sources
+    from siret_summary.pipeline.read import read_sources
 
     from unittest import mock
 
@@ -423,7 +423,7 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     config = as_config(None)
     with fresh_database(pg_uri, "fingerprints") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
-        read = importlib.import_module("siret_summary.read")
+        read = importlib.import_module("siret_summary.pipeline.read")
         with mock.patch.object(read, "LARGE_READ_ROWS", 100):  # by values: row stamps hash xmin (read_stamps.py)
             raw = read.read_database(open_backend(location, must_exist=True), config, stamps=False)
         assert pl.Categorical in [type(t) for t in raw.pv_rows().collect_schema().values()]

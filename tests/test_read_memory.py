@@ -17,7 +17,7 @@ from unittest import mock
 from siret_summary.config import as_config
 from siret_summary.demo_data import generate
 
-read = importlib.import_module("siret_summary.read")
+read = importlib.import_module("siret_summary.pipeline.read")
 
 
 class _Driver:

@@ -176,7 +176,7 @@ def test_count_above_a_billion_is_null_and_counted(source):
 
 
 def test_seats_never_raise_on_finite_input():
-    from siret_summary.seats import allocate_seats
+    from siret_summary.rules.seats import allocate_seats
 
     huge = 1.7976931348623157e308
     elections = pl.LazyFrame({

@@ -24,8 +24,8 @@ from reference import INVITATION_COLUMNS, PV_COLUMNS, reference_summary
 from strategies import sources, string_table, stringify_rows
 from test_reference_vs_compute import _QUIET, assert_same_summary
 
-compute_module = importlib.import_module("siret_summary.compute")
-read_module = importlib.import_module("siret_summary.read")
+compute_module = importlib.import_module("siret_summary.pipeline.compute")
+read_module = importlib.import_module("siret_summary.pipeline.read")
 sqlite_module = importlib.import_module("siret_summary.db.sqlite")
 
 

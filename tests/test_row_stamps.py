@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres
-from siret_summary.read_stamps import StampedTable
+from siret_summary.db.postgres.stamps import StampedTable
 
 from conftest import fresh_database
 from dbutil import execute, query
@@ -187,7 +187,7 @@ def test_a_scan_tries_stamps_again_when_the_source_moved_once(stamped_pg, monkey
 
 def test_no_stamps_where_an_xmin_could_name_two_transactions_or_there_is_none(stamped_pg, fetched, monkeypatch):
     with monkeypatch.context() as patched:
-        patched.setattr(importlib.import_module("siret_summary.read_stamps"), "_WRAP", 2)  # ids wrapped around
+        patched.setattr(importlib.import_module("siret_summary.db.postgres.stamps"), "_WRAP", 2)  # ids wrapped around
         execute(stamped_pg, _edit_sql("votes_edit", 5, 9)[0])
         assert _assert_incremental_equals_full(stamped_pg).mode == "incremental"
     assert fetched == {}  # read by values
@@ -211,7 +211,7 @@ def test_a_role_granted_only_the_mapped_columns_reads_by_values(stamped_pg):
     """Column privileges cannot cover xmin and ctid: such a role reads by values instead of failing."""
     import uuid
 
-    from siret_summary.normalize import needed_columns
+    from siret_summary.rules.columns import needed_columns
 
     config, role = siret_summary.Config(), f"cols_{uuid.uuid4().hex[:8]}"
     granted = lambda mapping: ", ".join(f'"{c}"' for c in needed_columns(mapping))  # noqa: E731

@@ -165,8 +165,8 @@ def test_targets_without_trustworthy_versions_compare_every_row(guard, pg_db, tm
 def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
     """What a full write read beforehand is dropped when the target changed in between."""
     from siret_summary.db import open_backend
-    from siret_summary.write import write_summary
-    from siret_summary.write_versions import read_ahead, versions_table
+    from siret_summary.pipeline.write import write_summary
+    from siret_summary.db.postgres.versions import read_ahead, versions_table
 
     write_postgres(pg_db, *generate(n_pv=200, n_invitations=20, seed=8, sqlite_mess=False))
     siret_summary.run(pg_db, config=CFG, mode="full")

@@ -4,14 +4,14 @@ Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
 and the exceptions of :mod:`siret_summary.errors`.
 """
 
-__version__ = "0.1.0"  # first: modules read it while the package is importing
+from siret_summary._version import __version__
 
-from .capture import install_change_capture, uninstall_change_capture
-from .compute import compute, compute_report
-from .config import Config, Cycle
-from .retry import RetryPolicy
-from .runner import RunResult, cancel, history, run, status
-from .errors import (
+from siret_summary.db.postgres.capture import install_change_capture, uninstall_change_capture
+from siret_summary.pipeline.compute import compute, compute_report
+from siret_summary.config import Config, Cycle
+from siret_summary.runs.retry import RetryPolicy
+from siret_summary.runs.runner import RunResult, cancel, history, run, status
+from siret_summary.errors import (
     CancelledError,
     ConfigError,
     ShrinkGuardError,

@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cli_config import (
+from siret_summary._version import __version__
+from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
 )  # fmt: skip
-from .config import Config
-from .errors import SiretSummaryError
-from .runner import MODES, RunResult, cancel, history, run, status
-from .status import TASK_ID
+from siret_summary.config import Config
+from siret_summary.errors import SiretSummaryError
+from siret_summary.runs.runner import MODES, RunResult, cancel, history, run, status
+from siret_summary.runs.status import TASK_ID
 STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
 
 
@@ -159,7 +159,7 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo_data import generate, write_sqlite
+    from siret_summary.demo_data import generate, write_sqlite
 
     path = Path(args.path).resolve()
     t0 = time.perf_counter()
@@ -251,7 +251,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .compute import compute
+    from siret_summary.pipeline.compute import compute
 
     output = Path(args.output)
     fmt = args.format or ("parquet" if output.suffix.lower() in (".parquet", ".pq") else "csv")
@@ -267,7 +267,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _rejects(args: argparse.Namespace) -> int:
-    from .compute import compute_report
+    from siret_summary.pipeline.compute import compute_report
 
     report = compute_report(source_from(args), config=config_from(args), samples=args.limit)
     if args.json:

@@ -30,8 +30,8 @@ import os
 import tomllib
 from typing import Any
 
-from .config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
-from .errors import ConfigError, SiretSummaryError
+from siret_summary.config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
+from siret_summary.errors import ConfigError, SiretSummaryError
 
 #: Default target of ``status``, ``cancel`` and ``history`` when neither ``--target`` nor the file names one.
 TARGET_VARIABLE = "SIRET_SUMMARY_TARGET"
@@ -148,7 +148,7 @@ def target_from(args: argparse.Namespace, *, default_to_source: bool = False) ->
 
 def shown(location: str) -> str:
     """A location as the user should read it: a SQLite file's absolute path, a URI without its password."""
-    from .db import open_backend
+    from siret_summary.db import open_backend
 
     try:
         backend = open_backend(location, must_exist=False)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import ConfigError
+from siret_summary.errors import ConfigError
 
 #: Bumped whenever a rule of SPEC §3–§4 changes how a row is computed; part of
 #: the configuration hash so stored incremental state is invalidated.

@@ -48,11 +48,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
-from . import runner
-from .admin_page import admin_html
-from .config import Config, as_config
-from .errors import ConfigError, SiretSummaryError
-from .status import TASK_ID
+from siret_summary.runs import runner
+from siret_summary.admin_page import admin_html
+from siret_summary.config import Config, as_config
+from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.runs.status import TASK_ID
 
 __all__ = ["ADMIN_PATH", "AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
 

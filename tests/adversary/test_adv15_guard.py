@@ -43,7 +43,7 @@ def test_lost_lock_retaken_when_the_other_run_records_its_status_elsewhere(pg_db
     consumed is lost for good."""
     import time
 
-    from siret_summary.guard import lock_key
+    from siret_summary.runs.guard import lock_key
 
     from dbutil import query
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import re
 
-from ..errors import SourceError
-from .base import Backend, Column
+from siret_summary.errors import SourceError
+from siret_summary.db.base import Backend, Column
 
 
 #: A location starting like a URI of a supported scheme (``postgres//host/db``,
@@ -33,7 +33,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
             "or sqlite:///path/to/file.db (a file path never starts with a scheme name)."
         )
     if text.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresBackend
+        from siret_summary.db.postgres.backend import PostgresBackend
 
         return PostgresBackend(text)
     if text.startswith("sqlite:"):
@@ -54,7 +54,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     if must_exist and not Path(path).is_file():
         raise SourceError(f"SQLite database {path!r} does not exist; check the path (a new empty file is never created for a source).")
 
-    from .sqlite import SQLiteBackend
+    from siret_summary.db.sqlite import SQLiteBackend
 
     return SQLiteBackend(path, text)
 

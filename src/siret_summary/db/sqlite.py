@@ -11,7 +11,7 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import REAL_PREFIX, Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary.db.base import REAL_PREFIX, Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
 class SQLiteBackend(Backend):
@@ -76,7 +76,7 @@ class SQLiteBackend(Backend):
         # batch, and a column NULL throughout it becomes int64 (then the
         # first other value fails the read): a leading typing row, flagged
         # and dropped by plain(), gives every column its type.
-        from .base import quote_table
+        from siret_summary.db.base import quote_table
 
         cols, typed = [], []
         for c in columns:

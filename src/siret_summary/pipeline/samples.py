@@ -2,7 +2,7 @@
 
 The report (:func:`siret_summary.compute_report`) counts rows by reason; an
 operator also wants to *see* some of them. The rules are not restated here:
-the raw rows go through :func:`~siret_summary.normalize.normalize_pv` itself,
+the raw rows go through :func:`~siret_summary.rules.columns.normalize_pv` itself,
 with a row number mapped as the ``id`` column (so each flag finds its row
 whatever order the normalisation's joins leave), once for the SIRET and date
 rules and once per count column for the count warnings (other counts mapped
@@ -23,10 +23,10 @@ from typing import Any
 
 import polars as pl
 
-from .config import DEFAULT_PV_COLUMNS, Config
-from .db.base import REAL_PREFIX
-from .normalize import COUNT_COLUMNS, decode_text, normalize_pv
-from .read import read_database, read_sources
+from siret_summary.config import DEFAULT_PV_COLUMNS, Config
+from siret_summary.db.base import REAL_PREFIX
+from siret_summary.rules.columns import COUNT_COLUMNS, decode_text, normalize_pv
+from siret_summary.pipeline.read import read_database, read_sources
 
 ROW = "__siret_summary_row"
 
@@ -36,7 +36,7 @@ __all__ = ["rejected_samples"]
 def _raw_frames(source: Any, config: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both source tables as read, not normalised."""
     if isinstance(source, (str, os.PathLike)):
-        from .db import open_backend
+        from siret_summary.db import open_backend
 
         raw = read_database(open_backend(source, must_exist=True), config, normalise=False, stamps=False)
     else:

@@ -43,14 +43,14 @@ from typing import Any
 
 import polars as pl
 
-from . import names
-from .config import Config, as_config
-from .db import open_backend
-from .db.base import Backend, quote_identifier, quote_table, split_table
-from .db.postgres import normalised_siret_sql, siret_index_name
-from .errors import SourceError
-from .normalize import needed_columns
-from .read import connected
+from siret_summary.db import names
+from siret_summary.config import Config, as_config
+from siret_summary.db import open_backend
+from siret_summary.db.base import Backend, quote_identifier, quote_table, split_table
+from siret_summary.db.postgres.backend import normalised_siret_sql, siret_index_name
+from siret_summary.errors import SourceError
+from siret_summary.rules.columns import needed_columns
+from siret_summary.pipeline.read import connected
 
 LOG_TABLE = "siret_summary_changes"
 #: One row: the id of the last run that consumed the log (the source's half of the

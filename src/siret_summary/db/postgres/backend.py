@@ -12,7 +12,7 @@ import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, select_item, split_table
+from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, select_item, split_table
 
 
 #: The driver's built-in type table instead of querying the server's catalogue

@@ -8,14 +8,14 @@ from typing import Any
 
 import polars as pl
 
-from .config import Config, as_config
-from .incremental import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
-from .normalize import (
+from siret_summary.config import Config, as_config
+from siret_summary.incremental.state import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
+from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, expand_text, keyed_raw, normalize_invitations, normalize_pv,
 )  # fmt: skip
-from .read import RawSources, read_sources
-from .read_stamps import CTID, XMIN
-from .summary import Report, parse_report, report_frame, summary_frame
+from siret_summary.pipeline.read import RawSources, read_sources
+from siret_summary.db.postgres.stamps import CTID, XMIN
+from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
 
 
 def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -236,14 +236,14 @@ def compute_report(source: Any, *, config: Config | None = None, samples: int = 
 
     Both map a reason to a count of source rows (SPEC §9). ``samples=N`` (N > 0)
     adds ``"samples"``: up to N rows per reason, each ``{"kind", "reason",
-    "table", "row_id", "column", "value"}`` (see :mod:`siret_summary.samples`);
+    "table", "row_id", "column", "value"}`` (see :mod:`siret_summary.pipeline.samples`);
     the sources are then read a second time.
     """
     config = as_config(config)
     report = summarise(read_sources(source, config), config)[1]
     out: dict[str, Any] = {"rejected": report.rejected, "warnings": report.warnings}
     if samples > 0:
-        from .samples import rejected_samples
+        from siret_summary.pipeline.samples import rejected_samples
 
         out["samples"] = rejected_samples(source, config, samples)
     return out

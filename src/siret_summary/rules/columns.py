@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .db.base import REAL_PREFIX
-from .read_stamps import STAMP
+from siret_summary.db.base import REAL_PREFIX
+from siret_summary.db.postgres.stamps import STAMP
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .db.base import Backend
-from .errors import SourceError
-from .read import open_connection
+from siret_summary.db.base import Backend
+from siret_summary.errors import SourceError
+from siret_summary.pipeline.read import open_connection
 
 
 class Sessions:

@@ -12,26 +12,26 @@ import polars as pl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .capture import Changes, consume, read_changes
-from .compute import scan_changes, summarise_with_fingerprints
-from .incremental import KEEP, StateStore, StoredMeta, state_hash
-from .normalize import siret_key
-from .config import Config, as_config
-from .db import Backend, open_backend
-from .db.base import quote_table
-from .errors import CancelledError, ConfigError, SiretSummaryError, TargetError
-from . import names
-from .guard import RunGuard, is_running
-from .read import read_database, read_sources
-from .read_stamps import SourceMoved
-from .retry import RetryPolicy
-from .sessions import Sessions
-from .status import (
+from siret_summary.db.postgres.capture import Changes, consume, read_changes
+from siret_summary.pipeline.compute import scan_changes, summarise_with_fingerprints
+from siret_summary.incremental.state import KEEP, StateStore, StoredMeta, state_hash
+from siret_summary.rules.columns import siret_key
+from siret_summary.config import Config, as_config
+from siret_summary.db import Backend, open_backend
+from siret_summary.db.base import quote_table
+from siret_summary.errors import CancelledError, ConfigError, SiretSummaryError, TargetError
+from siret_summary.db import names
+from siret_summary.runs.guard import RunGuard, is_running
+from siret_summary.pipeline.read import read_database, read_sources
+from siret_summary.db.postgres.stamps import SourceMoved
+from siret_summary.runs.retry import RetryPolicy
+from siret_summary.runs.sessions import Sessions
+from siret_summary.runs.status import (
     FINAL_FIELDS, StatusStore, apply_pending, now_iso, public_view, save_pending, status_session,
     store_errors,
 )
-from .write import write_summary
-from .write_versions import read_ahead, versions_table
+from siret_summary.pipeline.write import write_summary
+from siret_summary.db.postgres.versions import read_ahead, versions_table
 
 log = logging.getLogger("siret_summary")
 
@@ -582,7 +582,7 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
     try:
         return guard.acquire()
     except Exception as exc:
-        from .read import driver_reason
+        from siret_summary.pipeline.read import driver_reason
 
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from .db.base import Backend, Column, quote_table
+from siret_summary.db.base import Backend, Column, quote_table
 
 #: Version of the hashing scheme; part of the seed.
 FORMAT = "2"

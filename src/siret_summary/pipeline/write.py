@@ -20,10 +20,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .db.base import Backend, Column, quote_identifier, quote_table
-from .errors import ShrinkGuardError, SiretSummaryError, TargetError
-from .read import driver_reason
-from .write_versions import ReadAhead, RowVersions
+from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
+from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
+from siret_summary.pipeline.read import driver_reason
+from siret_summary.db.postgres.versions import ReadAhead, RowVersions
 
 _KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
 _INT_BOUNDS = {"SMALLINT": 2**15 - 1, "INT2": 2**15 - 1, "INTEGER": 2**31 - 1, "INT": 2**31 - 1, "INT4": 2**31 - 1}
@@ -192,7 +192,7 @@ def write_summary(
     (it may raise to cancel); ``before_commit(conn)`` adds statements to the
     same transaction (the incremental state). Any exception rolls everything
     back and leaves the target as it was. ``versions_table`` names where the
-    row versions are kept (:mod:`~siret_summary.write_versions`; PostgreSQL):
+    row versions are kept (:mod:`~siret_summary.db.postgres.versions`; PostgreSQL):
     a full write then stages only the rows they cannot vouch for; ``ahead``
     holds what it reads first, read beforehand (used when the target's
     columns are still the same).

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .db.base import Backend, quote_table
-from .errors import SiretSummaryError, TargetError
+from siret_summary.db.base import Backend, quote_table
+from siret_summary.errors import SiretSummaryError, TargetError
 
 log = logging.getLogger("siret_summary")
 
@@ -197,7 +197,7 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
     except SiretSummaryError:
         raise
     except Exception as exc:
-        from .read import driver_reason
+        from siret_summary.pipeline.read import driver_reason
 
         fix = (
             "check that the file's disk has free space and that the file is writable"

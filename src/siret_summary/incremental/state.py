@@ -23,11 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from . import __name__ as _package
-from . import __version__
-from .config import Config
-from .db.base import Backend, quote_table
-from .normalize import COUNT_COLUMNS, SIRET_KEY
+from siret_summary._version import PACKAGE as _package
+from siret_summary._version import __version__
+from siret_summary.config import Config
+from siret_summary.db.base import Backend, quote_table
+from siret_summary.rules.columns import COUNT_COLUMNS, SIRET_KEY
 
 #: Normalised PV columns that can change a summary row.
 PV_FINGERPRINT_COLUMNS = (
@@ -106,7 +106,7 @@ def fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def raw_fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
-    """``(siret, raw)`` per SIRET of keyed raw rows (:func:`~siret_summary.normalize.keyed_raw`)."""
+    """``(siret, raw)`` per SIRET of keyed raw rows (:func:`~siret_summary.rules.columns.keyed_raw`)."""
     rows = pl.concat([frame.select(pl.col(SIRET_KEY).alias("siret"), "_raw_hash") for frame in (pv, invitations)])
     return rows.filter(pl.col("siret").is_not_null()).group_by("siret").agg(_fingerprint("_raw_hash").alias("raw"))
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .config import UNIONS, Config
-from .seats import allocate_seats
+from siret_summary.config import UNIONS, Config
+from siret_summary.rules.seats import allocate_seats
 
 #: Attributes resolved across cycles (latest cycle with an election first).
 CROSS_CYCLE_ATTRIBUTES = ("raison_sociale", "idcc", "cp", "ville", "region", "ul")

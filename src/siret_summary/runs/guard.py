@@ -17,10 +17,10 @@ from typing import Any
 
 import filelock
 
-from .db.base import Backend
-from .errors import TargetError
-from .read import open_connection
-from .status import HOST
+from siret_summary.db.base import Backend
+from siret_summary.errors import TargetError
+from siret_summary.pipeline.read import open_connection
+from siret_summary.runs.status import HOST
 
 
 def lock_key(table: str) -> int:

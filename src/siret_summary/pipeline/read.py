@@ -21,16 +21,16 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from . import names
-from .config import Config
-from .db import Backend, open_backend
-from .db.base import Filter
-from .errors import SourceError
-from .normalize import (
+from siret_summary.db import names
+from siret_summary.config import Config
+from siret_summary.db import Backend, open_backend
+from siret_summary.db.base import Filter
+from siret_summary.errors import SourceError
+from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
     normalize_pv, prepare, siret_key,
 )  # fmt: skip
-from .read_stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
+from siret_summary.db.postgres.stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
 
 
 @dataclass

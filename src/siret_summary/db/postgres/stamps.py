@@ -55,7 +55,7 @@ from typing import Any
 
 import polars as pl
 
-from .db.base import Backend, quote_identifier, quote_table, select_item
+from siret_summary.db.base import Backend, quote_identifier, quote_table, select_item
 
 #: Version of the stamping scheme; part of the seed.
 FORMAT = "1"
