@@ -166,7 +166,8 @@ def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
     """What a full write read beforehand is dropped when the target changed in between."""
     from siret_summary.db import open_backend
     from siret_summary.pipeline.write import write_summary
-    from siret_summary.db.postgres.versions import read_ahead, versions_table
+    from siret_summary.db.capabilities import versions_table
+    from siret_summary.pipeline.write import read_ahead
 
     write_postgres(pg_db, *generate(n_pv=200, n_invitations=20, seed=8, sqlite_mess=False))
     siret_summary.run(pg_db, config=CFG, mode="full")

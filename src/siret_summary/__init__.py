@@ -4,7 +4,7 @@ Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
 and the exceptions of :mod:`siret_summary.errors`.
 """
 
-from siret_summary._version import __version__
+from siret_summary._version import __version__ as __version__
 
 from siret_summary.db.postgres.capture import install_change_capture, uninstall_change_capture
 from siret_summary.pipeline.compute import compute, compute_report

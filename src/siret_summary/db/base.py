@@ -15,6 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
+
 
 #: A WHERE clause (starting with a space, or empty) and the parameters it binds.
 Filter = tuple[str, Any]
@@ -28,12 +30,9 @@ class Column:
     kind: str  # integer | float | text | date | timestamp | boolean | other
     max_length: int | None = None  # VARCHAR(n) limit, in characters
     declared: str | None = None  # the type as the database declares it
+    max_integer: int | None = None  # an integer column's largest magnitude, when below 64 bits
 
 
-#: Prefix of the column holding a SQLite source column's REAL cells (sqlite.py):
-#: ``REAL_PREFIX + name`` is Float64, non-NULL where the cell is a REAL, and the
-#: column ``name`` itself is NULL there (normalize.prepare merges them).
-REAL_PREFIX = "__siret_summary_real:"
 
 
 def quote_identifier(name: str) -> str:
@@ -147,6 +146,9 @@ class Backend(ABC):
         """``column`` is one of the ``siret`` values of the (staging) ``table``."""
         return f"{column} IN (SELECT siret FROM {table})"
 
+    #: What to check when the database itself fails a statement (full disk, lost server).
+    store_failure_hint = "check that the server is reachable and accepts connections, and that its disk has free space"
+
     #: A SQL false the dialect accepts in a WHERE clause.
     false_sql = "FALSE"
 
@@ -181,30 +183,29 @@ class Backend(ABC):
         """
         return None
 
+    def missing_folder(self) -> str | None:
+        """The folder a database file would go in, when it does not exist (a server's database has none)."""
+        return None
+
     def exists(self) -> bool:
         """Whether the database exists without creating it (a SQLite file may not)."""
         return True
 
-    #: Whether :meth:`try_host_lock` takes a lock other hosts see (held by a session of its own).
-    host_locks = False
-
-    def canonical_table(self, conn: Any, table: str) -> str:
-        """One name per table, however the configuration spells it (the lock's key)."""
-        return table
-
-    def record_lock_holder(self, conn: Any, table: str, token: str) -> None:
-        """Name ``token`` the holder of ``table``'s host lock, committed (none by default)."""
-
-    def lock_holder(self, conn: Any, table: str) -> str | None:
-        """The token of the last run that took ``table``'s host lock."""
+    # --- capabilities (db/capabilities.py): None where the database has none ---
+    def host_lock(self) -> HostLock | None:
+        """A lock other hosts sharing this database see, held by a session."""
         return None
 
-    def try_host_lock(self, conn: Any, key: int) -> bool:
-        """Take a lock that other hosts sharing this database see (none by default)."""
-        return True
+    def row_stamps(self) -> RowStamps | None:
+        """Per-row stamps a scan may hash instead of the rows' values."""
+        return None
 
-    def host_lock_held(self, conn: Any, key: int) -> bool | None:
-        """Whether anyone holds that lock; None when the backend has no such lock."""
+    def row_versions(self) -> RowVersions | None:
+        """Versions of the target's rows that spare a write comparing them."""
+        return None
+
+    def change_log(self) -> ChangeLog | None:
+        """The source's change-capture log."""
         return None
 
     def display(self) -> str:

@@ -22,7 +22,7 @@ from siret_summary.errors import ConfigError
 
 def target_names(config: Config) -> list[tuple[str, str, str]]:
     """``(setting, name as configured, identifier)`` of every identifier a run creates in the target database."""
-    from siret_summary.db.postgres.versions import versions_table
+    from siret_summary.db.capabilities import versions_table
 
     names = [("target_table", config.target_table, part) for part in split_table(config.target_table)]
     names += [("status_table", config.status_table, part) for part in split_table(config.status_table)]

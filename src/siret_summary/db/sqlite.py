@@ -11,7 +11,8 @@ import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from siret_summary.db.base import REAL_PREFIX, Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary._raw_columns import REAL_PREFIX
+from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
 class SQLiteBackend(Backend):
@@ -176,6 +177,12 @@ class SQLiteBackend(Backend):
 
     def param(self, index: int) -> str:
         return "?"
+
+    store_failure_hint = "check that the file's disk has free space and that the file is writable"
+
+    def missing_folder(self) -> str | None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        return None if os.path.isdir(folder) else folder
 
     def exists(self) -> bool:
         return os.path.isfile(self.path)

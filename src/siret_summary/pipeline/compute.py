@@ -14,7 +14,7 @@ from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, expand_text, keyed_raw, normalize_invitations, normalize_pv,
 )  # fmt: skip
 from siret_summary.pipeline.read import RawSources, read_sources
-from siret_summary.db.postgres.stamps import CTID, XMIN
+from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
 
 

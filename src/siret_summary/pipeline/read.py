@@ -13,7 +13,6 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,15 @@ import pyarrow as pa
 
 from siret_summary.db import names
 from siret_summary.config import Config
-from siret_summary.db import Backend, open_backend
+from siret_summary.db import Backend, connected, driver_reason, open_backend
 from siret_summary.db.base import Filter
 from siret_summary.errors import SourceError
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
     normalize_pv, prepare, siret_key,
 )  # fmt: skip
-from siret_summary.db.postgres.stamps import CTID, XMIN, StampedTable, stamp_seed, stamped_sql, with_stamp
+from siret_summary._raw_columns import CTID, XMIN
+from siret_summary.db.capabilities import RowStamps, StampedRead
 
 
 @dataclass
@@ -51,7 +51,7 @@ class RawSources:
     keyed: bool = False  # raw rows carrying their SIRET and row hash (normalize.keyed_raw)
     #: Per table ("pv", "invitations") read by stamps only: keyed rows hold no
     #: values, just ``CTID`` and ``XMIN``, and this fetches the wanted ones' values.
-    fetch: dict[str, StampedTable] = field(default_factory=dict)
+    fetch: dict[str, StampedRead] = field(default_factory=dict)
 
     def pv_rows(self) -> pl.LazyFrame:
         if self.pv_parts is not None:
@@ -68,38 +68,6 @@ class RawSources:
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
 PART_KEY = pl.col("siret").str.slice(0, 1)
-
-
-def driver_reason(exc: BaseException) -> str:
-    """The first meaningful line of a driver error, without ADBC's status prefix."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    for prefix in ("IO: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: ", "NOT_FOUND: "):
-        text = text.replace(prefix, "")
-    return text.rstrip(". ")
-
-
-def open_connection(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Any:
-    """A new connection; a failure to connect becomes one clear sentence."""
-    try:
-        return backend.connect(role)
-    except Exception as exc:
-        raise error(
-            f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
-            "check the URI and that the server is running and reachable."
-        ) from exc
-
-
-@contextmanager
-def connected(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Iterator[Any]:
-    """An open connection, closed afterwards; connection failures become one clear sentence."""
-    conn = open_connection(backend, role=role, error=error)
-    try:
-        yield conn
-    finally:
-        try:
-            conn.close()
-        except Exception:  # a broken connection may fail to close; nothing to save
-            pass
 
 
 def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
@@ -178,11 +146,11 @@ def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
     )  # fmt: skip
 
 
-def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], seed: int | None):
+def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], stamps: RowStamps | None, seed: int | None):
     """``rules``, for rows read with their stamp when ``seed`` is given (the stamp is their raw hash)."""
-    if seed is None:
+    if stamps is None or seed is None:
         return rules
-    return lambda raw, mapping: rules(with_stamp(raw, seed), mapping)
+    return lambda raw, mapping: rules(stamps.with_stamp(raw, seed), mapping)
 
 
 def read_database(
@@ -211,6 +179,7 @@ def read_database(
     if session is None:
         session = lambda: connected(backend, role="source")  # noqa: E731
     frames, fetch = {}, {}
+    row_stamps = backend.row_stamps() if stamps else None  # None: rows are hashed by their values
     categories = pl.Categories.random()  # this read's own: freed with its rows
     counted = _row_counter(backend, conn, config, on_rows if sirets is None else None)
     for table, mapping, setting in (
@@ -231,20 +200,20 @@ def read_database(
         )
         columns = needed_columns(mapping)
         is_pv = table == config.pv_table
-        seed = stamp_seed(backend, conn, table, columns) if stamps else None
+        seed = None if row_stamps is None else row_stamps.seed(conn, table, columns)
         if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
             with backend.fetch_batches(
-                conn, stamped_sql(table, [mapping["siret"]], where, ctid=True), params
+                conn, row_stamps.sql(table, [mapping["siret"]], where, ctid=True), params
             ) as (schema, batches):
                 frames[table] = normalised_stream(schema, counted(batches),
                                                   lambda raw: stamp_keys(raw, mapping["siret"], seed))
-            fetch["pv" if is_pv else "invitations"] = StampedTable(
-                backend, table, columns, seed, session, rows=sum(f.height for f in frames[table]), types=types
+            fetch["pv" if is_pv else "invitations"] = row_stamps.table(
+                table, columns, seed, session, rows=sum(f.height for f in frames[table]), types=types
             )
             continue
         sql = (backend.select_columns_sql(table, columns, where, types) if seed is None
-               else stamped_sql(table, columns, where, types=types))
-        rules = _rules(normalize_pv if is_pv else normalize_invitations, seed)
+               else row_stamps.sql(table, columns, where, types=types))
+        rules = _rules(normalize_pv if is_pv else normalize_invitations, row_stamps, seed)
         with backend.fetch_batches(conn, sql, params) as (schema, batches):
             batches = counted(batches)
             if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive

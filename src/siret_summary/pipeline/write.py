@@ -22,14 +22,44 @@ import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
-from siret_summary.pipeline.read import driver_reason
-from siret_summary.db.postgres.versions import ReadAhead, RowVersions
+from siret_summary.db.connect import driver_reason
 
 _KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
-_INT_BOUNDS = {"SMALLINT": 2**15 - 1, "INT2": 2**15 - 1, "INTEGER": 2**31 - 1, "INT": 2**31 - 1, "INT4": 2**31 - 1}
 STAGING = "siret_summary_staging"
 STAGING_DELETE = "siret_summary_staging_delete"
 _NO_SIRETS = pl.Series("siret", [], pl.String)
+
+
+@dataclass
+class ReadAhead:
+    """What a full write reads before it changes anything (read while the summary is computed).
+
+    Read outside the write's transaction, it is as good as read inside: an
+    edit made in between gives its row another ``xmin``, which no recorded
+    version matches (the edit then survives this run, as one made during any
+    run may, and the next full run rewrites the row).
+    """
+
+    columns: list[Column] | None
+    versions: Any | None  # capabilities.RowVersions' opened versions
+    target_rows: pl.DataFrame | None = None
+    stored: pl.DataFrame | None = None
+
+
+def open_versions(backend: Backend, conn: Any, target: str, columns: Sequence[Column] | None, table: str | None) -> Any:
+    """The target's row versions (:meth:`Backend.row_versions`), or None where there are none to trust."""
+    capability = backend.row_versions()
+    if capability is None or not table or columns is None:
+        return None
+    return capability.open(conn, target, columns, table)
+
+
+def read_ahead(backend: Backend, conn: Any, target: str, table: str | None) -> ReadAhead:
+    columns = backend.describe(conn, target)
+    versions = open_versions(backend, conn, target, columns, table)
+    if versions is None:
+        return ReadAhead(columns, None)
+    return ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
 
 
 @dataclass
@@ -81,7 +111,7 @@ def create_table_sql(backend: Backend, target: str, schema: pl.Schema) -> str:
     return f"CREATE TABLE {quote_table(target)} ({', '.join(columns)})"
 
 
-def _cast_for(column: Column, dtype: pl.DataType, dialect: str, table: str) -> pl.Expr:
+def _cast_for(column: Column, dtype: pl.DataType, table: str) -> pl.Expr:
     """The produced column converted to what the target column holds."""
     col = pl.col(column.name)
     kind = column.kind
@@ -106,7 +136,7 @@ def _cast_for(column: Column, dtype: pl.DataType, dialect: str, table: str) -> p
     )
 
 
-def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, table: str) -> None:
+def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> None:
     """Raise on the first value that does not fit its column (all limits measured in one pass)."""
     limits = {}
     for column in columns:
@@ -119,10 +149,8 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], dialect: str, ta
                 )
         if column.kind == "text" and column.max_length is not None:
             limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
-        elif column.kind == "integer" and dialect == "postgresql":
-            bound = _INT_BOUNDS.get((column.declared or "").upper())
-            if bound is not None:
-                limits[column.name] = (pl.col(column.name).abs().max(), bound)
+        elif column.kind == "integer" and column.max_integer is not None:
+            limits[column.name] = (pl.col(column.name).abs().max(), column.max_integer)
     if not limits:
         return
     largest = frame.select(expr.alias(name) for name, (expr, _) in limits.items()).row(0, named=True)
@@ -163,8 +191,8 @@ def shape_for_target(
         )
     schema = summary.schema  # built anew on each access
     written = [c for c in columns if c.name in schema]
-    frame = summary.select(_cast_for(c, schema[c.name], backend.dialect, table).alias(c.name) for c in written)
-    _check_fits(frame, written, backend.dialect, table)
+    frame = summary.select(_cast_for(c, schema[c.name], table).alias(c.name) for c in written)
+    _check_fits(frame, written, table)
     return frame, written
 
 
@@ -204,7 +232,7 @@ def write_summary(
         if columns is None:
             backend.execute(conn, create_table_sql(backend, target, summary.schema))
             columns = backend.describe(conn, target)
-        versions = RowVersions.open(backend, conn, target, columns, versions_table) if versions_table else None
+        versions = open_versions(backend, conn, target, columns, versions_table)
         if ahead is not None and (
             delete_sirets is not None or ahead.columns != columns or ahead.versions != versions
         ):  # the target changed since (re-created, altered, a trigger added): read it again

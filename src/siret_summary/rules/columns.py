@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from siret_summary.db.base import REAL_PREFIX
-from siret_summary.db.postgres.stamps import STAMP
+from siret_summary._raw_columns import REAL_PREFIX
+from siret_summary._raw_columns import STAMP
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"

@@ -19,7 +19,7 @@ import filelock
 
 from siret_summary.db.base import Backend
 from siret_summary.errors import TargetError
-from siret_summary.pipeline.read import open_connection
+from siret_summary.db.connect import open_connection
 from siret_summary.runs.status import HOST
 
 
@@ -53,13 +53,14 @@ class RunGuard:
         self._conn: Any = None
         self._canonical = table
         self._token = uuid.uuid4().hex  # this run, as the lock's holder
+        self._host = backend.host_lock()  # None: the file lock alone (SQLite)
 
     def acquire(self) -> bool:
         try:
             self._file.acquire(timeout=0)
         except filelock.Timeout:
             return False
-        if not self.backend.host_locks:
+        if self._host is None:
             return True
         try:
             conn = self.backend.connect("guard")
@@ -76,11 +77,11 @@ class RunGuard:
     def _take(self, conn: Any) -> bool:
         """The server-side lock on ``conn``, keyed by the table's canonical name, this run named its holder."""
         # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
-        self._canonical = self.backend.canonical_table(conn, self.table)
+        self._canonical = self._host.canonical_table(conn, self.table)
         self.key = lock_key(self._canonical)
-        if not self.backend.try_host_lock(conn, self.key):
+        if not self._host.try_lock(conn, self.key):
             return False
-        self.backend.record_lock_holder(conn, self._canonical, self._token)
+        self._host.record_holder(conn, self._canonical, self._token)
         return True
 
     @property
@@ -98,8 +99,8 @@ class RunGuard:
             self._conn = None
         conn = open_connection(self.backend, role="guard", error=TargetError)
         try:
-            taken = self.backend.try_host_lock(conn, self.key)
-            holder = self.backend.lock_holder(conn, self._canonical) if taken else None
+            taken = self._host.try_lock(conn, self.key)
+            holder = self._host.holder(conn, self._canonical) if taken else None
         except BaseException:
             conn.close()
             raise
@@ -137,13 +138,13 @@ class RunGuard:
 
 def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_path: str | None = None) -> bool:
     """Whether the run of a ``running`` record is alive (else it was interrupted)."""
-    conn = backend.connect("status")
-    try:
-        held = backend.host_lock_held(conn, lock_key(backend.canonical_table(conn, table))) if backend.host_locks else None
-    finally:
-        conn.close()
-    if held is not None:
-        return held
+    host = backend.host_lock()
+    if host is not None:
+        conn = backend.connect("status")
+        try:
+            return host.held(conn, lock_key(host.canonical_table(conn, table)))
+        finally:
+            conn.close()
     # No server-side lock (SQLite): the owner process must be alive and hold the file lock.
     if record.get("owner_host") == HOST and not _pid_alive(int(record.get("owner_pid") or 0)):
         return False

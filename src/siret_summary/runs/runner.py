@@ -12,7 +12,6 @@ import polars as pl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from siret_summary.db.postgres.capture import Changes, consume, read_changes
 from siret_summary.pipeline.compute import scan_changes, summarise_with_fingerprints
 from siret_summary.incremental.state import KEEP, StateStore, StoredMeta, state_hash
 from siret_summary.rules.columns import siret_key
@@ -31,7 +30,8 @@ from siret_summary.runs.status import (
     store_errors,
 )
 from siret_summary.pipeline.write import write_summary
-from siret_summary.db.postgres.versions import read_ahead, versions_table
+from siret_summary.db.capabilities import versions_table
+from siret_summary.pipeline.write import read_ahead
 
 log = logging.getLogger("siret_summary")
 
@@ -100,8 +100,8 @@ def target_backend(source: Any, target: Any) -> Backend:
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
     backend = open_backend(location, must_exist=False)
-    folder = os.path.dirname(os.path.abspath(backend.path)) if backend.dialect == "sqlite" else None
-    if folder is not None and not os.path.isdir(folder):
+    folder = backend.missing_folder()
+    if folder is not None:
         raise TargetError(
             f"the folder {folder!r} of the target SQLite database {backend.path!r} does not exist; "
             "check the path (the library creates a new database file, never folders)."
@@ -296,13 +296,16 @@ class _Run:
                 return None
             return state.stored_meta(conn)
 
-    def _read_changes(self, backend: Backend) -> Changes | None:
+    def _read_changes(self, backend: Backend) -> Any:
+        log = backend.change_log()
+        if log is None:
+            return None
         with self.sessions.use(backend, role="source") as conn:
-            return read_changes(backend, conn, self.config)
+            return log.read(conn, self.config)
 
-    def _consume(self, backend: Backend, changes: Changes) -> None:
+    def _consume(self, backend: Backend, changes: Any) -> None:
         with self.sessions.use(backend, role="source") as conn:
-            consume(backend, conn, changes, self.record["run_id"])
+            backend.change_log().consume(conn, changes, self.record["run_id"])
             conn.commit()
 
     def _read_state(self, state: StateStore) -> pl.DataFrame:
@@ -384,7 +387,7 @@ class _Run:
 
     def _compute_and_write(self, held: list, result: RunResult, ahead: "_Background", *, state: StateStore, mode: str,
                            force: bool, sirets: pl.Series | None, stored_hash: str | None, current_hash: str,
-                           changes: Changes | None, source_backend: Backend | None) -> None:
+                           changes: Any, source_backend: Backend | None) -> None:
         config = self.config
         t0 = time.perf_counter()
         raw = held.pop()  # the only reference: freed before the write
@@ -428,7 +431,7 @@ class _Run:
                 state.write(conn, computed.fingerprints, replace=mode == "full", remove=remove,
                             config_hash=current_hash, stored=first[1], capture=capture, cursor=cursor)
             if changes is not None and same_database:  # consumed atomically with the write
-                consume(self.backend, conn, changes, self.record["run_id"])
+                self.backend.change_log().consume(conn, changes, self.record["run_id"])
 
         self.progress("write", STAGE_START["write"])
         t0 = time.perf_counter()
@@ -582,7 +585,7 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
     try:
         return guard.acquire()
     except Exception as exc:
-        from siret_summary.pipeline.read import driver_reason
+        from siret_summary.db.connect import driver_reason
 
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "

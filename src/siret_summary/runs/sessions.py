@@ -23,7 +23,7 @@ from typing import Any
 
 from siret_summary.db.base import Backend
 from siret_summary.errors import SourceError
-from siret_summary.pipeline.read import open_connection
+from siret_summary.db.connect import open_connection
 
 
 class Sessions:

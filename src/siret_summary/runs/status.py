@@ -197,15 +197,11 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
     except SiretSummaryError:
         raise
     except Exception as exc:
-        from siret_summary.pipeline.read import driver_reason
+        from siret_summary.db.connect import driver_reason
 
-        fix = (
-            "check that the file's disk has free space and that the file is writable"
-            if store.backend.dialect == "sqlite"
-            else "check that the server is reachable and accepts connections, and that its disk has free space"
-        )
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); {fix}."
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); "
+            f"{store.backend.store_failure_hint}."
         ) from exc
 
 

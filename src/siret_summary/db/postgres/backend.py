@@ -22,6 +22,9 @@ _builtin_types = True
 
 _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
 
+#: Integer types narrower than the 64 bits the library computes in: their largest magnitude.
+_INT_BOUNDS = {"smallint": 2**15 - 1, "integer": 2**31 - 1}
+
 
 def normalised_siret_sql(column: str) -> str:
     """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as normalize.py does."""
@@ -137,7 +140,7 @@ class PostgresBackend(Backend):
         columns = []
         for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
             kind, length = kind_of(declared)
-            columns.append(Column(name, kind, length, declared))
+            columns.append(Column(name, kind, length, declared, _INT_BOUNDS.get(declared.upper())))
         return columns
 
     def estimated_rows(self, conn: Any, table: str) -> int | None:
@@ -234,52 +237,23 @@ class PostgresBackend(Backend):
     def status_backend(self) -> "PostgresBackend":
         return self
 
-    # Session-level advisory lock (namespace, key): held until released or the
-    # session ends, so a killed run frees it; visible to every host via pg_locks.
-    _NAMESPACE = 0x5353  # "SS"
-    host_locks = True
+    # --- capabilities (db/capabilities.py) ---
+    def host_lock(self) -> Any:
+        from siret_summary.db.postgres.lock import AdvisoryLock
 
-    def canonical_table(self, conn: Any, table: str) -> str:
-        parts = split_table(table)
-        schema = parts[0] if len(parts) == 2 else None
-        return str(self.scalar(
-            conn, "SELECT quote_ident(coalesce($1::text, current_schema())) || '.' || quote_ident($2::text)",
-            [schema, parts[-1]],
-        ))  # fmt: skip
+        return AdvisoryLock(self)
 
-    # Who took each target's lock last, in the target's schema: a run that lost its lock
-    # session and takes the lock again goes on only if it is still the holder.
-    _HOLDERS = "siret_summary_lock_holders"
+    def row_stamps(self) -> Any:
+        from siret_summary.db.postgres.stamps import PostgresRowStamps
 
-    def _holders(self, table: str) -> str:
-        return f"{table.rsplit('.', 1)[0]}.{self._HOLDERS}" if "." in table else self._HOLDERS
+        return PostgresRowStamps(self)
 
-    def record_lock_holder(self, conn: Any, table: str, token: str) -> None:
-        holders = self._holders(table)
-        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)")
-        self.execute(
-            conn, f"INSERT INTO {holders} (target, holder) VALUES ($1, $2)"
-            " ON CONFLICT (target) DO UPDATE SET holder = EXCLUDED.holder", [table, token],
-        )  # fmt: skip
-        conn.commit()
+    def row_versions(self) -> Any:
+        from siret_summary.db.postgres.versions import PostgresRowVersions
 
-    def lock_holder(self, conn: Any, table: str) -> str | None:
-        holders = self._holders(table)
-        if not self.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]):
-            return None
-        value = self.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1", [table])
-        conn.commit()
-        return value
+        return PostgresRowVersions(self)
 
-    def try_host_lock(self, conn: Any, key: int) -> bool:
-        return bool(self.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
+    def change_log(self) -> Any:
+        from siret_summary.db.postgres.capture import PostgresChangeLog
 
-    def host_lock_held(self, conn: Any, key: int) -> bool | None:
-        return bool(
-            self.scalar(
-                conn,
-                "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2",
-                [self._NAMESPACE, key & 0xFFFFFFFF],
-            )
-        )
+        return PostgresChangeLog(self)

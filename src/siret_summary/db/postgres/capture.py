@@ -50,7 +50,7 @@ from siret_summary.db.base import Backend, quote_identifier, quote_table, split_
 from siret_summary.db.postgres.backend import normalised_siret_sql, siret_index_name
 from siret_summary.errors import SourceError
 from siret_summary.rules.columns import needed_columns
-from siret_summary.pipeline.read import connected
+from siret_summary.db.connect import connected
 
 LOG_TABLE = "siret_summary_changes"
 #: One row: the id of the last run that consumed the log (the source's half of the
@@ -115,7 +115,7 @@ END """,
 
 def _postgres(uri: str) -> Backend:
     backend = open_backend(uri, must_exist=True)
-    if backend.dialect != "postgresql":
+    if backend.change_log() is None:
         raise SourceError(f"change capture needs a PostgreSQL source, not {backend.display()}; use the scan-based incremental run.")
     return backend
 
@@ -405,8 +405,6 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
 
 def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
     """The log as it is now, and the captured tables' identity; None when change capture is not installed."""
-    if backend.dialect != "postgresql":
-        return None
     rows = backend.fetch_arrow(conn, _IDENTITY_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table)])
     rows = rows.to_pylist()
     if not rows or rows[0]["log"] is None:  # no PV table (the read says so) or no capture installed
@@ -455,3 +453,16 @@ def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> None:
         " ON CONFLICT (one_row) DO UPDATE SET run_id = EXCLUDED.run_id",
         [run_id],
     )
+
+
+class PostgresChangeLog:
+    """:class:`~siret_summary.db.capabilities.ChangeLog` for one PostgreSQL backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def read(self, conn: Any, config: Config) -> Changes | None:
+        return read_changes(self.backend, conn, config)
+
+    def consume(self, conn: Any, changes: Changes, run_id: str) -> None:
+        consume(self.backend, conn, changes, run_id)

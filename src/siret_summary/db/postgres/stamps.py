@@ -55,13 +55,12 @@ from typing import Any
 
 import polars as pl
 
+from siret_summary._raw_columns import CTID, STAMP, XMIN
 from siret_summary.db.base import Backend, quote_identifier, quote_table, select_item
 
 #: Version of the stamping scheme; part of the seed.
 FORMAT = "1"
 
-#: Columns a stamped read adds: the row's transaction (4 bytes), its place (6 bytes), the stamp hash.
-XMIN, CTID, STAMP = "__siret_summary_xmin", "__siret_summary_ctid", "__siret_summary_stamp"
 
 _FIRST_USER_OID = 16384  # types below are built into PostgreSQL
 
@@ -76,8 +75,6 @@ class SourceMoved(Exception):
 
 def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) -> int | None:
     """The stamp hash seed of ``table`` (mapped raw columns: ``columns``); None where stamps are not exact."""
-    if backend.dialect != "postgresql":
-        return None
     if int(backend.scalar(conn, "SELECT current_setting('server_version_num')::int")) < 130000:
         return None
     rows = backend.fetch_arrow(
@@ -165,3 +162,20 @@ class StampedTable:
         if seed != self.seed or not rows.select(CTID, XMIN).sort(CTID).equals(wanted.select(CTID, XMIN).sort(CTID)):
             raise SourceMoved(self.table)
         return with_stamp(rows.drop(CTID).lazy(), self.seed)
+
+
+class PostgresRowStamps:
+    """:class:`~siret_summary.db.capabilities.RowStamps` for one PostgreSQL backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def seed(self, conn: Any, table: str, columns: Sequence[str]) -> int | None:
+        return stamp_seed(self.backend, conn, table, columns)
+
+    sql = staticmethod(stamped_sql)
+    with_stamp = staticmethod(with_stamp)
+
+    def table(self, table: str, columns: list[str], seed: int, session: Callable[[], AbstractContextManager[Any]],
+              rows: int, types: dict | None = None) -> StampedTable:
+        return StampedTable(self.backend, table, columns, seed, session, rows=rows, types=types)

@@ -52,34 +52,6 @@ _WRAP = 2**32
 _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
 
 
-def versions_table(state_table: str) -> str:
-    return f"{state_table}_rows"
-
-
-@dataclass
-class ReadAhead:
-    """What a full write reads before it changes anything (read while the summary is computed).
-
-    Read outside the write's transaction, it is as good as read inside: an
-    edit made in between gives its row another ``xmin``, which no recorded
-    version matches (the edit then survives this run, as one made during any
-    run may, and the next full run rewrites the row).
-    """
-
-    columns: list[Column] | None
-    versions: RowVersions | None
-    target_rows: pl.DataFrame | None = None
-    stored: pl.DataFrame | None = None
-
-
-def read_ahead(backend: Backend, conn: Any, target: str, table: str | None) -> ReadAhead:
-    columns = backend.describe(conn, target)
-    versions = RowVersions.open(backend, conn, target, columns, table) if table and columns is not None else None
-    if versions is None:
-        return ReadAhead(columns, None)
-    return ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
-
-
 @dataclass
 class RowVersions:
     """The row versions of one target, inside the write's transaction."""
@@ -92,8 +64,6 @@ class RowVersions:
     @classmethod
     def open(cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
         """Row versions for ``target``, or None where they cannot vouch for its rows."""
-        if backend.dialect != "postgresql":
-            return None
         row = backend.fetch_arrow(
             conn,
             "SELECT c.oid::bigint AS target, c.relkind::text AS kind,"
@@ -217,3 +187,13 @@ class RowVersions:
         rows = pl.concat(entries).filter(pl.col("xid").is_not_null())
         if rows.height:
             self.backend.ingest_into(conn, self.table, rows.select(COLUMNS).to_arrow())
+
+
+class PostgresRowVersions:
+    """:class:`~siret_summary.db.capabilities.RowVersions` for one PostgreSQL backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def open(self, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
+        return RowVersions.open(self.backend, conn, target, columns, table)
