@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import siret_summary
 from siret_summary.db import open_backend
-from siret_summary.runs.runner import status_store
+from siret_summary.runs.queries import status_store
 from siret_summary.runs.status import StatusStore
 
 

@@ -208,7 +208,7 @@ def test_scan_rewrites_nothing_for_a_respelling_and_then_forgets_it(base_sqlite,
     assert (result.inserted, result.updated, result.deleted) == (0, 0, 0)
     assert_frame_equal(_table(location, "siret_summary"), before)
 
-    compute = importlib.import_module("siret_summary.pipeline.compute")
+    compute = importlib.import_module("siret_summary.incremental.scan")
     normalised: list[int] = []
 
     def counting(raw, columns):

@@ -232,7 +232,8 @@ def test_cancel_at_each_stage_leaves_target_unchanged(mp, built, via):
 def test_cancel_is_not_blocked_by_the_runs_status_connection(mp, built):
     # A run checks for cancellation between stages, then spends seconds reading or
     # computing: that check must not keep the status record locked meanwhile.
-    from siret_summary.runs.runner import status_store, target_backend
+    from siret_summary.runs.queries import status_store
+    from siret_summary.runs.runner import target_backend
 
     store = status_store(target_backend(built, None), siret_summary.Config())
     conn = store.backend.connect("status")

@@ -1,7 +1,9 @@
 """siret_summary: rebuild the one-row-per-SIRET summary from election minutes and invitations.
 
 Public face: :func:`compute`, :func:`run`, :class:`Config`, :class:`RunResult`
-and the exceptions of :mod:`siret_summary.errors`.
+and the exceptions of :mod:`siret_summary.errors`; the faces
+:mod:`siret_summary.fastapi` and :mod:`siret_summary.cli`. Every other module
+is internal (docs/architecture.md shows the layers).
 """
 
 from siret_summary._version import __version__ as __version__
@@ -10,7 +12,9 @@ from siret_summary.db.postgres.capture import install_change_capture, uninstall_
 from siret_summary.pipeline.compute import compute, compute_report
 from siret_summary.config import Config, Cycle
 from siret_summary.runs.retry import RetryPolicy
-from siret_summary.runs.runner import RunResult, cancel, history, run, status
+from siret_summary.runs.queries import cancel, history, status
+from siret_summary.runs.result import RunResult
+from siret_summary.runs.runner import run
 from siret_summary.errors import (
     CancelledError,
     ConfigError,

@@ -29,7 +29,10 @@ from siret_summary.cli_config import (
 )  # fmt: skip
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
-from siret_summary.runs.runner import MODES, RunResult, cancel, history, run, status
+from siret_summary.incremental.plan import Mode
+from siret_summary.runs.queries import cancel, history, status
+from siret_summary.runs.result import RunResult
+from siret_summary.runs.runner import run
 from siret_summary.runs.status import TASK_ID
 STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
 
@@ -332,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_p = command("run", "rebuild the summary table", _run)
     source_flag(run_p)
     run_p.add_argument("--target", default=None, help="database to write (default: the --config file's, else the source)")
-    run_p.add_argument("--mode", default="auto", choices=list(MODES))
+    run_p.add_argument("--mode", default="auto", choices=[m.value for m in Mode])
     run_p.add_argument("--siret", action="append", help="refresh only this SIRET (repeatable)")
     run_p.add_argument("--force", action="store_true", help="write even if the table would shrink by half")
     progress_flag(run_p)

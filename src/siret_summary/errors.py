@@ -18,14 +18,18 @@ class SiretSummaryError(Exception):
 
     ``str(exc)`` is the full Python-worded sentence; ``problem``, ``setting``
     and ``key`` are ``None`` unless the fix is a setting (see the module doc).
+    ``stage`` names the part of :func:`siret_summary.run` it came from
+    (``lock``, ``record``, ``plan``, ``read``, ``compute``, ``write``), None
+    outside a run.
     """
 
     def __init__(self, message: str, *, problem: str | None = None, setting: str | None = None,
-                 key: str | None = None) -> None:
+                 key: str | None = None, stage: str | None = None) -> None:
         super().__init__(message)
         self.problem = problem
         self.setting = setting
         self.key = key
+        self.stage = stage
 
 
 class ConfigError(SiretSummaryError, ValueError):

@@ -48,7 +48,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
-from siret_summary.runs import runner
+from siret_summary.incremental.plan import Mode
+from siret_summary.runs import queries, runner
 from siret_summary.admin_page import admin_html
 from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError, SiretSummaryError
@@ -117,8 +118,7 @@ class SummaryBuilder:
         self.source = source
         self.target = target
         self.config = as_config(config)
-        if mode not in runner.MODES:
-            raise ConfigError(f"mode {mode!r} is not one of {', '.join(runner.MODES)}; pick one of them.")
+        Mode.parse(mode)  # bad input is refused before a run is scheduled
         self.mode = mode
         self.force = force
         self.on_status = on_status
@@ -187,12 +187,12 @@ class SummaryBuilder:
     # --- reading and cancelling --------------------------------------------------
     def status(self) -> dict[str, Any] | None:
         """The latest run's status JSON (:func:`siret_summary.status`), None when no run exists."""
-        return runner.status(self.location, config=self.config, lock_path=self.lock_path)
+        return queries.status(self.location, config=self.config, lock_path=self.lock_path)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The last ``limit`` runs' status JSON, newest first; the latest reads as :meth:`status` does
         (a record left ``running`` by a killed process reads ``interrupted``)."""
-        runs = runner.history(self.location, config=self.config, limit=limit)
+        runs = queries.history(self.location, config=self.config, limit=limit)
         if runs and runs[0]["status"] == "running":
             latest = self.status()
             if latest is not None and latest.get("run_id") == runs[0]["run_id"]:
@@ -201,7 +201,7 @@ class SummaryBuilder:
 
     def cancel(self) -> bool:
         """Ask the running build (of any process or instance) to stop; False when none runs."""
-        return runner.cancel(self.location, config=self.config)
+        return queries.cancel(self.location, config=self.config)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel the builds this object started and wait up to ``timeout`` seconds for them."""

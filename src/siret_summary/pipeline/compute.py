@@ -9,12 +9,10 @@ from typing import Any
 import polars as pl
 
 from siret_summary.config import Config, as_config
-from siret_summary.incremental.state import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
-from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, expand_text, keyed_raw, normalize_invitations, normalize_pv,
-)  # fmt: skip
-from siret_summary.pipeline.read import RawSources, read_sources
-from siret_summary._raw_columns import CTID, XMIN
+from siret_summary.incremental.fingerprints import fingerprints
+from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
+from siret_summary.pipeline.read import read_sources
+from siret_summary.pipeline.sources import RawSources
 from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
 
 
@@ -34,7 +32,7 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
     return pv, invitations
 
 
-def _collect(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+def collect_all(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
     # The in-memory engine: the data fits in memory by design (the sources are
     # Arrow tables already) and it measured faster than streaming here.
     return pl.collect_all(frames, engine="in-memory")
@@ -78,7 +76,7 @@ def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans) -> lis
     """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order."""
     rows = pv.select(pl.len()).collect().item()
     results = [
-        _collect(plans(pv.filter(keep), invitations.filter(keep)))
+        collect_all(plans(pv.filter(keep), invitations.filter(keep)))
         for keep in siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
     ]
     return [list(parts) for parts in zip(*results)]
@@ -146,61 +144,6 @@ def summarise_with_fingerprints(
         keep = pl.col("siret").is_in(only.implode())
         summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans)
     return Computation(pl.concat(summaries), _report(counts), pl.concat(prints))
-
-
-def scan_changes(
-    raw: RawSources, config: Config, stored: Callable[[], pl.DataFrame]
-) -> tuple[Computation, Diff]:
-    """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
-    the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
-    and summarised. ``raw`` holds the sources as read (not normalised); a table read by
-    stamps holds no values, and the rows wanted are fetched (read_stamps.SourceMoved if
-    they changed since).
-    """
-    if raw.normalised:
-        raise ValueError("scan_changes needs the raw rows")  # a bug, not bad input
-    if raw.keyed:  # a database read keyed them while fetching
-        pv_rows, invitation_rows = _collect([raw.pv, raw.invitations])
-    else:
-        pv_rows, invitation_rows = _collect(
-            [
-                keyed_raw(raw.pv, config.pv_columns, RAW_SEED_PV),
-                keyed_raw(raw.invitations, config.invitation_columns, RAW_SEED_INVITATIONS),
-            ]
-        )
-    current = raw_fingerprints(pv_rows.lazy(), invitation_rows.lazy()).collect(engine="in-memory")
-    state = stored()
-    changes = diff(current, state)
-    wanted = pl.col(SIRET_KEY).is_null() | pl.col(SIRET_KEY).is_in(changes.recompute.implode())
-
-    def rows_to_normalise(rows: pl.DataFrame, table: str) -> pl.LazyFrame:
-        chosen = rows.lazy().filter(wanted)
-        if table in raw.fetch:  # read by stamps: fetch the chosen rows' values (as they were when stamped)
-            return raw.fetch[table].fetch(chosen.select(CTID, XMIN).collect())
-        return chosen.drop(SIRET_KEY, "_raw_hash")
-
-    pv, invitations = _collect(
-        [
-            normalize_pv(rows_to_normalise(pv_rows, "pv"), config.pv_columns),
-            normalize_invitations(rows_to_normalise(invitation_rows, "invitations"), config.invitation_columns),
-        ]
-    )
-    del pv_rows, invitation_rows
-    summary, counts, prints = _collect(
-        [
-            summary_frame(pv.lazy(), invitations.lazy(), config),
-            report_frame(pv.lazy(), invitations.lazy()),
-            fingerprints(pv.lazy(), invitations.lazy()),
-        ]
-    )
-    # SIRETs whose raw rows did not move: their stored warnings stand for their rows.
-    unchanged = state.join(current.select("siret"), on="siret", how="semi").filter(
-        ~pl.col("siret").is_in(changes.recompute.implode())
-    )
-    report = counts.row(0, named=True)
-    for key, value in stored_warnings(unchanged).items():
-        report[key] += value
-    return Computation(summary, parse_report(report), prints), changes
 
 
 def compute(source: Any, *, config: Config | None = None) -> pl.DataFrame:

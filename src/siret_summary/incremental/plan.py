@@ -1,0 +1,165 @@
+"""Which rebuild a run does: the caller's :class:`Mode` and what is stored → one :class:`RunPlan` (SPEC §6).
+
+The only place mode strings are parsed and compared. Four plans:
+
+- ``full``: every SIRET recomputed (no usable state, or asked for);
+- ``incremental`` (a *scan*): every source row read, raw; only the SIRETs
+  whose rows moved since the stored state are normalised and recomputed;
+- ``capture``: only the SIRETs the change log names are read and recomputed
+  (PostgreSQL with change capture installed, its identity unchanged);
+- ``targeted``: only the SIRETs the caller names (``sirets=[...]``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import polars as pl
+
+from siret_summary.errors import ConfigError
+from siret_summary.incremental.state import KEEP, StoredMeta
+from siret_summary.rules.columns import siret_key
+
+log = logging.getLogger("siret_summary")
+
+
+class Mode(StrEnum):
+    """What the caller of ``run(mode=...)`` asks for."""
+
+    AUTO = "auto"  # incremental when the stored state matches the configuration, else full
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+    @classmethod
+    def parse(cls, value: Any) -> Mode:
+        """``value`` as a Mode; :class:`ConfigError` naming the choices otherwise.
+
+        >>> Mode.parse("auto") is Mode.AUTO
+        True
+        >>> Mode.parse("fast")
+        Traceback (most recent call last):
+        ...
+        siret_summary.errors.ConfigError: mode 'fast' is not one of auto, full, incremental; pick one of them.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ConfigError(f"mode {value!r} is not one of {choices}; pick one of them.") from None
+
+
+class Plan(StrEnum):
+    """What a run does; its value is the ``mode`` a :class:`~siret_summary.RunResult` reports."""
+
+    FULL = "full"
+    SCAN = "incremental"
+    CAPTURE = "capture"
+    TARGETED = "targeted"
+
+
+@dataclass
+class RunPlan:
+    """One run's plan: the kind, the SIRETs it recomputes, and what the state write needs.
+
+    ``sirets``: the SIRETs recomputed (targeted, capture), else None.
+    ``changes``: the change log as read at the start (capture installed), else None.
+    ``fallback``: why change capture stepped aside, else None.
+    """
+
+    kind: Plan
+    config_hash: str
+    stored: StoredMeta
+    sirets: pl.Series | None = None
+    changes: Any = None
+    source_backend: Any = None  # the source's backend when it is a database
+    fallback: str | None = None
+
+    @property
+    def reads_raw(self) -> bool:
+        """A scan keeps the rows raw: it normalises only those of SIRETs that moved."""
+        return self.kind is Plan.SCAN
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Only a full write reads the whole target first (read meanwhile, in the background)."""
+        return self.kind is Plan.FULL
+
+    @property
+    def keeps_state(self) -> bool:
+        """A targeted refresh only maintains a state that matches this configuration."""
+        return self.kind is not Plan.TARGETED or self.stored.config_hash == self.config_hash
+
+    @property
+    def replaces_state(self) -> bool:
+        return self.kind is Plan.FULL
+
+    def capture_record(self, run_id: str) -> tuple[Any, str | None]:
+        """What the next capture run checks (db/postgres/capture.py): (identity, cursor).
+
+        A targeted run keeps the stored record (:data:`KEEP`, None); the others
+        record the identity read at this run's start and, when they read the
+        log, this run as its last consumer.
+        """
+        if self.kind is Plan.TARGETED:
+            return KEEP, None
+        if self.changes is None:
+            return None, None
+        return self.changes.identity, (run_id if self.changes.snapshot is not None else None)
+
+
+def requested_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.Series:
+    """The requested SIRETs normalised like source rows (spaces, ``.0``, lost zeros; SPEC §3).
+
+    >>> requested_sirets(["732 829 320 00074", 73282932000074, None]).to_list()
+    ['73282932000074']
+    """
+    raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
+    out = raw.select(siret_key("siret", pl.String()).alias("siret"))["siret"]
+    out = out.drop_nulls().unique(maintain_order=True)
+    if out.is_empty() and not allow_empty:
+        raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")
+    return out
+
+
+def plan_run(requested: Mode, sirets: pl.Series | None, *, config_hash: str, stored: StoredMeta,
+             missing_state: str) -> RunPlan:
+    """The plan before the change log is looked at: targeted, full or a scan.
+
+    ``missing_state`` names the target for the error when ``incremental`` is
+    asked without a matching state.
+    """
+    matches = stored.config_hash == config_hash
+    if sirets is not None:
+        kind = Plan.TARGETED
+    elif requested is Mode.INCREMENTAL and not matches:
+        problem = f"{missing_state} has no incremental state for this configuration"
+        raise ConfigError(f"{problem}; run once with mode='full' (or 'auto').", problem=problem, setting="mode")
+    elif requested is Mode.FULL or (requested is Mode.AUTO and not matches):
+        kind = Plan.FULL
+    else:
+        kind = Plan.SCAN
+    return RunPlan(kind, config_hash, stored, sirets=sirets)
+
+
+def wants_change_log(plan: RunPlan) -> bool:
+    """Full runs and scans read the change log (a full run consumes it; a scan may become a capture run)."""
+    return plan.kind in (Plan.FULL, Plan.SCAN)
+
+
+def with_changes(plan: RunPlan, changes: Any, source_backend: Any) -> RunPlan:
+    """A scan becomes a capture run when the change log can be trusted (else it says why not)."""
+    plan.changes, plan.source_backend = changes, source_backend
+    if plan.kind is not Plan.SCAN or changes is None:
+        return plan
+    why = changes.why_not(plan.stored.capture, plan.stored.cursor)
+    if why is None:  # only the logged SIRETs
+        plan.kind = Plan.CAPTURE
+        plan.sirets = requested_sirets(changes.raw_sirets, allow_empty=True)
+    else:
+        plan.fallback = f"change capture stepped aside ({why}): every row was scanned"
+        log.info("%s", plan.fallback)
+    return plan

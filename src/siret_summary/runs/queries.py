@@ -1,0 +1,72 @@
+"""What other processes ask of a target's runs: :func:`status`, :func:`history`, :func:`cancel` (SPEC §7).
+
+Each opens its own short session to the status store; none takes the run's lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siret_summary.config import Config, as_config
+from siret_summary.db import Backend, names, open_backend
+from siret_summary.runs.guard import is_running
+from siret_summary.runs.status import StatusStore, apply_pending, public_view, status_session
+
+
+def status_store(backend: Backend, config: Config) -> StatusStore:
+    """The status store of ``config.target_table`` in ``backend`` (a side file for SQLite)."""
+    return StatusStore(backend.status_backend(), config.status_table, config.target_table)
+
+
+def _store(target: Any, config: Config | None) -> tuple[Backend, Config, StatusStore]:
+    config = as_config(config)
+    backend = open_backend(target, must_exist=False)
+    names.check(backend, names.target_names(config))
+    return backend, config, status_store(backend, config)
+
+
+def status(target: Any, *, config: Config | None = None, lock_path: str | None = None) -> dict[str, Any] | None:
+    """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
+
+    A record still saying ``running`` whose run holds no lock any more (the
+    process was killed) reads ``interrupted``.
+    """
+    backend, config, store = _store(target, config)
+    if not store.backend.exists():
+        return None
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, lock_path or backend.lock_path(config.target_table))
+        latest = store.history(conn, 1)
+        if not latest:
+            return None
+        record = latest[0]
+        while record["status"] == "running" and not is_running(
+            backend, config.target_table, record, lock_path=lock_path
+        ):
+            # No lock: killed, or it finished between the read and the check.
+            conn.commit()  # a fresh snapshot
+            again = store.history(conn, 1)[0]
+            if again["run_id"] == record["run_id"] and again["status"] == "running":
+                return public_view(record, interrupted=True)
+            record = again
+    return public_view(record)
+
+
+def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The last ``limit`` runs' status JSON, newest first (as stored)."""
+    backend, config, store = _store(target, config)
+    if not store.backend.exists():
+        return []
+    with status_session(store, "read") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
+        return [public_view(r) for r in store.history(conn, limit)]
+
+
+def cancel(target: Any, *, config: Config | None = None) -> bool:
+    """Ask the running rebuild of ``target`` (in any process) to stop; False when none runs."""
+    backend, config, store = _store(target, config)
+    if not store.backend.exists():
+        return False
+    with status_session(store, "record a cancel request in") as conn:
+        apply_pending(store, conn, backend.lock_path(config.target_table))
+        return store.request_cancel(conn)

@@ -1,0 +1,149 @@
+"""A run's record as others see it: persisted, notified, progressed, cancelled (SPEC §7).
+
+The :class:`Reporter` owns the run's session to the status store (its own:
+records commit while the target's session is inside the write transaction),
+writes every transition, calls ``on_status``, and turns a cancel request (the
+caller's token, or :func:`siret_summary.cancel` from any process) into
+:class:`~siret_summary.CancelledError` at the next progress step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from siret_summary.errors import CancelledError
+from siret_summary.runs.retry import RetryPolicy
+from siret_summary.runs.status import (
+    FINAL_FIELDS, StatusStore, apply_pending, public_view, save_pending, status_session,
+)  # fmt: skip
+
+log = logging.getLogger("siret_summary")
+
+#: Percent reached at the start of each stage; a stage's progress runs up to the next one.
+STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class Reporter:
+    """One run's status record: :meth:`start`, :meth:`progress` and :meth:`finish`."""
+
+    def __init__(self, store: StatusStore, *, lock_path: str, on_status: Any, cancel: CancelToken | None,
+                 retry: RetryPolicy) -> None:
+        self.store = store
+        self.lock_path = lock_path  # pending ends go beside it
+        self.on_status = on_status
+        self.cancel = cancel
+        self.retry = retry
+        self.conn: Any = None
+        self.record: dict[str, Any] = {}
+        self.recorded = True
+
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
+
+    def start(self) -> None:
+        """Open the status session and write the run's first record."""
+        self.close()  # a retry after a transient failure: a fresh session
+        self.conn = self.store.backend.connect("status")
+        apply_pending(self.store, self.conn, self.lock_path)  # before mark_stale
+        if not self.record:  # a retry after the insert committed does not insert again
+            self.record = self.store.start(self.conn)
+        self.store.mark_stale(self.conn, self.run_id)
+
+    def persist(self, **fields: Any) -> bool:
+        """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""
+        self.record.update(fields)
+        requested = False
+        self.recorded = True
+        try:
+            requested = self.store.update(self.conn, self.run_id, **fields)
+        except Exception as exc:  # status is best effort: the data path must not fail for it
+            log.warning("could not record the run status (%s); reconnecting", exc)
+            try:
+                self.close()
+                self.conn = self.store.backend.connect("status")
+                requested = self.store.update(self.conn, self.run_id, **fields)
+            except Exception as again:
+                log.warning("run status not recorded: %s", again)
+                self.recorded = False
+        self.notify()
+        return requested
+
+    def finish(self, **fields: Any) -> None:
+        """Record the run's end: retried like any database step, else kept beside the lock for later."""
+        self.persist(**fields)
+        if self.recorded:
+            return
+        final = {k: self.record.get(k) for k in FINAL_FIELDS}
+
+        def again() -> None:
+            with status_session(self.store, "record the end of the run in") as conn:
+                self.store.update(conn, self.run_id, **final)
+
+        try:
+            self.retry.call(again, what="record the run's end")
+        except Exception as exc:
+            try:
+                kept = save_pending(self.lock_path, self.record)
+                log.warning("the end of run %s is kept in %s until the status store is reachable (%s)",
+                            self.run_id, kept, exc)
+            except OSError as lost:
+                log.error("the end of run %s could not be recorded (%s; %s)", self.run_id, exc, lost)
+
+    def notify(self) -> None:
+        if self.on_status is None:
+            return
+        try:
+            self.on_status(public_view(self.record))
+        except Exception:
+            log.exception("on_status callback raised; the run goes on")
+
+    def progress(self, stage: str, percent: float) -> None:
+        """Record a progress step, then honour a cancellation (the caller's token or cancel())."""
+        percent = round(max(percent, self.record.get("progress_percent") or 0.0), 1)
+        requested = self.persist(progress_stage=stage, progress_percent=percent)
+        if self.cancel is not None and self.cancel.is_set():
+            raise CancelledError("the run was cancelled by its caller; the target is unchanged.")
+        if not requested and self.on_status is not None:
+            # The flag came back with the update, before on_status ran: a
+            # callback may have asked to cancel (or taken long), so look again.
+            try:
+                requested = self.store.cancel_requested(self.conn, self.run_id)
+            except Exception:
+                requested = False
+        if requested:
+            raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
+
+    def stage_start(self, stage: str) -> None:
+        self.progress(stage, STAGE_START[stage])
+
+    def within(self, stage: str, done: float, *, until: str, margin: float = 0.0) -> None:
+        """Progress ``done`` (0–1) of the way from ``stage``'s start to ``until``'s, less ``margin`` percent."""
+        start = STAGE_START[stage]
+        self.progress(stage, start + (STAGE_START[until] - margin - start) * done)
+
+    def read_rows(self, fetched: int, estimated: int) -> None:
+        """Progress within the read: rows fetched against the tables' estimated rows (a step per 3 %)."""
+        span = STAGE_START["compute"] - STAGE_START["read"]
+        percent = STAGE_START["read"] + span * min(fetched / estimated, 0.99)
+        if percent - (self.record.get("progress_percent") or 0.0) >= 3.0:
+            self.progress("read", percent)
+
+    def prune(self, keep: int) -> None:
+        try:
+            self.store.prune(self.conn, keep)
+        except Exception as exc:  # old records stay until the next run prunes them
+            log.warning("could not prune old run records (%s)", exc)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
