@@ -211,7 +211,7 @@ def test_a_role_granted_only_the_mapped_columns_reads_by_values(stamped_pg):
     """Column privileges cannot cover xmin and ctid: such a role reads by values instead of failing."""
     import uuid
 
-    from siret_summary.rules.columns import needed_columns
+    from siret_summary.config import needed_columns
 
     config, role = siret_summary.Config(), f"cols_{uuid.uuid4().hex[:8]}"
     granted = lambda mapping: ", ".join(f'"{c}"' for c in needed_columns(mapping))  # noqa: E731

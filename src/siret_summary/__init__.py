@@ -8,7 +8,7 @@ is internal (docs/architecture.md shows the layers).
 
 from siret_summary._version import __version__ as __version__
 
-from siret_summary.db.postgres.capture import install_change_capture, uninstall_change_capture
+from siret_summary.db.postgres.capture_install import install_change_capture, uninstall_change_capture
 from siret_summary.pipeline.compute import compute, compute_report
 from siret_summary.config import Config, Cycle
 from siret_summary.runs.retry import RetryPolicy

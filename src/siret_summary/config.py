@@ -242,6 +242,11 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def needed_columns(mapping) -> list[str]:
+    """The raw columns a mapping reads, in mapping order, each once."""
+    return list(dict.fromkeys(v for v in mapping.values() if v is not None))
+
+
 def as_config(config: Config | None) -> Config:
     if config is None:
         return Config()

@@ -22,7 +22,7 @@ import polars as pl
 
 from siret_summary.errors import ConfigError
 from siret_summary.incremental.state import KEEP, StoredMeta
-from siret_summary.rules.columns import siret_key
+from siret_summary.rules.values import siret_key
 
 log = logging.getLogger("siret_summary")
 

@@ -14,7 +14,7 @@ import polars as pl
 
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.config import Config
-from siret_summary.incremental.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
+from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.pipeline.compute import Computation, collect_all
 from siret_summary.pipeline.sources import RawSources
 from siret_summary.rules.columns import (

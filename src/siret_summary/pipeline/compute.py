@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from siret_summary.config import Config, as_config
-from siret_summary.incremental.fingerprints import fingerprints
+from siret_summary.rules.fingerprints import fingerprints
 from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
 from siret_summary.pipeline.read import read_sources
 from siret_summary.pipeline.sources import RawSources

@@ -20,14 +20,14 @@ import polars as pl
 import pyarrow as pa
 
 from siret_summary.db import names
-from siret_summary.config import Config
+from siret_summary.config import Config, needed_columns
 from siret_summary.db import Backend, connected, driver_reason, open_backend
 from siret_summary.db.base import Filter
 from siret_summary.errors import SourceError
 from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, needed_columns, normalize_invitations,
-    normalize_pv, prepare, siret_key,
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, normalize_invitations, normalize_pv, prepare,
 )  # fmt: skip
+from siret_summary.rules.values import siret_key
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.db.capabilities import RowStamps
 from siret_summary.pipeline.sources import RawSources

@@ -1,75 +1,27 @@
-"""run(): lock → record → plan → read → compute → write → record, observable and cancellable (SPEC §5–§7).
-
-:func:`run` checks the input and takes the lock; :class:`_Run` then reads top
-to bottom as the run's stages (:meth:`_Run.stages`). Each stage is timed into
-``RunResult.seconds``, reports progress through the :class:`Reporter`, and a
-failure in it carries the stage's name (``exc.stage``).
-"""
+"""run(): check the input, take the lock, run the stages (runs/stages.py), release (SPEC §7)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
-
-import polars as pl
 
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
-from siret_summary.db.base import quote_table
-from siret_summary.db.capabilities import versions_table
 from siret_summary.db.connect import driver_reason
-from siret_summary.db.postgres.stamps import SourceMoved
-from siret_summary.errors import CancelledError, ConfigError, SiretSummaryError, TargetError
-from siret_summary.incremental.plan import (
-    Mode, Plan, RunPlan, plan_run, requested_sirets, wants_change_log, with_changes,
-)  # fmt: skip
-from siret_summary.incremental.scan import scan_changes
-from siret_summary.incremental.state import StateStore, StoredMeta, state_hash
-from siret_summary.pipeline.compute import Computation, summarise_with_fingerprints
-from siret_summary.pipeline.read import read_database, read_sources
-from siret_summary.pipeline.sources import RawSources
-from siret_summary.pipeline.write import WriteStats, read_ahead, write_summary
-from siret_summary.runs.background import Background, Handover
+from siret_summary.errors import ConfigError, TargetError
+from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
 from siret_summary.runs.reporter import CancelToken, Reporter
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
-from siret_summary.runs.sessions import Sessions
-from siret_summary.runs.status import now_iso, store_errors
+from siret_summary.runs.stages import RunStages
+from siret_summary.runs.status import now_iso
 
 log = logging.getLogger("siret_summary")
-
-#: Scans by row stamps a run tries while the source keeps changing under them; then one by values.
-SCANS_BY_STAMPS = 3
-
-
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Name the stage a failure came from: ``exc.stage`` on the library's errors (the first one set wins)."""
-    try:
-        yield
-    except SiretSummaryError as exc:
-        if exc.stage is None:
-            exc.stage = name
-        raise
-    except Exception as exc:
-        if getattr(exc, "siret_summary_stage", None) is None:
-            exc.siret_summary_stage = name  # type: ignore[attr-defined]
-        raise
-
-
-def failure_message(exc: BaseException) -> str:
-    """The one sentence a failed run records: the library's own, or an unexpected error named with its stage."""
-    if isinstance(exc, SiretSummaryError):
-        return str(exc)
-    where = getattr(exc, "siret_summary_stage", None)
-    return (f"unexpected {type(exc).__name__}{f' in the {where} stage' if where else ''}: {exc}; "
-            "the target is unchanged, please report this.")
 
 
 def target_backend(source: Any, target: Any) -> Backend:
@@ -94,271 +46,6 @@ def target_backend(source: Any, target: Any) -> Backend:
             "check the path (the library creates a new database file, never folders)."
         )
     return backend
-
-
-class _Run:
-    """One guarded run: its stages, in order, on the run's sessions."""
-
-    def __init__(self, backend: Backend, config: Config, *, reporter: Reporter, retry: RetryPolicy,
-                 guard: RunGuard) -> None:
-        self.backend = backend
-        self.config = config
-        self.report = reporter
-        self.retry = retry
-        self.guard = guard
-        self.state = StateStore(backend, config.state_table)
-        # The target's session is the one holding the lock (PostgreSQL): the write
-        # commits only while the lock is held (SPEC §7).
-        pinned = None if guard.connection is None else (backend.uri, guard.connection)
-        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock)
-
-    # --- the run, top to bottom -------------------------------------------------
-    def execute(self, source: Any, *, mode: Mode, force: bool, sirets: pl.Series | None) -> RunResult:
-        """Record the run, run its stages, record how it ended; the sessions are closed on the way out."""
-        try:
-            with stage("record"), store_errors(self.report.store, "record the run in"):
-                self.retry.call(self.report.start, what="record the run")
-            record = self.report.record
-            result = RunResult(status="running", mode=mode.value, target=self.config.target_table,
-                               run_id=record["run_id"], started_at=record["started_at"])
-            self.report.notify()
-            log.info("rebuild of %s started (run %s, mode=%s)", self.config.target_table, result.run_id, mode.value)
-            try:
-                self.stages(source, result, mode=mode, force=force, sirets=sirets)
-            except CancelledError as exc:
-                return self._cancelled(result, exc)
-            except Exception as exc:
-                self._failed(exc)
-                raise
-            return self._completed(result)
-        finally:
-            self.sessions.close()
-            self.report.close()
-
-    def stages(self, source: Any, result: RunResult, *, mode: Mode, force: bool, sirets: pl.Series | None) -> None:
-        """plan → read → compute → write; a scan whose source moved under it reads and computes again."""
-        self.report.stage_start("read")
-        t0 = time.perf_counter()
-        with stage("plan"):
-            plan = self.plan(source, mode, sirets)
-        result.mode, result.fallback = plan.kind.value, plan.fallback
-        with stage("read"):
-            raw = Handover(self.retry.call(lambda: self.read(source, plan), what="read"))
-        result.seconds["read"] = time.perf_counter() - t0
-        log.info("read: %.3f s (mode %s)", result.seconds["read"], plan.kind.value)
-
-        self.report.stage_start("compute")
-        ahead = self.read_ahead(plan, raw.peek())
-        try:
-            for attempt in range(1, SCANS_BY_STAMPS + 2):
-                try:
-                    with stage("compute"):
-                        computed = self.compute(raw.take(), plan, result)
-                    with stage("write"):
-                        self.write(computed, plan, result, force=force, ahead=ahead.take() or None)
-                    return
-                except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again
-                    by_stamps = attempt < SCANS_BY_STAMPS  # the last time by values: one consistent statement
-                    raw = Handover(self.rescan(source, plan, result, by_stamps=by_stamps))
-            raise RuntimeError("a scan by values raised SourceMoved")  # a bug: it fetches nothing later
-        finally:
-            ahead.take()  # never leave it using a session that is about to close
-
-    # --- plan --------------------------------------------------------------------
-    def plan(self, source: Any, mode: Mode, sirets: pl.Series | None) -> RunPlan:
-        """What this run does (incremental/plan.py), from the stored state and, for a database source, its change log."""
-        stored = self.retry.call(self._stored_meta, what="read state") or StoredMeta(None, None, None)
-        plan = plan_run(mode, sirets, config_hash=state_hash(self.config), stored=stored,
-                        missing_state=f"{self.config.target_table} in {self.backend.display()}")
-        if not wants_change_log(plan) or not isinstance(source, (str, os.PathLike)):
-            return plan
-        source_backend = open_backend(source, must_exist=True)
-        changes = self.retry.call(lambda: self._read_changes(source_backend), what="read changes")
-        return with_changes(plan, changes, source_backend)
-
-    def _stored_meta(self) -> StoredMeta | None:
-        """The stored state's configuration hash and capture record; None without target table or state."""
-        if not self.backend.exists():
-            return None
-        with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
-            if self.backend.describe(conn, self.config.target_table) is None:
-                return None
-            return self.state.stored_meta(conn)
-
-    def _read_changes(self, backend: Backend) -> Any:
-        change_log = backend.change_log()
-        if change_log is None:
-            return None
-        with self.sessions.use(backend, role="source") as conn:
-            return change_log.read(conn, self.config)
-
-    # --- read --------------------------------------------------------------------
-    def read(self, source: Any, plan: RunPlan, *, stamps: bool = True) -> RawSources:
-        """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
-        if not isinstance(source, (str, os.PathLike)):
-            return read_sources(source, self.config, sirets=plan.sirets)  # raw: normalised lazily
-        backend = open_backend(source, must_exist=True)
-        with self.sessions.use(backend, role="source") as conn:
-            return read_database(backend, self.config, plan.sirets, conn=conn, normalise=not plan.reads_raw,
-                                 stamps=stamps, session=lambda: self.sessions.use(backend, role="source"),
-                                 on_rows=self.report.read_rows)
-
-    def rescan(self, source: Any, plan: RunPlan, result: RunResult, *, by_stamps: bool) -> RawSources:
-        log.info("the source changed during the scan; scanning it again%s", "" if by_stamps else " by values")
-        t0 = time.perf_counter()
-        with stage("read"):
-            raw = self.retry.call(lambda: self.read(source, plan, stamps=by_stamps), what="read")
-        result.seconds["read"] += time.perf_counter() - t0
-        return raw
-
-    def read_ahead(self, plan: RunPlan, raw: RawSources) -> Background:
-        """What a full write reads first, read meanwhile on the target's session.
-
-        Not for a large read (filed in parts), whose compute peak it would add to.
-        """
-        if not plan.reads_ahead or raw.pv_parts is not None:
-            return Background(lambda: None)
-        return Background(self._read_ahead)
-
-    def _read_ahead(self) -> Any:
-        if not self.backend.exists():
-            return None
-        with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
-            return (
-                read_ahead(self.backend, conn, self.config.target_table, versions_table(self.config.state_table)),
-                self.state.reusable(conn, state_hash(self.config)),
-            )
-
-    # --- compute -------------------------------------------------------------------
-    def compute(self, raw: RawSources, plan: RunPlan, result: RunResult) -> tuple[Computation, pl.Series | None]:
-        """The summary rows and fingerprints of the SIRETs this run recomputes, and the SIRETs whose rows go."""
-        t0 = time.perf_counter()
-        if plan.kind is Plan.FULL:
-            computed, remove = summarise_with_fingerprints(raw, self.config), None
-        elif plan.kind is Plan.SCAN:
-            computed, delta = scan_changes(
-                raw, self.config, lambda: self.retry.call(self._read_state, what="read state")
-            )
-            remove = pl.concat([delta.delete, delta.recompute])
-            log.info("incremental: %d new, %d changed, %d vanished SIRETs", delta.new, delta.changed, delta.vanished)
-        else:  # targeted or capture
-            computed = summarise_with_fingerprints(raw, self.config, only=plan.sirets)
-            remove = plan.sirets
-        del raw  # the normalised rows are not needed by the write: free them before it
-        result.seconds["compute"] = time.perf_counter() - t0
-        result.rejected, result.warnings = computed.report.rejected, computed.report.warnings
-        log.info("compute: %.3f s, %d rows, rejected %s", result.seconds["compute"], computed.summary.height,
-                 computed.report.rejected)
-        return computed, remove
-
-    def _read_state(self) -> pl.DataFrame:
-        with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
-            return self.state.read(conn)
-
-    # --- write ---------------------------------------------------------------------
-    def write(self, computed: tuple[Computation, pl.Series | None], plan: RunPlan, result: RunResult, *,
-              force: bool, ahead: tuple[Any, bool] | None) -> None:
-        """The rows and the state in one transaction (SPEC §5, §7); then the change log, if elsewhere."""
-        self.report.stage_start("write")
-        t0 = time.perf_counter()
-        summary, remove = computed
-        same_database = plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
-        first = Handover(ahead or (None, True))  # what the read-ahead saw serves the first attempt only
-
-        def write_once() -> WriteStats:
-            ahead_rows, stored = first.take() or (None, True)
-            with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
-                self.report.stage_start("write")
-                return write_summary(
-                    self.backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
-                    force=force, shrink_ratio=self.config.shrink_ratio, ahead=ahead_rows,
-                    before_commit=lambda c: self._record_state(c, summary, plan, remove, stored, same_database),
-                    versions_table=versions_table(self.config.state_table),
-                    checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
-                )
-
-        stats = self.retry.call(write_once, what="write")
-        if plan.changes is not None and not same_database:
-            self._consume_elsewhere(plan, result)
-        result.seconds["write"] = time.perf_counter() - t0
-        result.rows = stats.rows
-        result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
-        log.info("write: %.3f s, %d inserted, %d updated, %d deleted, %d staged", result.seconds["write"],
-                 stats.inserted, stats.updated, stats.deleted, stats.staged)
-
-    def _record_state(self, conn: Any, computed: Computation, plan: RunPlan, remove: pl.Series | None,
-                      stored: bool, same_database: bool) -> None:
-        """Inside the write's transaction: the state, and the change log consumed when it is in this database."""
-        if plan.keeps_state:
-            capture, cursor = plan.capture_record(self.report.run_id)
-            self.state.write(conn, computed.fingerprints, replace=plan.replaces_state, remove=remove,
-                             config_hash=plan.config_hash, stored=stored, capture=capture, cursor=cursor)
-        if plan.changes is not None and same_database:  # consumed atomically with the write
-            self.backend.change_log().consume(conn, plan.changes, self.report.run_id)
-
-    def _consume_elsewhere(self, plan: RunPlan, result: RunResult) -> None:
-        """The target is committed: a consume that fails (or a crash here) leaves the
-        cursors apart, and the next run scans instead of trusting the log."""
-        def consume() -> None:
-            with self.sessions.use(plan.source_backend, role="source") as conn:
-                plan.source_backend.change_log().consume(conn, plan.changes, self.report.run_id)
-                conn.commit()
-
-        try:
-            self.retry.call(consume, what="consume changes")
-        except Exception as exc:
-            result.fallback = (f"the change log could not be consumed ({exc}); the target is written, "
-                               "and the next run scans")
-            log.warning("%s", result.fallback)
-
-    # --- endings -------------------------------------------------------------------
-    def _completed(self, result: RunResult) -> RunResult:
-        result.status, result.completed_at = "completed", now_iso()
-        self.report.finish(status="completed", completed_at=result.completed_at, result=result.summary(),
-                           progress_stage="done", progress_percent=100.0)
-        self.report.prune(self.config.history)
-        log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
-                 result.rows, sum(result.seconds.values()))
-        return result
-
-    def _cancelled(self, result: RunResult, exc: CancelledError) -> RunResult:
-        result.status, result.error, result.completed_at = "cancelled", str(exc), now_iso()
-        result.rows = self._rows_in_target()  # what the rolled-back target still holds
-        self.report.finish(status="cancelled", completed_at=result.completed_at, error=str(exc))
-        log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
-        return result
-
-    def _failed(self, exc: Exception) -> None:
-        message = failure_message(exc)
-        self.report.finish(status="failed", completed_at=now_iso(), error=message)
-        where = getattr(exc, "stage", None) or getattr(exc, "siret_summary_stage", None)
-        log.error("rebuild of %s failed%s: %s", self.config.target_table, f" in the {where} stage" if where else "",
-                  message, extra={"siret_summary_raised": True})  # a face that shows the error may drop this line
-
-    def _rows_in_target(self) -> int:
-        """Rows in the target table now (0 without one, or when it cannot be counted)."""
-        try:
-            if not self.backend.exists():
-                return 0
-            with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
-                if self.backend.describe(conn, self.config.target_table) is None:
-                    return 0
-                return int(self.backend.scalar(conn, f"SELECT count(*) FROM {quote_table(self.config.target_table)}"))
-        except Exception as exc:  # best effort: the run is over, its record says cancelled
-            log.warning("could not count the rows of %s (%s)", self.config.target_table, exc)
-            return 0
-
-    def _retake_lock(self) -> Any:
-        """The lock's session ended: take the lock again on a new session, if no other run held it meanwhile.
-
-        Every run names itself the lock's holder (in the target database) right
-        after taking the lock: while this run is still the holder, no other run
-        has held the lock since, so what this run read is still what a lock
-        holder reads, and it may go on (SPEC §7). Else :class:`LockLost`.
-        """
-        conn = self.guard.retake()
-        log.warning("the session holding the lock of %s ended; the lock was taken again", self.config.target_table)
-        return conn
 
 
 def run(
@@ -422,7 +109,7 @@ def run(
     try:
         reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status, cancel=cancel,
                             retry=retry)
-        return _Run(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
+        return RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
             source, mode=requested, force=force, sirets=wanted
         )
     finally:
