@@ -424,7 +424,8 @@ def test_fingerprints_of_a_database_read_hash_the_text_not_its_category_codes(pg
     with fresh_database(pg_uri, "fingerprints") as location:
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=8, sqlite_mess=False))
         read = importlib.import_module("siret_summary.pipeline.read")
-        with mock.patch.object(read, "LARGE_READ_ROWS", 100):  # by values: row stamps hash xmin (read_stamps.py)
+        stream = importlib.import_module("siret_summary.pipeline.stream")
+        with mock.patch.object(stream, "LARGE_READ_ROWS", 100):  # by values: row stamps hash xmin (read_stamps.py)
             raw = read.read_database(open_backend(location, must_exist=True), config, stamps=False)
         assert pl.Categorical in [type(t) for t in raw.pv_rows().collect_schema().values()]
         from_database = summarise_with_fingerprints(raw, config).fingerprints

@@ -18,6 +18,7 @@ from siret_summary.config import as_config
 from siret_summary.demo_data import generate
 
 read = importlib.import_module("siret_summary.pipeline.read")
+stream = importlib.import_module("siret_summary.pipeline.stream")
 
 
 class _Driver:
@@ -53,8 +54,8 @@ def test_normalised_rows_do_not_pin_the_driver_batches():
         [(name, pa.int64() if name == "id_pv" else pa.float64() if name.startswith(("num_", "score_")) else pa.string())
          for name in columns]
     )  # fmt: skip
-    with mock.patch.object(read, "CHUNK_ROWS", 500):  # one driver batch per chunk, as with large batches
-        (frame,) = read.normalised_stream(schema, batches, lambda raw: read.normalize_pv(raw, config.pv_columns))
+    with mock.patch.object(stream, "CHUNK_ROWS", 500):  # one driver batch per chunk, as with large batches
+        (frame,) = stream.normalised_stream(schema, batches, lambda raw: read.normalize_pv(raw, config.pv_columns))
     del batches
     gc.collect()
     held = pa.total_allocated_bytes() - before

@@ -25,7 +25,7 @@ from strategies import sources, string_table, stringify_rows
 from test_reference_vs_compute import _QUIET, assert_same_summary
 
 compute_module = importlib.import_module("siret_summary.pipeline.compute")
-read_module = importlib.import_module("siret_summary.pipeline.read")
+read_module = importlib.import_module("siret_summary.pipeline.stream")
 sqlite_module = importlib.import_module("siret_summary.db.sqlite")
 
 

@@ -16,7 +16,7 @@ from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.config import Config
 from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.pipeline.compute import Computation, collect_all
-from siret_summary.pipeline.sources import RawSources
+from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawSources
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, keyed_raw, normalize_invitations, normalize_pv,
 )  # fmt: skip
@@ -32,9 +32,10 @@ def scan_changes(
     stamps holds no values, and the rows wanted are fetched (read_stamps.SourceMoved if
     they changed since).
     """
-    if raw.normalised:
+    if isinstance(raw, NormalisedRows):
         raise ValueError("scan_changes needs the raw rows")  # a bug, not bad input
-    if raw.keyed:  # a database read keyed them while fetching
+    fetch = raw.fetch if isinstance(raw, KeyedRows) else {}
+    if isinstance(raw, KeyedRows):  # a database read keyed them while fetching
         pv_rows, invitation_rows = collect_all([raw.pv, raw.invitations])
     else:
         pv_rows, invitation_rows = collect_all(
@@ -50,8 +51,8 @@ def scan_changes(
 
     def rows_to_normalise(rows: pl.DataFrame, table: str) -> pl.LazyFrame:
         chosen = rows.lazy().filter(wanted)
-        if table in raw.fetch:  # read by stamps: fetch the chosen rows' values (as they were when stamped)
-            return raw.fetch[table].fetch(chosen.select(CTID, XMIN).collect())
+        if table in fetch:  # read by stamps: fetch the chosen rows' values (as they were when stamped)
+            return fetch[table].fetch(chosen.select(CTID, XMIN).collect())
         return chosen.drop(SIRET_KEY, "_raw_hash")
 
     pv, invitations = collect_all(

@@ -12,7 +12,7 @@ from siret_summary.config import Config, as_config
 from siret_summary.rules.fingerprints import fingerprints
 from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
 from siret_summary.pipeline.read import read_sources
-from siret_summary.pipeline.sources import RawSources
+from siret_summary.pipeline.sources import NormalisedRows, RawSources
 from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
 
 
@@ -25,7 +25,7 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
     its repeated text as categories: turned back into text lazily, so only the
     SIRET range being computed holds it as text.
     """
-    if raw.normalised:
+    if isinstance(raw, NormalisedRows):
         return expand_text(raw.pv_rows()), expand_text(raw.invitations)
     pv = normalize_pv(raw.pv, config.pv_columns).cache()
     invitations = normalize_invitations(raw.invitations, config.invitation_columns).cache()
@@ -88,7 +88,7 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans) -> list[list[pl.Dat
     Consecutive parts are merged up to ``PARTITION_ROWS`` rows; a larger
     merge (one crowded leading digit) is split further by sampled ranges.
     """
-    parts = raw.take_pv_parts() if raw.normalised else None
+    parts = raw.take_pv_parts() if isinstance(raw, NormalisedRows) else None
     if not parts:
         return _by_ranges(*normalise(raw, config), plans)
     invitations = expand_text(raw.invitations)

@@ -10,8 +10,6 @@ normalised lazily by compute.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,8 @@ from siret_summary.rules.columns import (
 from siret_summary.rules.values import siret_key
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.db.capabilities import RowStamps
-from siret_summary.pipeline.sources import RawSources
+from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
+from siret_summary.pipeline.stream import normalised_stream
 
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
@@ -130,191 +129,92 @@ def read_database(
     ``conn``: an open connection to use (else one is opened and closed).
     ``normalise=False`` keeps the rows raw, as an in-memory source arrives
     (an incremental scan normalises only the rows of SIRETs that changed);
-    from a table with row stamps (read_stamps.py) it reads only each row's
-    SIRET and stamp, and ``session()`` (a context manager yielding a
-    connection to the source) later fetches the wanted rows' values.
+    from a table with row stamps (:meth:`Backend.row_stamps`) it reads only
+    each row's SIRET and stamp, and ``session()`` (a context manager yielding
+    a connection to the source) later fetches the wanted rows' values.
     ``stamps=False``: hash rows by their values even where stamps are exact.
     ``on_rows(fetched, estimated)``: called as whole-table reads' batches
     arrive, with the rows fetched so far from both tables and the tables'
     estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
+    Returns :class:`NormalisedRows`, or :class:`KeyedRows` with ``normalise=False``.
     """
     names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
                                  stamps=stamps, on_rows=on_rows)
-    if session is None:
-        session = lambda: connected(backend, role="source")  # noqa: E731
-    frames, fetch = {}, {}
-    row_stamps = backend.row_stamps() if stamps else None  # None: rows are hashed by their values
-    categories = pl.Categories.random()  # this read's own: freed with its rows
-    counted = _row_counter(backend, conn, config, on_rows if sirets is None else None)
-    for table, mapping, setting in (
-        (config.pv_table, config.pv_columns, "pv_columns"),
-        (config.invitations_table, config.invitation_columns, "invitation_columns"),
-    ):
-        columns = backend.describe(conn, table)
+    reader = _TableReader(
+        backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
+        row_stamps=backend.row_stamps() if stamps else None,
+        counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
+    )
+    pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
+    invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
+    if not normalise:
+        keyed = [reader.keyed(*table, seed) for table, seed in ((pv, RAW_SEED_PV), (invitations, RAW_SEED_INVITATIONS))]
+        fetch = {name: table for name, (_, table) in zip(("pv", "invitations"), keyed) if table is not None}
+        return KeyedRows(keyed[0][0], keyed[1][0], fetch=fetch)
+    pv_parts = reader.normalised(*pv, normalize_pv, split_by=PART_KEY if sirets is None else None)
+    invitation_rows = reader.normalised(*invitations, normalize_invitations)[0]
+    return NormalisedRows(
+        None if len(pv_parts) > 1 else pv_parts[0].lazy(), invitation_rows.lazy(),
+        pv_parts=pv_parts if len(pv_parts) > 1 else None,
+    )  # fmt: skip
+
+
+class _TableReader:
+    """One database read of the source tables: the checks, the WHERE of a targeted read, the streams."""
+
+    def __init__(self, backend: Backend, conn: Any, sirets: pl.Series | None, *, session: Callable[[], Any],
+                 row_stamps: RowStamps | None, counted: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]):
+        self.backend, self.conn, self.sirets, self.session = backend, conn, sirets, session
+        self.row_stamps, self.counted = row_stamps, counted
+        self.categories = pl.Categories.random()  # this read's own: freed with its rows
+
+    def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str):
+        """The table's declared types, its needed columns, and the WHERE (and parameters) of a targeted read."""
+        columns = self.backend.describe(self.conn, table)
         if columns is None:
-            key = "pv_table" if setting == "pv_columns" else "invitations_table"
-            problem = f'table "{table}" does not exist in {backend.display()}'
+            problem = f'table "{table}" does not exist in {self.backend.display()}'
             raise SourceError(
                 f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
-        types = {c.name: c.declared for c in columns}
-        where, params = ("", None) if sirets is None else (
-            _targeted_where(backend, conn, table, mapping, sirets) or ("", None)
+        where, params = ("", None) if self.sirets is None else (
+            _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
         )
-        columns = needed_columns(mapping)
-        is_pv = table == config.pv_table
-        seed = None if row_stamps is None else row_stamps.seed(conn, table, columns)
-        if seed is not None and not normalise:  # a scan: keys now, the wanted rows' values later
-            with backend.fetch_batches(
-                conn, row_stamps.sql(table, [mapping["siret"]], where, ctid=True), params
-            ) as (schema, batches):
-                frames[table] = normalised_stream(schema, counted(batches),
-                                                  lambda raw: stamp_keys(raw, mapping["siret"], seed))
-            fetch["pv" if is_pv else "invitations"] = row_stamps.table(
-                table, columns, seed, session, rows=sum(f.height for f in frames[table]), types=types
-            )
-            continue
-        sql = (backend.select_columns_sql(table, columns, where, types) if seed is None
-               else row_stamps.sql(table, columns, where, types=types))
-        rules = _rules(normalize_pv if is_pv else normalize_invitations, row_stamps, seed)
-        with backend.fetch_batches(conn, sql, params) as (schema, batches):
-            batches = counted(batches)
-            if not normalise:  # raw, keyed by SIRET and row hash while the next batches arrive
-                seed = RAW_SEED_PV if is_pv else RAW_SEED_INVITATIONS
-                frames[table] = normalised_stream(schema, batches, lambda raw: keyed_raw(raw, mapping, seed))
-                continue
-            frames[table] = normalised_stream(
-                schema, batches, lambda raw: rules(raw, mapping),
-                compact=lambda rows: compact_text(rows, categories),
-                split_by=PART_KEY if is_pv and sirets is None else None,
-            )  # fmt: skip
-    if not normalise:
-        return RawSources(
-            frames[config.pv_table][0].lazy(), frames[config.invitations_table][0].lazy(), keyed=True, fetch=fetch
-        )
-    pv_parts = frames[config.pv_table]
-    return RawSources(
-        None if len(pv_parts) > 1 else pv_parts[0].lazy(), frames[config.invitations_table][0].lazy(),
-        normalised=True, pv_parts=pv_parts if len(pv_parts) > 1 else None,
-    )  # fmt: skip
+        return {c.name: c.declared for c in columns}, needed_columns(mapping), where, params
 
+    def _seed(self, table: str, columns: list[str]) -> int | None:
+        return None if self.row_stamps is None else self.row_stamps.seed(self.conn, table, columns)
 
-#: Rows normalised at a time: large enough that per-chunk planning is noise,
-#: small enough that fetching and normalising overlap and memory stays flat.
-CHUNK_ROWS = 16_384
-_END = object()
+    def keyed(self, table: str, mapping, setting: str, key: str, raw_seed: int) -> tuple[pl.LazyFrame, Any]:
+        """Raw rows keyed by SIRET and row hash, and what fetches their values when read by stamps (else None)."""
+        types, columns, where, params = self._checked(table, mapping, setting, key)
+        seed = self._seed(table, columns)
+        if seed is not None:  # keys and stamps now, the wanted rows' values later
+            sql = self.row_stamps.sql(table, [mapping["siret"]], where, ctid=True)
+            rows = self._stream(sql, params, lambda raw: stamp_keys(raw, mapping["siret"], seed))[0]
+            return rows.lazy(), self.row_stamps.table(table, columns, seed, self.session, rows=rows.height, types=types)
+        sql = self.backend.select_columns_sql(table, columns, where, types)
+        return self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed))[0].lazy(), None
 
+    def normalised(self, table: str, mapping, setting: str, key: str, rules, *,
+                   split_by: pl.Expr | None = None) -> list[pl.DataFrame]:
+        """Rows normalised by ``rules`` while they stream in (filed by ``split_by`` when large)."""
+        types, columns, where, params = self._checked(table, mapping, setting, key)
+        seed = self._seed(table, columns)
+        if seed is None:
+            sql = self.backend.select_columns_sql(table, columns, where, types)
+        else:  # the stamp stands for the row's raw hash
+            sql = self.row_stamps.sql(table, columns, where, types=types)
+        rules = _rules(rules, self.row_stamps, seed)
+        return self._stream(sql, params, lambda raw: rules(raw, mapping),
+                            compact=lambda rows: compact_text(rows, self.categories), split_by=split_by)
 
-def _is_text(dtype: pa.DataType) -> bool:
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype)
-
-
-def _owned(chunk: pa.Table) -> pa.Table:
-    """``chunk`` with its non-text columns copied out of the driver's batches.
-
-    Polars adopts such columns without copying, and an adopted column keeps
-    its whole driver batch (the raw text included) alive as long as the
-    normalised rows live: a third more memory. Text is copied by Polars anyway.
-    """
-    columns = [
-        column if _is_text(column.type) or column.num_chunks == 0
-        else pa.chunked_array([pa.concat_arrays(column.chunks)], column.type)
-        for column in chunk.columns
-    ]  # fmt: skip
-    return pa.Table.from_arrays(columns, schema=chunk.schema)
-
-
-def normalised_stream(
-    schema: pa.Schema,
-    batches: Iterator[pa.RecordBatch],
-    normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
-    *,
-    split_by: pl.Expr | None = None,
-    compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-) -> list[pl.DataFrame]:
-    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile.
-
-    One frame. A read that grows past ``LARGE_READ_ROWS`` rows turns
-    memory-lean: its rows (those so far, then each chunk) pass through
-    ``compact``, and with ``split_by`` it returns one frame per value of that
-    expression, in the value's order (nulls first). Smaller reads skip both
-    (they cost a few percent of the read and save nothing that matters).
-    """
-    chunks: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                chunks.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        try:
-            pending, rows = [], 0
-            for batch in batches:
-                pending.append(batch)
-                rows += batch.num_rows
-                if rows >= CHUNK_ROWS:
-                    if not put(_owned(pa.Table.from_batches(pending, schema))):
-                        return
-                    pending, rows = [], 0
-            if pending:
-                put(_owned(pa.Table.from_batches(pending, schema)))
-            put(_END)
-        except BaseException as exc:  # handed to the consuming thread
-            put(exc)
-
-    fetcher = threading.Thread(target=fetch, name="siret_summary-fetch", daemon=True)
-    fetcher.start()
-    parts: dict[Any, list[pl.DataFrame]] = {None: []}
-    rows, large = 0, False
-    try:
-        while (item := chunks.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            chunk = normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory")
-            rows += chunk.height
-            if not large and rows > LARGE_READ_ROWS:
-                large, earlier, parts = True, parts[None], {}
-                for part in earlier:
-                    _file(parts, part, compact, split_by)
-                del earlier
-            if large:
-                _file(parts, chunk, compact, split_by)
-            else:
-                parts[None].append(chunk)
-    finally:
-        stop.set()
-        fetcher.join()
-    if not any(parts.values()):
-        parts = {None: [normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory")]}
-    keys = sorted(parts, key=lambda k: (k is not None, k))
-    return [pl.concat(parts.pop(k), rechunk=False) for k in keys]
-
-
-#: Above this many rows a read turns memory-lean (see normalised_stream).
-LARGE_READ_ROWS = 250_000
-
-
-def _file(
-    parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, compact, split_by: pl.Expr | None
-) -> None:
-    if compact is not None:
-        chunk = compact(chunk)
-    if split_by is None:
-        parts.setdefault(None, []).append(chunk)
-        return
-    pieces = chunk.with_columns(split_by.alias("_part")).partition_by("_part", as_dict=True, include_key=False)
-    for (key,), piece in pieces.items():
-        parts.setdefault(key, []).append(piece)
+    def _stream(self, sql: str, params: Any, normalise, **options: Any) -> list[pl.DataFrame]:
+        with self.backend.fetch_batches(self.conn, sql, params) as (schema, batches):
+            return normalised_stream(schema, self.counted(batches), normalise, **options)
 
 
 def _frame(value: Any, table: str) -> pl.LazyFrame:
@@ -364,7 +264,7 @@ def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
             frames[table] = frame.select(needed_columns(mapping)).collect().lazy()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
-    return RawSources(frames[config.pv_table], frames[config.invitations_table])
+    return RawRows(frames[config.pv_table], frames[config.invitations_table])
 
 
 def read_sources(source: Any, config: Config, *, sirets: pl.Series | None = None) -> RawSources:

@@ -1,4 +1,14 @@
-"""What the read stage hands to the compute stage: :class:`RawSources`."""
+"""What the read stage hands to the compute stage: one of three shapes of :data:`RawSources`.
+
+- :class:`RawRows`: the mapped columns as read, normalised lazily by compute
+  (an in-memory source: Arrow tables, Polars frames, files).
+- :class:`NormalisedRows`: normalised while streamed from a database, repeated
+  text as categories; a large whole-table read files the PV rows in parts.
+- :class:`KeyedRows`: raw rows keyed by their normalised SIRET and a row hash
+  (a database scan), normalised later only for the SIRETs that moved; a table
+  read by row stamps holds no values yet, and its :attr:`KeyedRows.fetch`
+  entry fetches the wanted rows' values.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +20,33 @@ from siret_summary.db.capabilities import StampedRead
 
 
 @dataclass
-class RawSources:
-    """The two source tables as lazy frames: the mapped columns raw, or already normalised.
+class RawRows:
+    """Both tables' mapped columns as read, not normalised."""
+
+    pv: pl.LazyFrame
+    invitations: pl.LazyFrame
+
+    in_parts = False
+
+
+@dataclass
+class NormalisedRows:
+    """Both tables normalised (SPEC §3) while read.
 
     A whole-table database read also files the normalised PV rows by the
     first digit of their SIRET: ``pv_parts``, in SIRET order (rows without
-    SIRET first), and ``pv`` is then their concatenation. A full computation
-    takes the parts (:meth:`take_pv_parts`) and frees each once summarised,
-    so the rows and the summary never both exist whole.
+    SIRET first), and ``pv`` is then None. A full computation takes the parts
+    (:meth:`take_pv_parts`) and frees each once summarised, so the rows and
+    the summary never both exist whole.
     """
 
     pv: pl.LazyFrame | None
     invitations: pl.LazyFrame
-    normalised: bool = False
     pv_parts: list[pl.DataFrame] | None = None
-    keyed: bool = False  # raw rows carrying their SIRET and row hash (normalize.keyed_raw)
-    #: Per table ("pv", "invitations") read by stamps only: keyed rows hold no
-    #: values, just ``CTID`` and ``XMIN``, and this fetches the wanted ones' values.
-    fetch: dict[str, StampedRead] = field(default_factory=dict)
+
+    @property
+    def in_parts(self) -> bool:
+        return self.pv_parts is not None
 
     def pv_rows(self) -> pl.LazyFrame:
         if self.pv_parts is not None:
@@ -40,3 +59,22 @@ class RawSources:
         """The PV parts, handed over: this object no longer holds them."""
         parts, self.pv_parts = self.pv_parts, None
         return parts
+
+
+@dataclass
+class KeyedRows:
+    """Raw rows carrying their normalised SIRET and row hash (:func:`~siret_summary.rules.columns.keyed_raw`).
+
+    ``fetch``: per table (``"pv"``, ``"invitations"``) read by row stamps, what
+    fetches the wanted rows' values (the keyed rows hold just ``CTID`` and ``XMIN``).
+    """
+
+    pv: pl.LazyFrame
+    invitations: pl.LazyFrame
+    fetch: dict[str, StampedRead] = field(default_factory=dict)
+
+    in_parts = False
+
+
+#: What the read stage returns.
+RawSources = RawRows | NormalisedRows | KeyedRows

@@ -188,7 +188,7 @@ class RunStages:
 
         Not for a large read (filed in parts), whose compute peak it would add to.
         """
-        if not plan.reads_ahead or raw.pv_parts is not None:
+        if not plan.reads_ahead or raw.in_parts:
             return Background(lambda: None)
         return Background(self._read_ahead)
 
