@@ -215,6 +215,8 @@ class SummaryBuilder:
                 log.warning("the siret_summary build did not stop within %.0f s; leaving it", timeout)
 
     # --- FastAPI -------------------------------------------------------------------
+    # Over 60 lines on purpose: the route table, one short handler per route,
+    # each next to its path and docs; split, the API would no longer read as one.
     def router(
         self, *, dependencies: Sequence[Any] = (), prefix: str = "/api", admin_path: str | None = ADMIN_PATH
     ) -> APIRouter:

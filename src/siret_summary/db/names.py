@@ -28,7 +28,7 @@ def target_names(config: Config) -> list[tuple[str, str, str]]:
     names += [("status_table", config.status_table, part) for part in split_table(config.status_table)]
     state = config.state_table
     names += [("state_table", state, part) for part in split_table(state)]
-    for derived in (f"{state}_meta", versions_table(state)):  # incremental.StateStore.meta, write_versions
+    for derived in (f"{state}_meta", versions_table(state)):  # incremental.state.StateStore.meta, db.capabilities.versions_table
         names.append(("state_table", state, split_table(derived)[-1]))
     return names
 

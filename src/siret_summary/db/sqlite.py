@@ -72,7 +72,7 @@ class SQLiteBackend(Backend):
         # exponent text that no count rule reads: the number itself is what
         # PostgreSQL or Arrow would give), every other cell as its bytes
         # (BLOB): SQLite stores text unchecked, and bytes that are not UTF-8
-        # in an Arrow string column crash Polars; normalize.prepare decodes
+        # in an Arrow string column crash Polars; rules.columns.prepare decodes
         # them. The driver guesses each column's Arrow type from the first
         # batch, and a column NULL throughout it becomes int64 (then the
         # first other value fails the read): a leading typing row, flagged

@@ -79,6 +79,7 @@ def write_sqlite(path: str | Path, pv: Any, invitations: Any, *, replace: bool =
     Examples
     --------
     >>> import tempfile, adbc_driver_sqlite.dbapi as sqlite
+    >>> from siret_summary.demo_data import generate
     >>> path = tempfile.mkdtemp() + "/demo.db"
     >>> write_sqlite(path, *generate(n_pv=2_000, n_invitations=300))
     >>> with sqlite.connect(path) as conn, conn.cursor() as cur:
@@ -109,9 +110,9 @@ def write_postgres(uri: str, pv: Any, invitations: Any, *, replace: bool = True)
     error here. ``replace=True`` drops the legacy view and tables with
     ``CASCADE`` (views of other applications on them go too).
 
-    Examples
-    --------
-    >>> write_postgres(uri, *generate(n_pv=2_000, sqlite_mess=False))  # doctest: +SKIP
+    Example (needs a server; the test suite runs it against its own)::
+
+        write_postgres(uri, *generate(n_pv=2_000, sqlite_mess=False))
     """
     import adbc_driver_postgresql.dbapi
 

@@ -29,7 +29,7 @@ def scan_changes(
     """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
     the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
     and summarised. ``raw`` holds the sources as read (not normalised); a table read by
-    stamps holds no values, and the rows wanted are fetched (read_stamps.SourceMoved if
+    stamps holds no values, and the rows wanted are fetched (db.postgres.stamps.SourceMoved if
     they changed since).
     """
     if isinstance(raw, NormalisedRows):

@@ -29,7 +29,7 @@ from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_table
 
 #: Version of the state's layout and meaning; part of :func:`state_hash`. 3: on
-#: PostgreSQL, ``raw`` hashes row stamps (read_stamps.py); a state of format 2 would
+#: PostgreSQL, ``raw`` hashes row stamps (db/postgres/stamps.py); a state of format 2 would
 #: make a scan fetch every row, so the first run after the upgrade is full instead.
 #: 4: three more warning kinds per SIRET (count_too_large, text_not_utf8, text_nul) and
 #: SQLite's REAL cells in the raw hash.

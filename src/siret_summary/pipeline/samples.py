@@ -68,7 +68,7 @@ def _rows(raw: pl.DataFrame, flagged: pl.DataFrame, condition: pl.Expr, limit: i
 
 
 def _as_text(frame: pl.DataFrame, column: str) -> pl.Series:
-    """A raw column as text: SQLite bytes decoded (normalize.decode_text), a REAL cell as its number."""
+    """A raw column as text: SQLite bytes decoded (rules.columns.decode_text), a REAL cell as its number."""
     series = frame.get_column(column)
     series = decode_text(series)[0] if series.dtype == pl.Binary else series.cast(pl.String)
     if REAL_PREFIX + column in frame.columns:

@@ -74,7 +74,7 @@ def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
 
     Categorical columns are hashed as their text: codes depend on the cache.
     ``DataFrame.hash_rows`` costs half the CPU of a struct's ``hash``. Rows
-    read with a row stamp (read_stamps.py) are hashed by it instead.
+    read with a row stamp (db/postgres/stamps.py) are hashed by it instead.
     """
     if STAMP in schema:
         return pl.col(STAMP)

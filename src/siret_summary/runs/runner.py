@@ -96,10 +96,7 @@ def run(
     requested = Mode.parse(mode)
     wanted = None if sirets is None else requested_sirets(sirets)
     retry = retry or RetryPolicy(attempts=config.retries + 1)
-    backend = target_backend(source, target)
-    names.check(backend, names.target_names(config))  # before anything is created under them
-    if names.is_postgres_location(source):
-        names.check(open_backend(source, must_exist=True), names.source_names(config))
+    backend = _checked_locations(source, target, config)
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
     if not retry.call(lambda: _acquire(guard, backend), what="lock"):
         started = _started_at_of_running(backend, config)
@@ -114,6 +111,15 @@ def run(
         )
     finally:
         guard.release()
+
+
+def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
+    """The target's backend, its names and the source's checked before anything is created (SPEC §9)."""
+    backend = target_backend(source, target)
+    names.check(backend, names.target_names(config))
+    if names.is_postgres_location(source):
+        names.check(open_backend(source, must_exist=True), names.source_names(config))
+    return backend
 
 
 def _acquire(guard: RunGuard, backend: Backend) -> bool:

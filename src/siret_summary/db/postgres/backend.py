@@ -27,7 +27,7 @@ _INT_BOUNDS = {"smallint": 2**15 - 1, "integer": 2**31 - 1}
 
 
 def normalised_siret_sql(column: str) -> str:
-    """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as normalize.py does."""
+    """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as rules/columns.py does."""
     digits = (
         f"regexp_replace(regexp_replace(btrim({quote_identifier(column)}::text, {_TRIM}), "
         r"'\.0$', ''), '[^0-9]', '', 'g')"
@@ -106,7 +106,7 @@ class PostgresBackend(Backend):
         # opaque extension columns; an enum's binary form is its label: text.
         for i, field in enumerate(data.schema):
             column = data.column(i)
-            if field.name.startswith("__siret_summary_"):  # a row stamp (read_stamps.py): its bytes as they are
+            if field.name.startswith("__siret_summary_"):  # a row stamp (db/postgres/stamps.py): its bytes as they are
                 if isinstance(field.type, pa.BaseExtensionType):
                     data = data.set_column(i, pa.field(field.name, field.type.storage_type),
                                            _storage(column, field.type.storage_type))

@@ -173,9 +173,9 @@ def install_change_capture(uri: str, *, config: Config | None = None) -> None:
     made while it was installed). The log, its cursor and the functions go in
     the PV table's schema.
 
-    Examples
-    --------
-    >>> siret_summary.install_change_capture("postgresql://u:p@host/app")  # doctest: +SKIP
+    Example (needs a server; tests/test_adversarial_capture.py runs it against its own)::
+
+        siret_summary.install_change_capture("postgresql://u:p@host/app")
     """
     config = as_config(config)
     backend = _postgres(uri)

@@ -18,7 +18,7 @@ transaction ids are unique, which is the case while the cluster has assigned
 fewer than 2**32 of them (a row keeps only 32 bits of its ``xmin``): row stamps
 are used only then (``pg_current_snapshot()``'s ``xmax`` below 2**32; such a
 cluster has never wrapped around). Past that, and wherever else a stamp could
-miss a change, the raw hash stays the hash of the values (normalize.raw_row_hash):
+miss a change, the raw hash stays the hash of the values (rules.columns.raw_row_hash):
 
 - the table is not a plain table, has inheritance children, or is not stored
   by the ``heap`` access method (views, foreign and partitioned tables);
