@@ -27,7 +27,7 @@ from .read_stamps import SourceMoved
 from .retry import RetryPolicy
 from .sessions import Sessions
 from .status import (
-    FINAL_FIELDS, StatusStore, apply_pending, now_iso, public_view, save_pending, status_session,
+    FINAL_FIELDS, StatusAhead, StatusStore, apply_pending, now_iso, public_view, save_pending, status_session,
     store_errors,
 )
 from .write import write_summary
@@ -117,7 +117,8 @@ class _Run:
     """One guarded run: persists its record, reports progress, honours cancellation."""
 
     def __init__(
-        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard: RunGuard
+        self, backend: Backend, config: Config, *, on_status, cancel, retry: RetryPolicy, guard: RunGuard,
+        status_ahead: StatusAhead | None = None,
     ) -> None:
         self.backend = backend
         self.guard = guard
@@ -128,6 +129,7 @@ class _Run:
         self.retry = retry
         self.store = status_store(backend, config)
         self.status_conn: Any = None
+        self.status_ahead = status_ahead  # the status session, opened while the lock was taken
         self.record: dict[str, Any] = {}
         # The target's session is the one holding the lock (PostgreSQL): the write
         # commits only while the lock is held (SPEC §7).
@@ -210,11 +212,16 @@ class _Run:
             except Exception:
                 pass
             self.status_conn = None
-        self.status_conn = self.store.backend.connect("status")
+        self.status_conn = self._status_session_ahead() or self.store.backend.connect("status")
         apply_pending(self.store, self.status_conn, self.lock_path)  # before mark_stale
         if not self.record:  # a retry after the insert committed does not insert again
             self.record = self.store.start(self.status_conn)
         self.store.mark_stale(self.status_conn, self.record["run_id"])
+
+    def _status_session_ahead(self) -> Any:
+        """The status session opened while the lock was taken (first attempt only), else None."""
+        ahead, self.status_ahead = self.status_ahead, None
+        return None if ahead is None else ahead.take()
 
     # --- the run ----------------------------------------------------------------
     def execute(self, source: Any, *, mode: str, force: bool, sirets: pl.Series | None) -> RunResult:
@@ -566,16 +573,20 @@ def run(
     if names.is_postgres_location(source):
         names.check(open_backend(source, must_exist=True), names.source_names(config))
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
-    if not retry.call(lambda: _acquire(guard, backend), what="lock"):
-        started = _started_at_of_running(backend, config)
-        log.info("rebuild of %s already running since %s", config.target_table, started)
-        return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
+    ahead = StatusAhead.start(status_store(backend, config))  # opens while the lock is taken
     try:
-        return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry, guard=guard).execute(
-            source, mode=mode, force=force, sirets=wanted
-        )
+        if not retry.call(lambda: _acquire(guard, backend), what="lock"):
+            started = _started_at_of_running(backend, config)
+            log.info("rebuild of %s already running since %s", config.target_table, started)
+            return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
+        try:
+            return _Run(backend, config, on_status=on_status, cancel=cancel, retry=retry, guard=guard,
+                        status_ahead=ahead).execute(source, mode=mode, force=force, sirets=wanted)
+        finally:
+            guard.release()
     finally:
-        guard.release()
+        if ahead is not None:
+            ahead.discard()  # not taken: the lock was not acquired, or the run ended first
 
 
 def _acquire(guard: RunGuard, backend: Backend) -> bool:
