@@ -267,6 +267,12 @@ class Backend(ABC):
             schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
             cur.adbc_ingest(parts[-1], data, mode="append", **schema)
 
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
+        """In the caller's transaction: ``DELETE`` the rows of ``table`` (a table of the library's own,
+        with a TEXT ``siret``) whose ``siret`` is in ``sirets``, through a temporary table ``staging``."""
+        gone = self.ingest_temporary(conn, staging, pa.table({"siret": sirets}))
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret IN (SELECT siret FROM {gone})")
+
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,
         between: Callable[[float], None] = lambda _: None,
