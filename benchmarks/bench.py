@@ -8,7 +8,10 @@ measures after a warm-up the median, min and max of ``--repeat`` runs of:
     PostgreSQL) of an Arrow table shaped like the output;
 (b) ``run(mode="full", force=True)``, end to end and per stage;
 (c) incremental runs after 1 % of the SIRETs changed: scan-based, with change
-    capture (PostgreSQL), and ``sirets=`` for 10 SIRETs;
+    capture (PostgreSQL), and ``sirets=`` for 10 SIRETs; and the capture cost
+    line: capture runs with 1, 10, 100, 1000 SIRETs changed, a least-squares
+    line through their medians (intercept: a run's fixed cost; slope: the
+    marginal cost per changed SIRET);
 (d) the model of the legacy pandas script (``legacy_baseline.py``), in the
     rounds of (a)–(c) so that legacy ÷ library is a per-round ratio; with
     ``--legacy-app PATH``, also the legacy application's own
@@ -24,6 +27,7 @@ of ``$SIRET_SUMMARY_BENCH_PG_URI``), then writes ``results.md`` and
     python benchmarks/bench.py               # the full benchmark (several minutes)
     python benchmarks/bench.py --quick       # tiny sizes, 1 repetition (smoke test)
     python benchmarks/bench.py --render-only # rewrite the report from the measurements in results.md
+    python benchmarks/bench.py --capture-line-only --out /tmp/x  # full rebuild + capture cost line only
     python benchmarks/bench.py --legacy-app ~/src/elections-app   # + the application's own rebuild
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``): pandas,
@@ -347,9 +351,10 @@ class Bench:
 
         a = self.args
         started = time.perf_counter()
-        self.tables[SQLITE] = generate(a.pv, a.invitations, a.seed)
-        write_sqlite(self.sqlite_path, *self.tables[SQLITE])
-        self.log(f"SQLite source: {a.pv} PV rows, {a.invitations} invitations in {time.perf_counter() - started:.1f} s")
+        if not a.capture_line_only:
+            self.tables[SQLITE] = generate(a.pv, a.invitations, a.seed)
+            write_sqlite(self.sqlite_path, *self.tables[SQLITE])
+            self.log(f"SQLite source: {a.pv} PV rows, {a.invitations} invitations in {time.perf_counter() - started:.1f} s")
         if self.pg_uri:
             started = time.perf_counter()
             self.tables[PG] = generate(a.pv, a.invitations, a.seed, sqlite_mess=False)
