@@ -576,6 +576,8 @@ def run(
     ahead = StatusAhead.start(status_store(backend, config))  # opens while the lock is taken
     try:
         if not retry.call(lambda: _acquire(guard, backend), what="lock"):
+            if ahead is not None:
+                ahead.discard()  # before polling: many losers must not hold sessions meanwhile
             started = _started_at_of_running(backend, config)
             log.info("rebuild of %s already running since %s", config.target_table, started)
             return RunResult(status="already_running", mode=mode, target=config.target_table, started_at=started)
