@@ -8,7 +8,10 @@ measures after a warm-up the median, min and max of ``--repeat`` runs of:
     PostgreSQL) of an Arrow table shaped like the output;
 (b) ``run(mode="full", force=True)``, end to end and per stage;
 (c) incremental runs after 1 % of the SIRETs changed: scan-based, with change
-    capture (PostgreSQL), and ``sirets=`` for 10 SIRETs;
+    capture (PostgreSQL), and ``sirets=`` for 10 SIRETs; and the capture cost
+    line: capture runs with 1, 10, 100, 1000 SIRETs changed, a least-squares
+    line through their medians (intercept: a run's fixed cost; slope: the
+    marginal cost per changed SIRET);
 (d) the model of the legacy pandas script (``legacy_baseline.py``), in the
     rounds of (a)–(c) so that legacy ÷ library is a per-round ratio; with
     ``--legacy-app PATH``, also the legacy application's own
@@ -24,6 +27,7 @@ of ``$SIRET_SUMMARY_BENCH_PG_URI``), then writes ``results.md`` and
     python benchmarks/bench.py               # the full benchmark (several minutes)
     python benchmarks/bench.py --quick       # tiny sizes, 1 repetition (smoke test)
     python benchmarks/bench.py --render-only # rewrite the report from the measurements in results.md
+    python benchmarks/bench.py --capture-line-only --out /tmp/x  # full rebuild + capture cost line only
     python benchmarks/bench.py --legacy-app ~/src/elections-app   # + the application's own rebuild
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``): pandas,
@@ -69,6 +73,9 @@ TARGETED_SIRETS = 10
 LEGACY_MODEL = "model of the legacy script (legacy_baseline.py)"
 LEGACY_APP = "legacy application's own build_siret_summary (--legacy-app)"
 LEGACY_APP_FUNCTION = "build_siret_summary"
+#: SIRETs changed before the capture runs of the cost line (fixed cost + marginal cost per SIRET).
+CAPTURE_LINE_SIRETS = (1, 10, 100, 1000)
+CAPTURE_LINE = "capture cost line: "
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -344,15 +351,18 @@ class Bench:
 
         a = self.args
         started = time.perf_counter()
-        self.tables[SQLITE] = generate(a.pv, a.invitations, a.seed)
-        write_sqlite(self.sqlite_path, *self.tables[SQLITE])
-        self.log(f"SQLite source: {a.pv} PV rows, {a.invitations} invitations in {time.perf_counter() - started:.1f} s")
+        if not a.capture_line_only:
+            self.tables[SQLITE] = generate(a.pv, a.invitations, a.seed)
+            write_sqlite(self.sqlite_path, *self.tables[SQLITE])
+            self.log(f"SQLite source: {a.pv} PV rows, {a.invitations} invitations in {time.perf_counter() - started:.1f} s")
         if self.pg_uri:
             started = time.perf_counter()
             self.tables[PG] = generate(a.pv, a.invitations, a.seed, sqlite_mess=False)
             write_postgres(self.pg_uri, *self.tables[PG])
             self.log(f"PostgreSQL source loaded in {time.perf_counter() - started:.1f} s")
         for backend in self.backends():
+            if backend == SQLITE and a.capture_line_only:
+                continue
             self.sirets[backend] = self.raw_sirets(backend)
         self.tables.clear()  # keep the parent small: (f) measures its children's memory
 
@@ -477,6 +487,8 @@ class Bench:
                   " compared, and identical ones not rewritten)" if backend == "postgresql"
                   else " (identical rows are compared, not rewritten)"))
 
+        if self.args.capture_line_only:
+            return
         every = self.measure("b", "full rebuild, every row rewritten (target emptied first)", backend)
 
         def empty(i: int) -> None:
@@ -571,8 +583,10 @@ class Bench:
             return dict(result.seconds)
 
         try:
-            self.repeat(m, body, before)
-            self.repeat(one, body_one, before_one)
+            if not self.args.capture_line_only:
+                self.repeat(m, body, before)
+                self.repeat(one, body_one, before_one)
+            self.bench_capture_line()
         finally:
             try:
                 siret_summary.uninstall_change_capture(self.pg_uri)
@@ -584,6 +598,29 @@ class Bench:
                 measured.note(f"mode reported: {', '.join(sorted(set(seen)))}")
                 if set(seen) != {"capture"}:
                     measured.error = f"expected mode 'capture', got {sorted(set(seen))}"
+
+    def bench_capture_line(self) -> None:
+        """Capture runs with 1, 10, 100, 1000 SIRETs changed: a line through their medians splits a run's
+        cost into a fixed cost (intercept) and a marginal cost per changed SIRET (slope)."""
+        for count in [k for k in CAPTURE_LINE_SIRETS if k <= len(self.sirets[PG]) // 2]:
+            m = self.measure("c", f"{CAPTURE_LINE}{count} SIRET{'s' if count > 1 else ''} changed", PG)
+            m.extra["changed"] = count
+            modes: list[str] = m.extra.setdefault("modes", [])
+
+            def before(i: int, count: int = count) -> None:
+                self.change(PG, self.pick(PG, count, seed=5_000 + 7 * count + i), delta=i + 1)
+
+            def body(i: int, modes: list[str] = modes) -> dict[str, float]:
+                result = self.run(PG, mode="incremental")
+                modes.append(result.mode)
+                return dict(result.seconds)
+
+            self.repeat(m, body, before)
+            if modes and set(modes) != {"capture"}:
+                m.error = f"expected mode 'capture', got {sorted(set(modes))}"
+        line = capture_cost_line(self)
+        if line is not None:
+            self.log(f"(c) capture cost line: fixed {line[0] * 1000:.1f} ms + {line[1] * 1000:.3f} ms per changed SIRET")
 
     # --- (d) legacy ----------------------------------------------------------------------------
     def legacy_missing(self, backend: str) -> list[str]:
@@ -842,6 +879,13 @@ class Bench:
             # with its warm-up), so a slow spell of a shared machine hits all of
             # them alike and the ratios between them stay meaningful.
             self.in_rounds = True
+            if a.capture_line_only:
+                if not self.pg_uri:
+                    raise RuntimeError("--capture-line-only needs PostgreSQL")
+                for self.round in range(a.rounds):
+                    self.bench_full(PG)
+                    self.bench_capture()
+                return 1 if any(m.error for m in self.measures) else 0
             for self.round in range(a.rounds):
                 for backend in self.backends():
                     self.bench_floor(backend)
@@ -1004,6 +1048,35 @@ def headline(bench: Bench) -> list[str]:
                 f"the time ({_fmt(first.median())} → {_fmt(last.median())} s); peak RSS "
                 f"{max(first.extra['maxrss_kb']) / 1024:.0f} → {max(last.extra['maxrss_kb']) / 1024:.0f} MiB.")
     return out or ["- nothing measured."]
+
+
+def capture_cost_line(bench: Bench) -> tuple[float, float, int] | None:
+    """Least-squares line through the medians of the capture cost line: (fixed s, s per changed SIRET, points)."""
+    points = [(float(m.extra["changed"]), m.median()) for m in bench.measures
+              if m.part == "c" and m.name.startswith(CAPTURE_LINE) and m.ok and "changed" in m.extra]
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_x, mean_y = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    return mean_y - slope * mean_x, slope, n
+
+
+def _capture_line_sentence(bench: Bench) -> str:
+    line, full = capture_cost_line(bench), bench.find("b", PG, "full rebuild run(")
+    if line is None:
+        return ""
+    fixed, slope, n = line
+    counts = ", ".join(str(int(m.extra["changed"])) for m in bench.measures
+                       if m.part == "c" and m.name.startswith(CAPTURE_LINE) and m.ok)
+    text = (f" Cost line (capture runs with {counts} SIRETs changed, a least-squares line through their {n} "
+            f"medians): fixed cost {fixed * 1000:.0f} ms per run")
+    if full and full.ok:
+        text += f" ({fixed / full.median():.3f}× the full rebuild)"
+    return text + f", marginal cost {slope * 1000:.3f} ms per changed SIRET."
 
 
 def _capture_fixed_cost(bench: Bench) -> str:
@@ -1223,7 +1296,7 @@ def write_markdown(bench: Bench, path: Path) -> None:
         "fixed cost of a run: two server sessions (lock + status, data), about eight status-record commits "
         "(progress others can read; each also returns the cancel flag), the state check, Polars plans for a "
         "few hundred rows (normalisation and summary: ~10 ms each whatever the size), staging tables for the "
-        "write and the state. " + _capture_fixed_cost(bench),
+        "write and the state. " + _capture_fixed_cost(bench) + _capture_line_sentence(bench),
         "- **Memory (f).** Reads stream, so no raw table exists. Past 250k rows a read turns lean: repeated "
         "normalised text (cycle, reasons, federation, the establishment's attributes) is held as categories of "
         "the read's own (turned back into text per SIRET range, so fingerprints hash the text), non-text "
@@ -1261,7 +1334,7 @@ def write_figure(bench: Bench, path: Path) -> None:
 
     colours = {SQLITE: "#4c72b0", PG: "#dd8452"}
     order = {SQLITE: 0, PG: 1}
-    bars = sorted((m for m in bench.measures if m.part in "abcde" and m.ok),
+    bars = sorted((m for m in bench.measures if m.part in "abcde" and m.ok and not m.name.startswith(CAPTURE_LINE)),
                   key=lambda m: (m.part, order[m.backend]))
     scaling = [m for m in bench.measures if m.part == "f" and m.ok]
     fig, (left, middle, right) = plt.subplots(
@@ -1417,6 +1490,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="databases for (f), comma-separated (default: sqlite,postgresql; --quick sqlite)")
     p.add_argument("--no-scaling", action="store_true", help="skip (f)")
     p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    p.add_argument("--capture-line-only", action="store_true",
+                   help="PostgreSQL only: the full rebuild and the capture cost line (fixed cost and marginal "
+                        "cost per changed SIRET), nothing else")
     p.add_argument("--keep", action="store_true", help="keep the work folder (databases) for inspection")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite results.md and results.png in --out from the measurements recorded in its results.md")

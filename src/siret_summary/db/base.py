@@ -146,6 +146,15 @@ class Backend(ABC):
         """``column`` is one of the ``siret`` values of the (staging) ``table``."""
         return f"{column} IN (SELECT siret FROM {table})"
 
+    #: Whether the database is a server: connecting creates nothing (a SQLite connect may create a file).
+    is_server = False
+
+    def relax_commits(self, conn: Any) -> None:
+        """Let commits on ``conn`` return before the disk flush (others see them at once); none by default."""
+
+    def make_durable(self, conn: Any) -> None:
+        """Make the open transaction's commit wait for the disk, whatever :meth:`relax_commits` said."""
+
     #: What to check when the database itself fails a statement (full disk, lost server).
     store_failure_hint = "check that the server is reachable and accepts connections, and that its disk has free space"
 
@@ -267,6 +276,12 @@ class Backend(ABC):
         with self.cursor(conn) as cur:
             schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
             cur.adbc_ingest(parts[-1], data, mode="append", **schema)
+
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
+        """In the caller's transaction: ``DELETE`` the rows of ``table`` (a table of the library's own,
+        with a TEXT ``siret``) whose ``siret`` is in ``sirets``, through a temporary table ``staging``."""
+        gone = self.ingest_temporary(conn, staging, pa.table({"siret": sirets}))
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret IN (SELECT siret FROM {gone})")
 
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,

@@ -161,10 +161,8 @@ class StateStore:
             self.backend.execute(conn, f"CREATE TABLE {meta} ({', '.join(f'{c} TEXT' for c in META_COLUMNS)})")
         if not replace:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
-            gone = self.backend.ingest_temporary(
-                conn, "siret_summary_state_gone", pl.DataFrame({"siret": removed.unique()}).to_arrow()
-            )
-            self.backend.execute(conn, f"DELETE FROM {q} WHERE siret IN (SELECT siret FROM {gone})")
+            self.backend.delete_sirets(conn, self.table, removed.unique().cast(pl.String).to_arrow(),
+                                       staging="siret_summary_state_gone")
         if rows.height:
             self.backend.ingest_into(conn, self.table, rows.select(STATE_COLUMNS).to_arrow())
         self.backend.execute(conn, f"DELETE FROM {meta}")

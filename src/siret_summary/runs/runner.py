@@ -19,7 +19,7 @@ from siret_summary.runs.reporter import CancelToken, Reporter
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.stages import RunStages
-from siret_summary.runs.status import now_iso
+from siret_summary.runs.status import StatusAhead, now_iso
 
 log = logging.getLogger("siret_summary")
 
@@ -98,19 +98,29 @@ def run(
     retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = _checked_locations(source, target, config)
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
-    if not retry.call(lambda: _acquire(guard, backend), what="lock"):
-        started = _started_at_of_running(backend, config)
-        log.info("rebuild of %s already running since %s", config.target_table, started)
-        return RunResult(status="already_running", mode=requested.value, target=config.target_table,
-                         started_at=started)
+    ahead = StatusAhead.start(status_store(backend, config))  # opens while the lock is taken
     try:
-        reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status, cancel=cancel,
-                            retry=retry)
-        return RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
-            source, mode=requested, force=force, sirets=wanted
-        )
+        if not retry.call(lambda: _acquire(guard, backend), what="lock"):
+            return _already_running(backend, config, requested, ahead)
+        try:
+            reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status,
+                                cancel=cancel, retry=retry, ahead=ahead)
+            return RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
+                source, mode=requested, force=force, sirets=wanted
+            )
+        finally:
+            guard.release()
     finally:
-        guard.release()
+        if ahead is not None:
+            ahead.discard()  # not taken: the lock was not acquired, or the run ended first
+
+
+def _already_running(backend: Backend, config: Config, requested: Mode, ahead: StatusAhead | None) -> RunResult:
+    if ahead is not None:
+        ahead.discard()  # before polling: many losers must not hold sessions meanwhile
+    started = _started_at_of_running(backend, config)
+    log.info("rebuild of %s already running since %s", config.target_table, started)
+    return RunResult(status="already_running", mode=requested.value, target=config.target_table, started_at=started)
 
 
 def _checked_locations(source: Any, target: Any, config: Config) -> Backend:

@@ -60,6 +60,10 @@ _BINDABLE = {
 }  # fmt: skip
 
 
+#: Up to this many SIRETs, :meth:`PostgresBackend.delete_sirets` binds them as one array parameter.
+_BOUND_SIRETS = 10_000
+
+
 #: Types whose ``::text`` no session setting changes (the server-side normalisation prints with it).
 _TEXT_TYPES = {"text", "character varying", "character", "name"}
 
@@ -199,6 +203,14 @@ class PostgresBackend(Backend):
             return None
         return f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])", _array_param(pa.array(list(sirets), pa.string()))
 
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
+        if len(sirets) > _BOUND_SIRETS:
+            return super().delete_sirets(conn, table, sirets, staging=staging)
+        # A few SIRETs (an incremental run's): one bound array, one round trip, instead
+        # of a temporary table (created, filled by COPY, dropped: catalog rows each time).
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret = ANY($1::text[])",
+                     _array_param(sirets.cast(pa.string())))
+
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the
         # distinct values as read, bound back as an array of the column's type.
@@ -236,6 +248,14 @@ class PostgresBackend(Backend):
 
     def status_backend(self) -> "PostgresBackend":
         return self
+
+    is_server = True
+
+    def relax_commits(self, conn: Any) -> None:
+        self.execute(conn, "SET synchronous_commit = off")
+
+    def make_durable(self, conn: Any) -> None:
+        self.execute(conn, "SET LOCAL synchronous_commit = on")
 
     # --- capabilities (db/capabilities.py) ---
     def host_lock(self) -> Any:

@@ -125,9 +125,11 @@ ORDER BY t.role, a.attnum"""
 
 
 def _log_sql(schema: str) -> str:
+    """The log, its snapshot, the cursor and the recorded manifest, with the triggers as they are now
+    (``installed``; parameters: the PV table, the invitations table, the log): one round trip."""
     return f"""
-SELECT s.snapshot, d.raw_siret, d.truncated, c.run_id AS cursor, c.manifest
-FROM (SELECT pg_current_snapshot()::text AS snapshot) s
+SELECT s.snapshot, s.installed, d.raw_siret, d.truncated, c.run_id AS cursor, c.manifest
+FROM (SELECT pg_current_snapshot()::text AS snapshot, ({_MANIFEST_SQL}) AS installed) s
 LEFT JOIN (SELECT raw_siret, bool_or(truncated) AS truncated FROM {_qualified(schema, LOG_TABLE)} GROUP BY raw_siret) d
   ON true
 LEFT JOIN {_qualified(schema, CURSOR_TABLE)} c ON true"""
@@ -188,11 +190,12 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
     if not head["has_xact"] or head["cursor_table"] is None or not head["has_manifest"]:
         problem = "the change log was made by an older version of the library; run siret_summary.install_change_capture() again"
         return Changes(None, None, [], False, None, problem, None)
-    log = pl.from_arrow(backend.fetch_arrow(conn, _log_sql(schema)))
+    log = pl.from_arrow(backend.fetch_arrow(
+        conn, _log_sql(schema), [quote_table(config.pv_table), quote_table(config.invitations_table),
+                                 _qualified(schema, LOG_TABLE)],
+    ))  # fmt: skip
     assert isinstance(log, pl.DataFrame)
-    manifest = backend.scalar(conn, _MANIFEST_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table),
-                                                    _qualified(schema, LOG_TABLE)])
-    if problem is None and manifest != log["manifest"][0]:
+    if problem is None and log["installed"][0] != log["manifest"][0]:
         problem = ("the capture triggers differ from those install_change_capture() made; "
                    "run siret_summary.install_change_capture() again with the runs' configuration")
         identity = None

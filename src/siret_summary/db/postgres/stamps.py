@@ -48,6 +48,7 @@ more, then by values).
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -73,9 +74,27 @@ class SourceMoved(Exception):
     """Rows fetched by ``ctid`` are no longer the versions whose stamps were read."""
 
 
+#: ``server_version_num`` per open connection: a session's server does not change, and a run
+#: asks once per table read (a round trip each).
+_versions: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+
+
+def _server_version(backend: Backend, conn: Any) -> int:
+    try:
+        return _versions[conn]
+    except (KeyError, TypeError):
+        pass
+    version = int(backend.scalar(conn, "SELECT current_setting('server_version_num')::int"))
+    try:
+        _versions[conn] = version
+    except TypeError:  # a connection that cannot be weakly referenced: ask each time
+        pass
+    return version
+
+
 def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) -> int | None:
     """The stamp hash seed of ``table`` (mapped raw columns: ``columns``); None where stamps are not exact."""
-    if int(backend.scalar(conn, "SELECT current_setting('server_version_num')::int")) < 130000:
+    if _server_version(backend, conn) < 130000:
         return None
     rows = backend.fetch_arrow(
         conn,

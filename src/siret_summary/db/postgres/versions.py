@@ -167,14 +167,14 @@ class RowVersions:
             self.backend.execute(conn, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)")
         forget = pl.concat([forget, new.get_column("siret")]).unique()
         if forget.len():
-            gone = self.backend.ingest_temporary(
-                conn, "siret_summary_rows_gone", pl.DataFrame({"siret": forget}).to_arrow()
-            )
-            self.backend.execute(conn, f"DELETE FROM {q} WHERE siret IN (SELECT siret FROM {gone})")
+            self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(), staging="siret_summary_rows_gone")
         if new.is_empty():
             return
-        own = self.backend.scalar(conn, "SELECT pg_current_xact_id_if_assigned()::text::bigint")
-        next_xid = self._next_xid(conn)
+        ids = self.backend.fetch_arrow(  # one round trip for both
+            conn, "SELECT pg_current_xact_id_if_assigned()::text::bigint AS own,"
+            " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid",
+        ).to_pylist()[0]  # fmt: skip
+        own, next_xid = ids["own"], int(ids["next_xid"])
         # A 32-bit xmin read in this transaction is within 2**32 of the next id: widen it.
         widened = pl.lit(next_xid) - (pl.lit(next_xid % _WRAP) - pl.col("xmin")) % _WRAP
         entries = [new.filter(pl.col("siret").is_in(inserted.implode())).with_columns(xid=pl.lit(own, pl.Int64))]
