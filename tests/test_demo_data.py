@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from siret_summary import demo_data
+from siret_summary.demo_data import schema as demo_data
 from siret_summary.demo_data import generate, legacy_ddl, write_postgres, write_sqlite
 
 COUNT_COLUMNS = ("num_inscrits", "num_votants", "num_sve")
