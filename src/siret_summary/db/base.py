@@ -207,6 +207,9 @@ class Backend(ABC):
         """Whether anyone holds that lock; None when the backend has no such lock."""
         return None
 
+    def release_host_locks(self, conn: Any) -> None:
+        """Free the session's host locks now, before it is closed (nothing by default)."""
+
     def display(self) -> str:
         """The URI without its password, for messages."""
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.uri)

@@ -274,6 +274,13 @@ class PostgresBackend(Backend):
     def try_host_lock(self, conn: Any, key: int) -> bool:
         return bool(self.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
 
+    def release_host_locks(self, conn: Any) -> None:
+        # Closing the connection frees the lock only when the server process has
+        # exited, a moment later: a run started right after would be refused.
+        conn.rollback()
+        self.execute(conn, "SELECT pg_advisory_unlock_all()")
+        conn.commit()
+
     def host_lock_held(self, conn: Any, key: int) -> bool | None:
         return bool(
             self.scalar(
