@@ -168,6 +168,44 @@ def shape_for_target(
     return frame, written
 
 
+#: Rows per bulk append of the fast path into an empty target (cancellation is checked between them).
+DIRECT_BATCH_ROWS = 50_000
+
+
+def _write_into_empty(
+    backend: Backend, conn: Any, target: str, frame: pl.DataFrame, written: Sequence[Column],
+    versions: RowVersions | None, checkpoint: Callable[[float], None],
+) -> WriteStats | None:
+    """A full write into a target that holds no row: the rows go straight in, no staging, no comparison.
+
+    Only where the backend vouches that a bulk append stores what ``INSERT …
+    SELECT`` from staging would (:meth:`Backend.direct_ingest_types`), and only
+    after this transaction has locked the target against other writers and
+    then found it empty: what it saw empty stays empty until the commit, and
+    readers see the old (empty) table until then. None: take the staging path.
+    """
+    described = {c.name: c for c in backend.describe(conn, target) or []}
+    if any(c.name not in described for c in written):
+        return None
+    types = backend.direct_ingest_types(conn, target, [described[c.name] for c in written])
+    if types is None:
+        return None
+    backend.lock_against_writers(conn, target)
+    if not backend.scalar(conn, f"SELECT NOT EXISTS (SELECT 1 FROM {quote_table(target)})"):
+        return None
+    checkpoint(0.05)
+    data = backend.to_storage(frame.to_arrow(), written)
+    for i, wanted in enumerate(types):
+        if wanted is not None and data.column(i).type != wanted:
+            data = data.set_column(i, pa.field(data.column_names[i], wanted), data.column(i).cast(wanted))
+    for start in range(0, frame.height, DIRECT_BATCH_ROWS):
+        backend.ingest_into(conn, target, data.slice(start, DIRECT_BATCH_ROWS))
+        checkpoint(0.05 + 0.8 * min(1.0, (start + DIRECT_BATCH_ROWS) / frame.height))
+    if versions is not None:
+        versions.record(conn, forget=None, new=versions.hashes(frame), inserted=frame.get_column("siret"), kept=None)
+    return WriteStats(rows=frame.height, inserted=frame.height, updated=0, deleted=0)
+
+
 def write_summary(
     backend: Backend,
     conn: Any,
@@ -210,6 +248,13 @@ def write_summary(
         ):  # the target changed since (re-created, altered, a trigger added): read it again
             ahead = None
         backend.prepare_bulk_write(conn)
+        if delete_sirets is None:
+            into_empty = _write_into_empty(backend, conn, target, frame, written, versions, checkpoint)
+            if into_empty is not None:
+                before_commit(conn)
+                checkpoint(0.95)
+                conn.commit()
+                return into_empty
         staged, skipped = frame, _NO_SIRETS
         if versions is not None:
             hashes = versions.hashes(frame)
