@@ -340,3 +340,14 @@ def test_sqlite_readers_never_see_a_partly_filled_target(sqlite_source, journal)
         reader.join(timeout=30)
     assert not errors, errors
     assert seen <= {0, new}, seen
+
+
+def test_sqlite_a_schema_qualified_target_takes_the_staging_path(sqlite_source, caplog):
+    """The driver's append takes no schema: ``main.siret_summary`` is written through staging."""
+    db = sqlite_source
+    caplog.set_level(logging.INFO, logger="siret_summary")
+    config = siret_summary.Config(target_table="main.siret_summary")
+    result = siret_summary.run(db, config=config, mode="full")
+    assert result.status == "completed", result.error
+    assert _staged(caplog) == result.rows > 0
+    assert scalar(db, "SELECT count(*) FROM siret_summary") == result.rows

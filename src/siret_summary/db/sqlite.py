@@ -156,12 +156,13 @@ class SQLiteBackend(Backend):
         # column's affinity converts it as it converts a staging value on INSERT … SELECT,
         # and triggers fire alike. A plain table only (not a view, not a virtual table).
         parts = split_table(table)
-        schema = quote_identifier(parts[0]) + "." if len(parts) == 2 else ""
+        if len(parts) == 2:  # the driver's append takes no schema (adbc.ingest.target_db_schema)
+            return None
         kind = self.scalar(
-            conn, f"SELECT type FROM {schema}sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE"
+            conn, "SELECT type FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE"
             " ORDER BY type LIMIT 1", [parts[-1]],
         )  # fmt: skip
-        sql = self.scalar(conn, f"SELECT sql FROM {schema}sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+        sql = self.scalar(conn, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
                           [parts[-1]])
         if kind != "table" or sql is None or sql.lstrip().upper().startswith("CREATE VIRTUAL"):
             return None
