@@ -8,6 +8,11 @@ little changed costs one comparison instead of rewriting (and WAL-logging,
 re-indexing, bloating) every row. Readers keep seeing the old rows until the commit
 (MVCC on PostgreSQL, the journal on SQLite); the table itself is never dropped
 or renamed, so its indexes, grants and dependent views survive.
+
+A full write into a target that holds no row (the first run, or after the
+table was emptied) skips staging and comparison: the rows are appended straight
+into the target in the same one transaction (:func:`_write_into_empty`; its
+soundness argument is in docs/decisions.md, "Fast paths").
 """
 
 from __future__ import annotations
