@@ -17,6 +17,7 @@ soundness argument is in docs/decisions.md, "Fast paths").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +178,33 @@ def shape_for_target(
 DIRECT_BATCH_ROWS = 50_000
 
 
+class _Hashing:
+    """``versions.hashes(frame)`` in a thread (Polars and the driver's ingest both release the GIL)."""
+
+    def __init__(self, versions: RowVersions | None, frame: pl.DataFrame) -> None:
+        self._out: list[Any] = []
+        self._thread = None
+        if versions is not None:
+            self._thread = threading.Thread(target=self._run, args=(versions, frame), name="siret_summary-hashes")
+            self._thread.start()
+
+    def _run(self, versions: RowVersions, frame: pl.DataFrame) -> None:
+        try:
+            self._out.append(versions.hashes(frame))
+        except BaseException as exc:  # raised in the caller
+            self._out.append(exc)
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> pl.DataFrame:
+        self.join()
+        if isinstance(self._out[0], BaseException):
+            raise self._out[0]
+        return self._out[0]
+
+
 def _write_into_empty(
     backend: Backend, conn: Any, target: str, frame: pl.DataFrame, written: Sequence[Column],
     versions: RowVersions | None, checkpoint: Callable[[float], None],
@@ -203,11 +231,16 @@ def _write_into_empty(
     for i, wanted in enumerate(types):
         if wanted is not None and data.column(i).type != wanted:
             data = data.set_column(i, pa.field(data.column_names[i], wanted), data.column(i).cast(wanted))
-    for start in range(0, frame.height, DIRECT_BATCH_ROWS):
-        backend.ingest_into(conn, target, data.slice(start, DIRECT_BATCH_ROWS))
-        checkpoint(0.05 + 0.8 * min(1.0, (start + DIRECT_BATCH_ROWS) / frame.height))
+    # The rows' hashes (row versions) are computed while the server takes the rows in.
+    hashing = _Hashing(versions, frame)
+    try:
+        for start in range(0, frame.height, DIRECT_BATCH_ROWS):
+            backend.ingest_into(conn, target, data.slice(start, DIRECT_BATCH_ROWS))
+            checkpoint(0.05 + 0.8 * min(1.0, (start + DIRECT_BATCH_ROWS) / frame.height))
+    finally:
+        hashing.join()
     if versions is not None:
-        versions.record(conn, forget=None, new=versions.hashes(frame), inserted=frame.get_column("siret"), kept=None)
+        versions.record(conn, forget=None, new=hashing.result(), inserted=frame.get_column("siret"), kept=None)
     return WriteStats(rows=frame.height, inserted=frame.height, updated=0, deleted=0)
 
 

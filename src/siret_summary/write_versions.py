@@ -198,7 +198,7 @@ class RowVersions:
         if present is None:
             self.backend.execute(conn, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)")
         if forget is None:  # none holds (a write into an empty target): no list to send
-            self.backend.execute(conn, f"DELETE FROM {q}")
+            self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
             forget = _NO_SIRETS
         else:
             forget = pl.concat([forget, new.get_column("siret")]).unique()
