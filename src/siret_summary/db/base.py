@@ -166,6 +166,15 @@ class Backend(ABC):
         collate = ' COLLATE "C"' if kind == "text" else ""
         return f"{new}{collate} IS NOT DISTINCT FROM {old}{collate}"
 
+    def direct_ingest_types(self, conn: Any, table: str, columns: Sequence[Column]) -> list[pa.DataType | None] | None:
+        """Where ``table`` takes a bulk append of ``columns`` as written (the write's fast path into
+        an empty target): per column the Arrow type the append needs (None: as it is); None when it
+        cannot be trusted to store what ``INSERT … SELECT`` from staging would (none by default)."""
+        return None
+
+    def lock_against_writers(self, conn: Any, table: str) -> None:
+        """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default)."""
+
     def prepare_bulk_write(self, conn: Any) -> None:
         """Session settings for the write transaction (none by default)."""
 

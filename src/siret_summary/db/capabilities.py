@@ -44,6 +44,9 @@ class HostLock(Protocol):
     def holder(self, conn: Any, table: str) -> str | None:
         """The token of the last run that took the lock."""
 
+    def release(self, conn: Any) -> None:
+        """Free the session's locks now, before it is closed."""
+
 
 class StampedRead(Protocol):
     """A table read by row stamps: fetches the wanted rows as they were when stamped."""

@@ -152,6 +152,28 @@ class SQLiteBackend(Backend):
             arrays.append(array)
         return pa.table(arrays, names=data.column_names)
 
+    def direct_ingest_types(self, conn: Any, table: str, columns: Sequence[Column]) -> list[pa.DataType | None] | None:
+        # The driver's append binds each value into an INSERT naming the columns: the
+        # column's affinity converts it as it converts a staging value on INSERT … SELECT,
+        # and triggers fire alike. A plain table only (not a view, not a virtual table).
+        parts = split_table(table)
+        if len(parts) == 2:  # the driver's append takes no schema (adbc.ingest.target_db_schema)
+            return None
+        kind = self.scalar(
+            conn, "SELECT type FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE"
+            " ORDER BY type LIMIT 1", [parts[-1]],
+        )  # fmt: skip
+        sql = self.scalar(conn, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                          [parts[-1]])
+        if kind != "table" or sql is None or sql.lstrip().upper().startswith("CREATE VIRTUAL"):
+            return None
+        return [None] * len(columns)
+
+    # lock_against_writers: nothing to do. The emptiness check reads inside the write's
+    # transaction: from then on no other connection can commit to the file before this
+    # transaction ends (its SHARED lock), or in WAL mode this transaction's first write
+    # fails (SQLITE_BUSY_SNAPSHOT) when one did, and the run fails with the target unchanged.
+
     false_sql = "0"
 
     def same_value_sql(self, new: str, old: str, kind: str) -> str:

@@ -8,12 +8,17 @@ little changed costs one comparison instead of rewriting (and WAL-logging,
 re-indexing, bloating) every row. Readers keep seeing the old rows until the commit
 (MVCC on PostgreSQL, the journal on SQLite); the table itself is never dropped
 or renamed, so its indexes, grants and dependent views survive.
+
+A full write into a target that holds no row (the first run, or after the
+table was emptied) skips staging and comparison: the rows are appended straight
+into the target in the same one transaction (:func:`_write_into_empty`; its
+soundness argument is in docs/decisions.md, "Fast paths").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -21,10 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
-from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
 from siret_summary.db.connect import driver_reason
+from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
+from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
+from siret_summary.pipeline.write_empty import WriteStats, write_into_empty
 
-_KIND_OF_DTYPE = {pl.String: "text", pl.Date: "date", pl.Float64: "float", pl.Int64: "integer", pl.Boolean: "boolean"}
 STAGING = "siret_summary_staging"
 STAGING_DELETE = "siret_summary_staging_delete"
 _NO_SIRETS = pl.Series("siret", [], pl.String)
@@ -62,140 +68,6 @@ def read_ahead(backend: Backend, conn: Any, target: str, table: str | None) -> R
     return ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
 
 
-@dataclass
-class WriteStats:
-    """Target rows: ``inserted`` for new SIRETs, ``updated`` changed, ``deleted`` gone (unchanged rows stay).
-
-    ``staged``: new rows that went through the staging table and the comparison
-    (the others were vouched for by their row versions).
-    """
-
-    rows: int  # in the table after the write
-    inserted: int
-    updated: int
-    deleted: int
-    staged: int = 0
-
-
-#: Kinds whose equality in the database means "inserting the new value would store the same".
-_COMPARABLE = {"integer", "float", "text", "date", "timestamp", "boolean"}
-
-
-def same_row_sql(backend: Backend, columns: Sequence[Column], written: Sequence[Column], new: str, old: str) -> str:
-    """SQL true when the ``old`` target row already holds what the ``new`` staging row would write.
-
-    Written columns compare null-safely (text byte-wise); the target's other
-    columns must be NULL, as a rewrite would leave them. A column whose
-    equality could hide a difference (exact NUMERIC, unknown types) makes
-    every row count as changed.
-    """
-    produced = {c.name for c in written}
-    terms = []
-    for column in columns:
-        name = quote_identifier(column.name)
-        if column.name not in produced:
-            terms.append(f"{old}.{name} IS NULL")
-        elif column.kind not in _COMPARABLE or any(k in (column.declared or "").upper() for k in ("NUMERIC", "DECIMAL")):
-            return backend.false_sql
-        else:
-            terms.append(backend.same_value_sql(f"{new}.{name}", f"{old}.{name}", column.kind))
-    return " AND ".join(terms) or backend.false_sql
-
-
-def create_table_sql(backend: Backend, target: str, schema: pl.Schema) -> str:
-    columns = []
-    for name, dtype in schema.items():
-        sql_type = backend.sql_type(_KIND_OF_DTYPE[dtype.base_type()])
-        primary = " PRIMARY KEY" if name == "siret" else ""
-        columns.append(f"{quote_identifier(name)} {sql_type}{primary}")
-    return f"CREATE TABLE {quote_table(target)} ({', '.join(columns)})"
-
-
-def _cast_for(column: Column, dtype: pl.DataType, table: str) -> pl.Expr:
-    """The produced column converted to what the target column holds."""
-    col = pl.col(column.name)
-    kind = column.kind
-    produced = _KIND_OF_DTYPE[dtype.base_type()]
-    if kind == produced or kind == "other":
-        return col
-    if kind == "integer" and produced == "float":
-        return col.round(0, mode="half_to_even").cast(pl.Int64)  # as the legacy script did
-    if kind == "integer" and produced == "boolean":
-        return col.cast(pl.Int64)
-    if kind == "float" and produced in ("integer", "boolean"):
-        return col.cast(pl.Float64)
-    if kind == "text" and produced == "date":
-        return col.dt.strftime("%Y-%m-%d")
-    if kind == "text":
-        return col.cast(pl.String)
-    if kind == "timestamp" and produced == "date":
-        return col.cast(pl.Datetime("us"))
-    raise TargetError(
-        f'column "{column.name}" of {table} is {kind} but the library writes {produced} into it; '
-        f"change its type (e.g. ALTER TABLE … ALTER COLUMN) or drop the column."
-    )
-
-
-def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> None:
-    """Raise on the first value that does not fit its column (all limits measured in one pass)."""
-    limits = {}
-    for column in columns:
-        if column.kind == "text":  # PostgreSQL cannot store NUL; normalisation removes it, this is a guard
-            holding = frame.filter(pl.col(column.name).str.contains("\x00", literal=True))
-            if holding.height:
-                raise TargetError(
-                    f'column "{column.name}" of {table} cannot store the NUL character in the row of SIRET '
-                    f"{_siret_of(holding)}; remove it from the source value."
-                )
-        if column.kind == "text" and column.max_length is not None:
-            limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
-        elif column.kind == "integer" and column.max_integer is not None:
-            limits[column.name] = (pl.col(column.name).abs().max(), column.max_integer)
-    if not limits:
-        return
-    largest = frame.select(expr.alias(name) for name, (expr, _) in limits.items()).row(0, named=True)
-    for column in columns:
-        if column.name not in limits or largest[column.name] is None:
-            continue
-        if largest[column.name] <= limits[column.name][1]:
-            continue
-        value = pl.col(column.name)
-        if column.kind == "text":
-            too_long = frame.filter(value.str.len_chars() > column.max_length)
-            raise TargetError(
-                f'column "{column.name}" of {table} is VARCHAR({column.max_length}) but '
-                f"{too_long.height} value(s) are longer (e.g. {too_long[column.name][0]!r} for SIRET "
-                f"{_siret_of(too_long)}); widen the column or shorten the source values."
-            )
-        out = frame.filter(value.abs() > limits[column.name][1])
-        raise TargetError(
-            f'column "{column.name}" of {table} is {column.declared} but a value '
-            f"({largest[column.name]}, SIRET {_siret_of(out)}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
-        )
-
-
-def _siret_of(rows: pl.DataFrame) -> str:
-    return str(rows["siret"][0]) if "siret" in rows.columns and rows.height else "?"
-
-
-def shape_for_target(
-    summary: pl.DataFrame, columns: list[Column] | None, backend: Backend, table: str
-) -> tuple[pl.DataFrame, list[Column]]:
-    """Select and convert the summary to the target's columns; raise on what cannot fit."""
-    if columns is None:
-        kinds = [Column(n, _KIND_OF_DTYPE[t.base_type()]) for n, t in summary.schema.items()]
-        return summary, kinds
-    if "siret" not in {c.name for c in columns}:
-        raise TargetError(
-            f'{table} has no "siret" column; point target at a summary table or let the library create one.'
-        )
-    schema = summary.schema  # built anew on each access
-    written = [c for c in columns if c.name in schema]
-    frame = summary.select(_cast_for(c, schema[c.name], table).alias(c.name) for c in written)
-    _check_fits(frame, written, table)
-    return frame, written
-
-
 def write_summary(
     backend: Backend,
     conn: Any,
@@ -210,7 +82,7 @@ def write_summary(
     versions_table: str | None = None,
     ahead: ReadAhead | None = None,
 ) -> WriteStats:
-    """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows).
+    """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows; SPEC §5).
 
     ``delete_sirets=None`` replaces the whole table; otherwise the rows whose
     ``siret`` is in ``delete_sirets`` are replaced by ``summary``'s. Either way
@@ -219,99 +91,29 @@ def write_summary(
     ``checkpoint(fraction_done)`` is called between steps and ingest batches
     (it may raise to cancel); ``before_commit(conn)`` adds statements to the
     same transaction (the incremental state). Any exception rolls everything
-    back and leaves the target as it was. ``versions_table`` names where the
-    row versions are kept (:mod:`~siret_summary.db.postgres.versions`; PostgreSQL):
-    a full write then stages only the rows they cannot vouch for; ``ahead``
-    holds what it reads first, read beforehand (used when the target's
-    columns are still the same).
+    back and leaves the target as it was (:class:`TargetError`, or
+    :class:`ShrinkGuardError` when the table would shrink below
+    ``shrink_ratio`` of its rows without ``force``). ``versions_table`` names
+    where the row versions are kept (:meth:`Backend.row_versions`): a full
+    write then stages only the rows they cannot vouch for; ``ahead`` holds what
+    it reads first, read beforehand (used when the target's columns are still
+    the same).
     """
-    table = quote_table(target)
     try:
-        columns = backend.describe(conn, target)
-        frame, written = shape_for_target(summary, columns, backend, target)
-        if columns is None:
-            backend.execute(conn, create_table_sql(backend, target, summary.schema))
-            columns = backend.describe(conn, target)
-        versions = open_versions(backend, conn, target, columns, versions_table)
-        if ahead is not None and (
-            delete_sirets is not None or ahead.columns != columns or ahead.versions != versions
-        ):  # the target changed since (re-created, altered, a trigger added): read it again
-            ahead = None
-        backend.prepare_bulk_write(conn)
-        staged, skipped = frame, _NO_SIRETS
-        if versions is not None:
-            hashes = versions.hashes(frame)
-            if delete_sirets is None:
-                if ahead is None:
-                    ahead = ReadAhead(columns, versions, versions.target_rows(conn), versions.stored(conn))
-                target_rows, stored = ahead.target_rows, ahead.stored
-                skipped = versions.unchanged(conn, hashes, target_rows, stored)
-                unvouched = ~pl.col("siret").is_in(skipped.implode())
-                staged, hashes = frame.filter(unvouched), hashes.filter(unvouched)
-                previous = target_rows.height
-        if versions is None or delete_sirets is not None:
-            previous = int(backend.scalar(conn, f"SELECT count(*) FROM {table}"))
-        checkpoint(0.05)
-        staging = backend.ingest_temporary(
-            conn, STAGING, backend.to_storage(staged.to_arrow(), written),
-            between=lambda done: checkpoint(0.05 + 0.75 * done),
-        )
-        backend.index_staging(conn, staging, STAGING)
-        names = ", ".join(quote_identifier(c.name) for c in written)
-        if delete_sirets is not None:
-            scope_sirets = delete_sirets.unique()
-        elif skipped.len():  # the target rows not vouched for
-            scope_sirets = target_rows.filter(unvouched).get_column("siret")
-        else:
-            scope_sirets = None
-        if scope_sirets is None:
-            scope = ""
-        else:
-            gone = backend.ingest_temporary(
-                conn, STAGING_DELETE, pl.DataFrame({"siret": scope_sirets}, schema={"siret": pl.String}).to_arrow()
-            )
-            scope = backend.siret_in_sql("t.siret", gone)
-            if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
-                scope = f"({scope} OR t.siret IS NULL)"
-        where = f" AS t WHERE {scope}" if scope else ""
-        existing = int(backend.scalar(conn, f"SELECT count(*) FROM {table}{where}")) if scope else previous
-        remaining = previous - existing + staged.height
-        if previous > 0 and remaining < shrink_ratio * previous and not force:
-            problem = f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%})"
-            raise ShrinkGuardError(
-                f"{problem}; check the sources, or pass force=True if the shrink is intended.",
-                problem=problem, setting="force",
-            )
-        checkpoint(0.85)
-        # Only rows that differ are rewritten: a row already identical to the
-        # new one (and NULL in the columns the library does not produce) stays.
-        # Each removed row says whether a new version replaces it (counted as
-        # updated) or its SIRET is gone (deleted).
-        same = same_row_sql(backend, columns or written, written, "s", "t")
-        replaced = backend.fetch_arrow(
-            conn,
-            f"DELETE FROM {table} AS t WHERE {scope + ' AND ' if scope else ''}"
-            f"NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.siret = t.siret AND {same})"
-            f" RETURNING siret IN (SELECT siret FROM {staging}) AS replaced",
-        ).column("replaced")
-        removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
-        insert = (
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)"
-        )
-        if versions is None:
-            backend.execute_count(conn, insert)
-        else:
-            inserted = pl.from_arrow(backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret"))
-            full = delete_sirets is None
-            versions.record(
-                conn,
-                forget=stored.filter(unvouched).get_column("siret") if full else scope_sirets,
-                new=hashes, inserted=inserted.get_column("siret"), kept=target_rows if full else None,
-            )  # fmt: skip
+        write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
+        stats = None
+        if delete_sirets is None:
+            stats = write_into_empty(backend, conn, target, write.frame, write.written, write.versions, checkpoint)
+        if stats is None:
+            write.stage(delete_sirets, checkpoint)
+            write.scope(delete_sirets)
+            write.guard_shrink(shrink_ratio, force)
+            checkpoint(0.85)
+            stats = write.replace(delete_sirets)
         before_commit(conn)
         checkpoint(0.95)
         conn.commit()
+        return stats
     except BaseException as exc:
         try:
             conn.rollback()
@@ -323,8 +125,141 @@ def write_summary(
                 "fix the cause and run again."
             ) from exc
         raise
-    present = existing - removed + updated  # new rows whose SIRET was in the table
-    return WriteStats(
-        rows=remaining, inserted=staged.height - present, updated=updated, deleted=removed - updated,
-        staged=staged.height,
-    )
+
+
+@dataclass
+class _Write:
+    """One write's steps through the staging table, in the caller's transaction: stage → scope → replace."""
+
+    backend: Backend
+    conn: Any
+    target: str
+    columns: list[Column]
+    frame: pl.DataFrame  # the summary shaped for the target
+    written: list[Column]
+    versions: Any  # the target's row versions, or None
+    ahead: ReadAhead | None
+    staged: pl.DataFrame | None = None  # the rows that go through staging
+    hashes: pl.DataFrame | None = None  # their row versions' hashes
+    skipped: pl.Series = field(default_factory=lambda: _NO_SIRETS)  # SIRETs whose rows the versions vouch for
+    unvouched: pl.Expr | None = None
+    previous: int = 0  # rows in the target before
+    staging: str = ""
+    scope_sirets: pl.Series | None = None  # the SIRETs whose target rows may go (None: every row)
+    scope_sql: str = ""
+    existing: int = 0  # target rows in scope
+    remaining: int = 0  # rows in the target after
+
+    @classmethod
+    def open(cls, backend: Backend, conn: Any, target: str, summary: pl.DataFrame, delete_sirets: pl.Series | None,
+             versions_table: str | None, ahead: ReadAhead | None) -> _Write:
+        """The target described (created when missing), the summary shaped for it, its row versions opened."""
+        columns = backend.describe(conn, target)
+        frame, written = shape_for_target(summary, columns, backend, target)
+        if columns is None:
+            backend.execute(conn, create_table_sql(backend, target, summary.schema))
+            columns = backend.describe(conn, target)
+        versions = open_versions(backend, conn, target, columns, versions_table)
+        if ahead is not None and (
+            delete_sirets is not None or ahead.columns != columns or ahead.versions != versions
+        ):  # the target changed since (re-created, altered, a trigger added): read it again
+            ahead = None
+        backend.prepare_bulk_write(conn)
+        return cls(backend, conn, target, columns, frame, written, versions, ahead)
+
+    @property
+    def table(self) -> str:
+        return quote_table(self.target)
+
+    def stage(self, delete_sirets: pl.Series | None, checkpoint: Callable[[float], None]) -> None:
+        """The rows the row versions cannot vouch for, ingested into the staging table."""
+        self.staged = self.frame
+        if self.versions is not None:
+            self.hashes = self.versions.hashes(self.frame)
+        if self.versions is not None and delete_sirets is None:
+            if self.ahead is None:
+                self.ahead = ReadAhead(self.columns, self.versions, self.versions.target_rows(self.conn),
+                                       self.versions.stored(self.conn))
+            self.skipped = self.versions.unchanged(self.conn, self.hashes, self.ahead.target_rows, self.ahead.stored)
+            self.unvouched = ~pl.col("siret").is_in(self.skipped.implode())
+            self.staged, self.hashes = self.frame.filter(self.unvouched), self.hashes.filter(self.unvouched)
+            self.previous = self.ahead.target_rows.height
+        else:
+            self.previous = int(self.backend.scalar(self.conn, f"SELECT count(*) FROM {self.table}"))
+        checkpoint(0.05)
+        self.staging = self.backend.ingest_temporary(
+            self.conn, STAGING, self.backend.to_storage(self.staged.to_arrow(), self.written),
+            between=lambda done: checkpoint(0.05 + 0.75 * done),
+        )
+        self.backend.index_staging(self.conn, self.staging, STAGING)
+
+    def scope(self, delete_sirets: pl.Series | None) -> None:
+        """Which target rows may go: the given SIRETs', those the row versions did not vouch for, or all."""
+        if delete_sirets is not None:
+            self.scope_sirets = delete_sirets.unique()
+        elif self.skipped.len():  # the target rows not vouched for
+            self.scope_sirets = self.ahead.target_rows.filter(self.unvouched).get_column("siret")
+        if self.scope_sirets is not None:
+            gone = self.backend.ingest_temporary(
+                self.conn, STAGING_DELETE,
+                pl.DataFrame({"siret": self.scope_sirets}, schema={"siret": pl.String}).to_arrow(),
+            )
+            self.scope_sql = self.backend.siret_in_sql("t.siret", gone)
+            if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
+                self.scope_sql = f"({self.scope_sql} OR t.siret IS NULL)"
+            self.existing = int(self.backend.scalar(
+                self.conn, f"SELECT count(*) FROM {self.table} AS t WHERE {self.scope_sql}"
+            ))  # fmt: skip
+        else:
+            self.existing = self.previous
+        self.remaining = self.previous - self.existing + self.staged.height
+
+    def guard_shrink(self, shrink_ratio: float, force: bool) -> None:
+        """:class:`ShrinkGuardError` when the table would lose more than ``1 - shrink_ratio`` of its rows."""
+        if self.previous > 0 and self.remaining < shrink_ratio * self.previous and not force:
+            problem = (f"{self.target} would shrink from {self.previous} to {self.remaining} rows "
+                       f"(below {shrink_ratio:.0%})")
+            raise ShrinkGuardError(
+                f"{problem}; check the sources, or pass force=True if the shrink is intended.",
+                problem=problem, setting="force",
+            )
+
+    def replace(self, delete_sirets: pl.Series | None) -> WriteStats:
+        """Rows that differ (or are gone) deleted, the new versions inserted, the row versions recorded.
+
+        Only rows that differ are rewritten: a row already identical to the
+        new one (and NULL in the columns the library does not produce) stays.
+        Each removed row says whether a new version replaces it (counted as
+        updated) or its SIRET is gone (deleted).
+        """
+        same = same_row_sql(self.backend, self.columns or self.written, self.written, "s", "t")
+        scope = f"{self.scope_sql} AND " if self.scope_sql else ""
+        replaced = self.backend.fetch_arrow(
+            self.conn,
+            f"DELETE FROM {self.table} AS t WHERE {scope}"
+            f"NOT EXISTS (SELECT 1 FROM {self.staging} AS s WHERE s.siret = t.siret AND {same})"
+            f" RETURNING siret IN (SELECT siret FROM {self.staging}) AS replaced",
+        ).column("replaced")
+        removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
+        names = ", ".join(quote_identifier(c.name) for c in self.written)
+        insert = (
+            f"INSERT INTO {self.table} ({names}) SELECT {names} FROM {self.staging} AS s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {self.table} AS t WHERE t.siret = s.siret)"
+        )
+        if self.versions is None:
+            self.backend.execute_count(self.conn, insert)
+        else:
+            inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, f"{insert} RETURNING siret::text AS siret"))
+            self._record_versions(inserted.get_column("siret"), full=delete_sirets is None)
+        present = self.existing - removed + updated  # new rows whose SIRET was in the table
+        return WriteStats(
+            rows=self.remaining, inserted=self.staged.height - present, updated=updated,
+            deleted=removed - updated, staged=self.staged.height,
+        )
+
+    def _record_versions(self, inserted: pl.Series, *, full: bool) -> None:
+        self.versions.record(
+            self.conn,
+            forget=self.ahead.stored.filter(self.unvouched).get_column("siret") if full else self.scope_sirets,
+            new=self.hashes, inserted=inserted, kept=self.ahead.target_rows if full else None,
+        )  # fmt: skip

@@ -125,6 +125,11 @@ class RunGuard:
         """Free the server-side lock (end its session); the file lock stays until :meth:`release`."""
         if self._conn is not None:
             try:
+                if self._host is not None:
+                    self._host.release(self._conn)  # now, not when the server notices the close
+            except Exception:
+                pass
+            try:
                 self._conn.close()  # ends the session: frees the advisory lock
             except Exception:
                 pass

@@ -68,6 +68,14 @@ _BOUND_SIRETS = 10_000
 _TEXT_TYPES = {"text", "character varying", "character", "name"}
 
 
+#: Declared types (``format_type`` without its modifier) a binary COPY fills from the
+#: write's Arrow columns, and the Arrow type each needs (None: as the write shapes it).
+_COPY_TYPES: dict[str, pa.DataType | None] = {
+    "text": None, "character varying": None, "date": None, "boolean": None, "double precision": None,
+    "integer": pa.int32(), "smallint": pa.int16(), "bigint": pa.int64(), "timestamp without time zone": None,
+}  # fmt: skip
+
+
 def _base_type(declared: str) -> str:
     return declared.split("(")[0].strip().lower()
 
@@ -171,6 +179,33 @@ class PostgresBackend(Backend):
         # Enough memory for the staging-vs-target comparison to hash in memory
         # (the 4 MB default sorts on disk); this transaction only.
         self.execute(conn, "SET LOCAL work_mem = '128MB'")
+
+    def direct_ingest_types(self, conn: Any, table: str, columns: Sequence[Column]) -> list[pa.DataType | None] | None:
+        # Binary COPY sends each value in the column's own binary format: only
+        # types whose Arrow form is known exactly, and never into a table whose
+        # rules (COPY ignores them) or row security (COPY FROM refuses it) would
+        # make COPY store something else than INSERT; triggers fire for both.
+        row = self.fetch_arrow(
+            conn,
+            "SELECT c.relkind::text AS kind, EXISTS (SELECT 1 FROM pg_class p WHERE p.oid IN"
+            " (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
+            " AND (p.relrowsecurity OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.oid))) AS guarded"
+            " FROM pg_class c WHERE c.oid = to_regclass($1)",
+            [quote_table(table)],
+        ).to_pylist()
+        if not row or row[0]["kind"] not in ("r", "p") or row[0]["guarded"]:
+            return None
+        types: list[pa.DataType | None] = []
+        for column in columns:
+            base = _base_type(column.declared or "")
+            if base not in _COPY_TYPES:
+                return None
+            types.append(_COPY_TYPES[base])
+        return types
+
+    def lock_against_writers(self, conn: Any, table: str) -> None:
+        # Conflicts with every writer (ROW EXCLUSIVE and above), not with readers (ACCESS SHARE).
+        self.execute(conn, f"LOCK TABLE {quote_table(table)} IN SHARE ROW EXCLUSIVE MODE")
 
     def siret_in_sql(self, column: str, table: str) -> str:
         # As an array, not a semi-join: the planner cannot tell how many SIRETs a

@@ -49,6 +49,13 @@ class AdvisoryLock:
         conn.commit()
         return value
 
+    def release(self, conn: Any) -> None:
+        # Closing the connection frees the lock only when the server process has
+        # exited, a moment later: a run started right after would be refused.
+        conn.rollback()
+        self.backend.execute(conn, "SELECT pg_advisory_unlock_all()")
+        conn.commit()
+
     def try_lock(self, conn: Any, key: int) -> bool:
         return bool(self.backend.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
 

@@ -48,6 +48,7 @@ FORMAT = "2"
 #: Columns of the versions table: the SIRET, its row's hash (two 64-bit halves), the writing transaction.
 COLUMNS = ("siret", "h1", "h2", "xid")
 
+_NO_SIRETS = pl.Series("siret", [], pl.String)
 _WRAP = 2**32
 _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
 
@@ -149,11 +150,12 @@ class RowVersions:
         )  # fmt: skip
 
     def record(
-        self, conn: Any, *, forget: pl.Series, new: pl.DataFrame, inserted: pl.Series, kept: pl.DataFrame | None
+        self, conn: Any, *, forget: pl.Series | None, new: pl.DataFrame, inserted: pl.Series,
+        kept: pl.DataFrame | None,
     ) -> None:
         """Inside the write's transaction, after its ``INSERT``: update the recorded versions.
 
-        ``forget``: SIRETs whose entries no longer hold. ``new`` (``siret, h1,
+        ``forget``: SIRETs whose entries no longer hold (None: every entry). ``new`` (``siret, h1,
         h2``): the staged rows; those in ``inserted`` were written by this
         transaction, those in ``kept`` (``siret, xmin`` read before the write)
         were left in place by the comparison. Staged rows in neither get no entry.
@@ -165,7 +167,11 @@ class RowVersions:
             present = None
         if present is None:
             self.backend.execute(conn, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)")
-        forget = pl.concat([forget, new.get_column("siret")]).unique()
+        if forget is None:  # none holds (a write into an empty target): no list to send
+            self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
+            forget = _NO_SIRETS
+        else:
+            forget = pl.concat([forget, new.get_column("siret")]).unique()
         if forget.len():
             self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(), staging="siret_summary_rows_gone")
         if new.is_empty():
