@@ -217,6 +217,9 @@ def _write_into_empty(
     then found it empty: what it saw empty stays empty until the commit, and
     readers see the old (empty) table until then. None: take the staging path.
     """
+    empty_sql = f"SELECT NOT EXISTS (SELECT 1 FROM {quote_table(target)})"
+    if not backend.scalar(conn, empty_sql):  # rows: the staging path, and no lock held through it
+        return None
     described = {c.name: c for c in backend.describe(conn, target) or []}
     if any(c.name not in described for c in written):
         return None
@@ -224,7 +227,7 @@ def _write_into_empty(
     if types is None:
         return None
     backend.lock_against_writers(conn, target)
-    if not backend.scalar(conn, f"SELECT NOT EXISTS (SELECT 1 FROM {quote_table(target)})"):
+    if not backend.scalar(conn, empty_sql):  # what counts: empty once no other writer can change it
         return None
     checkpoint(0.05)
     data = backend.to_storage(frame.to_arrow(), written)
