@@ -1079,21 +1079,56 @@ def _capture_line_sentence(bench: Bench) -> str:
     return text + f", marginal cost {slope * 1000:.3f} ms per changed SIRET."
 
 
+#: An independent measurement of the legacy application's own code beside run(mode="full", force=True)
+#: (issue 19; same 126k-row data, another session): legacy ÷ library per round, and the application's
+#: read / compute / write shares (on another machine).
+APPLICATION_RATIOS = {SQLITE: (5.5, None), PG: (13.4, 7.1)}
+APPLICATION_SHARES = {SQLITE: "17 % / 58 % / 23 %", PG: "11 % / 34 % / 54 %"}
+
+
+def _legacy_model_check(bench: Bench) -> list[str]:
+    """What the model reproduces of the application's measured ratios and shares, and what not (±25 %)."""
+    out = ["What the model reproduces: the application's measured ratios were " + "; ".join(
+        f"{BACKEND_LABEL[b]} {r}×" + (f" ({e}× into an emptied target)" if e else "")
+        for b, (r, e) in APPLICATION_RATIOS.items()) + ", and its read / compute / write shares "
+        + "; ".join(f"{BACKEND_LABEL[b]} {v}" for b, v in APPLICATION_SHARES.items()) + ".", ""]
+    for backend, (ratio, emptied) in APPLICATION_RATIOS.items():
+        model, full = bench.find("d", backend, LEGACY_MODEL), bench.find("b", backend, "full rebuild run(")
+        if not (model and model.ok and full and full.ok):
+            continue
+        pairs = [("full run", per_round_ratio(model, full), ratio)]
+        if emptied:
+            pairs.append(("every row rewritten", per_round_ratio(model, bench.find("b", backend, "full rebuild, every row")),
+                          emptied))
+        for what, ratios, expected in pairs:
+            if not ratios:
+                continue
+            got = ratios[0]  # the per-round median
+            verdict = "within ±25 %" if abs(got / expected - 1) <= 0.25 else (
+                "lighter than the application" if got < expected else "heavier than the application")
+            out.append(f"- {BACKEND_LABEL[backend]}, {what}: the model gives {got:.1f}× against "
+                       f"{expected}× measured for the application: {verdict}.")
+    out.append("- Shares: the model's are in the table above; it does not reproduce the machine the "
+               "application's shares come from (its PostgreSQL write, `executemany` through psycopg2, weighs "
+               "more here), nor the application's ORM models and session (`--legacy-app PATH` times those).")
+    return out
+
+
 def _capture_fixed_cost(bench: Bench) -> str:
     """The sentence saying how much of a capture run is its fixed cost (from the 1-SIRET measurement)."""
     one, full = bench.find("c", PG, "change capture, 1 SIRET"), bench.find("b", PG, "full rebuild run(")
     cap = bench.find("c", PG, "incremental with change capture")
     if not (one and one.ok and full and full.ok):
-        return "That is why capture stays above 0.05× the full rebuild."
+        return "That is why capture stays above 0.08× the full rebuild."
     text = (f"Measured: a capture run with a single SIRET changed takes {_fmt(one.median())} s, "
             f"{one.median() / full.median():.2f}× the full rebuild")
     if cap and cap.ok:
         text += f" (with 1 % changed: {_fmt(cap.median())} s, {cap.median() / full.median():.2f}×)"
-    if one.median() / full.median() <= 0.05:
-        return text + "."
-    return text + (": the fixed cost of a run alone is above the 0.05× target, so capture cannot meet it "
-                   "without dropping part of what a run promises (its status records, the lock, one transaction "
-                   "with the state).")
+    if one.median() / full.median() <= 0.08:
+        return text + ": within the 0.08× target (issue 19)."
+    return text + (": above the 0.08× target (issue 19), bounded by the profile above; closing it would "
+                   "mean dropping part of what a run promises (its status records, the lock, one transaction "
+                   "with the state) or the fast paths' checks.")
 
 
 def write_markdown(bench: Bench, path: Path) -> None:
@@ -1192,6 +1227,7 @@ def write_markdown(bench: Bench, path: Path) -> None:
             f"{_round_ratio(per_round_ratio(model, bench.find('b', backend, 'full rebuild, every row')))} | "
             f"{stage_shares(model)} | {_ratio(app.median(), model.median()) if app_ok else '–'} | "
             f"{_ratio(app.median(), full.median()) if app_ok and full and full.ok else '–'} |")
+    lines += ["", *_legacy_model_check(bench)]
 
     lines += ["", "## (f) Scaling of the full rebuild", "",
               "Each rebuild runs in a fresh subprocess (`bench.py --child-run`); peak RSS is that process's "
