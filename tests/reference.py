@@ -1,9 +1,9 @@
 """Slow, obviously-correct plain-Python reference of ``siret_summary.compute``.
 
-Written from SPEC.md §3–§4 and docs/decisions.md only: plain dicts, lists,
+Written from SPEC §3–§4 (docs/spec.md) and docs/decisions.md only: plain dicts, lists,
 loops, ``re``, ``datetime`` and ``fractions.Fraction``. No polars, no pyarrow.
 
-Choices made here where SPEC.md and decisions.md are both silent (most literal
+Choices made here where docs/spec.md and decisions.md are both silent (most literal
 reading of the spec):
 
 * A NULL SIRET has "no digit": the row is rejected as ``siret_empty``.

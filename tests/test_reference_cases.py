@@ -1,6 +1,6 @@
 """Hand-worked cases, each checked on the reference AND on ``siret_summary.compute``.
 
-Every expected value below was worked out by hand from SPEC.md §3–§4 and
+Every expected value below was worked out by hand from SPEC §3–§4 (docs/spec.md) and
 docs/decisions.md (the arithmetic is written next to the seat cases).
 """
 

@@ -2,7 +2,7 @@
 
 `generate()` builds the two source tables of the legacy application
 (``"Tous_PV"`` and ``invitations``) with every column their DDL declares and
-with the mess found in the wild (SPEC.md §2–§3): SIRETs with spaces, a lost
+with the mess found in the wild (SPEC §2–§3): SIRETs with spaces, a lost
 leading zero or a ``.0`` suffix, cycles written ``Cycle 4`` or `` c3 ``, dates
 in eight formats or as Excel serials, counts written ``1,5`` or ``1 234``,
 carence rows, elections outside their cycle's window… `write_sqlite()` and
