@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from siret_summary.config import Config, as_config
-from siret_summary.db import Backend, names, open_backend
+from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.runs.guard import is_running
 from siret_summary.runs.status import StatusStore, apply_pending, public_view, status_session
 
@@ -32,6 +32,8 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     process was killed) reads ``interrupted``.
     """
     backend, config, store = _store(target, config)
+    if lock_path is not None:
+        lock_path = side_files.check_lock_path(lock_path)
     if not store.backend.exists():
         return None
     with status_session(store, "read") as conn:
