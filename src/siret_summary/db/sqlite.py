@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary._raw_columns import REAL_PREFIX
-from siret_summary.db import side_files
+from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
@@ -25,7 +25,7 @@ class SQLiteBackend(Backend):
         self.status_file = status_file  # the library's own side file (see status_backend)
 
     def connect(self, role: str = "main") -> Any:
-        conn = sqlite_dbapi.connect(self.path)
+        conn = sqlite_dbapi.connect(sqlite_location.open_name(self.path, self.uri))  # a file: URI keeps its parameters
         cur = conn.cursor()
         try:
             # A writer waits for readers instead of failing.

@@ -11,6 +11,7 @@ from typing import Any
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.connect import driver_reason
+from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
@@ -39,6 +40,11 @@ def target_backend(source: Any, target: Any) -> Backend:
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
     backend = open_backend(location, must_exist=False)
+    if opens_read_only(backend):
+        raise TargetError(
+            f"the target {location!r} opens the database read-only (mode=ro or immutable); pass target= a "
+            "writable SQLite path or a postgresql:// URI (the source may stay read-only)."
+        )
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
