@@ -274,3 +274,12 @@ def test_read_only_folder_sqlite_uris_honoured_plain_path_says_the_way_out(tmp_p
     assert out["status"] == {"ok": "None"}  # nothing ran there: no status, and no error
     assert out["run"].get("error") in {"SourceError", "TargetError"}, out["run"]
     assert _tree(folder) == before
+
+
+def test_the_cli_words_a_schema_sqlite_does_not_have_with_its_flag(tmp_path):
+    """Before the fix: a bare ``adbc_driver_manager.ProgrammingError`` traceback on stderr."""
+    db = _demo_db(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "siret_summary.cli", "run", "--source", db, "--table", "a.b",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "schema 'a'" in done.stderr and "--table NAME" in done.stderr and "Config(" not in done.stderr, done.stderr
