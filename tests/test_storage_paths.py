@@ -245,6 +245,7 @@ def test_read_only_folder_sqlite_uris_honoured_plain_path_says_the_way_out(tmp_p
     folder = tmp_path / "volume"
     db = _demo_db(folder, wal=True)
     expected = siret_summary.compute(db).write_json()
+    assert siret_summary.run(db).status == "completed"  # its lock and status file exist, as on a backup
     before = _tree(folder)
     out = _in_read_only([str(folder)], f"""
         import json, siret_summary
@@ -271,8 +272,9 @@ def test_read_only_folder_sqlite_uris_honoured_plain_path_says_the_way_out(tmp_p
         message = out[case]["message"]
         assert f"'file:{db}?immutable=1'" in message and "writable folder" in message, message
         assert "server" not in message and message.count(";") == 1
-    assert out["status"] == {"ok": "None"}  # nothing ran there: no status, and no error
-    assert out["run"].get("error") in {"SourceError", "TargetError"}, out["run"]
+    # The status file (WAL) cannot be opened there either: said so, with the way out.
+    assert out["status"]["error"] == "TargetError" and "read-only for this process" in out["status"]["message"]
+    assert out["run"].get("error") == "TargetError" and "cannot be written by this process" in out["run"]["message"]
     assert _tree(folder) == before
 
 

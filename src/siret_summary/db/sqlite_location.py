@@ -98,3 +98,18 @@ def read_only_storage_advice(path: str, location: str) -> str | None:
         f"as it is (a WAL-mode database needs to create its -shm file beside it); if nothing writes the file "
         f"while it is read, give {uri!r}, otherwise copy it to, or mount it in, a writable folder."
     )
+
+
+def read_only_folder_hint(backend: Any) -> str | None:
+    """For a SQLite backend whose file's folder this process cannot write: what to do, else None.
+
+    Used for the status side file, which is the library's own (WAL mode): it cannot be read
+    where its ``-shm`` cannot be created, and ``immutable`` would be a guess about its writers.
+    """
+    if backend.dialect != "sqlite":
+        return None
+    folder = os.path.dirname(os.path.abspath(backend.path))
+    if _writable(folder):
+        return None
+    return (f"its folder {folder!r} is read-only for this process, and SQLite must create the file's -shm "
+            "beside it; read it from a process that can write that folder")

@@ -10,6 +10,7 @@ session), so a crash never leaves the target locked.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -158,10 +159,13 @@ def lock_file_error(path: str, exc: OSError, *, given: bool) -> SiretSummaryErro
         problem = f"the lock file lock_path {path!r} cannot be created ({reason})"
         return ConfigError(f"{problem}; give a lock_path in a folder this process can write.",
                            problem=problem, setting="lock_path", stage="lock")
-    error = TargetError(
-        f"the run's lock file cannot be created in the database's folder {folder!r} ({reason}); make that folder "
-        "writable, or pass lock_path= a file in a writable folder.", stage="lock",
-    )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        message = (f"the database's folder {folder!r} cannot be written by this process ({reason}), and a run "
+                   "writes there (its lock file, its status file, the database); run where that folder is writable.")
+    else:
+        message = (f"the run's lock file cannot be created in the database's folder {folder!r} ({reason}); "
+                   "pass lock_path= a file in a writable folder.")
+    error = TargetError(message, stage="lock")
     error.retryable = False  # type: ignore[attr-defined]
     return error
 

@@ -247,10 +247,11 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
         raise
     except Exception as exc:
         from siret_summary.db.connect import driver_reason
+        from siret_summary.db.sqlite_location import read_only_folder_hint
 
+        hint = read_only_folder_hint(store.backend) or store.backend.store_failure_hint
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); "
-            f"{store.backend.store_failure_hint}."
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); {hint}."
         ) from exc
 
 
