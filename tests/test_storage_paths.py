@@ -180,9 +180,10 @@ def _can_make_private_mounts() -> str | None:
         return "needs root for a private mount namespace with read-only bind mounts (CI runs as root)"
     if shutil.which("unshare") is None:
         return "needs unshare(1) (util-linux)"
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
-    if probe.returncode != 0:
-        return f"cannot make a private mount namespace here ({probe.stderr.decode().strip()})"
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount --bind / / && mount -o remount,bind,ro /"], capture_output=True)
+    if probe.returncode != 0:  # a container without CAP_SYS_ADMIN
+        return f"cannot make read-only bind mounts in a private mount namespace here ({probe.stderr.decode().strip()})"
     return None
 
 
