@@ -132,6 +132,14 @@ def test_compute_with_a_schema_sqlite_does_not_have_names_pv_table(tmp_path):
         siret_summary.compute(db))
 
 
+def test_a_postgresql_target_in_a_missing_schema_is_a_config_error_naming_target_table(pg_db):
+    """Before the fix: "cannot connect to the target database … check the URI and that the server is running"."""
+    write_postgres(pg_db, *generate(n_pv=N_PV, n_invitations=N_INV, seed=7, sqlite_mess=False))
+    with pytest.raises(ConfigError, match=r"target_table 'nosuch\.b' names the schema 'nosuch'") as caught:
+        siret_summary.run(pg_db, config=siret_summary.Config(target_table="nosuch.b"))
+    assert caught.value.setting == "target_table" and "server is running" not in str(caught.value)
+
+
 @pytest.mark.parametrize("case", ["missing-folder", "too-long", "a-folder"])
 def test_an_unusable_lock_path_is_a_config_error_naming_it(tmp_path, case):
     """Before the fix: the missing folder was created, and the other two failed as

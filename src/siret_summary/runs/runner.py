@@ -10,6 +10,7 @@ from typing import Any
 
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
+from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
 from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
@@ -144,6 +145,13 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
     except SiretSummaryError:  # already one sentence (the lock file cannot be created)
         raise
     except Exception as exc:
+        if getattr(exc, "sqlstate", None) == "3F000":  # invalid_schema_name: the lock's table goes in the target's schema
+            parts = split_table(guard.table)
+            schema = f"the schema {parts[0]!r}" if len(parts) == 2 else "a schema"
+            problem = (f"target_table {guard.table!r} names {schema}, which the target database "
+                       f"{backend.display()} does not have")
+            raise ConfigError(f"{problem}; create it, or write Config(target_table={parts[-1]!r}) "
+                              "for the default schema.", problem=problem, setting="target_table", stage="lock") from exc
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "
             "check the URI and that the server is running and reachable.", stage="lock",
