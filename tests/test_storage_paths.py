@@ -90,6 +90,23 @@ def test_a_target_table_name_never_chooses_a_path(tmp_path, table):
     assert sorted(s for (s,) in stored) == sorted(expected["siret"].to_list())
 
 
+def test_a_database_file_name_near_the_limit_still_gets_its_side_files_beside_it(tmp_path):
+    """A 240-byte file name: SQLite takes it (``-journal`` makes 248), the side files are built on a digest of it.
+
+    Before the fix: ``<db>.siret_summary.lock`` made 259 bytes and the run failed ("File name too long …
+    check the URI and that the server is running")."""
+    name = "é" * 100 + "a" * 34 + ".db"  # 240 bytes in UTF-8
+    db = _demo_db(tmp_path / "data", name=name)
+    assert siret_summary.run(db, mode="full").status == "completed"
+    assert siret_summary.status(db)["status"] == "completed"
+    names = [p.name for p in (tmp_path / "data").iterdir()]
+    assert all(len(os.fsencode(n)) <= 255 for n in names) and len(names) >= 3, names
+    lock = open_backend(db, must_exist=True).lock_path("siret_summary")
+    assert os.path.dirname(lock) == str(tmp_path / "data")
+    from siret_summary.db.side_files import PENDING_SUFFIX_BYTES  # a kept run end must fit too
+    assert len(os.fsencode(os.path.basename(lock))) + PENDING_SUFFIX_BYTES <= 255
+
+
 def test_one_table_spelled_two_ways_is_one_lock(tmp_path):
     """``t`` and ``MAIN.T`` are one SQLite table: a second run under the other spelling finds it running.
 
