@@ -195,6 +195,13 @@ def test_file_uris_are_opened_with_sqlites_own_parameters(tmp_path):
         siret_summary.compute(f"file://elsewhere{db}")
     with pytest.raises(SourceError, match="names no file"):
         siret_summary.compute("file::memory:")
+    # The CLI reads such a source, and words the read-only target's fix with its flag.
+    cli = [sys.executable, "-m", "siret_summary.cli", "run", "--no-progress", "--source", f"file:{db}?mode=ro"]
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "--target" in refused.stderr and "target=" not in refused.stderr, refused.stderr
+    done = subprocess.run(cli + ["--target", str(tmp_path / "cli.db")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(_rows(str(tmp_path / "cli.db"), "siret_summary")) == expected.height
 
 
 # --- storage the process may not write (private mount namespace, root) ---------------------------

@@ -42,10 +42,9 @@ def target_backend(source: Any, target: Any) -> Backend:
         )
     backend = open_backend(location, must_exist=False)
     if opens_read_only(backend):
-        raise TargetError(
-            f"the target {location!r} opens the database read-only (mode=ro or immutable); pass target= a "
-            "writable SQLite path or a postgresql:// URI (the source may stay read-only)."
-        )
+        problem = f"the target {location!r} opens the database read-only (mode=ro or immutable)"
+        raise TargetError(f"{problem}; pass target= a writable SQLite path or a postgresql:// URI (the source may "
+                          "stay read-only).", problem=problem, setting="target")
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
