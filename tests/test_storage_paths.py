@@ -23,10 +23,12 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import siret_summary
 from siret_summary import ConfigError, SiretSummaryError, SourceError, TargetError
@@ -318,3 +320,27 @@ def test_the_cli_words_a_schema_sqlite_does_not_have_with_its_flag(tmp_path):
                            "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "schema 'a'" in done.stderr and "--table NAME" in done.stderr and "Config(" not in done.stderr, done.stderr
+
+
+_NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"), min_size=1,
+                 max_size=12).filter(lambda n: n not in (".", "..") and len(n.encode()) < 200)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_NAMES, escaped=st.booleans(), authority=st.sampled_from(["", "//", "//localhost"]))
+def test_a_file_uri_names_the_file_sqlite_itself_opens(tmp_path, name, escaped, authority):
+    """The path the library takes from a ``file:`` URI (for existence checks and side files) is the file
+    SQLite opens for that URI: Python's own sqlite3 (another SQLite build) creates it, the library must find it."""
+    from urllib.parse import quote
+
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    path = str(folder / name)
+    if not escaped and any(c in name for c in "?#%"):
+        escaped = True  # unescaped, these end the path or start an escape in SQLite's rules too
+    uri = f"file:{authority}{quote(path, safe='/') if escaped else path}"
+    sqlite3.connect(uri + "?mode=rwc", uri=True).close()
+    assert [p.name for p in folder.iterdir()] == [name]
+    backend = open_backend(uri + "?mode=ro", must_exist=True)  # "does not exist" if the path were wrong
+    assert backend.path == path
+    assert os.path.dirname(backend.lock_path("siret_summary")) == str(folder)
