@@ -6,7 +6,10 @@ built. Lengths depend on the database: PostgreSQL keeps the first 63 bytes
 their first 63 bytes — ``<state_table>_meta`` and ``<state_table>_rows`` of a
 62-byte ``state_table`` — would name one table. Every name a run would use on
 a PostgreSQL database, the derived ones included, is checked before anything
-is read or written there; SQLite keeps names of any length.
+is read or written there; SQLite keeps names of any length, but a connection
+of the library has only the schema ``main`` (it attaches nothing), so
+``a.b`` is refused as well (:func:`check_schemas`). No name reaches a file
+name (db/side_files.py).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+from siret_summary.db.base import split_table
 from siret_summary.errors import ConfigError
 
 #: What the longest name derived from a lock file adds to it:
@@ -51,8 +52,6 @@ def _fits(name: str, extra: int, limit: int) -> bool:
 
 def canonical_sqlite_table(table: str) -> str:
     """One text per SQLite table however it is written: ``t``, ``main.t``, ``MAIN.T`` (SQLite folds ASCII case)."""
-    from siret_summary.db.base import split_table
-
     parts = [p.translate(_ASCII_LOWER) for p in split_table(table)]
     if len(parts) == 2 and parts[0] == "main":
         parts = parts[1:]

@@ -29,7 +29,10 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
 
     A record still saying ``running`` whose run holds no lock any more (the
-    process was killed) reads ``interrupted``.
+    process was killed) reads ``interrupted``. ``lock_path``: the one the run
+    was given (a :class:`~siret_summary.ConfigError` naming it when unusable).
+    Reads only: never creates a lock file, and works without a writable
+    temporary folder.
     """
     backend, config, store = _store(target, config)
     if lock_path is not None:

@@ -80,7 +80,11 @@ def run(
     receives the status JSON at every transition and progress step;
     ``cancel`` is any object with ``is_set()`` (a ``threading.Event``), also
     :func:`siret_summary.cancel` works from another process. Transient database
-    errors are retried per ``retry``. Bad input raises a
+    errors are retried per ``retry``. ``lock_path``: the lock file instead of
+    the default (beside a SQLite database, named by a digest of the table; in
+    the temporary folder for PostgreSQL, or none without a writable one: the
+    advisory lock then guards alone); a file in an existing folder, else a
+    :class:`~siret_summary.ConfigError` naming ``lock_path``. Bad input raises a
     :class:`~siret_summary.SiretSummaryError` subclass whose ``stage`` names
     where it failed; the target is then unchanged and the status says ``failed``.
 
