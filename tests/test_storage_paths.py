@@ -262,11 +262,17 @@ def test_no_writable_temporary_folder_postgres_run_and_status_work(pg_db):
                 other.append(siret_summary.run({pg_db!r}, mode="full").status)
         result = siret_summary.run({pg_db!r}, mode="full", on_status=start_other)
         state = siret_summary.status({pg_db!r})
-        print(json.dumps({{"no_temp": no_temp, "before": before, "other": other, "run": result.status, "rows": result.rows,
+        try:
+            siret_summary.run({pg_db!r}, lock_path="/tmp/read-only.lock")
+            given = None
+        except siret_summary.ConfigError as exc:
+            given = [exc.setting, str(exc)]
+        print(json.dumps({{"given": given, "no_temp": no_temp, "before": before, "other": other, "run": result.status, "rows": result.rows,
                           "status": state["status"], "history": len(siret_summary.history({pg_db!r}))}}))
     """, root=True)
     assert out["no_temp"], "the child still had a writable temporary folder: the test proves nothing"
     assert out["before"] is None  # status() before any run: nothing ran, no error
+    assert out["given"][0] == "lock_path" and "/tmp/read-only.lock" in out["given"][1]  # a given one is no option
     assert out["other"] == ["already_running"]
     assert out["run"] == "completed" and out["status"] == "completed" and out["history"] == 1
     assert out["rows"] == siret_summary.compute(pg_db).height
