@@ -173,6 +173,11 @@ _HINTS = {
                             "(or pv_table = \"NAME\" in the --config file)",
     "invitations_table": lambda exc: "create it, or name the right table with --invitations-table NAME "
                                      "(or invitations_table = \"NAME\" in the --config file)",
+    "target": lambda exc: "pass --target a writable SQLite path or a postgresql:// URI (the source may stay "
+                          "read-only)",
+    "target_table": lambda exc: "name the table with --table NAME (or target_table = \"NAME\" in the --config file)",
+    "state_table": lambda exc: "name it with state_table = \"NAME\" in the --config file",
+    "status_table": lambda exc: "name it with status_table = \"NAME\" in the --config file",
     "force": lambda exc: "check the sources, or add --force if the shrink is intended",
     "mode": lambda exc: "run once with --mode full (or --mode auto)",
     "cycles": lambda exc: "give at least one --cycle LABEL:FIRST:LAST (or cycles = [[\"C5\", \"2025-01-01\", "

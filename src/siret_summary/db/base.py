@@ -131,8 +131,11 @@ class Backend(ABC):
         """Placeholder of the ``index``-th (1-based) bound parameter."""
 
     @abstractmethod
-    def lock_path(self, table: str) -> str:
-        """Default path of the file lock guarding rebuilds of ``table``."""
+    def lock_path(self, table: str) -> str | None:
+        """Default path of the file lock guarding rebuilds of ``table`` (db/side_files.py).
+
+        None when there is nowhere to put one (a server database on a host without a
+        writable temporary folder): the server-side lock then guards alone."""
 
     @abstractmethod
     def status_backend(self) -> "Backend":

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from siret_summary.db import sqlite_location
 from siret_summary.db.base import Backend
 from siret_summary.errors import SourceError
 
@@ -20,7 +21,7 @@ _MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?(:|//)|sqlite//)")  # "sqlite:โ
 
 
 def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
-    """A backend for a ``postgresql://`` URI, a ``sqlite:///`` URI or a SQLite file path.
+    """A backend for a ``postgresql://`` URI, a ``sqlite:///`` URI, a SQLite ``file:`` URI or a SQLite file path.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db`` follow the
     SQLAlchemy convention. With ``must_exist`` a missing SQLite file is an
@@ -38,7 +39,9 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
         from siret_summary.db.postgres.backend import PostgresBackend
 
         return PostgresBackend(text)
-    if text.startswith("sqlite:"):
+    if sqlite_location.is_file_uri(text):  # SQLite's own URI, its parameters kept (SPEC ยง2)
+        path, _ = sqlite_location.parse_file_uri(text)
+    elif text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise SourceError(
                 f"SQLite URI {text!r} is malformed; write sqlite:///relative/path.db or sqlite:////absolute/path.db."
@@ -75,10 +78,20 @@ def open_connection(backend: Backend, *, role: str, error: type[Exception] = Sou
     try:
         return backend.connect(role)
     except Exception as exc:
+        advice = _storage_advice(backend)
+        if advice is not None:
+            raise error(advice) from exc
         raise error(
             f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
             "check the URI and that the server is running and reachable."
         ) from exc
+
+
+def _storage_advice(backend: Backend) -> str | None:
+    """For a SQLite file on storage this process cannot write: why it failed and the way out."""
+    if backend.dialect != "sqlite":
+        return None
+    return sqlite_location.read_only_storage_advice(backend.path, backend.uri)  # type: ignore[attr-defined]
 
 
 @contextmanager

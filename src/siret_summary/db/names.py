@@ -6,7 +6,10 @@ built. Lengths depend on the database: PostgreSQL keeps the first 63 bytes
 their first 63 bytes — ``<state_table>_meta`` and ``<state_table>_rows`` of a
 62-byte ``state_table`` — would name one table. Every name a run would use on
 a PostgreSQL database, the derived ones included, is checked before anything
-is read or written there; SQLite keeps names of any length.
+is read or written there; SQLite keeps names of any length, but a connection
+of the library has only the schema ``main`` (it attaches nothing), so
+``a.b`` is refused as well (:func:`check_schemas`). No name reaches a file
+name (db/side_files.py).
 """
 
 from __future__ import annotations
@@ -42,8 +45,18 @@ def source_names(config: Config) -> list[tuple[str, str, str]]:
     return names
 
 
+#: Settings that name a table (``schema.table`` or ``table``).
+TABLE_SETTINGS = ("target_table", "status_table", "state_table", "pv_table", "invitations_table")
+
+#: The only schemas a connection of the library has, by dialect: SQLite's ``main`` (the file;
+#: the library attaches no other database, and ``temp`` ends with the connection).
+_ONLY_SCHEMAS = {"sqlite": ("main",)}
+
+
 def check(backend: Backend, names: Iterable[tuple[str, str, str]]) -> None:
-    """A ``ConfigError`` for the first identifier ``backend`` would cut."""
+    """A ``ConfigError`` for the first identifier ``backend`` would cut, or a schema it does not have."""
+    names = list(names)
+    check_schemas(backend, names)
     limit = backend.max_identifier_bytes
     if limit is None:
         return
@@ -55,6 +68,22 @@ def check(backend: Backend, names: Iterable[tuple[str, str, str]]) -> None:
                 f"{setting} {configured!r} makes a name of {size} bytes{derived}, but {backend.dialect} keeps "
                 f"{limit} bytes of a name and would cut it; choose a shorter {setting}."
             )
+
+
+def check_schemas(backend: Backend, names: Iterable[tuple[str, str, str]]) -> None:
+    """A ``ConfigError`` naming the setting whose table is in a schema ``backend``'s connections never have.
+
+    SQLite would answer ``unknown database "a"`` to ``a.b`` at the first statement.
+    """
+    only = _ONLY_SCHEMAS.get(backend.dialect)
+    if only is None:
+        return
+    for setting, configured, _ in names:
+        parts = split_table(configured) if setting in TABLE_SETTINGS else []
+        if len(parts) == 2 and parts[0].lower() not in only:
+            problem = (f"{setting} {configured!r} names the schema {parts[0]!r}, but a {backend.dialect} database "
+                       f"opened by the library has only {' and '.join(repr(s) for s in only)}")
+            raise ConfigError(f"{problem}; write Config({setting}={parts[1]!r}).", problem=problem, setting=setting)
 
 
 def is_postgres_location(location: Any) -> bool:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary._raw_columns import REAL_PREFIX
+from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 
 
@@ -24,7 +25,7 @@ class SQLiteBackend(Backend):
         self.status_file = status_file  # the library's own side file (see status_backend)
 
     def connect(self, role: str = "main") -> Any:
-        conn = sqlite_dbapi.connect(self.path)
+        conn = sqlite_dbapi.connect(sqlite_location.open_name(self.path, self.uri))  # a file: URI keeps its parameters
         cur = conn.cursor()
         try:
             # A writer waits for readers instead of failing.
@@ -210,12 +211,12 @@ class SQLiteBackend(Backend):
         return os.path.isfile(self.path)
 
     def lock_path(self, table: str) -> str:
-        return f"{os.path.abspath(self.path)}.{table}.lock"
+        return side_files.sqlite_lock_file(self.path, table)  # a digest of the table: it never chooses a path
 
     def status_backend(self) -> "SQLiteBackend":
         # A side file, not the target database: SQLite lets one writer at a
         # time, and status updates must not wait for the data transaction.
-        status_path = f"{os.path.abspath(self.path)}.status.db"
+        status_path = side_files.sqlite_status_file(self.path)
         return SQLiteBackend(status_path, status_path, status_file=True)
 
 

@@ -10,6 +10,7 @@ session), so a crash never leaves the target locked.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -18,7 +19,8 @@ from typing import Any
 import filelock
 
 from siret_summary.db.base import Backend
-from siret_summary.errors import TargetError
+from siret_summary.db import side_files
+from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.db.connect import open_connection
 from siret_summary.runs.status import HOST
 
@@ -48,28 +50,33 @@ class RunGuard:
         self.backend = backend
         self.table = table
         self.key = lock_key(table)
-        self.path = lock_path or backend.lock_path(table)
-        self._file = filelock.FileLock(self.path, timeout=0, thread_local=False)
+        # None: no file lock (a PostgreSQL target on a host without a writable temporary folder).
+        self.path = side_files.check_lock_path(lock_path) if lock_path is not None else backend.lock_path(table)
+        self._given = lock_path is not None
+        self._file = None if self.path is None else filelock.FileLock(self.path, timeout=0, thread_local=False)
         self._conn: Any = None
         self._canonical = table
         self._token = uuid.uuid4().hex  # this run, as the lock's holder
         self._host = backend.host_lock()  # None: the file lock alone (SQLite)
 
     def acquire(self) -> bool:
-        try:
-            self._file.acquire(timeout=0)
-        except filelock.Timeout:
-            return False
+        if self._file is not None:
+            try:
+                self._file.acquire(timeout=0)
+            except filelock.Timeout:
+                return False
+            except OSError as exc:
+                raise lock_file_error(self.path, exc, given=self._given) from exc
         if self._host is None:
             return True
         try:
             conn = self.backend.connect("guard")
             if not self._take(conn):
                 conn.close()
-                self._file.release()
+                self._release_file()
                 return False
         except BaseException:
-            self._file.release()
+            self._release_file()
             raise
         self._conn = conn
         return True
@@ -135,10 +142,32 @@ class RunGuard:
                 pass
             self._conn = None
 
+    def _release_file(self) -> None:
+        if self._file is not None and self._file.is_locked:
+            self._file.release()
+
     def release(self) -> None:
         self.release_host_lock()
-        if self._file.is_locked:
-            self._file.release()
+        self._release_file()
+
+
+def lock_file_error(path: str, exc: OSError, *, given: bool) -> SiretSummaryError:
+    """The lock file at ``path`` cannot be created or opened: one sentence naming the way out."""
+    reason = exc.strerror or str(exc)
+    folder = os.path.dirname(os.path.abspath(path))
+    if given:
+        problem = f"the lock file lock_path {path!r} cannot be created ({reason})"
+        return ConfigError(f"{problem}; give a lock_path in a folder this process can write.",
+                           problem=problem, setting="lock_path", stage="lock")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        message = (f"the database's folder {folder!r} cannot be written by this process ({reason}), and a run "
+                   "writes there (its lock file, its status file, the database); run where that folder is writable.")
+    else:
+        message = (f"the run's lock file cannot be created in the database's folder {folder!r} ({reason}); "
+                   "pass lock_path= a file in a writable folder.")
+    error = TargetError(message, stage="lock")
+    error.retryable = False  # type: ignore[attr-defined]
+    return error
 
 
 def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_path: str | None = None) -> bool:
@@ -153,11 +182,16 @@ def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_pat
     # No server-side lock (SQLite): the owner process must be alive and hold the file lock.
     if record.get("owner_host") == HOST and not _pid_alive(int(record.get("owner_pid") or 0)):
         return False
-    probe = filelock.FileLock(lock_path or backend.lock_path(table), timeout=0, thread_local=False)
+    path = lock_path or backend.lock_path(table)
+    if path is None or not os.path.exists(path):
+        return False  # no lock file: nobody holds it (a run creates it before it records itself)
+    probe = filelock.FileLock(path, timeout=0, thread_local=False)
     try:
         probe.acquire(timeout=0)
     except filelock.Timeout:
         return True
+    except OSError:  # a lock file this process cannot open (a read-only folder): nobody here could have run
+        return False
     probe.release()
     return False
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from siret_summary.config import Config, as_config
-from siret_summary.db import Backend, names, open_backend
+from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.runs.guard import is_running
 from siret_summary.runs.status import StatusStore, apply_pending, public_view, status_session
 
@@ -29,9 +29,14 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
     """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
 
     A record still saying ``running`` whose run holds no lock any more (the
-    process was killed) reads ``interrupted``.
+    process was killed) reads ``interrupted``. ``lock_path``: the one the run
+    was given (a :class:`~siret_summary.ConfigError` naming it when unusable).
+    Reads only: never creates a lock file, and works without a writable
+    temporary folder.
     """
     backend, config, store = _store(target, config)
+    if lock_path is not None:
+        lock_path = side_files.check_lock_path(lock_path)
     if not store.backend.exists():
         return None
     with status_session(store, "read") as conn:

@@ -31,7 +31,7 @@ class CancelToken(Protocol):
 class Reporter:
     """One run's status record: :meth:`start`, :meth:`progress` and :meth:`finish`."""
 
-    def __init__(self, store: StatusStore, *, lock_path: str, on_status: Any, cancel: CancelToken | None,
+    def __init__(self, store: StatusStore, *, lock_path: str | None, on_status: Any, cancel: CancelToken | None,
                  retry: RetryPolicy, ahead: StatusAhead | None = None) -> None:
         self.store = store
         self.ahead = ahead  # the status session, opened while the lock was taken

@@ -10,8 +10,10 @@ from typing import Any
 
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
+from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
-from siret_summary.errors import ConfigError, TargetError
+from siret_summary.db.sqlite_location import opens_read_only
+from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
@@ -39,6 +41,10 @@ def target_backend(source: Any, target: Any) -> Backend:
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
     backend = open_backend(location, must_exist=False)
+    if opens_read_only(backend):
+        problem = f"the target {location!r} opens the database read-only (mode=ro or immutable)"
+        raise TargetError(f"{problem}; pass target= a writable SQLite path or a postgresql:// URI (the source may "
+                          "stay read-only).", problem=problem, setting="target")
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
@@ -74,7 +80,11 @@ def run(
     receives the status JSON at every transition and progress step;
     ``cancel`` is any object with ``is_set()`` (a ``threading.Event``), also
     :func:`siret_summary.cancel` works from another process. Transient database
-    errors are retried per ``retry``. Bad input raises a
+    errors are retried per ``retry``. ``lock_path``: the lock file instead of
+    the default (beside a SQLite database, named by a digest of the table; in
+    the temporary folder for PostgreSQL, or none without a writable one: the
+    advisory lock then guards alone); a file in an existing folder, else a
+    :class:`~siret_summary.ConfigError` naming ``lock_path``. Bad input raises a
     :class:`~siret_summary.SiretSummaryError` subclass whose ``stage`` names
     where it failed; the target is then unchanged and the status says ``failed``.
 
@@ -135,7 +145,16 @@ def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
 def _acquire(guard: RunGuard, backend: Backend) -> bool:
     try:
         return guard.acquire()
+    except SiretSummaryError:  # already one sentence (the lock file cannot be created)
+        raise
     except Exception as exc:
+        if getattr(exc, "sqlstate", None) == "3F000":  # invalid_schema_name: the lock's table goes in the target's schema
+            parts = split_table(guard.table)
+            schema = f"the schema {parts[0]!r}" if len(parts) == 2 else "a schema"
+            problem = (f"target_table {guard.table!r} names {schema}, which the target database "
+                       f"{backend.display()} does not have")
+            raise ConfigError(f"{problem}; create it, or write Config(target_table={parts[-1]!r}) "
+                              "for the default schema.", problem=problem, setting="target_table", stage="lock") from exc
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "
             "check the URI and that the server is running and reachable.", stage="lock",

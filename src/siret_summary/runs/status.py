@@ -247,10 +247,11 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
         raise
     except Exception as exc:
         from siret_summary.db.connect import driver_reason
+        from siret_summary.db.sqlite_location import read_only_folder_hint
 
+        hint = read_only_folder_hint(store.backend) or store.backend.store_failure_hint
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); "
-            f"{store.backend.store_failure_hint}."
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); {hint}."
         ) from exc
 
 
@@ -298,8 +299,12 @@ def _touch(path: str) -> None:
         pass
 
 
-def save_pending(lock_path: str, record: dict[str, Any]) -> str:
-    """Keep ``record``'s end for later (atomically: a reader sees the whole file or none)."""
+def save_pending(lock_path: str | None, record: dict[str, Any]) -> str:
+    """Keep ``record``'s end for later (atomically: a reader sees the whole file or none).
+
+    ``lock_path`` None (no lock file: no writable temporary folder) → :class:`OSError`, the end is lost."""
+    if lock_path is None:
+        raise FileNotFoundError("no writable folder for the lock file (set TMPDIR to one)")
     path = f"{lock_path}.pending-{record['run_id']}.json"
     payload = {"run_id": record["run_id"], "target_table": record["target_table"],
                "fields": {k: record.get(k) for k in FINAL_FIELDS}}  # fmt: skip
@@ -313,8 +318,10 @@ def save_pending(lock_path: str, record: dict[str, Any]) -> str:
     return path
 
 
-def apply_pending(store: StatusStore, conn: Any, lock_path: str) -> None:
+def apply_pending(store: StatusStore, conn: Any, lock_path: str | None) -> None:
     """Write the ends kept by :func:`save_pending` into the store (best effort: kept on failure)."""
+    if lock_path is None:  # no lock file, so none kept beside it
+        return
     marker = _marker(lock_path)
     if not os.path.exists(marker):
         return

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +10,7 @@ import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from siret_summary.db import side_files
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, select_item, split_table
 
 
@@ -277,9 +276,9 @@ class PostgresBackend(Backend):
                 return c.declared
         return None
 
-    def lock_path(self, table: str) -> str:
-        digest = hashlib.sha256(f"{self.display()}|{table}".encode()).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), f"siret_summary-{digest}.lock")
+    def lock_path(self, table: str) -> str | None:
+        # None without a writable temporary folder: the advisory lock alone guards the run.
+        return side_files.temp_lock_file(f"{self.display()}|{table}")
 
     def status_backend(self) -> "PostgresBackend":
         return self
