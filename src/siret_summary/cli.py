@@ -6,10 +6,12 @@ the output is a terminal; else one line per stage) driven by the run's
 the latest run's status (``not_found`` when none ran) and names the target it
 read; ``cancel`` asks the running rebuild of a target, in any process, to
 stop; ``history`` lists the last runs; ``export`` writes the summary to CSV or
-Parquet without touching any database; ``rejects`` prints samples of the
-rejected and warned rows. Settings come from flags or a TOML file
-(``--config``, see :mod:`siret_summary.cli_config`); errors are worded with
-the flags that fix them.
+Parquet without touching any database (never over its source, over an
+existing file only with ``--force``, atomically: :mod:`siret_summary.cli_outputs`);
+``rejects`` prints samples of the rejected and warned rows. Settings come from
+flags or a TOML file (``--config``, see :mod:`siret_summary.cli_config`);
+errors are worded with the flags that fix them. Every failure is one line on
+stderr and exit 2, whatever the exception (issue 25).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from siret_summary._version import __version__
