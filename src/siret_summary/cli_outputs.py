@@ -92,8 +92,9 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "
 
     The temporary file is created exclusively (mode 0666 less the umask, as a
     plain ``open`` would), flushed to disk, renamed; on any failure it is
-    removed and ``path`` is left as it was. An ``OSError`` becomes a
-    ``ConfigError`` naming ``flag``.
+    removed and ``path`` is left as it was. Any error of the writer (an
+    ``OSError``, Polars' ``ComputeError`` around one) becomes a ``ConfigError``
+    naming ``flag``; an interruption is re-raised as it is.
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -114,8 +115,9 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "
             os.unlink(temporary)
         except OSError:
             pass
-        if isinstance(exc, OSError):
-            raise ConfigError(f"{flag} {path} could not be written ({exc.strerror or exc}); it is unchanged: "
+        if isinstance(exc, Exception):  # a writer's error (disk full, file too large): worded, never raw
+            reason = getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"{flag} {path} could not be written ({reason}); it is unchanged: "
                               "free some space or choose another folder.") from exc
         raise
 
