@@ -155,7 +155,14 @@ def normalise_siret(value) -> tuple[str | None, str | None]:
     return digits.rjust(14, "0"), None
 
 
+LA_POSTE_SIREN = "356000000"
+
+
 def luhn_ok(siret: str) -> bool:
+    """The SIRET's check (the warning keeps its historical name): Luhn, except La Poste's SIRETs
+    (SIREN 356000000), whose 14 digits must sum to a multiple of 5 (SPEC §3)."""
+    if siret.startswith(LA_POSTE_SIREN):
+        return sum(int(ch) for ch in siret) % 5 == 0
     total = 0
     for position, ch in enumerate(reversed(siret)):
         digit = int(ch)
@@ -283,7 +290,11 @@ def normalise_text(value) -> str | None:
 def normalise_cp(value) -> str | None:
     if value is None:
         return None
-    digits = _digits(_drop_one_dot_zero(_trim(_as_text(value))))
+    text = _drop_one_dot_zero(_trim(_as_text(value)))
+    groups = [g for g in re.findall(r"[0-9]+", text) if len(g) == 5]
+    if len(groups) == 1:  # exactly one standalone 5-digit group: '75015 CEDEX 15', 'BP 123 - 75015'
+        return groups[0]
+    digits = _digits(text)
     if not digits:
         return None
     if len(digits) == 4:
@@ -404,6 +415,8 @@ def department(ud: str | None, cp: str | None) -> str | None:
     if ud is not None and re.fullmatch(r"[0-9]{2,3}|2A|2B", ud.upper()):
         return ud.upper()
     if cp is not None and re.fullmatch(r"[0-9]{5}", cp):
+        if cp in ("97133", "97150"):  # Saint-Barthélemy, Saint-Martin
+            return {"97133": "977", "97150": "978"}[cp]
         if cp[:2] in ("97", "98"):
             return cp[:3]
         if cp[:2] == "20":

@@ -25,7 +25,8 @@ from reference import INVITATION_COLUMNS, PV_COLUMNS
 #: 14-digit SIRETs: some pass Luhn, some fail, some start with zeros.
 BASE_SIRETS = (
     "47976684200724",  # Luhn ok
-    "35600000000048",  # Luhn ok
+    "35600000000048",  # La Poste (SIREN 356000000): passes Luhn, fails its own check (digit sum 26)
+    "35600000000001",  # La Poste: fails Luhn, passes its own check (digit sum 15: a multiple of 5)
     "73282932000074",  # Luhn ok
     "00542065400011",  # Luhn fails, two leading zeros
     "01234567800017",  # Luhn fails, one leading zero (13-digit form)
@@ -290,7 +291,9 @@ idcc_value = st.one_of(_messy(["1486", "3248", "0016"]), st.sampled_from([1486, 
 raison_value = _messy(["ACME SA", "Dupont & Fils", "Société Générale", "Ætna\u2003"])
 cp_value = st.one_of(
     _messy(["75001", "6000", "06000", "20100", "20190", "20200", "20600", "97110", "98800",
-            "13008", "75001.0", "F-13008", "123", "750011", "cedex"]),
+            "13008", "75001.0", "F-13008", "123", "750011", "cedex",
+            # SPEC §3-§4 (issue 25): one standalone 5-digit group; Saint-Barthélemy, Saint-Martin
+            "75015 CEDEX 15", "BP 123 - 75015", "BP 12345 75015", "97133", "97150", "97133 Gustavia"]),
     st.sampled_from([6000, 75001, 75001.0, 97110]),
 )
 ville_value = _messy(["Paris", "Nice", "Ajaccio", "Bastia", "Pointe-à-Pitre"])
@@ -339,7 +342,8 @@ def pv_row(draw, typed: bool = False, date_mode: str = "str"):
         else:
             date = date_value(native=False, pool=pool)
         idcc = _messy(["1486", "3248", "0016"])
-        cp = _messy(["75001", "6000", "20100", "20200", "97110", "98800", "75001.0", "123"])
+        cp = _messy(["75001", "6000", "20100", "20200", "97110", "98800", "75001.0", "123",
+                     "75015 CEDEX 15", "BP 123 - 75015", "97133", "97150"])
     else:
         count = count_value()
         voix = count_value(magnitude=st.one_of(st.integers(0, 300), st.sampled_from(TIE_VOIX)))

@@ -17,7 +17,7 @@ from strategies import inferred_table
 
 D = dt.date
 S1 = "47976684200724"  # Luhn ok
-S2 = "35600000000048"  # Luhn ok
+S2 = "35600000000048"  # La Poste: passes Luhn, fails its own check (digit sum 26)
 S3 = "73282932000074"  # Luhn ok
 C5_CYCLES = (
     ("C3", "2017-01-01", "2020-12-31"),
@@ -350,6 +350,11 @@ DEP_CASES = [
     (None, "20190", "2A"), (None, "20199", "2A"), (None, "20200", "2B"), (None, "20600", "2B"),
     (None, "97110", "971"), (None, "98800", "988"), (None, "6000", "06"), (None, "6000.0", "06"),
     (None, "123", None), (None, "750011", None), (None, None, None), ("", "", None),
+    # SPEC §4 (issue 25): Saint-Barthélemy and Saint-Martin have their own codes, not Guadeloupe's 971
+    (None, "97133", "977"), (None, "97150", "978"), (None, "97134", "971"), (None, "97100", "971"),
+    ("971", "97133", "971"), (None, "97133 Saint-Barthélemy", "977"), (None, "BP 7 97150 Marigot", "978"),
+    # SPEC §3 (issue 25): the one standalone 5-digit group of a cp is the postcode, dep follows
+    (None, "75015 CEDEX 15", "75"), (None, "BP 123 - 75015", "75"), (None, "20090 Ajaccio Cedex 9", "2A"),
 ]
 
 
@@ -359,7 +364,42 @@ def test_dep_from_ud_or_cp(impl, ud, cp, dep):
     assert row["dep"] == dep
 
 
+CP_CASES = [
+    ("75015 CEDEX 15", "75015"), ("BP 123 - 75015", "75015"), ("CEDEX 15 75015", "75015"),
+    ("75015CEDEX15", "75015"), ("F-13008", "13008"), ("75001.0", "75001"), ("  13008\u00a0", "13008"),
+    ("BP 12345 - 75015", "1234575015"),  # two 5-digit groups: none is the postcode, digits kept
+    ("750011", "750011"), ("7 5015", "75015"), ("6000", "06000"), ("6000.0", "06000"), ("cedex", None),
+    ("BP 1234 - 6000", "12346000"), (75001, "75001"), (6000, "06000"),
+]
+
+
+@pytest.mark.parametrize(("raw", "cp"), CP_CASES)
+def test_cp_is_its_one_standalone_five_digit_group(impl, raw, cp):
+    if impl == "reference":
+        assert ref.normalise_cp(raw) == cp
+    assert only_row(summarise(impl, [pv(cp=raw, num_votants=5)]))["cp"] == cp
+
+
 # ---------------------------------------------------------------- SIRET, cycle, counts
+
+
+#: (SIRET, passes its check): Luhn, except La Poste's (SIREN 356000000), whose digits sum to a multiple of 5.
+SIRET_CHECK_CASES = [
+    ("35600000000001", True),   # La Poste, digit sum 15; fails Luhn
+    ("35600000000010", True),   # La Poste, digit sum 15; fails Luhn
+    ("35600000000048", False),  # La Poste, digit sum 26; passes Luhn
+    ("35600000000014", False),  # La Poste, digit sum 18; passes Luhn
+    ("356 000 000 00001", True), ("35600000000001.0", True),
+    (S1, True), ("47976684200725", False),
+    ("35600000100005", False),  # SIREN 356000001 is not La Poste: Luhn, which fails (digit sum 20)
+]
+
+
+@pytest.mark.parametrize(("raw", "ok"), SIRET_CHECK_CASES)
+def test_la_poste_sirets_follow_insee_check_not_luhn(impl, raw, ok):
+    expected = {} if ok else {"siret_luhn": 1}
+    assert report(impl, [pv(siret=raw, num_votants=5)])["warnings"] == expected
+    assert report(impl, [], [inv(raw, "2023-01-01")])["warnings"] == expected
 
 
 SIRET_CASES = [

@@ -6,10 +6,12 @@ the output is a terminal; else one line per stage) driven by the run's
 the latest run's status (``not_found`` when none ran) and names the target it
 read; ``cancel`` asks the running rebuild of a target, in any process, to
 stop; ``history`` lists the last runs; ``export`` writes the summary to CSV or
-Parquet without touching any database; ``rejects`` prints samples of the
-rejected and warned rows. Settings come from flags or a TOML file
-(``--config``, see :mod:`siret_summary.cli_config`); errors are worded with
-the flags that fix them.
+Parquet without touching any database (never over its source, over an
+existing file only with ``--force``, atomically: :mod:`siret_summary.cli_outputs`);
+``rejects`` prints samples of the rejected and warned rows. Settings come from
+flags or a TOML file (``--config``, see :mod:`siret_summary.cli_config`);
+errors are worded with the flags that fix them. Every failure is one line on
+stderr and exit 2, whatever the exception (issue 25).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from siret_summary._version import __version__
+from siret_summary.cli_outputs import demo_path, export_path, write_atomically
+from siret_summary.cli_progress import RichBar, StageLines, progress_display, rich_console
 from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
@@ -34,77 +37,8 @@ from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run
 from siret_summary.runs.status import TASK_ID
-STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
 
-
-# ----------------------------------------------------------------------- progress
-
-
-class StageLines:
-    """Fallback progress: one line per stage as the run enters it."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.stage: str | None = None
-
-    def __enter__(self) -> "StageLines":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-    def __call__(self, state: dict[str, Any]) -> None:
-        stage = state["progress"]["stage"]
-        if state["status"] == "running" and stage != self.stage and stage in STAGE_LABELS:
-            self.stage = stage
-            print(f"{STAGE_LABELS[stage]:<10} {state['progress']['percent']:5.1f} %", file=self.stream, flush=True)
-
-
-class RichBar:
-    """A rich progress bar whose description is the current stage."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
-        )
-        self.task = self.progress.add_task("starting", total=100)
-
-    def __enter__(self) -> "RichBar":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
-
-    def __call__(self, state: dict[str, Any]) -> None:
-        stage = state["progress"]["stage"]
-        label = STAGE_LABELS.get(stage, stage) if state["status"] in ("running", "completed") else state["status"]
-        self.progress.update(self.task, completed=state["progress"]["percent"] or 0, description=label)
-
-
-def _rich_console(stderr: bool) -> Any:
-    """A rich console when rich is importable, else None."""
-    try:
-        from rich.console import Console
-    except ImportError:
-        return None
-    return Console(stderr=stderr)
-
-
-def progress_display(enabled: bool = True) -> Any:
-    """The progress reporter for a run: a rich bar on a terminal, stage lines otherwise."""
-    console = _rich_console(stderr=True) if enabled else None
-    if console is not None and console.is_terminal:
-        return RichBar(console)
-    return StageLines() if enabled else _Silent()
-
-
-class _Silent(StageLines):
-    def __call__(self, state: dict[str, Any]) -> None:
-        pass
+__all__ = ["RichBar", "StageLines", "build_parser", "main", "print_result", "progress_display"]
 
 
 # ------------------------------------------------------------------------ summary
@@ -136,7 +70,7 @@ def print_result(result: RunResult) -> None:
     rows = _result_rows(result)
     if result.error:
         rows.append(("error", result.error))
-    console = _rich_console(stderr=False)
+    console = rich_console(stderr=False)
     if console is None:
         for name, value in rows:
             print(f"{name:<10} {value}")
@@ -163,8 +97,11 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 
 def _demo(args: argparse.Namespace) -> int:
     from siret_summary.demo_data import generate, write_sqlite
+    from siret_summary.demo_data.vocabulary import INVITATIONS_TABLE, PV_TABLE
 
-    path = Path(args.path).resolve()
+    # Checked before anything is generated: the legacy tables the demo drops and recreates.
+    path = demo_path(args.path, force=args.force, tables=(PV_TABLE, INVITATIONS_TABLE, "siret_summary",
+                                                          "siret_summary_c4"))
     t0 = time.perf_counter()
     pv, invitations = generate(n_pv=args.pv, n_invitations=args.invitations, seed=args.seed)
     write_sqlite(str(path), pv, invitations)
@@ -183,6 +120,22 @@ def _where(target: str, config: Config) -> str:
     return f"{config.target_table} in {shown(target)}"
 
 
+def _text(value: Any, spec: str = "") -> str:
+    """A record's value for the terminal: numbers formatted by ``spec``, NULL as ``-``, anything else as it is.
+
+    A damaged record (a percent written as text, a NULL timestamp) is shown, never a traceback.
+    """
+    if value is None:
+        return "-"
+    if spec and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _status(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
     state = status(target, config=config)
@@ -191,30 +144,30 @@ def _status(args: argparse.Namespace) -> int:
                  "location": shown(target), "message": f"no rebuild of {_where(target, config)} has run yet "
                             f"(another database: --target, --config or ${TARGET_VARIABLE})"}
     if args.json:
-        print(json.dumps(state, ensure_ascii=False, indent=2))
+        print(json.dumps(state, ensure_ascii=False, indent=2, default=str))
         return 0
     print(f"target     {_where(target, config)}")
-    print(f"status     {state['status']}")
-    if state["status"] == "not_found":
-        print(f"message    {state['message']}")
+    print(f"status     {_text(state.get('status'))}")
+    if state.get("status") == "not_found":
+        print(f"message    {state.get('message')}")
         return 0
-    progress = state["progress"]
-    print(f"stage      {progress['stage']} ({progress['percent'] or 0:.1f} %)")
-    print(f"started    {state['started_at']}")
+    progress = _mapping(state.get("progress"))
+    print(f"stage      {_text(progress.get('stage'))} ({_text(progress.get('percent') or 0, '.1f')} %)")
+    print(f"started    {_text(state.get('started_at'))}")
     if state.get("completed_at"):
-        print(f"completed  {state['completed_at']}  ({state.get('duration_seconds', 0):.3f} s)")
+        print(f"completed  {_text(state['completed_at'])}  ({_text(state.get('duration_seconds'), '.3f')} s)")
     elif "elapsed_seconds" in state:
-        print(f"elapsed    {state['elapsed_seconds']:.1f} s")
-    result = state.get("result") or {}
+        print(f"elapsed    {_text(state['elapsed_seconds'], '.1f')} s")
+    result = _mapping(state.get("result"))
     if result:
-        print(f"rows       {result.get('rows')}  (inserted {result.get('inserted')}, "
-              f"updated {result.get('updated')}, deleted {result.get('deleted')})")
-        rejected = ", ".join(f"{k}={v}" for k, v in sorted((result.get("rejected") or {}).items())) or "none"
+        print(f"rows       {_text(result.get('rows'))}  (inserted {_text(result.get('inserted'))}, "
+              f"updated {_text(result.get('updated'))}, deleted {_text(result.get('deleted'))})")
+        rejected = ", ".join(f"{k}={v}" for k, v in sorted(_mapping(result.get("rejected")).items())) or "none"
         print(f"rejected   {rejected}")
-        seconds = "  ".join(f"{k} {v:.3f} s" for k, v in (result.get("seconds") or {}).items())
+        seconds = "  ".join(f"{k} {_text(v, '.3f')} s" for k, v in _mapping(result.get("seconds")).items())
         print(f"seconds    {seconds}")
     if state.get("error"):
-        print(f"error      {state['error']}")
+        print(f"error      {_text(state['error'])}")
     return 0
 
 
@@ -232,7 +185,7 @@ def _history(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
     runs = history(target, config=config, limit=args.limit)
     if args.json:
-        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        print(json.dumps(runs, ensure_ascii=False, indent=2, default=str))
         return 0
     print(f"target     {_where(target, config)}")
     if not runs:
@@ -241,14 +194,14 @@ def _history(args: argparse.Namespace) -> int:
     header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
     print(header)
     for state in runs:
-        result = state.get("result") or {}
+        result = _mapping(state.get("result"))
         seconds = state.get("duration_seconds", state.get("elapsed_seconds"))
 
         def num(key: str) -> str:
-            return "-" if result.get(key) is None else str(result[key])
+            return _text(result.get(key))
 
-        print(f"{state['started_at'][:23]:<24} {state['status']:<11} {result.get('mode') or '-':<11} "
-              f"{'-' if seconds is None else f'{seconds:.2f}':>8} {num('rows'):>8} {num('inserted'):>7} "
+        print(f"{_text(state.get('started_at'))[:23]:<24} {_text(state.get('status')):<11} "
+              f"{_text(result.get('mode')):<11} {_text(seconds, '.2f'):>8} {num('rows'):>8} {num('inserted'):>7} "
               f"{num('updated'):>7} {num('deleted'):>7}  {state.get('error') or ''}".rstrip())
     return 0
 
@@ -256,15 +209,13 @@ def _history(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from siret_summary.pipeline.compute import compute
 
-    output = Path(args.output)
+    source, config = source_from(args), config_from(args)
+    output = export_path(args.output, source, force=args.force)  # checked before the work, not after
     fmt = args.format or ("parquet" if output.suffix.lower() in (".parquet", ".pq") else "csv")
     t0 = time.perf_counter()
-    frame = compute(source_from(args), config=config_from(args))
-    if fmt == "parquet":
-        frame.write_parquet(output)
-    else:
-        frame.write_csv(output)
-    print(f"{frame.height} rows × {frame.width} columns written to {output.resolve()} ({fmt}, "
+    frame = compute(source, config=config)
+    write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv)
+    print(f"{frame.height} rows × {frame.width} columns written to {output} ({fmt}, "
           f"{time.perf_counter() - t0:.2f} s); no database was written")
     return 0
 
@@ -279,7 +230,9 @@ def _rejects(args: argparse.Namespace) -> int:
     for kind in ("rejected", "warnings"):
         counts = ", ".join(f"{k}={v}" for k, v in sorted(report[kind].items())) or "none"
         print(f"{kind:<10} {counts}")
-    samples = report["samples"]
+    samples = report.get("samples", [])  # --limit 0: counts only
+    if args.limit == 0:
+        return 0
     if not samples:
         print("no rejected or warned row")
         return 0
@@ -295,10 +248,31 @@ def _rejects(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: ...; see --help``) and exit 2, like every failure."""
+
+    def error(self, message: str) -> Any:
+        print(f"error: {self.prog}: {message}; see `{self.prog} --help`.", file=sys.stderr)
+        sys.exit(2)
+
+
+def _at_least(minimum: int) -> Any:
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
+        return value
+
+    return whole_number
+
+
 # Over 60 lines on purpose: one declarative table of every command and flag,
 # read top to bottom like the --help it produces; split, it would scatter.
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="siret-summary", description=__doc__.split("\n\n")[0],
         epilog="Settings file (--config FILE, TOML): Config fields plus source and target; "
                "see docs in README.md ('Command line').",
@@ -306,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # -v is accepted before or after the command: the command's copy must not reset the main one.
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log each stage")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -329,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a realistic SQLite demo database and rebuild it", _demo)
     demo.add_argument("--path", default=DEMO_PATH, help=f"SQLite file to (re)create (default: ./{DEMO_PATH})")
-    demo.add_argument("--pv", type=int, default=126_000, help="PV rows (default 126000)")
-    demo.add_argument("--invitations", type=int, default=20_000, help="invitation rows (default 20000)")
+    demo.add_argument("--pv", type=_at_least(0), default=126_000, help="PV rows (default 126000)")
+    demo.add_argument("--invitations", type=_at_least(0), default=20_000, help="invitation rows (default 20000)")
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--force", action="store_true", help="replace the legacy tables the file already holds")
     progress_flag(demo)
 
     run_p = command("run", "rebuild the summary table", _run)
@@ -354,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history_p = command("history", "the last rebuilds of a target, newest first", _history)
     target_flag(history_p)
-    history_p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    history_p.add_argument("--limit", type=_at_least(1), default=20, help="how many runs (default 20)")
     history_p.add_argument("--json", action="store_true", help="print the status JSON of each run")
     add_config_flags(history_p)
 
@@ -362,11 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     source_flag(export_p)
     export_p.add_argument("--output", "-o", required=True, help="file to write (.csv or .parquet)")
     export_p.add_argument("--format", choices=("csv", "parquet"), help="default: from the file's extension, else csv")
+    export_p.add_argument("--force", action="store_true", help="replace the file if it exists (never the source)")
     add_config_flags(export_p)
 
     rejects_p = command("rejects", "the rejected and warned source rows: counts and samples by reason", _rejects)
     source_flag(rejects_p)
-    rejects_p.add_argument("--limit", type=int, default=5, help="samples per reason (default 5)")
+    rejects_p.add_argument("--limit", type=_at_least(0), default=5, help="samples per reason (default 5; 0: counts only)")
     rejects_p.add_argument("--json", action="store_true", help="print the report with its samples as JSON")
     add_config_flags(rejects_p)
     return parser
@@ -377,6 +353,21 @@ class _NotRaised(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "siret_summary_raised", False)
+
+
+def unexpected_message(command: str, exc: BaseException) -> str:
+    """One line for a failure the library did not word: what failed, and what to do about it."""
+    what = " ".join(str(exc).split()) or "no message"  # one line, whatever the exception's text holds
+    if len(what) > 300:
+        what = what[:297] + "..."
+    if isinstance(exc, MemoryError):
+        hint = "free some memory, or ask for less (--pv, --invitations, --limit)"
+    elif isinstance(exc, OSError):
+        hint = "check the paths, their folders and permissions, and the free space"
+    else:
+        hint = "rerun with -v to see where, and report it with that output"
+    return (f"`siret-summary {command}` failed unexpectedly ({type(exc).__name__}: {what}); {hint}; "
+            "what it was writing is left as it was.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the run rolled back; its record reads ``interrupted``
         print("interrupted; the target is unchanged", file=sys.stderr)
         return 130
+    except Exception as exc:  # last resort: still one line and exit 2, never a traceback (issue 25)
+        if args.verbose:
+            logging.getLogger("siret_summary").exception("unexpected failure of `%s`", args.command)
+        print(f"error: {unexpected_message(args.command, exc)}", file=sys.stderr)
+        return 2
     finally:
         library.removeFilter(not_raised)
 

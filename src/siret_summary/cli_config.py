@@ -68,6 +68,15 @@ def read_file(path: str | None) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist; check the --config path.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path} is a folder; give the TOML file in it, such as --config "
+                          f"{os.path.join(path, 'siret_summary.toml')}.") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read ({exc.strerror or exc}); "
+                          "check the --config path and its permissions.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02X} at "
+                          f"offset {exc.start}); save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML ({exc}); fix that line.") from None
     unknown = sorted(set(data) - set(_FILE_KEYS))

@@ -17,7 +17,7 @@ from siret_summary.errors import ConfigError
 
 #: Bumped whenever a rule of SPEC §3–§4 changes how a row is computed; part of
 #: the configuration hash so stored incremental state is invalidated.
-RULES_VERSION = "1"
+RULES_VERSION = "2"  # 2: La Poste's SIRET check, cp's 5-digit group, dep 977/978 (issue 25)
 
 #: Unions in the order the spec lists them (also the tie-break order of seats).
 UNIONS: tuple[str, ...] = ("cgt", "cfdt", "fo", "cftc", "cgc", "unsa", "sud", "autre")

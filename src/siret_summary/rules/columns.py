@@ -15,7 +15,7 @@ from siret_summary.config import needed_columns
 
 from siret_summary._raw_columns import REAL_PREFIX, STAMP
 from siret_summary.rules.values import (
-    WHITESPACE, is_text_dtype, as_text, carence, count, count_from_text, count_negative, count_text, count_too_large, cycle, date_from_groups, date_pattern_groups, digits_of_siret, is_null_word, is_scientific, luhn_valid, native_count, native_date, postal_code, siret_from_digits, siret_key, siret_reject_reason, trimmed,
+    WHITESPACE, is_text_dtype, as_text, carence, count, count_from_text, count_negative, count_text, count_too_large, cycle, date_from_groups, date_pattern_groups, digits_of_siret, is_null_word, is_scientific, siret_check_valid, native_count, native_date, postal_code, siret_from_digits, siret_key, siret_reject_reason, trimmed,
 )  # fmt: skip
 
 #
@@ -182,7 +182,7 @@ def _add_siret(plan: _Stages, name: str, dtype: pl.DataType) -> None:
     scientific = plan.add(1, is_scientific(text), "_siret_scientific")
     siret = plan.add(2, pl.when(~scientific).then(siret_from_digits(digits)), "siret")
     plan.add(2, pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)), "_reject")
-    plan.add(3, siret.is_not_null() & ~luhn_valid(siret), "_luhn_bad")
+    plan.add(3, siret.is_not_null() & ~siret_check_valid(siret), "_luhn_bad")
 
 
 def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | None = None) -> None:

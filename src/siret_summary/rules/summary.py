@@ -112,14 +112,22 @@ def _cycle_columns(index: int, suffix: str) -> list[pl.Expr]:
     return columns
 
 
+#: Overseas collectivities whose postcode lies in Guadeloupe's 971 range (SPEC §4).
+_COLLECTIVITY_BY_CP = {"97133": "977", "97150": "978"}  # Saint-Barthélemy, Saint-Martin
+
+
 def department(ud: pl.Expr, cp: pl.Expr) -> pl.Expr:
-    """The UD when it is a department code, else derived from a 5-digit postal code."""
+    """The UD when it is a department code, else derived from a 5-digit postal code (SPEC §4):
+    first two digits; ``97x``/``98x`` three, but ``97133`` → ``977`` and ``97150`` → ``978``;
+    Corsica ``20…`` → ``2A`` below 20200, else ``2B``."""
     ud_code = ud.str.to_uppercase()
     is_code = ud_code.str.contains(r"^(?:[0-9]{2,3}|2A|2B)$")
     five = cp.str.contains(r"^[0-9]{5}$")
     from_cp = (
         pl.when(~five)
         .then(pl.lit(None, dtype=pl.String))
+        .when(cp.is_in(list(_COLLECTIVITY_BY_CP)))
+        .then(cp.replace(_COLLECTIVITY_BY_CP))
         .when(cp.str.contains(r"^9[78]"))
         .then(cp.str.slice(0, 3))
         .when(cp.str.starts_with("20"))

@@ -98,17 +98,26 @@ def siret_reject_reason(digits: pl.Expr) -> pl.Expr:
     )
 
 
-def luhn_valid(siret: pl.Expr) -> pl.Expr:
-    """Luhn check of a 14-digit SIRET (digits at odd positions from the right doubled); NULL stays NULL."""
-    return siret.map_batches(_luhn_valid, return_dtype=pl.Boolean)
+def siret_check_valid(siret: pl.Expr) -> pl.Expr:
+    """The check of a 14-digit SIRET (SPEC §3); NULL stays NULL.
 
+    Luhn (digits at odd positions from the right doubled), except La Poste's
+    establishments (SIREN :data:`LA_POSTE_SIREN`), checked by INSEE's own rule:
+    the sum of the 14 digits is a multiple of 5.
+    """
+    return siret.map_batches(_check_valid, return_dtype=pl.Boolean)
+
+
+#: La Poste's SIREN: its establishments' SIRETs do not follow Luhn (SPEC §3).
+LA_POSTE_SIREN = "356000000"
+_LA_POSTE_DIGITS = np.frombuffer(LA_POSTE_SIREN.encode(), dtype=np.uint8) - np.uint8(ord("0"))
 
 #: A digit's Luhn contribution when doubled (2d, minus 9 past 9). Doubled: even
 #: indices from the left of 14 (odd positions from the right).
 _DOUBLED_DIGIT = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.uint8)
 
 
-def _luhn_valid(sirets: pl.Series) -> pl.Series:
+def _check_valid(sirets: pl.Series) -> pl.Series:
     """On the 14 ASCII digits as a NumPy matrix: one pass instead of 14 × 4 column expressions."""
     present = sirets.is_not_null()
     array = sirets.fill_null("0" * 14).cast(pl.String).to_arrow().cast(pa.large_string())
@@ -118,11 +127,12 @@ def _luhn_valid(sirets: pl.Series) -> pl.Series:
         return pl.Series(sirets.name, [], dtype=pl.Boolean)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
     if not (np.diff(offsets) == 14).all():  # not the 14 digits siret_from_digits makes
-        raise ValueError("luhn_valid expects 14-digit SIRETs")
+        raise ValueError("siret_check_valid expects 14-digit SIRETs")
     raw = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + 14 * len(array)]
     digits = raw.reshape(-1, 14) - np.uint8(ord("0"))
     total = _DOUBLED_DIGIT[digits[:, 0::2]].sum(axis=1, dtype=np.int32) + digits[:, 1::2].sum(axis=1, dtype=np.int32)
-    valid = total % 10 == 0
+    la_poste = (digits[:, :9] == _LA_POSTE_DIGITS).all(axis=1)
+    valid = np.where(la_poste, digits.sum(axis=1, dtype=np.int32) % 5 == 0, total % 10 == 0)
     return pl.Series(sirets.name, valid).set(~present, None)
 
 
@@ -237,16 +247,25 @@ def count_too_large(value: pl.Expr) -> pl.Expr:
 
 # --- text attributes -----------------------------------------------------------
 
+#: Exactly one standalone group of exactly 5 digits (a maximal run of digits), anywhere in the text:
+#: other runs of digits are 1–4 or 6+ long. Captures that group.
+_NOT_FIVE = r"(?:[0-9]{1,4}|[0-9]{6,})"
+_ONE_FIVE_DIGIT_GROUP = rf"^[^0-9]*(?:{_NOT_FIVE}[^0-9]+)*([0-9]{{5}})(?:[^0-9]+{_NOT_FIVE})*[^0-9]*$"
+
+
 def postal_code(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Digits of the postal code (one trailing ``.0`` dropped), 4 digits left-padded to 5."""
-    digits = (
-        as_text(name, dtype)
-        .str.strip_chars(WHITESPACE)
-        .str.replace(r"\.0$", "")
-        .str.replace_all(r"[^0-9]", "")
-    )
+    """The postal code of SPEC §3: the one standalone 5-digit group when the text holds exactly one
+    (``75015 CEDEX 15``, ``BP 123 - 75015`` → ``75015``); else its digits (one trailing ``.0``
+    dropped), 4 digits left-padded to 5; no digit → NULL."""
+    text = as_text(name, dtype).str.strip_chars(WHITESPACE).str.replace(r"\.0$", "")
+    group = text.str.extract(_ONE_FIVE_DIGIT_GROUP, 1)
+    digits = text.str.replace_all(r"[^0-9]", "")
     n = digits.str.len_bytes()
-    return pl.when(n == 4).then(pl.lit("0") + digits).when(n > 0).then(digits)
+    return (
+        pl.when(group.is_not_null()).then(group)
+        .when(n == 4).then(pl.lit("0") + digits)
+        .when(n > 0).then(digits)
+    )
 
 
 def carence(institution: pl.Expr, votants: pl.Expr) -> pl.Expr:

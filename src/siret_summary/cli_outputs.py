@@ -1,0 +1,172 @@
+"""What the CLI writes besides a run's target: the ``export`` file and the ``demo`` database (issue 25).
+
+Both refuse to destroy what they did not make:
+
+* ``export -o FILE`` never writes over its own source (compared by identity:
+  the same inode through any symlink or hard link, and the SQLite files that
+  belong to it: ``-wal``, ``-shm``, ``-journal``, the ``.status.db`` side
+  file), never over an existing file without ``--force``, never over what is
+  not a regular file (``/dev/full``, a folder); and it writes atomically: a
+  temporary file in the same folder, renamed over ``FILE`` only once
+  complete, so a failure (disk full, a killed process) leaves ``FILE`` as it
+  was. A symlink ``FILE`` is followed: the file it points to is replaced and
+  the link stays.
+* ``demo --path FILE`` never replaces existing legacy tables without
+  ``--force``, and never writes into a file that is not a SQLite database.
+
+Every refusal is a :class:`~siret_summary.errors.ConfigError` worded with the
+flags that fix it (see ``docs/decisions.md``, "CLI outputs").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from siret_summary.errors import ConfigError, SiretSummaryError
+
+#: Files a SQLite database at ``path`` owns besides ``path`` itself.
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".status.db", ".status.db-wal", ".status.db-shm")
+
+
+def _source_files(source: str) -> list[Path]:
+    """The files of a SQLite source (itself and its companions); none for a server database."""
+    from siret_summary.db import open_backend
+
+    try:
+        backend = open_backend(source, must_exist=False)
+    except SiretSummaryError:
+        return []
+    path = getattr(backend, "path", None)
+    if not path:
+        return []
+    return [Path(path)] + [Path(f"{path}{suffix}") for suffix in _SQLITE_COMPANIONS]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # follows symlinks; hard links share the inode
+    except OSError:  # one of them does not exist (or cannot be stat'ed): compare the names
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _resolved(path: Path, flag: str, text: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ConfigError(f"{flag} {text} cannot be resolved ({exc}); choose another {flag}.") from exc
+
+
+def export_path(output: str, source: str, *, force: bool) -> Path:
+    """The file ``export`` may write for ``-o output``, or a ``ConfigError`` saying why not.
+
+    Returns the real path (a symlink resolved); raises when it is (or belongs
+    to) the source, is a folder or not a regular file, lies in a missing
+    folder, or exists and ``force`` is false.
+    """
+    given = Path(output)
+    if output.strip() == "":
+        raise ConfigError("-o is empty; give the file to write, such as -o summary.csv.")
+    real = _resolved(given, "-o", output)
+    for owned in _source_files(source):
+        if _same_file(real, owned):
+            raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
+                              "export never writes over its source: choose another -o.")
+    if real.is_dir():
+        raise ConfigError(f"-o {output} is a folder; give a file in it, such as -o {given / 'summary.csv'}.")
+    if not real.parent.is_dir():
+        raise ConfigError(f"-o {output}: folder {real.parent} does not exist; create it or choose another -o.")
+    if real.exists():
+        if not stat.S_ISREG(real.stat().st_mode):
+            raise ConfigError(f"-o {output} exists and is not a regular file; choose another -o.")
+        if not force:
+            raise ConfigError(f"-o {output} already exists; pass --force to replace it, or choose another -o.")
+    return real
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "-o") -> None:
+    """``write(temporary)`` into a new file beside ``path``, then rename it over ``path``.
+
+    The temporary file is created exclusively (mode 0666 less the umask, as a
+    plain ``open`` would), flushed to disk, renamed; on any failure it is
+    removed and ``path`` is left as it was. Any error of the writer (an
+    ``OSError``, Polars' ``ComputeError`` around one) becomes a ``ConfigError``
+    naming ``flag``; an interruption is re-raised as it is.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create a file in {path.parent} ({exc.strerror}); "
+                          f"choose a folder you can write to.") from exc
+    try:
+        write(temporary)
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(exc, Exception):  # a writer's error (disk full, file too large): worded, never raw
+            reason = getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"{flag} {path} could not be written ({reason}); it is unchanged: "
+                              "free some space or choose another folder.") from exc
+        raise
+
+
+# ---------------------------------------------------------------------------- demo
+
+def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
+    """The SQLite file ``demo --path`` may (re)create, or a ``ConfigError`` saying why not.
+
+    ``tables``: the legacy tables and views the demo drops and recreates; any
+    of them already in the file is refused unless ``force``.
+    """
+    path = _resolved(Path(path_text), "--path", path_text)
+    if path.is_dir():
+        raise ConfigError(f"--path {path_text} is a folder; give a file in it, such as --path {Path(path_text) / 'demo.db'}.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path.")
+    if not path.exists():
+        return path
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ConfigError(f"--path {path_text} exists and is not a regular file; choose another --path.")
+    if path.stat().st_size == 0:
+        return path  # an empty file is an empty SQLite database
+    found = _sqlite_objects(path, path_text)
+    existing = [name for name in tables if name.lower() in found]
+    if existing and not force:
+        raise ConfigError(f"--path {path_text} already holds {', '.join(existing)}; pass --force to replace "
+                          "them, or choose another --path.")
+    return path
+
+
+def _sqlite_objects(path: Path, path_text: str) -> set[str]:
+    """Lower-cased names of the tables and views of an existing SQLite file (read only)."""
+    import sqlite3
+
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except OSError as exc:
+        raise ConfigError(f"--path {path_text} cannot be read ({exc.strerror}); choose another --path.") from exc
+    if header != b"SQLite format 3\x00":
+        raise ConfigError(f"--path {path_text} exists and is not a SQLite database; choose another --path.")
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"--path {path_text} cannot be read as a SQLite database ({exc}); "
+                          "choose another --path.") from exc
+    return {str(name).lower() for (name,) in rows}
