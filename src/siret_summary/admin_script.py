@@ -1,0 +1,371 @@
+"""The admin page's script (issue 29), in sections matching the page's (see :mod:`siret_summary.admin_page`).
+
+Plain JavaScript, no library: it polls ``status`` (every 0.5 s while a run
+runs, else 3 s), reloads ``history`` when a run starts or ends, and turns the
+router's ``error_facts`` kinds (:func:`siret_summary.admin_facts.error_facts`)
+into French sentences with the button that fixes them. Every text node is
+built with ``textContent`` (no HTML from data). ``API`` is defined before it.
+"""
+
+SCRIPT = r"""
+// ===== shared: words, formats, requests =====
+const STATUS = { running: "en cours", pending: "en attente", completed: "terminée", failed: "échouée",
+                 cancelled: "annulée", interrupted: "interrompue", not_found: "aucune" };
+const STAGE = { pending: "démarrage", read: "lecture", compute: "calcul", write: "écriture", done: "terminée" };
+const MODE = { full: "complète", incremental: "incrémentale", targeted: "SIRET donnés", auto: "automatique" };
+const REASON = {
+  "pv.siret_empty": "PV sans SIRET", "pv.siret_too_long": "PV au SIRET de plus de 14 chiffres",
+  "pv.siret_scientific": "PV au SIRET abîmé par un tableur (notation 1,23E+13)",
+  "invitations.siret_empty": "Invitation sans SIRET",
+  "invitations.siret_too_long": "Invitation au SIRET de plus de 14 chiffres",
+  "invitations.siret_scientific": "Invitation au SIRET abîmé par un tableur (notation 1,23E+13)",
+  siret_luhn: "SIRET à la clé de contrôle fausse", date_unparsed: "Date illisible",
+  count_negative: "Nombre négatif (compté 0)", count_unparsed: "Nombre illisible (compté 0)",
+  count_too_large: "Nombre trop grand (compté 0)", text_not_utf8: "Texte mal encodé (pas en UTF-8)",
+  text_nul: "Texte contenant un caractère nul" };
+const STATE_MESSAGE = { running: "Reconstruction en cours.", completed: "Reconstruction terminée.",
+  failed: "La reconstruction a échoué : l'explication est ci-dessus.",
+  cancelled: "Reconstruction annulée : la table est restée telle qu'elle était.",
+  interrupted: "La reconstruction a été interrompue : l'explication est ci-dessus." };
+const $ = (id) => document.getElementById(id);
+let lastKey = null, timer = null, current = null, lastOk = null;
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+const TIME = { day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
+               second: "2-digit", timeZoneName: "short" };
+function fmtDate(iso) { return iso ? new Date(iso).toLocaleString("fr-FR", TIME) : "—"; }
+function fmtSeconds(s) {
+  if (s === undefined || s === null) return "—";
+  if (s < 60) return s.toFixed(1).replace(".", ",") + " s";
+  return Math.floor(s / 60) + " min " + String(Math.round(s % 60)).padStart(2, "0") + " s";
+}
+function fmtInt(n) { return n === undefined || n === null ? "—" : Number(n).toLocaleString("fr-FR"); }
+function reason(code) { return REASON[code] || code; }
+function badge(status) {
+  const b = el("span", STATUS[status] || status, "badge");
+  b.dataset.status = status;
+  return b;
+}
+function cell(tr, text, label, cls) {
+  const td = el("td", text, cls);
+  td.dataset.label = label;
+  tr.append(td);
+  return td;
+}
+function emptyRow(body, text, span) {
+  const td = el("td", text, "empty");
+  td.colSpan = span; td.dataset.label = "";
+  const tr = el("tr"); tr.append(td); body.append(tr);
+}
+class Unreachable extends Error {}
+async function getJSON(url, options) {
+  let response;
+  try {
+    response = await fetch(url, Object.assign({ credentials: "same-origin" }, options || {}));
+  } catch (e) {
+    throw new Unreachable("le serveur de l'application ne répond pas");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (response.status === 503) throw new Unreachable("la base de données ne répond pas");
+  if (response.status === 401 || response.status === 403) {
+    throw new Error("accès refusé (session expirée ?) : rechargez la page et reconnectez-vous");
+  }
+  if (!response.ok && !(body && body.status)) {
+    throw new Error("le serveur a répondu " + response.status + (body && body.detail ? " (" + body.detail + ")" : ""));
+  }
+  return body;
+}
+function say(text) { $("message").textContent = text; }
+
+// ===== section: errors in French, with the button that fixes them =====
+function explain(state) {
+  const f = state.error_facts;
+  if (!f) return null;
+  const unchanged = " La table n'a pas été modifiée.";
+  switch (f.kind) {
+    case "cancelled": return { cls: "cancelled", text: "Reconstruction annulée." + unchanged };
+    case "interrupted": return { text: "Le processus qui faisait la reconstruction s'est arrêté avant la fin "
+      + "(redémarrage du serveur ?)." + unchanged + " Appuyez sur « Lancer ».", actions: ["start"] };
+    case "shrink_guard": return { text: "La nouvelle table n'aurait plus que " + fmtInt(f.rows_after)
+      + " lignes au lieu de " + fmtInt(f.rows_before) + " (" + fmtInt(f.rows_lost) + " lignes en moins) : "
+      + "par précaution, rien n'a été écrit. Vérifiez que les procès-verbaux et les invitations sont complets ; "
+      + "si cette baisse est voulue, appuyez sur « Forcer ».", actions: ["force"] };
+    case "missing_column": return { text: "La table « " + f.table + " » n'a pas de colonne « " + f.column
+      + " » (colonne attendue pour « " + f.key + " »)." + unchanged + " Faites corriger la correspondance des "
+      + "colonnes par l'administrateur de l'application, puis appuyez sur « Lancer »." };
+    case "missing_table": return { text: "La table « " + f.table + " » est introuvable dans la base." + unchanged
+      + " Faites vérifier son nom par l'administrateur de l'application, puis appuyez sur « Lancer »." };
+    case "no_state": return { text: "Aucune reconstruction complète ne correspond à la configuration actuelle."
+      + unchanged + " Appuyez sur « Reconstruction complète ».", actions: ["full"] };
+    case "target_unreachable": return { text: "La base de données de la table siret_summary ne répond pas."
+      + unchanged + " Vérifiez que le serveur de base de données fonctionne, puis appuyez sur « Lancer »." };
+    case "source_unreachable": return { text: "La base de données des procès-verbaux ne répond pas."
+      + unchanged + " Vérifiez que son serveur fonctionne, puis appuyez sur « Lancer »." };
+    case "unexpected": return { text: "Erreur inattendue." + unchanged
+      + " Transmettez le détail technique ci-dessous à l'équipe technique." };
+    default: return { text: "La reconstruction a échoué." + unchanged
+      + " Le détail technique ci-dessous dit quoi corriger ; transmettez-le à l'équipe technique si besoin." };
+  }
+}
+function shortProblem(run) {
+  const f = run.error_facts;
+  if (!f) return "";
+  if (f.kind === "cancelled") return "annulée à la demande";
+  if (f.kind === "shrink_guard") return "baisse refusée : " + fmtInt(f.rows_lost) + " lignes en moins";
+  if (f.kind === "missing_column") return "colonne « " + f.column + " » absente";
+  if (f.kind === "missing_table") return "table « " + f.table + " » introuvable";
+  if (f.kind === "no_state") return "reconstruction complète nécessaire";
+  if (f.kind === "target_unreachable" || f.kind === "source_unreachable") return "base injoignable";
+  if (f.kind === "interrupted") return "processus arrêté";
+  return "erreur (voir le détail en haut de page)";
+}
+function showOutcome(state) {
+  const box = $("outcome"), said = explain(state), actions = $("outcome-actions");
+  actions.replaceChildren();
+  box.hidden = !said;
+  if (!said) return;
+  box.className = "notice " + (said.cls || "error");
+  $("outcome-text").textContent = said.text;
+  $("outcome-detail").hidden = said.cls === "cancelled" || !state.error;
+  $("outcome-raw").textContent = state.error || "";
+  for (const action of said.actions || []) {
+    if (action === "force") {
+      const b = el("button", "Forcer", "force");
+      b.type = "button"; b.id = "force";
+      b.addEventListener("click", () => {
+        const f = state.error_facts;
+        const ok = window.confirm("Forcer la reconstruction ? La table passera de " + fmtInt(f.rows_before)
+          + " à environ " + fmtInt(f.rows_after) + " lignes : elle perdra " + fmtInt(f.rows_lost) + " lignes.");
+        if (ok) act(API.start, b, { force: true });
+      });
+      actions.append(b);
+    } else if (action === "full") {
+      const b = el("button", "Reconstruction complète"); b.type = "button";
+      b.addEventListener("click", () => act(API.start, b, { mode: "full" }));
+      actions.append(b);
+    }
+  }
+}
+
+// ===== section: current run =====
+const ORDER = ["read", "compute", "write", "done"];
+function showCurrent(state) {
+  current = state;
+  const running = state.status === "running" || state.status === "pending";
+  const status = $("status");
+  status.textContent = STATUS[state.status] || state.status;
+  status.dataset.status = state.status;
+  const progress = state.progress || {};
+  $("stage").textContent = progress.stage ? (STAGE[progress.stage] || progress.stage) : "—";
+  $("started").textContent = fmtDate(state.started_at);
+  $("elapsed-label").textContent = running ? "Temps écoulé" : "Durée";
+  $("elapsed").textContent = fmtSeconds(running ? state.elapsed_seconds : state.duration_seconds);
+  const percent = Math.round(progress.percent || 0);
+  $("bar-fill").style.width = percent + "%";
+  $("bar").setAttribute("aria-valuenow", String(percent));
+  $("bar").setAttribute("aria-valuetext", percent + " %, étape " + $("stage").textContent);
+  $("percent").textContent = percent + " %";
+  const at = ORDER.indexOf(progress.stage);
+  for (const li of $("steps").children) {
+    const i = ORDER.indexOf(li.dataset.stage);
+    li.dataset.state = at < 0 ? "" : i < at || progress.stage === "done" ? "done" : i === at ? "now" : "";
+    if (i === at && running) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+  }
+  showOutcome(state);
+  showDetails(state);
+  for (const id of ["start", "full", "refresh-sirets"]) $(id).disabled = running;
+  $("cancel").disabled = !running;
+  return running;
+}
+function showDetails(state) {
+  const dl = $("run-details"), r = state.result || {}, p = state.parameters, s = r.seconds || {};
+  dl.replaceChildren();
+  const item = (name, value) => { const d = el("div"); d.append(el("dt", name), el("dd", value)); dl.append(d); };
+  if (state.status === "not_found") return;
+  item("Mode", r.mode ? MODE[r.mode] || r.mode : p ? MODE[p.mode] || p.mode : "—");
+  if (p) {
+    item("Demandée", "mode " + (MODE[p.mode] || p.mode) + (p.force ? ", forcée" : "")
+      + (p.sirets ? ", " + p.sirets.length + " SIRET : " + p.sirets.slice(0, 5).join(", ")
+      + (p.sirets.length > 5 ? "…" : "") : ""));
+  }
+  item("Lecture", fmtSeconds(s.read)); item("Calcul", fmtSeconds(s.compute)); item("Écriture", fmtSeconds(s.write));
+  if (r.rows !== undefined) item("Lignes dans la table", fmtInt(r.rows));
+}
+
+// ===== section: history (table, filter, chart of durations) =====
+let runs = [];
+function showHistory(list) {
+  runs = list;
+  const body = $("history"), wanted = $("filter").value;
+  body.replaceChildren();
+  const shown = runs.filter((run) => !wanted || run.status === wanted);
+  if (!shown.length) {
+    emptyRow(body, runs.length ? "Aucune reconstruction de ce statut." : "Aucune reconstruction n'a encore été lancée.", 9);
+  }
+  for (const run of shown) {
+    const r = run.result || {};
+    const tr = el("tr");
+    tr.dataset.runId = run.run_id;
+    tr.dataset.status = run.status;
+    cell(tr, null, "Statut").append(badge(run.status));
+    cell(tr, r.mode ? MODE[r.mode] || r.mode : run.parameters ? MODE[run.parameters.mode] || run.parameters.mode : "—", "Mode");
+    cell(tr, fmtDate(run.started_at), "Début");
+    cell(tr, fmtSeconds(run.status === "running" ? run.elapsed_seconds : run.duration_seconds), "Durée", "num");
+    cell(tr, fmtInt(r.rows), "Lignes", "num");
+    cell(tr, fmtInt(r.inserted), "Insérées", "num");
+    cell(tr, fmtInt(r.updated), "Mises à jour", "num");
+    cell(tr, fmtInt(r.deleted), "Supprimées", "num");
+    cell(tr, shortProblem(run), "Problème", run.status === "failed" || run.status === "interrupted" ? "error" : "");
+    body.append(tr);
+  }
+  showChart(runs);
+  showCounts(runs.find((run) => run.status === "completed" && run.result));
+}
+const SVG = "http://www.w3.org/2000/svg";
+const COLOR = { completed: "#1c7c3a", failed: "#b42318", interrupted: "#b42318", cancelled: "#b07a00", running: "#1f5fbf" };
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  return e;
+}
+function showChart(list) {
+  const box = $("chart");
+  box.replaceChildren();
+  const done = list.filter((run) => run.duration_seconds !== undefined).slice(0, 40).reverse();
+  if (!done.length) return;
+  const W = Math.max(280, Math.round(box.clientWidth || 600)), H = 150, top = 18, bottom = 20, left = 4;
+  const max = Math.max(...done.map((run) => run.duration_seconds), 0.1);
+  const step = (W - left) / done.length, barW = Math.max(2, Math.min(28, step * 0.7));
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", id: "duration-chart",
+    "aria-label": "Durée des " + done.length + " dernières reconstructions, la plus ancienne à gauche ; "
+      + "la plus longue : " + fmtSeconds(max) });
+  chart.append(svg("line", { x1: 0, x2: W, y1: H - bottom, y2: H - bottom, stroke: "#d9dee5" }));
+  done.forEach((run, i) => {
+    const h = Math.max(1, (H - top - bottom) * run.duration_seconds / max);
+    const bar = svg("rect", { x: left + i * step + (step - barW) / 2, y: H - bottom - h, width: barW, height: h,
+      fill: COLOR[run.status] || "#5b6573", "data-status": run.status });
+    const title = svg("title");
+    title.textContent = fmtDate(run.started_at) + " : " + fmtSeconds(run.duration_seconds) + " (" + (STATUS[run.status] || run.status) + ")";
+    bar.append(title);
+    chart.append(bar);
+  });
+  const label = svg("text", { x: W - 2, y: 12, "text-anchor": "end", "font-size": 12, fill: "#5b6573" });
+  label.textContent = "max " + fmtSeconds(max);
+  const axis = svg("text", { x: 2, y: H - 4, "font-size": 12, fill: "#5b6573" });
+  axis.textContent = "plus ancienne → plus récente";
+  chart.append(label, axis);
+  box.append(chart);
+  const legend = el("p", "Vert : terminée ; rouge : échouée ou interrompue ; ocre : annulée. Survolez une barre pour sa date.", "legend");
+  box.append(legend);
+}
+$("filter").addEventListener("change", () => showHistory(runs));
+
+// ===== section: rejected rows =====
+function showCounts(done) {
+  for (const [id, key, none] of [["rejected", "rejected", "Aucune ligne rejetée."],
+                                 ["warnings", "warnings", "Aucun avertissement."]]) {
+    const target = $(id);
+    target.replaceChildren();
+    const counts = done ? Object.entries(done.result[key] || {}).sort() : [];
+    if (!counts.length) emptyRow(target, done ? none : "Aucune reconstruction terminée.", 2);
+    for (const [code, count] of counts) {
+      const tr = el("tr");
+      tr.dataset.reason = code;
+      const td = cell(tr, reason(code), "Motif");
+      td.title = code;
+      cell(tr, fmtInt(count), "Nombre", "num");
+      target.append(tr);
+    }
+  }
+}
+async function showSamples() {
+  const button = $("show-samples");
+  button.disabled = true;
+  say("Lecture des sources pour trouver des exemples…");
+  try {
+    const body = await getJSON(API.rejects + "?limit=5");
+    const target = $("samples");
+    target.replaceChildren();
+    const samples = body.samples || [];
+    if (!samples.length) emptyRow(target, "Aucune ligne rejetée ni avertissement dans les sources.", 5);
+    for (const s of samples) {
+      const tr = el("tr");
+      tr.dataset.reason = s.reason;
+      cell(tr, reason(s.reason), "Motif"); cell(tr, s.table, "Table"); cell(tr, s.row_id ?? "—", "Ligne (id)");
+      cell(tr, s.column ?? "—", "Colonne"); cell(tr, s.value ?? "(vide)", "Valeur");
+      target.append(tr);
+    }
+    $("samples-box").hidden = false;
+    say(samples.length + " exemples affichés.");
+  } catch (err) {
+    say("Les exemples n'ont pas pu être lus : " + err.message + ".");
+  }
+  button.disabled = false;
+}
+$("rejects-csv").href = API.rejects_csv;
+$("show-samples").addEventListener("click", showSamples);
+
+// ===== section: polling and actions =====
+function markStale(err) {
+  const box = $("stale");
+  box.hidden = false;
+  box.textContent = "Informations peut-être périmées : " + err.message
+    + (lastOk ? " ; dernière réponse à " + lastOk.toLocaleTimeString("fr-FR", { timeZoneName: "short" }) : "")
+    + ". Nouvel essai automatique dans quelques secondes.";
+  $("main").classList.add("is-stale");
+}
+async function refresh() {
+  clearTimeout(timer);
+  let running = false;
+  try {
+    const state = await getJSON(API.status);
+    running = showCurrent(state);
+    const key = (state.run_id || "") + ":" + state.status;
+    if (key !== lastKey) {  // a run started or ended: the history changed, and the message follows
+      if (lastKey !== null && STATE_MESSAGE[state.status]) say(STATE_MESSAGE[state.status]);
+      lastKey = key;
+      showHistory((await getJSON(API.history)).runs || []);
+    }
+    lastOk = new Date();
+    $("updated").textContent = lastOk.toLocaleString("fr-FR", TIME);
+    $("stale").hidden = true;
+    $("main").classList.remove("is-stale");
+  } catch (err) {
+    if (err instanceof Unreachable) markStale(err); else say("Erreur : " + err.message + ".");
+  }
+  timer = setTimeout(refresh, running ? 500 : 3000);
+}
+async function act(url, button, body) {
+  button.disabled = true;
+  const options = { method: "POST" };
+  if (body) { options.body = JSON.stringify(body); options.headers = { "Content-Type": "application/json" }; }
+  try {
+    const answer = await getJSON(url, options);
+    if (answer && answer.status === "failed" && answer.error_facts) {
+      showOutcome({ error_facts: answer.error_facts, error: answer.error });
+    }
+    say((answer && answer.message) || "");
+  } catch (err) {
+    say("Erreur : " + err.message + ".");
+  }
+  await refresh();
+  // The pressed button may now be disabled: keep the keyboard focus on the page's answer.
+  if (document.activeElement === document.body || document.activeElement === button) {
+    ($("cancel").disabled ? $("message") : $("cancel")).focus();
+  }
+}
+$("start").addEventListener("click", () => act(API.start, $("start")));
+$("full").addEventListener("click", () => act(API.start, $("full"), { mode: "full" }));
+$("cancel").addEventListener("click", () => act(API.cancel, $("cancel")));
+$("targeted-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  act(API.start, $("refresh-sirets"), { sirets: $("sirets").value });
+});
+refresh();
+"""
