@@ -125,9 +125,16 @@ function shortProblem(run) {
   if (f.kind === "interrupted") return "processus arrêté";
   return "erreur (voir le détail en haut de page)";
 }
+let outcomeKey = null;
+function focusAnswer() { ($("cancel").disabled ? $("message") : $("cancel")).focus(); }
 function showOutcome(state) {
+  const key = state.run_id + ":" + state.status + ":" + (state.error || "");
+  if (key === outcomeKey) return;  // unchanged: keep its buttons (and the keyboard focus on them)
+  outcomeKey = key;
   const box = $("outcome"), said = explain(state), actions = $("outcome-actions");
+  const hadFocus = box.contains(document.activeElement);
   actions.replaceChildren();
+  if (hadFocus) focusAnswer();
   box.hidden = !said;
   if (!said) return;
   box.className = "notice " + (said.cls || "error");
@@ -179,8 +186,10 @@ function showCurrent(state) {
   }
   showOutcome(state);
   showDetails(state);
+  const focused = document.activeElement;
   for (const id of ["start", "full", "refresh-sirets"]) $(id).disabled = running;
   $("cancel").disabled = !running;
+  if (focused && focused.disabled) $("message").focus();  // a disabled button loses the focus: keep it near
   return running;
 }
 function showDetails(state) {
@@ -356,9 +365,7 @@ async function act(url, button, body) {
   }
   await refresh();
   // The pressed button may now be disabled: keep the keyboard focus on the page's answer.
-  if (document.activeElement === document.body || document.activeElement === button) {
-    ($("cancel").disabled ? $("message") : $("cancel")).focus();
-  }
+  if (document.activeElement === document.body || document.activeElement === button) focusAnswer();
 }
 $("start").addEventListener("click", () => act(API.start, $("start")));
 $("full").addEventListener("click", () => act(API.start, $("full"), { mode: "full" }));
