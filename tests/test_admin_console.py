@@ -305,3 +305,21 @@ def test_error_facts_reads_each_kind_from_real_failures(tmp_path: Path) -> None:
     assert error_facts("something new", "failed", config) == {"kind": "other"}
     assert error_facts(None, "completed", config) is None
     assert parse_sirets("732 829 320 00074;\n\nabc, 73282932000074") == (["73282932000074"], ["abc"])
+
+
+def test_progress_moves_through_compute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each SIRET range computed is a progress step between compute's start (35 %) and write's (60 %)."""
+    from siret_summary.pipeline import compute as compute_module
+
+    db = str(tmp_path / "demo.db")
+    write_sqlite(db, *generate(n_pv=4_000, n_invitations=600, seed=5))
+    monkeypatch.setattr(compute_module, "PARTITION_ROWS", 1_000)  # four ranges instead of one
+    steps: list[tuple[str, float]] = []
+    result = siret_summary.run(db, on_status=lambda s: steps.append((s["progress"]["stage"], s["progress"]["percent"])))
+    assert result.status == "completed"
+    within = sorted({p for stage, p in steps if stage == "compute" and 35.0 < p < 60.0})
+    assert len(within) >= 3, steps
+    percents = [p for _, p in steps]
+    assert percents == sorted(percents), "the bar went backwards"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM siret_summary").fetchone()[0] == result.rows > 0
