@@ -9,7 +9,8 @@ cancelled, messages that follow the run's state, modes and reasons in French,
 stale data marked, times with their zone, a refresh of given SIRETs, the run's
 parameters and per-stage durations, the history's filter and chart, samples
 of rejected rows and their CSV, the accessibility points, and no sideways
-scroll. :func:`siret_summary.admin_facts.error_facts` is pinned here too: each
+scroll. ``SIRET_SUMMARY_SCREENSHOTS=docs`` saves the README's screenshots
+(``docs/admin.png``, ``docs/admin-phone.png``) from the history scenario. :func:`siret_summary.admin_facts.error_facts` is pinned here too: each
 kind it reads comes from a real failed run.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -211,6 +213,10 @@ def test_cancel_is_not_an_error_and_history_has_durations_filter_and_chart(make_
     assert page.locator("table:not(:has(caption))").count() == 0, "a table without a caption"
     no_sideways_scroll(page)
     assert summary_rows(db) > 0
+    folder = os.environ.get("SIRET_SUMMARY_SCREENSHOTS")  # e.g. docs: the README's admin.png and admin-phone.png
+    if folder:
+        page.screenshot(path=str(Path(folder) / ("admin.png" if page.viewport > 600 else "admin-phone.png")),
+                        full_page=True)
 
 
 def test_sirets_rejected_rows_stale_data_and_focus(make_site: Any, open_page: Any) -> None:

@@ -68,9 +68,9 @@ _STYLE = """
   caption { text-align: left; font-weight: 600; padding: 0 0 6px; }
   th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
   th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
-  td { overflow-wrap: anywhere; }
+  td { overflow-wrap: break-word; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-  td.nowrap { white-space: nowrap; }
+  td.nowrap, .badge { white-space: nowrap; }
   .badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 13px; font-weight: 600;
            background: #e8ecf1; }
   .badge[data-status=completed] { background: #dcf3e3; color: var(--ok); }
@@ -92,7 +92,8 @@ _STYLE = """
     table.cards, table.cards tbody, table.cards tr, table.cards td { display: block; width: 100%; }
     table.cards caption { display: block; }
     table.cards tr { border-bottom: 1px solid var(--line); padding: 6px 0; }
-    table.cards td { border: 0; padding: 2px 0; text-align: left; display: flex; gap: 10px; }
+    table.cards td.nowrap { white-space: normal; }
+    table.cards td { overflow-wrap: anywhere; border: 0; padding: 2px 0; text-align: left; display: flex; gap: 10px; }
     table.cards td.num { text-align: left; }
     table.cards td::before { content: attr(data-label); flex: 0 0 40%; color: var(--muted); font-size: 12px; }
     table.cards td[data-label=""]::before { content: none; }

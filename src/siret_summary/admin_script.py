@@ -224,7 +224,7 @@ function showHistory(list) {
     tr.dataset.status = run.status;
     cell(tr, null, "Statut").append(badge(run.status));
     cell(tr, r.mode ? MODE[r.mode] || r.mode : run.parameters ? MODE[run.parameters.mode] || run.parameters.mode : "—", "Mode");
-    cell(tr, fmtDate(run.started_at), "Début");
+    cell(tr, fmtDate(run.started_at), "Début", "nowrap");
     cell(tr, fmtSeconds(run.status === "running" ? run.elapsed_seconds : run.duration_seconds), "Durée", "num");
     cell(tr, fmtInt(r.rows), "Lignes", "num");
     cell(tr, fmtInt(r.inserted), "Insérées", "num");
