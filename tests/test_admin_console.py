@@ -329,3 +329,35 @@ def test_progress_moves_through_compute(tmp_path: Path, monkeypatch: pytest.Monk
     assert percents == sorted(percents), "the bar went backwards"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM siret_summary").fetchone()[0] == result.rows > 0
+
+
+DAMAGED = {
+    "task_id": "build_siret_summary", "run_id": ["not", "a", "string"], "status": "damaged", "started_at": None,
+    "completed_at": "yesterday", "progress": {"stage": None, "percent": "35 %"}, "result": "not json {",
+    "error": {"odd": 1}, "duration_seconds": "12", "error_facts": None, "parameters": None,
+}  # fmt: skip
+
+
+def test_a_damaged_record_is_shown_not_crashed_on(make_site: Any, open_page: Any) -> None:
+    """Whatever a status record holds (another developer flags damaged ones), the page renders it."""
+    import json
+
+    from playwright.sync_api import expect
+
+    base, _, _ = make_site()
+    errors: list[str] = []
+    page = open_page(base)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    runs = [DAMAGED, {"status": "completed", "result": {"rows": "x", "rejected": "y", "seconds": [1]}}, "junk"]
+    page.route("**/api/build/summary/status", lambda route: route.fulfill(json=DAMAGED))
+    page.route("**/api/build/summary/history", lambda route: route.fulfill(
+        body=json.dumps({"task_id": "build_siret_summary", "runs": runs}), content_type="application/json"))
+    page.reload()
+    expect(page.locator("#status")).to_have_text("illisible")
+    expect(page.locator("#history tr[data-status]")).to_have_count(3)
+    expect(page.locator("#started")).to_have_text("—")
+    expect(page.locator("#percent")).to_have_text("0 %")
+    expect(page.locator("#rejected")).to_contain_text("Aucune ligne rejetée")
+    page.wait_for_timeout(500)
+    assert errors == [], errors
+    no_sideways_scroll(page)

@@ -29,7 +29,7 @@ _NO_COLUMN = re.compile(r'table "([^"]+)" has no column "([^"]+)" \(the \'(\w+)\
 _NO_TABLE = re.compile(r'table "([^"]+)" does not exist')
 
 
-def error_facts(error: str | None, status: str, config: Config) -> dict[str, Any] | None:
+def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | None:
     """The kind of a run's recorded error, with its facts, for the page's French text; None without an error.
 
     ``status`` is the record's (``failed``, ``cancelled``, ``interrupted``, …).
@@ -45,6 +45,7 @@ def error_facts(error: str | None, status: str, config: Config) -> dict[str, Any
         return {"kind": "interrupted"}
     if not error:
         return None
+    error = str(error)  # a damaged record may hold anything
     if m := _SHRINK.search(error):
         before, after = int(m.group(1)), int(m.group(2))
         return {"kind": "shrink_guard", "rows_before": before, "rows_after": after, "rows_lost": before - after}

@@ -10,7 +10,7 @@ built with ``textContent`` (no HTML from data). ``API`` is defined before it.
 SCRIPT = r"""
 // ===== shared: words, formats, requests =====
 const STATUS = { running: "en cours", pending: "en attente", completed: "terminée", failed: "échouée",
-                 cancelled: "annulée", interrupted: "interrompue", not_found: "aucune" };
+                 cancelled: "annulée", interrupted: "interrompue", not_found: "aucune", damaged: "illisible" };
 const STAGE = { pending: "démarrage", read: "lecture", compute: "calcul", write: "écriture", done: "terminée" };
 const MODE = { full: "complète", incremental: "incrémentale", targeted: "SIRET donnés", auto: "automatique" };
 const REASON = {
@@ -28,6 +28,10 @@ const STATE_MESSAGE = { running: "Reconstruction en cours.", completed: "Reconst
   cancelled: "Reconstruction annulée : la table est restée telle qu'elle était.",
   interrupted: "La reconstruction a été interrompue : l'explication est ci-dessus." };
 const $ = (id) => document.getElementById(id);
+function word(map, key) {  // the French word for a code; the code itself when unknown, "—" when missing
+  if (key === undefined || key === null || key === "") return "—";
+  return Object.prototype.hasOwnProperty.call(map, key) ? map[key] : String(key);
+}
 let lastKey = null, timer = null, current = null, lastOk = null;
 
 function el(tag, text, cls) {
@@ -38,16 +42,24 @@ function el(tag, text, cls) {
 }
 const TIME = { day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
                second: "2-digit", timeZoneName: "short" };
-function fmtDate(iso) { return iso ? new Date(iso).toLocaleString("fr-FR", TIME) : "—"; }
+// A record may be damaged (a percent as text, a NULL time, a result that is not an object): show what is
+// readable, "—" for the rest, never throw.
+const num = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+function fmtDate(iso) {
+  const d = typeof iso === "string" && iso ? new Date(iso) : null;
+  return d && !isNaN(d.getTime()) ? d.toLocaleString("fr-FR", TIME) : "—";
+}
 function fmtSeconds(s) {
-  if (s === undefined || s === null) return "—";
+  s = num(s);
+  if (s === null) return "—";
   if (s < 60) return s.toFixed(1).replace(".", ",") + " s";
   return Math.floor(s / 60) + " min " + String(Math.round(s % 60)).padStart(2, "0") + " s";
 }
-function fmtInt(n) { return n === undefined || n === null ? "—" : Number(n).toLocaleString("fr-FR"); }
-function reason(code) { return REASON[code] || code; }
+function fmtInt(n) { return num(n) === null ? "—" : n.toLocaleString("fr-FR"); }
+function reason(code) { return word(REASON, code); }
 function badge(status) {
-  const b = el("span", STATUS[status] || status, "badge");
+  const b = el("span", word(STATUS, status), "badge");
   b.dataset.status = status;
   return b;
 }
@@ -166,14 +178,14 @@ function showCurrent(state) {
   current = state;
   const running = state.status === "running" || state.status === "pending";
   const status = $("status");
-  status.textContent = STATUS[state.status] || state.status;
+  status.textContent = word(STATUS, state.status);
   status.dataset.status = state.status;
-  const progress = state.progress || {};
-  $("stage").textContent = progress.stage ? (STAGE[progress.stage] || progress.stage) : "—";
+  const progress = obj(state.progress);
+  $("stage").textContent = word(STAGE, progress.stage);
   $("started").textContent = fmtDate(state.started_at);
   $("elapsed-label").textContent = running ? "Temps écoulé" : "Durée";
   $("elapsed").textContent = fmtSeconds(running ? state.elapsed_seconds : state.duration_seconds);
-  const percent = Math.round(progress.percent || 0);
+  const percent = Math.round(Math.min(100, Math.max(0, num(progress.percent) || 0)));
   $("bar-fill").style.width = percent + "%";
   $("bar").setAttribute("aria-valuenow", String(percent));
   $("bar").setAttribute("aria-valuetext", percent + " %, étape " + $("stage").textContent);
@@ -193,18 +205,18 @@ function showCurrent(state) {
   return running;
 }
 function showDetails(state) {
-  const dl = $("run-details"), r = state.result || {}, p = state.parameters, s = r.seconds || {};
+  const dl = $("run-details"), r = obj(state.result), p = state.parameters, s = obj(r.seconds);
   dl.replaceChildren();
   const item = (name, value) => { const d = el("div"); d.append(el("dt", name), el("dd", value)); dl.append(d); };
   if (state.status === "not_found") return;
-  item("Mode", r.mode ? MODE[r.mode] || r.mode : p ? MODE[p.mode] || p.mode : "—");
+  item("Mode", word(MODE, r.mode || (p && p.mode)));
   if (p) {
-    item("Demandée", "mode " + (MODE[p.mode] || p.mode) + (p.force ? ", forcée" : "")
+    item("Demandée", "mode " + word(MODE, p.mode) + (p.force ? ", forcée" : "")
       + (p.sirets ? ", " + p.sirets.length + " SIRET : " + p.sirets.slice(0, 5).join(", ")
       + (p.sirets.length > 5 ? "…" : "") : ""));
   }
   item("Lecture", fmtSeconds(s.read)); item("Calcul", fmtSeconds(s.compute)); item("Écriture", fmtSeconds(s.write));
-  if (r.rows !== undefined) item("Lignes dans la table", fmtInt(r.rows));
+  if (num(r.rows) !== null) item("Lignes dans la table", fmtInt(r.rows));
 }
 
 // ===== section: history (table, filter, chart of durations) =====
@@ -218,12 +230,12 @@ function showHistory(list) {
     emptyRow(body, runs.length ? "Aucune reconstruction de ce statut." : "Aucune reconstruction n'a encore été lancée.", 9);
   }
   for (const run of shown) {
-    const r = run.result || {};
+    const r = obj(run.result);
     const tr = el("tr");
     tr.dataset.runId = run.run_id;
     tr.dataset.status = run.status;
     cell(tr, null, "Statut").append(badge(run.status));
-    cell(tr, r.mode ? MODE[r.mode] || r.mode : run.parameters ? MODE[run.parameters.mode] || run.parameters.mode : "—", "Mode");
+    cell(tr, word(MODE, r.mode || (run.parameters && run.parameters.mode)), "Mode");
     cell(tr, fmtDate(run.started_at), "Début", "nowrap");
     cell(tr, fmtSeconds(run.status === "running" ? run.elapsed_seconds : run.duration_seconds), "Durée", "num");
     cell(tr, fmtInt(r.rows), "Lignes", "num");
@@ -234,7 +246,7 @@ function showHistory(list) {
     body.append(tr);
   }
   showChart(runs);
-  showCounts(runs.find((run) => run.status === "completed" && run.result));
+  showCounts(runs.find((run) => run.status === "completed" && run.result && typeof run.result === "object"));
 }
 const SVG = "http://www.w3.org/2000/svg";
 const COLOR = { completed: "#1c7c3a", failed: "#b42318", interrupted: "#b42318", cancelled: "#b07a00", running: "#1f5fbf" };
@@ -246,7 +258,7 @@ function svg(tag, attrs) {
 function showChart(list) {
   const box = $("chart");
   box.replaceChildren();
-  const done = list.filter((run) => run.duration_seconds !== undefined).slice(0, 40).reverse();
+  const done = list.filter((run) => num(run.duration_seconds) !== null).slice(0, 40).reverse();
   if (!done.length) return;
   const W = Math.max(280, Math.round(box.clientWidth || 600)), H = 150, top = 18, bottom = 20, left = 4;
   const max = Math.max(...done.map((run) => run.duration_seconds), 0.1);
@@ -260,7 +272,7 @@ function showChart(list) {
     const bar = svg("rect", { x: left + i * step + (step - barW) / 2, y: H - bottom - h, width: barW, height: h,
       fill: COLOR[run.status] || "#5b6573", "data-status": run.status });
     const title = svg("title");
-    title.textContent = fmtDate(run.started_at) + " : " + fmtSeconds(run.duration_seconds) + " (" + (STATUS[run.status] || run.status) + ")";
+    title.textContent = fmtDate(run.started_at) + " : " + fmtSeconds(run.duration_seconds) + " (" + word(STATUS, run.status) + ")";
     bar.append(title);
     chart.append(bar);
   });
@@ -281,7 +293,7 @@ function showCounts(done) {
                                  ["warnings", "warnings", "Aucun avertissement."]]) {
     const target = $(id);
     target.replaceChildren();
-    const counts = done ? Object.entries(done.result[key] || {}).sort() : [];
+    const counts = done ? Object.entries(obj(done.result[key])).sort() : [];
     if (!counts.length) emptyRow(target, done ? none : "Aucune reconstruction terminée.", 2);
     for (const [code, count] of counts) {
       const tr = el("tr");
@@ -333,13 +345,14 @@ async function refresh() {
   clearTimeout(timer);
   let running = false;
   try {
-    const state = await getJSON(API.status);
+    const state = obj(await getJSON(API.status));
     running = showCurrent(state);
     const key = (state.run_id || "") + ":" + state.status;
     if (key !== lastKey) {  // a run started or ended: the history changed, and the message follows
       if (lastKey !== null && STATE_MESSAGE[state.status]) say(STATE_MESSAGE[state.status]);
       lastKey = key;
-      showHistory((await getJSON(API.history)).runs || []);
+      const runsNow = obj(await getJSON(API.history)).runs;
+      showHistory(Array.isArray(runsNow) ? runsNow.map(obj) : []);
     }
     lastOk = new Date();
     $("updated").textContent = lastOk.toLocaleString("fr-FR", TIME);

@@ -231,10 +231,10 @@ class SummaryBuilder:
             if thread.is_alive():
                 log.warning("the siret_summary build did not stop within %.0f s; leaving it", timeout)
 
-    def parameters_of(self, run_id: str | None) -> dict[str, Any] | None:
+    def parameters_of(self, run_id: Any) -> dict[str, Any] | None:
         """What a run started by this builder was asked (``mode``, ``force``, ``sirets``); None for others."""
         with self._threads_lock:
-            return None if run_id is None else self._asked.get(run_id)
+            return self._asked.get(run_id) if isinstance(run_id, str) else None
 
     def _remember(self, run_id: str | None, asked: dict[str, Any]) -> None:
         if run_id is None:
