@@ -175,6 +175,7 @@ def test_cancel_is_not_an_error_and_history_has_durations_filter_and_chart(make_
     base, db, hold = make_site(force=True)
     page = open_page(base)
     run_to(page, "completed")
+    assert page.evaluate("document.activeElement !== document.body"), "focus dropped to the body after « Lancer »"
     details = page.locator("#run-details")
     for label in ("Lecture", "Calcul", "Écriture"):
         expect(details).to_contain_text(label)
