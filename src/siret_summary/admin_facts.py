@@ -76,16 +76,13 @@ def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str]]
     entries = [e.strip() for e in re.split(r"[\n,;]+", text or "") if e.strip()]
     good: list[str] = []
     bad: list[str] = []
-    for i, entry in enumerate(entries):
-        if i >= limit:
-            bad.append(entry)
-            continue
+    for entry in entries[:limit]:
         found = requested_sirets([entry], allow_empty=True).to_list()
         if not found:
             bad.append(entry)
         elif found[0] not in good:
             good.append(found[0])
-    return good, bad
+    return good, bad + entries[limit:]
 
 
 #: The columns of ``GET …/rejects.csv``, in order.

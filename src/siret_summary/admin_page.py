@@ -81,6 +81,7 @@ _STYLE = """
   .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; align-items: start; }
   .empty { color: var(--muted); font-style: italic; }
   .toolbar { display: flex; flex-wrap: wrap; gap: 8px 16px; align-items: center; margin-bottom: 10px; }
+  #samples-box { margin-top: 14px; }
   #chart svg { width: 100%; height: auto; display: block; }
   .legend { font-size: 12px; color: var(--muted); }
   @media (max-width: 640px) {

@@ -75,7 +75,7 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
             if bad or not sirets:
                 message = MESSAGE_BAD_SIRETS.format(bad=", ".join(bad[:10])) if bad else MESSAGE_NO_SIRET
                 return JSONResponse(status_code=422, content={
-                    "status": "invalid", "task_id": TASK_ID, "kind": "sirets", "message": message, "bad": bad})
+                    "status": "invalid", "task_id": TASK_ID, "kind": "sirets", "message": message, "bad": bad[:20]})
         outcome = builder.start(mode=body.mode, force=body.force, sirets=sirets)
         if outcome["status"] == "already_running":
             return {"status": "already_running", "message": MESSAGE_ALREADY_RUNNING,
