@@ -38,6 +38,7 @@ def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | Non
     ``key``, ``source``: ``pv`` or ``invitations``), ``missing_table``
     (``table``), ``no_state`` (an incremental run without a matching state),
     ``target_unreachable``, ``source_unreachable``, ``unexpected``, ``other``.
+    Never raises: the failures are SPEC §9's, the face that shows them SPEC §8's.
     """
     if status == "cancelled":
         return {"kind": "cancelled"}
@@ -71,7 +72,7 @@ def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str]]
 
     Each entry is normalised like a source row (spaces, lost zeros; SPEC §3);
     returns ``(sirets, bad_entries)``, both in input order, without repeats.
-    More than ``limit`` entries: the extra ones are reported as bad.
+    More than ``limit`` entries: the extra ones are reported as bad. Never raises.
     """
     entries = [e.strip() for e in re.split(r"[\n,;]+", text or "") if e.strip()]
     good: list[str] = []
@@ -100,7 +101,9 @@ def rejects_csv(samples: Iterable[Mapping[str, Any]]) -> str:
     """Rejected-row samples (:func:`siret_summary.compute_report` ``samples``) as CSV text with a header.
 
     Comma-separated, every field quoted when needed (RFC 4180), starting with a
-    UTF-8 byte-order mark when encoded so that a spreadsheet reads the accents.
+    UTF-8 byte-order mark when encoded so that a spreadsheet reads the accents;
+    a value a spreadsheet would run as a formula gets a leading ``'``. The
+    reasons are the report's keys (SPEC §9: rejected and warned rows are counted).
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
