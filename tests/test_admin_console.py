@@ -167,6 +167,11 @@ def test_no_state_offers_a_full_rebuild_and_a_missing_column_names_it(make_site:
     expect(page.locator("#outcome-raw")).to_contain_text("Config(pv_columns=")  # the detail, behind a disclosure
     expect(page.locator("#outcome-raw")).to_be_hidden()
     no_sideways_scroll(page)
+    # The samples cannot be read either: said in French, not as "the database does not answer".
+    page.get_by_role("button", name="Voir des exemples de lignes").click()
+    expect(page.locator("#message")).to_contain_text("n'ont pas pu être lus", timeout=30_000)
+    expect(page.locator("#message")).to_contain_text("« num_sve_absente »")
+    expect(page.locator("#stale")).to_be_hidden()
 
 
 def test_cancel_is_not_an_error_and_history_has_durations_filter_and_chart(make_site: Any, open_page: Any) -> None:

@@ -311,6 +311,10 @@ async function showSamples() {
   say("Lecture des sources pour trouver des exemples…");
   try {
     const body = await getJSON(API.rejects + "?limit=5");
+    if (body.status === "failed") {  // the sources cannot be read as configured: say why, in French
+      const said = explain({ error_facts: body.error_facts });
+      throw new Error(said ? said.text : body.message);
+    }
     const target = $("samples");
     target.replaceChildren();
     const samples = body.samples || [];
@@ -325,7 +329,7 @@ async function showSamples() {
     $("samples-box").hidden = false;
     say(samples.length + " exemples affichés.");
   } catch (err) {
-    say("Les exemples n'ont pas pu être lus : " + err.message + ".");
+    say("Les exemples n'ont pas pu être lus : " + err.message.replace(/\.$/, "") + ".");
   }
   button.disabled = false;
 }

@@ -31,6 +31,7 @@ MESSAGE_FAILED_TO_START = "La reconstruction n'a pas pu démarrer"
 MESSAGE_NO_SIRET = "Aucun SIRET reconnu : saisissez des SIRET de 14 chiffres, un par ligne"
 MESSAGE_BAD_SIRETS = "Ces entrées ne sont pas des SIRET (14 chiffres attendus) : {bad}"
 MESSAGE_UNREADABLE = "La base de données ne répond pas"
+MESSAGE_REJECTS_FAILED = "Les lignes rejetées n'ont pas pu être lues"
 
 
 class StartRequest(BaseModel):
@@ -50,6 +51,14 @@ class StartRequest(BaseModel):
 def _unreadable(exc: SiretSummaryError) -> JSONResponse:
     return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID, "kind": "unreachable",
                                                   "message": MESSAGE_UNREADABLE, "error": str(exc)})
+
+
+def _rejects_failed(exc: SiretSummaryError, builder: SummaryBuilder) -> JSONResponse:
+    facts = error_facts(str(exc), "failed", builder.config)
+    if facts and facts["kind"] in ("target_unreachable", "source_unreachable"):
+        return _unreadable(exc)
+    return JSONResponse(status_code=500, content={"status": "failed", "task_id": TASK_ID, "error": str(exc),
+                                                  "message": MESSAGE_REJECTS_FAILED, "error_facts": facts})
 
 
 def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, admin_path: str | None) -> APIRouter:
@@ -119,14 +128,14 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
         try:
             return {"task_id": TASK_ID, **builder.rejects(limit)}
         except SiretSummaryError as exc:
-            return _unreadable(exc)
+            return _rejects_failed(exc, builder)
 
     @router.get(api + "/rejects.csv", summary="The rejected and warned source rows' samples as CSV")
     def rejects_as_csv(limit: int = Query(100, ge=1, le=100_000)) -> Any:
         try:
             samples = builder.rejects(limit)["samples"]
         except SiretSummaryError as exc:
-            return _unreadable(exc)
+            return _rejects_failed(exc, builder)
         return Response(rejects_csv(samples).encode("utf-8"), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": 'attachment; filename="siret_summary_rejets.csv"', "Cache-Control": "no-store"})
 
