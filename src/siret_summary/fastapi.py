@@ -21,10 +21,23 @@ runs in a background thread, never inside the request::
   table).
 - ``GET {prefix}/build/summary/history`` → ``{"task_id", "runs"}``: the last
   runs' status JSON, newest first (``?limit=``, default 20).
-- ``GET /admin/build/summary`` (``admin_path=``) → the admin page: current run
-  with its progress bar, Lancer / Annuler, history, the last completed run's
-  rejected rows and warnings by reason. Self-contained HTML (no CDN); its
-  buttons call the JSON routes above, so the same auth applies.
+- ``GET {prefix}/build/summary/rejects?limit=5`` → ``{"task_id", "rejected", "warnings",
+  "samples"}``: the sources' rejected rows and warnings by reason, with up to
+  ``limit`` sample rows per reason (:func:`siret_summary.compute_report`); and
+  ``…/rejects.csv?limit=100``, the same samples as CSV (``kind``, ``reason``,
+  ``table``, ``row_id``, ``column``, ``value``).
+- ``GET /admin/build/summary`` (``admin_path=``) → the admin page (issue 29): current run
+  with its progress, Lancer / Reconstruction complète / Forcer / Annuler, a
+  refresh of given SIRETs, errors in French with the button that fixes them,
+  history with a status filter and a chart of durations, the rejected rows.
+  Self-contained HTML (no CDN); it calls the JSON routes above, so the same auth applies.
+
+``POST {prefix}/build/summary`` takes an optional JSON body ``{"mode", "force",
+"sirets"}`` (:class:`siret_summary.fastapi_routes.StartRequest`); status and
+history records carry ``error_facts`` (the kind of a recorded error, see
+:func:`siret_summary.admin_facts.error_facts`) and ``parameters`` (what a run
+started by this builder was asked: ``mode``, ``force``, ``sirets``; None for
+runs started elsewhere).
 
 The host's ``dependencies`` (its authentication, as ``Depends(...)``) apply to
 every route. A build that cannot even start (target unreachable, bad
@@ -41,8 +54,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 try:
-    from fastapi import APIRouter, FastAPI, Query, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi import APIRouter, FastAPI
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
@@ -50,8 +62,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from siret_summary.incremental.plan import Mode
 from siret_summary.runs import queries, runner
-from siret_summary.admin_page import admin_html
 from siret_summary.config import Config, as_config
+from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
+    MESSAGE_ALREADY_RUNNING, MESSAGE_CANCELLING, MESSAGE_FAILED_TO_START, MESSAGE_NOT_FOUND, MESSAGE_NOT_RUNNING,
+    MESSAGE_STARTED, build_routes,
+)
 from siret_summary.errors import ConfigError, SiretSummaryError
 from siret_summary.runs.status import TASK_ID
 
@@ -64,13 +79,6 @@ AUTO_BUILD_VARIABLE = "AUTO_BUILD_SUMMARY_ON_STARTUP"
 #: Default path of the admin page (``router(admin_path=...)``; ``None`` serves none).
 ADMIN_PATH = "/admin/build/summary"
 _TRUE = ("1", "true", "yes", "on")
-
-MESSAGE_STARTED = "La reconstruction de la table siret_summary a été lancée en arrière-plan"
-MESSAGE_ALREADY_RUNNING = "Une reconstruction est déjà en cours"
-MESSAGE_NOT_FOUND = "Aucune reconstruction de la table siret_summary n'a encore été lancée"
-MESSAGE_CANCELLING = "L'annulation de la reconstruction a été demandée"
-MESSAGE_NOT_RUNNING = "Aucune reconstruction n'est en cours"
-MESSAGE_FAILED_TO_START = "La reconstruction n'a pas pu démarrer"
 
 StatusCallback = Callable[[dict[str, Any]], None]
 
@@ -131,11 +139,17 @@ class SummaryBuilder:
             )
         self.location = os.fspath(location)
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
+        self._asked: dict[str, dict[str, Any]] = {}  # run id → what it was asked, newest last
         self._threads_lock = threading.Lock()
 
     # --- starting ---------------------------------------------------------------
-    def start(self, *, wait: bool = True) -> dict[str, Any]:
+    def start(self, *, wait: bool = True, mode: str | None = None, force: bool | None = None,
+              sirets: Sequence[str] | None = None) -> dict[str, Any]:
         """Start a build in a background thread.
+
+        ``mode`` and ``force`` default to the builder's; ``sirets`` refreshes
+        just those SIRETs (as :func:`siret_summary.run`). What was asked is kept
+        in memory by run id (:meth:`parameters_of`, the last 200 runs).
 
         With ``wait`` (the default) this blocks until the thread's run() has
         taken the lock or found it taken (a fraction of a second), and returns
@@ -143,11 +157,17 @@ class SummaryBuilder:
         or ``{"status": "failed", "error": …}`` when run() raised before taking
         the lock. Without ``wait`` it returns ``{"status": "starting"}`` at once.
         """
+        mode = self.mode if mode is None else mode
+        Mode.parse(mode)
+        force = self.force if force is None else force
+        asked = {"mode": mode, "force": bool(force), "sirets": None if sirets is None else list(sirets)}
         decision = _Decision()
         cancel_event = threading.Event()
 
         def notify(state: dict[str, Any]) -> None:
             if state.get("status") == "running":
+                if decision.outcome is None:
+                    self._remember(state.get("run_id"), asked)
                 decision.set("started", state)
             if self.on_status is not None:
                 self.on_status(state)  # run() logs and ignores a callback that raises
@@ -155,7 +175,7 @@ class SummaryBuilder:
         def work() -> None:
             try:
                 result = runner.run(
-                    self.source, self.target, config=self.config, mode=self.mode, force=self.force,
+                    self.source, self.target, config=self.config, mode=mode, force=force, sirets=sirets,
                     on_status=notify, cancel=cancel_event, lock_path=self.lock_path,
                 )
                 if result.status == "already_running":
@@ -214,79 +234,41 @@ class SummaryBuilder:
             if thread.is_alive():
                 log.warning("the siret_summary build did not stop within %.0f s; leaving it", timeout)
 
+    def parameters_of(self, run_id: Any) -> dict[str, Any] | None:
+        """What a run started by this builder was asked (``mode``, ``force``, ``sirets``); None for others."""
+        with self._threads_lock:
+            return self._asked.get(run_id) if isinstance(run_id, str) else None
+
+    def _remember(self, run_id: str | None, asked: dict[str, Any]) -> None:
+        if run_id is None:
+            return
+        with self._threads_lock:
+            self._asked[run_id] = asked
+            while len(self._asked) > 200:
+                del self._asked[next(iter(self._asked))]
+
+    def rejects(self, limit: int = 5) -> dict[str, Any]:
+        """The sources' rejected rows and warnings by reason, with up to ``limit`` samples per reason
+        (:func:`siret_summary.compute_report`; reads the sources, not the last run)."""
+        from siret_summary.pipeline.compute import compute_report
+
+        return compute_report(self.source, config=self.config, samples=limit)
+
     # --- FastAPI -------------------------------------------------------------------
-    # Over 60 lines on purpose: the route table, one short handler per route,
-    # each next to its path and docs; split, the API would no longer read as one.
     def router(
         self, *, dependencies: Sequence[Any] = (), prefix: str = "/api", admin_path: str | None = ADMIN_PATH
     ) -> APIRouter:
         """The JSON routes under ``prefix`` and the admin page at ``admin_path``, each guarded by ``dependencies``.
 
-        JSON routes (SPEC §8): ``POST {prefix}/build/summary``, ``GET …/status``,
-        ``POST …/cancel`` and ``GET …/history?limit=20`` (``{"task_id", "runs": [status JSON, newest
-        first]}``). ``admin_path`` (default ``/admin/build/summary``; ``None``: no page) serves
-        the self-contained French HTML page of :mod:`siret_summary.admin_page`, which calls
-        the JSON routes with the browser's credentials.
+        JSON routes (SPEC §8): ``POST {prefix}/build/summary`` (optional body ``{"mode", "force",
+        "sirets"}``), ``GET …/status``, ``POST …/cancel``, ``GET …/history?limit=20``
+        (``{"task_id", "runs": [status JSON, newest first]}``), ``GET …/rejects?limit=5`` and
+        ``GET …/rejects.csv?limit=100``. ``admin_path`` (default ``/admin/build/summary``;
+        ``None``: no page) serves the self-contained French HTML page of
+        :mod:`siret_summary.admin_page`, which calls the JSON routes with the browser's credentials.
+        Route table: :mod:`siret_summary.fastapi_routes`.
         """
-        api = prefix.rstrip("/") + "/build/summary"
-        page = None if admin_path is None else "/" + admin_path.strip("/")
-        router = APIRouter(dependencies=list(dependencies), tags=["siret_summary"])
-
-        # Plain ``def`` endpoints: FastAPI runs them in its threadpool, so the short
-        # wait for the lock decision and the status reads never block the event loop.
-        @router.post(api, summary="Start a rebuild of siret_summary in the background")
-        def start_build(request: Request) -> Any:
-            outcome = self.start()
-            if outcome["status"] == "already_running":
-                return {"status": "already_running", "message": MESSAGE_ALREADY_RUNNING,
-                        "task_id": TASK_ID, "started_at": outcome["started_at"]}
-            if outcome["status"] == "failed":
-                return JSONResponse(status_code=500, content={
-                    "status": "failed", "message": MESSAGE_FAILED_TO_START, "task_id": TASK_ID,
-                    "error": outcome["error"]})
-            return {"status": "started", "message": MESSAGE_STARTED, "task_id": TASK_ID,
-                    "check_status_url": request.url.path.rstrip("/") + "/status"}
-
-        @router.get(api + "/status", summary="Status of the latest siret_summary rebuild")
-        def build_status() -> Any:
-            try:
-                state = self.status()
-            except SiretSummaryError as exc:
-                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
-                                                              "message": str(exc)})
-            if state is None:
-                return {"status": "not_found", "task_id": TASK_ID, "message": MESSAGE_NOT_FOUND}
-            return state
-
-        @router.post(api + "/cancel", summary="Cancel the running siret_summary rebuild")
-        def cancel_build() -> Any:
-            try:
-                requested = self.cancel()
-            except SiretSummaryError as exc:
-                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
-                                                              "message": str(exc)})
-            if requested:
-                return {"status": "cancelling", "task_id": TASK_ID, "message": MESSAGE_CANCELLING}
-            return {"status": "not_running", "task_id": TASK_ID, "message": MESSAGE_NOT_RUNNING}
-
-        @router.get(api + "/history", summary="The last siret_summary rebuilds, newest first")
-        def build_history(limit: int = Query(20, ge=1, le=1000)) -> Any:
-            try:
-                return {"task_id": TASK_ID, "runs": self.history(limit)}
-            except SiretSummaryError as exc:
-                return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
-                                                              "message": str(exc)})
-
-        if page is not None:
-            @router.get(page, response_class=HTMLResponse, include_in_schema=False)
-            def admin_page(request: Request) -> HTMLResponse:
-                # The JSON routes' URLs as the browser sees them: whatever prefix the
-                # host mounted this router under precedes the page's own path.
-                path = request.url.path.rstrip("/")
-                mount = path[: -len(page)] if page != "/" and path.endswith(page) else ""
-                return HTMLResponse(admin_html(mount + api), headers={"Cache-Control": "no-store"})
-
-        return router
+        return build_routes(self, dependencies=dependencies, prefix=prefix, admin_path=admin_path)
 
     def start_on_startup(self, environ: Mapping[str, str] | None = None) -> bool:
         """Start a build without waiting when ``AUTO_BUILD_SUMMARY_ON_STARTUP`` is true; whether it did."""

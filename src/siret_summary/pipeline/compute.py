@@ -72,17 +72,27 @@ def range_filters(bounds: list[str]) -> list[pl.Expr]:
 Plans = Callable[[pl.LazyFrame, pl.LazyFrame], list[pl.LazyFrame]]
 
 
-def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans) -> list[list[pl.DataFrame]]:
-    """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order."""
+Progress = Callable[[float], None]
+
+
+def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans,
+               on_progress: Progress | None = None) -> list[list[pl.DataFrame]]:
+    """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order.
+
+    ``on_progress`` gets the share of ranges done (0–1) after each range.
+    """
     rows = pv.select(pl.len()).collect().item()
-    results = [
-        collect_all(plans(pv.filter(keep), invitations.filter(keep)))
-        for keep in siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
-    ]
+    ranges = siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
+    results = []
+    for i, keep in enumerate(ranges):
+        results.append(collect_all(plans(pv.filter(keep), invitations.filter(keep))))
+        if on_progress is not None:
+            on_progress((i + 1) / len(ranges))
     return [list(parts) for parts in zip(*results)]
 
 
-def _by_parts(raw: RawSources, config: Config, plans: Plans) -> list[list[pl.DataFrame]]:
+def _by_parts(raw: RawSources, config: Config, plans: Plans,
+              on_progress: Progress | None = None) -> list[list[pl.DataFrame]]:
     """``_by_ranges`` over the read's SIRET-ordered PV parts, each part freed once summarised.
 
     Consecutive parts are merged up to ``PARTITION_ROWS`` rows; a larger
@@ -90,7 +100,7 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans) -> list[list[pl.Dat
     """
     parts = raw.take_pv_parts() if isinstance(raw, NormalisedRows) else None
     if not parts:
-        return _by_ranges(*normalise(raw, config), plans)
+        return _by_ranges(*normalise(raw, config), plans, on_progress)
     invitations = expand_text(raw.invitations)
     groups: list[list[pl.DataFrame]] = [[]]
     for part in parts:
@@ -100,12 +110,15 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans) -> list[list[pl.Dat
     del parts
     bounds = [group[0]["siret"].drop_nulls().min() for group in groups[1:]]
     results = []
-    for keep in range_filters(bounds):
+    total = len(groups)
+    for i, keep in enumerate(range_filters(bounds)):
         group = groups.pop(0)
         pv = expand_text(pl.concat(group, rechunk=False).lazy())
         del group  # the concatenation holds the rows now; dropped after this range
         results.append([pl.concat(p) for p in _by_ranges(pv, invitations.filter(keep), plans)])
         del pv
+        if on_progress is not None:
+            on_progress((i + 1) / total)
     return [list(parts) for parts in zip(*results)]
 
 
@@ -131,18 +144,22 @@ class Computation:
 
 
 def summarise_with_fingerprints(
-    raw: RawSources, config: Config, *, only: pl.Series | None = None
+    raw: RawSources, config: Config, *, only: pl.Series | None = None, on_progress: Progress | None = None
 ) -> Computation:
-    """Full computation plus per-SIRET fingerprints; ``only`` restricts both to these SIRETs."""
+    """Full computation plus per-SIRET fingerprints; ``only`` restricts both to these SIRETs.
+
+    ``on_progress`` (if given) receives the share done (0–1) after each SIRET
+    range of at most ``PARTITION_ROWS`` PV rows (a run's progress through compute).
+    """
     def plans(p: pl.LazyFrame, i: pl.LazyFrame) -> list[pl.LazyFrame]:
         return [summary_frame(p, i, config), report_frame(p, i), fingerprints(p, i)]
 
     if only is None:
-        summaries, counts, prints = _by_parts(raw, config, plans)
+        summaries, counts, prints = _by_parts(raw, config, plans, on_progress)
     else:
         pv, invitations = normalise(raw, config)
         keep = pl.col("siret").is_in(only.implode())
-        summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans)
+        summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans, on_progress)
     return Computation(pl.concat(summaries), _report(counts), pl.concat(prints))
 
 

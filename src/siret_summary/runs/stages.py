@@ -205,8 +205,11 @@ class RunStages:
     def compute(self, raw: RawSources, plan: RunPlan, result: RunResult) -> tuple[Computation, pl.Series | None]:
         """The summary rows and fingerprints of the SIRETs this run recomputes, and the SIRETs whose rows go."""
         t0 = time.perf_counter()
+        def progress(done: float) -> None:  # the bar moves through compute too (issue 29)
+            self.report.within("compute", done, until="write")
+
         if plan.kind is Plan.FULL:
-            computed, remove = summarise_with_fingerprints(raw, self.config), None
+            computed, remove = summarise_with_fingerprints(raw, self.config, on_progress=progress), None
         elif plan.kind is Plan.SCAN:
             computed, delta = scan_changes(
                 raw, self.config, lambda: self.retry.call(self._read_state, what="read state")
@@ -214,7 +217,7 @@ class RunStages:
             remove = pl.concat([delta.delete, delta.recompute])
             log.info("incremental: %d new, %d changed, %d vanished SIRETs", delta.new, delta.changed, delta.vanished)
         else:  # targeted or capture
-            computed = summarise_with_fingerprints(raw, self.config, only=plan.sirets)
+            computed = summarise_with_fingerprints(raw, self.config, only=plan.sirets, on_progress=progress)
             remove = plan.sirets
         del raw  # the normalised rows are not needed by the write: free them before it
         result.seconds["compute"] = time.perf_counter() - t0

@@ -1,0 +1,113 @@
+"""What the admin page needs beyond the status JSON: error facts, start requests, rejected rows as CSV (issue 29).
+
+The library's errors are worded for Python (``force=True``, ``Config(pv_columns=...)``).
+The admin page speaks French to an operator and offers buttons instead; it
+needs to know *what kind* of failure a run record holds, not a rewording of
+the sentence. :func:`error_facts` reads that kind (and its numbers) from the
+recorded sentence, so it works for every record, whichever process wrote it
+(the status table keeps the sentence only). The sentences matched here are
+the library's own; tests/test_admin_console.py provokes each through a real
+run, so a rewording fails a test instead of silently degrading the page to
+its generic text (kind ``other``, the sentence kept as the technical detail).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from siret_summary.config import Config
+from siret_summary.incremental.plan import requested_sirets
+
+__all__ = ["REJECT_COLUMNS", "error_facts", "parse_sirets", "rejects_csv"]
+
+_SHRINK = re.compile(r"would shrink from (\d+) to (\d+) rows")
+_NO_COLUMN = re.compile(r'table "([^"]+)" has no column "([^"]+)" \(the \'(\w+)\' column\)')
+_NO_TABLE = re.compile(r'table "([^"]+)" does not exist')
+
+
+def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | None:
+    """The kind of a run's recorded error, with its facts, for the page's French text; None without an error.
+
+    ``status`` is the record's (``failed``, ``cancelled``, ``interrupted``, …).
+    Kinds: ``cancelled``, ``interrupted``, ``shrink_guard`` (``rows_before``,
+    ``rows_after``, ``rows_lost``), ``missing_column`` (``table``, ``column``,
+    ``key``, ``source``: ``pv`` or ``invitations``), ``missing_table``
+    (``table``), ``no_state`` (an incremental run without a matching state),
+    ``target_unreachable``, ``source_unreachable``, ``unexpected``, ``other``.
+    Never raises: the failures are SPEC §9's, the face that shows them SPEC §8's.
+    """
+    if status == "cancelled":
+        return {"kind": "cancelled"}
+    if status == "interrupted":
+        return {"kind": "interrupted"}
+    if not error:
+        return None
+    error = str(error)  # a damaged record may hold anything
+    if m := _SHRINK.search(error):
+        before, after = int(m.group(1)), int(m.group(2))
+        return {"kind": "shrink_guard", "rows_before": before, "rows_after": after, "rows_lost": before - after}
+    if m := _NO_COLUMN.search(error):
+        table = m.group(1)
+        source = "invitations" if table == config.invitations_table else "pv"
+        return {"kind": "missing_column", "table": table, "column": m.group(2), "key": m.group(3), "source": source}
+    if m := _NO_TABLE.search(error):
+        return {"kind": "missing_table", "table": m.group(1)}
+    if "has no incremental state" in error:
+        return {"kind": "no_state"}
+    if error.startswith("cannot connect to the source database"):
+        return {"kind": "source_unreachable"}
+    if error.startswith("cannot connect to the "):  # target, guard, write, state: all the target's server
+        return {"kind": "target_unreachable"}
+    if error.startswith("unexpected "):
+        return {"kind": "unexpected"}
+    return {"kind": "other"}
+
+
+def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str]]:
+    """The SIRETs of a free text (one per line, or separated by ``,`` or ``;``) and the entries that are none.
+
+    Each entry is normalised like a source row (spaces, lost zeros; SPEC §3);
+    returns ``(sirets, bad_entries)``, both in input order, without repeats.
+    More than ``limit`` entries: the extra ones are reported as bad. Never raises.
+    """
+    entries = [e.strip() for e in re.split(r"[\n,;]+", text or "") if e.strip()]
+    good: list[str] = []
+    bad: list[str] = []
+    for entry in entries[:limit]:
+        found = requested_sirets([entry], allow_empty=True).to_list()
+        if not found:
+            bad.append(entry)
+        elif found[0] not in good:
+            good.append(found[0])
+    return good, bad + entries[limit:]
+
+
+#: The columns of ``GET …/rejects.csv``, in order.
+REJECT_COLUMNS = ("kind", "reason", "table", "row_id", "column", "value")
+_FORMULA = re.compile(r"^(?:[=+@\t\r]|-(?!\d))")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; text a spreadsheet would run as a formula gets a leading ``'`` (``-12`` stays a number)."""
+    text = "" if value is None else str(value)
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def rejects_csv(samples: Iterable[Mapping[str, Any]]) -> str:
+    """Rejected-row samples (:func:`siret_summary.compute_report` ``samples``) as CSV text with a header.
+
+    Comma-separated, every field quoted when needed (RFC 4180), starting with a
+    UTF-8 byte-order mark when encoded so that a spreadsheet reads the accents;
+    a value a spreadsheet would run as a formula gets a leading ``'``. The
+    reasons are the report's keys (SPEC §9: rejected and warned rows are counted).
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(REJECT_COLUMNS)
+    for sample in samples:
+        writer.writerow([_cell(sample.get(c)) for c in REJECT_COLUMNS])
+    return "\ufeff" + out.getvalue()
