@@ -121,7 +121,7 @@ def write_summary(
             pass
         if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
             raise TargetError(
-                f"writing {target} failed ({driver_reason(exc)}); the table was left unchanged, "
+                f"writing {target} failed ({driver_reason(exc, backend.uri)}); the table was left unchanged, "
                 "fix the cause and run again."
             ) from exc
         raise

@@ -137,7 +137,7 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
         return guard.acquire()
     except Exception as exc:
         raise TargetError(
-            f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "
+            f"cannot connect to the target database {backend.display()} ({driver_reason(exc, backend.uri)}); "
             "check the URI and that the server is running and reachable.", stage="lock",
         ) from exc
 

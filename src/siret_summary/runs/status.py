@@ -249,7 +249,7 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
         from siret_summary.db.connect import driver_reason
 
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); "
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc, store.backend.uri)}); "
             f"{store.backend.store_failure_hint}."
         ) from exc
 
