@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
 from siret_summary.db.connect import driver_reason
+from siret_summary.db.privileges import create_missing
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
 from siret_summary.pipeline.write_empty import WriteStats, write_into_empty
@@ -157,7 +158,7 @@ class _Write:
         columns = backend.describe(conn, target)
         frame, written = shape_for_target(summary, columns, backend, target)
         if columns is None:
-            backend.execute(conn, create_table_sql(backend, target, summary.schema))
+            create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)
             columns = backend.describe(conn, target)
         versions = open_versions(backend, conn, target, columns, versions_table)
         if ahead is not None and (

@@ -62,6 +62,7 @@ class RunGuard:
             return False
         if self._host is None:
             return True
+        conn = None
         try:
             conn = self.backend.connect("guard")
             if not self._take(conn):
@@ -69,6 +70,12 @@ class RunGuard:
                 self._file.release()
                 return False
         except BaseException:
+            if conn is not None:  # e.g. a refused CREATE after the lock was taken: its session must not keep it
+                for step in (lambda: self._host.release(conn), conn.close):  # release first: at once
+                    try:
+                        step()
+                    except Exception:  # already broken: the server frees the lock with the session
+                        pass
             self._file.release()
             raise
         self._conn = conn

@@ -11,7 +11,7 @@ from typing import Any
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.connect import driver_reason
-from siret_summary.errors import ConfigError, TargetError
+from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
@@ -135,6 +135,9 @@ def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
 def _acquire(guard: RunGuard, backend: Backend) -> bool:
     try:
         return guard.acquire()
+    except SiretSummaryError as exc:  # already one sentence (a refused CREATE names the privilege)
+        exc.stage = exc.stage or "lock"
+        raise
     except Exception as exc:
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc, backend.uri)}); "

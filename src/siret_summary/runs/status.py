@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.db.privileges import create_missing
 from siret_summary.errors import SiretSummaryError, TargetError
 
 log = logging.getLogger("siret_summary")
@@ -59,8 +60,8 @@ class StatusStore:
         # server crash, which ends the run's lock session too, could lose the
         # last ones. A run's end is flushed (:meth:`update` with ``status``).
         self.backend.relax_commits(conn)
-        self.backend.execute(
-            conn,
+        create_missing(  # looked up first: a role without CREATE on the schema runs once the table exists
+            self.backend, conn, self.table,
             f"CREATE TABLE IF NOT EXISTS {self._q()} ("
             "run_id TEXT PRIMARY KEY, task_id TEXT, target_table TEXT, status TEXT, description TEXT,"
             " started_at TEXT, completed_at TEXT, progress_stage TEXT, progress_percent DOUBLE PRECISION,"
