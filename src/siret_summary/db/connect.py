@@ -69,6 +69,7 @@ def driver_reason(exc: BaseException, location: object = "") -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for prefix in ("IO: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: ", "NOT_FOUND: "):
         text = text.replace(prefix, "")
+    text = re.sub(r"Failed to execute query '.*': (?=ERROR:)", "", text)  # the server's words, not the statement
     return scrub(text.rstrip(". "), location)
 
 

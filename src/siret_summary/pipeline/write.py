@@ -31,6 +31,7 @@ from siret_summary.db.privileges import create_missing
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
 from siret_summary.pipeline.write_empty import WriteStats, write_into_empty
+from siret_summary.pipeline.write_refused import locate_refused
 
 STAGING = "siret_summary_staging"
 STAGING_DELETE = "siret_summary_staging_delete"
@@ -100,6 +101,7 @@ def write_summary(
     it reads first, read beforehand (used when the target's columns are still
     the same).
     """
+    write = None
     try:
         write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
         stats = None
@@ -121,6 +123,11 @@ def write_summary(
         except Exception:  # the connection may be gone; the server rolls back then
             pass
         if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
+            refused = None if write is None else locate_refused(backend, conn, target, write.frame, write.written, exc)
+            if refused is not None:
+                problem = f"writing {target} failed: {refused.describe()} ({driver_reason(exc, backend.uri)})"
+                raise TargetError(f"{problem}; the table was left unchanged, fix the value or the table's definition "
+                                  "and run again.") from exc
             raise TargetError(
                 f"writing {target} failed ({driver_reason(exc, backend.uri)}); the table was left unchanged, "
                 "fix the cause and run again."
