@@ -9,10 +9,12 @@ as it was (empty).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import siret_summary
-from siret_summary.demo_data import generate, write_postgres
+from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
 from dbutil import execute, query, scalar
 
@@ -96,3 +98,18 @@ def test_a_refusal_of_the_replacing_write_names_them_too(filled):
     message = str(raised.value)
     assert "column cgt_voix_c4 for SIRET " in message and message.split(" for SIRET ", 1)[1].split(" ", 1)[0] in sirets
     assert scalar(filled, "SELECT count(*) FROM siret_summary") == rows
+
+
+def test_a_check_constraint_of_a_sqlite_target(tmp_path):
+    """Neighbour: SQLite names no column or row either; the same tries find them."""
+    db = str(tmp_path / "app.db")
+    write_sqlite(db, *generate(n_pv=300, n_invitations=30, seed=6))
+    assert siret_summary.run(db).status == "completed"
+    top = scalar(db, "SELECT max(cgt_voix_c4) FROM siret_summary")
+    sirets = _sirets(db, f"cgt_voix_c4 = {top}")
+    definition = scalar(db, "SELECT sql FROM sqlite_master WHERE name = 'siret_summary'")
+    checked = re.sub(r'("?cgt_voix_c4"?\s+INTEGER)', rf"\1 CHECK (cgt_voix_c4 < {top})", definition, count=1, flags=re.I)
+    assert checked != definition, definition
+    execute(db, "DROP TABLE siret_summary", checked)
+    _refused(db, "cgt_voix_c4", sirets)
+

@@ -78,11 +78,22 @@ class _Trials:
         return failure
 
 
+def _reason(exc: BaseException) -> str:
+    """The driver's first line without ADBC's status prefixes (``INTEGRITY: ``, ``failed to execute: ``)."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return re.sub(r"^(?:[A-Z_]+: |failed to execute: )+", "", line).strip()
+
+
 def _alike(failure: BaseException | None, original: BaseException) -> BaseException | None:
-    """``failure`` when it is the original refusal again (same error class and SQLSTATE), else None."""
-    if failure is None or type(failure) is not type(original):
+    """``failure`` when it is the original refusal again, else None: the same SQLSTATE where the
+    database gives one (PostgreSQL), else the same words (SQLite: a bulk ingest and an INSERT raise
+    different classes for one constraint)."""
+    if failure is None:
         return None
-    return failure if getattr(failure, "sqlstate", None) == getattr(original, "sqlstate", None) else None
+    state = getattr(original, "sqlstate", None)
+    if state is not None:
+        return failure if getattr(failure, "sqlstate", None) == state else None
+    return failure if _reason(failure) and _reason(failure) == _reason(original) else None
 
 
 def locate_refused(backend: Backend, conn: Any, target: str, frame: pl.DataFrame, written: Sequence[Column],
