@@ -98,11 +98,16 @@ def legacy_database(request, tmp_path: Path, *, n_pv: int, n_invitations: int, s
 SERVER_SETTINGS = {"default": None, "strings_off": "standard_conforming_strings = off"}
 
 
+def apply_server_settings(uri: str, name: str) -> None:
+    """Give the database of ``uri`` the :data:`SERVER_SETTINGS` named ``name`` (``ALTER DATABASE``: every new session has it)."""
+    setting = SERVER_SETTINGS[name]
+    if setting is not None:
+        _admin(uri, f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}', current_database()); END $$")
+
+
 @pytest.fixture(params=sorted(SERVER_SETTINGS))
 def pg_db_any_settings(request, pg_uri: str) -> Iterator[str]:
-    """``pg_db`` under each of :data:`SERVER_SETTINGS` (set with ``ALTER DATABASE``, so every session has it)."""
+    """``pg_db`` under each of :data:`SERVER_SETTINGS`."""
     with fresh_database(pg_uri) as uri:
-        setting = SERVER_SETTINGS[request.param]
-        if setting is not None:
-            _admin(uri, f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}', current_database()); END $$")
+        apply_server_settings(uri, request.param)
         yield uri
