@@ -110,3 +110,22 @@ def test_a_first_run_without_create_names_the_privilege(roles):
     assert siret_summary.run(owner).status == "completed"
     grant(1)  # the tables the owner created
     assert siret_summary.run(app, mode="full").status == "completed"
+
+
+@pytest.mark.parametrize("revoked, where", [
+    ("INSERT ON siret_summary_runs", "run status store"),
+    ("UPDATE ON siret_summary_lock_holders", "lock"),
+    ("DELETE ON siret_summary", "siret_summary"),
+])
+def test_any_other_refused_privilege_points_at_the_readme(roles, revoked, where):
+    """Neighbour: a grant missing on one of the tables (the server names the table): the fix is the README's list."""
+    write_postgres(roles.owner, *generate(n_pv=300, n_invitations=40, seed=26, sqlite_mess=False))
+    assert siret_summary.run(roles.owner).status == "completed"
+    roles.grant(1)
+    execute(roles.owner, f"REVOKE {revoked} FROM {roles.app_role}",
+            'UPDATE "Tous_PV" SET num_inscrits = coalesce(num_inscrits, 0) + 9')  # every row: the write deletes
+    with pytest.raises(siret_summary.TargetError) as raised:
+        siret_summary.run(roles.app, mode="full")
+    message = str(raised.value)
+    assert "permission denied" in message and where in message, message
+    assert 'the README lists under "PostgreSQL privileges"' in message and "cannot connect" not in message

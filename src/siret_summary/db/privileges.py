@@ -71,3 +71,15 @@ def refused_create(table: str, role: str, schema: str) -> TargetError:
         f"{problem}; run once as the schema's owner so the tables exist, or have the owner run "
         f'GRANT CREATE ON SCHEMA "{schema}" TO "{role}" (see the README, "Privileges").', problem=problem,
     )
+
+
+#: The fix of any other refused privilege (SELECT, INSERT, ... on one of the tables).
+GRANT_HINT = 'grant the role the privileges the README lists under "PostgreSQL privileges" (GRANT lines)'
+
+
+def refused_privilege(exc: BaseException, what: str, reason: str) -> TargetError | None:
+    """For a "permission denied" ``exc``: one sentence (``what`` could not be done, the server's ``reason``,
+    the fix); else None."""
+    if not missing_privilege(exc):
+        return None
+    return TargetError(f"{what}: the role lacks a privilege ({reason}); {GRANT_HINT}.")

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
 from siret_summary.db.connect import driver_reason
-from siret_summary.db.privileges import create_missing
+from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
 from siret_summary.pipeline.write_empty import WriteStats, write_into_empty
@@ -123,6 +123,9 @@ def write_summary(
         except Exception:  # the connection may be gone; the server rolls back then
             pass
         if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
+            denied = refused_privilege(exc, f"cannot write {target}", driver_reason(exc, backend.uri))
+            if denied is not None:
+                raise denied from exc
             refused = None if write is None else locate_refused(backend, conn, target, write.frame, write.written, exc)
             if refused is not None:
                 problem = f"writing {target} failed: {refused.describe()} ({driver_reason(exc, backend.uri)})"

@@ -11,6 +11,7 @@ from typing import Any
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.connect import driver_reason
+from siret_summary.db.privileges import refused_privilege
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
@@ -139,6 +140,10 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
         exc.stage = exc.stage or "lock"
         raise
     except Exception as exc:
+        refused = refused_privilege(exc, f"cannot take the run's lock in {backend.display()}", driver_reason(exc, backend.uri))
+        if refused is not None:
+            refused.stage = "lock"
+            raise refused from exc
         raise TargetError(
             f"cannot connect to the target database {backend.display()} ({driver_reason(exc, backend.uri)}); "
             "check the URI and that the server is running and reachable.", stage="lock",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siret_summary.db.base import Backend, quote_table
-from siret_summary.db.privileges import create_missing
+from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
 
 log = logging.getLogger("siret_summary")
@@ -249,6 +249,10 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
     except Exception as exc:
         from siret_summary.db.connect import driver_reason
 
+        refused = refused_privilege(exc, f"cannot {action} the run status store {store.backend.display()}",
+                                    driver_reason(exc, store.backend.uri))
+        if refused is not None:
+            raise refused from exc
         raise TargetError(
             f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc, store.backend.uri)}); "
             f"{store.backend.store_failure_hint}."
