@@ -90,3 +90,24 @@ def legacy_database(request, tmp_path: Path, *, n_pv: int, n_invitations: int, s
         location = request.getfixturevalue("pg_db")
         write_postgres(location, *_demo(n_pv, n_invitations, seed, True))
     return location
+
+
+#: The server settings the targeted and capture tests run under: the default, and
+#: ``standard_conforming_strings = off`` (a backslash in a plain literal is then an
+#: escape, so SQL that writes one as ``'\.'`` reads another value: SPEC §9).
+SERVER_SETTINGS = {"default": None, "strings_off": "standard_conforming_strings = off"}
+
+
+def apply_server_settings(uri: str, name: str) -> None:
+    """Give the database of ``uri`` the :data:`SERVER_SETTINGS` named ``name`` (``ALTER DATABASE``: every new session has it)."""
+    setting = SERVER_SETTINGS[name]
+    if setting is not None:
+        _admin(uri, f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}', current_database()); END $$")
+
+
+@pytest.fixture(params=sorted(SERVER_SETTINGS))
+def pg_db_any_settings(request, pg_uri: str) -> Iterator[str]:
+    """``pg_db`` under each of :data:`SERVER_SETTINGS`."""
+    with fresh_database(pg_uri) as uri:
+        apply_server_settings(uri, request.param)
+        yield uri

@@ -34,6 +34,12 @@ def _bump(k: int, by: int = 1000) -> str:
 
 
 @pytest.fixture
+def pg_db(pg_db_any_settings):
+    """Every test here runs with the default settings and with ``standard_conforming_strings = off``."""
+    return pg_db_any_settings
+
+
+@pytest.fixture
 def captured(pg_db):
     write_postgres(pg_db, *generate(n_pv=400, n_invitations=50, seed=21, sqlite_mess=False))
     siret_summary.install_change_capture(pg_db)

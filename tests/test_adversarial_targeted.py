@@ -17,7 +17,7 @@ from polars.testing import assert_frame_equal
 import siret_summary
 from siret_summary.config import DEFAULT_PV_COLUMNS
 
-from dbutil import execute, read_table
+from dbutil import execute, query, read_table
 
 CFG = siret_summary.Config(target_table="adv_summary", state_table="adv_summary_state")
 
@@ -128,6 +128,13 @@ def test_sqlite_columns_shadowing_rowid(tmp_path):
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_db(pg_db_any_settings):
+    """Every PostgreSQL test here runs on a database with the default settings and with
+    ``standard_conforming_strings = off`` (conftest.SERVER_SETTINGS): SQL reads the same either way."""
+    return pg_db_any_settings
 
 
 def _pg_source(uri: str, *, siret_type="TEXT", id_type="INTEGER", pv_ids=(360, 361, 362, 363, 364),
@@ -257,3 +264,32 @@ def test_postgres_capture_index_on_a_float_siret_column_under_extra_float_digits
     execute(pg_db, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET extra_float_digits = -10',"
                    " current_database()); END $$")
     _every_targeted_run_keeps_the_target(pg_db)
+
+
+def test_targeted_runs_keep_sirets_ending_in_a_digit_then_zero(pg_db):
+    """Issue 24 case 5: under ``standard_conforming_strings = off`` a plain ``'\\.0$'`` reads as ``.0$``
+    and the server-side SIRET normalisation cut ``…30`` to ``…``: a targeted run deleted valid rows.
+
+    The target is checked against the plain-Python reference after the full run and after each
+    targeted run, on both settings (the ``pg_db`` fixture above).
+    """
+    from reference import PV_COLUMNS, column_kind, reference_summary
+    from test_reference_vs_compute import POLARS_TYPES, assert_same_summary
+
+    zeros = ["47976684200730", "12345678900010", "1234567890120", "98765432100000", "12345678900010.0"]
+    _pg_source(pg_db, siret_values=zeros)
+    siret_summary.install_change_capture(pg_db, config=CFG)
+    pv = [{c: row.get(c) for c in PV_COLUMNS} for row in query(pg_db, 'SELECT * FROM "Tous_PV"').to_dicts()]
+    invitations = query(pg_db, "SELECT id, siret, date_invit::text AS date_invit FROM invitations").to_dicts()
+    expected, _ = reference_summary(pv, invitations)
+
+    def target_is_reference() -> None:
+        target = query(pg_db, f"SELECT * FROM {CFG.target_table} ORDER BY siret")  # INTEGER columns: Int32
+        assert_same_summary(target.cast({c: POLARS_TYPES[column_kind(c)] for c in target.columns}), expected)
+
+    siret_summary.run(pg_db, config=CFG, mode="full")
+    target_is_reference()
+    for wanted in ([zeros[0]], [zeros[1], zeros[3]], ["01234567890120"], [r["siret"] for r in expected]):
+        result = siret_summary.run(pg_db, config=CFG, sirets=wanted)
+        assert (result.mode, result.inserted, result.updated, result.deleted) == ("targeted", 0, 0, 0), wanted
+        target_is_reference()

@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
-from conftest import fresh_database
+from conftest import SERVER_SETTINGS, apply_server_settings, fresh_database
 from dbutil import execute, query, read_table, scalar
 
 FULL = siret_summary.Config(target_table="summary_full", state_table="summary_full_state")
@@ -283,7 +283,7 @@ def test_cancelled_incremental_run_leaves_target_and_state_unchanged(app_db):
     _assert_same(_snapshot(app_db), before)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "postgresql strings_off"])
 def test_targeted_refresh_matches_stored_variants_and_nothing_else(request, tmp_path, kind):
     import datetime as dt
 
@@ -308,6 +308,7 @@ def test_targeted_refresh_matches_stored_variants_and_nothing_else(request, tmp_
         write_sqlite(location, pv.to_arrow(), invitations.to_arrow())
     else:
         location = request.getfixturevalue("pg_db")
+        apply_server_settings(location, kind.split()[1] if " " in kind else "default")
         write_postgres(location, pv.to_arrow(), invitations.to_arrow())
     siret_summary.run(location)
 
@@ -341,10 +342,12 @@ def _log_count(location: str) -> int:
     return scalar(location, "SELECT count(*) FROM siret_summary_changes")
 
 
+@pytest.mark.parametrize("server_settings", sorted(SERVER_SETTINGS))  # standard_conforming_strings off too
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(EDITS, min_size=1, max_size=3))
-def test_change_capture_equals_full_postgres(pg_uri, steps):
+def test_change_capture_equals_full_postgres(pg_uri, server_settings, steps):
     with fresh_database(pg_uri, "cap") as location:
+        apply_server_settings(location, server_settings)
         write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=5, sqlite_mess=False))
         siret_summary.install_change_capture(location)
         assert siret_summary.run(location, config=CAPTURED, force=True).mode == "full"

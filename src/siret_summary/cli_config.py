@@ -158,11 +158,12 @@ def target_from(args: argparse.Namespace, *, default_to_source: bool = False) ->
 def shown(location: str) -> str:
     """A location as the user should read it: a SQLite file's absolute path, a URI without its password."""
     from siret_summary.db import open_backend
+    from siret_summary.db.masking import mask_location
 
     try:
         backend = open_backend(location, must_exist=False)
     except SiretSummaryError:
-        return location
+        return mask_location(location)
     path = getattr(backend, "path", None)
     return os.path.abspath(path) if path else backend.display()
 

@@ -68,6 +68,7 @@ from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were pub
     MESSAGE_STARTED, build_routes,
 )
 from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.runs.stages import failure_message
 from siret_summary.runs.status import TASK_ID
 
 __all__ = ["ADMIN_PATH", "AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
@@ -185,8 +186,10 @@ class SummaryBuilder:
             except SiretSummaryError as exc:  # run() recorded "failed" and logged the error
                 decision.set("failed", str(exc))
             except BaseException as exc:  # noqa: BLE001 - a thread must not die silently
-                log.exception("siret_summary background build crashed")
-                decision.set("failed", f"unexpected {type(exc).__name__}: {exc}")
+                message = failure_message(exc, self.source, self.target)  # secrets of either masked
+                log.error("siret_summary background build crashed: %s", message)
+                log.debug("the crash's traceback", exc_info=True)  # debug only: a driver's text may quote a location
+                decision.set("failed", message)
             finally:
                 decision.set("failed", "the build thread ended without a decision")
 

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
+from siret_summary.db.masking import mask_location
 
 
 #: A WHERE clause (starting with a space, or empty) and the parameters it binds.
@@ -230,8 +231,9 @@ class Backend(ABC):
         return None
 
     def display(self) -> str:
-        """The URI without its password, for messages."""
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.uri)
+        """The location as messages, logs, status records and the faces show it: secrets masked
+        (:func:`~siret_summary.db.masking.mask_location`, the one masking function)."""
+        return mask_location(self.uri)
 
     @staticmethod
     @contextmanager

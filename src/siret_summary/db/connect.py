@@ -11,6 +11,7 @@ from typing import Any
 
 from siret_summary.db import sqlite_location
 from siret_summary.db.base import Backend
+from siret_summary.db.masking import mask_location, scrub
 from siret_summary.errors import SourceError
 
 
@@ -29,10 +30,10 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     """
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
-        raise SourceError(f"{location!r} is not a database location; give a postgresql:// URI or a SQLite file path.")
+        raise SourceError(f"{mask_location(location)!r} is not a database location; give a postgresql:// URI or a SQLite file path.")
     if _MALFORMED_URI.match(text) and not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
         raise SourceError(
-            f"{text!r} looks like a database URI but is malformed; write postgresql://user:password@host/db "
+            f"{mask_location(text)!r} looks like a database URI but is malformed; write postgresql://user:password@host/db "
             "or sqlite:///path/to/file.db (a file path never starts with a scheme name)."
         )
     if text.startswith(("postgresql://", "postgres://")):
@@ -44,18 +45,18 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     elif text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise SourceError(
-                f"SQLite URI {text!r} is malformed; write sqlite:///relative/path.db or sqlite:////absolute/path.db."
+                f"SQLite URI {mask_location(text)!r} is malformed; write sqlite:///relative/path.db or sqlite:////absolute/path.db."
             )
         path = text[len("sqlite:///"):]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise SourceError(
-            f"database URI scheme {scheme!r} is not supported; use postgresql://user:password@host/db or a SQLite file path."
+            f"database URI scheme {mask_location(scheme)!r} is not supported; use postgresql://user:password@host/db or a SQLite file path."
         )
     else:
         path = text
     if not path:
-        raise SourceError(f"{text!r} names no SQLite file; write sqlite:///path/to/file.db.")
+        raise SourceError(f"{mask_location(text)!r} names no SQLite file; write sqlite:///path/to/file.db.")
     if must_exist and not Path(path).is_file():
         raise SourceError(f"SQLite database {path!r} does not exist; check the path (a new empty file is never created for a source).")
 
@@ -65,12 +66,14 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
 
 
 
-def driver_reason(exc: BaseException) -> str:
-    """The first meaningful line of a driver error, without ADBC's status prefix."""
+def driver_reason(exc: BaseException, location: object = "") -> str:
+    """The first meaningful line of a driver error, without ADBC's status prefix; the
+    secrets of ``location`` (the database it is about) masked (:func:`~siret_summary.db.masking.scrub`)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     for prefix in ("IO: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: ", "NOT_FOUND: "):
         text = text.replace(prefix, "")
-    return text.rstrip(". ")
+    text = re.sub(r"Failed to execute query '.*': (?=ERROR:)", "", text)  # the server's words, not the statement
+    return scrub(text.rstrip(". "), location)
 
 
 def open_connection(backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Any:
@@ -82,7 +85,7 @@ def open_connection(backend: Backend, *, role: str, error: type[Exception] = Sou
         if advice is not None:
             raise error(advice) from exc
         raise error(
-            f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc)}); "
+            f"cannot connect to the {role} database {backend.display()} ({driver_reason(exc, backend.uri)}); "
             "check the URI and that the server is running and reachable."
         ) from exc
 

@@ -27,6 +27,7 @@ from siret_summary._version import PACKAGE as _package
 from siret_summary._version import __version__
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.db.privileges import create_missing
 
 #: Version of the state's layout and meaning; part of :func:`state_hash`. 3: on
 #: PostgreSQL, ``raw`` hashes row stamps (db/postgres/stamps.py); a state of format 2 would
@@ -147,9 +148,9 @@ class StateStore:
                 self.backend.execute(conn, self.backend.empty_table_sql(q))
             else:
                 self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
-                self.backend.execute(conn, create)
-        else:
-            self.backend.execute(conn, create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+                create_missing(self.backend, conn, self.table, create, exists=False)
+        else:  # looked up first: a role without CREATE on the schema runs once the table exists
+            create_missing(self.backend, conn, self.table, create)
         if capture is KEEP:
             kept = self.stored_meta(conn)
             capture, cursor = (None, None) if kept is None else (kept.capture, kept.cursor)
@@ -158,7 +159,8 @@ class StateStore:
             self.backend.execute(conn, f"DROP TABLE {meta}")
             present = None
         if present is None:
-            self.backend.execute(conn, f"CREATE TABLE {meta} ({', '.join(f'{c} TEXT' for c in META_COLUMNS)})")
+            create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({', '.join(f'{c} TEXT' for c in META_COLUMNS)})",
+                           exists=False)
         if not replace:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
             self.backend.delete_sirets(conn, self.table, removed.unique().cast(pl.String).to_arrow(),

@@ -27,9 +27,11 @@ import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
 from siret_summary.db.connect import driver_reason
+from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
 from siret_summary.pipeline.write_empty import WriteStats, write_into_empty
+from siret_summary.pipeline.write_refused import locate_refused
 
 STAGING = "siret_summary_staging"
 STAGING_DELETE = "siret_summary_staging_delete"
@@ -99,6 +101,7 @@ def write_summary(
     it reads first, read beforehand (used when the target's columns are still
     the same).
     """
+    write = None
     try:
         write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
         stats = None
@@ -120,8 +123,16 @@ def write_summary(
         except Exception:  # the connection may be gone; the server rolls back then
             pass
         if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
+            denied = refused_privilege(exc, f"cannot write {target}", driver_reason(exc, backend.uri))
+            if denied is not None:
+                raise denied from exc
+            refused = None if write is None else locate_refused(backend, conn, target, write.frame, write.written, exc)
+            if refused is not None:
+                problem = f"writing {target} failed: {refused.describe()} ({driver_reason(exc, backend.uri)})"
+                raise TargetError(f"{problem}; the table was left unchanged, fix the value or the table's definition "
+                                  "and run again.") from exc
             raise TargetError(
-                f"writing {target} failed ({driver_reason(exc)}); the table was left unchanged, "
+                f"writing {target} failed ({driver_reason(exc, backend.uri)}); the table was left unchanged, "
                 "fix the cause and run again."
             ) from exc
         raise
@@ -157,7 +168,7 @@ class _Write:
         columns = backend.describe(conn, target)
         frame, written = shape_for_target(summary, columns, backend, target)
         if columns is None:
-            backend.execute(conn, create_table_sql(backend, target, summary.schema))
+            create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)
             columns = backend.describe(conn, target)
         versions = open_versions(backend, conn, target, columns, versions_table)
         if ahead is not None and (

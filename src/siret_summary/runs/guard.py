@@ -69,6 +69,7 @@ class RunGuard:
                 raise lock_file_error(self.path, exc, given=self._given) from exc
         if self._host is None:
             return True
+        conn = None
         try:
             conn = self.backend.connect("guard")
             if not self._take(conn):
@@ -76,6 +77,12 @@ class RunGuard:
                 self._release_file()
                 return False
         except BaseException:
+            if conn is not None:  # e.g. a refused CREATE after the lock was taken: its session must not keep it
+                for step in (lambda: self._host.release(conn), conn.close):  # release first: at once
+                    try:
+                        step()
+                    except Exception:  # already broken: the server frees the lock with the session
+                        pass
             self._release_file()
             raise
         self._conn = conn

@@ -13,6 +13,7 @@ from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
 from siret_summary.db.sqlite_location import opens_read_only
+from siret_summary.db.privileges import refused_privilege
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
 from siret_summary.runs.guard import RunGuard
@@ -145,7 +146,8 @@ def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
 def _acquire(guard: RunGuard, backend: Backend) -> bool:
     try:
         return guard.acquire()
-    except SiretSummaryError:  # already one sentence (the lock file cannot be created)
+    except SiretSummaryError as exc:  # already one sentence (a refused CREATE names the privilege)
+        exc.stage = exc.stage or "lock"
         raise
     except Exception as exc:
         if getattr(exc, "sqlstate", None) == "3F000":  # invalid_schema_name: the lock's table goes in the target's schema
@@ -155,8 +157,12 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
                        f"{backend.display()} does not have")
             raise ConfigError(f"{problem}; create it, or write Config(target_table={parts[-1]!r}) "
                               "for the default schema.", problem=problem, setting="target_table", stage="lock") from exc
+        refused = refused_privilege(exc, f"cannot take the run's lock in {backend.display()}", driver_reason(exc, backend.uri))
+        if refused is not None:
+            refused.stage = "lock"
+            raise refused from exc
         raise TargetError(
-            f"cannot connect to the target database {backend.display()} ({driver_reason(exc)}); "
+            f"cannot connect to the target database {backend.display()} ({driver_reason(exc, backend.uri)}); "
             "check the URI and that the server is running and reachable.", stage="lock",
         ) from exc
 

@@ -21,6 +21,7 @@ from siret_summary.config import Config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
 from siret_summary.db.capabilities import versions_table
+from siret_summary.db.masking import scrub
 from siret_summary.db.postgres.stamps import SourceMoved
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
@@ -59,12 +60,17 @@ def stage(name: str) -> Iterator[None]:
         raise
 
 
-def failure_message(exc: BaseException) -> str:
-    """The one sentence a failed run records: the library's own, or an unexpected error named with its stage."""
+def failure_message(exc: BaseException, *locations: Any) -> str:
+    """The one sentence a failed run records: the library's own, or an unexpected error named with its
+    stage, the secrets of ``locations`` (the run's source and target) masked in it."""
     if isinstance(exc, SiretSummaryError):
         return str(exc)
     where = getattr(exc, "siret_summary_stage", None)
-    return (f"unexpected {type(exc).__name__}{f' in the {where} stage' if where else ''}: {exc}; "
+    text = str(exc)
+    for location in locations:
+        if isinstance(location, (str, os.PathLike)):
+            text = scrub(text, os.fspath(location))
+    return (f"unexpected {type(exc).__name__}{f' in the {where} stage' if where else ''}: {text}; "
             "the target is unchanged, please report this.")
 
 
@@ -100,7 +106,7 @@ class RunStages:
             except CancelledError as exc:
                 return self._cancelled(result, exc)
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, source)
                 raise
             return self._completed(result)
         finally:
@@ -303,8 +309,8 @@ class RunStages:
         log.info("rebuild of %s cancelled; target unchanged", self.config.target_table)
         return result
 
-    def _failed(self, exc: Exception) -> None:
-        message = failure_message(exc)
+    def _failed(self, exc: Exception, source: Any) -> None:
+        message = failure_message(exc, self.backend.uri, source)
         self.report.finish(status="failed", completed_at=now_iso(), error=message)
         where = getattr(exc, "stage", None) or getattr(exc, "siret_summary_stage", None)
         log.error("rebuild of %s failed%s: %s", self.config.target_table, f" in the {where} stage" if where else "",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
 
 log = logging.getLogger("siret_summary")
@@ -59,8 +60,8 @@ class StatusStore:
         # server crash, which ends the run's lock session too, could lose the
         # last ones. A run's end is flushed (:meth:`update` with ``status``).
         self.backend.relax_commits(conn)
-        self.backend.execute(
-            conn,
+        create_missing(  # looked up first: a role without CREATE on the schema runs once the table exists
+            self.backend, conn, self.table,
             f"CREATE TABLE IF NOT EXISTS {self._q()} ("
             "run_id TEXT PRIMARY KEY, task_id TEXT, target_table TEXT, status TEXT, description TEXT,"
             " started_at TEXT, completed_at TEXT, progress_stage TEXT, progress_percent DOUBLE PRECISION,"
@@ -250,8 +251,12 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
         from siret_summary.db.sqlite_location import read_only_folder_hint
 
         hint = read_only_folder_hint(store.backend) or store.backend.store_failure_hint
+        refused = refused_privilege(exc, f"cannot {action} the run status store {store.backend.display()}",
+                                    driver_reason(exc, store.backend.uri))
+        if refused is not None:
+            raise refused from exc
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc)}); {hint}."
+            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc, store.backend.uri)}); {hint}."
         ) from exc
 
 

@@ -29,7 +29,7 @@ def normalised_siret_sql(column: str) -> str:
     """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as rules/columns.py does."""
     digits = (
         f"regexp_replace(regexp_replace(btrim({quote_identifier(column)}::text, {_TRIM}), "
-        r"'\.0$', ''), '[^0-9]', '', 'g')"
+        r"E'\\.0$', ''), '[^0-9]', '', 'g')"  # E'': read alike whatever standard_conforming_strings says
     )
     return f"(CASE WHEN length({digits}) BETWEEN 1 AND 14 THEN lpad({digits}, 14, '0') END)"
 

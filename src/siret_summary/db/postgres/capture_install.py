@@ -160,7 +160,7 @@ def _trigger_definitions(schema: str, config: Config) -> list[tuple[str, str, st
 
 _MANIFEST_SQL = r"""SELECT coalesce(json_object_agg(t.tgname, pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}')::text
 FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = ANY(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3)]::oid[])
-AND t.tgname LIKE 'siret\_summary\_%'"""
+AND t.tgname LIKE E'siret\\_summary\\_%'"""
 
 
 def install_change_capture(uri: str, *, config: Config | None = None) -> None:

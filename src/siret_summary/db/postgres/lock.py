@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from siret_summary.db.base import Backend, split_table
+from siret_summary.db.privileges import create_missing
 
 
 class AdvisoryLock:
@@ -34,7 +35,10 @@ class AdvisoryLock:
 
     def record_holder(self, conn: Any, table: str, token: str) -> None:
         holders = self._holders(table)
-        self.backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)")
+        # Looked up first: CREATE ... IF NOT EXISTS needs CREATE on the schema even when the table exists.
+        exists = bool(self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]))
+        create = f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)"
+        create_missing(self.backend, conn, holders, create, exists=exists)
         self.backend.execute(
             conn, f"INSERT INTO {holders} (target, holder) VALUES ($1, $2)"
             " ON CONFLICT (target) DO UPDATE SET holder = EXCLUDED.holder", [table, token],

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 import polars as pl
 
 from siret_summary.db.base import Backend, Column, quote_table
+from siret_summary.db.privileges import create_missing
 
 #: Version of the hashing scheme; part of the seed.
 FORMAT = "2"
@@ -166,7 +167,8 @@ class RowVersions:
             self.backend.execute(conn, f"DROP TABLE {q}")
             present = None
         if present is None:
-            self.backend.execute(conn, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)")
+            create_missing(self.backend, conn, self.table, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
+                           exists=False)
         if forget is None:  # none holds (a write into an empty target): no list to send
             self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
             forget = _NO_SIRETS
