@@ -178,6 +178,10 @@ class Backend(ABC):
     def prepare_bulk_write(self, conn: Any) -> None:
         """Session settings for the write transaction (none by default)."""
 
+    def drop_temporaries(self, conn: Any) -> None:
+        """In the open transaction, drop the temporary tables :meth:`ingest_temporary` made (none by default:
+        a SQLite connection is never shared, and closes with the run)."""
+
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         """Make the staging table cheap to look up by ``siret`` where the planner needs it (not by default)."""
 

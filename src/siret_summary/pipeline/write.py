@@ -111,6 +111,7 @@ def write_summary(
             checkpoint(0.85)
             stats = write.replace(delete_sirets)
         before_commit(conn)
+        backend.drop_temporaries(conn)  # none outlives the transaction (a pooled server session would keep it)
         checkpoint(0.95)
         conn.commit()
         return stats

@@ -277,6 +277,22 @@ class PostgresBackend(Backend):
                 return c.declared
         return None
 
+    # Temporary tables live as long as the server session, and behind a transaction
+    # pooler that session outlives the connection (issue 24): one left over from
+    # an earlier transaction is dropped first, and each write drops its own before
+    # it commits (:meth:`drop_temporaries`), so none outlives its transaction.
+    _temporaries: set[str] = set()
+
+    def ingest_temporary(self, conn: Any, name: str, data: pa.Table, **kwargs: Any) -> str:
+        self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{quote_identifier(name)}")
+        PostgresBackend._temporaries.add(name)
+        return super().ingest_temporary(conn, name, data, **kwargs)
+
+    def drop_temporaries(self, conn: Any) -> None:
+        names = sorted(PostgresBackend._temporaries)
+        if names:
+            self.execute(conn, "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{quote_identifier(n)}" for n in names))
+
     def lock_path(self, table: str) -> str:
         digest = hashlib.sha256(f"{self.display()}|{table}".encode()).hexdigest()[:16]
         return os.path.join(tempfile.gettempdir(), f"siret_summary-{digest}.lock")
