@@ -1,6 +1,6 @@
 """Debian's ``pgbouncer`` in front of the test server, in transaction pooling mode (issue 24).
 
-Started by the ``pgbouncer_uri`` fixture (conftest.py); ``.ci/run`` installs the
+Started by the ``pooled`` fixture of test_pooler.py; ``.ci/run`` installs the
 package when it is missing. Transaction pooling hands a client a server session
 for one transaction only, as Supabase's and Neon's pooled URIs do.
 """

@@ -150,7 +150,8 @@ class Backend(ABC):
     is_server = False
 
     def relax_commits(self, conn: Any) -> None:
-        """Let commits on ``conn`` return before the disk flush (others see them at once); none by default."""
+        """Let the open transaction's commit on ``conn`` return before the disk flush (others see it at
+        once); this transaction only, never the session (none by default)."""
 
     def make_durable(self, conn: Any) -> None:
         """Make the open transaction's commit wait for the disk, whatever :meth:`relax_commits` said."""

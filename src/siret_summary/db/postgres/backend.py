@@ -303,7 +303,9 @@ class PostgresBackend(Backend):
     is_server = True
 
     def relax_commits(self, conn: Any) -> None:
-        self.execute(conn, "SET synchronous_commit = off")
+        # LOCAL: behind a transaction pooler a session-level SET would stay on a
+        # server session other clients then use (and not follow this connection).
+        self.execute(conn, "SET LOCAL synchronous_commit = off")
 
     def make_durable(self, conn: Any) -> None:
         self.execute(conn, "SET LOCAL synchronous_commit = on")
