@@ -101,7 +101,8 @@ class SummaryBuilder:
     ``source``, ``target`` and ``config`` are those of :func:`siret_summary.run`;
     ``mode`` and ``force`` are passed to it on every build. ``on_status``, if
     given, receives every status transition and progress step of builds started
-    here (it runs in the build thread: keep it quick).
+    here (it runs in the build thread: keep it quick). ``start_timeout``: seconds
+    :meth:`start` waits for the lock decision (default 30).
     """
 
     def __init__(
@@ -114,8 +115,10 @@ class SummaryBuilder:
         force: bool = False,
         on_status: StatusCallback | None = None,
         lock_path: str | None = None,
+        start_timeout: float = 30.0,
     ) -> None:
         self.source = source
+        self.start_timeout = start_timeout
         self.target = target
         self.config = as_config(config)
         Mode.parse(mode)  # bad input is refused before a run is scheduled
@@ -141,7 +144,8 @@ class SummaryBuilder:
         taken the lock or found it taken (a fraction of a second), and returns
         ``{"status": "started"}``, ``{"status": "already_running", "started_at": …}``
         or ``{"status": "failed", "error": …}`` when run() raised before taking
-        the lock. Without ``wait`` it returns ``{"status": "starting"}`` at once.
+        the lock. Without ``wait``, or when no decision came within ``start_timeout``
+        seconds (the build goes on; :meth:`status` follows it), ``{"status": "starting"}``.
         """
         decision = _Decision()
         cancel_event = threading.Event()
@@ -175,9 +179,8 @@ class SummaryBuilder:
             self._threads = [(t, e) for t, e in self._threads if t.is_alive()]
             self._threads.append((thread, cancel_event))
         thread.start()
-        if not wait:
+        if not wait or not decision.wait(self.start_timeout):
             return {"status": "starting", "task_id": TASK_ID}
-        decision.wait()
         if decision.outcome == "already_running":
             return {"status": "already_running", "task_id": TASK_ID, "started_at": decision.payload}
         if decision.outcome == "failed":
@@ -244,7 +247,7 @@ class SummaryBuilder:
                 return JSONResponse(status_code=500, content={
                     "status": "failed", "message": MESSAGE_FAILED_TO_START, "task_id": TASK_ID,
                     "error": outcome["error"]})
-            return {"status": "started", "message": MESSAGE_STARTED, "task_id": TASK_ID,
+            return {"status": outcome["status"], "message": MESSAGE_STARTED, "task_id": TASK_ID,
                     "check_status_url": request.url.path.rstrip("/") + "/status"}
 
         @router.get(api + "/status", summary="Status of the latest siret_summary rebuild")

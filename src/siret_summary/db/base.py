@@ -173,8 +173,24 @@ class Backend(ABC):
         cannot be trusted to store what ``INSERT … SELECT`` from staging would (none by default)."""
         return None
 
-    def lock_against_writers(self, conn: Any, table: str) -> None:
-        """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default)."""
+    def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
+                             between: Callable[[], None] = lambda: None) -> None:
+        """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default).
+
+        Waits at most ``wait`` seconds for sessions holding conflicting locks, calling ``between()`` (which
+        may raise to cancel) about every second, then raises :class:`~siret_summary.errors.LockWaitError`
+        naming them."""
+
+    def bound_lock_waits(self, conn: Any, seconds: float) -> None:
+        """In the open transaction, make any wait for another session's lock fail after ``seconds`` (none by default)."""
+
+    def lock_wait_error(self, conn: Any, table: str, wait: float) -> Exception | None:
+        """After a lock wait failed: the error naming the sessions that hold ``table`` (None: not one)."""
+        return None
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a lock wait that reached :meth:`bound_lock_waits`'s bound."""
+        return False
 
     def prepare_bulk_write(self, conn: Any) -> None:
         """Session settings for the write transaction (none by default)."""

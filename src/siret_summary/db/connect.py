@@ -19,12 +19,13 @@ from siret_summary.errors import SourceError
 _MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?(:|//)|sqlite//)")  # "sqlite:…" has its own message below
 
 
-def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
+def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_timeout: float | None = None) -> Backend:
     """A backend for a ``postgresql://`` URI, a ``sqlite:///`` URI or a SQLite file path.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db`` follow the
     SQLAlchemy convention. With ``must_exist`` a missing SQLite file is an
-    error instead of being created empty.
+    error instead of being created empty. ``connect_timeout``: seconds a PostgreSQL
+    connection may take (``Config.connect_timeout``; None: the backend's default).
     """
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
@@ -37,7 +38,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     if text.startswith(("postgresql://", "postgres://")):
         from siret_summary.db.postgres.backend import PostgresBackend
 
-        return PostgresBackend(text)
+        return PostgresBackend(text) if connect_timeout is None else PostgresBackend(text, connect_timeout=connect_timeout)
     if text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise SourceError(

@@ -144,7 +144,7 @@ class RunStages:
                         missing_state=f"{self.config.target_table} in {self.backend.display()}")
         if not wants_change_log(plan) or not isinstance(source, (str, os.PathLike)):
             return plan
-        source_backend = open_backend(source, must_exist=True)
+        source_backend = open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout)
         changes = self.retry.call(lambda: self._read_changes(source_backend), what="read changes")
         return with_changes(plan, changes, source_backend)
 
@@ -169,7 +169,7 @@ class RunStages:
         """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
         if not isinstance(source, (str, os.PathLike)):
             return read_sources(source, self.config, sirets=plan.sirets)  # raw: normalised lazily
-        backend = open_backend(source, must_exist=True)
+        backend = open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout)
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, plan.sirets, conn=conn, normalise=not plan.reads_raw,
                                  stamps=stamps, session=lambda: self.sessions.use(backend, role="source"),
@@ -246,7 +246,7 @@ class RunStages:
                     force=force, shrink_ratio=self.config.shrink_ratio, ahead=ahead_rows,
                     before_commit=lambda c: (self._record_state(c, summary, plan, remove, stored, same_database),
                                              self.guard.check_before_commit(c)),
-                    versions_table=versions_table(self.config.state_table),
+                    versions_table=versions_table(self.config.state_table), lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
                 )
 
