@@ -202,3 +202,15 @@ def test_a_run_killed_while_it_waits_for_a_lock_leaves_no_session_holding_the_ad
         conn.rollback()
         conn.close()
     assert siret_summary.run(empty_target, config=CONFIG, lock_path=str(tmp_path / "b.lock")).status == "completed"
+
+
+def test_the_bounds_are_settings_with_documented_defaults_and_checked_values():
+    from siret_summary.cli_config import cli_message
+
+    assert (siret_summary.Config().connect_timeout, siret_summary.Config().lock_timeout) == (10.0, 30.0)
+    for name in ("connect_timeout", "lock_timeout"):
+        for bad in (0, -1, "10", True):
+            with pytest.raises(siret_summary.ConfigError, match=f"^{name} is") as caught:
+                siret_summary.Config(**{name: bad})
+            assert caught.value.setting == name
+            assert f"{name} = SECONDS" in cli_message(caught.value)  # the CLI words it as a TOML key
