@@ -20,6 +20,14 @@ def is_lock_timeout(exc: BaseException | None) -> bool:
     return False
 
 
+def _params(table: str, pids: list[int]) -> Any:
+    import pyarrow as pa
+
+    offsets = pa.array([0, len(pids)], pa.int32())
+    return pa.record_batch([pa.array([table]), pa.ListArray.from_arrays(offsets, pa.array(pids, pa.int32()))],
+                           names=["table", "pids"])
+
+
 def bound_lock_waits(backend: Backend, conn: Any, seconds: float) -> None:
     """Any lock wait in the open transaction fails after ``seconds`` (this transaction only: ``SET LOCAL``
     through ``set_config``, the value a bound parameter)."""
@@ -30,29 +38,48 @@ def lock_table(backend: Backend, conn: Any, statement: str, table: str, *, wait:
                between: Callable[[], None]) -> None:
     """Run the ``LOCK TABLE`` ``statement``, waiting ``wait`` seconds at most (then :class:`LockWaitError`).
 
-    Meanwhile a watcher thread calls ``between()`` (the cancel flag) every
-    second; when it raises, the wait is cancelled (libpq's cancel request) and
-    that exception is raised here. The watcher has ended before this returns.
-    A failed statement cannot be rolled back to a savepoint through ADBC (the
-    connection refuses every statement until ``rollback()``), hence one wait,
-    watched, rather than short waits retried.
+    Meanwhile a watcher thread, every second, calls ``between()`` (the cancel
+    flag: when it raises, the wait is cancelled with libpq's cancel request and
+    that exception is raised here) and asks ``pg_blocking_pids`` who the wait
+    is for, on a session of its own opened once the wait lasts. The watcher
+    has ended before this returns. A failed statement cannot be rolled back to
+    a savepoint through ADBC (the connection refuses every statement until
+    ``rollback()``), hence one wait, watched, rather than short waits retried.
     """
     bound_lock_waits(backend, conn, wait)
+    waiting = int(backend.scalar(conn, "SELECT pg_backend_pid()"))
     done = threading.Event()
     stopped: list[BaseException] = []
+    blocking: list[int] = []
     with backend.cursor(conn) as cur:
 
         def watch() -> None:
-            while not done.wait(1.0):
-                try:
-                    between()
-                except BaseException as exc:  # noqa: BLE001 - raised in the run's thread
-                    stopped.append(exc)
+            probe = None
+            try:
+                while not done.wait(1.0):
                     try:
-                        cur.adbc_cancel()
-                    except Exception:  # the statement ended meanwhile
+                        between()
+                    except BaseException as exc:  # noqa: BLE001 - raised in the run's thread
+                        stopped.append(exc)
+                        try:
+                            cur.adbc_cancel()
+                        except Exception:  # the statement ended meanwhile
+                            pass
+                        return
+                    try:
+                        probe = probe or backend.connect("lock-wait")
+                        pids = backend.fetch_arrow(probe, "SELECT unnest(pg_blocking_pids($1::int4)) AS pid",
+                                                   [waiting]).column("pid").to_pylist()
+                        probe.rollback()
+                        blocking[:] = pids or blocking
+                    except Exception:  # only for the message: pg_locks answers then
                         pass
-                    return
+            finally:
+                if probe is not None:
+                    try:
+                        probe.close()
+                    except Exception:
+                        pass
 
         watcher = threading.Thread(target=watch, name="siret_summary-lock-wait", daemon=True)
         watcher.start()
@@ -66,7 +93,7 @@ def lock_table(backend: Backend, conn: Any, statement: str, table: str, *, wait:
             if not is_lock_timeout(exc):
                 raise
             conn.rollback()  # ADBC answers nothing else after a failed statement
-            raise lock_wait_error(backend, conn, table, wait) from exc
+            raise lock_wait_error(backend, conn, table, wait, blocking) from exc
         finally:
             done.set()
             watcher.join()
@@ -74,18 +101,22 @@ def lock_table(backend: Backend, conn: Any, statement: str, table: str, *, wait:
         raise stopped[0]
 
 
-def lock_wait_error(backend: Backend, conn: Any, table: str, wait: float) -> LockWaitError:
-    """The error naming the sessions that hold a lock on ``table`` a writer conflicts with (any but
-    ACCESS SHARE): those ``pg_blocking_pids`` named while the write waited, found again in ``pg_locks``."""
+def lock_wait_error(backend: Backend, conn: Any, table: str, wait: float,
+                    blocking: list[int] | None = None) -> LockWaitError:
+    """The error naming the sessions in the way: ``blocking`` (what ``pg_blocking_pids`` said during the
+    wait), else those holding a lock on ``table`` that a writer's conflicts with (any but ACCESS SHARE),
+    read from ``pg_locks`` once the wait is over (``pg_blocking_pids`` has no answer then)."""
     rows = backend.fetch_arrow(
         conn,
         "SELECT a.pid, coalesce(a.application_name, '') AS application, coalesce(a.usename::text, '') AS usename,"
         " coalesce(a.state, '') AS state, to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since,"
-        " string_agg(DISTINCT l.mode, ', ') AS modes"
-        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid()"
-        " AND l.mode <> 'AccessShareLock' GROUP BY 1, 2, 3, 4, 5 ORDER BY a.pid",
-        [quote_table(table)],
+        " coalesce(string_agg(DISTINCT l.mode, ', '), 'a lock') AS modes"
+        " FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.granted"
+        " AND l.relation = to_regclass($1) AND l.mode <> 'AccessShareLock'"
+        " WHERE CASE WHEN cardinality($2::int4[]) > 0 THEN a.pid = ANY($2::int4[]) ELSE l.pid IS NOT NULL"
+        " AND a.pid <> pg_backend_pid() END"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY a.pid",
+        _params(quote_table(table), blocking or []),
     ).to_pylist()
     who = "; ".join(
         f"session {r['pid']} (application {r['application']!r}, user {r['usename']!r}, "
