@@ -95,6 +95,9 @@ def test_summary_builder_start_waits_for_the_lock_decision_a_bounded_time(pg_db,
     try:
         outcome = _ends(builder.start)
         assert outcome == {"status": "starting", "task_id": outcome["task_id"]}
+        # The build itself ends too while the blocker lives on: its record's write waits lock_timeout at most.
+        builder.stop(ENDS_WITHIN)
+        assert not any(thread.is_alive() for thread, _ in builder._threads)
     finally:
         cur.close()
         blocker.rollback()

@@ -24,7 +24,8 @@ from siret_summary.runs.status import StatusAhead, now_iso
 log = logging.getLogger("siret_summary")
 
 
-def target_backend(source: Any, target: Any, connect_timeout: float | None = None) -> Backend:
+def target_backend(source: Any, target: Any, connect_timeout: float | None = None,
+                   lock_timeout: float | None = None) -> Backend:
     """The target's backend, checked before anything is created (SPEC §9).
 
     A source location must exist (a SQLite file, a well-formed URI); a SQLite
@@ -38,7 +39,7 @@ def target_backend(source: Any, target: Any, connect_timeout: float | None = Non
         raise ConfigError(
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
-    backend = open_backend(location, must_exist=False, connect_timeout=connect_timeout)
+    backend = open_backend(location, must_exist=False, connect_timeout=connect_timeout, lock_timeout=lock_timeout)
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
@@ -125,7 +126,7 @@ def _already_running(backend: Backend, config: Config, requested: Mode, ahead: S
 
 def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
     """The target's backend, its names and the source's checked before anything is created (SPEC §9)."""
-    backend = target_backend(source, target, config.connect_timeout)
+    backend = target_backend(source, target, config.connect_timeout, config.lock_timeout)
     names.check(backend, names.target_names(config))
     if names.is_postgres_location(source):
         names.check(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout),

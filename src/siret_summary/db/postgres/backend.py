@@ -28,6 +28,9 @@ _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
 #: Seconds a connection may take to be established, unless ``Config.connect_timeout`` or the URI says otherwise.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
+#: Seconds a run record's write waits for a lock, unless ``Config.lock_timeout`` says otherwise.
+DEFAULT_LOCK_TIMEOUT = 30.0
+
 #: TCP keepalives (libpq): a peer silent for 30 s is probed every 10 s, and given up after 3 probes.
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
@@ -105,9 +108,11 @@ class PostgresBackend(Backend):
     dialect = "postgresql"
     max_identifier_bytes = MAX_IDENTIFIER_BYTES
 
-    def __init__(self, uri: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    def __init__(self, uri: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.uri = uri
         self.connect_timeout = connect_timeout
+        self.lock_timeout = lock_timeout  # of the run records' transactions (the write gets its own)
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
@@ -334,10 +339,13 @@ class PostgresBackend(Backend):
     def relax_commits(self, conn: Any) -> None:
         # LOCAL: behind a transaction pooler a session-level SET would stay on a
         # server session other clients then use (and not follow this connection).
-        self.execute(conn, "SET LOCAL synchronous_commit = off")
+        # The lock wait of a run record's write bounded too (this transaction only).
+        self.execute(conn, "SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', $1, true)",
+                     [f"{max(1, round(self.lock_timeout * 1000))}ms"])
 
     def make_durable(self, conn: Any) -> None:
-        self.execute(conn, "SET LOCAL synchronous_commit = on")
+        self.execute(conn, "SELECT set_config('synchronous_commit', 'on', true), set_config('lock_timeout', $1, true)",
+                     [f"{max(1, round(self.lock_timeout * 1000))}ms"])
 
     # --- capabilities (db/capabilities.py) ---
     def host_lock(self) -> Any:
