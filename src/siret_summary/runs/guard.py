@@ -51,7 +51,7 @@ class RunGuard:
     only while no other run took the lock meanwhile, else :class:`LockLost`.
     Nothing session-scoped is assumed to outlive a transaction: the lock lives
     in one transaction, which a transaction pooler never moves between server
-    sessions (docs/decisions.md, "The guard behind a pooler").
+    sessions (docs/decisions.md, "The guard behind a transaction pooler").
     """
 
     def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None) -> None:

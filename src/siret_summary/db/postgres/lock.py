@@ -5,7 +5,7 @@ guard keeps open for the whole run: one transaction never changes server
 session, even behind a transaction-pooling PgBouncer, and its lock ends with
 it (released, or its session ended by a killed client). A session-level lock
 would stay on a pooled server session that other clients then reuse
-(pgbouncer/pgbouncer#617; docs/decisions.md, "The guard behind a pooler").
+(pgbouncer/pgbouncer#617; docs/decisions.md, "The guard behind a transaction pooler").
 """
 
 from __future__ import annotations
