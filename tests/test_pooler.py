@@ -10,7 +10,12 @@ session (temporary tables, the lock).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,7 +24,7 @@ from polars.testing import assert_frame_equal
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres
 
-from dbutil import connect, query, read_table
+from dbutil import connect, execute, query, read_table
 from pgbouncer import binary, pgbouncer
 
 CONFIG = siret_summary.Config(target_table="summary_p", state_table="summary_p_state")
@@ -107,4 +112,44 @@ def test_at_most_one_run_commits_behind_a_transaction_pooler(pooled, tmp_path):
     history = siret_summary.history(direct, config=CONFIG)
     assert [h["status"] for h in history] == ["completed"]
     assert _leftovers(direct) == (0, 0)
+    _assert_fresh(direct)
+
+
+_WORKER = """
+import sys, siret_summary
+config = siret_summary.Config(target_table="summary_p", state_table="summary_p_state", lock_timeout=600)
+siret_summary.run(sys.argv[1], config=config, mode="full", lock_path=sys.argv[2])
+"""
+
+
+def test_a_run_killed_behind_the_pooler_frees_its_lock(pooled, tmp_path):
+    """PgBouncer ends the server session of a client that vanished inside a transaction: the guard's lock goes."""
+    direct, uri = pooled
+    siret_summary.run(uri, config=CONFIG, lock_path=str(tmp_path / "first.lock"))
+    execute(direct, "DELETE FROM summary_p")  # an empty target: the run locks it before appending
+    blocker = connect(direct)
+    cur = blocker.cursor()
+    cur.execute("DELETE FROM summary_p WHERE false")  # a transaction left open over it
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER, uri, str(tmp_path / "w.lock")])
+    try:
+        deadline = time.monotonic() + 120
+        while (siret_summary.status(direct, config=CONFIG) or {}).get("progress", {}).get("stage") != "write":
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker never reached the write"
+            time.sleep(0.2)
+        time.sleep(1.5)  # waiting for the target's table lock now
+        assert _leftovers(direct)[1] == 1
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+        deadline = time.monotonic() + 30
+        while _leftovers(direct)[1]:
+            assert time.monotonic() < deadline, "a pooled server session still holds the killed run's lock"
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        cur.close()
+        blocker.rollback()
+        blocker.close()
+    assert siret_summary.run(uri, config=CONFIG, mode="full", lock_path=str(tmp_path / "again.lock")).status == "completed"
     _assert_fresh(direct)
