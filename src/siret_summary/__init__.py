@@ -18,6 +18,7 @@ from siret_summary.runs.runner import run
 from siret_summary.errors import (
     CancelledError,
     ConfigError,
+    LockWaitError,
     ShrinkGuardError,
     SiretSummaryError,
     SourceError,
@@ -29,6 +30,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Cycle",
+    "LockWaitError",
     "ShrinkGuardError",
     "SiretSummaryError",
     "SourceError",

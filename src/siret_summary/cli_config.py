@@ -11,6 +11,8 @@ A configuration file holds :class:`~siret_summary.Config` fields, plus the
     target_table = "siret_summary"
     cycles = [["C3", "2017-01-01", "2020-12-31"], ["C4", "2021-01-01", "2024-12-31"]]
     shrink_ratio = 0.5
+    connect_timeout = 10   # seconds to connect to PostgreSQL
+    lock_timeout = 30      # seconds the write waits for another session's lock
 
     [pv_columns]        # logical name = column in the table; false = no such column
     sve = "num_sve"
@@ -31,14 +33,15 @@ import tomllib
 from typing import Any
 
 from siret_summary.config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
-from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.errors import ConfigError, LockWaitError, SiretSummaryError
 
 #: Default target of ``status``, ``cancel`` and ``history`` when neither ``--target`` nor the file names one.
 TARGET_VARIABLE = "SIRET_SUMMARY_TARGET"
 DEMO_PATH = "siret_summary_demo.db"
 
 _CONFIG_FIELDS = ("pv_table", "invitations_table", "target_table", "state_table", "status_table",
-                  "shrink_ratio", "history", "retries", "cycles", "pv_columns", "invitation_columns")
+                  "shrink_ratio", "history", "retries", "connect_timeout", "lock_timeout", "cycles", "pv_columns",
+                  "invitation_columns")
 _FILE_KEYS = ("source", "target", *_CONFIG_FIELDS)
 
 
@@ -190,6 +193,10 @@ _HINTS = {
     "status_table": lambda exc: "name it with status_table = \"NAME\" in the --config file",
     "force": lambda exc: "check the sources, or add --force if the shrink is intended",
     "mode": lambda exc: "run once with --mode full (or --mode auto)",
+    "lock_timeout": lambda exc: ("end that transaction (COMMIT or ROLLBACK there, or SELECT pg_terminate_backend(pid)), "
+                                 "or raise lock_timeout = SECONDS in the --config file") if isinstance(exc, LockWaitError)
+                                else "give lock_timeout = SECONDS (above 0) in the --config file",
+    "connect_timeout": lambda exc: "give connect_timeout = SECONDS (above 0) in the --config file",
     "cycles": lambda exc: "give at least one --cycle LABEL:FIRST:LAST (or cycles = [[\"C5\", \"2025-01-01\", "
                           "\"2028-12-31\"]] in the --config file)",
 }

@@ -172,6 +172,17 @@ class Config:
         SQLite) and how many runs it keeps.
     retries
         How many times a transient database error is retried.
+    connect_timeout
+        Seconds a PostgreSQL connection may take to be established (libpq's
+        ``connect_timeout``, whole seconds, at least 2) before the run,
+        ``status()`` or ``compute()`` fails instead of waiting on a server that
+        never answers; a ``connect_timeout`` in the URI wins. Default 10.
+    lock_timeout
+        Seconds the write waits for a lock another session holds (an idle
+        transaction that touched the target, a migration) before it fails with
+        :class:`~siret_summary.errors.LockWaitError` naming that session; the
+        wait for the target's table lock looks at the cancel flag every second.
+        Default 30.
 
     Examples
     --------
@@ -194,6 +205,8 @@ class Config:
     status_table: str = "siret_summary_runs"
     history: int = 20
     retries: int = 3
+    connect_timeout: float = 10.0
+    lock_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         cycles = self.cycles
@@ -224,6 +237,12 @@ class Config:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{name} is {value!r}; give a table name such as 'siret_summary'.")
             _check_storable(value, f"{name} is", "table")
+        for name in ("connect_timeout", "lock_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 86_400:
+                raise ConfigError(f"{name} is {value!r}; give a number of seconds above 0 (default "
+                                  f"{Config.__dataclass_fields__[name].default:g}).", problem=f"{name} is {value!r}",
+                                  setting=name)
         if not isinstance(self.shrink_ratio, (int, float)) or not 0 <= self.shrink_ratio <= 1:
             raise ConfigError(
                 f"shrink_ratio is {self.shrink_ratio!r}; give a number between 0 and 1 (0 disables the guard)."

@@ -48,5 +48,16 @@ class ShrinkGuardError(TargetError):
     """The new summary is much smaller than the current one; pass ``force=True`` to write it anyway."""
 
 
+class LockWaitError(TargetError):
+    """The write waited ``Config.lock_timeout`` seconds for a lock another session holds; ``blockers``
+    lists those sessions (process id, application, state, since when), as PostgreSQL reports them."""
+
+    retryable = False  # the other session's transaction decides; a retry would wait the same bound again
+
+    def __init__(self, message: str, *, blockers: list[dict] | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.blockers = blockers or []
+
+
 class CancelledError(SiretSummaryError):
     """The run was cancelled before it committed; the target is unchanged."""

@@ -110,7 +110,8 @@ class SummaryBuilder:
     ``source``, ``target`` and ``config`` are those of :func:`siret_summary.run`;
     ``mode`` and ``force`` are passed to it on every build. ``on_status``, if
     given, receives every status transition and progress step of builds started
-    here (it runs in the build thread: keep it quick).
+    here (it runs in the build thread: keep it quick). ``start_timeout``: seconds
+    :meth:`start` waits for the lock decision (default 30).
     """
 
     def __init__(
@@ -123,8 +124,10 @@ class SummaryBuilder:
         force: bool = False,
         on_status: StatusCallback | None = None,
         lock_path: str | None = None,
+        start_timeout: float = 30.0,
     ) -> None:
         self.source = source
+        self.start_timeout = start_timeout
         self.target = target
         self.config = as_config(config)
         Mode.parse(mode)  # bad input is refused before a run is scheduled
@@ -156,7 +159,8 @@ class SummaryBuilder:
         taken the lock or found it taken (a fraction of a second), and returns
         ``{"status": "started"}``, ``{"status": "already_running", "started_at": …}``
         or ``{"status": "failed", "error": …}`` when run() raised before taking
-        the lock. Without ``wait`` it returns ``{"status": "starting"}`` at once.
+        the lock. Without ``wait``, or when no decision came within ``start_timeout``
+        seconds (the build goes on; :meth:`status` follows it), ``{"status": "starting"}``.
         """
         mode = self.mode if mode is None else mode
         Mode.parse(mode)
@@ -198,9 +202,8 @@ class SummaryBuilder:
             self._threads = [(t, e) for t, e in self._threads if t.is_alive()]
             self._threads.append((thread, cancel_event))
         thread.start()
-        if not wait:
+        if not wait or not decision.wait(self.start_timeout):
             return {"status": "starting", "task_id": TASK_ID}
-        decision.wait()
         if decision.outcome == "already_running":
             return {"status": "already_running", "task_id": TASK_ID, "started_at": decision.payload}
         if decision.outcome == "failed":

@@ -93,7 +93,7 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
             return JSONResponse(status_code=500, content={
                 "status": "failed", "message": MESSAGE_FAILED_TO_START, "task_id": TASK_ID,
                 "error": outcome["error"], "error_facts": error_facts(outcome["error"], "failed", builder.config)})
-        return {"status": "started", "message": MESSAGE_STARTED, "task_id": TASK_ID,
+        return {"status": outcome["status"], "message": MESSAGE_STARTED, "task_id": TASK_ID,
                 "check_status_url": request.url.path.rstrip("/") + "/status"}
 
     @router.get(api + "/status", summary="Status of the latest siret_summary rebuild")

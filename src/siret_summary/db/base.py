@@ -154,7 +154,8 @@ class Backend(ABC):
     is_server = False
 
     def relax_commits(self, conn: Any) -> None:
-        """Let commits on ``conn`` return before the disk flush (others see them at once); none by default."""
+        """Let the open transaction's commit on ``conn`` return before the disk flush (others see it at
+        once); this transaction only, never the session (none by default)."""
 
     def make_durable(self, conn: Any) -> None:
         """Make the open transaction's commit wait for the disk, whatever :meth:`relax_commits` said."""
@@ -176,11 +177,31 @@ class Backend(ABC):
         cannot be trusted to store what ``INSERT … SELECT`` from staging would (none by default)."""
         return None
 
-    def lock_against_writers(self, conn: Any, table: str) -> None:
-        """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default)."""
+    def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
+                             between: Callable[[], None] = lambda: None) -> None:
+        """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default).
+
+        Waits at most ``wait`` seconds for sessions holding conflicting locks, calling ``between()`` (which
+        may raise to cancel) about every second, then raises :class:`~siret_summary.errors.LockWaitError`
+        naming them."""
+
+    def bound_lock_waits(self, conn: Any, seconds: float) -> None:
+        """In the open transaction, make any wait for another session's lock fail after ``seconds`` (none by default)."""
+
+    def lock_wait_error(self, conn: Any, table: str, wait: float) -> Exception | None:
+        """After a lock wait failed: the error naming the sessions that hold ``table`` (None: not one)."""
+        return None
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a lock wait that reached :meth:`bound_lock_waits`'s bound."""
+        return False
 
     def prepare_bulk_write(self, conn: Any) -> None:
         """Session settings for the write transaction (none by default)."""
+
+    def drop_temporaries(self, conn: Any) -> None:
+        """In the open transaction, drop the temporary tables :meth:`ingest_temporary` made (none by default:
+        a SQLite connection is never shared, and closes with the run)."""
 
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         """Make the staging table cheap to look up by ``siret`` where the planner needs it (not by default)."""

@@ -27,16 +27,23 @@ def versions_table(state_table: str) -> str:
 
 
 class HostLock(Protocol):
-    """A lock every host sharing the database sees, held by a session (SPEC §7)."""
+    """A lock every host sharing the database sees, held by one open transaction (SPEC §7)."""
 
     def canonical_table(self, conn: Any, table: str) -> str:
         """One name per table, however the configuration spells it (the lock's key)."""
 
-    def try_lock(self, conn: Any, key: int) -> bool:
-        """Take the lock on ``conn``'s session; False when another session holds it."""
+    def try_lock(self, conn: Any, key: int) -> int | None:
+        """Take the lock in ``conn``'s open transaction (held until it ends): the holding server
+        process's id, or None when another session holds it."""
 
     def held(self, conn: Any, key: int) -> bool:
         """Whether any session holds the lock."""
+
+    def held_by(self, conn: Any, key: int, pid: int) -> bool:
+        """Whether the server process ``pid`` holds the lock (asked from any session)."""
+
+    def holder_for_commit(self, conn: Any, table: str) -> str | None:
+        """The holder's token, locked against :meth:`record_holder` until ``conn``'s transaction ends."""
 
     def record_holder(self, conn: Any, table: str, token: str) -> None:
         """Name ``token`` the lock's holder, committed."""
@@ -45,7 +52,7 @@ class HostLock(Protocol):
         """The token of the last run that took the lock."""
 
     def release(self, conn: Any) -> None:
-        """Free the session's locks now, before it is closed."""
+        """Free the lock now (end the transaction holding it), before the connection is closed."""
 
 
 class StampedRead(Protocol):

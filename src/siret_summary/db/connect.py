@@ -21,12 +21,15 @@ from siret_summary.errors import SourceError
 _MALFORMED_URI = re.compile(r"(?i)^(postgres(ql)?(:|//)|sqlite//)")  # "sqlite:…" has its own message below
 
 
-def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backend:
+def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_timeout: float | None = None,
+                 lock_timeout: float | None = None) -> Backend:
     """A backend for a ``postgresql://`` URI, a ``sqlite:///`` URI, a SQLite ``file:`` URI or a SQLite file path.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db`` follow the
     SQLAlchemy convention. With ``must_exist`` a missing SQLite file is an
-    error instead of being created empty.
+    error instead of being created empty. ``connect_timeout``: seconds a PostgreSQL
+    connection may take, ``lock_timeout`` how long its run records wait for a lock
+    (``Config.connect_timeout``, ``Config.lock_timeout``; None: the backend's defaults).
     """
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
@@ -39,7 +42,8 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool) -> Backe
     if text.startswith(("postgresql://", "postgres://")):
         from siret_summary.db.postgres.backend import PostgresBackend
 
-        return PostgresBackend(text)
+        bounds = {k: v for k, v in (('connect_timeout', connect_timeout), ('lock_timeout', lock_timeout)) if v is not None}
+        return PostgresBackend(text, **bounds)
     if sqlite_location.is_file_uri(text):  # SQLite's own URI, its parameters kept (SPEC §2)
         path, _ = sqlite_location.parse_file_uri(text)
     elif text.startswith("sqlite:"):

@@ -276,7 +276,8 @@ def read_sources(source: Any, config: Config, *, sirets: pl.Series | None = None
     if isinstance(source, Mapping):
         return read_in_memory(source, config)
     if isinstance(source, (str, os.PathLike)):
-        return read_database(open_backend(source, must_exist=True), config, sirets)
+        return read_database(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout),
+                             config, sirets)
     raise SourceError(
         f"source is a {type(source).__name__}; pass a postgresql:// URI, a SQLite path "
         f'or a mapping {{"{config.pv_table}": ..., "{config.invitations_table}": ...}}.'

@@ -38,7 +38,7 @@ def _raw_frames(source: Any, config: Config) -> tuple[pl.DataFrame, pl.DataFrame
     if isinstance(source, (str, os.PathLike)):
         from siret_summary.db import open_backend
 
-        raw = read_database(open_backend(source, must_exist=True), config, normalise=False, stamps=False)
+        raw = read_database(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout), config, normalise=False, stamps=False)
     else:
         raw = read_sources(source, config)
     pv, invitations = pl.collect_all([raw.pv, raw.invitations])

@@ -83,6 +83,7 @@ def write_summary(
     before_commit: Callable[[Any], None] = lambda _: None,
     versions_table: str | None = None,
     ahead: ReadAhead | None = None,
+    lock_timeout: float = 30.0,
 ) -> WriteStats:
     """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows; SPEC §5).
 
@@ -99,14 +100,18 @@ def write_summary(
     where the row versions are kept (:meth:`Backend.row_versions`): a full
     write then stages only the rows they cannot vouch for; ``ahead`` holds what
     it reads first, read beforehand (used when the target's columns are still
-    the same).
+    the same). No statement waits more than ``lock_timeout`` seconds for another
+    session's lock: :class:`~siret_summary.errors.LockWaitError` names the
+    sessions holding the target.
     """
     write = None
     try:
+        backend.bound_lock_waits(conn, lock_timeout)
         write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
         stats = None
         if delete_sirets is None:
-            stats = write_into_empty(backend, conn, target, write.frame, write.written, write.versions, checkpoint)
+            stats = write_into_empty(backend, conn, target, write.frame, write.written, write.versions, checkpoint,
+                                     lock_timeout)
         if stats is None:
             write.stage(delete_sirets, checkpoint)
             write.scope(delete_sirets)
@@ -114,6 +119,7 @@ def write_summary(
             checkpoint(0.85)
             stats = write.replace(delete_sirets)
         before_commit(conn)
+        backend.drop_temporaries(conn)  # none outlives the transaction (a pooled server session would keep it)
         checkpoint(0.95)
         conn.commit()
         return stats
@@ -122,6 +128,10 @@ def write_summary(
             conn.rollback()
         except Exception:  # the connection may be gone; the server rolls back then
             pass
+        if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError) and backend.is_lock_timeout(exc):
+            blocked = _lock_wait_error(backend, conn, target, lock_timeout)
+            if blocked is not None:
+                raise blocked from exc
         if isinstance(exc, Exception) and not isinstance(exc, SiretSummaryError):
             denied = refused_privilege(exc, f"cannot write {target}", driver_reason(exc, backend.uri))
             if denied is not None:
@@ -136,6 +146,16 @@ def write_summary(
                 "fix the cause and run again."
             ) from exc
         raise
+
+
+def _lock_wait_error(backend: Backend, conn: Any, target: str, wait: float) -> Exception | None:
+    try:
+        conn.rollback()  # ADBC answers nothing else after a failed statement
+        error = backend.lock_wait_error(conn, target, wait)
+        conn.rollback()
+        return error
+    except Exception:  # the connection is gone: the plain message below
+        return None
 
 
 @dataclass

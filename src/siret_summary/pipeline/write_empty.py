@@ -67,7 +67,7 @@ class _Hashing:
 
 def write_into_empty(
     backend: Backend, conn: Any, target: str, frame: pl.DataFrame, written: Sequence[Column],
-    versions: Any, checkpoint: Callable[[float], None],
+    versions: Any, checkpoint: Callable[[float], None], lock_timeout: float = 30.0,
 ) -> WriteStats | None:
     """A full write into a target that holds no row: the rows go straight in, no staging, no comparison.
 
@@ -76,6 +76,8 @@ def write_into_empty(
     after this transaction has locked the target against other writers and
     then found it empty: what it saw empty stays empty until the commit, and
     readers see the old (empty) table until then. None: take the staging path.
+    The lock is waited for ``lock_timeout`` seconds at most, the cancel flag
+    looked at every second (:class:`~siret_summary.errors.LockWaitError`).
     """
     empty_sql = f"SELECT NOT EXISTS (SELECT 1 FROM {quote_table(target)})"
     if not backend.scalar(conn, empty_sql):  # rows: the staging path, and no lock held through it
@@ -86,7 +88,7 @@ def write_into_empty(
     types = backend.direct_ingest_types(conn, target, [described[c.name] for c in written])
     if types is None:
         return None
-    backend.lock_against_writers(conn, target)
+    backend.lock_against_writers(conn, target, wait=lock_timeout, between=lambda: checkpoint(0.0))
     if not backend.scalar(conn, empty_sql):  # what counts: empty once no other writer can change it
         return None
     checkpoint(0.05)

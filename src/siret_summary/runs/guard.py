@@ -1,17 +1,18 @@
 """Guard: at most one rebuild of a target at a time, across processes and hosts.
 
 A non-blocking ``filelock`` per target (processes of one host), and on
-PostgreSQL a session-level ``pg_try_advisory_lock`` held on a dedicated
-connection (app instances on other hosts). Taking the locks *is* the
+PostgreSQL a ``pg_try_advisory_xact_lock`` held by a transaction kept open on a
+dedicated connection (app instances on other hosts). Taking the locks *is* the
 check-and-start: there is no window between "is anyone running?" and "I run".
-A killed process loses both (the OS closes its file, the server ends its
-session), so a crash never leaves the target locked.
+A killed process loses both (the OS closes its file, the server ends its idle
+session and its transaction), so a crash never leaves the target locked.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import uuid
 from typing import Any
@@ -23,6 +24,8 @@ from siret_summary.db import side_files
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.db.connect import open_connection
 from siret_summary.runs.status import HOST
+
+log = logging.getLogger("siret_summary")
 
 
 def lock_key(table: str) -> int:
@@ -40,10 +43,17 @@ class LockLost(TargetError):
 class RunGuard:
     """Hold with ``acquire()`` → bool, free with ``release()``.
 
-    On PostgreSQL the session that takes the advisory lock is also the run's
-    session to the target database (:attr:`connection`): the write commits on
-    the very session that holds the lock, so a run whose lock session died
-    cannot commit. :meth:`retake` takes the lock again on a new session.
+    On PostgreSQL the advisory lock is held by an open transaction on a
+    dedicated *guard* session (never used for anything else), and the run
+    works on another session to the target (:attr:`connection`). Before the
+    write commits, :meth:`check_before_commit` checks, inside the write's
+    transaction, that the guard's server process still holds the lock and that
+    this run is still the lock's recorded holder (that row then stays locked
+    until the commit); a guard session that ended is replaced (:meth:`retake`)
+    only while no other run took the lock meanwhile, else :class:`LockLost`.
+    Nothing session-scoped is assumed to outlive a transaction: the lock lives
+    in one transaction, which a transaction pooler never moves between server
+    sessions (docs/decisions.md, "The guard behind a transaction pooler").
     """
 
     def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None) -> None:
@@ -54,7 +64,9 @@ class RunGuard:
         self.path = side_files.check_lock_path(lock_path) if lock_path is not None else backend.lock_path(table)
         self._given = lock_path is not None
         self._file = None if self.path is None else filelock.FileLock(self.path, timeout=0, thread_local=False)
-        self._conn: Any = None
+        self._guard: Any = None  # the session whose open transaction holds the lock
+        self._pid: int | None = None  # its server process
+        self._conn: Any = None  # the run's session to the target
         self._canonical = table
         self._token = uuid.uuid4().hex  # this run, as the lock's holder
         self._host = backend.host_lock()  # None: the file lock alone (SQLite)
@@ -69,85 +81,90 @@ class RunGuard:
                 raise lock_file_error(self.path, exc, given=self._given) from exc
         if self._host is None:
             return True
-        conn = None
         try:
-            conn = self.backend.connect("guard")
-            if not self._take(conn):
-                conn.close()
+            guard = self.backend.connect("guard")
+            try:
+                # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
+                self._canonical = self._host.canonical_table(guard, self.table)
+                self.key = lock_key(self._canonical)
+                pid = self._host.try_lock(guard, self.key)
+            except BaseException:
+                _close(guard)
+                raise
+            if pid is None:
+                _close(guard)
                 self._release_file()
                 return False
+            self._guard, self._pid = guard, pid
+            conn = self.backend.connect("main")
+            try:
+                self._host.record_holder(conn, self._canonical, self._token)
+            except BaseException:
+                _close(conn)
+                raise
+            self._conn = conn
         except BaseException:
-            if conn is not None:  # e.g. a refused CREATE after the lock was taken: its session must not keep it
-                for step in (lambda: self._host.release(conn), conn.close):  # release first: at once
-                    try:
-                        step()
-                    except Exception:  # already broken: the server frees the lock with the session
-                        pass
-            self._release_file()
+            self.release()
             raise
-        self._conn = conn
-        return True
-
-    def _take(self, conn: Any) -> bool:
-        """The server-side lock on ``conn``, keyed by the table's canonical name, this run named its holder."""
-        # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
-        self._canonical = self._host.canonical_table(conn, self.table)
-        self.key = lock_key(self._canonical)
-        if not self._host.try_lock(conn, self.key):
-            return False
-        self._host.record_holder(conn, self._canonical, self._token)
         return True
 
     @property
     def connection(self) -> Any:
-        """The session that holds the server-side lock (PostgreSQL), while acquired; else None."""
+        """The run's session to the target database (PostgreSQL), while acquired; else None."""
         return self._conn
 
     def retake(self) -> Any:
-        """After the lock's session ended: the lock on a new session (returned), or :class:`LockLost`."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # already broken
-                pass
-            self._conn = None
-        conn = open_connection(self.backend, role="guard", error=TargetError)
-        try:
-            taken = self._host.try_lock(conn, self.key)
-            holder = self._host.holder(conn, self._canonical) if taken else None
-        except BaseException:
-            conn.close()
-            raise
-        if not taken:
-            conn.close()
-            raise LockLost(
-                f"the run lost its lock on {self.table}: the session holding it ended and another run holds it now; "
-                "nothing was committed, run again once that run is over."
-            )
-        if holder != self._token:
-            # Another run held the lock in between (it named itself holder, whatever
-            # its status table): what this run read may be older than what it wrote.
-            conn.close()
+        """After the run's session to the target broke: a new one (returned); the lock is checked at commit."""
+        _close(self._conn)
+        self._conn = open_connection(self.backend, role="main", error=TargetError)
+        return self._conn
+
+    def check_before_commit(self, conn: Any) -> None:
+        """In the write's transaction on ``conn``: go on only while this run holds the lock (else :class:`LockLost`).
+
+        This run must still be the recorded holder (read ``FOR SHARE``: no other
+        run can record itself before this transaction ends), and the guard's
+        server process must hold the lock; a guard session that ended is
+        replaced by a new one that takes the lock again.
+        """
+        if self._host is None:
+            return
+        if self._host.holder_for_commit(conn, self._canonical) != self._token:
             raise LockLost(
                 f"the run lost its lock on {self.table}: the session holding it ended and another run took the lock "
                 "meanwhile; nothing was committed, run again."
             )
-        self._conn = conn
-        return conn
+        if self._pid is not None and self._host.held_by(conn, self.key, self._pid):
+            return
+        _close(self._guard)
+        self._guard = self._pid = None
+        guard = open_connection(self.backend, role="guard", error=TargetError)
+        try:
+            pid = self._host.try_lock(guard, self.key)
+        except BaseException:
+            _close(guard)
+            raise
+        if pid is None:
+            _close(guard)
+            raise LockLost(
+                f"the run lost its lock on {self.table}: the session holding it ended and another run holds it now; "
+                "nothing was committed, run again once that run is over."
+            )
+        self._guard, self._pid = guard, pid
+        log.warning("the session holding the lock of %s ended; the lock was taken again", self.table)
 
     def release_host_lock(self) -> None:
-        """Free the server-side lock (end its session); the file lock stays until :meth:`release`."""
-        if self._conn is not None:
+        """Free the server-side lock (end its transaction and session) and the run's session to the target."""
+        if self._guard is not None:
             try:
                 if self._host is not None:
-                    self._host.release(self._conn)  # now, not when the server notices the close
+                    self._host.release(self._guard)  # now, not when the server notices the close
             except Exception:
                 pass
-            try:
-                self._conn.close()  # ends the session: frees the advisory lock
-            except Exception:
-                pass
-            self._conn = None
+            _close(self._guard)
+            self._guard = self._pid = None
+        _close(self._conn)
+        self._conn = None
 
     def _release_file(self) -> None:
         if self._file is not None and self._file.is_locked:
@@ -175,6 +192,15 @@ def lock_file_error(path: str, exc: OSError, *, given: bool) -> SiretSummaryErro
     error = TargetError(message, stage="lock")
     error.retryable = False  # type: ignore[attr-defined]
     return error
+
+
+def _close(conn: Any) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # already broken
+        pass
 
 
 def is_running(backend: Backend, table: str, record: dict[str, Any], *, lock_path: str | None = None) -> bool:

@@ -20,7 +20,8 @@ def status_store(backend: Backend, config: Config) -> StatusStore:
 
 def _store(target: Any, config: Config | None) -> tuple[Backend, Config, StatusStore]:
     config = as_config(config)
-    backend = open_backend(target, must_exist=False)
+    backend = open_backend(target, must_exist=False, connect_timeout=config.connect_timeout,
+                           lock_timeout=config.lock_timeout)
     names.check(backend, names.target_names(config))
     return backend, config, status_store(backend, config)
 

@@ -13,6 +13,7 @@ from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
 from siret_summary.db.sqlite_location import opens_read_only
+from siret_summary.db.masking import mask_location
 from siret_summary.db.privileges import refused_privilege
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
@@ -27,7 +28,8 @@ from siret_summary.runs.status import StatusAhead, now_iso
 log = logging.getLogger("siret_summary")
 
 
-def target_backend(source: Any, target: Any) -> Backend:
+def target_backend(source: Any, target: Any, connect_timeout: float | None = None,
+                   lock_timeout: float | None = None) -> Backend:
     """The target's backend, checked before anything is created (SPEC §9).
 
     A source location must exist (a SQLite file, a well-formed URI); a SQLite
@@ -35,15 +37,15 @@ def target_backend(source: Any, target: Any) -> Backend:
     side file and the database would otherwise make folders out of a typo.
     """
     if isinstance(source, (str, os.PathLike)):
-        open_backend(source, must_exist=True)
+        open_backend(source, must_exist=True, connect_timeout=connect_timeout)
     location = target if target is not None else source
     if not isinstance(location, (str, os.PathLike)):
         raise ConfigError(
             "target is missing; when the sources are in memory, pass target= a postgresql:// URI or a SQLite path."
         )
-    backend = open_backend(location, must_exist=False)
+    backend = open_backend(location, must_exist=False, connect_timeout=connect_timeout, lock_timeout=lock_timeout)
     if opens_read_only(backend):
-        problem = f"the target {location!r} opens the database read-only (mode=ro or immutable)"
+        problem = f"the target {mask_location(str(location))!r} opens the database read-only (mode=ro or immutable)"
         raise TargetError(f"{problem}; pass target= a writable SQLite path or a postgresql:// URI (the source may "
                           "stay read-only).", problem=problem, setting="target")
     folder = backend.missing_folder()
@@ -136,10 +138,11 @@ def _already_running(backend: Backend, config: Config, requested: Mode, ahead: S
 
 def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
     """The target's backend, its names and the source's checked before anything is created (SPEC §9)."""
-    backend = target_backend(source, target)
+    backend = target_backend(source, target, config.connect_timeout, config.lock_timeout)
     names.check(backend, names.target_names(config))
     if names.is_postgres_location(source):
-        names.check(open_backend(source, must_exist=True), names.source_names(config))
+        names.check(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout),
+                    names.source_names(config))
     return backend
 
 

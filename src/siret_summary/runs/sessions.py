@@ -8,11 +8,11 @@ a failure closes the connection, so a retry starts from a fresh one. The
 server still shows which stage is at work: the session's ``application_name``
 follows the role (``siret_summary:write`` …).
 
-The connection to the target database may be *pinned*: on PostgreSQL it is
-the session that holds the run's advisory lock (guard.py), so the write
-commits only while the lock is held. A failure never closes it (that would
-free the lock): its transaction is rolled back, and if the session itself is
-gone, the next stage first takes the lock again (``relock``), or fails.
+The connection to the target database may be *pinned*: on PostgreSQL the
+guard opens it (guard.py) beside its own lock session, and the write checks in
+its transaction, before committing, that the lock is still held. A failure
+never closes it: its transaction is rolled back, and if the session itself is
+gone, the next stage asks the guard for a new one (``relock``).
 """
 
 from __future__ import annotations

@@ -85,8 +85,8 @@ class RunStages:
         self.retry = retry
         self.guard = guard
         self.state = StateStore(backend, config.state_table)
-        # The target's session is the one holding the lock (PostgreSQL): the write
-        # commits only while the lock is held (SPEC §7).
+        # The run's session to the target, opened by the guard (PostgreSQL): the write
+        # commits only after the guard checked, in its transaction, that the lock is held (SPEC §7).
         pinned = None if guard.connection is None else (backend.uri, guard.connection)
         self.sessions = Sessions(pinned=pinned, relock=self._retake_lock)
 
@@ -150,7 +150,7 @@ class RunStages:
                         missing_state=f"{self.config.target_table} in {self.backend.display()}")
         if not wants_change_log(plan) or not isinstance(source, (str, os.PathLike)):
             return plan
-        source_backend = open_backend(source, must_exist=True)
+        source_backend = open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout)
         changes = self.retry.call(lambda: self._read_changes(source_backend), what="read changes")
         return with_changes(plan, changes, source_backend)
 
@@ -175,7 +175,7 @@ class RunStages:
         """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
         if not isinstance(source, (str, os.PathLike)):
             return read_sources(source, self.config, sirets=plan.sirets)  # raw: normalised lazily
-        backend = open_backend(source, must_exist=True)
+        backend = open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout)
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, plan.sirets, conn=conn, normalise=not plan.reads_raw,
                                  stamps=stamps, session=lambda: self.sessions.use(backend, role="source"),
@@ -253,8 +253,9 @@ class RunStages:
                 return write_summary(
                     self.backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
                     force=force, shrink_ratio=self.config.shrink_ratio, ahead=ahead_rows,
-                    before_commit=lambda c: self._record_state(c, summary, plan, remove, stored, same_database),
-                    versions_table=versions_table(self.config.state_table),
+                    before_commit=lambda c: (self._record_state(c, summary, plan, remove, stored, same_database),
+                                             self.guard.check_before_commit(c)),
+                    versions_table=versions_table(self.config.state_table), lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
                 )
 
@@ -330,13 +331,6 @@ class RunStages:
             return 0
 
     def _retake_lock(self) -> Any:
-        """The lock's session ended: take the lock again on a new session, if no other run held it meanwhile.
-
-        Every run names itself the lock's holder (in the target database) right
-        after taking the lock: while this run is still the holder, no other run
-        has held the lock since, so what this run read is still what a lock
-        holder reads, and it may go on (SPEC §7). Else :class:`LockLost`.
-        """
-        conn = self.guard.retake()
-        log.warning("the session holding the lock of %s ended; the lock was taken again", self.config.target_table)
-        return conn
+        """The run's session to the target broke: a new one (whether the lock is still held is checked
+        in the write's transaction, :meth:`RunGuard.check_before_commit`)."""
+        return self.guard.retake()

@@ -59,6 +59,7 @@ class StatusStore:
         # run): other sessions see a commit at once, flushed or not, and only a
         # server crash, which ends the run's lock session too, could lose the
         # last ones. A run's end is flushed (:meth:`update` with ``status``).
+        # Each transaction asks anew (SET LOCAL: nothing outlives a transaction behind a pooler).
         self.backend.relax_commits(conn)
         create_missing(  # looked up first: a role without CREATE on the schema runs once the table exists
             self.backend, conn, self.table,
@@ -83,6 +84,7 @@ class StatusStore:
             "cancel_requested": 0,
         }  # fmt: skip
         params = ", ".join(self.backend.param(i + 1) for i in range(len(_COLUMNS)))
+        self.backend.relax_commits(conn)
         self.backend.execute(
             conn, f"INSERT INTO {self._q()} ({', '.join(_COLUMNS)}) VALUES ({params})",
             [record[c] for c in _COLUMNS],
@@ -97,6 +99,8 @@ class StatusStore:
         if "status" in fields:
             # A run's end (completed, failed, cancelled) is durable whatever the session says.
             self.backend.make_durable(conn)
+        else:
+            self.backend.relax_commits(conn)
         names = list(fields)
         sets = ", ".join(f"{n} = {self.backend.param(i + 1)}" for i, n in enumerate(names))
         requested = self.backend.scalar(

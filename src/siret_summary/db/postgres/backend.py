@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary.db import side_files
+from siret_summary.db.postgres import waits
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, select_item, split_table
 
 
@@ -20,6 +23,15 @@ _TYPE_RESOLVER = "adbc.postgresql.type_resolver_mode"
 _builtin_types = True
 
 _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
+
+#: Seconds a connection may take to be established, unless ``Config.connect_timeout`` or the URI says otherwise.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: Seconds a run record's write waits for a lock, unless ``Config.lock_timeout`` says otherwise.
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+#: TCP keepalives (libpq): a peer silent for 30 s is probed every 10 s, and given up after 3 probes.
+_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
 #: Integer types narrower than the 64 bits the library computes in: their largest magnitude.
 _INT_BOUNDS = {"smallint": 2**15 - 1, "integer": 2**31 - 1}
@@ -95,14 +107,17 @@ class PostgresBackend(Backend):
     dialect = "postgresql"
     max_identifier_bytes = MAX_IDENTIFIER_BYTES
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.uri = uri
+        self.connect_timeout = connect_timeout
+        self.lock_timeout = lock_timeout  # of the run records' transactions (the write gets its own)
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
         global _builtin_types
         sep = "&" if "?" in self.uri else "?"
-        uri = f"{self.uri}{sep}application_name=siret_summary:{role}"
+        uri = f"{self.uri}{sep}application_name=siret_summary:{role}{self._bounds()}"
         if _builtin_types:
             try:
                 return pg_dbapi.connect(uri, db_kwargs={_TYPE_RESOLVER: "builtin"})
@@ -111,6 +126,14 @@ class PostgresBackend(Backend):
                     raise
                 _builtin_types = False  # an older driver: it reads the server's type catalogue
         return pg_dbapi.connect(uri)
+
+    def _bounds(self) -> str:
+        """libpq parameters that bound the waits on a server that stops answering, unless the URI sets them:
+        the connection's establishment (``connect_timeout``, whole seconds, libpq's least is 2), and TCP
+        keepalives that end a connection whose peer vanished mid-query within about a minute."""
+        given = set(parse_qs(urlsplit(self.uri).query))
+        bounds = {"connect_timeout": str(max(2, math.ceil(self.connect_timeout))), **_KEEPALIVES}
+        return "".join(f"&{name}={value}" for name, value in bounds.items() if name not in given)
 
     def plain(self, data: Any) -> Any:
         # Types outside the built-in table (enums, …) and NUMERIC arrive as
@@ -202,9 +225,20 @@ class PostgresBackend(Backend):
             types.append(_COPY_TYPES[base])
         return types
 
-    def lock_against_writers(self, conn: Any, table: str) -> None:
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return waits.is_lock_timeout(exc)
+
+    def bound_lock_waits(self, conn: Any, seconds: float) -> None:
+        waits.bound_lock_waits(self, conn, seconds)
+
+    def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
+                             between: Callable[[], None] = lambda: None) -> None:
         # Conflicts with every writer (ROW EXCLUSIVE and above), not with readers (ACCESS SHARE).
-        self.execute(conn, f"LOCK TABLE {quote_table(table)} IN SHARE ROW EXCLUSIVE MODE")
+        waits.lock_table(self, conn, f"LOCK TABLE {quote_table(table)} IN SHARE ROW EXCLUSIVE MODE", table,
+                         wait=wait, between=between)
+
+    def lock_wait_error(self, conn: Any, table: str, wait: float) -> Any:
+        return waits.lock_wait_error(self, conn, table, wait)
 
     def siret_in_sql(self, column: str, table: str) -> str:
         # As an array, not a semi-join: the planner cannot tell how many SIRETs a
@@ -276,6 +310,22 @@ class PostgresBackend(Backend):
                 return c.declared
         return None
 
+    # Temporary tables live as long as the server session, and behind a transaction
+    # pooler that session outlives the connection (issue 24): one left over from
+    # an earlier transaction is dropped first, and each write drops its own before
+    # it commits (:meth:`drop_temporaries`), so none outlives its transaction.
+    _temporaries: set[str] = set()
+
+    def ingest_temporary(self, conn: Any, name: str, data: pa.Table, **kwargs: Any) -> str:
+        self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{quote_identifier(name)}")
+        PostgresBackend._temporaries.add(name)
+        return super().ingest_temporary(conn, name, data, **kwargs)
+
+    def drop_temporaries(self, conn: Any) -> None:
+        names = sorted(PostgresBackend._temporaries)
+        if names:
+            self.execute(conn, "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{quote_identifier(n)}" for n in names))
+
     def lock_path(self, table: str) -> str | None:
         # None without a writable temporary folder: the advisory lock alone guards the run.
         return side_files.temp_lock_file(f"{self.display()}|{table}")
@@ -286,10 +336,15 @@ class PostgresBackend(Backend):
     is_server = True
 
     def relax_commits(self, conn: Any) -> None:
-        self.execute(conn, "SET synchronous_commit = off")
+        # LOCAL: behind a transaction pooler a session-level SET would stay on a
+        # server session other clients then use (and not follow this connection).
+        # The lock wait of a run record's write bounded too (this transaction only).
+        self.execute(conn, "SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', $1, true)",
+                     [f"{max(1, round(self.lock_timeout * 1000))}ms"])
 
     def make_durable(self, conn: Any) -> None:
-        self.execute(conn, "SET LOCAL synchronous_commit = on")
+        self.execute(conn, "SELECT set_config('synchronous_commit', 'on', true), set_config('lock_timeout', $1, true)",
+                     [f"{max(1, round(self.lock_timeout * 1000))}ms"])
 
     # --- capabilities (db/capabilities.py) ---
     def host_lock(self) -> Any:

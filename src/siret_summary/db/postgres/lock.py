@@ -1,4 +1,12 @@
-"""The host lock on PostgreSQL: a session-level advisory lock, and who holds it (SPEC §7)."""
+"""The host lock on PostgreSQL: a transaction-level advisory lock, and who holds it (SPEC §7).
+
+The lock is taken with ``pg_try_advisory_xact_lock`` in a transaction the
+guard keeps open for the whole run: one transaction never changes server
+session, even behind a transaction-pooling PgBouncer, and its lock ends with
+it (released, or its session ended by a killed client). A session-level lock
+would stay on a pooled server session that other clients then reuse
+(pgbouncer/pgbouncer#617; docs/decisions.md, "The guard behind a transaction pooler").
+"""
 
 from __future__ import annotations
 
@@ -14,8 +22,9 @@ class AdvisoryLock:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    # Session-level advisory lock (namespace, key): held until released or the
-    # session ends, so a killed run frees it; visible to every host via pg_locks.
+    # Transaction-level advisory lock (namespace, key): held until the guard's
+    # transaction ends (release, or its session ends: a killed run frees it);
+    # visible to every host via pg_locks.
     _NAMESPACE = 0x5353  # "SS"
 
     def canonical_table(self, conn: Any, table: str) -> str:
@@ -53,15 +62,36 @@ class AdvisoryLock:
         conn.commit()
         return value
 
-    def release(self, conn: Any) -> None:
-        # Closing the connection frees the lock only when the server process has
-        # exited, a moment later: a run started right after would be refused.
-        conn.rollback()
-        self.backend.execute(conn, "SELECT pg_advisory_unlock_all()")
-        conn.commit()
+    def holder_for_commit(self, conn: Any, table: str) -> str | None:
+        """The holder, its row locked (``FOR SHARE``) until ``conn``'s transaction ends: no run can name
+        itself holder (:meth:`record_holder`) before this transaction commits or rolls back."""
+        holders = self._holders(table)
+        if not self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]):
+            return None
+        return self.backend.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1 FOR SHARE", [table])
 
-    def try_lock(self, conn: Any, key: int) -> bool:
-        return bool(self.backend.scalar(conn, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", [self._NAMESPACE, key]))
+    def release(self, conn: Any) -> None:
+        # Ending the transaction frees the lock at once (closing the connection
+        # frees it only when the server process has exited, a moment later).
+        conn.rollback()
+
+    def try_lock(self, conn: Any, key: int) -> int | None:
+        """In ``conn``'s open transaction (kept open while the lock is held): the lock, held by the
+        returned server process id; None when another session holds it."""
+        row = self.backend.fetch_arrow(
+            conn, "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4) AS taken, pg_backend_pid() AS pid",
+            [self._NAMESPACE, key],
+        ).to_pylist()[0]
+        return int(row["pid"]) if row["taken"] else None
+
+    def held_by(self, conn: Any, key: int, pid: int) -> bool:
+        """Whether the server process ``pid`` holds the lock now (read from any session)."""
+        return bool(self.backend.scalar(
+            conn,
+            "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $3::int4"
+            " AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2",
+            [self._NAMESPACE, key & 0xFFFFFFFF, pid],
+        ))  # fmt: skip
 
     def held(self, conn: Any, key: int) -> bool:
         return bool(
