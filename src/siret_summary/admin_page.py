@@ -111,7 +111,8 @@ _PAGE = """<!doctype html>
 "use strict";
 const API = __API__;
 const STATUS = { running: "en cours", pending: "en attente", completed: "terminée", failed: "échouée",
-                 cancelled: "annulée", interrupted: "interrompue", not_found: "aucune" };
+                 cancelled: "annulée", interrupted: "interrompue", not_found: "aucune",
+                 damaged: "enregistrement endommagé" };
 const STAGE = { pending: "démarrage", read: "lecture", compute: "calcul", write: "écriture", done: "terminée" };
 const $ = (id) => document.getElementById(id);
 let lastRun = null, timer = null;
