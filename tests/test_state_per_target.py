@@ -115,13 +115,14 @@ def test_state_of_the_unkeyed_layout_costs_one_full_run_per_target(kind, request
     a, b = _configs(2)
     siret_summary.run(location, config=a)
     siret_summary.run(location, config=b)
+    key = {t: _key(location, t) for t in ("summary_a", "summary_b")}
     # Rewrite the state into the layout of the previous release, as that release left it.
     execute(
         location,
         "CREATE TABLE old_state AS SELECT siret, fingerprint, raw, warnings FROM siret_summary_state"
-        " WHERE target = 'summary_b'",
+        f" WHERE target = '{key['summary_b']}'",
         "CREATE TABLE old_meta AS SELECT config_hash, library, capture, cursor FROM siret_summary_state_meta"
-        " WHERE target = 'summary_b'",
+        f" WHERE target = '{key['summary_b']}'",
         "DROP TABLE siret_summary_state", "DROP TABLE siret_summary_state_meta",
         "ALTER TABLE old_state RENAME TO siret_summary_state", "ALTER TABLE old_meta RENAME TO siret_summary_state_meta",
     )
@@ -134,4 +135,29 @@ def test_state_of_the_unkeyed_layout_costs_one_full_run_per_target(kind, request
     _assert_equals_compute(location, a)
     _assert_equals_compute(location, b)
     assert query(location, "SELECT DISTINCT target FROM siret_summary_state ORDER BY target")["target"].to_list() == [
-        "summary_a", "summary_b"]
+        key["summary_a"], key["summary_b"]]
+
+
+def _key(location: str, table: str) -> str:
+    """The state's key of ``table``: the lock's canonical name (schema-qualified on PostgreSQL)."""
+    return f"public.{table}" if location.startswith("postgresql://") else table
+
+
+def test_one_table_named_two_ways_has_one_state_postgres(pg_db):
+    """``summary_a`` and ``public.summary_a`` are one table (and one lock): one state. Keyed by
+    the name as configured, a change seen under one name and undone would leave the other
+    name's state saying "unchanged" over a stale row. The source is a view, so the scan
+    fingerprints values (no row stamps) and the undo restores the very fingerprint."""
+    write_postgres(pg_db, *generate(n_pv=300, n_invitations=40, seed=9, sqlite_mess=False))
+    execute(pg_db, 'CREATE VIEW pv_view AS SELECT * FROM "Tous_PV"')
+    short = siret_summary.Config(target_table="summary_a", pv_table="pv_view")
+    qualified = siret_summary.Config(target_table="public.summary_a", pv_table="pv_view")
+    siret_summary.run(pg_db, config=short)
+    one = "siret = (SELECT siret FROM summary_a ORDER BY siret LIMIT 1)"  # a SIRET the summary holds
+    execute(pg_db, f'CREATE TABLE saved AS SELECT * FROM "Tous_PV" WHERE {one}')
+    execute(pg_db, f'DELETE FROM "Tous_PV" WHERE {one}')
+    assert siret_summary.run(pg_db, config=qualified).deleted == 1
+    execute(pg_db, 'INSERT INTO "Tous_PV" SELECT * FROM saved')  # undone, value for value
+    result = siret_summary.run(pg_db, config=short)
+    assert result.mode == "incremental" and result.inserted == 1
+    _assert_equals_compute(pg_db, short)

@@ -6,7 +6,8 @@ target and SIRET the fingerprint of its normalised source rows (``fingerprint``)
 fingerprint of the same rows as read, before any rule (``raw``), and the
 warnings its rows raised (``warnings``); ``<state_table>_meta`` one row per
 target with the configuration hash it was computed under. Every row carries
-its target (``target``, the ``target_table`` as configured): summaries that
+its target (``target``: the target's name as its lock keys it, ``schema.table`` resolved
+by the server on PostgreSQL, the configured ``target_table`` on SQLite): summaries that
 share one ``state_table`` in one database each read and write only their own
 state (issue 25). A state of the layout before (no ``target`` column) is
 trusted for no target: each target's next run is full, and rewrites the

@@ -78,7 +78,7 @@ class RunStages:
         self.report = reporter
         self.retry = retry
         self.guard = guard
-        self.state = StateStore(backend, config.state_table, config.target_table)
+        self.state = StateStore(backend, config.state_table, guard.canonical)  # keyed by target, however named
         # The target's session is the one holding the lock (PostgreSQL): the write
         # commits only while the lock is held (SPEC §7).
         pinned = None if guard.connection is None else (backend.uri, guard.connection)
