@@ -197,3 +197,17 @@ def test_rows_is_the_count_the_table_holds_after_the_write(app_db, empty_first):
     assert siret_summary.status(app_db)["result"]["rows"] == held
     again = siret_summary.run(app_db, mode="full", force=True)
     assert (again.rows, again.inserted) == (held, 0)  # the skipped rows are not "inserted" run after run
+
+
+def test_cli_status_and_history_print_a_damaged_record(app_db, capsys):
+    from siret_summary.cli import main
+
+    good = siret_summary.run(app_db)
+    bad = siret_summary.run(app_db)
+    _damage(app_db, "started_at NULL", bad.run_id)
+    assert main(["history", "--target", app_db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "damaged" in lines[2] and "started_at is NULL" in lines[2] and "completed" in lines[3]
+    assert main(["status", "--target", app_db]) == 0
+    assert "completed" in capsys.readouterr().out
+    assert siret_summary.status(app_db)["run_id"] == good.run_id

@@ -247,7 +247,7 @@ def _history(args: argparse.Namespace) -> int:
         def num(key: str) -> str:
             return "-" if result.get(key) is None else str(result[key])
 
-        print(f"{state['started_at'][:23]:<24} {state['status']:<11} {result.get('mode') or '-':<11} "
+        print(f"{(state['started_at'] or '-')[:23]:<24} {state['status']:<11} {result.get('mode') or '-':<11} "
               f"{'-' if seconds is None else f'{seconds:.2f}':>8} {num('rows'):>8} {num('inserted'):>7} "
               f"{num('updated'):>7} {num('deleted'):>7}  {state.get('error') or ''}".rstrip())
     return 0
