@@ -2,10 +2,16 @@
 
 The state lives in the target database, next to the summary, and is written in
 the same transaction as the rows it describes: ``<state_table>`` holds per
-SIRET the fingerprint of its normalised source rows (``fingerprint``), the
+target and SIRET the fingerprint of its normalised source rows (``fingerprint``), the
 fingerprint of the same rows as read, before any rule (``raw``), and the
-warnings its rows raised (``warnings``); ``<state_table>_meta`` the
-configuration hash it was computed under. A fingerprint is order-independent
+warnings its rows raised (``warnings``); ``<state_table>_meta`` one row per
+target with the configuration hash it was computed under. Every row carries
+its target (``target``: the target's name as its lock keys it, ``schema.table`` resolved
+by the server on PostgreSQL, the configured ``target_table`` on SQLite): summaries that
+share one ``state_table`` in one database each read and write only their own
+state (issue 25). A state of the layout before (no ``target`` column) is
+trusted for no target: each target's next run is full, and rewrites the
+state in the keyed layout. A fingerprint is order-independent
 (sums of 32-bit halves of row hashes, plus the row count), so it only changes
 when a SIRET's rows change.
 
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from siret_summary._version import PACKAGE as _package
 from siret_summary._version import __version__
@@ -33,8 +40,8 @@ from siret_summary.db.privileges import create_missing
 #: PostgreSQL, ``raw`` hashes row stamps (db/postgres/stamps.py); a state of format 2 would
 #: make a scan fetch every row, so the first run after the upgrade is full instead.
 #: 4: three more warning kinds per SIRET (count_too_large, text_not_utf8, text_nul) and
-#: SQLite's REAL cells in the raw hash.
-STATE_FORMAT = "4"
+#: SQLite's REAL cells in the raw hash. 5: rows keyed by target.
+STATE_FORMAT = "5"
 
 
 def state_hash(config: Config) -> str:
@@ -50,13 +57,16 @@ def state_hash(config: Config) -> str:
 #: Up to this many stored SIRETs a full run rewrites only the state rows that differ.
 DIFF_ROWS = 200_000
 
-#: Columns of the state table (all text).
+#: Columns of one target's state (all text).
 STATE_COLUMNS = ("siret", "fingerprint", "raw", "warnings")
 
-#: Columns of ``<state_table>_meta`` (one row, all text): the state hash, the
-#: library, and what change capture needs (capture.py): the captured tables'
-#: identity digest and the id of the run that last consumed the log.
-META_COLUMNS = ("config_hash", "library", "capture", "cursor")
+#: Columns of the state table: the target, then :data:`STATE_COLUMNS`.
+STATE_LAYOUT = ("target",) + STATE_COLUMNS
+
+#: Columns of ``<state_table>_meta`` (one row per target, all text): the target,
+#: the state hash, the library, and what change capture needs (capture.py): the
+#: captured tables' identity digest and the id of the run that last consumed the log.
+META_COLUMNS = ("target", "config_hash", "library", "capture", "cursor")
 
 #: ``capture=`` value of :meth:`StateStore.write` that leaves the change-capture record as it is.
 KEEP = object()
@@ -71,10 +81,11 @@ class StoredMeta:
 
 @dataclass
 class StateStore:
-    """The state tables of one target."""
+    """The state of one target (``target``) in the state tables (``table``, ``table``_meta)."""
 
     backend: Backend
     table: str
+    target: str
 
     @property
     def meta(self) -> str:
@@ -86,8 +97,13 @@ class StateStore:
         if present is None:
             return None
         names = [c.name for c in present]
-        wanted = [c if c in names else f"NULL AS {c}" for c in META_COLUMNS[:1] + META_COLUMNS[2:]]
-        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(wanted)} FROM {quote_table(self.meta)}").to_pylist()
+        if "target" not in names:  # the unkeyed layout: whose state it is cannot be told
+            return None
+        wanted = [c if c in names else f"NULL AS {c}" for c in ("config_hash", "capture", "cursor")]
+        rows = self.backend.fetch_arrow(
+            conn, f"SELECT {', '.join(wanted)} FROM {quote_table(self.meta)} WHERE target = {self.backend.param(1)}",
+            [self.target],
+        ).to_pylist()
         if not rows:
             return None
         return StoredMeta(rows[0]["config_hash"], rows[0]["capture"], rows[0]["cursor"])
@@ -99,7 +115,10 @@ class StateStore:
     def read(self, conn: Any) -> pl.DataFrame:
         """What a scan compares with: ``siret, raw, warnings`` of every SIRET."""
         columns = ("siret", "raw", "warnings")
-        table = self.backend.fetch_arrow(conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)}")
+        table = self.backend.fetch_arrow(
+            conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)} WHERE target = {self.backend.param(1)}",
+            [self.target],
+        )
         return pl.from_arrow(table).cast({c: pl.String for c in columns})
 
     def reusable(self, conn: Any, config_hash: str) -> pl.DataFrame | None:
@@ -109,11 +128,12 @@ class StateStore:
         the new one (and the summary) costs more memory than rewriting it costs time.
         """
         present = self.backend.describe(conn, self.table)
-        if present is None or tuple(c.name for c in present) != STATE_COLUMNS or self.stored_hash(conn) != config_hash:
+        if present is None or tuple(c.name for c in present) != STATE_LAYOUT or self.stored_hash(conn) != config_hash:
             return None
-        if int(self.backend.scalar(conn, f"SELECT count(*) FROM {quote_table(self.table)}")) > DIFF_ROWS:
+        mine = f"FROM {quote_table(self.table)} WHERE target = {self.backend.param(1)}"
+        if int(self.backend.scalar(conn, f"SELECT count(*) {mine}", [self.target])) > DIFF_ROWS:
             return None
-        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} FROM {quote_table(self.table)}")
+        rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} {mine}", [self.target])
         return pl.from_arrow(rows).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
 
     def write(
@@ -132,7 +152,8 @@ class StateStore:
         # maintaining an index on every full rewrite costs more than the
         # occasional scan of a targeted delete. Replaced whole, it is emptied,
         # or made anew when an older library's state has other columns.
-        create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_COLUMNS)})"
+        create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_LAYOUT)})"
+        p = self.backend.param
         if replace and stored is True:
             stored = self.reusable(conn, config_hash)
         if replace and isinstance(stored, pl.DataFrame):
@@ -144,9 +165,9 @@ class StateStore:
             replace = False
         if replace:
             present = self.backend.describe(conn, self.table)
-            if present is not None and tuple(c.name for c in present) == STATE_COLUMNS:
-                self.backend.execute(conn, self.backend.empty_table_sql(q))
-            else:
+            if present is not None and tuple(c.name for c in present) == STATE_LAYOUT:
+                self.backend.execute(conn, f"DELETE FROM {q} WHERE target = {p(1)}", [self.target])
+            else:  # none yet, or an older layout (unkeyed: no other target's state to keep)
                 self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
                 create_missing(self.backend, conn, self.table, create, exists=False)
         else:  # looked up first: a role without CREATE on the schema runs once the table exists
@@ -163,13 +184,17 @@ class StateStore:
                            exists=False)
         if not replace:
             removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
-            self.backend.delete_sirets(conn, self.table, removed.unique().cast(pl.String).to_arrow(),
-                                       staging="siret_summary_state_gone")
+            gone = self.backend.ingest_temporary(
+                conn, "siret_summary_state_gone", pa.table({"siret": removed.unique().cast(pl.String).to_arrow()})
+            )
+            self.backend.execute(
+                conn, f"DELETE FROM {q} WHERE target = {p(1)} AND siret IN (SELECT siret FROM {gone})", [self.target]
+            )
         if rows.height:
-            self.backend.ingest_into(conn, self.table, rows.select(STATE_COLUMNS).to_arrow())
-        self.backend.execute(conn, f"DELETE FROM {meta}")
-        p = self.backend.param
+            keyed = rows.select(pl.lit(self.target, pl.String).alias("target"), *STATE_COLUMNS)
+            self.backend.ingest_into(conn, self.table, keyed.to_arrow())
+        self.backend.execute(conn, f"DELETE FROM {meta} WHERE target = {p(1)}", [self.target])
         self.backend.execute(
-            conn, f"INSERT INTO {meta} ({', '.join(META_COLUMNS)}) VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)})",
-            [config_hash, _package, capture, cursor],
+            conn, f"INSERT INTO {meta} ({', '.join(META_COLUMNS)}) VALUES ({', '.join(p(i) for i in range(1, 6))})",
+            [self.target, config_hash, _package, capture, cursor],
         )

@@ -118,6 +118,11 @@ def write_summary(
             write.guard_shrink(shrink_ratio, force)
             checkpoint(0.85)
             stats = write.replace(delete_sirets)
+        # Counted, not computed, in this transaction: a trigger or rule on the target
+        # may have stored fewer rows (or more) than were sent (issue 25).
+        stats.rows = int(backend.scalar(conn, f"SELECT count(*) FROM {quote_table(target)}"))
+        if delete_sirets is None and write.previous == 0 and stats.updated == stats.deleted == 0:
+            stats.inserted = min(stats.inserted, stats.rows)  # into an empty target: what it holds now
         before_commit(conn)
         backend.drop_temporaries(conn)  # none outlives the transaction (a pooled server session would keep it)
         checkpoint(0.95)
@@ -278,13 +283,16 @@ class _Write:
             f" WHERE NOT EXISTS (SELECT 1 FROM {self.table} AS t WHERE t.siret = s.siret)"
         )
         if self.versions is None:
-            self.backend.execute_count(self.conn, insert)
+            stored = self.backend.execute_count(self.conn, insert)
         else:
             inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, f"{insert} RETURNING siret::text AS siret"))
             self._record_versions(inserted.get_column("siret"), full=delete_sirets is None)
+            stored = inserted.height
         present = self.existing - removed + updated  # new rows whose SIRET was in the table
+        # A trigger may skip rows: never more new rows than the insert stored (less the updated ones).
+        new = min(self.staged.height - present, max(0, stored - updated)) if stored >= 0 else self.staged.height - present
         return WriteStats(
-            rows=self.remaining, inserted=self.staged.height - present, updated=updated,
+            rows=self.remaining, inserted=new, updated=updated,
             deleted=removed - updated, staged=self.staged.height,
         )
 

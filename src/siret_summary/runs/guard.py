@@ -109,6 +109,12 @@ class RunGuard:
         return True
 
     @property
+    def canonical(self) -> str:
+        """The target as the lock names it: ``schema.table`` resolved by the server on PostgreSQL
+        (``t`` and ``public.t`` are one), the configured name elsewhere. The incremental state is keyed by it."""
+        return self._canonical
+
+    @property
     def connection(self) -> Any:
         """The run's session to the target database (PostgreSQL), while acquired; else None."""
         return self._conn

@@ -10,7 +10,7 @@ from typing import Any
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.runs.guard import is_running
-from siret_summary.runs.status import StatusStore, apply_pending, public_view, status_session
+from siret_summary.runs.status import StatusStore, apply_pending, damaged_view, public_view, status_session
 
 
 def status_store(backend: Backend, config: Config) -> StatusStore:
@@ -29,11 +29,15 @@ def _store(target: Any, config: Config | None) -> tuple[Backend, Config, StatusS
 def status(target: Any, *, config: Config | None = None, lock_path: str | None = None) -> dict[str, Any] | None:
     """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
 
-    A record still saying ``running`` whose run holds no lock any more (the
-    process was killed) reads ``interrupted``. ``lock_path``: the one the run
-    was given (a :class:`~siret_summary.ConfigError` naming it when unusable).
-    Reads only: never creates a lock file, and works without a writable
-    temporary folder.
+    The latest is the undamaged record with the highest ``seq`` (runs/records.py):
+    a damaged record is never the latest; when some are present the answer
+    counts them in ``damaged_records``, and when only damaged records are
+    present it is the newest of them as ``status: "damaged"``. A record still
+    saying ``running`` whose run holds no lock any more (the process was
+    killed) reads ``interrupted``.
+    ``lock_path``: the one the run was given (a :class:`~siret_summary.ConfigError`
+    naming it when unusable). Reads only: never creates a lock file, and works
+    without a writable temporary folder.
     """
     backend, config, store = _store(target, config)
     if lock_path is not None:
@@ -42,30 +46,35 @@ def status(target: Any, *, config: Config | None = None, lock_path: str | None =
         return None
     with status_session(store, "read") as conn:
         apply_pending(store, conn, lock_path or backend.lock_path(config.target_table))
-        latest = store.history(conn, 1)
+        records = store.records(conn)
+        damaged = sum(r["damage"] is not None for r in records)
+        latest = [r for r in records if r["damage"] is None][:1]
         if not latest:
-            return None
-        record = latest[0]
+            return None if not records else {**damaged_view(records[0]), "damaged_records": damaged}
+        record, view = latest[0], None
         while record["status"] == "running" and not is_running(
             backend, config.target_table, record, lock_path=lock_path
         ):
             # No lock: killed, or it finished between the read and the check.
             conn.commit()  # a fresh snapshot
-            again = store.history(conn, 1)[0]
-            if again["run_id"] == record["run_id"] and again["status"] == "running":
-                return public_view(record, interrupted=True)
-            record = again
-    return public_view(record)
+            again = store.history(conn, 1)
+            if not again or (again[0]["run_id"] == record["run_id"] and again[0]["status"] == "running"):
+                view = public_view(record, interrupted=True)
+                break
+            record = again[0]
+    view = view or public_view(record)
+    return {**view, "damaged_records": damaged} if damaged else view
 
 
 def history(target: Any, *, config: Config | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The last ``limit`` runs' status JSON, newest first (as stored)."""
+    """The last ``limit`` runs' status JSON, newest first by ``seq`` (as stored); a damaged record
+    is listed in its place as ``status: "damaged"`` (runs/records.py), never raised."""
     backend, config, store = _store(target, config)
     if not store.backend.exists():
         return []
     with status_session(store, "read") as conn:
         apply_pending(store, conn, backend.lock_path(config.target_table))
-        return [public_view(r) for r in store.history(conn, limit)]
+        return [public_view(r) if r["damage"] is None else damaged_view(r) for r in store.records(conn)[: int(limit)]]
 
 
 def cancel(target: Any, *, config: Config | None = None) -> bool:

@@ -84,7 +84,7 @@ class RunStages:
         self.report = reporter
         self.retry = retry
         self.guard = guard
-        self.state = StateStore(backend, config.state_table)
+        self.state = StateStore(backend, config.state_table, guard.canonical)  # keyed by target, however named
         # The run's session to the target, opened by the guard (PostgreSQL): the write
         # commits only after the guard checked, in its transaction, that the lock is held (SPEC §7).
         pinned = None if guard.connection is None else (backend.uri, guard.connection)
@@ -110,6 +110,10 @@ class RunStages:
                 raise
             return self._completed(result)
         finally:
+            # Whatever the outcome (completed, failed, cancelled): failed runs too
+            # age out, so a target that keeps failing keeps `history` records.
+            if self.report.conn is not None:
+                self.report.prune(self.config.history)
             self.sessions.close()
             self.report.close()
 
@@ -298,7 +302,6 @@ class RunStages:
         result.status, result.completed_at = "completed", now_iso()
         self.report.finish(status="completed", completed_at=result.completed_at, result=result.summary(),
                            progress_stage="done", progress_percent=100.0)
-        self.report.prune(self.config.history)
         log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
                  result.rows, sum(result.seconds.values()))
         return result

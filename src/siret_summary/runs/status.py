@@ -26,11 +26,12 @@ from typing import Any
 from siret_summary.db.base import Backend, quote_table
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
+from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
+    DESCRIPTION, TASK_ID, checked, damaged_view, parse_time, public_view,
+)
 
 log = logging.getLogger("siret_summary")
 
-TASK_ID = "build_siret_summary"
-DESCRIPTION = "Reconstruction de la table siret_summary"
 HOST = socket.gethostname()
 
 _COLUMNS = (
@@ -38,14 +39,20 @@ _COLUMNS = (
     "progress_stage", "progress_percent", "result", "error", "owner_host", "owner_pid", "cancel_requested",
 )  # fmt: skip
 
-
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
 class StatusStore:
-    """Reads and writes the run records of one target table."""
+    """Reads and writes the run records of one target table.
+
+    Records are ordered by ``seq``, a number each new record takes one above
+    the largest in the table (issue 25): no clock, stepped back or on another
+    host, can reorder them. Reads take every column as text and check it
+    (:func:`checked`): a damaged record is listed as damaged and counted, and
+    never chosen as the latest.
+    """
 
     backend: Backend
     table: str
@@ -66,15 +73,41 @@ class StatusStore:
             f"CREATE TABLE IF NOT EXISTS {self._q()} ("
             "run_id TEXT PRIMARY KEY, task_id TEXT, target_table TEXT, status TEXT, description TEXT,"
             " started_at TEXT, completed_at TEXT, progress_stage TEXT, progress_percent DOUBLE PRECISION,"
-            " result TEXT, error TEXT, owner_host TEXT, owner_pid INTEGER, cancel_requested INTEGER)",
+            " result TEXT, error TEXT, owner_host TEXT, owner_pid INTEGER, cancel_requested INTEGER, seq BIGINT)",
         )
         conn.commit()
+        self._add_sequence(conn)
+
+    def _add_sequence(self, conn: Any) -> None:
+        """A table of an older release has no ``seq``: add it, numbering its records in their
+        ``started_at`` order (unreadable ones first), once, in one transaction."""
+        present = self.backend.describe(conn, self.table)
+        if present is None or any(c.name == "seq" for c in present):
+            return
+        try:
+            self.backend.execute(conn, f"ALTER TABLE {self._q()} ADD COLUMN seq BIGINT")
+            rows = self.backend.fetch_arrow(
+                conn, f"SELECT CAST(run_id AS TEXT) AS run_id, CAST(started_at AS TEXT) AS started_at"
+                f" FROM {self._q()} WHERE run_id IS NOT NULL",
+            ).to_pylist()
+            epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+            rows.sort(key=lambda r: (parse_time(r["started_at"]) or epoch, r["run_id"]))
+            for number, row in enumerate(rows, 1):
+                self.backend.execute(conn, f"UPDATE {self._q()} SET seq = {number} WHERE run_id = "
+                                           f"{self.backend.param(1)}", [row["run_id"]])
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            again = self.backend.describe(conn, self.table)
+            if again is None or not any(c.name == "seq" for c in again):
+                raise
+            # another run added it meanwhile
 
     def _exists(self, conn: Any) -> bool:
         return self.backend.describe(conn, self.table) is not None
 
     def start(self, conn: Any) -> dict[str, Any]:
-        """Insert a new ``running`` record and return it."""
+        """Insert a new ``running`` record, numbered after every record in the table, and return it."""
         self.ensure(conn)
         record = {
             "run_id": uuid.uuid4().hex, "task_id": TASK_ID, "target_table": self.target_table,
@@ -85,8 +118,11 @@ class StatusStore:
         }  # fmt: skip
         params = ", ".join(self.backend.param(i + 1) for i in range(len(_COLUMNS)))
         self.backend.relax_commits(conn)
+        # One statement: on SQLite it holds the write lock; on PostgreSQL the run holds the
+        # target's lock, so no other record of this target is being inserted meanwhile.
         self.backend.execute(
-            conn, f"INSERT INTO {self._q()} ({', '.join(_COLUMNS)}) VALUES ({params})",
+            conn, f"INSERT INTO {self._q()} ({', '.join(_COLUMNS)}, seq) VALUES ({params},"
+            f" (SELECT COALESCE(MAX(seq), 0) + 1 FROM {self._q()}))",
             [record[c] for c in _COLUMNS],
         )
         conn.commit()
@@ -110,7 +146,10 @@ class StatusStore:
             [fields[n] for n in names] + [run_id],
         )
         conn.commit()
-        return bool(requested)
+        try:
+            return bool(int(requested or 0))
+        except (TypeError, ValueError):  # a damaged flag: not a request
+            return False
 
     def _commit(self, conn: Any, sql: str, params: list[Any]) -> None:
         self.backend.execute(conn, sql, params)
@@ -127,12 +166,13 @@ class StatusStore:
         )
 
     def prune(self, conn: Any, keep: int) -> None:
+        """Keep the target's ``keep`` newest records by ``seq`` (records without one go first)."""
         p = self.backend.param
         self._commit(
             conn,
-            f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND run_id NOT IN ("
-            f"SELECT run_id FROM {self._q()} WHERE target_table = {p(2)}"
-            f" ORDER BY started_at DESC LIMIT {int(keep)})",
+            f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND (run_id IS NULL OR run_id NOT IN ("
+            f"SELECT run_id FROM {self._q()} WHERE target_table = {p(2)} AND run_id IS NOT NULL"
+            f" ORDER BY CASE WHEN seq IS NULL THEN 1 ELSE 0 END, seq DESC LIMIT {int(keep)}))",
             [self.target_table, self.target_table],
         )
 
@@ -155,49 +195,35 @@ class StatusStore:
 
     def cancel_requested(self, conn: Any, run_id: str) -> bool:
         value = self.backend.scalar(
-            conn, f"SELECT cancel_requested FROM {self._q()} WHERE run_id = {self.backend.param(1)}", [run_id]
+            conn, f"SELECT CAST(cancel_requested AS TEXT) FROM {self._q()} WHERE run_id = {self.backend.param(1)}",
+            [run_id],
         )
         # End the read transaction: on SQLite it would hold a shared lock through the
         # whole next stage, and cancel() from another process could not write its flag.
         conn.commit()
-        return bool(value)
+        try:
+            return bool(int(value or 0))
+        except (TypeError, ValueError):
+            return False
+
+    def records(self, conn: Any) -> list[dict[str, Any]]:
+        """Every record of the target, newest first by ``seq``, each :func:`checked` (damaged ones too)."""
+        present = self.backend.describe(conn, self.table)
+        if present is None:
+            return []
+        names = {c.name for c in present}
+        wanted = [f"CAST({c} AS TEXT) AS {c}" if c in names else f"NULL AS {c}" for c in (*_COLUMNS, "seq")]
+        rows = self.backend.fetch_arrow(
+            conn, f"SELECT {', '.join(wanted)} FROM {self._q()} WHERE target_table = {self.backend.param(1)}",
+            [self.target_table],
+        ).to_pylist()
+        records = [checked(r) for r in rows]
+        records.sort(key=lambda r: (r["seq"] is not None, r["seq"] or 0, r.get("run_id") or ""), reverse=True)
+        return records
 
     def history(self, conn: Any, limit: int = 1) -> list[dict[str, Any]]:
-        """The latest records, newest first, as raw dicts."""
-        if not self._exists(conn):
-            return []
-        rows = self.backend.fetch_arrow(
-            conn,
-            f"SELECT {', '.join(_COLUMNS)} FROM {self._q()} WHERE target_table = {self.backend.param(1)}"
-            f" ORDER BY started_at DESC LIMIT {int(limit)}",
-            [self.target_table],
-        )
-        return rows.to_pylist()
-
-
-def public_view(record: dict[str, Any], *, interrupted: bool = False) -> dict[str, Any]:
-    """A stored record as the seed-compatible status JSON."""
-    status = "interrupted" if interrupted else record["status"]
-    result = record.get("result")
-    out: dict[str, Any] = {
-        "task_id": record["task_id"],
-        "run_id": record["run_id"],
-        "status": status,
-        "description": record["description"],
-        "started_at": record["started_at"],
-        "completed_at": record["completed_at"],
-        "progress": {"stage": record["progress_stage"], "percent": record["progress_percent"]},
-        "result": json.loads(result) if isinstance(result, str) else result,
-        "error": record["error"],
-        "target": record["target_table"],
-    }
-    started = dt.datetime.fromisoformat(record["started_at"])
-    if status == "running":
-        out["elapsed_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 3)
-    elif record["completed_at"]:
-        ended = dt.datetime.fromisoformat(record["completed_at"])
-        out["duration_seconds"] = round((ended - started).total_seconds(), 3)
-    return out
+        """The latest undamaged records, newest first (what status and the lock's loser read)."""
+        return [r for r in self.records(conn) if r["damage"] is None][: int(limit)]
 
 
 class StatusAhead:
