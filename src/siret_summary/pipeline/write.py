@@ -100,6 +100,7 @@ def write_summary(
     the same).
     """
     try:
+        backend.begin_write(conn)
         write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
         stats = None
         if delete_sirets is None:
