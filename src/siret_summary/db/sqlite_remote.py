@@ -111,6 +111,24 @@ def _give_back(worker: _Worker) -> None:
     worker.kill()
 
 
+def _forget_after_fork() -> None:
+    # A forked child (gunicorn's preload) inherits the list and the pipes: the workers are the
+    # parent's, and two processes talking on one pipe would mix their answers. Forget them, and
+    # close this process's copies of their pipes so that they still end when the parent does.
+    global _idle_lock
+    for worker in _idle:
+        for chan in (worker.requests, worker.answers):
+            try:
+                chan.close()
+            except OSError:
+                pass
+    _idle[:] = []
+    _idle_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @atexit.register
 def _stop_idle() -> None:
     with _idle_lock:
