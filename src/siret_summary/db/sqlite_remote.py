@@ -29,7 +29,7 @@ _WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sqlite_
 #: Idle workers kept for reuse (a start costs an interpreter and pyarrow's import, ~0.2 s).
 IDLE_WORKERS = 4
 #: Record batches a streamed read asks the worker for at a time.
-_BATCHES_PER_REQUEST = 4
+_BATCHES_PER_REQUEST = 1
 
 
 class WorkerGone(RuntimeError):
@@ -47,8 +47,18 @@ class _Worker:
         self.process.stdout.close()
 
     def call(self, op: str, *args: Any) -> Any:
+        self.send(op, *args)
+        return self.receive()
+
+    def send(self, op: str, *args: Any) -> None:
         try:
             self.requests.send((op, *args))
+        except OSError as exc:
+            self.kill()
+            raise WorkerGone(f"the SQLite worker process ended ({exc})") from exc
+
+    def receive(self) -> Any:
+        try:
             status, value = self.answers.recv()
         except (EOFError, OSError) as exc:
             self.kill()
@@ -81,6 +91,13 @@ class _LocalWorker:
 
     def call(self, op: str, *args: Any) -> Any:
         return getattr(self.session, "op_" + op)(*args)
+
+    def send(self, op: str, *args: Any) -> None:
+        self._next = (op, args)
+
+    def receive(self) -> Any:
+        op, args = self._next
+        return self.call(op, *args)
 
     def alive(self) -> bool:
         return False  # never pooled
@@ -167,6 +184,8 @@ class RemoteConnection:
         self._worker: Any = _LocalWorker() if local else _take_worker()
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
+        self._pending: int | None = None  # the cursor whose prefetched batches are not read yet
+        self._stash: dict[int, tuple[str, Any]] = {}
         try:
             self._worker.call("open", path)
         except BaseException:
@@ -176,13 +195,57 @@ class RemoteConnection:
 
     def call(self, op: str, *args: Any) -> Any:
         with self._lock:
-            if self._worker is None:
-                raise WorkerGone("the SQLite connection is closed")
-            try:
-                return self._worker.call(op, *args)
-            except WorkerGone:
-                self._worker = None
+            self._drain()
+            return self._guarded(self._worker_or_fail().call, op, *args)
+
+    # A streamed read asks for its next batches before handing out the current ones
+    # (prefetch, then collect), so the worker's SQLite reads while this process works on
+    # them. Any other call first reads that pending answer and keeps it for the stream.
+    def prefetch(self, cid: int, count: int) -> None:
+        with self._lock:
+            self._drain()
+            self._guarded(self._worker_or_fail().send, "next", cid, count)
+            self._pending = cid
+
+    def collect(self, cid: int) -> Any:
+        with self._lock:
+            if cid in self._stash:
+                status, value = self._stash.pop(cid)
+                if status == "err":
+                    raise value
+                return value
+            if self._pending != cid:
+                return []
+            self._pending = None
+            return self._guarded(self._worker_or_fail().receive)
+
+    def forget(self, cid: int) -> None:
+        with self._lock:
+            self._drain()
+            self._stash.pop(cid, None)
+
+    def _drain(self) -> None:
+        if self._pending is None:
+            return
+        cid, self._pending = self._pending, None
+        try:
+            self._stash[cid] = ("ok", self._guarded(self._worker_or_fail().receive))
+        except Exception as exc:
+            self._stash[cid] = ("err", exc)
+            if isinstance(exc, WorkerGone):
                 raise
+
+    def _worker_or_fail(self) -> Any:
+        if self._worker is None:
+            raise WorkerGone("the SQLite connection is closed")
+        return self._worker
+
+    def _guarded(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except WorkerGone:
+            self._worker = None
+            raise
 
     def cursor(self) -> "RemoteCursor":
         cid = next(self._ids)
@@ -204,6 +267,7 @@ class RemoteConnection:
             if self._worker is None:
                 return
             try:
+                self._drain()
                 self._worker.call("close")
             except Exception:
                 self._release(reuse=False)
@@ -265,11 +329,15 @@ class RemoteCursor:
         schema = pa.ipc.read_schema(pa.py_buffer(self._call("stream")))
 
         def batches():
+            self._conn.prefetch(self._id, _BATCHES_PER_REQUEST)
             while True:
-                chunk = self._call("next", _BATCHES_PER_REQUEST)
+                chunk = self._conn.collect(self._id)
+                more = len(chunk) == _BATCHES_PER_REQUEST
+                if more:
+                    self._conn.prefetch(self._id, _BATCHES_PER_REQUEST)
                 for data in chunk:
                     yield pa.ipc.read_record_batch(pa.py_buffer(data), schema)
-                if len(chunk) < _BATCHES_PER_REQUEST:
+                if not more:
                     return
 
         return pa.RecordBatchReader.from_batches(schema, batches())
@@ -284,6 +352,7 @@ class RemoteCursor:
             self._closed = True
             try:
                 self._call("close_cursor")
+                self._conn.forget(self._id)
             except WorkerGone:
                 pass
 

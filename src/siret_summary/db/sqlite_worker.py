@@ -79,7 +79,9 @@ class _Session:
         return reader.schema.serialize().to_pybytes()
 
     def op_next(self, cid: int, count: int) -> list[bytes]:
-        reader, out = self.readers[cid], []
+        reader, out = self.readers.get(cid), []
+        if reader is None:  # ended, or the cursor ran another statement
+            return out
         for _ in range(count):
             try:
                 out.append(reader.read_next_batch().serialize().to_pybytes())
