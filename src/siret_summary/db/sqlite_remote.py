@@ -65,6 +65,12 @@ class _Worker:
             raise WorkerGone(f"the SQLite worker process ended ({exc or 'pipe closed'})") from exc
         if status == "err":
             raise _rebuilt(value)
+        if status == "raw":  # that many buffers follow, as they are
+            try:
+                return [self.answers.recv_bytes() for _ in range(value)]
+            except (EOFError, OSError) as exc:
+                self.kill()
+                raise WorkerGone(f"the SQLite worker process ended ({exc or 'pipe closed'})") from exc
         return value
 
     def alive(self) -> bool:
@@ -323,18 +329,21 @@ class RemoteCursor:
         return self._call("fetchone")
 
     def fetch_arrow_table(self) -> pa.Table:
-        return pa.ipc.open_stream(pa.py_buffer(self._call("fetch_table"))).read_all()
+        return self._reader(8).read_all()  # the driver's 1,024-row batches, 8 a round trip
 
     def fetch_record_batch(self) -> pa.RecordBatchReader:
+        return self._reader(_BATCHES_PER_REQUEST)
+
+    def _reader(self, per_request: int) -> pa.RecordBatchReader:
         schema = pa.ipc.read_schema(pa.py_buffer(self._call("stream")))
 
         def batches():
-            self._conn.prefetch(self._id, _BATCHES_PER_REQUEST)
+            self._conn.prefetch(self._id, per_request)
             while True:
                 chunk = self._conn.collect(self._id)
-                more = len(chunk) == _BATCHES_PER_REQUEST
+                more = len(chunk) == per_request
                 if more:
-                    self._conn.prefetch(self._id, _BATCHES_PER_REQUEST)
+                    self._conn.prefetch(self._id, per_request)
                 for data in chunk:
                     yield pa.ipc.read_record_batch(pa.py_buffer(data), schema)
                 if not more:

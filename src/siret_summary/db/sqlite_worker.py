@@ -15,15 +15,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 
-def _ipc(table: Any) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def _table(data: bytes) -> Any:
     import pyarrow as pa
 
@@ -70,25 +61,22 @@ class _Session:
     def op_fetchone(self, cid: int) -> Any:
         return self.cursors[cid].fetchone()
 
-    def op_fetch_table(self, cid: int) -> bytes:
-        return _ipc(self.cursors[cid].fetch_arrow_table())
-
     def op_stream(self, cid: int) -> bytes:
         reader = self.cursors[cid].fetch_record_batch()
         self.readers[cid] = reader
         return reader.schema.serialize().to_pybytes()
 
-    def op_next(self, cid: int, count: int) -> list[bytes]:
+    def op_next(self, cid: int, count: int) -> "_Raw":
         reader, out = self.readers.get(cid), []
         if reader is None:  # ended, or the cursor ran another statement
-            return out
+            return _Raw(out)
         for _ in range(count):
             try:
-                out.append(reader.read_next_batch().serialize().to_pybytes())
+                out.append(reader.read_next_batch().serialize())
             except StopIteration:
                 self.readers.pop(cid, None)
                 break
-        return out
+        return _Raw(out)
 
     def op_ingest(self, cid: int, name: str, data: bytes, kwargs: dict[str, Any]) -> int:
         return self.cursors[cid].adbc_ingest(name, _table(data), **kwargs)
@@ -132,6 +120,10 @@ class _Session:
             self.conn.rollback()
 
 
+class _Raw(list):
+    """Buffers sent as they are after the answer (``("raw", count)``), without pickling a copy."""
+
+
 def _error(exc: BaseException) -> tuple[Any, ...]:
     code = getattr(exc, "status_code", None)
     return (type(exc).__module__, type(exc).__qualname__, str(exc),
@@ -149,9 +141,16 @@ def main() -> None:
         except (EOFError, OSError):
             break
         try:
-            answers.send(("ok", getattr(session, "op_" + op)(*args)))
+            value = getattr(session, "op_" + op)(*args)
         except Exception as exc:
             answers.send(("err", _error(exc)))
+            continue
+        if isinstance(value, _Raw):
+            answers.send(("raw", len(value)))
+            for buffer in value:
+                answers.send_bytes(buffer)
+        else:
+            answers.send(("ok", value))
     try:
         session.op_close()
     except Exception:
