@@ -98,10 +98,11 @@ def _host_threads(db: Path, stop: threading.Event, seen: list, errors: list, com
     return [threading.Thread(target=reader), threading.Thread(target=reader), threading.Thread(target=writer)]
 
 
-@pytest.mark.parametrize("case", ["full", "incremental", "targeted"])
-def test_same_process_host_readers_and_writer_during_a_run(prepared, tmp_path, case):
+@pytest.mark.parametrize("case, journal", [("full", "delete"), ("incremental", "delete"), ("targeted", "delete"),
+                                           ("full", "wal")])
+def test_same_process_host_readers_and_writer_during_a_run(prepared, tmp_path, case, journal):
     for trial in range(TRIALS):
-        db = _fresh(prepared, tmp_path, trial)
+        db = _fresh(prepared, tmp_path, trial, journal)
         old = _count(db)
         stop, seen, errors, commits = threading.Event(), [], [], []
         threads = _host_threads(db, stop, seen, errors, commits)
