@@ -4,9 +4,12 @@
    count / close, a writer committing into its own table) while a full, an
    incremental and a targeted run rewrite many rows. Each trial ends with
    ``PRAGMA integrity_check`` = ok, every reader count the old or the new row
-   count, no reader or host-writer error, and every host commit kept.
-   Before the fix (the driver's own SQLite copy in this process) the full
-   case failed its first trial in each of several tries (see CHANGELOG).
+   count, no reader or host-writer error, and every host commit kept; the
+   full case also in WAL mode. Before the fix (the driver's own SQLite copy
+   in this process, cf8bc07) every case failed its FIRST trial, in each of
+   the three runs of this file made (one for WAL): "database disk image is
+   malformed" or "disk I/O error" in the host's threads, or from
+   integrity_check itself.
 2. A host process committing every 50 ms (WAL and rollback journal): the
    run completes (before the fix: "database is locked" after its retries).
 
