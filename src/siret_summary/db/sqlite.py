@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,7 +24,9 @@ class SQLiteBackend(Backend):
         self.status_file = status_file  # the library's own side file (see status_backend)
 
     def connect(self, role: str = "main") -> Any:
-        conn = _connect(self.path)
+        # The status side file is the library's own (no host opens it): in this process, where
+        # status() polls cost no worker; every file a host may open goes through a worker.
+        conn = sqlite_dbapi.connect(self.path) if self.status_file else _connect(self.path)
         cur = conn.cursor()
         try:
             # A writer waits for readers instead of failing.
