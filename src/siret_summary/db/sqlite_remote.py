@@ -293,7 +293,10 @@ class RemoteConnection:
 
     def __del__(self) -> None:
         if getattr(self, "_worker", None) is not None:
-            self._release(reuse=False)  # never reuse a worker whose connection was not closed
+            try:
+                self._release(reuse=False)  # never reuse a worker whose connection was not closed
+            except Exception:  # interpreter shutdown: the worker ends with its pipe anyway
+                pass
 
 
 class _AdbcConnection:
