@@ -5,7 +5,9 @@ measures after a warm-up the median, min and max of ``--repeat`` runs of:
 
 (a) the I/O floor: ADBC read of the columns the summary needs (the library's
     own SELECT) + ADBC ingest into a temporary table (binary COPY on
-    PostgreSQL) of an Arrow table shaped like the output;
+    PostgreSQL) of an Arrow table shaped like the output, through the
+    library's own connection (on SQLite a worker process: the same read that
+    is safe beside a host using the file in-process, issue 23);
 (b) ``run(mode="full", force=True)``, end to end and per stage;
 (c) incremental runs after 1 % of the SIRETs changed: scan-based, with change
     capture (PostgreSQL), and ``sirets=`` for 10 SIRETs; and the capture cost

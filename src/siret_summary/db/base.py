@@ -177,6 +177,10 @@ class Backend(ABC):
         cannot be trusted to store what ``INSERT … SELECT`` from staging would (none by default)."""
         return None
 
+    def begin_write(self, conn: Any) -> None:
+        """End ``conn``'s open transaction and start the write's, holding the database's write lock
+        from its start where the database has one (waiting for it, never failing at once); none by default."""
+
     def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
                              between: Callable[[], None] = lambda: None) -> None:
         """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default).

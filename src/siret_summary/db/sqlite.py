@@ -25,7 +25,10 @@ class SQLiteBackend(Backend):
         self.status_file = status_file  # the library's own side file (see status_backend)
 
     def connect(self, role: str = "main") -> Any:
-        conn = sqlite_dbapi.connect(sqlite_location.open_name(self.path, self.uri))  # a file: URI keeps its parameters
+        # The status side file is the library's own (no host opens it): in this process, where
+        # status() polls cost no worker; every file a host may open goes through a worker.
+        name = sqlite_location.open_name(self.path, self.uri)  # a file: URI keeps its parameters
+        conn = sqlite_dbapi.connect(name) if self.status_file else _connect(name)
         cur = conn.cursor()
         try:
             # A writer waits for readers instead of failing.
@@ -45,6 +48,12 @@ class SQLiteBackend(Backend):
         finally:
             cur.close()
         return conn
+
+    def begin_write(self, conn: Any) -> None:
+        # The write lock up front (BEGIN IMMEDIATE), waited for up to the busy timeout: a
+        # transaction that reads first and then writes gets SQLITE_BUSY at once, with no
+        # wait, when another connection wrote meanwhile (docs/decisions.md).
+        conn.begin_immediate()
 
     def set_role(self, conn: Any, role: str) -> None:
         self.execute(conn, _cache_pragma(role))
@@ -221,6 +230,24 @@ class SQLiteBackend(Backend):
 
 
 _TYPING_ROW = "__siret_summary_typing_row"
+
+
+def _connect(path: str) -> Any:
+    """A connection whose SQLite runs in a worker process (db/sqlite_remote.py); in this process only
+    when no worker can be started (``sys.executable`` is not a Python that can run it), with a warning."""
+    from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
+
+    try:
+        return RemoteConnection(path)
+    except (OSError, WorkerGone) as exc:
+        import warnings
+
+        warnings.warn(
+            f"siret_summary: no SQLite worker process could be started ({exc}); using SQLite in this process, "
+            "where the host must not open the same file with another copy of SQLite (Python's sqlite3) meanwhile.",
+            RuntimeWarning, stacklevel=3,
+        )  # fmt: skip
+        return RemoteConnection(path, local=True)
 
 
 def _text_affinity(declared: str | None) -> bool:

@@ -106,6 +106,7 @@ def write_summary(
     """
     write = None
     try:
+        backend.begin_write(conn)
         backend.bound_lock_waits(conn, lock_timeout)
         write = _Write.open(backend, conn, target, summary, delete_sirets, versions_table, ahead)
         stats = None
