@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from siret_summary.admin_explain import explain_section
+
 __all__ = ["admin_html"]
 
 _PAGE = """<!doctype html>
@@ -257,5 +259,5 @@ def admin_html(api: str) -> str:
     """
     urls = {"start": api, "status": f"{api}/status", "history": f"{api}/history", "cancel": f"{api}/cancel"}
     literal = json.dumps(urls).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return _PAGE.replace("__API__", literal)
+    return _PAGE.replace("__API__", literal).replace("</main>", explain_section(api) + "</main>")
 

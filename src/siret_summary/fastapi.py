@@ -21,6 +21,8 @@ runs in a background thread, never inside the request::
   table).
 - ``GET {prefix}/build/summary/history`` → ``{"task_id", "runs"}``: the last
   runs' status JSON, newest first (``?limit=``, default 20).
+- ``GET {prefix}/build/summary/explain/{siret}`` → one establishment's row
+  explained (:mod:`siret_summary.fastapi_explain`; 404 when no source row has it).
 - ``GET /admin/build/summary`` (``admin_path=``) → the admin page: current run
   with its progress bar, Lancer / Annuler, history, the last completed run's
   rejected rows and warnings by reason. Self-contained HTML (no CDN); its
@@ -51,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from siret_summary.incremental.plan import Mode
 from siret_summary.runs import queries, runner
 from siret_summary.admin_page import admin_html
+from siret_summary.fastapi_explain import explain_response
 from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError, SiretSummaryError
 from siret_summary.runs.status import TASK_ID
@@ -276,6 +279,10 @@ class SummaryBuilder:
             except SiretSummaryError as exc:
                 return JSONResponse(status_code=503, content={"status": "error", "task_id": TASK_ID,
                                                               "message": str(exc)})
+
+        @router.get(api + "/explain/{siret}", summary="One establishment's row explained (fastapi_explain.py)")
+        def explain_row(siret: str, format: str = Query("json", pattern="^(json|text)$")) -> Any:
+            return explain_response(self.source, siret, self.config, format)
 
         if page is not None:
             @router.get(page, response_class=HTMLResponse, include_in_schema=False)
