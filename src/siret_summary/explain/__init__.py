@@ -60,6 +60,7 @@ def parse_siret(value: Any) -> tuple[str | None, str | None, str]:
     (``setting="siret"``) when it holds no digit at all.
     """
     text = "" if value is None or isinstance(value, bool) else str(value)
+    text = text.replace("\x00", "")  # as the read removes NULs from source text (rules.columns.prepare)
     frame = pl.DataFrame({"t": [text]}, schema={"t": pl.String})
     trimmed = pl.col("t").str.strip_chars(WHITESPACE)
     digits = digits_of_siret(trimmed)
