@@ -232,17 +232,34 @@ def test_worked_example_every_part():
     assert "siège 1 de la plus forte moyenne : CFDT" in text and "Carence : oui" in text
 
 
-def test_a_tie_says_how_it_broke():
-    rows = [{"id_pv": "1", "Cycle": "C4", "siret": "47976684200724", "date_scrutin": "2022-03-14",
-             "institution": "CSE", "num_inscrits": "30", "num_votants": "20", "num_sve": "20",
-             "score_CGT": "10", "score_CFDT": "10"}]  # S = 2, Q = 10: 1 + 1, nothing left
-    rows[0]["num_inscrits"] = "50"  # S = 4, Q = 5: 2 + 2, nothing left
-    rows[0]["num_inscrits"], rows[0]["score_FO"], rows[0]["num_sve"] = "12", "5", "25"  # S = 1, Q = 25: 0 each
+def _one_election(**counts: str) -> dict:
+    return {"id_pv": "1", "Cycle": "C4", "siret": "47976684200724", "date_scrutin": "2022-03-14",
+            "institution": "CSE", **counts}
+
+
+def test_a_tie_on_average_and_voix_goes_to_the_union_order():
+    # S = 1 (12 inscrits), SVE 25: no seat at the quotient; CGT and CFDT both average 10 with 10 voix.
+    rows = [_one_election(num_inscrits="12", num_votants="25", num_sve="25", score_CGT="10", score_CFDT="10",
+                          score_FO="5")]
     explanation = siret_summary.explain({"Tous_PV": _pv(rows)}, "47976684200724")
     seats = explanation.to_dict()["cycles"][1]["election"]["seats"]
     assert seats["rounds"][0]["tied"] == ["cgt", "cfdt"] and seats["rounds"][0]["tie_break"] == "union_order"
-    assert explanation.row["cgt_siege_c4"] == 1 and explanation.row["cfdt_siege_c4"] == 0
+    assert seats["rounds"][0]["winner"] == "cgt" and explanation.row["cgt_siege_c4"] == 1
+    check_seats(explanation.to_dict()["cycles"][1], explanation.row)
     assert "départagée par l'ordre des organisations" in explanation.to_text()
+
+
+def test_a_tie_on_average_goes_to_more_voix_and_the_trace_says_so():
+    # S = 2 (30 inscrits), SVE 30, Q = 15: CFDT 1 seat at the quotient; then CGT 10/1 = CFDT 20/2 = 10.
+    rows = [_one_election(num_inscrits="30", num_votants="30", num_sve="30", score_CGT="10", score_CFDT="20")]
+    explanation = siret_summary.explain({"Tous_PV": _pv(rows)}, "47976684200724")
+    seats = explanation.to_dict()["cycles"][1]["election"]["seats"]
+    assert seats["by_quotient"]["cfdt"] == 1 and seats["remaining"] == 1
+    assert seats["rounds"][0]["tied"] == ["cgt", "cfdt"] and seats["rounds"][0]["winner"] == "cfdt"
+    assert seats["rounds"][0]["tie_break"] == "more_voix"
+    assert (explanation.row["cgt_siege_c4"], explanation.row["cfdt_siege_c4"]) == (0, 2)
+    check_seats(explanation.to_dict()["cycles"][1], explanation.row)
+    assert "départagée par le plus grand nombre de voix" in explanation.to_text()
 
 
 def test_rejected_spellings_explain_themselves():
