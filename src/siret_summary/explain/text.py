@@ -73,33 +73,33 @@ def _row_line(fact: dict[str, Any], table: str) -> str:
 def _seats(seats: dict[str, Any]) -> list[str]:
     s = seats["titular_seats"]
     if seats["none_because"] == "below_11":
-        return ["    Sièges : aucun estimé — moins de 11 inscrits (ou inscrits inconnus), l'article R2314-1 "
+        return ["  Sièges : aucun estimé — moins de 11 inscrits (ou inscrits inconnus), l'article R2314-1 "
                 "ne prévoit pas de titulaire."]
     low, high = seats["band"]
     band = f"{low} à {high}" if high is not None else f"{low} et plus"
-    lines = [f"    Sièges : {number(seats['titular_seats'])} titulaires (R2314-1 : {band} inscrits)."]
+    lines = [f"  Sièges : {number(seats['titular_seats'])} titulaires (R2314-1 : {band} inscrits)."]
     if seats["none_because"] == "carence":
-        return lines + ["    Élection en carence : aucun siège n'est attribué."]
+        return lines + ["  Élection en carence : aucun siège n'est attribué."]
     if seats["none_because"] == "no_votes":
-        return lines + ["    Aucune organisation n'a de voix : aucun siège n'est attribué."]
-    lines.append(f"    Suffrages valablement exprimés retenus : {number(seats['sve_used'])} "
+        return lines + ["  Aucune organisation n'a de voix : aucun siège n'est attribué."]
+    lines.append(f"  Suffrages valablement exprimés retenus : {number(seats['sve_used'])} "
                  f"(le plus grand du total SVE et de la somme des voix, {number(seats['voix_total'])}).")
-    lines.append(f"    Quotient électoral : {number(seats['sve_used'])} / {s} = "
+    lines.append(f"  Quotient électoral : {number(seats['sve_used'])} / {s} = "
                  f"{number(round(seats['quotient'], 4))}.")
     given = [f"{UNION_NAMES[u]} {n}" for u, n in seats["by_quotient"].items() if n]
-    lines.append("    Au quotient : " + (", ".join(given) if given else "aucun siège") +
+    lines.append("  Au quotient : " + (", ".join(given) if given else "aucun siège") +
                  f" ; reste {seats['remaining']} siège(s) à la plus forte moyenne.")
     for step in seats["rounds"]:
         averages = ", ".join(f"{UNION_NAMES[u]} {number(round(a, 4))}" for u, a in step["averages"].items()
                              if a is not None)
-        line = f"      siège {step['seat']} de la plus forte moyenne : {UNION_NAMES[step['winner']]} ({averages})"
+        line = f"  siège {step['seat']} de la plus forte moyenne : {UNION_NAMES[step['winner']]} ({averages})"
         if step["tie_break"] == "more_voix":
             line += " — égalité de moyenne, départagée par le plus grand nombre de voix"
         elif step["tie_break"] == "union_order":
             line += " — égalité de moyenne et de voix, départagée par l'ordre des organisations"
         lines.append(line + ".")
     final = [f"{UNION_NAMES[u]} {n}" for u, n in seats["seats"].items() if n]
-    lines.append("    Résultat : " + ", ".join(final) + ".")
+    lines.append("  Résultat : " + ", ".join(final) + ".")
     return lines
 
 
