@@ -550,12 +550,12 @@ class Bench:
         if modes:
             m.note(f"mode reported: {', '.join(sorted(set(modes)))}")
 
-    def bench_explain(self, backend: str) -> None:
+    def bench_explain(self, backend: str, label: str = "") -> None:
         """(c) ``explain()`` of one SIRET (a fresh pick per run, warm), and one ``compute()`` per round
         on the same source for the ratio issue 27 bounds (explain ≤ 1/10 of compute)."""
         import siret_summary
 
-        m = self.measure("c", EXPLAIN_LINE, backend)
+        m = self.measure("c", EXPLAIN_LINE + label, backend)
         self.repeat(m, lambda i: siret_summary.explain(self.source(backend), self.pick(backend, 1, 3_000 + i)[0])
                     and None)
         whole = self.measure("c", "compute() of the whole summary (no write)", backend)
@@ -900,6 +900,12 @@ class Bench:
                 for self.round in range(a.rounds):
                     for backend in self.backends():
                         self.bench_explain(backend)
+                if self.pg_uri:  # the targeted read's server-side filter needs install_change_capture's index
+                    import siret_summary
+
+                    siret_summary.install_change_capture(self.pg_uri)
+                    for self.round in range(a.rounds):
+                        self.bench_explain(PG, " (SIRET index of install_change_capture)")
                 return 1 if any(m.error for m in self.measures) else 0
             if a.capture_line_only:
                 if not self.pg_uri:

@@ -194,15 +194,14 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     pv_raw, inv_raw = _raw_rows(source, config, siret)
     pv_raw = _matching(pv_raw, config.pv_columns["siret"], siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, config.invitation_columns["siret"], siret, spelling_digits, candidates_of)
-    # The summary's input: compute()'s own normalisation of these rows.
-    pv = normalize_pv(pv_raw.drop(ROW).lazy(), config.pv_columns).collect()
-    invitations = normalize_invitations(inv_raw.drop(ROW).lazy(), config.invitation_columns).collect()
-    # The facts per row: the same rules, the row number as id, the real id beside it.
-    by_row = _by_row(pv_raw, config.pv_columns).drop("id", strict=False).join(
-        _real_ids(pv_raw, config.pv_columns["id"]), on=ROW, how="left")
+    # normalize_pv with the row number as id, the real id (integer_id, as normalize_pv computes it)
+    # put back: compute()'s normalised rows, each tied to its raw row.
+    by_row = _by_row(pv_raw, config.pv_columns).join(_real_ids(pv_raw, config.pv_columns["id"]), on=ROW, how="left")
+    pv = by_row.drop(ROW)  # the summary's input
     institution = config.pv_columns["institution"]
     by_row = by_row.join(_institutions(pv_raw, institution), on=ROW, how="left")
     by_row = by_row.with_columns(cycle_index(config).alias("_cycle"))
+    invitations = normalize_invitations(inv_raw.drop(ROW).lazy(), config.invitation_columns).collect()
     inv_columns = config.invitation_columns
     inv_by_row = _by_row(inv_raw, {"siret": inv_columns["siret"], "date": inv_columns["date"]}).join(
         _real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
