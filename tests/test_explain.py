@@ -312,3 +312,20 @@ def test_invitations_are_explained_too():
     assert fates == [(1, "older_invitation"), (2, "kept"), (3, "no_date")]
     assert explanation.row["date_pap_c5"].isoformat() == "2024-02-01"
     assert explanation.to_dict()["attributes"]["date_pap_c5"]["invitation_id"] == 2
+
+
+@settings(max_examples=int(os.environ.get("EXPLAIN_NATIVE_EXAMPLES", "10")), deadline=None,
+          suppress_health_check=_QUIET)
+@given(st.deferred(lambda: __import__("test_cross_source").native_tables()))
+def test_explain_row_is_computes_on_native_types(pg_source, tmp_path, drawn):
+    """Natively typed columns (INTEGER / REAL / TEXT per column, as test_cross_source draws them)."""
+    from test_cross_source import EMPTY_INVITATIONS, arrow_table
+
+    rows, kinds = drawn
+    expected = {r["siret"]: r for r in reference_summary(rows, [])[0]}
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        for location in (os.path.join(folder, "app.db"), pg_source):
+            write(location, arrow_table(rows, kinds), EMPTY_INVITATIONS)
+            summary = siret_summary.compute(location)
+            for siret in summary["siret"].to_list():
+                check_one(location, siret, summary, rows, expected)
