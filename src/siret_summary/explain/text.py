@@ -115,7 +115,8 @@ def _cycle(cycle: dict[str, Any]) -> list[str]:
                      f"la plus récente, {_date(cycle['latest'])}, est l'élection du cycle.")
     else:
         lines.append(f"  Une élection, le {_date(election['date'])}.")
-    lines.append(f"  Collèges additionnés (lignes {', '.join(str(i) for i in election['colleges'])}) ; "
+    ids = ", ".join("sans identifiant" if i is None else str(i) for i in election["colleges"])
+    lines.append(f"  Collèges additionnés (lignes {ids}) ; "
                  "ordre de tête : plus d'inscrits d'abord, puis le plus petit identifiant.")
     totals = election["totals"]
     voix = ", ".join(f"{UNION_NAMES[u]} {number(v)}" for u, v in totals["voix"].items() if v is not None)
