@@ -35,6 +35,7 @@ from test_reference_vs_compute import _same_value
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 CYCLES = (("C3", "2017-01-01", "2020-12-31"), ("C4", "2021-01-01", "2024-12-31"))
+SIRET = "47976684200724"
 
 
 def _ingest(conn, table: pa.Table, name: str) -> None:
@@ -230,6 +231,8 @@ def test_worked_example_every_part():
     assert facts["attributes"]["dep"]["from"] == "ud"
     text = explanation.to_text()
     assert "siège 1 de la plus forte moyenne : CFDT" in text and "Carence : oui" in text
+    # The same facts in the same order every time (the normalisation's joins do not keep row order).
+    assert all(siret_summary.explain(source, SIRET).to_dict() == facts | {"asked": SIRET} for _ in range(5))
 
 
 def _one_election(**counts: str) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from siret_summary.config import UNIONS, Config
-from siret_summary.explain.rows import plain
+from siret_summary.explain.rows import ROW, plain
 from siret_summary.rules.seats import R2314_1, allocate_seats, seat_basis
 from siret_summary.rules.summary import (
     _VOIX, CROSS_CYCLE_ATTRIBUTES, department, election_rows, latest_election_per_cycle,
@@ -117,7 +117,7 @@ def cycle_facts(pv: pl.DataFrame, config: Config) -> tuple[list[dict[str, Any]],
     basis, seats, rounds = _rounds_of(elections)
     out, lead_rows = [], {}
     for i, cycle in enumerate(config.cycles):
-        in_cycle = indexed.filter(pl.col("_cycle") == i)
+        in_cycle = indexed.filter(pl.col("_cycle") == i).sort(ROW)  # source order, whatever the joins left
         dates = sorted(set(in_cycle["date"].to_list()))
         fact: dict[str, Any] = {
             "label": cycle.label, "first": cycle.first.isoformat(), "last": cycle.last.isoformat(),

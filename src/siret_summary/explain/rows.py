@@ -200,7 +200,7 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     pv = by_row.drop(ROW)  # the summary's input
     institution = config.pv_columns["institution"]
     by_row = by_row.join(_institutions(pv_raw, institution), on=ROW, how="left")
-    by_row = by_row.with_columns(cycle_index(config).alias("_cycle"))
+    by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
     invitations = normalize_invitations(inv_raw.drop(ROW).lazy(), config.invitation_columns).collect()
     inv_columns = config.invitation_columns
     inv_by_row = _by_row(inv_raw, {"siret": inv_columns["siret"], "date": inv_columns["date"]}).join(
