@@ -13,7 +13,8 @@ measures after a warm-up the median, min and max of ``--repeat`` runs of:
     capture (PostgreSQL), and ``sirets=`` for 10 SIRETs; and the capture cost
     line: capture runs with 1, 10, 100, 1000 SIRETs changed, a least-squares
     line through their medians (intercept: a run's fixed cost; slope: the
-    marginal cost per changed SIRET);
+    marginal cost per changed SIRET); and ``explain()`` of one SIRET beside
+    one ``compute()`` of the whole summary (issue 27);
 (d) the model of the legacy pandas script (``legacy_baseline.py``), in the
     rounds of (a)–(c) so that legacy ÷ library is a per-round ratio; with
     ``--legacy-app PATH``, also the legacy application's own
@@ -30,6 +31,7 @@ of ``$SIRET_SUMMARY_BENCH_PG_URI``), then writes ``results.md`` and
     python benchmarks/bench.py --quick       # tiny sizes, 1 repetition (smoke test)
     python benchmarks/bench.py --render-only # rewrite the report from the measurements in results.md
     python benchmarks/bench.py --capture-line-only --out /tmp/x  # full rebuild + capture cost line only
+    python benchmarks/bench.py --explain-only --out /tmp/x   # explain() of one SIRET vs compute() only
     python benchmarks/bench.py --legacy-app ~/src/elections-app   # + the application's own rebuild
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``): pandas,
@@ -78,6 +80,7 @@ LEGACY_APP_FUNCTION = "build_siret_summary"
 #: SIRETs changed before the capture runs of the cost line (fixed cost + marginal cost per SIRET).
 CAPTURE_LINE_SIRETS = (1, 10, 100, 1000)
 CAPTURE_LINE = "capture cost line: "
+EXPLAIN_LINE = "explain(one SIRET), warm"
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -549,6 +552,20 @@ class Bench:
         if modes:
             m.note(f"mode reported: {', '.join(sorted(set(modes)))}")
 
+    def bench_explain(self, backend: str, label: str = "") -> None:
+        """(c) ``explain()`` of one SIRET (a fresh pick per run, warm), and one ``compute()`` per round
+        on the same source for the ratio issue 27 bounds (explain ≤ 1/10 of compute)."""
+        import siret_summary
+
+        m = self.measure("c", EXPLAIN_LINE + label, backend)
+        self.repeat(m, lambda i: siret_summary.explain(self.source(backend), self.pick(backend, 1, 3_000 + i)[0])
+                    and None)
+        whole = self.measure("c", "compute() of the whole summary (no write)", backend)
+        self.repeat(whole, lambda i: siret_summary.compute(self.source(backend)) is None and None, warmup=0,
+                    repeat=self.args.rounds)
+        if m.ok and whole.ok:
+            m.note(f"explain ÷ compute(): {m.median() / whole.median():.3f} (issue 27 bounds it at 0.1)")
+
     def bench_capture(self) -> None:
         import siret_summary
 
@@ -881,6 +898,17 @@ class Bench:
             # with its warm-up), so a slow spell of a shared machine hits all of
             # them alike and the ratios between them stay meaningful.
             self.in_rounds = True
+            if a.explain_only:
+                for self.round in range(a.rounds):
+                    for backend in self.backends():
+                        self.bench_explain(backend)
+                if self.pg_uri:  # the targeted read's server-side filter needs install_change_capture's index
+                    import siret_summary
+
+                    siret_summary.install_change_capture(self.pg_uri)
+                    for self.round in range(a.rounds):
+                        self.bench_explain(PG, " (SIRET index of install_change_capture)")
+                return 1 if any(m.error for m in self.measures) else 0
             if a.capture_line_only:
                 if not self.pg_uri:
                     raise RuntimeError("--capture-line-only needs PostgreSQL")
@@ -894,6 +922,7 @@ class Bench:
                     self.bench_full(backend)
                     self.bench_incremental(backend)
                     self.bench_targeted(backend)
+                    self.bench_explain(backend)
                     if backend == PG:
                         self.bench_capture()
                     self.bench_legacy(backend)
@@ -1550,6 +1579,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--capture-line-only", action="store_true",
                    help="PostgreSQL only: the full rebuild and the capture cost line (fixed cost and marginal "
                         "cost per changed SIRET), nothing else")
+    p.add_argument("--explain-only", action="store_true",
+                   help="only the explain() line of (c) and the compute() it is compared with")
     p.add_argument("--keep", action="store_true", help="keep the work folder (databases) for inspection")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite results.md and results.png in --out from the measurements recorded in its results.md")

@@ -23,6 +23,7 @@ ALLOWED = {
     "pipeline": {"pipeline", "rules", "db"},
     "incremental": {"incremental", "pipeline", "rules", "db"},
     "runs": {"runs", "incremental", "pipeline", "rules", "db"},
+    "explain": {"explain", "pipeline", "rules", "db"},
 }
 FOUNDATION = {"config", "errors", "_version", "_raw_columns"}
 

@@ -1,4 +1,4 @@
-"""Command line: ``siret-summary demo | run | status | cancel | history | export | rejects`` (SPEC §8).
+"""Command line: ``siret-summary demo | run | status | cancel | history | export | rejects | explain`` (SPEC §8).
 
 ``run`` and ``demo`` show a live progress bar (rich, when it is installed and
 the output is a terminal; else one line per stage) driven by the run's
@@ -30,6 +30,7 @@ from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
 )  # fmt: skip
+from siret_summary.cli_explain import add_explain_command
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
@@ -93,7 +94,6 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 
 
 # ----------------------------------------------------------------------- commands
-
 
 def _demo(args: argparse.Namespace) -> int:
     from siret_summary.demo_data import generate, write_sqlite
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     rejects_p.add_argument("--limit", type=_at_least(0), default=5, help="samples per reason (default 5; 0: counts only)")
     rejects_p.add_argument("--json", action="store_true", help="print the report with its samples as JSON")
     add_config_flags(rejects_p)
+    add_explain_command(command, source_flag)  # cli_explain.py
     return parser
 
 

@@ -26,10 +26,13 @@ runs in a background thread, never inside the request::
   ``limit`` sample rows per reason (:func:`siret_summary.compute_report`); and
   ``…/rejects.csv?limit=100``, the same samples as CSV (``kind``, ``reason``,
   ``table``, ``row_id``, ``column``, ``value``).
+- ``GET {prefix}/build/summary/explain/{siret}`` → one establishment's row
+  explained (:mod:`siret_summary.fastapi_explain`; 404 when no source row has it).
 - ``GET /admin/build/summary`` (``admin_path=``) → the admin page (issue 29): current run
   with its progress, Lancer / Reconstruction complète / Forcer / Annuler, a
   refresh of given SIRETs, errors in French with the button that fixes them,
-  history with a status filter and a chart of durations, the rejected rows.
+  history with a status filter and a chart of durations, the rejected rows, and a SIRET search box
+  that shows an explanation in French.
   Self-contained HTML (no CDN); it calls the JSON routes above, so the same auth applies.
 
 ``POST {prefix}/build/summary`` takes an optional JSON body ``{"mode", "force",

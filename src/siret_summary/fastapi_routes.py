@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from siret_summary.admin_facts import error_facts, parse_sirets, rejects_csv
 from siret_summary.admin_page import admin_html
+from siret_summary.fastapi_explain import explain_response
 from siret_summary.errors import SiretSummaryError
 from siret_summary.runs.status import TASK_ID
 
@@ -129,6 +130,10 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
             return {"task_id": TASK_ID, **builder.rejects(limit)}
         except SiretSummaryError as exc:
             return _rejects_failed(exc, builder)
+
+    @router.get(api + "/explain/{siret}", summary="One establishment's row explained (fastapi_explain.py)")
+    def explain_row(siret: str, format: str = Query("json", pattern="^(json|text)$")) -> Any:
+        return explain_response(builder.source, siret, builder.config, format)
 
     @router.get(api + "/rejects.csv", summary="The rejected and warned source rows' samples as CSV")
     def rejects_as_csv(limit: int = Query(100, ge=1, le=100_000)) -> Any:

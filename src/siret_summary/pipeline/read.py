@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -92,10 +93,19 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     if keys_sql is None:
         return None
     keys = backend.fetch_arrow(conn, keys_sql)
-    # The raw SIRETs as the full read would see them (bytes decoded, a REAL as its number).
-    prepared = prepare(pl.from_arrow(keys).lazy(), {"siret": "s"}, 0, hashes=False).collect()
-    matching = prepared.select(siret_key("s", prepared.schema["s"]).is_in(sirets.implode()).fill_null(False)).to_series()
-    picked = keys.column("k").filter(matching.to_arrow()).combine_chunks()
+    # The raw SIRETs as the full read would see them (bytes decoded, a REAL as its number), each
+    # stored spelling normalised once (the rule is a function of the value; spellings repeat).
+    raw = pl.from_arrow(keys)
+    spelling = [c for c in raw.columns if c != "k"]
+    distinct = raw.select(spelling).unique()
+    prepared = prepare(distinct.lazy(), {"siret": "s"}, 0, hashes=False).collect()  # keeps row order
+    wanted = distinct.filter(
+        prepared.select(siret_key("s", prepared.schema["s"]).is_in(sirets.implode()).fill_null(False)).to_series()
+    )
+    rows = raw.select(spelling).with_row_index("_row").join(wanted, on=spelling, how="semi", nulls_equal=True)
+    matching = np.zeros(raw.height, dtype=bool)
+    matching[rows.get_column("_row").to_numpy()] = True
+    picked = keys.column("k").filter(pa.array(matching)).combine_chunks()
     if len(picked) > MAX_TARGETED_ROWS or picked.null_count:
         return None
     if len(picked) == 0:

@@ -11,7 +11,7 @@ its seats are all given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -50,22 +50,21 @@ def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     )
 
 
-def allocate_seats(
-    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str]
-) -> pl.LazyFrame:
-    """Seats per union for each election.
+def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.LazyFrame:
+    """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
-    ``elections`` has one row per election with ``key`` (unique), ``inscrits``,
-    ``sve``, ``carence`` and the voix columns named in ``voix`` (union order).
-    Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
-    union when there is no seat, the election is carence or no union has votes.
+    Columns: ``key``, ``carence``, ``_seats`` (S, R2314-1), ``_sve`` (the SVE
+    used: the larger of the ``sve`` sum and the voix total), ``_v{i}`` (voix,
+    NULL as 0), ``_total``, ``_p{i}`` (voix × S), ``_f{i}`` (⌊voix / Q⌋, exact),
+    ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4).
+    :func:`allocate_seats` continues from it; ``siret_summary.explain`` shows it.
     """
     # Built in steps so each expression refers to named columns: nesting the
     # band table and the SVE inside every floor makes the plan explode in size.
     n = len(voix)
     votes = [pl.col(f"_v{i}") for i in range(n)]
     floors = [pl.col(f"_f{i}") for i in range(n)]
-    base = (
+    return (
         elections.select(
             pl.col(key),
             pl.col("carence"),
@@ -93,9 +92,30 @@ def allocate_seats(
             (pl.col("_seats") - pl.sum_horizontal(floors)).alias("_remaining"),
         )
     )
+
+
+#: ``trace(keys, averages, winners, tied)`` of one highest-average round: the keys of the
+#: elections still owed a seat, their unions' averages (one row each), the winning union
+#: index of each, and which unions shared the highest average.
+RoundTrace = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def allocate_seats(
+    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str], trace: RoundTrace | None = None
+) -> pl.LazyFrame:
+    """Seats per union for each election.
+
+    ``elections`` has one row per election with ``key`` (unique), ``inscrits``,
+    ``sve``, ``carence`` and the voix columns named in ``voix`` (union order).
+    Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
+    union when there is no seat, the election is carence or no union has votes.
+    ``trace`` (see :data:`RoundTrace`) is called once per highest-average round.
+    """
+    n = len(voix)
+    base = seat_basis(elections, key=key, voix=voix)
     schema = base.collect_schema()
     with_extra = base.map_batches(
-        lambda frame: _highest_averages(frame, key, n),
+        lambda frame: _highest_averages(frame, key, n, trace),
         schema={**schema, **{f"_extra{i}": pl.Int64 for i in range(n)}},
     )
     return with_extra.select(
@@ -109,7 +129,7 @@ def allocate_seats(
     )
 
 
-def _highest_averages(frame: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
+def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace | None = None) -> pl.DataFrame:
     """``frame`` plus ``_extra{i}``: the remaining seats won by union i, one round per seat.
 
     Each round gives one seat, in every election still owed some, to the
@@ -126,6 +146,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
     extra = np.zeros(votes.shape, dtype=np.int64)
     # The elections still owed a seat, compacted after each round (one copy each, not one per use).
     rows, voix, usable = np.arange(live.height), votes, np.where(votes > 0, votes, -np.inf)
+    keys = live.get_column(key).to_numpy() if trace is not None else None
     while rows.size:
         average = usable / divisor
         winner = average.argmax(axis=1)  # the first maximum: the earlier union
@@ -133,6 +154,8 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
         several = np.flatnonzero(tied.sum(axis=1) > 1)
         if several.size:  # equal averages (rare): more voix first, then the earlier union
             winner[several] = np.where(tied[several], voix[several], -np.inf).argmax(axis=1)
+        if trace is not None:
+            trace(keys[rows], average, winner.copy(), tied)
         extra[rows, winner] += 1
         divisor[np.arange(rows.size), winner] += 1.0
         owed -= 1

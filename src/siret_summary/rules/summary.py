@@ -54,20 +54,24 @@ def cycle_index(config: Config) -> pl.Expr:
     return expr
 
 
-def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
-    """One row per (siret, cycle): the rows of the latest date, aggregated in lead order."""
+def election_rows(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+    """The rows of each (siret, cycle)'s election (its latest date), with ``_cycle``, in lead order (SPEC §4)."""
     in_cycle = (
         pv.filter(pl.col("siret").is_not_null())
         .with_columns(cycle_index(config).alias("_cycle"))
         .filter(pl.col("_cycle").is_not_null())
         .filter(pl.col("date") == pl.col("date").max().over("siret", "_cycle"))
     )
-    lead_order = in_cycle.sort(
+    return in_cycle.sort(
         ["siret", "_cycle", "inscrits", "id"],
         descending=[False, False, True, False],
         nulls_last=True,
     )
-    return lead_order.group_by("siret", "_cycle", maintain_order=True).agg(
+
+
+def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+    """One row per (siret, cycle): the rows of the latest date, aggregated in lead order."""
+    return election_rows(pv, config).group_by("siret", "_cycle", maintain_order=True).agg(
         pl.col("date").first(),
         pl.col("carence").all(),
         *(_sum_or_null(n).alias(n) for n in ("inscrits", "votants", "sve") + _VOIX),

@@ -1,0 +1,180 @@
+"""Per-cycle facts of one SIRET: its elections, the latest, the colleges summed, carence, seats step by step,
+and how each cross-cycle attribute was chosen (issue 27, SPEC §4).
+
+Every value comes from the summary's own expressions run on the SIRET's
+normalised rows: :func:`~siret_summary.rules.summary.election_rows` (the
+election's rows in lead order), :func:`~siret_summary.rules.summary.latest_election_per_cycle`
+(its sums), :func:`~siret_summary.rules.seats.seat_basis` (S, SVE, the
+quotient floors) and :func:`~siret_summary.rules.seats.allocate_seats` with a
+round trace (each highest-average round as it ran), :func:`~siret_summary.rules.values.carence`
+and :func:`~siret_summary.rules.summary.department`. The facts describe what
+those computed; they decide nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from siret_summary.config import UNIONS, Config
+from siret_summary.explain.rows import ROW, plain
+from siret_summary.rules.seats import R2314_1, allocate_seats, seat_basis
+from siret_summary.rules.summary import (
+    _VOIX, CROSS_CYCLE_ATTRIBUTES, department, election_rows, latest_election_per_cycle,
+)  # fmt: skip
+from siret_summary.rules.values import carence
+
+KEY = "_election"
+
+
+def _band(seats: int | None) -> list[int | None] | None:
+    """The R2314-1 headcount band [lowest, highest] (highest None for the last) giving ``seats``."""
+    for i, (lower, band) in enumerate(R2314_1):
+        if band == seats:
+            upper = R2314_1[i + 1][0] - 1 if i + 1 < len(R2314_1) else None
+            return [lower, upper]
+    return None
+
+
+def _rounds_of(elections: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[int, list[dict[str, Any]]]]:
+    """Basis (steps 1–3), final seats and the traced rounds of step 4, per election key."""
+    keyed = elections.lazy().with_row_index(KEY)
+    basis = seat_basis(keyed, key=KEY, voix=_VOIX).collect()
+    rounds: dict[int, list[dict[str, Any]]] = {}
+
+    def trace(keys: np.ndarray, averages: np.ndarray, winners: np.ndarray, tied: np.ndarray) -> None:
+        for at, key in enumerate(keys.tolist()):
+            rounds.setdefault(int(key), []).append({
+                "averages": {u: (None if not np.isfinite(a) else float(a)) for u, a in zip(UNIONS, averages[at])},
+                "winner": UNIONS[int(winners[at])],
+                "tied": [u for u, t in zip(UNIONS, tied[at]) if t],
+            })  # fmt: skip
+
+    seats = allocate_seats(keyed, key=KEY, voix=_VOIX, out=list(UNIONS), trace=trace).collect()
+    return basis, seats, rounds
+
+
+def _seats(basis: dict[str, Any], final: dict[str, Any], rounds: list[dict[str, Any]], carence_: bool) -> dict:
+    s = basis["_seats"]
+    voix = {u: basis[f"_v{i}"] for i, u in enumerate(UNIONS)}
+    why_none = None
+    if s is None:
+        why_none = "below_11"
+    elif carence_:
+        why_none = "carence"
+    elif not basis["_total"] > 0:
+        why_none = "no_votes"
+    out: dict[str, Any] = {
+        "titular_seats": s, "band": _band(s), "none_because": why_none,
+        "sve_used": basis["_sve"], "voix_total": basis["_total"], "voix": voix,
+        "seats": {u: final[u] for u in UNIONS},
+    }  # fmt: skip
+    if why_none is not None:
+        return out
+    given = {u: basis[f"_f{i}"] for i, u in enumerate(UNIONS)}
+    out["quotient"] = basis["_sve"] / s if basis["_sve"] else None
+    out["by_quotient"] = dict(given)
+    out["remaining"] = basis["_remaining"]
+    steps = []
+    for number, r in enumerate(rounds, start=1):
+        tie_break = None
+        if len(r["tied"]) > 1:
+            most = max(voix[u] for u in r["tied"])
+            tie_break = "more_voix" if [u for u in r["tied"] if voix[u] == most] == [r["winner"]] else "union_order"
+        steps.append({"seat": number, **r, "tie_break": tie_break})
+        given[r["winner"]] += 1
+    out["rounds"] = steps
+    return out
+
+
+def _carence_rows(rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each row's carence and which part of the rule made it (values.carence on each part)."""
+    why = rows.select(
+        "id", "carence",
+        carence(pl.col("institution"), pl.lit(1.0)).alias("by_institution"),
+        carence(pl.lit(None, dtype=pl.String), pl.col("votants")).alias("by_votants"),
+        "institution", "votants",
+    )  # fmt: skip
+    return [{k: plain(v) for k, v in r.items()} for r in why.iter_rows(named=True)]
+
+
+def _first_in_lead_order(rows: pl.DataFrame, name: str) -> tuple[Any, Any]:
+    """(value, id) of the first row in lead order holding ``name`` (the aggregation's drop_nulls().first())."""
+    present = rows.filter(pl.col(name).is_not_null())
+    return (None, None) if present.is_empty() else (present[name][0], present["id"][0])
+
+
+def cycle_facts(pv: pl.DataFrame, config: Config) -> tuple[list[dict[str, Any]], dict[int, pl.DataFrame]]:
+    """The facts of each configured cycle, and each cycle's election rows in lead order.
+
+    ``pv``: the SIRET's normalised rows with ``id``, ``institution`` and ``_cycle`` (:class:`SiretRows.by_row`).
+    """
+    indexed = pv.filter(pl.col("siret").is_not_null())
+    lead = election_rows(pv.drop("_cycle").lazy(), config).collect()
+    elections = latest_election_per_cycle(pv.drop("_cycle").lazy(), config).collect().sort("_cycle")
+    basis, seats, rounds = _rounds_of(elections)
+    out, lead_rows = [], {}
+    for i, cycle in enumerate(config.cycles):
+        in_cycle = indexed.filter(pl.col("_cycle") == i).sort(ROW)  # source order, whatever the joins left
+        dates = sorted(set(in_cycle["date"].to_list()))
+        fact: dict[str, Any] = {
+            "label": cycle.label, "first": cycle.first.isoformat(), "last": cycle.last.isoformat(),
+            "elections": [{"date": d.isoformat(), "rows": in_cycle.filter(pl.col("date") == d)["id"].to_list()}
+                          for d in dates],
+            "latest": dates[-1].isoformat() if dates else None,
+        }  # fmt: skip
+        at = elections.with_row_index(KEY).filter(pl.col("_cycle") == i)
+        if at.is_empty():
+            out.append(fact | {"election": None})
+            continue
+        key, election = at[KEY][0], at.row(0, named=True)
+        rows = lead.filter(pl.col("_cycle") == i)
+        lead_rows[i] = rows
+        fd, fd_id = _first_in_lead_order(rows, "fd")
+        ud, ud_id = _first_in_lead_order(rows, "ud")
+        fact["election"] = {
+            "date": plain(election["date"]), "colleges": rows["id"].to_list(),
+            "lead_order": [{"id": r["id"], "inscrits": r["inscrits"]} for r in rows.iter_rows(named=True)],
+            "totals": {"inscrits": election["inscrits"], "votants": election["votants"], "sve": election["sve"],
+                       "voix": {u: election[f"voix_{u}"] for u in UNIONS}},
+            "carence": election["carence"], "carence_rows": _carence_rows(rows),
+            "fd": {"value": fd, "row_id": fd_id}, "ud": {"value": ud, "row_id": ud_id},
+            "seats": _seats(basis.row(key, named=True), seats.row(key, named=True), rounds.get(key, []),
+                            election["carence"]),
+        }  # fmt: skip
+        out.append(fact)
+    return out, lead_rows
+
+
+def attribute_facts(cycles: list[dict[str, Any]], lead_rows: dict[int, pl.DataFrame], config: Config,
+                    invitations: list[dict[str, Any]]) -> dict[str, Any]:
+    """How each cross-cycle column was chosen: the cycle and row giving it (newest election first)."""
+    out: dict[str, Any] = {}
+    newest_first = [i for i in reversed(range(len(config.cycles))) if i in lead_rows]
+    for name in (*CROSS_CYCLE_ATTRIBUTES, "ud"):
+        chosen = {"value": None, "cycle": None, "row_id": None, "looked_at": [config.cycles[i].label for i in newest_first]}
+        for i in newest_first:
+            value, row_id = _first_in_lead_order(lead_rows[i], name)
+            if value is not None:
+                chosen |= {"value": value, "cycle": config.cycles[i].label, "row_id": row_id}
+                break
+        out[name] = chosen
+    ud, cp = out.pop("ud"), out["cp"]["value"]
+    from_ud = pl.select(department(pl.lit(ud["value"], pl.String), pl.lit(None, pl.String))).item()
+    out["dep"] = {"value": pl.select(department(pl.lit(ud["value"], pl.String), pl.lit(cp, pl.String))).item(),
+                  "from": "ud" if from_ud is not None else ("cp" if cp is not None else None),
+                  "ud": ud["value"], "ud_cycle": ud["cycle"], "cp": cp}
+    held = [c["label"] for c in cycles if c.get("election")]
+    out["statut_pap"] = {"cycles_with_election": held}
+    dates = [c["election"]["date"] for c in cycles if c.get("election")]
+    out["date_pv_max"] = {"dates": dates}
+    last = cycles[-1]
+    out["cgt_implantee"] = {"cycle": last["label"],
+                            "cgt_voix": last["election"]["totals"]["voix"]["cgt"] if last.get("election") else None}
+    valid = [f for f in invitations if f["normalised"]["date"] is not None]
+    latest = max(valid, key=lambda f: f["normalised"]["date"]) if valid else None
+    out["date_pap_c5"] = {"invitation_id": latest["id"] if latest else None,
+                          "valid_invitations": len(valid), "invitations": len(invitations)}
+    return out

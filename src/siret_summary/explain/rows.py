@@ -1,0 +1,222 @@
+"""One SIRET's source rows, as read and as normalised, each with its fate (issue 27, SPEC §3).
+
+Nothing here restates a rule: the rows are read by the pipeline's readers (a
+database source by the targeted read of ``run(sirets=[...])``, so only that
+SIRET's rows travel where the backend allows), keyed by
+:func:`~siret_summary.rules.values.siret_key` and normalised by
+:func:`~siret_summary.rules.columns.normalize_pv` /
+:func:`~siret_summary.rules.columns.normalize_invitations` themselves. To
+tie each normalised row to its raw row whatever order the normalisation's
+joins leave, a second pass maps a row number as the ``id`` column (as
+:mod:`siret_summary.pipeline.samples` does); the real ids come from
+:func:`~siret_summary.rules.columns.integer_id` on the prepared raw rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from siret_summary._raw_columns import REAL_PREFIX
+from siret_summary.config import DEFAULT_PV_COLUMNS, Config, needed_columns
+from siret_summary.db import open_backend
+from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
+from siret_summary.rules.columns import (
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, integer_id, keyed_raw, normalize_invitations, normalize_pv, prepare,
+)  # fmt: skip
+from siret_summary.rules.summary import cycle_index
+from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
+
+#: The row number tying a normalised row to its raw row.
+ROW = "__siret_summary_explain_row"
+
+#: Warning flags of a normalised row → the report's warning key (SPEC §3, rules.summary.report_frame).
+WARNING_FLAGS = {
+    "_luhn_bad": "siret_luhn", "_date_bad": "date_unparsed", "_negative": "count_negative",
+    "_unparsed": "count_unparsed", "_too_large": "count_too_large", "_text_not_utf8": "text_not_utf8",
+    "_text_nul": "text_nul",
+}  # fmt: skip
+
+
+@dataclass
+class SiretRows:
+    """One SIRET's rows: ``pv`` and ``invitations`` normalised exactly as compute() sees them (for the
+    summary); ``by_row``: the same PV rows keyed by ``ROW`` with ``institution`` and ``_cycle`` beside
+    them; ``pv_facts`` / ``invitation_facts``: per source row, its id, raw and normalised values."""
+
+    pv: pl.DataFrame
+    invitations: pl.DataFrame
+    by_row: pl.DataFrame
+    pv_facts: list[dict[str, Any]]
+    invitation_facts: list[dict[str, Any]]
+
+
+def plain(value: Any) -> Any:
+    """A value JSON can hold: dates as ISO text, bytes decoded, NaN/±inf as text."""
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode("cp1252", errors="replace")
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        return str(value)
+    return value
+
+
+def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s where
+    the source allows (a database's targeted read), else whole."""
+    if isinstance(source, Mapping):
+        raw = read_in_memory(source, config)
+        return (keyed_raw(raw.pv, config.pv_columns, RAW_SEED_PV).collect(),
+                keyed_raw(raw.invitations, config.invitation_columns, RAW_SEED_INVITATIONS).collect())
+    if not isinstance(source, (str, os.PathLike)):
+        read_sources(source, config)  # raises the SourceError naming what to pass
+    backend = open_backend(source, must_exist=True)
+    wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
+    keyed = read_database(backend, config, wanted, normalise=False, stamps=False)
+    return keyed.pv.collect(), keyed.invitations.collect()
+
+
+def _spellings(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Each raw SIRET's trimmed text, the digits :func:`digits_of_siret` keeps and the rejection reason,
+    by the read's own expressions (prepared as the read prepares it; rules.columns._add_siret)."""
+    columns = [c for c in (column, REAL_PREFIX + column) if c in frame.columns]
+    prepared = prepare(frame.select(columns).lazy(), {"siret": column}, 0, hashes=False).collect()
+    text = as_text(column, prepared.schema[column]).str.strip_chars(WHITESPACE)
+    digits = digits_of_siret(text)
+    return prepared.select(
+        text.alias("text"), digits.alias("digits"),
+        pl.when(is_scientific(text)).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits))
+        .alias("reason"),
+    )  # fmt: skip
+
+
+def could_be(siret: str, reason: str | None, text: str | None, digits: str | None) -> bool:
+    """Whether a rejected spelling may have been meant as ``siret``: more than 14 digits that are the SIRET
+    with extra leading zeros or an extra digit after it; scientific notation whose shown digits are the
+    SIRET rounded (or truncated) to as many significant digits."""
+    if reason == "siret_too_long" and digits:
+        return digits.lstrip("0") == siret.lstrip("0") or digits.startswith(siret)
+    if reason != "siret_scientific" or not text:
+        return False
+    mantissa, _, exponent = text.lower().partition("e")
+    mantissa = mantissa.replace(",", ".")
+    significant = len(mantissa.replace(".", "").lstrip("0"))
+    try:
+        value = Decimal(mantissa) * Decimal(10) ** int(exponent)
+    except (InvalidOperation, ValueError):
+        return False
+    target = Decimal(int(siret))
+    if significant == 0 or target == 0:
+        return value == target
+    step = Decimal(1).scaleb(target.adjusted() - significant + 1)
+    return any(value == target.quantize(step, rounding=r) for r in (ROUND_HALF_UP, ROUND_DOWN))
+
+
+def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digits: str | None,
+              candidates_of: str | None = None) -> pl.DataFrame:
+    """The rows of ``siret``; or (``siret=None``) the rejected rows spelled with ``spelling_digits``,
+    or whose spelling :func:`could_be` ``candidates_of``."""
+    if siret is not None:
+        picked = frame.filter(pl.col(SIRET_KEY) == siret)
+    else:
+        rejected = frame.filter(pl.col(SIRET_KEY).is_null())
+        spelled = _spellings(rejected, column)
+        if candidates_of is None:
+            keep = (spelled.get_column("digits") == spelling_digits).fill_null(False)
+        else:
+            keep = pl.Series([could_be(candidates_of, *r) for r in spelled.select("reason", "text", "digits").rows()],
+                             dtype=pl.Boolean)
+        picked = rejected.filter(keep)
+    return picked.drop(SIRET_KEY, "_raw_hash").with_row_index(ROW)
+
+
+def _raw_values(frame: pl.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Each row's mapped columns as read (a SQLite REAL cell as its number, bytes decoded for reading)."""
+    out = []
+    for row in frame.iter_rows(named=True):
+        out.append({c: plain(row[REAL_PREFIX + c] if row.get(REAL_PREFIX + c) is not None else row[c])
+                    for c in columns})
+    return out
+
+
+def _real_ids(raw: pl.DataFrame, id_column: str | None) -> pl.DataFrame:
+    """``ROW`` → ``id`` as normalize_pv computes it (prepared, then :func:`integer_id`)."""
+    if id_column is None:
+        return raw.select(ROW, pl.lit(None, dtype=pl.Int64).alias("id"))
+    columns = [c for c in (ROW, id_column, REAL_PREFIX + id_column) if c in raw.columns]
+    prepared = prepare(raw.select(columns).lazy(), {"id": id_column}, 0, hashes=False).collect()
+    return prepared.select(ROW, integer_id(id_column, prepared.schema[id_column]).alias("id"))
+
+
+def _by_row(raw: pl.DataFrame, mapping: Mapping[str, str | None]) -> pl.DataFrame:
+    """The rows normalised by :func:`normalize_pv` with the row number as ``id``, keyed by ``ROW``."""
+    full = dict.fromkeys(DEFAULT_PV_COLUMNS) | dict(mapping) | {"id": ROW}
+    return normalize_pv(raw.lazy(), full).collect().rename({"id": ROW}).with_columns(pl.col(ROW).cast(pl.UInt32))
+
+
+def _facts(raw: pl.DataFrame, normalised: pl.DataFrame, mapping, shown: tuple[str, ...]) -> list[dict[str, Any]]:
+    raw_values = dict(zip(raw.get_column(ROW).to_list(), _raw_values(raw, needed_columns(mapping))))
+    facts = []
+    for row in normalised.sort(ROW).iter_rows(named=True):
+        warnings = [key for flag, key in WARNING_FLAGS.items() if row.get(flag)]
+        facts.append({
+            "row": row[ROW], "id": row.get("id"), "raw": raw_values[row[ROW]],
+            "normalised": {k: plain(row[k]) for k in shown if k in row},
+            "rejected": row["_reject"], "warnings": warnings,
+        })  # fmt: skip
+    return facts
+
+
+_PV_SHOWN = ("siret", "cycle", "date", "institution", "inscrits", "votants", "sve",
+             *(f"voix_{u}" for u in ("cgt", "cfdt", "fo", "cftc", "cgc", "unsa", "sud", "autre")),
+             "fd", "ud", "idcc", "raison_sociale", "cp", "ville", "region", "ul", "carence", "_cycle")
+
+
+def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: str | None = None,
+               candidates_of: str | None = None) -> SiretRows:
+    """``siret``'s rows; with ``siret=None``, the rejected rows spelled with ``spelling_digits``, or
+    whose spelling :func:`could_be` ``candidates_of`` (both read every row)."""
+    pv_raw, inv_raw = _raw_rows(source, config, siret)
+    pv_raw = _matching(pv_raw, config.pv_columns["siret"], siret, spelling_digits, candidates_of)
+    inv_raw = _matching(inv_raw, config.invitation_columns["siret"], siret, spelling_digits, candidates_of)
+    # normalize_pv with the row number as id, the real id (integer_id, as normalize_pv computes it)
+    # put back: compute()'s normalised rows, each tied to its raw row.
+    by_row = _by_row(pv_raw, config.pv_columns).join(_real_ids(pv_raw, config.pv_columns["id"]), on=ROW, how="left")
+    pv = by_row.drop(ROW)  # the summary's input
+    institution = config.pv_columns["institution"]
+    by_row = by_row.join(_institutions(pv_raw, institution), on=ROW, how="left")
+    by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
+    invitations = normalize_invitations(inv_raw.drop(ROW).lazy(), config.invitation_columns).collect()
+    inv_columns = config.invitation_columns
+    inv_by_row = _by_row(inv_raw, {"siret": inv_columns["siret"], "date": inv_columns["date"]}).join(
+        _real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
+    return SiretRows(
+        pv=pv, invitations=invitations, by_row=by_row,
+        pv_facts=_facts(pv_raw, by_row, config.pv_columns, _PV_SHOWN),
+        invitation_facts=_facts(inv_raw, inv_by_row, inv_columns, ("siret", "date")),
+    )  # fmt: skip
+
+
+def _institutions(raw: pl.DataFrame, column: str | None) -> pl.DataFrame:
+    """``ROW`` → the institution as normalize_pv trims it (it keeps only the carence it implies)."""
+    from siret_summary.rules.values import trimmed
+
+    if column is None:
+        return raw.select(ROW, pl.lit(None, dtype=pl.String).alias("institution"))
+    prepared = prepare(raw.select(ROW, column).lazy(), {"institution": column}, 0, hashes=False).collect()
+    return prepared.select(ROW, trimmed(column, prepared.schema[column]).alias("institution"))
