@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
+STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "samples": "sampling",
+                "write": "writing", "done": "done"}
 
 
 def percent_of(value: Any) -> float:
@@ -81,6 +82,23 @@ def progress_display(enabled: bool = True) -> Any:
     if console is not None and console.is_terminal:
         return RichBar(console)
     return StageLines() if enabled else _Silent()
+
+
+class Steps:
+    """Drives a progress display by hand for a command that is not a run (``export``, ``rejects``).
+
+    ``step("read", 0.0)`` shows the stage it enters, as a run's ``on_status``
+    would; :meth:`done` completes the bar.
+    """
+
+    def __init__(self, show: Any) -> None:
+        self.show = show
+
+    def __call__(self, stage: str, percent: float) -> None:
+        self.show({"status": "running", "progress": {"stage": stage, "percent": percent}})
+
+    def done(self) -> None:
+        self.show({"status": "completed", "progress": {"stage": "done", "percent": 100.0}})
 
 
 class _Silent(StageLines):
