@@ -7,6 +7,7 @@ real script in a subprocess with no logging set up.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -67,22 +68,45 @@ def test_export_writes_the_format_its_name_says(db, tmp_path, name, flags, magic
 # ------------------------------------------------------------------ export / rejects: progress on stderr
 
 
-def test_export_and_rejects_show_their_stages_on_stderr(db, tmp_path):
-    done = cli("export", "--source", str(db), "-o", str(tmp_path / "s.csv"))
-    assert done.returncode == 0, done.stderr
-    stages = [line.split()[0] for line in done.stderr.splitlines()]
-    assert stages == ["reading", "computing", "writing"], done.stderr
-    assert len(done.stdout.splitlines()) == 1 and "written to" in done.stdout
+def cli_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the CLI with its stderr on a pseudo-terminal (as in a shell); returns (exit code, stdout, terminal text)."""
+    master, slave = os.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    process = subprocess.Popen([sys.executable, "-m", "siret_summary.cli", *args], stdout=subprocess.PIPE,
+                               stderr=slave, text=True, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    out = process.stdout.read()
+    process.stdout.close()
+    return process.wait(timeout=300), out, b"".join(chunks).decode("utf-8", "replace")
 
-    done = cli("rejects", "--source", str(db), "--json")
-    assert done.returncode == 0, done.stderr
-    assert [line.split()[0] for line in done.stderr.splitlines()] == ["reading", "computing", "sampling"]
-    assert set(json.loads(done.stdout)) == {"rejected", "warnings", "samples"}  # stdout stays clean JSON
+
+def test_export_and_rejects_show_progress_on_a_terminal(db, tmp_path):
+    code, out, terminal = cli_on_a_terminal("export", "--source", str(db), "-o", str(tmp_path / "s.csv"))
+    assert code == 0, terminal
+    assert "done" in terminal and "100%" in terminal, terminal  # the bar, completed, on stderr
+    assert len(out.splitlines()) == 1 and "written to" in out  # stdout: the one result line
+
+    code, out, terminal = cli_on_a_terminal("rejects", "--source", str(db), "--json")
+    assert code == 0 and "done" in terminal and "100%" in terminal, terminal
+    assert set(json.loads(out)) == {"rejected", "warnings", "samples"}  # stdout stays clean JSON
+
+    code, out, terminal = cli_on_a_terminal("rejects", "--source", str(db), "--no-progress")
+    assert code == 0 and terminal.strip() == "" and out.startswith("rejected")
 
 
-def test_no_progress_keeps_export_and_rejects_quiet(db, tmp_path):
+def test_export_and_rejects_are_quiet_when_stderr_is_not_a_terminal(db, tmp_path):
     for args in (["export", "--source", str(db), "-o", str(tmp_path / "s.csv")], ["rejects", "--source", str(db)]):
-        done = cli(*args, "--no-progress")
+        done = cli(*args)
         assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
@@ -108,9 +132,15 @@ def test_an_unreachable_server_is_one_line_and_the_retries_show_under_v_only(tmp
 
 
 def test_status_of_a_missing_file_says_the_file_does_not_exist(tmp_path):
-    for command in ("status", "history", "cancel"):
-        message = one_error(cli(command, "--target", "nosuch.db", cwd=tmp_path))
-        assert f"{tmp_path / 'nosuch.db'} does not exist" in message and "--target" in message, message
+    said = f"the SQLite file {tmp_path / 'nosuch.db'} does not exist"
+    status = cli("status", "--target", "nosuch.db", cwd=tmp_path)
+    assert status.returncode == 0 and "not_found" in status.stdout and said in status.stdout, status.stdout
+    state = json.loads(cli("status", "--target", "nosuch.db", "--json", cwd=tmp_path).stdout)
+    assert state["status"] == "not_found" and said in state["message"] and "--target" in state["message"]
+    history = cli("history", "--target", "nosuch.db", cwd=tmp_path)
+    assert history.returncode == 0 and said in history.stdout, history.stdout
+    cancel = cli("cancel", "--target", "nosuch.db", cwd=tmp_path)
+    assert cancel.returncode == 1 and said in cancel.stdout, cancel.stdout
     assert list(tmp_path.iterdir()) == []  # and nothing was created
 
 

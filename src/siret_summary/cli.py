@@ -28,7 +28,7 @@ from siret_summary.cli_failures import LibraryLines, unexpected_message
 from siret_summary.cli_parser import DESCRIPTION, Parser, at_least
 from siret_summary.cli_outputs import demo_path, export_format, export_path, write_atomically
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
-from siret_summary.cli_status_hint import other_tables_hint
+from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
@@ -141,12 +141,14 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
-    state = status(target, config=config)
+    missing = missing_file(target)  # status() raises on it; the CLI answers not_found and says why
+    state = None if missing else status(target, config=config)
     if state is None:
+        message = (missing_message(missing, config.target_table) if missing else
+                   f"no rebuild of {_where(target, config)} has run yet (another database: --target, --config "
+                   f"or ${TARGET_VARIABLE}){other_tables_hint(target, config)}")
         state = {"task_id": TASK_ID, "status": "not_found", "target": config.target_table,
-                 "location": shown(target), "message": f"no rebuild of {_where(target, config)} has run yet "
-                            f"(another database: --target, --config or ${TARGET_VARIABLE})"
-                            f"{other_tables_hint(target, config)}"}
+                 "location": shown(target), "message": message}
     if args.json:
         print(json.dumps(state, ensure_ascii=False, indent=2, default=str))
         return 0
@@ -177,6 +179,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
+    missing = missing_file(target)
+    if missing:
+        print(f"no rebuild is running: {missing_message(missing, config.target_table)}")
+        return 1
     if cancel(target, config=config):
         print(f"cancellation requested for {_where(target, config)}; "
               "the running rebuild stops at its next checkpoint")
@@ -187,13 +193,15 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
-    runs = history(target, config=config, limit=args.limit)
+    missing = missing_file(target)
+    runs = [] if missing else history(target, config=config, limit=args.limit)
     if args.json:
         print(json.dumps(runs, ensure_ascii=False, indent=2, default=str))
         return 0
     print(f"target     {_where(target, config)}")
     if not runs:
-        print(f"no rebuild of this target has run yet{other_tables_hint(target, config)}")
+        print(missing_message(missing, config.target_table) if missing else
+              f"no rebuild of this target has run yet{other_tables_hint(target, config)}")
         return 0
     header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
     print(header)
@@ -218,7 +226,7 @@ def _export(args: argparse.Namespace) -> int:
     fmt = export_format(args.output, args.format)  # checked before the work, not after
     output = export_path(args.output, source, force=args.force)
     t0 = time.perf_counter()
-    with progress_display(not args.no_progress) as show:
+    with progress_display(not args.no_progress, piped=False) as show:
         step = Steps(show)
         step("read", 0.0)
         raw = read_sources(source, config)
@@ -239,7 +247,7 @@ def _rejects(args: argparse.Namespace) -> int:
     from siret_summary.pipeline.samples import rejected_samples
 
     source, config = source_from(args), config_from(args)
-    with progress_display(not args.no_progress) as show:  # compute_report's steps, shown (issue 29)
+    with progress_display(not args.no_progress, piped=False) as show:  # compute_report's steps, shown (issue 29)
         step = Steps(show)
         step("read", 0.0)
         raw = read_sources(source, config)

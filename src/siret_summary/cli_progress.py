@@ -76,12 +76,25 @@ def rich_console(stderr: bool) -> Any:
     return Console(stderr=stderr)
 
 
-def progress_display(enabled: bool = True) -> Any:
-    """The progress reporter for a run: a rich bar on a terminal, stage lines otherwise."""
+def progress_display(enabled: bool = True, *, piped: bool = True) -> Any:
+    """The progress reporter for a run: a rich bar on a terminal, stage lines otherwise.
+
+    ``piped=False`` (``export``, ``rejects``): nothing when stderr is not a
+    terminal, so a script's stderr holds only a failure's one line (issue 25).
+    """
     console = rich_console(stderr=True) if enabled else None
     if console is not None and console.is_terminal:
         return RichBar(console)
-    return StageLines() if enabled else _Silent()
+    if not enabled or not (piped or _stderr_is_terminal()):
+        return _Silent()
+    return StageLines()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 class Steps:

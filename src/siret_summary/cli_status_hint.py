@@ -53,6 +53,26 @@ def _summary_like_tables(path: str) -> list[str]:
         connection.close()
 
 
+def missing_file(target: str) -> str | None:
+    """The absolute path of a SQLite ``target`` whose file does not exist, else None (a server, or it exists)."""
+    import os
+
+    try:
+        backend = open_backend(target, must_exist=False)
+    except Exception:  # the query itself words what is wrong with the location
+        return None
+    path = getattr(backend, "path", None)
+    return os.path.abspath(path) if path and not backend.exists() else None
+
+
+def missing_message(path: str, table: str) -> str:
+    """Why there is no run: the file is not there (``status``, ``history``, ``cancel``)."""
+    from siret_summary.cli_config import TARGET_VARIABLE
+
+    return (f"the SQLite file {path} does not exist, so no rebuild of {table} has run there; "
+            f"check --target (else the --config file's target, else ${TARGET_VARIABLE})")
+
+
 def other_tables_hint(target: str, config: Config) -> str:
     """``"; runs are recorded for my_summary: pass --table my_summary"`` or ``""`` when nothing else is there."""
     try:
