@@ -6,11 +6,10 @@ the output is a terminal; else one line per stage) driven by the run's
 the latest run's status (``not_found`` when none ran) and names the target it
 read; ``cancel`` asks the running rebuild of a target, in any process, to
 stop; ``history`` lists the last runs; ``export`` writes the summary to CSV or
-Parquet without touching any database (never over its source, over an
-existing file only with ``--force``, atomically: :mod:`siret_summary.cli_outputs`);
-``rejects`` prints samples of the rejected and warned rows. Settings come from
-flags or a TOML file (``--config``, see :mod:`siret_summary.cli_config`);
-errors are worded with the flags that fix them. Every failure is one line on
+Parquet, as its file name says, without touching any database
+(:mod:`siret_summary.cli_outputs`); ``rejects`` prints samples of the rejected
+and warned rows. Settings come from flags or a TOML file (``--config``, see
+:mod:`siret_summary.cli_config`); errors are worded with the flags that fix them. Every failure is one line on
 stderr and exit 2, whatever the exception (issue 25).
 """
 
