@@ -143,7 +143,7 @@ def _status(args: argparse.Namespace) -> int:
     missing = missing_file(target)  # status() raises on it; the CLI answers not_found and says why
     state = None if missing else status(target, config=config)
     if state is None:
-        message = (missing_message(missing, config.target_table) if missing else
+        message = (f"no rebuild of {_where(target, config)} has run: {missing_message(missing)}" if missing else
                    f"no rebuild of {_where(target, config)} has run yet (another database: --target, --config "
                    f"or ${TARGET_VARIABLE}){other_tables_hint(target, config)}")
         state = {"task_id": TASK_ID, "status": "not_found", "target": config.target_table,
@@ -180,7 +180,7 @@ def _cancel(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
     missing = missing_file(target)
     if missing:
-        print(f"no rebuild is running: {missing_message(missing, config.target_table)}")
+        print(f"no rebuild of {_where(target, config)} is running: {missing_message(missing)}")
         return 1
     if cancel(target, config=config):
         print(f"cancellation requested for {_where(target, config)}; "
@@ -199,7 +199,7 @@ def _history(args: argparse.Namespace) -> int:
         return 0
     print(f"target     {_where(target, config)}")
     if not runs:
-        print(missing_message(missing, config.target_table) if missing else
+        print(missing_message(missing) if missing else
               f"no rebuild of this target has run yet{other_tables_hint(target, config)}")
         return 0
     header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
@@ -222,8 +222,8 @@ def _export(args: argparse.Namespace) -> int:
     from siret_summary.pipeline.read import read_sources
 
     source, config = source_from(args), config_from(args)
-    fmt = export_format(args.output, args.format)  # checked before the work, not after
-    output = export_path(args.output, source, force=args.force)
+    output = export_path(args.output, source, force=args.force)  # checked before the work, not after
+    fmt = export_format(args.output, args.format)
     t0 = time.perf_counter()
     with progress_display(not args.no_progress, piped=False) as show:
         step = Steps(show)

@@ -65,11 +65,11 @@ def missing_file(target: str) -> str | None:
     return os.path.abspath(path) if path and not backend.exists() else None
 
 
-def missing_message(path: str, table: str) -> str:
+def missing_message(path: str) -> str:
     """Why there is no run: the file is not there (``status``, ``history``, ``cancel``)."""
     from siret_summary.cli_config import TARGET_VARIABLE
 
-    return (f"the SQLite file {path} does not exist, so no rebuild of {table} has run there; "
+    return (f"the SQLite file {path} does not exist; "
             f"check --target (else the --config file's target, else ${TARGET_VARIABLE})")
 
 
