@@ -6,11 +6,10 @@ the output is a terminal; else one line per stage) driven by the run's
 the latest run's status (``not_found`` when none ran) and names the target it
 read; ``cancel`` asks the running rebuild of a target, in any process, to
 stop; ``history`` lists the last runs; ``export`` writes the summary to CSV or
-Parquet without touching any database (never over its source, over an
-existing file only with ``--force``, atomically: :mod:`siret_summary.cli_outputs`);
-``rejects`` prints samples of the rejected and warned rows. Settings come from
-flags or a TOML file (``--config``, see :mod:`siret_summary.cli_config`);
-errors are worded with the flags that fix them. Every failure is one line on
+Parquet, as its file name says, without touching any database
+(:mod:`siret_summary.cli_outputs`); ``rejects`` prints samples of the rejected
+and warned rows. Settings come from flags or a TOML file (``--config``, see
+:mod:`siret_summary.cli_config`); errors are worded with the flags that fix them. Every failure is one line on
 stderr and exit 2, whatever the exception (issue 25).
 """
 
@@ -24,8 +23,11 @@ import time
 from typing import Any
 
 from siret_summary._version import __version__
-from siret_summary.cli_outputs import demo_path, export_path, write_atomically
-from siret_summary.cli_progress import RichBar, StageLines, progress_display, rich_console
+from siret_summary.cli_failures import LibraryLines, unexpected_message
+from siret_summary.cli_parser import DESCRIPTION, Parser, at_least
+from siret_summary.cli_outputs import demo_path, export_format, export_path, write_atomically
+from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
+from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
@@ -138,11 +140,14 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
-    state = status(target, config=config)
+    missing = missing_file(target)  # status() raises on it; the CLI answers not_found and says why
+    state = None if missing else status(target, config=config)
     if state is None:
+        message = (f"no rebuild of {_where(target, config)} has run: {missing_message(missing)}" if missing else
+                   f"no rebuild of {_where(target, config)} has run yet (another database: --target, --config "
+                   f"or ${TARGET_VARIABLE}){other_tables_hint(target, config)}")
         state = {"task_id": TASK_ID, "status": "not_found", "target": config.target_table,
-                 "location": shown(target), "message": f"no rebuild of {_where(target, config)} has run yet "
-                            f"(another database: --target, --config or ${TARGET_VARIABLE})"}
+                 "location": shown(target), "message": message}
     if args.json:
         print(json.dumps(state, ensure_ascii=False, indent=2, default=str))
         return 0
@@ -173,6 +178,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
+    missing = missing_file(target)
+    if missing:
+        print(f"no rebuild of {_where(target, config)} is running: {missing_message(missing)}")
+        return 1
     if cancel(target, config=config):
         print(f"cancellation requested for {_where(target, config)}; "
               "the running rebuild stops at its next checkpoint")
@@ -183,13 +192,15 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
-    runs = history(target, config=config, limit=args.limit)
+    missing = missing_file(target)
+    runs = [] if missing else history(target, config=config, limit=args.limit)
     if args.json:
         print(json.dumps(runs, ensure_ascii=False, indent=2, default=str))
         return 0
     print(f"target     {_where(target, config)}")
     if not runs:
-        print("no rebuild of this target has run yet")
+        print(missing_message(missing) if missing else
+              f"no rebuild of this target has run yet{other_tables_hint(target, config)}")
         return 0
     header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
     print(header)
@@ -207,23 +218,46 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import compute
+    from siret_summary.pipeline.compute import summarise
+    from siret_summary.pipeline.read import read_sources
 
     source, config = source_from(args), config_from(args)
     output = export_path(args.output, source, force=args.force)  # checked before the work, not after
-    fmt = args.format or ("parquet" if output.suffix.lower() in (".parquet", ".pq") else "csv")
+    fmt = export_format(args.output, args.format)
     t0 = time.perf_counter()
-    frame = compute(source, config=config)
-    write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv)
+    with progress_display(not args.no_progress, piped=False) as show:
+        step = Steps(show)
+        step("read", 0.0)
+        raw = read_sources(source, config)
+        step("compute", 30.0)
+        frame = summarise(raw, config)[0]
+        del raw
+        step("write", 90.0)
+        write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv)
+        step.done()
     print(f"{frame.height} rows × {frame.width} columns written to {output} ({fmt}, "
           f"{time.perf_counter() - t0:.2f} s); no database was written")
     return 0
 
 
 def _rejects(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import compute_report
+    from siret_summary.pipeline.compute import summarise
+    from siret_summary.pipeline.read import read_sources
+    from siret_summary.pipeline.samples import rejected_samples
 
-    report = compute_report(source_from(args), config=config_from(args), samples=args.limit)
+    source, config = source_from(args), config_from(args)
+    with progress_display(not args.no_progress, piped=False) as show:  # compute_report's steps, shown (issue 29)
+        step = Steps(show)
+        step("read", 0.0)
+        raw = read_sources(source, config)
+        step("compute", 40.0)
+        counts = summarise(raw, config)[1]
+        del raw
+        report: dict[str, Any] = {"rejected": counts.rejected, "warnings": counts.warnings}
+        if args.limit > 0:
+            step("samples", 70.0)
+            report["samples"] = rejected_samples(source, config, args.limit)
+        step.done()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
@@ -248,39 +282,18 @@ def _rejects(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- parser
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``error: ...; see --help``) and exit 2, like every failure."""
-
-    def error(self, message: str) -> Any:
-        print(f"error: {self.prog}: {message}; see `{self.prog} --help`.", file=sys.stderr)
-        sys.exit(2)
-
-
-def _at_least(minimum: int) -> Any:
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
-        return value
-
-    return whole_number
-
-
 # Over 60 lines on purpose: one declarative table of every command and flag,
 # read top to bottom like the --help it produces; split, it would scatter.
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="siret-summary", description=__doc__.split("\n\n")[0],
+    parser = Parser(
+        prog="siret-summary", description=DESCRIPTION,
         epilog="Settings file (--config FILE, TOML): Config fields plus source and target; "
                "see docs in README.md ('Command line').",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # -v is accepted before or after the command: the command's copy must not reset the main one.
     parser.add_argument("-v", "--verbose", action="store_true", help="log each stage")
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log each stage")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -303,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a realistic SQLite demo database and rebuild it", _demo)
     demo.add_argument("--path", default=DEMO_PATH, help=f"SQLite file to (re)create (default: ./{DEMO_PATH})")
-    demo.add_argument("--pv", type=_at_least(0), default=126_000, help="PV rows (default 126000)")
-    demo.add_argument("--invitations", type=_at_least(0), default=20_000, help="invitation rows (default 20000)")
+    demo.add_argument("--pv", type=at_least(0), default=126_000, help="PV rows (default 126000)")
+    demo.add_argument("--invitations", type=at_least(0), default=20_000, help="invitation rows (default 20000)")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--force", action="store_true", help="replace the legacy tables the file already holds")
     progress_flag(demo)
@@ -321,60 +334,41 @@ def build_parser() -> argparse.ArgumentParser:
     status_p = command("status", "the latest rebuild's status", _status)
     target_flag(status_p)
     status_p.add_argument("--json", action="store_true", help="print the status JSON")
-    add_config_flags(status_p)
+    add_config_flags(status_p, sources=False)
 
     cancel_p = command("cancel", "ask the running rebuild of a target to stop", _cancel)
     target_flag(cancel_p)
-    add_config_flags(cancel_p)
+    add_config_flags(cancel_p, sources=False)
 
     history_p = command("history", "the last rebuilds of a target, newest first", _history)
     target_flag(history_p)
-    history_p.add_argument("--limit", type=_at_least(1), default=20, help="how many runs (default 20)")
+    history_p.add_argument("--limit", type=at_least(1), default=20, help="how many runs (default 20)")
     history_p.add_argument("--json", action="store_true", help="print the status JSON of each run")
-    add_config_flags(history_p)
+    add_config_flags(history_p, sources=False)
 
     export_p = command("export", "compute the summary and write it to CSV or Parquet (no database written)", _export)
     source_flag(export_p)
-    export_p.add_argument("--output", "-o", required=True, help="file to write (.csv or .parquet)")
-    export_p.add_argument("--format", choices=("csv", "parquet"), help="default: from the file's extension, else csv")
+    export_p.add_argument("--output", "-o", required=True, help="file to write: .csv, .parquet or .pq")
+    export_p.add_argument("--format", choices=("csv", "parquet"),
+                          help="default: from the file's extension (a name without one: csv)")
     export_p.add_argument("--force", action="store_true", help="replace the file if it exists (never the source)")
+    progress_flag(export_p)
     add_config_flags(export_p)
 
     rejects_p = command("rejects", "the rejected and warned source rows: counts and samples by reason", _rejects)
     source_flag(rejects_p)
-    rejects_p.add_argument("--limit", type=_at_least(0), default=5, help="samples per reason (default 5; 0: counts only)")
+    rejects_p.add_argument("--limit", type=at_least(0), default=5, help="samples per reason (default 5; 0: counts only)")
     rejects_p.add_argument("--json", action="store_true", help="print the report with its samples as JSON")
+    progress_flag(rejects_p)
     add_config_flags(rejects_p)
     add_explain_command(command, source_flag)  # cli_explain.py
     return parser
 
 
-class _NotRaised(logging.Filter):
-    """Drops the library's log line of a failure the CLI prints itself (else every failure shows twice)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(record, "siret_summary_raised", False)
-
-
-def unexpected_message(command: str, exc: BaseException) -> str:
-    """One line for a failure the library did not word: what failed, and what to do about it."""
-    what = " ".join(str(exc).split()) or "no message"  # one line, whatever the exception's text holds
-    if len(what) > 300:
-        what = what[:297] + "..."
-    if isinstance(exc, MemoryError):
-        hint = "free some memory, or ask for less (--pv, --invitations, --limit)"
-    elif isinstance(exc, OSError):
-        hint = "check the paths, their folders and permissions, and the free space"
-    else:
-        hint = "rerun with -v to see where, and report it with that output"
-    return (f"`siret-summary {command}` failed unexpectedly ({type(exc).__name__}: {what}); {hint}; "
-            "what it was writing is left as it was.")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    library, not_raised = logging.getLogger("siret_summary"), _NotRaised()
+    library, not_raised = logging.getLogger("siret_summary"), LibraryLines(args.verbose)
     library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
         return args.func(args)

@@ -45,11 +45,18 @@ _CONFIG_FIELDS = ("pv_table", "invitations_table", "target_table", "state_table"
 _FILE_KEYS = ("source", "target", *_CONFIG_FIELDS)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that build a :class:`Config`; each overrides the ``--config`` file."""
+def add_config_flags(parser: argparse.ArgumentParser, *, sources: bool = True) -> None:
+    """The flags that build a :class:`Config`; each overrides the ``--config`` file.
+
+    ``sources=False`` (``status``, ``cancel``, ``history``): only ``--config`` and
+    ``--table``, the settings that command reads; the source tables, columns and
+    cycles do not apply to it.
+    """
     group = parser.add_argument_group("configuration (each overrides the --config file)")
     group.add_argument("--config", metavar="FILE", help="TOML settings file (see `siret-summary --help`)")
     group.add_argument("--table", metavar="NAME", help="target table (default: siret_summary)")
+    if not sources:
+        return
     group.add_argument("--pv-table", metavar="NAME", help="source table of election minutes (default: Tous_PV)")
     group.add_argument("--invitations-table", metavar="NAME", help="source table of invitations (default: invitations)")
     group.add_argument("--pv-column", metavar="LOGICAL=COLUMN", action="append", default=[],
@@ -188,6 +195,7 @@ _HINTS = {
                                      "(or invitations_table = \"NAME\" in the --config file)",
     "target": lambda exc: "pass --target a writable SQLite path or a postgresql:// URI (the source may stay "
                           "read-only)",
+    "location": lambda exc: f"check --target (else the --config file's target, else ${TARGET_VARIABLE})",
     "target_table": lambda exc: "name the table with --table NAME (or target_table = \"NAME\" in the --config file)",
     "state_table": lambda exc: "name it with state_table = \"NAME\" in the --config file",
     "status_table": lambda exc: "name it with status_table = \"NAME\" in the --config file",

@@ -60,6 +60,32 @@ def _resolved(path: Path, flag: str, text: str) -> Path:
         raise ConfigError(f"{flag} {text} cannot be resolved ({exc}); choose another {flag}.") from exc
 
 
+#: The formats ``export`` writes, by file extension.
+EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def export_format(output: str, given: str | None) -> str:
+    """The format ``export -o output [--format given]`` writes, or a ``ConfigError``.
+
+    Never one format under another's name: an extension other than ``.csv``,
+    ``.parquet``, ``.pq`` is refused (``.xlsx`` would hold CSV text), and so is
+    a ``--format`` the extension contradicts. A name without an extension takes
+    ``--format``, else CSV.
+    """
+    suffix = Path(output).suffix.lower()
+    if not suffix:
+        return given or "csv"
+    from_name = EXPORT_FORMATS.get(suffix)
+    if from_name is None:
+        raise ConfigError(f"-o {output}: export writes CSV or Parquet only, not {suffix}; "
+                          f"name the file {Path(output).with_suffix('.csv').name} or "
+                          f"{Path(output).with_suffix('.parquet').name}.")
+    if given and given != from_name:
+        raise ConfigError(f"-o {output} names a {from_name} file but --format is {given}; "
+                          f"drop --format or name the file {Path(output).with_suffix('.' + given).name}.")
+    return from_name
+
+
 def export_path(output: str, source: str, *, force: bool) -> Path:
     """The file ``export`` may write for ``-o output``, or a ``ConfigError`` saying why not.
 

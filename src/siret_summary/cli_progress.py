@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "write": "writing", "done": "done"}
+STAGE_LABELS = {"pending": "starting", "read": "reading", "compute": "computing", "samples": "sampling",
+                "write": "writing", "done": "done"}
 
 
 def percent_of(value: Any) -> float:
@@ -75,12 +76,42 @@ def rich_console(stderr: bool) -> Any:
     return Console(stderr=stderr)
 
 
-def progress_display(enabled: bool = True) -> Any:
-    """The progress reporter for a run: a rich bar on a terminal, stage lines otherwise."""
+def progress_display(enabled: bool = True, *, piped: bool = True) -> Any:
+    """The progress reporter for a run: a rich bar on a terminal, stage lines otherwise.
+
+    ``piped=False`` (``export``, ``rejects``): nothing when stderr is not a
+    terminal, so a script's stderr holds only a failure's one line (issue 25).
+    """
     console = rich_console(stderr=True) if enabled else None
     if console is not None and console.is_terminal:
         return RichBar(console)
-    return StageLines() if enabled else _Silent()
+    if not enabled or not (piped or _stderr_is_terminal()):
+        return _Silent()
+    return StageLines()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+class Steps:
+    """Drives a progress display by hand for a command that is not a run (``export``, ``rejects``).
+
+    ``step("read", 0.0)`` shows the stage it enters, as a run's ``on_status``
+    would; :meth:`done` completes the bar.
+    """
+
+    def __init__(self, show: Any) -> None:
+        self.show = show
+
+    def __call__(self, stage: str, percent: float) -> None:
+        self.show({"status": "running", "progress": {"stage": stage, "percent": percent}})
+
+    def done(self) -> None:
+        self.show({"status": "completed", "progress": {"stage": "done", "percent": 100.0}})
 
 
 class _Silent(StageLines):

@@ -66,6 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from siret_summary.incremental.plan import Mode
 from siret_summary.runs import queries, runner
 from siret_summary.config import Config, as_config
+from siret_summary.db import open_backend
 from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
     MESSAGE_ALREADY_RUNNING, MESSAGE_CANCELLING, MESSAGE_FAILED_TO_START, MESSAGE_NOT_FOUND, MESSAGE_NOT_RUNNING,
     MESSAGE_STARTED, build_routes,
@@ -190,7 +191,8 @@ class SummaryBuilder:
                     decision.set("already_running", result.started_at)
                 else:
                     decision.set("started")
-            except SiretSummaryError as exc:  # run() recorded "failed" and logged the error
+            except SiretSummaryError as exc:  # run() recorded "failed"; raised here, where nobody else sees it
+                log.error("siret_summary background build failed: %s", exc)
                 decision.set("failed", str(exc))
             except BaseException as exc:  # noqa: BLE001 - a thread must not die silently
                 message = failure_message(exc, self.source, self.target)  # secrets of either masked
@@ -216,11 +218,26 @@ class SummaryBuilder:
     # --- reading and cancelling --------------------------------------------------
     def status(self) -> dict[str, Any] | None:
         """The latest run's status JSON (:func:`siret_summary.status`), None when no run exists."""
+        if not self._created():
+            return None
         return queries.status(self.location, config=self.config, lock_path=self.lock_path)
+
+    def _created(self) -> bool:
+        """Whether the target database exists: a SQLite target appears with the first build.
+
+        Before it, status/history/cancel answer "no run" (the router's ``not_found``),
+        where :func:`siret_summary.status` on a missing file raises (a mistyped path).
+        """
+        try:
+            return open_backend(self.location, must_exist=False).exists()
+        except SiretSummaryError:
+            return True  # let the query word what is wrong with the location
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The last ``limit`` runs' status JSON, newest first; the latest reads as :meth:`status` does
         (a record left ``running`` by a killed process reads ``interrupted``)."""
+        if not self._created():
+            return []
         runs = queries.history(self.location, config=self.config, limit=limit)
         if runs and runs[0]["status"] == "running":
             latest = self.status()
@@ -230,6 +247,8 @@ class SummaryBuilder:
 
     def cancel(self) -> bool:
         """Ask the running build (of any process or instance) to stop; False when none runs."""
+        if not self._created():
+            return False
         return queries.cancel(self.location, config=self.config)
 
     def stop(self, timeout: float = 10.0) -> None:

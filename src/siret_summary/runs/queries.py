@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
+from siret_summary.errors import TargetError
 from siret_summary.runs.guard import is_running
 from siret_summary.runs.status import StatusStore, apply_pending, damaged_view, public_view, status_session
 
@@ -23,11 +26,20 @@ def _store(target: Any, config: Config | None) -> tuple[Backend, Config, StatusS
     backend = open_backend(target, must_exist=False, connect_timeout=config.connect_timeout,
                            lock_timeout=config.lock_timeout)
     names.check(backend, names.target_names(config))
+    if not backend.exists():  # a mistyped path must not read as "no run yet" (issue 29)
+        path = os.path.abspath(getattr(backend, "path", None) or str(target))
+        problem = f"the SQLite file {path} does not exist"
+        raise TargetError(f"{problem}; check the target path (a first siret_summary.run() creates it).",
+                          problem=problem, setting="location")
     return backend, config, status_store(backend, config)
 
 
 def status(target: Any, *, config: Config | None = None, lock_path: str | None = None) -> dict[str, Any] | None:
     """The latest run's status JSON for ``target`` (URI or SQLite path), or None if none ran.
+
+    A SQLite ``target`` whose file does not exist raises a
+    :class:`~siret_summary.TargetError` naming it (a mistyped path is not "no
+    run yet"); so do :func:`history` and :func:`cancel`.
 
     The latest is the undamaged record with the highest ``seq`` (runs/records.py):
     a damaged record is never the latest; when some are present the answer

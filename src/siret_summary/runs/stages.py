@@ -317,8 +317,12 @@ class RunStages:
         message = failure_message(exc, self.backend.uri, source)
         self.report.finish(status="failed", completed_at=now_iso(), error=message)
         where = getattr(exc, "stage", None) or getattr(exc, "siret_summary_stage", None)
-        log.error("rebuild of %s failed%s: %s", self.config.target_table, f" in the {where} stage" if where else "",
-                  message, extra={"siret_summary_raised": True})  # a face that shows the error may drop this line
+        # INFO, not ERROR: run() raises this error to its caller, and a plain script
+        # (no logging set up) would print it twice, once through logging's last
+        # resort; hosts that run it where nobody catches it log it themselves
+        # (fastapi.py). docs/decisions.md, "A failed run is raised, not logged".
+        log.info("rebuild of %s failed%s: %s", self.config.target_table, f" in the {where} stage" if where else "",
+                 message, extra={"siret_summary_raised": True})  # a face that shows the error may drop this line
 
     def _rows_in_target(self) -> int:
         """Rows in the target table now (0 without one, or when it cannot be counted)."""
