@@ -88,13 +88,16 @@ def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str]]
 
 #: The columns of ``GET …/rejects.csv``, in order.
 REJECT_COLUMNS = ("kind", "reason", "table", "row_id", "column", "value")
-_FORMULA = re.compile(r"^(?:[=+@\t\r]|-(?!\d))")
+#: What starts a formula in a spreadsheet (after blanks, which some of them skip), full-width forms included.
+_FORMULA = re.compile("^[ \u00a0]*[-=+@\t\r\uff1d\uff0b\uff0d\uff20]")
+#: The one shape exempted: the whole cell a plain number (a negative count stays ``-12``).
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?", re.ASCII)
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell; text a spreadsheet would run as a formula gets a leading ``'`` (``-12`` stays a number)."""
+    """A CSV cell; text a spreadsheet would run as a formula gets a leading ``'``; a whole plain number stays."""
     text = "" if value is None else str(value)
-    return "'" + text if _FORMULA.match(text) else text
+    return "'" + text if _FORMULA.match(text) and not _NUMBER.fullmatch(text) else text
 
 
 def rejects_csv(samples: Iterable[Mapping[str, Any]]) -> str:

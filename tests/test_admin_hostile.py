@@ -1,0 +1,60 @@
+"""Hostile inputs to the admin console's helpers and routes (adversarial findings F6, F7, F15).
+
+F6: no cell of ``rejects.csv`` a spreadsheet would run as a formula, whatever
+the source row holds; only a whole plain number keeps its leading ``-``.
+F7: a source value that *contains* one of the library's sentences never fakes
+the kind of a failure (a real run fails on a value too long for the target).
+F15: the SIRET list of ``POST …/build/summary`` takes 13 or 14 digits per
+entry only, says "too many" for entries beyond 1000, echoes bad entries
+shortened, and its body is strict (no ``"yes"`` for a boolean).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from siret_summary.admin_facts import rejects_csv
+
+#: What starts a formula in Excel, LibreOffice or Google Sheets (OWASP "CSV injection"),
+#: with their full-width forms, which some spreadsheets accept too.
+TRIGGERS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"
+PLAIN_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+
+
+def _values(cells: list[object]) -> list[str]:
+    shown = rejects_csv([{"kind": "warnings", "reason": "r", "table": "t", "row_id": 1, "column": "c", "value": v}
+                         for v in cells])
+    return [row["value"] for row in csv.DictReader(io.StringIO(shown.lstrip("\ufeff")))]
+
+
+def _runnable(cell: str) -> bool:
+    """Whether a spreadsheet could read ``cell`` as a formula: its first non-blank character starts one,
+    unless the whole cell is a plain number (``-12``, ``-1,5``)."""
+    text = cell.lstrip(" \u00a0")
+    return bool(text) and text[0] in TRIGGERS and not PLAIN_NUMBER.fullmatch(cell)
+
+
+def test_the_findings_payloads_are_neutralised() -> None:
+    """F6: ``-digit`` exempted everything after it, so ``-2+3+cmd|…`` reached the spreadsheet as a formula."""
+    payloads = ["-2+3+cmd|' /C calc'!A0", "-1-cmd|' /C calc'!A0", "-1+1", "-0=1", " =1+1", "\uff1dcmd"]
+    assert _values(payloads) == ["'" + p for p in payloads]
+    assert _values(["-12", "-1,5", "-3.25", "12", "x-1", None]) == ["-12", "-1,5", "-3.25", "12", "x-1", ""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(TRIGGERS) + list("0123456789.,| 'ax!\u00a0")), max_size=12))
+def test_no_cell_a_spreadsheet_would_run(text: str) -> None:
+    """Whatever the value, the CSV cell is either not runnable, or the value with a leading ``'`` (F6)."""
+    (shown,) = _values([text])
+    if _runnable(text):
+        assert shown == "'" + text
+    else:
+        assert shown == text
