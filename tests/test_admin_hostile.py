@@ -58,3 +58,52 @@ def test_no_cell_a_spreadsheet_would_run(text: str) -> None:
         assert shown == "'" + text
     else:
         assert shown == text
+
+
+FAKES = {
+    "shrink_guard": "Paris would shrink from 9416 to 3 rows (below 50%); check the sources, or pass force=True "
+                    "if the shrink is intended.",
+    "missing_column": 'table "Tous_PV" has no column "sve" (the \'sve\' column)',
+    "missing_table": 'table "invitations" does not exist in the source',
+    "no_state": "x has no incremental state for this configuration; run once with mode='full' (or 'auto').",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(FAKES))
+def test_a_source_value_never_fakes_the_kind_of_a_failure(tmp_path: Path, kind: str) -> None:
+    """F7: a PV value too long for the target's VARCHAR(20) is quoted in the real error; the page read the
+    library's sentence *inside* it and offered « Forcer ». Only the message's own shape counts."""
+    import siret_summary
+    from siret_summary import Config
+    from siret_summary.admin_facts import error_facts
+    from siret_summary.demo_data import generate, write_sqlite
+
+    db = str(tmp_path / "demo.db")
+    write_sqlite(db, *generate(n_pv=300, n_invitations=50, seed=3))
+    assert siret_summary.run(db).status == "completed"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE Tous_PV SET idcc = ? WHERE rowid = (SELECT min(rowid) FROM Tous_PV)", (FAKES[kind],))
+    with pytest.raises(siret_summary.SiretSummaryError) as caught:
+        siret_summary.run(db, mode="full")
+    message = str(caught.value)
+    assert FAKES[kind].split("(")[0] in message  # the source's text is in the sentence…
+    assert error_facts(message, "failed", Config()) == {"kind": "other"}  # …and does not decide its kind
+
+
+def test_the_real_shrink_guard_sentence_is_still_read(tmp_path: Path) -> None:
+    """The whole-sentence match of F7 still reads the guard's own refusal, with its numbers."""
+    import siret_summary
+    from siret_summary import Config
+    from siret_summary.admin_facts import error_facts
+    from siret_summary.demo_data import generate, write_sqlite
+
+    db = str(tmp_path / "demo.db")
+    write_sqlite(db, *generate(n_pv=300, n_invitations=50, seed=3))
+    before = siret_summary.run(db).rows
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM Tous_PV WHERE rowid % 10 <> 0")
+        conn.execute("DELETE FROM invitations WHERE rowid % 10 <> 0")
+    with pytest.raises(siret_summary.SiretSummaryError) as caught:
+        siret_summary.run(db, mode="full")
+    facts = error_facts(str(caught.value), "failed", Config())
+    assert facts is not None and facts["kind"] == "shrink_guard" and facts["rows_before"] == before, facts

@@ -24,9 +24,25 @@ from siret_summary.incremental.plan import requested_sirets
 
 __all__ = ["REJECT_COLUMNS", "error_facts", "parse_sirets", "rejects_csv"]
 
-_SHRINK = re.compile(r"would shrink from (\d+) to (\d+) rows")
-_NO_COLUMN = re.compile(r'table "([^"]+)" has no column "([^"]+)" \(the \'(\w+)\' column\)')
-_NO_TABLE = re.compile(r'table "([^"]+)" does not exist')
+# Each pattern is the *whole* sentence the library raises (fullmatch): a source value quoted inside
+# another error (a value too long for the target, a refused value…) can hold any of these words, so
+# words found elsewhere in a message never decide its kind (adversarial finding F7).
+_SHRINK = re.compile(r"(.+) would shrink from (\d+) to (\d+) rows \(below \d+%\); "
+                     r"check the sources, or pass force=True if the shrink is intended\.", re.S)
+_NO_COLUMN = re.compile(r'table "([^"]+)" has no column "([^"]+)" \(the \'(\w+)\' column\); '
+                        r"add it or map another column with Config\(\w+=\{'\w+': \.\.\.\}\)\.", re.S)
+_NO_TABLE = re.compile(r'table "([^"]+)" does not exist in .+; '
+                       r"create it or name the right table with Config\(\w+=\.\.\.\)\.", re.S)
+_NO_STATE = re.compile(r"(.+) has no incremental state for this configuration; "
+                       r"run once with mode='full' \(or 'auto'\)\.", re.S)
+
+
+def _same_table(named: str, configured: str) -> bool:
+    """Whether a table named in a message is the configured one (quotes, case, ``main.``/``public.`` aside)."""
+    def plain(name: str) -> str:
+        name = name.replace('"', "").strip().lower()
+        return name.split(".", 1)[1] if name.startswith(("main.", "public.")) else name
+    return plain(named) == plain(configured)
 
 
 def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | None:
@@ -47,16 +63,16 @@ def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | Non
     if not error:
         return None
     error = str(error)  # a damaged record may hold anything
-    if m := _SHRINK.search(error):
-        before, after = int(m.group(1)), int(m.group(2))
+    if (m := _SHRINK.fullmatch(error)) and _same_table(m.group(1), config.target_table):
+        before, after = int(m.group(2)), int(m.group(3))
         return {"kind": "shrink_guard", "rows_before": before, "rows_after": after, "rows_lost": before - after}
-    if m := _NO_COLUMN.search(error):
+    if m := _NO_COLUMN.fullmatch(error):
         table = m.group(1)
         source = "invitations" if table == config.invitations_table else "pv"
         return {"kind": "missing_column", "table": table, "column": m.group(2), "key": m.group(3), "source": source}
-    if m := _NO_TABLE.search(error):
+    if m := _NO_TABLE.fullmatch(error):
         return {"kind": "missing_table", "table": m.group(1)}
-    if "has no incremental state" in error:
+    if _NO_STATE.fullmatch(error):
         return {"kind": "no_state"}
     if error.startswith("cannot connect to the source database"):
         return {"kind": "source_unreachable"}
