@@ -107,3 +107,67 @@ def test_the_real_shrink_guard_sentence_is_still_read(tmp_path: Path) -> None:
         siret_summary.run(db, mode="full")
     facts = error_facts(str(caught.value), "failed", Config())
     assert facts is not None and facts["kind"] == "shrink_guard" and facts["rows_before"] == before, facts
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    """A TestClient on a real builder over a demo SQLite database (no run is started by these tests)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from siret_summary.demo_data import generate, write_sqlite
+    from siret_summary.fastapi import SummaryBuilder
+
+    db = str(tmp_path / "demo.db")
+    write_sqlite(db, *generate(n_pv=100, n_invitations=20, seed=3))
+    builder = SummaryBuilder(db)
+    app = FastAPI(lifespan=builder.lifespan)
+    app.include_router(builder.router())
+    with TestClient(app) as test_client:
+        yield test_client
+    assert builder.status() is None, "a refused request started a run"
+
+
+URL = "/api/build/summary"
+
+
+@pytest.mark.parametrize("entry", ["1", "75015", "123456789012", "123456789012345", "7328293200007x", "1e13"])
+def test_an_entry_that_is_not_13_or_14_digits_is_refused(client, entry: str) -> None:
+    """F15: ``1`` and ``75015`` were padded to 14 digits and ran a targeted run matching nothing."""
+    answer = client.post(URL, json={"sirets": f"73282932000074\n{entry}"})
+    assert answer.status_code == 422 and answer.json()["bad"] == [entry], answer.text
+    assert "14 chiffres" in answer.json()["message"]
+
+
+def test_what_an_operator_pastes_is_normalised() -> None:
+    from siret_summary.admin_facts import parse_sirets
+
+    text = "732 829 320 00074;\n\n7328293200007, 73282932000074\t\n732\u00a0829\u00a0320\u00a000082.0"
+    assert parse_sirets(text) == (["73282932000074", "07328293200007", "73282932000082"], [], [])
+
+
+def test_too_many_sirets_are_called_too_many(client) -> None:
+    """F15: entries beyond 1000 were listed as « pas des SIRET »."""
+    sirets = [f"{n:014d}" for n in range(1, 1006)]
+    answer = client.post(URL, json={"sirets": sirets})
+    body = answer.json()
+    assert answer.status_code == 422 and "trop de SIRET (1000 au plus)" in body["message"], body
+    assert "ne sont pas des SIRET" not in body["message"] and body["bad"] == []
+
+
+def test_a_huge_bad_entry_is_not_echoed_whole(client) -> None:
+    """F15: one 2 MB entry came back twice (4 MB answer)."""
+    for body in ({"sirets": "x" * 2_000_000}, {"sirets": ["7" * 2_000_000]}, {"force": "y" * 2_000_000},
+                 {"mode": "z" * 2_000_000}):
+        answer = client.post(URL, json=body)
+        assert answer.status_code == 422 and len(answer.content) < 4_000, len(answer.content)
+
+
+@pytest.mark.parametrize("body", [{"force": "yes"}, {"force": 1}, {"force": "true"}, {"force": "false"},
+                                  {"mode": 1}, {"sirets": 73282932000074}, {"sirets": [73282932000074]},
+                                  {"other": 1}, [1], "full"])
+def test_the_body_is_strict(client, body: object) -> None:
+    """F15: ``"yes"``, ``1`` or ``"true"`` were taken as ``force=True`` (pydantic's lax mode)."""
+    answer = client.post(URL, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["status"] == "invalid" and answer.json()["message"], answer.text

@@ -20,9 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from siret_summary.config import Config
-from siret_summary.incremental.plan import requested_sirets
 
-__all__ = ["REJECT_COLUMNS", "error_facts", "parse_sirets", "rejects_csv"]
+__all__ = ["REJECT_COLUMNS", "error_facts", "parse_sirets", "rejects_csv", "shortened"]
 
 # Each pattern is the *whole* sentence the library raises (fullmatch): a source value quoted inside
 # another error (a value too long for the target, a refused value…) can hold any of these words, so
@@ -83,23 +82,39 @@ def error_facts(error: Any, status: str, config: Config) -> dict[str, Any] | Non
     return {"kind": "other"}
 
 
-def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str]]:
-    """The SIRETs of a free text (one per line, or separated by ``,`` or ``;``) and the entries that are none.
+#: An entry of the admin page's SIRET list once its blanks are gone: 14 digits, or 13 whose leading zero a
+#: spreadsheet dropped (SPEC §3's repair), and maybe the ``.0`` a spreadsheet adds. 1 to 12 digits are no
+#: SIRET an operator meant: padding ``75015`` would run a refresh matching nothing.
+_ENTRY = re.compile(r"(\d{13,14})(?:\.0)?", re.ASCII)
+_BLANKS = re.compile(r"\s+")
 
-    Each entry is normalised like a source row (spaces, lost zeros; SPEC §3);
-    returns ``(sirets, bad_entries)``, both in input order, without repeats.
-    More than ``limit`` entries: the extra ones are reported as bad. Never raises.
+
+def parse_sirets(text: str, *, limit: int = 1000) -> tuple[list[str], list[str], list[str]]:
+    """The SIRETs of a free text (one per line, or separated by ``,`` or ``;``), the entries that are none,
+    and the entries beyond ``limit``.
+
+    An entry is 13 or 14 digits once its blanks (spaces, no-break spaces,
+    tabs) are removed, with an optional trailing ``.0``; 13 digits get their
+    lost leading zero back (SPEC §3). Returns ``(sirets, bad_entries,
+    extra_entries)``, in input order, without repeated SIRETs; the first
+    ``limit`` entries are checked, the rest returned as ``extra_entries``.
+    Never raises.
     """
     entries = [e.strip() for e in re.split(r"[\n,;]+", text or "") if e.strip()]
     good: list[str] = []
     bad: list[str] = []
     for entry in entries[:limit]:
-        found = requested_sirets([entry], allow_empty=True).to_list()
-        if not found:
+        found = _ENTRY.fullmatch(_BLANKS.sub("", entry))
+        if found is None:
             bad.append(entry)
-        elif found[0] not in good:
-            good.append(found[0])
-    return good, bad + entries[limit:]
+        elif found.group(1).zfill(14) not in good:
+            good.append(found.group(1).zfill(14))
+    return good, bad, entries[limit:]
+
+
+def shortened(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters with ``…``: what an answer may echo of an operator's input."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 #: The columns of ``GET …/rejects.csv``, in order.
