@@ -171,3 +171,10 @@ def test_the_body_is_strict(client, body: object) -> None:
     answer = client.post(URL, json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["status"] == "invalid" and answer.json()["message"], answer.text
+
+
+def test_the_body_is_still_documented(client) -> None:
+    """Validated by the route (not FastAPI), the body keeps its schema in the OpenAPI document."""
+    schema = client.get("/openapi.json").json()["paths"][URL]["post"]["requestBody"]["content"]["application/json"]
+    assert set(schema["schema"]["properties"]) == {"mode", "force", "sirets"}
+    assert schema["schema"]["additionalProperties"] is False

@@ -97,7 +97,8 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
         out["parameters"] = builder.parameters_of(state.get("run_id"))
         return out
 
-    @router.post(api, summary="Start a rebuild of siret_summary in the background")
+    @router.post(api, summary="Start a rebuild of siret_summary in the background", openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": StartRequest.model_json_schema()}}}})
     def start_build(request: Request, raw: Any = Body(None)) -> Any:
         try:  # validated here, not by FastAPI: its 422 would echo the whole input (F15)
             body = StartRequest() if raw is None else StartRequest.model_validate(raw)
