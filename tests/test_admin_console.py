@@ -290,7 +290,7 @@ def test_rejects_csv_is_guarded_and_a_spreadsheet_cannot_run_it(make_site: Any) 
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
         assert answer.text.lstrip("\ufeff").splitlines()[0] == "kind,reason,table,row_id,column,value"
         bad = client.post("/api/build/summary", json={"sirets": "12\nxyz"})
-        assert bad.status_code == 422 and bad.json()["bad"] == ["xyz"]
+        assert bad.status_code == 422 and bad.json()["bad"] == ["12", "xyz"]
         assert client.post("/api/build/summary", json={"mode": "nope"}).status_code == 422
     shown = rejects_csv([{"kind": "warnings", "reason": "count_negative", "table": "t", "row_id": 1,
                           "column": "c", "value": v} for v in ("=HYPERLINK(1)", "-12", "+1", "@x", "-x", None)])
@@ -316,7 +316,7 @@ def test_error_facts_reads_each_kind_from_real_failures(tmp_path: Path) -> None:
     assert error_facts("the run was cancelled", "cancelled", config) == {"kind": "cancelled"}
     assert error_facts("something new", "failed", config) == {"kind": "other"}
     assert error_facts(None, "completed", config) is None
-    assert parse_sirets("732 829 320 00074;\n\nabc, 73282932000074") == (["73282932000074"], ["abc"])
+    assert parse_sirets("732 829 320 00074;\n\nabc, 73282932000074") == (["73282932000074"], ["abc"], [])
 
 
 def test_progress_moves_through_compute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

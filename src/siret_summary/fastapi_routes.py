@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from siret_summary.admin_facts import error_facts, parse_sirets, rejects_csv
+from siret_summary.admin_facts import error_facts, parse_sirets, rejects_csv, shortened
 from siret_summary.admin_page import admin_html
 from siret_summary.fastapi_explain import explain_response
 from siret_summary.errors import SiretSummaryError
@@ -31,6 +31,9 @@ MESSAGE_NOT_RUNNING = "Aucune reconstruction n'est en cours"
 MESSAGE_FAILED_TO_START = "La reconstruction n'a pas pu démarrer"
 MESSAGE_NO_SIRET = "Aucun SIRET reconnu : saisissez des SIRET de 14 chiffres, un par ligne"
 MESSAGE_BAD_SIRETS = "Ces entrées ne sont pas des SIRET (14 chiffres attendus) : {bad}"
+MESSAGE_TOO_MANY = "Il y a trop de SIRET (1000 au plus) : {count} saisis, lancez-les en plusieurs fois"
+MESSAGE_BAD_BODY = ("Demande invalide ({fields}) : mode vaut « auto », « full » ou « incremental », force vaut "
+                    "true ou false, sirets est une liste ou un texte")
 MESSAGE_UNREADABLE = "La base de données ne répond pas"
 MESSAGE_REJECTS_FAILED = "Les lignes rejetées n'ont pas pu être lues"
 
@@ -42,11 +45,31 @@ class StartRequest(BaseModel):
     ``force``: write even when the shrink guard would refuse (default: the
     builder's); ``sirets``: refresh only these SIRETs (a list, or one text with
     one SIRET per line, or separated by ``,`` or ``;``; at most 1000).
+    Strict: no other key, and no ``"yes"`` or ``1`` for a boolean.
     """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     mode: Literal["auto", "full", "incremental"] | None = None
     force: bool | None = None
     sirets: Union[list[str], str, None] = None
+
+
+def _invalid_body(exc: ValidationError) -> JSONResponse:
+    fields = sorted({shortened(str(e["loc"][0]) if e["loc"] else "corps", 20) for e in exc.errors()})
+    return JSONResponse(status_code=422, content={"status": "invalid", "task_id": TASK_ID, "kind": "body",
+                                                  "message": MESSAGE_BAD_BODY.format(fields=", ".join(fields[:5]))})
+
+
+def _invalid_sirets(bad: list[str], extra: list[str], limit: int = 1000) -> JSONResponse:
+    """422 naming the entries that are no SIRET (each shortened) and/or that there are too many."""
+    shown = [shortened(entry) for entry in bad[:20]]
+    messages = [MESSAGE_BAD_SIRETS.format(bad=", ".join(shown[:10]))] if bad else []
+    if extra:
+        messages.append(MESSAGE_TOO_MANY.format(count=limit + len(extra)))
+    message = " ; ".join(messages) or MESSAGE_NO_SIRET
+    return JSONResponse(status_code=422, content={"status": "invalid", "task_id": TASK_ID, "kind": "sirets",
+                                                  "message": message, "bad": shown})
 
 
 def _unreadable(exc: SiretSummaryError) -> JSONResponse:
@@ -75,17 +98,19 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
         out["parameters"] = builder.parameters_of(state.get("run_id"))
         return out
 
-    @router.post(api, summary="Start a rebuild of siret_summary in the background")
-    def start_build(request: Request, body: Union[StartRequest, None] = None) -> Any:
-        body = body or StartRequest()
+    @router.post(api, summary="Start a rebuild of siret_summary in the background", openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": StartRequest.model_json_schema()}}}})
+    def start_build(request: Request, raw: Any = Body(None)) -> Any:
+        try:  # validated here, not by FastAPI: its 422 would echo the whole input (F15)
+            body = StartRequest() if raw is None else StartRequest.model_validate(raw)
+        except ValidationError as exc:
+            return _invalid_body(exc)
         sirets = None
         if body.sirets is not None:
             text = body.sirets if isinstance(body.sirets, str) else "\n".join(body.sirets)
-            sirets, bad = parse_sirets(text)
-            if bad or not sirets:
-                message = MESSAGE_BAD_SIRETS.format(bad=", ".join(bad[:10])) if bad else MESSAGE_NO_SIRET
-                return JSONResponse(status_code=422, content={
-                    "status": "invalid", "task_id": TASK_ID, "kind": "sirets", "message": message, "bad": bad[:20]})
+            sirets, bad, extra = parse_sirets(text)
+            if bad or extra or not sirets:
+                return _invalid_sirets(bad, extra)
         outcome = builder.start(mode=body.mode, force=body.force, sirets=sirets)
         if outcome["status"] == "already_running":
             return {"status": "already_running", "message": MESSAGE_ALREADY_RUNNING,
