@@ -272,3 +272,33 @@ def test_the_last_resort_handler_says_what_failed_and_what_to_do(monkeypatch, ca
     assert out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: `siret-summary status` failed unexpectedly ({type(exc).__name__}")
     assert ("-v" in err or "free some" in err or "check the paths" in err) and "left as it was" in err
+
+
+# ------------------------------------------------------------------ findings F4, F5, F12, F14 (adversarial tester)
+
+
+def test_a_file_created_during_the_export_is_never_replaced_without_force(tmp_path):
+    """F5: the file may appear between the check and the install (another process): it is kept, one error."""
+    from siret_summary.cli_outputs import write_atomically
+    from siret_summary.errors import ConfigError
+
+    out = tmp_path / "race.csv"
+
+    def writer_racing_a_user(temporary: Path) -> None:
+        temporary.write_text("the export\n")
+        out.write_text("user data\n")  # what another process writes while the export computes
+
+    with pytest.raises(ConfigError, match=r"-o .*race\.csv appeared while exporting.*--force"):
+        write_atomically(out, writer_racing_a_user, force=False)
+    assert out.read_text() == "user data\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.csv"]  # the temporary file is removed
+
+
+def test_force_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    from siret_summary.cli_outputs import write_atomically
+
+    out = tmp_path / "private.csv"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    write_atomically(out, lambda t: t.write_text("new\n"), force=True)
+    assert out.read_text() == "new\n" and (out.stat().st_mode & 0o777) == 0o600

@@ -214,7 +214,7 @@ def _export(args: argparse.Namespace) -> int:
     fmt = args.format or ("parquet" if output.suffix.lower() in (".parquet", ".pq") else "csv")
     t0 = time.perf_counter()
     frame = compute(source, config=config)
-    write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv)
+    write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv, force=args.force)
     print(f"{frame.height} rows × {frame.width} columns written to {output} ({fmt}, "
           f"{time.perf_counter() - t0:.2f} s); no database was written")
     return 0

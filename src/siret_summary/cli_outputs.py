@@ -20,6 +20,7 @@ flags that fix it (see ``docs/decisions.md``, "CLI outputs").
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -87,16 +88,27 @@ def export_path(output: str, source: str, *, force: bool) -> Path:
     return real
 
 
-def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "-o") -> None:
-    """``write(temporary)`` into a new file beside ``path``, then rename it over ``path``.
+def write_atomically(path: Path, write: Callable[[Path], None], *, force: bool, flag: str = "-o") -> None:
+    """``write(temporary)`` into a new file beside ``path``, then install it as ``path``.
 
-    The temporary file is created exclusively (mode 0666 less the umask, as a
-    plain ``open`` would), flushed to disk, renamed; on any failure it is
-    removed and ``path`` is left as it was. Any error of the writer (an
-    ``OSError``, Polars' ``ComputeError`` around one) becomes a ``ConfigError``
-    naming ``flag``; an interruption is re-raised as it is.
+    The temporary file has a short fixed-size name (``.siret_summary-<hex>.tmp``,
+    so a legal long ``path`` name still leaves room for it), is created
+    exclusively (mode 0666 less the umask, as a plain ``open`` would), flushed
+    to disk, then installed:
+
+    * without ``force`` by ``os.link(temporary, path)``, which fails if
+      ``path`` exists: a file that appeared while the export computed (another
+      process) is never replaced; that is a ``ConfigError`` naming ``flag``;
+    * with ``force`` by ``os.replace``, after giving the temporary file the
+      replaced file's permission bits (a 0600 file stays 0600). A rename makes
+      a new inode: hard links to the old file keep the old content.
+
+    On any failure the temporary file is removed and ``path`` is left as it
+    was. Any error of the writer (an ``OSError``, Polars' ``ComputeError``
+    around one) becomes a ``ConfigError`` naming ``flag``; an interruption is
+    re-raised as it is.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(f".siret_summary-{secrets.token_hex(4)}.tmp")
     try:
         os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
@@ -109,17 +121,48 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
+        _install(temporary, path, force=force, flag=flag)
     except BaseException as exc:
         try:
             os.unlink(temporary)
         except OSError:
             pass
+        if isinstance(exc, ConfigError):
+            raise
         if isinstance(exc, Exception):  # a writer's error (disk full, file too large): worded, never raw
             reason = getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
             raise ConfigError(f"{flag} {path} could not be written ({reason}); it is unchanged: "
                               "free some space or choose another folder.") from exc
         raise
+
+
+def _install(temporary: Path, path: Path, *, force: bool, flag: str) -> None:
+    """Put the complete ``temporary`` at ``path``: never over a file unless ``force`` (checked atomically)."""
+    if force:
+        try:
+            os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)  # atomic: fails with EEXIST if path exists, whoever made it and when
+    except FileExistsError:
+        raise ConfigError(f"{flag} {path} appeared while exporting (another program made it) and was left "
+                          f"as it is; pass --force to replace it, or choose another {flag}.") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A filesystem without hard links (FAT, some network mounts): the same no-replace check by
+        # an exclusive create, then a rename over the empty file this process just made.
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise ConfigError(f"{flag} {path} appeared while exporting (another program made it) and was left "
+                              f"as it is; pass --force to replace it, or choose another {flag}.") from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
 
 
 # ---------------------------------------------------------------------------- demo
