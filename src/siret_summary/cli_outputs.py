@@ -4,8 +4,9 @@ Both refuse to destroy what they did not make:
 
 * ``export -o FILE`` never writes over its own source (compared by identity:
   the same inode through any symlink or hard link, and the SQLite files that
-  belong to it: ``-wal``, ``-shm``, ``-journal``, the ``.status.db`` side
-  file), never over an existing file without ``--force``, never over what is
+  belong to it as :func:`siret_summary.db.side_files.all_for` lists them:
+  journals, the status store and its journals, run locks and their pending
+  ends), never over an existing file without ``--force``, never over what is
   not a regular file (``/dev/full``, a folder); and it writes atomically: a
   temporary file in the same folder, renamed over ``FILE`` only once
   complete, so a failure (disk full, a killed process) leaves ``FILE`` as it
@@ -29,13 +30,14 @@ from pathlib import Path
 
 from siret_summary.errors import ConfigError, SiretSummaryError
 
-#: Files a SQLite database at ``path`` owns besides ``path`` itself.
-_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".status.db", ".status.db-wal", ".status.db-shm")
+def _source_patterns(source: str) -> list[str]:
+    """Glob patterns of the files of a SQLite source (itself and its side files); none for a server database.
 
-
-def _source_files(source: str) -> list[Path]:
-    """The files of a SQLite source (itself and its companions); none for a server database."""
+    The list comes from :func:`siret_summary.db.side_files.all_for` (one
+    source of truth for the names), for the path as given and as resolved.
+    """
     from siret_summary.db import open_backend
+    from siret_summary.db.side_files import all_for
 
     try:
         backend = open_backend(source, must_exist=False)
@@ -44,7 +46,22 @@ def _source_files(source: str) -> list[Path]:
     path = getattr(backend, "path", None)
     if not path:
         return []
-    return [Path(path)] + [Path(f"{path}{suffix}") for suffix in _SQLITE_COMPANIONS]
+    return all_for(str(path)) + all_for(os.path.realpath(path))
+
+
+def _is_source_file(real: Path, patterns: list[str]) -> bool:
+    """Whether ``real`` is one of the source's files: by name, or by identity with an existing one."""
+    import fnmatch
+    import glob
+
+    text = str(real)
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(text, pattern):
+            return True
+        for existing in glob.glob(pattern):  # a hard link or symlink elsewhere to one of them
+            if _same_file(real, Path(existing)):
+                return True
+    return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -72,10 +89,9 @@ def export_path(output: str, source: str, *, force: bool) -> Path:
     if output.strip() == "":
         raise ConfigError("-o is empty; give the file to write, such as -o summary.csv.")
     real = _resolved(given, "-o", output)
-    for owned in _source_files(source):
-        if _same_file(real, owned):
-            raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
-                              "export never writes over its source: choose another -o.")
+    if _is_source_file(real, _source_patterns(source)):
+        raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
+                          "export never writes over its source: choose another -o.")
     if real.is_dir():
         raise ConfigError(f"-o {output} is a folder; give a file in it, such as -o {given / 'summary.csv'}.")
     if not real.parent.is_dir():
