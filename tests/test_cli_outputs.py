@@ -323,3 +323,22 @@ def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
     done = cli("export", "--source", str(source), "-o", str(side), "--force")
     assert "is the source database" in one_error(done)
     assert side.read_text() == "held\n"
+
+
+def test_export_to_a_long_legal_name_and_a_too_long_one(db, tmp_path):
+    """F12: a 254-byte -o works (the temporary name is short); a 256-byte one is one line naming -o."""
+    long_ok = tmp_path / ("s" * 250 + ".csv")
+    done = cli("export", "--source", str(db), "-o", str(long_ok))
+    assert done.returncode == 0, done.stderr
+    assert pl.read_csv(long_ok).height == siret_summary.compute(str(db)).height
+    too_long = tmp_path / ("s" * 252 + ".csv")
+    message = one_error(cli("export", "--source", str(db), "-o", str(too_long)))
+    assert "-o" in message and "too long" in message and "unexpectedly" not in message
+
+
+def test_demo_with_a_name_too_long_for_its_journal_leaves_nothing(tmp_path):
+    """F12: -journal would pass the folder's limit: refused up front, no empty file left behind."""
+    path = tmp_path / ("d" * 247 + ".db")
+    message = one_error(cli("demo", "--path", str(path), "--pv", "10", "--no-progress"))
+    assert "--path" in message and "too long" in message and "unexpectedly" not in message
+    assert list(tmp_path.iterdir()) == []

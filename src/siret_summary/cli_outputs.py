@@ -78,6 +78,16 @@ def _resolved(path: Path, flag: str, text: str) -> Path:
         raise ConfigError(f"{flag} {text} cannot be resolved ({exc}); choose another {flag}.") from exc
 
 
+def _check_name_length(path: Path, flag: str, text: str, extra: int) -> None:
+    """A ``ConfigError`` when ``path``'s name (plus ``extra`` bytes SQLite adds) passes its folder's limit."""
+    from siret_summary.db.side_files import name_max
+
+    size, limit = len(os.fsencode(path.name)), name_max(str(path.parent))
+    if size + extra > limit:
+        raise ConfigError(f"{flag} {text}: the file name is {size} bytes, too long for its folder "
+                          f"({limit - extra} bytes at most here); choose a shorter {flag}.")
+
+
 def export_path(output: str, source: str, *, force: bool) -> Path:
     """The file ``export`` may write for ``-o output``, or a ``ConfigError`` saying why not.
 
@@ -89,6 +99,7 @@ def export_path(output: str, source: str, *, force: bool) -> Path:
     if output.strip() == "":
         raise ConfigError("-o is empty; give the file to write, such as -o summary.csv.")
     real = _resolved(given, "-o", output)
+    _check_name_length(real, "-o", output, 0)  # before any stat: the system refuses such a name outright
     if _is_source_file(real, _source_patterns(source)):
         raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
                           "export never writes over its source: choose another -o.")
@@ -194,6 +205,7 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
         raise ConfigError(f"--path {path_text} is a folder; give a file in it, such as --path {Path(path_text) / 'demo.db'}.")
     if not path.parent.is_dir():
         raise ConfigError(f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path.")
+    _check_name_length(path, "--path", path_text, len("-journal"))  # SQLite's journal sits beside it
     if not path.exists():
         return path
     if not stat.S_ISREG(path.stat().st_mode):
