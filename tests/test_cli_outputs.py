@@ -342,3 +342,53 @@ def test_demo_with_a_name_too_long_for_its_journal_leaves_nothing(tmp_path):
     message = one_error(cli("demo", "--path", str(path), "--pv", "10", "--no-progress"))
     assert "--path" in message and "too long" in message and "unexpectedly" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+def _f14_cases(db: Path, tmp: Path) -> dict[str, list[str]]:
+    s = ["--source", str(db)]
+    return {
+        "run --siret not UTF-8": ["run", *s, "--siret", os.fsdecode(b"\xff"), "--no-progress"],
+        "demo --pv past 64 bits": ["demo", "--path", str(tmp / "d.db"), "--pv", "99999999999999999999"],
+        "demo --invitations past 64 bits": ["demo", "--path", str(tmp / "d.db"), "--invitations", "9" * 20],
+        "history --limit past 64 bits": ["history", "--target", str(db), "--limit", "9223372036854775808"],
+        "rejects --limit past 64 bits": ["rejects", *s, "--limit", "9223372036854775808"],
+        "source = 5 in the config file": ["run", "--config", str(tmp / "five.toml"), "--no-progress"],
+        "target = true in the config file": ["run", *s, "--config", str(tmp / "true.toml"), "--no-progress"],
+    }
+
+
+@pytest.mark.parametrize("case", list(_f14_cases(Path("db"), Path("tmp"))))
+def test_f14_inputs_are_one_worded_line(db, tmp_path, case):
+    """F14: each of these was a last-resort 'failed unexpectedly' or a misleading message."""
+    (tmp_path / "five.toml").write_text("source = 5\n")
+    (tmp_path / "true.toml").write_text("target = true\n")
+    before = digest(db)
+    message = one_error(cli(*_f14_cases(db, tmp_path)[case], cwd=tmp_path))
+    assert "unexpectedly" not in message and "does not exist" not in message and "disk" not in message, message
+    assert ";" in message
+    if "config" in case:
+        assert ("source" if "source" in case else "target") in message and "text" in message
+    assert digest(db) == before and not (tmp_path / "d.db").exists()
+
+
+def test_demo_refuses_a_file_where_a_legacy_name_is_an_index(tmp_path):
+    path = tmp_path / "idx.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (a)")
+        conn.execute('CREATE INDEX "Tous_PV" ON t (a)')
+    before = digest(path)
+    for extra in ([], ["--force"]):
+        message = one_error(cli("demo", "--path", str(path), "--pv", "10", "--no-progress", *extra))
+        assert "index" in message and "Tous_PV" in message and "unexpectedly" not in message
+    assert digest(path) == before
+
+
+def test_demo_refuses_a_status_store(db, tmp_path):
+    assert cli("run", "--source", str(db), "--no-progress").returncode == 0
+    status_file = Path(f"{db}.status.db")
+    before = digest(status_file)
+    for extra in ([], ["--force"]):
+        message = one_error(cli("demo", "--path", str(status_file), "--pv", "10", "--no-progress", *extra))
+        assert "status" in message and "--path" in message
+    assert digest(status_file) == before
+    assert "status" in one_error(cli("demo", "--path", str(tmp_path / "new.db.status.db"), "--pv", "10"))

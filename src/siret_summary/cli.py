@@ -30,6 +30,8 @@ from siret_summary.cli_config import (
     DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
     target_from,
 )  # fmt: skip
+from siret_summary.cli_config import at_least as _at_least
+from siret_summary.cli_config import utf8_text as _utf8_text
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
@@ -256,19 +258,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _at_least(minimum: int) -> Any:
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
-        return value
-
-    return whole_number
-
-
 # Over 60 lines on purpose: one declarative table of every command and flag,
 # read top to bottom like the --help it produces; split, it would scatter.
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     source_flag(run_p)
     run_p.add_argument("--target", default=None, help="database to write (default: the --config file's, else the source)")
     run_p.add_argument("--mode", default="auto", choices=[m.value for m in Mode])
-    run_p.add_argument("--siret", action="append", help="refresh only this SIRET (repeatable)")
+    run_p.add_argument("--siret", action="append", type=_utf8_text, help="refresh only this SIRET (repeatable)")
     run_p.add_argument("--force", action="store_true", help="write even if the table would shrink by half")
     progress_flag(run_p)
     add_config_flags(run_p)

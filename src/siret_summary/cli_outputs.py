@@ -194,11 +194,14 @@ def _install(temporary: Path, path: Path, *, force: bool, flag: str) -> None:
 
 # ---------------------------------------------------------------------------- demo
 
-def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
+def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...],
+              status_table: str = "siret_summary_runs") -> Path:
     """The SQLite file ``demo --path`` may (re)create, or a ``ConfigError`` saying why not.
 
     ``tables``: the legacy tables and views the demo drops and recreates; any
-    of them already in the file is refused unless ``force``.
+    of them already in the file is refused unless ``force``; an index or a
+    trigger of that name, or a status store (a ``*.status.db`` name, or a
+    file holding ``status_table``), is refused even with it.
     """
     path = _resolved(Path(path_text), "--path", path_text)
     if path.is_dir():
@@ -206,6 +209,9 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
     if not path.parent.is_dir():
         raise ConfigError(f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path.")
     _check_name_length(path, "--path", path_text, len("-journal"))  # SQLite's journal sits beside it
+    if path.name.endswith(".status.db"):  # the library's status store of another database, or its future name
+        raise ConfigError(f"--path {path_text} is named like the status store of a database; "
+                          "choose another --path.")
     if not path.exists():
         return path
     if not stat.S_ISREG(path.stat().st_mode):
@@ -213,6 +219,14 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
     if path.stat().st_size == 0:
         return path  # an empty file is an empty SQLite database
     found = _sqlite_objects(path, path_text)
+    if status_table.lower() in found:
+        raise ConfigError(f"--path {path_text} is a status store (it holds {status_table}); "
+                          "choose another --path.")
+    others = [f"{found[name.lower()]} {name}" for name in tables if found.get(name.lower(), "table") not in
+              ("table", "view")]
+    if others:  # DROP TABLE cannot remove an index or a trigger of that name: refused even with --force
+        raise ConfigError(f"--path {path_text} already holds {', '.join(others)} (not a table); "
+                          "choose another --path.")
     existing = [name for name in tables if name.lower() in found]
     if existing and not force:
         raise ConfigError(f"--path {path_text} already holds {', '.join(existing)}; pass --force to replace "
@@ -220,8 +234,8 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
     return path
 
 
-def _sqlite_objects(path: Path, path_text: str) -> set[str]:
-    """Lower-cased names of the tables and views of an existing SQLite file (read only)."""
+def _sqlite_objects(path: Path, path_text: str) -> dict[str, str]:
+    """Lower-cased names of the tables, views, indexes and triggers of an existing SQLite file, with their type."""
     import sqlite3
 
     try:
@@ -234,10 +248,10 @@ def _sqlite_objects(path: Path, path_text: str) -> set[str]:
     try:
         connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
-            rows = connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+            rows = connection.execute("SELECT name, type FROM sqlite_master").fetchall()
         finally:
             connection.close()
     except sqlite3.Error as exc:
         raise ConfigError(f"--path {path_text} cannot be read as a SQLite database ({exc}); "
                           "choose another --path.") from exc
-    return {str(name).lower() for (name,) in rows}
+    return {str(name).lower(): str(kind) for name, kind in rows}
