@@ -270,3 +270,123 @@ def test_the_last_resort_handler_says_what_failed_and_what_to_do(monkeypatch, ca
     assert out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: `siret-summary status` failed unexpectedly ({type(exc).__name__}")
     assert ("-v" in err or "free some" in err or "check the paths" in err) and "left as it was" in err
+
+
+# ------------------------------------------------------------------ findings F4, F5, F12, F14 (adversarial tester)
+
+
+def test_a_file_created_during_the_export_is_never_replaced_without_force(tmp_path):
+    """F5: the file may appear between the check and the install (another process): it is kept, one error."""
+    from siret_summary.cli_outputs import write_atomically
+    from siret_summary.errors import ConfigError
+
+    out = tmp_path / "race.csv"
+
+    def writer_racing_a_user(temporary: Path) -> None:
+        temporary.write_text("the export\n")
+        out.write_text("user data\n")  # what another process writes while the export computes
+
+    with pytest.raises(ConfigError, match=r"-o .*race\.csv appeared while exporting.*--force"):
+        write_atomically(out, writer_racing_a_user, force=False)
+    assert out.read_text() == "user data\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.csv"]  # the temporary file is removed
+
+
+def test_force_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    from siret_summary.cli_outputs import write_atomically
+
+    out = tmp_path / "private.csv"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    write_atomically(out, lambda t: t.write_text("new\n"), force=True)
+    assert out.read_text() == "new\n" and (out.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("which", ["run lock", "pending end", "status journal", "status wal", "digest-named lock"])
+def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
+    """F4: the lock (replacing it let a second run in), pending ends, the status store's journals."""
+    from siret_summary.db.side_files import sqlite_lock_file, sqlite_status_file
+
+    source = db
+    if which == "digest-named lock":  # a database name so long that its side files are digest-named
+        source = tmp_path / ("l" * 230 + ".db")
+        source.write_bytes(db.read_bytes())
+    lock = Path(sqlite_lock_file(str(source), "siret_summary"))
+    side = {"run lock": lock, "pending end": Path(f"{lock}.pending-{'0' * 32}.json"),
+            "status journal": Path(sqlite_status_file(str(source)) + "-journal"),
+            "status wal": Path(sqlite_status_file(str(source)) + "-wal"), "digest-named lock": lock}[which]
+    if which == "digest-named lock":
+        assert side.name.startswith("siret_summary-")
+    side.write_text("held\n")
+    done = cli("export", "--source", str(source), "-o", str(side), "--force")
+    assert "is the source database" in one_error(done)
+    assert side.read_text() == "held\n"
+
+
+def test_export_to_a_long_legal_name_and_a_too_long_one(db, tmp_path):
+    """F12: a 254-byte -o works (the temporary name is short); a 256-byte one is one line naming -o."""
+    long_ok = tmp_path / ("s" * 250 + ".csv")
+    done = cli("export", "--source", str(db), "-o", str(long_ok))
+    assert done.returncode == 0, done.stderr
+    assert pl.read_csv(long_ok).height == siret_summary.compute(str(db)).height
+    too_long = tmp_path / ("s" * 252 + ".csv")
+    message = one_error(cli("export", "--source", str(db), "-o", str(too_long)))
+    assert "-o" in message and "too long" in message and "unexpectedly" not in message
+
+
+def test_demo_with_a_name_too_long_for_its_journal_leaves_nothing(tmp_path):
+    """F12: -journal would pass the folder's limit: refused up front, no empty file left behind."""
+    path = tmp_path / ("d" * 247 + ".db")
+    message = one_error(cli("demo", "--path", str(path), "--pv", "10", "--no-progress"))
+    assert "--path" in message and "too long" in message and "unexpectedly" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def _f14_cases(db: Path, tmp: Path) -> dict[str, list[str]]:
+    s = ["--source", str(db)]
+    return {
+        "run --siret not UTF-8": ["run", *s, "--siret", os.fsdecode(b"\xff"), "--no-progress"],
+        "demo --pv past 64 bits": ["demo", "--path", str(tmp / "d.db"), "--pv", "99999999999999999999"],
+        "demo --invitations past 64 bits": ["demo", "--path", str(tmp / "d.db"), "--invitations", "9" * 20],
+        "history --limit past 64 bits": ["history", "--target", str(db), "--limit", "9223372036854775808"],
+        "rejects --limit past 64 bits": ["rejects", *s, "--limit", "9223372036854775808"],
+        "source = 5 in the config file": ["run", "--config", str(tmp / "five.toml"), "--no-progress"],
+        "target = true in the config file": ["run", *s, "--config", str(tmp / "true.toml"), "--no-progress"],
+    }
+
+
+@pytest.mark.parametrize("case", list(_f14_cases(Path("db"), Path("tmp"))))
+def test_f14_inputs_are_one_worded_line(db, tmp_path, case):
+    """F14: each of these was a last-resort 'failed unexpectedly' or a misleading message."""
+    (tmp_path / "five.toml").write_text("source = 5\n")
+    (tmp_path / "true.toml").write_text("target = true\n")
+    before = digest(db)
+    message = one_error(cli(*_f14_cases(db, tmp_path)[case], cwd=tmp_path))
+    assert "unexpectedly" not in message and "does not exist" not in message and "disk" not in message, message
+    assert ";" in message
+    if "config" in case:
+        assert ("source" if "source" in case else "target") in message and "text" in message
+    assert digest(db) == before and not (tmp_path / "d.db").exists()
+
+
+def test_demo_refuses_a_file_where_a_legacy_name_is_an_index(tmp_path):
+    path = tmp_path / "idx.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (a)")
+        conn.execute('CREATE INDEX "Tous_PV" ON t (a)')
+    before = digest(path)
+    for extra in ([], ["--force"]):
+        message = one_error(cli("demo", "--path", str(path), "--pv", "10", "--no-progress", *extra))
+        assert "index" in message and "Tous_PV" in message and "unexpectedly" not in message
+    assert digest(path) == before
+
+
+def test_demo_refuses_a_status_store(db, tmp_path):
+    assert cli("run", "--source", str(db), "--no-progress").returncode == 0
+    status_file = Path(f"{db}.status.db")
+    before = digest(status_file)
+    for extra in ([], ["--force"]):
+        message = one_error(cli("demo", "--path", str(status_file), "--pv", "10", "--no-progress", *extra))
+        assert "status" in message and "--path" in message
+    assert digest(status_file) == before
+    assert "status" in one_error(cli("demo", "--path", str(tmp_path / "new.db.status.db"), "--pv", "10"))

@@ -24,7 +24,7 @@ from typing import Any
 
 from siret_summary._version import __version__
 from siret_summary.cli_failures import LibraryLines, unexpected_message
-from siret_summary.cli_parser import DESCRIPTION, Parser, at_least
+from siret_summary.cli_parser import DESCRIPTION, Parser
 from siret_summary.cli_outputs import demo_path, export_format, export_path, write_atomically
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
@@ -33,6 +33,7 @@ from siret_summary.cli_config import (
     target_from,
 )  # fmt: skip
 from siret_summary.cli_explain import add_explain_command
+from siret_summary.cli_config import at_least, utf8_text
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
@@ -233,7 +234,7 @@ def _export(args: argparse.Namespace) -> int:
         frame = summarise(raw, config)[0]
         del raw
         step("write", 90.0)
-        write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv)
+        write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv, force=args.force)
         step.done()
     print(f"{frame.height} rows × {frame.width} columns written to {output} ({fmt}, "
           f"{time.perf_counter() - t0:.2f} s); no database was written")
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     source_flag(run_p)
     run_p.add_argument("--target", default=None, help="database to write (default: the --config file's, else the source)")
     run_p.add_argument("--mode", default="auto", choices=[m.value for m in Mode])
-    run_p.add_argument("--siret", action="append", help="refresh only this SIRET (repeatable)")
+    run_p.add_argument("--siret", action="append", type=utf8_text, help="refresh only this SIRET (repeatable)")
     run_p.add_argument("--force", action="store_true", help="write even if the table would shrink by half")
     progress_flag(run_p)
     add_config_flags(run_p)

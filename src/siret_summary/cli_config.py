@@ -93,6 +93,10 @@ def read_file(path: str | None) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"configuration file {path} has unknown keys {', '.join(unknown)}; "
                           f"known ones are {', '.join(_FILE_KEYS)}.")
+    for key in ("source", "target"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{key} in {path} is not text ({type(data[key]).__name__} {data[key]!r}); write it "
+                              f"in quotes, such as {key} = \"app.db\" or {key} = \"postgresql://user@host/db\".")
     for key in ("pv_columns", "invitation_columns"):
         if key in data:
             if not isinstance(data[key], dict):
@@ -216,3 +220,34 @@ def cli_message(exc: SiretSummaryError) -> str:
     if hint is None or exc.problem is None:
         return str(exc)
     return f"{exc.problem}; {hint(exc)}."
+
+
+# ------------------------------------------------------------------ flag value types
+
+#: The largest count a flag takes: far above any real use, below every 64-bit limit downstream.
+MAX_COUNT = 100_000_000
+
+
+def at_least(minimum: int, maximum: int = MAX_COUNT) -> Any:
+    """An argparse type: a whole number from ``minimum`` to ``maximum``, else one worded usage error."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above {maximum}; give {maximum} or less")
+        return value
+
+    return whole_number
+
+
+def utf8_text(text: str) -> str:
+    """A flag's value that must be text: bytes that are not UTF-8 (shown as surrogates) are refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not UTF-8 text") from None
+    return text

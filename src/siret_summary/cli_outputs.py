@@ -4,8 +4,9 @@ Both refuse to destroy what they did not make:
 
 * ``export -o FILE`` never writes over its own source (compared by identity:
   the same inode through any symlink or hard link, and the SQLite files that
-  belong to it: ``-wal``, ``-shm``, ``-journal``, the ``.status.db`` side
-  file), never over an existing file without ``--force``, never over what is
+  belong to it as :func:`siret_summary.db.side_files.all_for` lists them:
+  journals, the status store and its journals, run locks and their pending
+  ends), never over an existing file without ``--force``, never over what is
   not a regular file (``/dev/full``, a folder); and it writes atomically: a
   temporary file in the same folder, renamed over ``FILE`` only once
   complete, so a failure (disk full, a killed process) leaves ``FILE`` as it
@@ -20,6 +21,7 @@ flags that fix it (see ``docs/decisions.md``, "CLI outputs").
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -28,13 +30,14 @@ from pathlib import Path
 
 from siret_summary.errors import ConfigError, SiretSummaryError
 
-#: Files a SQLite database at ``path`` owns besides ``path`` itself.
-_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".status.db", ".status.db-wal", ".status.db-shm")
+def _source_patterns(source: str) -> list[str]:
+    """Glob patterns of the files of a SQLite source (itself and its side files); none for a server database.
 
-
-def _source_files(source: str) -> list[Path]:
-    """The files of a SQLite source (itself and its companions); none for a server database."""
+    The list comes from :func:`siret_summary.db.side_files.all_for` (one
+    source of truth for the names), for the path as given and as resolved.
+    """
     from siret_summary.db import open_backend
+    from siret_summary.db.side_files import all_for
 
     try:
         backend = open_backend(source, must_exist=False)
@@ -43,7 +46,22 @@ def _source_files(source: str) -> list[Path]:
     path = getattr(backend, "path", None)
     if not path:
         return []
-    return [Path(path)] + [Path(f"{path}{suffix}") for suffix in _SQLITE_COMPANIONS]
+    return all_for(str(path)) + all_for(os.path.realpath(path))
+
+
+def _is_source_file(real: Path, patterns: list[str]) -> bool:
+    """Whether ``real`` is one of the source's files: by name, or by identity with an existing one."""
+    import fnmatch
+    import glob
+
+    text = str(real)
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(text, pattern):
+            return True
+        for existing in glob.glob(pattern):  # a hard link or symlink elsewhere to one of them
+            if _same_file(real, Path(existing)):
+                return True
+    return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -86,6 +104,16 @@ def export_format(output: str, given: str | None) -> str:
     return from_name
 
 
+def _check_name_length(path: Path, flag: str, text: str, extra: int) -> None:
+    """A ``ConfigError`` when ``path``'s name (plus ``extra`` bytes SQLite adds) passes its folder's limit."""
+    from siret_summary.db.side_files import name_max
+
+    size, limit = len(os.fsencode(path.name)), name_max(str(path.parent))
+    if size + extra > limit:
+        raise ConfigError(f"{flag} {text}: the file name is {size} bytes, too long for its folder "
+                          f"({limit - extra} bytes at most here); choose a shorter {flag}.")
+
+
 def export_path(output: str, source: str, *, force: bool) -> Path:
     """The file ``export`` may write for ``-o output``, or a ``ConfigError`` saying why not.
 
@@ -97,10 +125,10 @@ def export_path(output: str, source: str, *, force: bool) -> Path:
     if output.strip() == "":
         raise ConfigError("-o is empty; give the file to write, such as -o summary.csv.")
     real = _resolved(given, "-o", output)
-    for owned in _source_files(source):
-        if _same_file(real, owned):
-            raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
-                              "export never writes over its source: choose another -o.")
+    _check_name_length(real, "-o", output, 0)  # before any stat: the system refuses such a name outright
+    if _is_source_file(real, _source_patterns(source)):
+        raise ConfigError(f"-o {output} is the source database {source} (or one of its files); "
+                          "export never writes over its source: choose another -o.")
     if real.is_dir():
         raise ConfigError(f"-o {output} is a folder; give a file in it, such as -o {given / 'summary.csv'}.")
     if not real.parent.is_dir():
@@ -113,16 +141,27 @@ def export_path(output: str, source: str, *, force: bool) -> Path:
     return real
 
 
-def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "-o") -> None:
-    """``write(temporary)`` into a new file beside ``path``, then rename it over ``path``.
+def write_atomically(path: Path, write: Callable[[Path], None], *, force: bool, flag: str = "-o") -> None:
+    """``write(temporary)`` into a new file beside ``path``, then install it as ``path``.
 
-    The temporary file is created exclusively (mode 0666 less the umask, as a
-    plain ``open`` would), flushed to disk, renamed; on any failure it is
-    removed and ``path`` is left as it was. Any error of the writer (an
-    ``OSError``, Polars' ``ComputeError`` around one) becomes a ``ConfigError``
-    naming ``flag``; an interruption is re-raised as it is.
+    The temporary file has a short fixed-size name (``.siret_summary-<hex>.tmp``,
+    so a legal long ``path`` name still leaves room for it), is created
+    exclusively (mode 0666 less the umask, as a plain ``open`` would), flushed
+    to disk, then installed:
+
+    * without ``force`` by ``os.link(temporary, path)``, which fails if
+      ``path`` exists: a file that appeared while the export computed (another
+      process) is never replaced; that is a ``ConfigError`` naming ``flag``;
+    * with ``force`` by ``os.replace``, after giving the temporary file the
+      replaced file's permission bits (a 0600 file stays 0600). A rename makes
+      a new inode: hard links to the old file keep the old content.
+
+    On any failure the temporary file is removed and ``path`` is left as it
+    was. Any error of the writer (an ``OSError``, Polars' ``ComputeError``
+    around one) becomes a ``ConfigError`` naming ``flag``; an interruption is
+    re-raised as it is.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(f".siret_summary-{secrets.token_hex(4)}.tmp")
     try:
         os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
@@ -135,12 +174,14 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
+        _install(temporary, path, force=force, flag=flag)
     except BaseException as exc:
         try:
             os.unlink(temporary)
         except OSError:
             pass
+        if isinstance(exc, ConfigError):
+            raise
         if isinstance(exc, Exception):  # a writer's error (disk full, file too large): worded, never raw
             reason = getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
             raise ConfigError(f"{flag} {path} could not be written ({reason}); it is unchanged: "
@@ -148,19 +189,55 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, flag: str = "
         raise
 
 
+def _install(temporary: Path, path: Path, *, force: bool, flag: str) -> None:
+    """Put the complete ``temporary`` at ``path``: never over a file unless ``force`` (checked atomically)."""
+    if force:
+        try:
+            os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)  # atomic: fails with EEXIST if path exists, whoever made it and when
+    except FileExistsError:
+        raise ConfigError(f"{flag} {path} appeared while exporting (another program made it) and was left "
+                          f"as it is; pass --force to replace it, or choose another {flag}.") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A filesystem without hard links (FAT, some network mounts): the same no-replace check by
+        # an exclusive create, then a rename over the empty file this process just made.
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise ConfigError(f"{flag} {path} appeared while exporting (another program made it) and was left "
+                              f"as it is; pass --force to replace it, or choose another {flag}.") from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
+
+
 # ---------------------------------------------------------------------------- demo
 
-def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
+def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...],
+              status_table: str = "siret_summary_runs") -> Path:
     """The SQLite file ``demo --path`` may (re)create, or a ``ConfigError`` saying why not.
 
     ``tables``: the legacy tables and views the demo drops and recreates; any
-    of them already in the file is refused unless ``force``.
+    of them already in the file is refused unless ``force``; an index or a
+    trigger of that name, or a status store (a ``*.status.db`` name, or a
+    file holding ``status_table``), is refused even with it.
     """
     path = _resolved(Path(path_text), "--path", path_text)
     if path.is_dir():
         raise ConfigError(f"--path {path_text} is a folder; give a file in it, such as --path {Path(path_text) / 'demo.db'}.")
     if not path.parent.is_dir():
         raise ConfigError(f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path.")
+    _check_name_length(path, "--path", path_text, len("-journal"))  # SQLite's journal sits beside it
+    if path.name.endswith(".status.db"):  # the library's status store of another database, or its future name
+        raise ConfigError(f"--path {path_text} is named like the status store of a database; "
+                          "choose another --path.")
     if not path.exists():
         return path
     if not stat.S_ISREG(path.stat().st_mode):
@@ -168,6 +245,14 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
     if path.stat().st_size == 0:
         return path  # an empty file is an empty SQLite database
     found = _sqlite_objects(path, path_text)
+    if status_table.lower() in found:
+        raise ConfigError(f"--path {path_text} is a status store (it holds {status_table}); "
+                          "choose another --path.")
+    others = [f"{found[name.lower()]} {name}" for name in tables if found.get(name.lower(), "table") not in
+              ("table", "view")]
+    if others:  # DROP TABLE cannot remove an index or a trigger of that name: refused even with --force
+        raise ConfigError(f"--path {path_text} already holds {', '.join(others)} (not a table); "
+                          "choose another --path.")
     existing = [name for name in tables if name.lower() in found]
     if existing and not force:
         raise ConfigError(f"--path {path_text} already holds {', '.join(existing)}; pass --force to replace "
@@ -175,8 +260,8 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...]) -> Path:
     return path
 
 
-def _sqlite_objects(path: Path, path_text: str) -> set[str]:
-    """Lower-cased names of the tables and views of an existing SQLite file (read only)."""
+def _sqlite_objects(path: Path, path_text: str) -> dict[str, str]:
+    """Lower-cased names of the tables, views, indexes and triggers of an existing SQLite file, with their type."""
     import sqlite3
 
     try:
@@ -189,10 +274,10 @@ def _sqlite_objects(path: Path, path_text: str) -> set[str]:
     try:
         connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
-            rows = connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+            rows = connection.execute("SELECT name, type FROM sqlite_master").fetchall()
         finally:
             connection.close()
     except sqlite3.Error as exc:
         raise ConfigError(f"--path {path_text} cannot be read as a SQLite database ({exc}); "
                           "choose another --path.") from exc
-    return {str(name).lower() for (name,) in rows}
+    return {str(name).lower(): str(kind) for name, kind in rows}

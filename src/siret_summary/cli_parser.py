@@ -65,17 +65,3 @@ class Parser(argparse.ArgumentParser):
             if close:
                 return f"; did you mean `{self.prog} {close[0]}`?"
         return ""
-
-
-def at_least(minimum: int) -> Any:
-    """An argparse ``type``: a whole number not below ``minimum``, else a one-line usage error."""
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
-        return value
-
-    return whole_number

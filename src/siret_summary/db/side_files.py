@@ -126,3 +126,29 @@ def check_lock_path(lock_path: object) -> str:
             setting="lock_path",
         )
     return text
+
+
+def all_for(db_path: str) -> list[str]:
+    """Every file the library or SQLite may keep beside the SQLite database at ``db_path``, as glob patterns.
+
+    Returns absolute ``glob`` patterns (the folder and base name escaped):
+    the database itself, its journals (``-journal``, ``-wal``, ``-shm``), its
+    status store and that store's journals, and every run lock of any table
+    with its pending ends, under both the plain and the digest naming (for
+    long names). A caller that must never write over a database's files (the
+    CLI's ``export``) matches a path against these; list them here, not there.
+    """
+    import glob
+
+    path = os.path.abspath(db_path)
+    folder, base = os.path.split(path)
+    status = sqlite_status_file(path)
+    journals = ("-journal", "-wal", "-shm")
+    exact = [path, *(path + j for j in journals), status, *(status + j for j in journals)]
+    locks = [os.path.join(folder, f"{base}.siret_summary-*.lock"),
+             os.path.join(folder, f"siret_summary-{_digest(base)}-*.lock")]
+    patterns = [glob.escape(p) for p in exact]
+    for lock in locks:
+        escaped = glob.escape(lock).replace(glob.escape("*"), "*")
+        patterns += [escaped, escaped + ".pending*"]
+    return patterns
