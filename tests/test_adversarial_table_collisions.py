@@ -99,3 +99,35 @@ def test_postgres_written_table_named_like_a_source_is_refused(pg_app, settings,
     assert err.value.setting == setting
     assert _counts(pg_app) == before
     assert scalar(pg_app, tables) == existing  # nothing created
+
+
+# --- F8: SQLite's ``main.`` prefix works on every table setting ---------------------------------
+
+
+@pytest.mark.parametrize("settings", [{"state_table": "main.st"}, {"status_table": "main.runs"},
+                                      {"target_table": "main.x", "state_table": "main.st"}])
+def test_sqlite_main_prefix_is_accepted_on_every_table_setting(sqlite_app, settings):
+    config = siret_summary.Config(**settings)
+    first = siret_summary.run(sqlite_app, config=config, mode="full")
+    assert first.status == "completed", first.error
+    again = siret_summary.run(sqlite_app, config=config)  # reads the state it stored under main.
+    assert again.status == "completed" and again.mode == "incremental"
+
+
+# --- F9 / F10: names PostgreSQL cannot resolve, for every table setting ---------------------------
+
+
+@pytest.mark.parametrize("setting", ["target_table", "state_table", "status_table", "pv_table", "invitations_table"])
+@pytest.mark.parametrize("name", ["a.b.c", "a.", ".b", "a..b"])
+def test_more_than_schema_dot_table_is_a_config_error(setting, name):
+    with pytest.raises(ConfigError, match=setting) as err:
+        siret_summary.Config(**{setting: name})
+    assert err.value.setting == setting and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("setting", ["state_table", "status_table"])
+def test_postgres_missing_schema_names_the_setting(pg_app, setting):
+    with pytest.raises(ConfigError, match=setting) as err:
+        siret_summary.run(pg_app, config=siret_summary.Config(**{setting: "nosuch.t"}), mode="full")
+    assert err.value.setting == setting
+    assert "reachable" not in str(err.value)

@@ -156,5 +156,29 @@ def sources_may_be_in(source: Any, backend: Backend, connect_timeout: float | No
         return False
 
 
+def check_schemas_exist(backend: Backend, config: Config) -> None:
+    """A ``ConfigError`` naming ``state_table``/``status_table`` whose schema the PostgreSQL target lacks.
+
+    Only when one of them names a schema other than ``public``: a default
+    configuration costs no round trip. ``target_table``'s schema is reported
+    by the lock (runs/runner.py), which creates its table there first.
+    """
+    if backend.dialect == "sqlite":
+        return
+    wanted = [(s, getattr(config, s)) for s in ("state_table", "status_table")]
+    wanted = [(s, t, split_table(t)[0]) for s, t in wanted if len(split_table(t)) == 2 and split_table(t)[0] != "public"]
+    if not wanted:
+        return
+    conn = backend.connect("check")
+    try:
+        for setting, table, schema in wanted:
+            if not backend.scalar(conn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", [schema]):
+                problem = f"{setting} {table!r} names the schema {schema!r}, which the target database {backend.display()} does not have"
+                raise ConfigError(f"{problem}; create it, or write Config({setting}={split_table(table)[1]!r}) for the "
+                                  "default schema.", problem=problem, setting=setting)
+    finally:
+        conn.close()
+
+
 def is_postgres_location(location: Any) -> bool:
     return isinstance(location, (str, os.PathLike)) and os.fspath(location).startswith(("postgresql://", "postgres://"))
