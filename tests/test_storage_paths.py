@@ -65,8 +65,14 @@ def _tree(root: Path) -> set[str]:
 # --- names never choose a path -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["sub/x", "../../../escaped", "/abs/tree/x", "x" * 300],
-                         ids=["slash", "dotdot", "absolute", "300-chars"])
+def test_a_dotdot_target_table_is_refused_before_any_file(tmp_path):
+    """``../../../escaped`` (more than schema.table) is a ConfigError when the Config is built (finding F10)."""
+    with pytest.raises(siret_summary.ConfigError, match="target_table"):
+        siret_summary.Config(target_table="../../../escaped")
+
+
+@pytest.mark.parametrize("table", ["sub/x", "/abs/tree/x", "x" * 300],
+                         ids=["slash", "absolute", "300-chars"])
 def test_a_target_table_name_never_chooses_a_path(tmp_path, table):
     """Before the fix: a folder ``app.db.sub/`` (slash), ``escaped.lock`` three folders up (dotdot), a tree
     (absolute), and a TargetError "File name too long … check the URI and that the server is running" (300)."""
