@@ -23,12 +23,17 @@ def app(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("spelling", ["symlink", "sqlite-uri", "symlinked-folder"])
-def test_another_spelling_of_the_database_sees_the_run_in_progress(app, tmp_path, spelling):
+@pytest.mark.parametrize("spelling", ["symlink", "sqlite-uri", "sqlite-uri-relative", "file-uri", "symlinked-folder"])
+def test_another_spelling_of_the_database_sees_the_run_in_progress(app, tmp_path, spelling, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     if spelling == "symlink":
         other = str(tmp_path / "link.db")
     elif spelling == "sqlite-uri":
         other = "sqlite:///" + app
+    elif spelling == "sqlite-uri-relative":
+        other = "sqlite:///link.db"
+    elif spelling == "file-uri":
+        other = "file:link.db?cache=private"
     else:
         os.symlink(tmp_path, tmp_path.parent / (tmp_path.name + "-alias"))
         other = str(tmp_path.parent / (tmp_path.name + "-alias") / "src.db")
