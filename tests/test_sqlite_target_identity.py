@@ -48,3 +48,17 @@ def test_another_spelling_of_the_database_sees_the_run_in_progress(app, tmp_path
     assert seen[0].status == "already_running"
     assert siret_summary.status(other)["run_id"] == siret_summary.status(app)["run_id"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith("link.db.")]
+
+
+def test_a_hard_link_of_an_existing_database_sees_the_run_in_progress(app, tmp_path):
+    """Two names of one inode: the run also holds a lock keyed by the file's (device, inode)."""
+    os.link(app, tmp_path / "hard.db")
+    seen = []
+
+    def start_other(status):
+        if not seen and status["status"] == "running":
+            seen.append(siret_summary.run(str(tmp_path / "hard.db"), mode="full", force=True))
+
+    assert siret_summary.run(app, mode="full", on_status=start_other).status == "completed"
+    assert seen[0].status == "already_running"
+    assert siret_summary.run(str(tmp_path / "hard.db"), mode="full").status == "completed"  # released after

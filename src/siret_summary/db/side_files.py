@@ -78,6 +78,18 @@ def sqlite_lock_file(db_path: str, table: str) -> str:
     return os.path.join(folder, name)
 
 
+def sqlite_identity_lock_file(db_path: str, table: str) -> str | None:
+    """A lock of ``table`` keyed by the database file's ``(st_dev, st_ino)``, in its real folder; None while
+    the file does not exist. Hard links of one file in one folder share it (docs/decisions.md)."""
+    path = os.path.realpath(db_path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    key = _digest(f"{info.st_dev}:{info.st_ino}:{canonical_sqlite_table(table)}")
+    return os.path.join(os.path.dirname(path), f"siret_summary-inode-{key}.lock")
+
+
 def sqlite_status_file(db_path: str) -> str:
     """The status store of the SQLite database at ``db_path``: one per database, in its (real) folder."""
     path = os.path.realpath(db_path)

@@ -226,6 +226,9 @@ class SQLiteBackend(Backend):
     def lock_path(self, table: str) -> str:
         return side_files.sqlite_lock_file(self.path, table)  # a digest of the table: it never chooses a path
 
+    def identity_lock_path(self, table: str) -> str | None:
+        return side_files.sqlite_identity_lock_file(self.path, table)
+
     def status_backend(self) -> "SQLiteBackend":
         # A side file, not the target database: SQLite lets one writer at a
         # time, and status updates must not wait for the data transaction.
