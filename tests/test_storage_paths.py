@@ -65,8 +65,14 @@ def _tree(root: Path) -> set[str]:
 # --- names never choose a path -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["sub/x", "../../../escaped", "/abs/tree/x", "x" * 300],
-                         ids=["slash", "dotdot", "absolute", "300-chars"])
+def test_a_dotdot_target_table_is_refused_before_any_file(tmp_path):
+    """``../../../escaped`` (more than schema.table) is a ConfigError when the Config is built (finding F10)."""
+    with pytest.raises(siret_summary.ConfigError, match="target_table"):
+        siret_summary.Config(target_table="../../../escaped")
+
+
+@pytest.mark.parametrize("table", ["sub/x", "/abs/tree/x", "x" * 300],
+                         ids=["slash", "absolute", "300-chars"])
 def test_a_target_table_name_never_chooses_a_path(tmp_path, table):
     """Before the fix: a folder ``app.db.sub/`` (slash), ``escaped.lock`` three folders up (dotdot), a tree
     (absolute), and a TargetError "File name too long … check the URI and that the server is running" (300)."""
@@ -81,7 +87,8 @@ def test_a_target_table_name_never_chooses_a_path(tmp_path, table):
     assert {p for p in _tree(tmp_path) if not p.startswith("area")} == before_outside, "a file outside the area"
     created = sorted((area / "data").iterdir())
     assert [p.name for p in area.iterdir()] == ["data"]
-    assert all(p.is_file() and p.name.startswith("app.db.") or p.name == "app.db" for p in created), created
+    assert all(p.is_file() and p.name.startswith(("app.db.", "siret_summary-inode-")) or p.name == "app.db"
+               for p in created), created
     assert not any(p.is_dir() for p in created)
     assert all(len(os.fsencode(p.name)) <= 255 for p in created)
     expected = siret_summary.compute(db)

@@ -237,6 +237,10 @@ class Config:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{name} is {value!r}; give a table name such as 'siret_summary'.")
             _check_storable(value, f"{name} is", "table")
+            if "." in value and (value.count(".") > 1 or not all(value.split("."))):
+                problem = f"{name} is {value!r}, which is not 'table' or 'schema.table'"
+                raise ConfigError(f"{problem}; names with more dots or an empty part are not supported, write it like "
+                                  "'public.siret_summary'.", problem=problem, setting=name)
         for name in ("connect_timeout", "lock_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 86_400:

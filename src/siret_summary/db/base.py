@@ -131,6 +131,10 @@ class Backend(ABC):
     def param(self, index: int) -> str:
         """Placeholder of the ``index``-th (1-based) bound parameter."""
 
+    def identity_lock_path(self, table: str) -> str | None:
+        """A second lock file keyed by the database file's identity (SQLite hard links), else None."""
+        return None
+
     @abstractmethod
     def lock_path(self, table: str) -> str | None:
         """Default path of the file lock guarding rebuilds of ``table`` (db/side_files.py).

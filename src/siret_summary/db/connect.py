@@ -45,7 +45,10 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_
         bounds = {k: v for k, v in (('connect_timeout', connect_timeout), ('lock_timeout', lock_timeout)) if v is not None}
         return PostgresBackend(text, **bounds)
     if sqlite_location.is_file_uri(text):  # SQLite's own URI, its parameters kept (SPEC §2)
-        path, _ = sqlite_location.parse_file_uri(text)
+        path, params = sqlite_location.parse_file_uri(text)
+        if params.get("mode") in ("ro", "rw") and not Path(path).is_file() and path and not must_exist:
+            raise SourceError(f"SQLite URI {mask_location(text)!r} says mode={params['mode']}, which opens only an "
+                              f"existing file, and {path!r} does not exist; check the path, or drop mode= to create it.")
     elif text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise SourceError(

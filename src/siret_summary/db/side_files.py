@@ -5,6 +5,9 @@ as a digest, so ``target_table="sub/x"`` or ``"../../escaped"`` cannot choose
 a folder, and a 300-character name cannot make the file name too long. Every
 file of a SQLite database lives in that database's folder:
 
+``<db>`` is the database's real path (symlinks resolved, in the folder of
+the real file), so a symlink or another spelling shares the lock and status.
+
 - ``<db>.siret_summary-<digest>.lock``: the lock of one target table, where
   ``<digest>`` is 16 hex digits of SHA-256 of the table's canonical name;
 - ``<db>.status.db``: the status store, one per database (fixed name);
@@ -62,8 +65,11 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def sqlite_lock_file(db_path: str, table: str) -> str:
-    """The lock file of ``table`` in the SQLite database at ``db_path``: in the database's folder."""
-    path = os.path.abspath(db_path)
+    """The lock file of ``table`` in the SQLite database at ``db_path``: in the database's folder.
+
+    Symlinks are resolved (the real file's name and folder), so every spelling of one file shares one lock.
+    """
+    path = os.path.realpath(db_path)
     folder, base = os.path.split(path)
     key = _digest(canonical_sqlite_table(table))
     name = f"{base}.siret_summary-{key}.lock"
@@ -72,9 +78,21 @@ def sqlite_lock_file(db_path: str, table: str) -> str:
     return os.path.join(folder, name)
 
 
+def sqlite_identity_lock_file(db_path: str, table: str) -> str | None:
+    """A lock of ``table`` keyed by the database file's ``(st_dev, st_ino)``, in its real folder; None while
+    the file does not exist. Hard links of one file in one folder share it (docs/decisions.md)."""
+    path = os.path.realpath(db_path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    key = _digest(f"{info.st_dev}:{info.st_ino}:{canonical_sqlite_table(table)}")
+    return os.path.join(os.path.dirname(path), f"siret_summary-inode-{key}.lock")
+
+
 def sqlite_status_file(db_path: str) -> str:
-    """The status store of the SQLite database at ``db_path``: one per database, in its folder."""
-    path = os.path.abspath(db_path)
+    """The status store of the SQLite database at ``db_path``: one per database, in its (real) folder."""
+    path = os.path.realpath(db_path)
     folder, base = os.path.split(path)
     name = f"{base}.status.db"
     if not _fits(name, _JOURNAL_SUFFIX_BYTES, name_max(folder)):

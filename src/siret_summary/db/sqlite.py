@@ -162,6 +162,10 @@ class SQLiteBackend(Backend):
             arrays.append(array)
         return pa.table(arrays, names=data.column_names)
 
+    def ingest_into(self, conn: Any, table: str, data: pa.Table) -> None:
+        parts = split_table(table)  # the driver's append takes no schema: main. is the file itself
+        super().ingest_into(conn, parts[1] if len(parts) == 2 and parts[0].lower() == "main" else table, data)
+
     def direct_ingest_types(self, conn: Any, table: str, columns: Sequence[Column]) -> list[pa.DataType | None] | None:
         # The driver's append binds each value into an INSERT naming the columns: the
         # column's affinity converts it as it converts a staging value on INSERT … SELECT,
@@ -221,6 +225,9 @@ class SQLiteBackend(Backend):
 
     def lock_path(self, table: str) -> str:
         return side_files.sqlite_lock_file(self.path, table)  # a digest of the table: it never chooses a path
+
+    def identity_lock_path(self, table: str) -> str | None:
+        return side_files.sqlite_identity_lock_file(self.path, table)
 
     def status_backend(self) -> "SQLiteBackend":
         # A side file, not the target database: SQLite lets one writer at a

@@ -40,7 +40,9 @@ def parse_file_uri(text: str) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
-        params[unquote(key)] = unquote(value)
+        key, value = unquote(key), unquote(value)
+        _check_parameter(text, key, value, params)
+        params[key] = value
     path = unquote(raw_path)
     if not path or path == ":memory:" or params.get("mode") == "memory":
         raise SourceError(
@@ -48,6 +50,34 @@ def parse_file_uri(text: str) -> tuple[str, dict[str, str]]:
             "write file:/path/to/app.db."
         )
     return path, params
+
+
+#: The query parameters SQLite documents for a file: URI (sqlite.org/uri.html), and their values.
+_BOOLEAN = {"1", "yes", "true", "on", "0", "no", "false", "off"}
+_PARAMETERS: dict[str, set[str] | None] = {
+    "mode": {"ro", "rw", "rwc", "memory"}, "cache": {"shared", "private"},
+    "psow": _BOOLEAN, "nolock": _BOOLEAN, "immutable": _BOOLEAN,
+    "vfs": {"unix", "unix-dotfile", "unix-excl", "unix-none", "unix-namedsem",
+            "win32", "win32-longpath", "win32-none", "win32-longpath-none"},
+}
+
+
+def _check_parameter(text: str, key: str, value: str, seen: dict[str, str]) -> None:
+    """A :class:`SourceError` naming a parameter SQLite refuses (a ``vfs`` it lacks, a bad ``mode``), one it would
+    silently ignore (a misspelt key, a boolean it does not read), or one given twice."""
+    from siret_summary.db.masking import mask_location
+
+    where = f"SQLite URI {mask_location(text)!r}"
+    if key not in _PARAMETERS:
+        raise SourceError(f"{where} has the parameter {key!r}, which SQLite does not know (it would ignore it); "
+                          f"use only {', '.join(sorted(_PARAMETERS))}.")
+    if key in seen:
+        raise SourceError(f"{where} gives the parameter {key!r} twice ({key}={seen[key]} and {key}={value}); "
+                          "keep one.")
+    allowed = _PARAMETERS[key]
+    if allowed is not None and value.lower() not in allowed:
+        raise SourceError(f"{where} has {key}={value!r}, which SQLite does not accept; write {key}= one of "
+                          f"{', '.join(sorted(allowed))}.")
 
 
 def is_file_uri(text: str) -> bool:

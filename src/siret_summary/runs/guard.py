@@ -64,6 +64,8 @@ class RunGuard:
         self.path = side_files.check_lock_path(lock_path) if lock_path is not None else backend.lock_path(table)
         self._given = lock_path is not None
         self._file = None if self.path is None else filelock.FileLock(self.path, timeout=0, thread_local=False)
+        identity = None if self._given else backend.identity_lock_path(table)  # hard links of one SQLite file
+        self._identity = None if identity is None else filelock.FileLock(identity, timeout=0, thread_local=False)
         self._guard: Any = None  # the session whose open transaction holds the lock
         self._pid: int | None = None  # its server process
         self._conn: Any = None  # the run's session to the target
@@ -79,6 +81,15 @@ class RunGuard:
                 return False
             except OSError as exc:
                 raise lock_file_error(self.path, exc, given=self._given) from exc
+        if self._identity is not None:
+            try:
+                self._identity.acquire(timeout=0)
+            except filelock.Timeout:
+                self._release_file()
+                return False
+            except OSError as exc:
+                self._release_file()
+                raise lock_file_error(self._identity.lock_file, exc, given=False) from exc
         if self._host is None:
             return True
         try:
@@ -173,6 +184,8 @@ class RunGuard:
         self._conn = None
 
     def _release_file(self) -> None:
+        if self._identity is not None and self._identity.is_locked:
+            self._identity.release()
         if self._file is not None and self._file.is_locked:
             self._file.release()
 

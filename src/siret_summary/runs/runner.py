@@ -140,6 +140,8 @@ def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
     """The target's backend, its names and the source's checked before anything is created (SPEC §9)."""
     backend = target_backend(source, target, config.connect_timeout, config.lock_timeout)
     names.check(backend, names.target_names(config))
+    names.check_schemas_exist(backend, config)
+    names.check_collisions(backend, config, sources_here=names.sources_may_be_in(source, backend, config.connect_timeout))
     if names.is_postgres_location(source):
         names.check(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout),
                     names.source_names(config))
