@@ -302,10 +302,11 @@ def test_force_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert out.read_text() == "new\n" and (out.stat().st_mode & 0o777) == 0o600
 
 
-@pytest.mark.parametrize("which", ["run lock", "pending end", "status journal", "status wal", "digest-named lock"])
+@pytest.mark.parametrize("which", ["run lock", "pending end", "status journal", "status wal", "digest-named lock",
+                                   "inode lock"])
 def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
     """F4: the lock (replacing it let a second run in), pending ends, the status store's journals."""
-    from siret_summary.db.side_files import sqlite_lock_file, sqlite_status_file
+    from siret_summary.db.side_files import sqlite_identity_lock_file, sqlite_lock_file, sqlite_status_file
 
     source = db
     if which == "digest-named lock":  # a database name so long that its side files are digest-named
@@ -314,7 +315,8 @@ def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
     lock = Path(sqlite_lock_file(str(source), "siret_summary"))
     side = {"run lock": lock, "pending end": Path(f"{lock}.pending-{'0' * 32}.json"),
             "status journal": Path(sqlite_status_file(str(source)) + "-journal"),
-            "status wal": Path(sqlite_status_file(str(source)) + "-wal"), "digest-named lock": lock}[which]
+            "status wal": Path(sqlite_status_file(str(source)) + "-wal"), "digest-named lock": lock,
+            "inode lock": Path(str(sqlite_identity_lock_file(str(source), "siret_summary")))}[which]
     if which == "digest-named lock":
         assert side.name.startswith("siret_summary-")
     side.write_text("held\n")

@@ -158,13 +158,14 @@ def all_for(db_path: str) -> list[str]:
     """
     import glob
 
-    path = os.path.abspath(db_path)
+    path = os.path.realpath(db_path)  # the side files are named from the real path (sqlite_lock_file)
     folder, base = os.path.split(path)
     status = sqlite_status_file(path)
     journals = ("-journal", "-wal", "-shm")
     exact = [path, *(path + j for j in journals), status, *(status + j for j in journals)]
     locks = [os.path.join(folder, f"{base}.siret_summary-*.lock"),
-             os.path.join(folder, f"siret_summary-{_digest(base)}-*.lock")]
+             os.path.join(folder, f"siret_summary-{_digest(base)}-*.lock"),
+             os.path.join(folder, "siret_summary-inode-*.lock")]  # sqlite_identity_lock_file: any file's here
     patterns = [glob.escape(p) for p in exact]
     for lock in locks:
         escaped = glob.escape(lock).replace(glob.escape("*"), "*")
