@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from fastapi import FastAPI
 
@@ -137,7 +137,11 @@ def test_mask_location_as_libpq_parses(location, masked):
     assert mask_location(location) == masked
 
 
-_PRINTABLE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=20)
+#: Any printable ASCII, weighted towards what libpq's URI grammar gives a meaning to.
+_PRINTABLE = st.text(
+    st.one_of(st.sampled_from(list("?@/:&=#% \"'")), st.characters(min_codepoint=0x20, max_codepoint=0x7E)),
+    min_size=1, max_size=20,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -155,10 +159,9 @@ def test_a_random_password_never_shows(body, encoded, where):
     assert password not in scrub(f"failed for {location}: password {password!r}", location)
 
 
-@pytest.mark.parametrize("password", ["pa?Zsecret1", "pa?Zs/ecret@1", 'S3 "cret'])
-def test_a_password_with_a_question_mark_shows_nowhere_in_a_failed_run(password, caplog, capsys):
-    location = f"postgresql://u:{password}@127.0.0.1:1/db"
-    caplog.set_level(logging.DEBUG)
+def _failed_calls_hide(location: str, password: str, caplog, capsys) -> None:
+    caplog.clear()
+    capsys.readouterr()
     shown: list[object] = []
     for call in (lambda: siret_summary.run(location, config=siret_summary.Config(retries=0)),
                  lambda: siret_summary.status(location),
@@ -171,3 +174,20 @@ def test_a_password_with_a_question_mark_shows_nowhere_in_a_failed_run(password,
     out = capsys.readouterr()
     for text in (*shown, out.out, out.err, caplog.text):
         assert password not in str(text), text
+
+
+@pytest.mark.parametrize("password", ["pa?Zsecret1", "pa?Zs/ecret@1", 'S3 "cret'])
+def test_a_password_with_a_question_mark_shows_nowhere_in_a_failed_run(password, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    _failed_calls_hide(f"postgresql://u:{password}@127.0.0.1:1/db", password, caplog, capsys)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_PRINTABLE, encoded=st.booleans(), in_query=st.booleans())
+def test_a_random_password_shows_nowhere_in_a_failed_run(body, encoded, in_query, caplog, capsys):
+    password = f"Zq{body}Zq"
+    written = quote(password, safe="") if encoded else password
+    location = (f"postgresql://u@127.0.0.1:1/db?password={written}" if in_query
+                else f"postgresql://u:{written}@127.0.0.1:1/db")
+    caplog.set_level(logging.DEBUG)
+    _failed_calls_hide(location, password, caplog, capsys)
