@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fastapi import FastAPI
 
 import siret_summary
@@ -119,3 +121,73 @@ def test_mask_location(location, masked):
 def test_scrub_masks_a_secret_a_driver_quotes():
     location = "postgresql://u:p%40ss@h/db?password=S3c"
     assert scrub("could not parse 'p@ss' near S3c", location) == "could not parse '***' near ***"
+
+
+# Findings 2 & 6 (adversarial review): libpq reads the user-info up to the '@'
+# before the first '/', so a '?' belongs to the password; parameter names are
+# percent-decoded; a quoted value is one value.
+@pytest.mark.parametrize("location, masked", [
+    ("postgresql://u:pa?Zsecret1@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
+    ("postgresql://postgres:pa?Zsecret9@/advt?host=/tmp", "postgresql://postgres:***@/advt?host=/tmp"),
+    ("postgresql:///db?pass%77ord=Zsecret2&host=/tmp", "postgresql:///db?pass%77ord=***&host=/tmp"),
+    ('host=h password="S3 cret" user=u', "host=h password=*** user=u"),
+    ("postgresql:///db?password=S3 cret&host=/tmp", "postgresql:///db?password=***&host=/tmp"),
+])
+def test_mask_location_as_libpq_parses(location, masked):
+    assert mask_location(location) == masked
+
+
+#: Any printable ASCII, weighted towards what libpq's URI grammar gives a meaning to.
+_PRINTABLE = st.text(
+    st.one_of(st.sampled_from(list("?@/:&=#% \"'")), st.characters(min_codepoint=0x20, max_codepoint=0x7E)),
+    min_size=1, max_size=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_PRINTABLE, encoded=st.booleans(), where=st.sampled_from(["user-info", "parameter", "keyword"]))
+def test_a_random_password_never_shows(body, encoded, where):
+    password = f"Zq{body}Zq"
+    written = quote(password, safe="") if encoded else password
+    location = {
+        "user-info": f"postgresql://u:{written}@127.0.0.1:1/db?sslmode=disable",
+        "parameter": f"postgresql://u@127.0.0.1:1/db?password={written}&sslmode=disable",
+        "keyword": f"host=127.0.0.1 password={written} user=u",
+    }[where]
+    shown = mask_location(location)
+    assert password not in shown and written not in shown, shown
+    assert password not in scrub(f"failed for {location}: password {password!r}", location)
+
+
+def _failed_calls_hide(location: str, password: str, caplog, capsys) -> None:
+    caplog.clear()
+    capsys.readouterr()
+    shown: list[object] = []
+    for call in (lambda: siret_summary.run(location, config=siret_summary.Config(retries=0)),
+                 lambda: siret_summary.status(location),
+                 lambda: siret_summary.compute(location)):
+        try:
+            shown.append(call())
+        except siret_summary.SiretSummaryError as error:
+            shown.append(error)
+    main(["status", "--target", location])
+    out = capsys.readouterr()
+    for text in (*shown, out.out, out.err, caplog.text):
+        assert password not in str(text), text
+
+
+@pytest.mark.parametrize("password", ["pa?Zsecret1", "pa?Zs/ecret@1", 'S3 "cret'])
+def test_a_password_with_a_question_mark_shows_nowhere_in_a_failed_run(password, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    _failed_calls_hide(f"postgresql://u:{password}@127.0.0.1:1/db", password, caplog, capsys)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_PRINTABLE, encoded=st.booleans(), in_query=st.booleans())
+def test_a_random_password_shows_nowhere_in_a_failed_run(body, encoded, in_query, caplog, capsys):
+    password = f"Zq{body}Zq"
+    written = quote(password, safe="") if encoded else password
+    location = (f"postgresql://u@127.0.0.1:1/db?password={written}" if in_query
+                else f"postgresql://u:{written}@127.0.0.1:1/db")
+    caplog.set_level(logging.DEBUG)
+    _failed_calls_hide(location, password, caplog, capsys)

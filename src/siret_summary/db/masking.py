@@ -13,27 +13,76 @@ from urllib.parse import unquote
 
 MASK = "***"
 
-#: Query or keyword parameters whose value is a secret (libpq's ``password``,
-#: ``sslpassword``; common spellings of the same elsewhere).
-_SECRET_PARAMETER = re.compile(
-    r"(?i)((?:^|[?&;\s])(?:ssl)?(?:password|passwd|pwd|pass|secret|token|api_?key)\s*=\s*)"
-    r"('(?:[^'\\]|\\.)*'|[^&;\s#]*)"
-)
+#: Parameter names (percent-decoded, any case) whose value is a secret: libpq's
+#: ``password``, ``sslpassword``; common spellings of the same elsewhere.
+_SECRET_NAME = re.compile(r"(?i)(?:ssl)?(?:password|passwd|pwd|pass|secret|token|api_?key)")
+
+#: The start of a ``key=`` parameter: at the start, or after ``?``, ``&``,
+#: ``;`` or white space. The key may be percent-encoded (libpq decodes it).
+_KEY = re.compile(r"(?P<lead>^|[?&;\s])(?P<key>[A-Za-z0-9_%.\-]+)\s*=\s*")
+_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?""")
+_IN_QUERY = re.compile(r"[^&#]*")  # libpq reads a URI query value up to the next '&'
+_BARE = re.compile(r"[^&;\s#]*")  # keyword form, driver messages: up to a separator
 
 
-def _user_info_end(head: str, start: int) -> int:
-    """Index of the ``@`` closing the user-info of ``head[start:]`` (the last one: a password may hold more), or -1."""
-    at = head.rfind("@")
-    return at if at >= start else -1
+def _value_end(text: str, lead: str, at: int) -> int:
+    quoted = _QUOTED.match(text, at)
+    if quoted and quoted.end() > at:
+        return quoted.end()
+    return (_IN_QUERY if lead in "?&" and lead else _BARE).match(text, at).end()
+
+
+def _user_password_span(text: str) -> tuple[int, int] | None:
+    """Where the password of ``text``'s ``user:password@`` part lies, or None.
+
+    libpq reads the user-info up to the first ``@`` before the first ``/``
+    after ``//``: a ``?`` there is part of the password. To also cover an
+    unencoded ``@`` or ``/`` in a password (which libpq would misread), the
+    user-info is taken up to the LAST ``@`` after ``//``: at worst more than
+    the password is masked, when a later value holds an ``@``.
+    """
+    scheme_end = text.find("//")
+    start = scheme_end + 2 if scheme_end >= 0 else 0
+    at = text.rfind("@")
+    if at < start:
+        return None
+    colon = text.find(":", start, at)
+    return None if colon < 0 else (colon + 1, at)
+
+
+def _secret_spans(text: str, user_info: bool = True) -> list[tuple[int, int]]:
+    """The ``(begin, end)`` of every secret value in ``text``, sorted."""
+    spans = []
+    user = _user_password_span(text) if user_info else None
+    if user is not None:
+        spans.append(user)
+    for m in _KEY.finditer(text):
+        if _SECRET_NAME.fullmatch(unquote(m.group("key"))):
+            spans.append((m.end(), _value_end(text, m.group("lead"), m.end())))
+    return sorted(s for s in spans if s[1] > s[0])
+
+
+def _masked(text: str, user_info: bool = True) -> str:
+    """``text`` with every secret value replaced by ``***`` (overlapping values masked once)."""
+    out, pos = [], 0
+    for begin, end in _secret_spans(text, user_info):
+        if begin < pos:  # inside a value already masked
+            pos = max(pos, end)
+            continue
+        out.append(text[pos:begin] + MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def mask_location(location: object) -> str:
     """``location`` as it may be shown: a password in the user-info or in a parameter replaced by ``***``.
 
     Covers ``scheme://user:password@host/db``, a password holding an
-    unencoded ``@`` (the user-info ends at the last ``@`` before the query),
-    ``?password=…`` / ``&sslpassword=…`` query parameters, libpq's
-    ``key=value`` form, and malformed input (``postgres//u:secret@h/db``,
+    unencoded ``@``, ``?`` or ``/`` (the user-info ends at the last ``@``),
+    ``?password=…`` / ``&sslpassword=…`` query parameters (names
+    percent-decoded as libpq does, values up to the next ``&``), quoted
+    values (masked whole), libpq's ``key=value`` form, and malformed input (``postgres//u:secret@h/db``,
     ``u:secret@h``): whatever the shape, a ``user:secret@`` part and a secret
     parameter are masked. A location without either is returned unchanged.
 
@@ -42,30 +91,18 @@ def mask_location(location: object) -> str:
     >>> mask_location("postgres//u:topsecret@h/db")
     'postgres//u:***@h/db'
     """
-    text = location if isinstance(location, str) else str(location)
-    text = _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, text)
-    query = text.find("?")
-    head, tail = (text, "") if query < 0 else (text[:query], text[query:])
-    scheme_end = head.find("//")
-    start = scheme_end + 2 if scheme_end >= 0 else 0
-    at = _user_info_end(head, start)
-    if at >= 0:
-        user_info = head[start:at]
-        if ":" in user_info:
-            head = head[:start] + user_info.split(":", 1)[0] + ":" + MASK + head[at:]
-    return head + tail
+    return _masked(location if isinstance(location, str) else str(location))
 
 
 def secrets_of(location: object) -> list[str]:
     """The secret values ``location`` holds (as written and percent-decoded), longest first."""
     text = location if isinstance(location, str) else str(location)
-    found = [m.group(2).strip("'") for m in _SECRET_PARAMETER.finditer(text)]
-    head = text.split("?", 1)[0]
-    scheme_end = head.find("//")
-    start = scheme_end + 2 if scheme_end >= 0 else 0
-    at = _user_info_end(head, start)
-    if at >= 0 and ":" in head[start:at]:
-        found.append(head[start:at].split(":", 1)[1])
+    found = []
+    for begin, end in _secret_spans(text):
+        value = text[begin:end]
+        found.append(value)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            found.append(value[1:-1])
     values = {v for f in found if f for v in (f, unquote(f))}
     return sorted(values, key=len, reverse=True)
 
@@ -74,4 +111,4 @@ def scrub(text: str, location: object) -> str:
     """``text`` (a driver's message about ``location``) with the location's secrets masked wherever they appear."""
     for secret in secrets_of(location):
         text = text.replace(secret, MASK)
-    return _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, text)
+    return _masked(text, user_info=False)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
 from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
@@ -250,7 +251,7 @@ class StatusAhead:
         try:
             self._conn = store.backend.connect("status")
         except Exception as exc:  # the run connects again and reports it
-            log.debug("status session opened ahead failed (%s)", exc)
+            log.debug("status session opened ahead failed (%s)", scrub(str(exc), store.backend.uri))
 
     def take(self) -> Any:
         self._thread.join()
