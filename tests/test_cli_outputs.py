@@ -158,6 +158,19 @@ def test_demo_refuses_to_replace_existing_tables_without_force(tmp_path):
     assert pv_count(mine) == 300
 
 
+def test_demo_run_twice_replaces_its_own_file_without_force(tmp_path):
+    """The README's first command, run again, works: a file demo wrote is its own to replace."""
+    path = tmp_path / "again.db"
+    for _ in range(2):
+        done = cli("demo", "--path", str(path), "--pv", "200", "--invitations", "20", "--no-progress")
+        assert done.returncode == 0, done.stderr
+    assert pv_count(path) == 200
+    with sqlite3.connect(path) as conn:  # a user's table in it does not make it theirs: the mark stays the demo's
+        conn.execute("PRAGMA application_id = 0")
+    message = one_error(cli("demo", "--path", str(path), "--pv", "200", "--invitations", "20", "--no-progress"))
+    assert "pass --force to replace" in message
+
+
 def test_demo_never_writes_into_a_file_that_is_not_a_database(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_text("mes notes de réunion\n")

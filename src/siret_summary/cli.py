@@ -25,7 +25,7 @@ from typing import Any
 from siret_summary._version import __version__
 from siret_summary.cli_failures import LibraryLines, unexpected_message
 from siret_summary.cli_parser import DESCRIPTION, Parser
-from siret_summary.cli_outputs import demo_path, export_format, export_path, write_atomically
+from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.cli_config import (
@@ -108,6 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     pv, invitations = generate(n_pv=args.pv, n_invitations=args.invitations, seed=args.seed)
     write_sqlite(str(path), pv, invitations)
+    mark_demo_file(path)  # running the demo again may replace what it wrote
     print(f"demo database {path}: {pv.num_rows} PV rows, {invitations.num_rows} invitations "
           f"(generated and written in {time.perf_counter() - t0:.2f} s)")
     return _rebuild(args, str(path), None, Config(), mode="full", force=True)

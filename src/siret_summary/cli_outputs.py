@@ -254,14 +254,33 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...],
         raise ConfigError(f"--path {path_text} already holds {', '.join(others)} (not a table); "
                           "choose another --path.")
     existing = [name for name in tables if name.lower() in found]
-    if existing and not force:
+    if existing and not force and found.get(_DEMO_MARK) != "application_id":  # a file demo made: its own to replace
         raise ConfigError(f"--path {path_text} already holds {', '.join(existing)}; pass --force to replace "
                           "them, or choose another --path.")
     return path
 
 
+#: ``PRAGMA application_id`` of a file ``demo`` wrote ("SSDM"): running the demo again replaces its
+#: tables without ``--force``; a file that does not carry it (a user's database) needs ``--force``.
+DEMO_APPLICATION_ID = 0x5353444D
+_DEMO_MARK = "\0demo"
+
+
+def mark_demo_file(path: Path) -> None:
+    """Stamp ``path`` as written by ``demo`` (its ``application_id``), after the demo tables are loaded."""
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+        connection.commit()
+    finally:
+        connection.close()
+
+
 def _sqlite_objects(path: Path, path_text: str) -> dict[str, str]:
-    """Lower-cased names of the tables, views, indexes and triggers of an existing SQLite file, with their type."""
+    """Lower-cased names of the tables, views, indexes and triggers of an existing SQLite file, with their type
+    (and ``_DEMO_MARK`` when ``demo`` wrote the file)."""
     import sqlite3
 
     try:
@@ -275,6 +294,8 @@ def _sqlite_objects(path: Path, path_text: str) -> dict[str, str]:
         connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
             rows = connection.execute("SELECT name, type FROM sqlite_master").fetchall()
+            if connection.execute("PRAGMA application_id").fetchone()[0] == DEMO_APPLICATION_ID:
+                rows.append((_DEMO_MARK, "application_id"))
         finally:
             connection.close()
     except sqlite3.Error as exc:
