@@ -12,6 +12,7 @@ def test_cancel_is_not_refused_when_a_run_commits_its_record_meanwhile(tmp_path,
     """A read then a write in one SQLite transaction fails at once ("database is locked", no busy wait)
     when another connection committed in between: cancel() must write without such an upgrade."""
     target = str(tmp_path / "app.db")
+    (tmp_path / "app.db").touch()  # the target database exists (an empty SQLite file): status() reads its runs
     store = status_store(open_backend(target, must_exist=False), siret_summary.Config())
     run_conn = store.backend.connect("status")
     record = store.start(run_conn)

@@ -71,6 +71,7 @@ def test_only_the_end_of_a_run_waits_for_its_flush(pg_app, monkeypatch):
 def test_a_run_end_kept_beside_the_lock_is_found_and_applied(tmp_path):
     # status() no longer lists the lock's folder: it looks for the marker save_pending leaves.
     target = str(tmp_path / "app.db")
+    (tmp_path / "app.db").touch()  # the target database exists (an empty SQLite file): status() reads its runs
     backend = open_backend(target, must_exist=False)
     store = status_store(backend, siret_summary.Config())
     conn = store.backend.connect("status")
