@@ -212,7 +212,8 @@ class StatusStore:
         if present is None:
             return []
         names = {c.name for c in present}
-        wanted = [f"CAST({c} AS TEXT) AS {c}" if c in names else f"NULL AS {c}" for c in (*_COLUMNS, "seq")]
+        text = self.backend.as_text_sql  # a non-UTF-8 blob (SQLite) reads as hex: damaged, not raised
+        wanted = [f"{text.format(c=c)} AS {c}" if c in names else f"NULL AS {c}" for c in (*_COLUMNS, "seq")]
         rows = self.backend.fetch_arrow(
             conn, f"SELECT {', '.join(wanted)} FROM {self._q()} WHERE target_table = {self.backend.param(1)}",
             [self.target_table],
@@ -226,8 +227,7 @@ class StatusStore:
         return [r for r in self.records(conn) if r["damage"] is None][: int(limit)]
 
 
-#: A seq that numbers a record: a whole number in [1, SEQ_MAX] (records.py). The next seq is
-#: taken above these only, so a damaged value (text, a real, a huge number) never captures it.
+#: A sane seq (records.py); the next is taken above these only: a damaged one never captures it.
 _SANE_SEQ = f"seq BETWEEN 1 AND {SEQ_MAX}"
 
 
