@@ -211,3 +211,37 @@ def test_cli_status_and_history_print_a_damaged_record(app_db, capsys):
     assert main(["status", "--target", app_db]) == 0
     assert "completed" in capsys.readouterr().out
     assert siret_summary.status(app_db)["run_id"] == good.run_id
+
+
+# --- finding 1: a damaged seq never captures "latest" nor the next number -----------------
+
+SEQ_DAMAGES = {"text": "'x'", "real huge": "1e300", "int64 max": "9223372036854775807", "real": "2.5"}
+
+
+@pytest.mark.parametrize("kind", sorted(SEQ_DAMAGES))
+def test_a_damaged_seq_does_not_hide_or_prune_later_runs(tmp_path, kind):
+    location = str(tmp_path / "app.db")
+    write_sqlite(location, *generate(n_pv=200, n_invitations=30, seed=4))
+    config = siret_summary.Config(history=2)
+    siret_summary.run(location, mode="full", config=config)
+    execute(status_location(location), f"UPDATE {RUNS} SET seq = {SEQ_DAMAGES[kind]}")
+    for _ in range(3):
+        report = siret_summary.run(location, mode="full", config=config)
+        assert siret_summary.status(location, config=config)["run_id"] == report.run_id
+    seqs = scalar(status_location(location), f"SELECT group_concat(typeof(seq)) FROM {RUNS} WHERE seq > 1 AND seq < 100")
+    assert seqs is not None and set(seqs.split(",")) == {"integer"}
+
+
+def test_a_blob_in_a_record_is_damaged_not_raised(tmp_path):
+    """A blob that is not UTF-8 (SQLite side file) makes its record damaged; status() and history() do not raise."""
+    import sqlite3
+
+    location = str(tmp_path / "app.db")
+    write_sqlite(location, *generate(n_pv=200, n_invitations=30, seed=4))
+    siret_summary.run(location, mode="full")
+    with sqlite3.connect(status_location(location)) as side:
+        side.execute(f"UPDATE {RUNS} SET seq = ?, started_at = ?", (b"\x00\xff", b"\xfe\xff"))
+    report = siret_summary.run(location, mode="full")
+    assert siret_summary.status(location)["run_id"] == report.run_id
+    statuses = [r["status"] for r in siret_summary.history(location, limit=5)]
+    assert "damaged" in statuses

@@ -170,6 +170,9 @@ class Backend(ABC):
     #: A SQL false the dialect accepts in a WHERE clause.
     false_sql = "FALSE"
 
+    #: A column read as text whatever it holds (``{c}``: the column); the run records read so.
+    as_text_sql = "CAST({c} AS TEXT)"
+
     def same_value_sql(self, new: str, old: str, kind: str) -> str:
         """Null-safe equality of two column references (text compared byte-wise)."""
         collate = ' COLLATE "C"' if kind == "text" else ""

@@ -189,6 +189,8 @@ class SQLiteBackend(Backend):
     # fails (SQLITE_BUSY_SNAPSHOT) when one did, and the run fails with the target unchanged.
 
     false_sql = "0"
+    # A non-UTF-8 blob cannot be read as text: read as its hex (the run records call it damaged).
+    as_text_sql = "CASE WHEN typeof({c}) = 'blob' THEN 'blob ' || hex({c}) ELSE CAST({c} AS TEXT) END"
 
     def same_value_sql(self, new: str, old: str, kind: str) -> str:
         collate = " COLLATE BINARY" if kind == "text" else ""

@@ -22,6 +22,10 @@ DESCRIPTION = "Reconstruction de la table siret_summary"
 #: The statuses a record can hold.
 STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
 
+#: The largest sane ``seq``: far below the int64 limit, so the next number never overflows
+#: (a record numbered above it is damaged, never the latest, pruned first).
+SEQ_MAX = 2**62
+
 
 def parse_time(value: Any) -> dt.datetime | None:
     """An ISO 8601 timestamp as an aware datetime (naive: UTC); None when it is not one."""
@@ -59,6 +63,9 @@ def checked(raw: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"{name} {_shown(value)} is not a {'number' if kind is float else 'whole number'}")
 
     number("seq", int, required=True)
+    if record.get("seq") is not None and not 1 <= record["seq"] <= SEQ_MAX:
+        problems.append(f"seq {_shown(raw.get('seq'))} is outside 1..{SEQ_MAX}")
+        record["seq"] = None
     number("progress_percent", float)
     number("owner_pid", int)
     number("cancel_requested", int)

@@ -28,7 +28,7 @@ from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
 from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
-    DESCRIPTION, TASK_ID, checked, damaged_view, parse_time, public_view,
+    DESCRIPTION, SEQ_MAX, TASK_ID, checked, damaged_view, parse_time, public_view,
 )
 
 log = logging.getLogger("siret_summary")
@@ -123,7 +123,7 @@ class StatusStore:
         # target's lock, so no other record of this target is being inserted meanwhile.
         self.backend.execute(
             conn, f"INSERT INTO {self._q()} ({', '.join(_COLUMNS)}, seq) VALUES ({params},"
-            f" (SELECT COALESCE(MAX(seq), 0) + 1 FROM {self._q()}))",
+            f" (SELECT COALESCE(CAST(MAX(seq) AS BIGINT), 0) + 1 FROM {self._q()} WHERE {_SANE_SEQ}))",
             [record[c] for c in _COLUMNS],
         )
         conn.commit()
@@ -167,13 +167,13 @@ class StatusStore:
         )
 
     def prune(self, conn: Any, keep: int) -> None:
-        """Keep the target's ``keep`` newest records by ``seq`` (records without one go first)."""
+        """Keep the target's ``keep`` newest records by ``seq`` (records without a sane one go first)."""
         p = self.backend.param
         self._commit(
             conn,
             f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND (run_id IS NULL OR run_id NOT IN ("
             f"SELECT run_id FROM {self._q()} WHERE target_table = {p(2)} AND run_id IS NOT NULL"
-            f" ORDER BY CASE WHEN seq IS NULL THEN 1 ELSE 0 END, seq DESC LIMIT {int(keep)}))",
+            f" ORDER BY CASE WHEN {_SANE_SEQ} THEN 0 ELSE 1 END, seq DESC LIMIT {int(keep)}))",
             [self.target_table, self.target_table],
         )
 
@@ -213,7 +213,8 @@ class StatusStore:
         if present is None:
             return []
         names = {c.name for c in present}
-        wanted = [f"CAST({c} AS TEXT) AS {c}" if c in names else f"NULL AS {c}" for c in (*_COLUMNS, "seq")]
+        text = self.backend.as_text_sql  # a non-UTF-8 blob (SQLite) reads as hex: damaged, not raised
+        wanted = [f"{text.format(c=c)} AS {c}" if c in names else f"NULL AS {c}" for c in (*_COLUMNS, "seq")]
         rows = self.backend.fetch_arrow(
             conn, f"SELECT {', '.join(wanted)} FROM {self._q()} WHERE target_table = {self.backend.param(1)}",
             [self.target_table],
@@ -225,6 +226,10 @@ class StatusStore:
     def history(self, conn: Any, limit: int = 1) -> list[dict[str, Any]]:
         """The latest undamaged records, newest first (what status and the lock's loser read)."""
         return [r for r in self.records(conn) if r["damage"] is None][: int(limit)]
+
+
+#: A sane seq (records.py); the next is taken above these only: a damaged one never captures it.
+_SANE_SEQ = f"seq BETWEEN 1 AND {SEQ_MAX}"
 
 
 class StatusAhead:
