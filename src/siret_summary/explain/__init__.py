@@ -20,6 +20,7 @@ from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError
 from siret_summary.explain.cycles import attribute_facts, cycle_facts
 from siret_summary.explain.rows import ROW, plain, siret_rows
+from siret_summary.pipeline import fork_guard
 from siret_summary.rules.summary import summary_frame
 from siret_summary.rules.values import WHITESPACE, digits_of_siret, is_scientific, siret_from_digits, siret_reject_reason
 
@@ -109,6 +110,7 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     ``siret`` holds no digit, :class:`~siret_summary.SourceError` as
     ``compute()`` does for an unusable source.
     """
+    fork_guard.check()
     config = as_config(config)
     normalised, rejected_reason, digits = parse_siret(siret)
     rows = siret_rows(source, config, normalised, None if normalised else digits)

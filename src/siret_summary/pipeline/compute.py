@@ -11,6 +11,7 @@ import polars as pl
 from siret_summary.config import Config, as_config
 from siret_summary.rules.fingerprints import fingerprints
 from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
+from siret_summary.pipeline import fork_guard
 from siret_summary.pipeline.read import read_sources
 from siret_summary.pipeline.sources import NormalisedRows, RawSources
 from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
@@ -187,6 +188,7 @@ def compute(source: Any, *, config: Config | None = None) -> pl.DataFrame:
     >>> df.select("siret", "statut_pap", "inscrits_c4", "cgt_siege_c4", "cfdt_siege_c4").row(0)
     ('47976684200724', 'C4', 140.0, 3, 4)
     """
+    fork_guard.check()
     config = as_config(config)
     return summarise(read_sources(source, config), config)[0]
 
@@ -199,6 +201,7 @@ def compute_report(source: Any, *, config: Config | None = None, samples: int = 
     "table", "row_id", "column", "value"}`` (see :mod:`siret_summary.pipeline.samples`);
     the sources are then read a second time.
     """
+    fork_guard.check()
     config = as_config(config)
     report = summarise(read_sources(source, config), config)[1]
     out: dict[str, Any] = {"rejected": report.rejected, "warnings": report.warnings}

@@ -17,6 +17,7 @@ from siret_summary.db.masking import mask_location
 from siret_summary.db.privileges import refused_privilege
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, requested_sirets
+from siret_summary.pipeline import fork_guard
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
 from siret_summary.runs.reporter import CancelToken, Reporter
@@ -105,6 +106,7 @@ def run(
     >>> siret_summary.status(path)["status"]
     'completed'
     """
+    fork_guard.check()
     config = as_config(config)
     requested = Mode.parse(mode)
     wanted = None if sirets is None else requested_sirets(sirets)
