@@ -221,8 +221,10 @@ def _history(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from siret_summary.pipeline.compute import summarise
+    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
     from siret_summary.pipeline.read import read_sources
 
+    refuse_after_fork()
     source, config = source_from(args), config_from(args)
     output = export_path(args.output, source, force=args.force)  # checked before the work, not after
     fmt = export_format(args.output, args.format)
@@ -244,9 +246,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _rejects(args: argparse.Namespace) -> int:
     from siret_summary.pipeline.compute import summarise
+    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
     from siret_summary.pipeline.read import read_sources
     from siret_summary.pipeline.samples import rejected_samples
 
+    refuse_after_fork()
     source, config = source_from(args), config_from(args)
     with progress_display(not args.no_progress, piped=False) as show:  # compute_report's steps, shown (issue 29)
         step = Steps(show)
