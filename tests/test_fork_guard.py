@@ -16,6 +16,16 @@ SCRIPT = textwrap.dedent("""
     import os, sys
     import siret_summary
     from siret_summary.demo_data import generate, write_sqlite
+    import contextlib, io
+    from siret_summary.cli import main
+
+    def cli(argv):  # the CLI catches the error: raise it again from its one line
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv)
+        if code == 2 and "error:" in err.getvalue():
+            raise siret_summary.ConfigError(err.getvalue())
+        return code
 
     path = os.path.join(sys.argv[1], "small.db")
     write_sqlite(path, *generate(n_pv=500, n_invitations=80, seed=3))
@@ -27,6 +37,8 @@ SCRIPT = textwrap.dedent("""
             "compute": lambda: siret_summary.compute(path),
             "compute_report": lambda: siret_summary.compute_report(path),
             "explain": lambda: siret_summary.explain(path, "47976684200724"),
+            "cli export": lambda: cli(["export", "--source", path, "-o", path + ".parquet", "--no-progress"]),
+            "cli rejects": lambda: cli(["rejects", "--source", path, "--no-progress"]),
         }
         for name, call in calls.items():
             try:
