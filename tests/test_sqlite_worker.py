@@ -127,3 +127,59 @@ def test_no_worker_process_falls_back_in_process_with_a_warning(db, monkeypatch)
     assert any("no SQLite worker process" in str(w.message) for w in caught)
     assert got.equals(expected)
     assert result.status == "completed" and result.rows == _count(db)
+
+
+def test_a_lost_worker_is_a_typed_transient_error_naming_the_signal(db):
+    """Finding 5: a worker killed under a connection raises a SiretSummaryError that the run's
+    retry policy treats as transient, naming how the worker ended (the signal)."""
+    from siret_summary.runs.retry import is_transient
+
+    conn = sqlite_remote.RemoteConnection(str(db))
+    try:
+        os.kill(conn._worker.process.pid, signal.SIGKILL)
+        with pytest.raises(SiretSummaryError) as caught:
+            cur = conn.cursor()
+            cur.execute('SELECT count(*) FROM "Tous_PV"')
+            cur.fetchone()
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
+    assert "killed by signal 9" in str(caught.value)
+    assert is_transient(caught.value)
+
+
+def test_a_worker_killed_during_the_read_is_retried_or_a_typed_failure(db, monkeypatch):
+    """Finding 5: once the read stage has begun, kill -9 the worker serving the source's streamed
+    read once it was asked for the next batches: the run completes on a fresh worker (the retry) or
+    fails with a SiretSummaryError naming the signal, the target unchanged."""
+    assert siret_summary.run(str(db), mode="full").status == "completed"
+    with sqlite3.connect(db) as conn:
+        conn.execute('DELETE FROM "Tous_PV" WHERE rowid % 3 = 0')
+    conn.close()
+    old = _count(db)
+    armed, killed = [], []
+    send = sqlite_remote._Worker.send
+
+    def killing_send(self, op, *args):
+        send(self, op, *args)
+        if armed and not killed and op == "next":  # a streamed read's request for batches, sent:
+            killed.append(self.process.pid)  # the worker dies before it answers
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    monkeypatch.setattr(sqlite_remote._Worker, "send", killing_send)
+
+    def on_status(state):
+        if state["progress"]["stage"] == "read":
+            armed.append(True)
+
+    try:
+        result = siret_summary.run(str(db), mode="full", force=True, on_status=on_status)
+    except SiretSummaryError as exc:
+        assert "killed by signal 9" in str(exc)
+        assert _count(db) == old
+    else:
+        assert result.status == "completed" and result.rows == _count(db) != old
+    assert killed, "the test must have killed a worker"

@@ -28,7 +28,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_
     ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db`` follow the
     SQLAlchemy convention. With ``must_exist`` a missing SQLite file is an
     error instead of being created empty. ``connect_timeout``: seconds a PostgreSQL
-    connection may take, ``lock_timeout`` how long its run records wait for a lock
+    connection may take, ``lock_timeout`` how long its run records (on SQLite, every statement) wait for a lock
     (``Config.connect_timeout``, ``Config.lock_timeout``; None: the backend's defaults).
     """
     text = os.fspath(location)
@@ -69,7 +69,7 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_
 
     from siret_summary.db.sqlite import SQLiteBackend
 
-    return SQLiteBackend(path, text)
+    return SQLiteBackend(path, text) if lock_timeout is None else SQLiteBackend(path, text, lock_timeout=lock_timeout)
 
 
 

@@ -14,15 +14,17 @@ import pyarrow.compute as pc
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary.errors import LockWaitError
 
 
 class SQLiteBackend(Backend):
     dialect = "sqlite"
 
-    def __init__(self, path: str, uri: str, *, status_file: bool = False) -> None:
+    def __init__(self, path: str, uri: str, *, status_file: bool = False, lock_timeout: float = 30.0) -> None:
         self.path = path
         self.uri = uri
         self.status_file = status_file  # the library's own side file (see status_backend)
+        self.lock_timeout = lock_timeout  # SQLite's busy wait, in seconds (Config.lock_timeout)
 
     def connect(self, role: str = "main") -> Any:
         # The status side file is the library's own (no host opens it): in this process, where
@@ -31,8 +33,8 @@ class SQLiteBackend(Backend):
         conn = sqlite_dbapi.connect(name) if self.status_file else _connect(name)
         cur = conn.cursor()
         try:
-            # A writer waits for readers instead of failing.
-            cur.execute("PRAGMA busy_timeout = 30000")
+            # A writer waits for readers instead of failing, up to Config.lock_timeout.
+            cur.execute(f"PRAGMA busy_timeout = {_busy_ms(self.lock_timeout)}")
             cur.execute(_cache_pragma(role))
             if self.status_file:
                 # A run commits its record ~10 times: in the default rollback
@@ -54,6 +56,21 @@ class SQLiteBackend(Backend):
         # transaction that reads first and then writes gets SQLITE_BUSY at once, with no
         # wait, when another connection wrote meanwhile (docs/decisions.md).
         conn.begin_immediate()
+
+    def bound_lock_waits(self, conn: Any, seconds: float) -> None:
+        self.execute(conn, f"PRAGMA busy_timeout = {_busy_ms(seconds)}")
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        # SQLITE_BUSY after the busy wait: the driver says "database is locked" (or "is busy").
+        return any(("database is locked" in str(e) or "database is busy" in str(e)) and not getattr(e, "transient", False)
+                   for e in _causes(exc))
+
+    def lock_wait_error(self, conn: Any, table: str, wait: float) -> Exception:
+        problem = (f"{table} could not be written: another connection holds the SQLite database {self.path!r} "
+                   f"(a reader's open transaction, or another writer) for more than lock_timeout = {wait:g} s")
+        return LockWaitError(f"{problem}; end that transaction (commit or roll back the host's connection) or raise "
+                             "Config(lock_timeout=...), and run again; the table was left unchanged.",
+                             problem=problem, setting="lock_timeout")
 
     def set_role(self, conn: Any, role: str) -> None:
         self.execute(conn, _cache_pragma(role))
@@ -235,7 +252,19 @@ class SQLiteBackend(Backend):
         # A side file, not the target database: SQLite lets one writer at a
         # time, and status updates must not wait for the data transaction.
         status_path = side_files.sqlite_status_file(self.path)
-        return SQLiteBackend(status_path, status_path, status_file=True)
+        return SQLiteBackend(status_path, status_path, status_file=True, lock_timeout=self.lock_timeout)
+
+
+def _busy_ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _causes(exc: BaseException | None):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 _TYPING_ROW = "__siret_summary_typing_row"

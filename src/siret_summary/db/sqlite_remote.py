@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from siret_summary.errors import SiretSummaryError
+
 _WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sqlite_worker.py")
 #: Idle workers kept for reuse (a start costs an interpreter and pyarrow's import, ~0.2 s).
 IDLE_WORKERS = 4
@@ -32,8 +35,13 @@ IDLE_WORKERS = 4
 _BATCHES_PER_REQUEST = 1
 
 
-class WorkerGone(RuntimeError):
-    """The worker process died or its pipe broke: the connection is lost (its transaction rolled back)."""
+class WorkerGone(SiretSummaryError, RuntimeError):
+    """The worker process died or its pipe broke: the connection is lost (its transaction rolled back).
+
+    Transient (``transient = True``, runs/retry.py): the run's retry starts from a fresh worker.
+    """
+
+    transient = True
 
 
 class _Worker:
@@ -54,27 +62,37 @@ class _Worker:
         try:
             self.requests.send((op, *args))
         except OSError as exc:
-            self.kill()
-            raise WorkerGone(f"the SQLite worker process ended ({exc})") from exc
+            raise self.gone() from exc
 
     def receive(self) -> Any:
         try:
             status, value = self.answers.recv()
         except (EOFError, OSError) as exc:
-            self.kill()
-            raise WorkerGone(f"the SQLite worker process ended ({exc or 'pipe closed'})") from exc
+            raise self.gone() from exc
         if status == "err":
             raise _rebuilt(value)
         if status == "raw":  # that many buffers follow, as they are
             try:
                 return [self.answers.recv_bytes() for _ in range(value)]
             except (EOFError, OSError) as exc:
-                self.kill()
-                raise WorkerGone(f"the SQLite worker process ended ({exc or 'pipe closed'})") from exc
+                raise self.gone() from exc
         return value
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def gone(self) -> WorkerGone:
+        """The error for a worker whose pipe broke, naming how it ended (reaped first, then killed if
+        it still runs, so its exit code or signal is its own)."""
+        try:
+            code = self.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.kill()
+        how = ("stopped answering (its pipe broke) and was ended" if code is None
+               else f"was killed by signal {-code}{_signal_name(-code)}" if code < 0 else f"exited with code {code}")
+        return WorkerGone(f"the SQLite worker process {how}: the connection and its transaction are lost, "
+                          "the target is unchanged by it; run again (a run retries this by itself)")
 
     def kill(self) -> None:
         for chan in (self.requests, self.answers):
@@ -85,6 +103,10 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+
+
+def _signal_name(number: int) -> str:
+    return f" ({signal.Signals(number).name})" if number in signal.valid_signals() else ""
 
 
 class _LocalWorker:

@@ -39,6 +39,8 @@ def is_transient(exc: BaseException) -> bool:
     if getattr(exc, "retryable", None) is False:
         return False
     for err in _chain(exc):
+        if getattr(err, "transient", None) is True:  # e.g. a lost SQLite worker (db/sqlite_remote.py)
+            return True
         state = getattr(err, "sqlstate", None)
         if isinstance(state, str) and (state in TRANSIENT_SQLSTATES or state.startswith("08")):
             return True
