@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from siret_summary.errors import ConfigError
@@ -78,6 +78,14 @@ DEFAULT_CYCLES: tuple[Cycle, ...] = (
 )
 
 
+#: What ``Config(cycles=...)`` takes for one cycle: a :class:`Cycle`, or a
+#: ``(label, first day, last day)`` triple, days as dates or ``'YYYY-MM-DD'``.
+CycleSpec = Cycle | tuple[str, str | dt.date, str | dt.date]
+
+#: Defaults of Config's two waits, in seconds (also quoted by their error messages).
+_DEFAULT_SECONDS: Mapping[str, float] = MappingProxyType({"connect_timeout": 10.0, "lock_timeout": 30.0})
+
+
 def _as_date(value: object, what: str) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
@@ -119,7 +127,9 @@ def _as_cycle(item: object) -> Cycle:
 def _check_storable(name: str, what: str, kind: str) -> None:
     """A name no database can hold: a NUL (C strings end there) or text without a UTF-8 form."""
     if "\x00" in name:
-        raise ConfigError(f"{what} {name!r}, which contains a NUL character; no database can name a {kind} so, remove it.")
+        raise ConfigError(
+            f"{what} {name!r}, which contains a NUL character; no database can name a {kind} so, remove it."
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -128,8 +138,10 @@ def _check_storable(name: str, what: str, kind: str) -> None:
         ) from None
 
 
-def _mapping(given: Mapping[str, str | None] | None, default: Mapping[str, str], what: str):
-    merged = dict(default)
+def _mapping(
+    given: Mapping[str, str | None] | None, default: Mapping[str, str], what: str
+) -> Mapping[str, str | None]:
+    merged: dict[str, str | None] = dict(default)
     for key, value in (given or {}).items():
         if key not in default:
             raise ConfigError(
@@ -148,7 +160,7 @@ def _mapping(given: Mapping[str, str | None] | None, default: Mapping[str, str],
     return MappingProxyType(merged)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Config:
     """What to compute and where: cycles, source tables and their columns, target.
 
@@ -194,28 +206,61 @@ class Config:
     ['c3', 'c4', 'c5']
     """
 
-    cycles: tuple[Cycle, ...] = DEFAULT_CYCLES
-    pv_table: str = "Tous_PV"
-    invitations_table: str = "invitations"
-    pv_columns: Mapping[str, str | None] = field(default_factory=dict)
-    invitation_columns: Mapping[str, str | None] = field(default_factory=dict)
-    target_table: str = "siret_summary"
-    state_table: str = "siret_summary_state"
-    shrink_ratio: float = 0.5
-    status_table: str = "siret_summary_runs"
-    history: int = 20
-    retries: int = 3
-    connect_timeout: float = 10.0
-    lock_timeout: float = 30.0
+    cycles: tuple[Cycle, ...]
+    pv_table: str
+    invitations_table: str
+    pv_columns: Mapping[str, str | None]
+    invitation_columns: Mapping[str, str | None]
+    target_table: str
+    state_table: str
+    shrink_ratio: float
+    status_table: str
+    history: int
+    retries: int
+    connect_timeout: float
+    lock_timeout: float
 
-    def __post_init__(self) -> None:
-        cycles = self.cycles
+    # Written out (init=False) so that a caller's type checker accepts what the
+    # constructor accepts (triples, any iterable, dicts, None) while the fields
+    # keep their normalised types; the order is the fields' (positional calls).
+    def __init__(
+        self,
+        cycles: Iterable[CycleSpec] = DEFAULT_CYCLES,
+        pv_table: str = "Tous_PV",
+        invitations_table: str = "invitations",
+        pv_columns: Mapping[str, str | None] | None = None,
+        invitation_columns: Mapping[str, str | None] | None = None,
+        target_table: str = "siret_summary",
+        state_table: str = "siret_summary_state",
+        shrink_ratio: float = 0.5,
+        status_table: str = "siret_summary_runs",
+        history: int = 20,
+        retries: int = 3,
+        connect_timeout: float = _DEFAULT_SECONDS["connect_timeout"],
+        lock_timeout: float = _DEFAULT_SECONDS["lock_timeout"],
+    ) -> None:
+        given: dict[str, object] = {
+            "cycles": cycles, "pv_table": pv_table, "invitations_table": invitations_table,
+            "pv_columns": pv_columns or {}, "invitation_columns": invitation_columns or {},
+            "target_table": target_table, "state_table": state_table, "shrink_ratio": shrink_ratio,
+            "status_table": status_table, "history": history, "retries": retries,
+            "connect_timeout": connect_timeout, "lock_timeout": lock_timeout,
+        }
+        for name, value in given.items():
+            object.__setattr__(self, name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Validates and normalises the fields set by ``__init__`` (ConfigError naming the setting)."""
+        cycles: object = self.cycles
         if isinstance(cycles, (str, bytes)) or not isinstance(cycles, Iterable):
             raise ConfigError("cycles must be a list of (label, first day, last day) triples.")
         parsed = tuple(_as_cycle(c) for c in cycles)
         if not parsed:
-            raise ConfigError("cycles is empty; configure at least one cycle such as ('C4', '2021-01-01', '2024-12-31').",
-                              problem="cycles is empty", setting="cycles")
+            raise ConfigError(
+                "cycles is empty; configure at least one cycle such as ('C4', '2021-01-01', '2024-12-31').",
+                problem="cycles is empty", setting="cycles",
+            )
         labels = [c.label for c in parsed]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"cycle labels {labels} repeat a label; give each cycle its own label.")
@@ -245,7 +290,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 86_400:
                 raise ConfigError(f"{name} is {value!r}; give a number of seconds above 0 (default "
-                                  f"{Config.__dataclass_fields__[name].default:g}).", problem=f"{name} is {value!r}",
+                                  f"{_DEFAULT_SECONDS[name]:g}).", problem=f"{name} is {value!r}",
                                   setting=name)
         if not isinstance(self.shrink_ratio, (int, float)) or not 0 <= self.shrink_ratio <= 1:
             raise ConfigError(
@@ -265,12 +310,13 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def needed_columns(mapping) -> list[str]:
+def needed_columns(mapping: Mapping[str, str | None]) -> list[str]:
     """The raw columns a mapping reads, in mapping order, each once."""
     return list(dict.fromkeys(v for v in mapping.values() if v is not None))
 
 
 def as_config(config: Config | None) -> Config:
+    """``config``, or the default Config for None; ConfigError for anything else."""
     if config is None:
         return Config()
     if not isinstance(config, Config):
