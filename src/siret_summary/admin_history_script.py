@@ -14,7 +14,8 @@ function showHistory(list) {
   body.replaceChildren();
   const shown = runs.filter((run) => !wanted || run.status === wanted);
   if (!shown.length) {
-    emptyRow(body, runs.length ? "Aucune reconstruction de ce statut." : "Aucune reconstruction n'a encore été lancée.", 9);
+    emptyRow(body, runs.length ? "Aucune reconstruction de ce statut."
+                               : "Aucune reconstruction n'a encore été lancée.", 9);
   }
   for (const run of shown) {
     const r = obj(run.result);
@@ -36,7 +37,9 @@ function showHistory(list) {
   showCounts(runs.find((run) => run.status === "completed" && run.result && typeof run.result === "object"));
 }
 const SVG = "http://www.w3.org/2000/svg";
-const COLOR = { completed: "#1c7c3a", failed: "#b42318", interrupted: "#b42318", cancelled: "#b07a00", running: "#1f5fbf" };
+const COLOR = {
+  completed: "#1c7c3a", failed: "#b42318", interrupted: "#b42318", cancelled: "#b07a00", running: "#1f5fbf",
+};
 function svg(tag, attrs) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
@@ -59,7 +62,8 @@ function showChart(list) {
     const bar = svg("rect", { x: left + i * step + (step - barW) / 2, y: H - bottom - h, width: barW, height: h,
       fill: COLOR[run.status] || "#5b6573", "data-status": run.status });
     const title = svg("title");
-    title.textContent = fmtDate(run.started_at) + " : " + fmtSeconds(run.duration_seconds) + " (" + word(STATUS, run.status) + ")";
+    title.textContent = fmtDate(run.started_at) + " : " + fmtSeconds(run.duration_seconds)
+      + " (" + word(STATUS, run.status) + ")";
     bar.append(title);
     chart.append(bar);
   });
@@ -69,7 +73,8 @@ function showChart(list) {
   axis.textContent = "plus ancienne → plus récente";
   chart.append(label, axis);
   box.append(chart);
-  const legend = el("p", "Vert : terminée ; rouge : échouée ou interrompue ; ocre : annulée. Survolez une barre pour sa date.", "legend");
+  const legend = el("p", "Vert : terminée ; rouge : échouée ou interrompue ; ocre : annulée. "
+                         + "Survolez une barre pour sa date.", "legend");
   box.append(legend);
 }
 $("filter").addEventListener("change", () => showHistory(runs));

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 
-from siret_summary.admin_script import SCRIPT
 from siret_summary.admin_explain import explain_section
+from siret_summary.admin_script import SCRIPT
 
 __all__ = ["admin_html"]
 
@@ -212,6 +212,7 @@ def admin_html(api: str) -> str:
         '<!doctype html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<link rel=\"icon\" href=\"data:,\">\n<title>Reconstruction de la table siret_summary</title>\n"
-        f"<style>{_STYLE}</style>\n</head>\n<body>{_BODY.replace('</main>', explain_section(api) + '</main>')}<script>\n\"use strict\";\nconst API = {literal};\n"
+        f"<style>{_STYLE}</style>\n</head>\n<body>{_BODY.replace('</main>', explain_section(api) + '</main>')}"
+        f"<script>\n\"use strict\";\nconst API = {literal};\n"
         f"{SCRIPT}</script>\n</body>\n</html>\n"
     )

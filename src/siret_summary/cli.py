@@ -23,17 +23,25 @@ import time
 from typing import Any
 
 from siret_summary._version import __version__
-from siret_summary.cli_failures import LibraryLines, unexpected_message
-from siret_summary.cli_parser import DESCRIPTION, Parser
-from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
-from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
-from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.cli_config import (
-    DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
+    DEMO_PATH,
+    TARGET_VARIABLE,
+    add_config_flags,
+    at_least,
+    cli_message,
+    config_from,
+    settings,
+    shown,
+    source_from,
     target_from,
+    utf8_text,
 )  # fmt: skip
 from siret_summary.cli_explain import add_explain_command
-from siret_summary.cli_config import at_least, utf8_text
+from siret_summary.cli_failures import LibraryLines, unexpected_message
+from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
+from siret_summary.cli_parser import DESCRIPTION, Parser
+from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
+from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
@@ -204,18 +212,16 @@ def _history(args: argparse.Namespace) -> int:
         print(missing_message(missing) if missing else
               f"no rebuild of this target has run yet{other_tables_hint(target, config)}")
         return 0
-    header = f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} {'del':>7}  error"
+    header = (f"{'started':<24} {'status':<11} {'mode':<11} {'seconds':>8} {'rows':>8} {'ins':>7} {'upd':>7} "
+              f"{'del':>7}  error")
     print(header)
     for state in runs:
         result = _mapping(state.get("result"))
         seconds = state.get("duration_seconds", state.get("elapsed_seconds"))
-
-        def num(key: str) -> str:
-            return _text(result.get(key))
-
+        rows, inserted, updated, deleted = (_text(result.get(k)) for k in ("rows", "inserted", "updated", "deleted"))
         print(f"{_text(state.get('started_at'))[:23]:<24} {_text(state.get('status')):<11} "
-              f"{_text(result.get('mode')):<11} {_text(seconds, '.2f'):>8} {num('rows'):>8} {num('inserted'):>7} "
-              f"{num('updated'):>7} {num('deleted'):>7}  {state.get('error') or ''}".rstrip())
+              f"{_text(result.get('mode')):<11} {_text(seconds, '.2f'):>8} {rows:>8} {inserted:>7} "
+              f"{updated:>7} {deleted:>7}  {state.get('error') or ''}".rstrip())
     return 0
 
 
@@ -318,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def source_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--source", default=None,
-                       help="postgresql:// URI or SQLite path of Tous_PV and invitations (default: the --config file's)")
+                       help="postgresql:// URI or SQLite path of Tous_PV and invitations "
+                            "(default: the --config file's)")
 
     demo = command("demo", "generate a realistic SQLite demo database and rebuild it", _demo)
     demo.add_argument("--path", default=DEMO_PATH, help=f"SQLite file to (re)create (default: ./{DEMO_PATH})")
@@ -330,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_p = command("run", "rebuild the summary table", _run)
     source_flag(run_p)
-    run_p.add_argument("--target", default=None, help="database to write (default: the --config file's, else the source)")
+    run_p.add_argument("--target", default=None,
+                       help="database to write (default: the --config file's, else the source)")
     run_p.add_argument("--mode", default="auto", choices=[m.value for m in Mode])
     run_p.add_argument("--siret", action="append", type=utf8_text, help="refresh only this SIRET (repeatable)")
     run_p.add_argument("--force", action="store_true", help="write even if the table would shrink by half")
@@ -363,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rejects_p = command("rejects", "the rejected and warned source rows: counts and samples by reason", _rejects)
     source_flag(rejects_p)
-    rejects_p.add_argument("--limit", type=at_least(0), default=5, help="samples per reason (default 5; 0: counts only)")
+    rejects_p.add_argument("--limit", type=at_least(0), default=5,
+                           help="samples per reason (default 5; 0: counts only)")
     rejects_p.add_argument("--json", action="store_true", help="print the report with its samples as JSON")
     progress_flag(rejects_p)
     add_config_flags(rejects_p)

@@ -100,7 +100,9 @@ def read_file(path: str | None) -> dict[str, Any]:
     for key in ("pv_columns", "invitation_columns"):
         if key in data:
             if not isinstance(data[key], dict):
-                raise ConfigError(f"{key} in {path} is not a table; write it as [{key}] with logical = \"column\" lines.")
+                raise ConfigError(
+                    f"{key} in {path} is not a table; write it as [{key}] with logical = \"column\" lines."
+                )
             data[key] = {k: None if v is False or v == "" else v for k, v in data[key].items()}  # no such column
     return data
 
@@ -120,7 +122,9 @@ def _cycles(items: list[str]) -> list[tuple[str, str, str]]:
     for item in items:
         parts = item.split(":")
         if len(parts) != 3:
-            raise ConfigError(f"--cycle {item!r} is not LABEL:FIRST:LAST; write it like --cycle C5:2025-01-01:2028-12-31.")
+            raise ConfigError(
+                f"--cycle {item!r} is not LABEL:FIRST:LAST; write it like --cycle C5:2025-01-01:2028-12-31."
+            )
         cycles.append((parts[0], parts[1], parts[2]))
     return cycles
 
@@ -205,9 +209,10 @@ _HINTS = {
     "status_table": lambda exc: "name it with status_table = \"NAME\" in the --config file",
     "force": lambda exc: "check the sources, or add --force if the shrink is intended",
     "mode": lambda exc: "run once with --mode full (or --mode auto)",
-    "lock_timeout": lambda exc: ("end that transaction (COMMIT or ROLLBACK there, or SELECT pg_terminate_backend(pid)), "
-                                 "or raise lock_timeout = SECONDS in the --config file") if isinstance(exc, LockWaitError)
-                                else "give lock_timeout = SECONDS (above 0) in the --config file",
+    "lock_timeout": lambda exc: (
+        "end that transaction (COMMIT or ROLLBACK there, or SELECT pg_terminate_backend(pid)), "
+        "or raise lock_timeout = SECONDS in the --config file"
+    ) if isinstance(exc, LockWaitError) else "give lock_timeout = SECONDS (above 0) in the --config file",
     "connect_timeout": lambda exc: "give connect_timeout = SECONDS (above 0) in the --config file",
     "cycles": lambda exc: "give at least one --cycle LABEL:FIRST:LAST (or cycles = [[\"C5\", \"2025-01-01\", "
                           "\"2028-12-31\"]] in the --config file)",

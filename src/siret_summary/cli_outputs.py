@@ -30,6 +30,7 @@ from pathlib import Path
 
 from siret_summary.errors import ConfigError, SiretSummaryError
 
+
 def _source_patterns(source: str) -> list[str]:
     """Glob patterns of the files of a SQLite source (itself and its side files); none for a server database.
 
@@ -231,9 +232,13 @@ def demo_path(path_text: str, *, force: bool, tables: tuple[str, ...],
     """
     path = _resolved(Path(path_text), "--path", path_text)
     if path.is_dir():
-        raise ConfigError(f"--path {path_text} is a folder; give a file in it, such as --path {Path(path_text) / 'demo.db'}.")
+        raise ConfigError(
+            f"--path {path_text} is a folder; give a file in it, such as --path {Path(path_text) / 'demo.db'}."
+        )
     if not path.parent.is_dir():
-        raise ConfigError(f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path.")
+        raise ConfigError(
+            f"--path {path_text}: folder {path.parent} does not exist; create it or choose another --path."
+        )
     _check_name_length(path, "--path", path_text, len("-journal"))  # SQLite's journal sits beside it
     if path.name.endswith(".status.db"):  # the library's status store of another database, or its future name
         raise ConfigError(f"--path {path_text} is named like the status store of a database; "

@@ -29,7 +29,7 @@ class StageLines:
         self.stream = stream or sys.stderr
         self.stage: str | None = None
 
-    def __enter__(self) -> "StageLines":
+    def __enter__(self) -> StageLines:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -39,7 +39,8 @@ class StageLines:
         stage = state["progress"]["stage"]
         if state["status"] == "running" and stage != self.stage and stage in STAGE_LABELS:
             self.stage = stage
-            print(f"{STAGE_LABELS[stage]:<10} {percent_of(state['progress']['percent']):5.1f} %", file=self.stream, flush=True)
+            line = f"{STAGE_LABELS[stage]:<10} {percent_of(state['progress']['percent']):5.1f} %"
+            print(line, file=self.stream, flush=True)
 
 
 class RichBar:
@@ -54,7 +55,7 @@ class RichBar:
         )
         self.task = self.progress.add_task("starting", total=100)
 
-    def __enter__(self) -> "RichBar":
+    def __enter__(self) -> RichBar:
         self.progress.start()
         return self
 

@@ -8,7 +8,7 @@ reads and the rejected-row samples never block the event loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from siret_summary.admin_facts import error_facts, parse_sirets, rejects_csv, shortened
 from siret_summary.admin_page import admin_html
-from siret_summary.fastapi_explain import explain_response
 from siret_summary.errors import SiretSummaryError
+from siret_summary.fastapi_explain import explain_response
 from siret_summary.runs.status import TASK_ID
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +52,7 @@ class StartRequest(BaseModel):
 
     mode: Literal["auto", "full", "incremental"] | None = None
     force: bool | None = None
-    sirets: Union[list[str], str, None] = None
+    sirets: list[str] | str | None = None
 
 
 def _invalid_body(exc: ValidationError) -> JSONResponse:
@@ -86,7 +86,10 @@ def _rejects_failed(exc: SiretSummaryError, builder: SummaryBuilder) -> JSONResp
 
 
 def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, admin_path: str | None) -> APIRouter:
-    """The JSON routes under ``{prefix}/build/summary`` and the admin page at ``admin_path`` (see SummaryBuilder.router)."""
+    """The JSON routes under ``{prefix}/build/summary`` and the admin page at ``admin_path``.
+
+    See :meth:`SummaryBuilder.router` for the routes' shapes and errors.
+    """
     api = prefix.rstrip("/") + "/build/summary"
     page = None if admin_path is None else "/" + admin_path.strip("/")
     router = APIRouter(dependencies=list(dependencies), tags=["siret_summary"])
@@ -100,7 +103,7 @@ def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, adm
 
     @router.post(api, summary="Start a rebuild of siret_summary in the background", openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": StartRequest.model_json_schema()}}}})
-    def start_build(request: Request, raw: Any = Body(None)) -> Any:
+    def start_build(request: Request, raw: Annotated[Any, Body()] = None) -> Any:
         try:  # validated here, not by FastAPI: its 422 would echo the whole input (F15)
             body = StartRequest() if raw is None else StartRequest.model_validate(raw)
         except ValidationError as exc:

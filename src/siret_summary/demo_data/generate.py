@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Callable, Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -181,7 +181,7 @@ def _institution() -> pl.Expr:
 def _union_scores(rows: pl.DataFrame, draws: _Draws) -> pl.DataFrame:
     """score_<union>: the SVE shared among the unions present; some x.5 voix."""
     n = rows.height
-    present = {u: draws.uniform(n) < p for u, p in zip(_UNIONS, _UNION_PRESENCE)}
+    present = {u: draws.uniform(n) < p for u, p in zip(_UNIONS, _UNION_PRESENCE, strict=True)}
     fallback = draws.integers(n, 0, len(_UNIONS))
     nobody = ~pl.any_horizontal([pl.col(f"present_{u}") for u in _UNIONS])
     rows = rows.with_columns(**{f"present_{u}": s for u, s in present.items()}, fallback=fallback)

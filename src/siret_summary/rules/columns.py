@@ -11,11 +11,32 @@ from collections.abc import Callable
 
 import polars as pl
 
-from siret_summary.config import needed_columns
-
 from siret_summary._raw_columns import REAL_PREFIX, STAMP
+from siret_summary.config import needed_columns
 from siret_summary.rules.values import (
-    WHITESPACE, is_text_dtype, as_text, carence, count, count_from_text, count_negative, count_text, count_too_large, cycle, date_from_groups, date_pattern_groups, digits_of_siret, is_null_word, is_scientific, siret_check_valid, native_count, native_date, postal_code, siret_from_digits, siret_key, siret_reject_reason, trimmed,
+    WHITESPACE,
+    as_text,
+    carence,
+    count,
+    count_from_text,
+    count_negative,
+    count_text,
+    count_too_large,
+    cycle,
+    date_from_groups,
+    date_pattern_groups,
+    digits_of_siret,
+    is_null_word,
+    is_scientific,
+    is_text_dtype,
+    native_count,
+    native_date,
+    postal_code,
+    siret_check_valid,
+    siret_from_digits,
+    siret_key,
+    siret_reject_reason,
+    trimmed,
 )  # fmt: skip
 
 #

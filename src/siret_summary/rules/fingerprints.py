@@ -38,7 +38,11 @@ _PV_FLAGS, _INVITATION_FLAGS = range(7), range(7, 11)
 
 def _fingerprint(h: str) -> pl.Expr:
     return pl.concat_str(
-        [(pl.col(h) % _HALF).sum().cast(pl.String), (pl.col(h) // _HALF).sum().cast(pl.String), pl.len().cast(pl.String)],
+        [
+            (pl.col(h) % _HALF).sum().cast(pl.String),
+            (pl.col(h) // _HALF).sum().cast(pl.String),
+            pl.len().cast(pl.String),
+        ],
         separator=":",
     )
 

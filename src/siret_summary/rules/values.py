@@ -9,11 +9,9 @@ the same lazy pass. ``docs/decisions.md`` pins the details the spec leaves open.
 
 from __future__ import annotations
 
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
-
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"
@@ -197,7 +195,7 @@ def date_pattern_groups(text: pl.Expr) -> list[pl.Expr]:
 def date_from_groups(columns: list[str]) -> pl.Expr:
     """The date read from the columns made by :func:`date_pattern_groups` (first match wins)."""
     candidates = []
-    for name, (_, order) in zip(columns, _DATE_PATTERNS):
+    for name, (_, order) in zip(columns[:-1], _DATE_PATTERNS, strict=True):  # the last column: the whole text
         g = pl.col(name)
         year, month, day = (g.struct[i] for i in order)
         candidates.append(_date_from_parts(year, month, day))
