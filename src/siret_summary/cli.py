@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from siret_summary._version import __version__
@@ -46,9 +47,9 @@ from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
 from siret_summary.runs.queries import cancel, history, status
+from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run
-from siret_summary.runs.status import TASK_ID
 
 __all__ = ["RichBar", "StageLines", "build_parser", "main", "print_result", "progress_display"]
 
@@ -274,8 +275,8 @@ def _rejects(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     for kind in ("rejected", "warnings"):
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(report[kind].items())) or "none"
-        print(f"{kind:<10} {counts}")
+        listed = ", ".join(f"{k}={v}" for k, v in sorted(report[kind].items())) or "none"
+        print(f"{kind:<10} {listed}")
     samples = report.get("samples", [])  # --limit 0: counts only
     if args.limit == 0:
         return 0
@@ -286,8 +287,8 @@ def _rejects(args: argparse.Namespace) -> int:
     print(f"{'reason':<28} {'table':<12} {'row id':>10}  {'column':<14} raw value")
     for sample in samples:
         row_id = "-" if sample["row_id"] is None else str(sample["row_id"])
-        raw = "NULL" if sample["value"] is None else repr(sample["value"])
-        print(f"{sample['reason']:<28} {sample['table']:<12} {row_id:>10}  {sample['column']:<14} {raw}")
+        value = "NULL" if sample["value"] is None else repr(sample["value"])
+        print(f"{sample['reason']:<28} {sample['table']:<12} {row_id:>10}  {sample['column']:<14} {value}")
     return 0
 
 
@@ -386,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     library, not_raised = logging.getLogger("siret_summary"), LibraryLines(args.verbose)
     library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func  # set_defaults(func=...) of each subcommand
+        return command(args)
     except SiretSummaryError as exc:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 from siret_summary.config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
@@ -132,7 +133,7 @@ def _cycles(items: list[str]) -> list[tuple[str, str, str]]:
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The file's settings with the command line's flags over them (memoised on ``args``)."""
     cached = getattr(args, "_settings", None)
-    if cached is not None:
+    if isinstance(cached, dict):
         return cached
     data = read_file(getattr(args, "config", None))
     flags = {
@@ -194,7 +195,7 @@ def _column_hint(exc: SiretSummaryError) -> str:
             f"(or {exc.key} = \"COLUMN\" under [{exc.setting}] in the --config file)")
 
 
-_HINTS = {
+_HINTS: dict[str, Callable[[SiretSummaryError], str]] = {
     "pv_columns": _column_hint,
     "invitation_columns": _column_hint,
     "pv_table": lambda exc: "create it, or name the right table with --pv-table NAME "

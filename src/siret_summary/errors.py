@@ -54,9 +54,10 @@ class LockWaitError(TargetError):
 
     retryable = False  # the other session's transaction decides; a retry would wait the same bound again
 
-    def __init__(self, message: str, *, blockers: list[dict] | None = None, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.blockers = blockers or []
+    def __init__(self, message: str, *, blockers: list[dict[str, object]] | None = None,
+                 **facts: str | None) -> None:
+        super().__init__(message, **facts)
+        self.blockers: list[dict[str, object]] = blockers or []
 
 
 class CancelledError(SiretSummaryError):

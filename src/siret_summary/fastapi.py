@@ -77,8 +77,8 @@ from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were pub
 )
 from siret_summary.incremental.plan import Mode
 from siret_summary.runs import queries, runner
+from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.stages import failure_message
-from siret_summary.runs.status import TASK_ID
 
 __all__ = ["ADMIN_PATH", "AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
 

@@ -18,7 +18,7 @@ from siret_summary.admin_facts import error_facts, parse_sirets, rejects_csv, sh
 from siret_summary.admin_page import admin_html
 from siret_summary.errors import SiretSummaryError
 from siret_summary.fastapi_explain import explain_response
-from siret_summary.runs.status import TASK_ID
+from siret_summary.runs.records import TASK_ID
 
 if TYPE_CHECKING:  # pragma: no cover
     from siret_summary.fastapi import SummaryBuilder
