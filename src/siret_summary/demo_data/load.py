@@ -14,8 +14,8 @@ from siret_summary.demo_data.vocabulary import _ARROW_TYPES, INVITATIONS_TABLE, 
 # ------------------------------------------------------------------------- writers
 
 def _is_text(arrow_type: pa.DataType) -> bool:
-    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-            or pa.types.is_string_view(arrow_type))
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+                or pa.types.is_string_view(arrow_type))
 
 
 def _sqlite_type(name: str, sql_type: str, given: pa.DataType | None) -> pa.DataType:

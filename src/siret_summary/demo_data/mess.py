@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -19,11 +19,14 @@ from siret_summary.demo_data.vocabulary import (
     _TEXT_NULLS,
 )
 
+if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
+    from polars.expr.whenthen import ChainedThen, Then
+
 # -------------------------------------------------------------------- randomness
 
 def _nth(index: pl.Expr, forms: Sequence[pl.Expr | str]) -> pl.Expr:
     """forms[index], row by row."""
-    expr = pl.when(index == 0).then(forms[0])
+    expr: Then | ChainedThen = pl.when(index == 0).then(forms[0])
     for number, form in enumerate(forms[1:], start=1):
         expr = expr.when(index == number).then(form)
     return expr
@@ -46,7 +49,8 @@ class _Draws:
 
     def pick(self, n: int, weights: Sequence[float]) -> pl.Series:
         """n indices into ``weights``, drawn with those (relative) weights."""
-        total, cumulative = sum(weights), []
+        total = sum(weights)
+        cumulative: list[float] = []
         for weight in weights:
             cumulative.append((cumulative[-1] if cumulative else 0.0) + weight / total)
         index = pl.Series(cumulative).search_sorted(self.uniform(n), side="right")

@@ -81,7 +81,19 @@ _CREATE = re.compile(r'^CREATE\s+(TABLE|VIEW|INDEX)\s+(?:"((?:[^"]|"")+)"|(\w+))
 
 def _created_name(statement: str) -> str | None:
     match = _CREATE.match(statement)
-    return None if match is None else (match[2] or match[3]).replace('""', '"')
+    return None if match is None else _name_of(match)
+
+
+def _name_of(match: re.Match[str]) -> str:
+    """The object a matched CREATE statement creates, unquoted."""
+    return (match[2] or match[3]).replace('""', '"')
+
+
+def _create(statement: str) -> re.Match[str]:
+    """The CREATE match of one of the bundled schema's statements (each is one, see _legacy_statements)."""
+    match = _CREATE.match(statement)
+    assert match is not None, statement[:60]  # legacy_schema.sql ships with the package
+    return match
 
 
 def _drop_statements(dialect: str) -> list[str]:
@@ -90,13 +102,13 @@ def _drop_statements(dialect: str) -> list[str]:
     created = [_CREATE.match(s) for s in _legacy_statements()]
     views = [m for m in created if m and m[1].upper() == "VIEW"]
     tables = [m for m in created if m and m[1].upper() == "TABLE"]
-    return [f"DROP {m[1].upper()} IF EXISTS {_quote(_created_name(m[0]))}{cascade}"
+    return [f"DROP {m[1].upper()} IF EXISTS {_quote(_name_of(m))}{cascade}"
             for m in views + tables]
 
 
 def _if_missing(statement: str, dialect: str) -> str:
     """The statement rewritten to leave an existing object alone."""
-    kind = _CREATE.match(statement)[1].upper()
+    kind = _create(statement)[1].upper()
     if kind == "VIEW" and _DIALECTS[dialect.lower()] == "postgresql":
         return re.sub(r"^CREATE\s+VIEW", "CREATE OR REPLACE VIEW", statement, flags=re.I)
     return re.sub(rf"^CREATE\s+{kind}", f"CREATE {kind} IF NOT EXISTS", statement, flags=re.I)
@@ -105,11 +117,12 @@ def _if_missing(statement: str, dialect: str) -> str:
 def _declared_columns(table: str) -> list[tuple[str, str]]:
     """(column name, SQL base type) of a legacy table, in declared order."""
     statement = next(s for s in _legacy_statements()
-                     if _created_name(s) == table and _CREATE.match(s)[1].upper() == "TABLE")
-    body = statement[_CREATE.match(statement).end():].strip()[1:-1]
+                     if _created_name(s) == table and _create(s)[1].upper() == "TABLE")
+    body = statement[_create(statement).end():].strip()[1:-1]
     columns = []
     for definition in _split_outside_quotes(body, ","):
         match = re.match(r'(?:"((?:[^"]|"")+)"|(\w+))\s+(\w+)', definition)
+        assert match is not None, definition  # every part of a bundled CREATE TABLE is a column definition
         columns.append(((match[1] or match[2]).replace('""', '"'), match[3].upper()))
     return columns
 

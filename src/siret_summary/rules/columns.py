@@ -7,12 +7,13 @@ raw row hashes the incremental runs compare, and decodes text read as bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX, STAMP
 from siret_summary.config import needed_columns
+from siret_summary.errors import ConfigError
 from siret_summary.rules.values import (
     WHITESPACE,
     as_text,
@@ -86,11 +87,26 @@ class _Stages:
         return frame.select(keep)
 
 
+#: logical name -> column of the source table, None for a column it lacks (``Config.pv_columns``).
+ColumnMapping = Mapping[str, str | None]
+
+#: Builds one normalised expression from a raw column's name and dtype.
+ColumnRule = Callable[[str, pl.DataType], pl.Expr]
+
+
+def _required(mapping: ColumnMapping, logical: str) -> str:
+    """The column of a logical name every mapping names (siret, date; Config refuses None for them)."""
+    name = mapping[logical]
+    if name is None:
+        raise ConfigError(f"the column mapping must name a column for {logical!r}; it cannot be None.")
+    return name
+
+
 #: Seeds of the raw row hashes (see :func:`raw_row_hash`), one per source table.
 RAW_SEED_PV, RAW_SEED_INVITATIONS = 13, 31
 
 
-def raw_row_hash(schema: pl.Schema, mapping, seed: int) -> pl.Expr:
+def raw_row_hash(schema: pl.Schema, mapping: ColumnMapping, seed: int) -> pl.Expr:
     """A 64-bit hash of a source row's mapped raw values (as read, before any rule).
 
     Categorical columns are hashed as their text: codes depend on the cache.
@@ -123,7 +139,8 @@ def decode_text(series: pl.Series) -> tuple[pl.Series, pl.Series]:
         return series.cast(pl.String), pl.Series(series.name, [False] * series.len(), pl.Boolean)
     except pl.exceptions.PolarsError:
         pass
-    texts, flags = [], []
+    texts: list[str | None] = []
+    flags: list[bool] = []
     for raw in series.to_list():
         if raw is None:
             texts.append(None)
@@ -138,7 +155,7 @@ def decode_text(series: pl.Series) -> tuple[pl.Series, pl.Series]:
     return pl.Series(series.name, texts, pl.String), pl.Series(series.name, flags, pl.Boolean)
 
 
-def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl.LazyFrame:
+def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: bool = True) -> pl.LazyFrame:
     """Raw rows (materialised) with ``_raw_hash`` (of the rows as read) and the mapped columns made readable.
 
     Bytes (SQLite reads text as BLOB) are decoded (:func:`decode_text`); a
@@ -148,10 +165,9 @@ def prepare(raw: pl.LazyFrame, mapping, seed: int, *, hashes: bool = True) -> pl
     characters are removed from text. :data:`TEXT_FLAGS` count the cells.
     """
     schema = raw.collect_schema()
-    frame = raw
     if hashes and "_raw_hash" not in schema:
-        frame = frame.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
-    frame = frame.collect(engine="in-memory")
+        raw = raw.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
+    frame = raw.collect(engine="in-memory")
     not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
     columns = []
     for name in needed_columns(mapping):
@@ -230,6 +246,7 @@ def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | N
     if real is not None:  # SQLite: REAL cells as the native number, the others as text
         value = pl.col(real)
         number = native_date(value, pl.Float64())
+        assert number is not None  # a Float64 always reads as a date (an Excel serial day)
         date = pl.when(value.is_not_null()).then(number).otherwise(date)
         bad = pl.when(value.is_not_null()).then(number.is_null()).otherwise(bad)
     plan.add(0, date, "date")
@@ -249,6 +266,8 @@ def _add_count(
         value = plan.add(0, native, f"_value_{logical}")
         unparsed = pl.lit(False)
     else:  # text: parsed once per distinct value (counts repeat a lot)
+        assert name is not None  # a missing column (None) took the native branch above, as a NULL literal
+
         def parse(sub: _Stages) -> list[str]:
             text = sub.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_count_text")
             parsed = sub.add(1, count_from_text(count_text(text)), f"_lookup_value_{logical}")
@@ -266,7 +285,7 @@ def _add_count(
     return count_negative(value), unparsed, count_too_large(value)
 
 
-def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make, out: str) -> None:
+def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make: ColumnRule, out: str) -> None:
     """``out`` = ``make(name, dtype)``, computed once per distinct raw value."""
     if name is None:
         plan.add(0, pl.lit(None, dtype=pl.String), out)
@@ -275,7 +294,7 @@ def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make, ou
     plan.add(0, pl.col(f"_lookup_{out}"), out)
 
 
-def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
+def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping) -> pl.LazyFrame:
     """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged)."""
     raw = prepare(raw, pv_columns, RAW_SEED_PV)
     schema = raw.collect_schema()
@@ -284,7 +303,7 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
         name = pv_columns[logical]
         return (None, pl.Null()) if name is None else (name, schema[name])
 
-    def or_null(logical: str, make) -> pl.Expr:
+    def or_null(logical: str, make: ColumnRule) -> pl.Expr:
         name, dtype = src(logical)
         return pl.lit(None, dtype=pl.String) if name is None else make(name, dtype)
 
@@ -294,7 +313,8 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
 
     plan = _Stages()
     plan.add(0, integer_id(*src("id")), "id")
-    _add_siret(plan, *src("siret"))
+    siret = _required(pv_columns, "siret")
+    _add_siret(plan, siret, schema[siret])
     _add_by_lookup(plan, *src("cycle"), cycle, "cycle")
     _add_date(plan, *src("date"), real("date"))
     flags = [_add_count(plan, logical, *src(logical), real(logical)) for logical in COUNT_COLUMNS]
@@ -310,13 +330,13 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns) -> pl.LazyFrame:
     return plan.apply(raw, keep)
 
 
-def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame:
+def normalize_invitations(raw: pl.LazyFrame, invitation_columns: ColumnMapping) -> pl.LazyFrame:
     """Raw invitations → normalised rows with the same flags as PV rows."""
     raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
     schema = raw.collect_schema()
     plan = _Stages()
-    siret = invitation_columns["siret"]
-    date = invitation_columns["date"]
+    siret = _required(invitation_columns, "siret")
+    date = _required(invitation_columns, "date")
     _add_siret(plan, siret, schema[siret])
     _add_date(plan, date, schema[date], REAL_PREFIX + date if REAL_PREFIX + date in schema else None)
     return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS])
@@ -326,12 +346,12 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns) -> pl.LazyFrame
 SIRET_KEY = "__siret_summary_siret"
 
 
-def keyed_raw(raw: pl.LazyFrame, mapping, seed: int) -> pl.LazyFrame:
+def keyed_raw(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int) -> pl.LazyFrame:
     """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised."""
     frame = raw.collect(engine="in-memory")
     # The hash is of the row as read; only the SIRET needs preparing (decoding) for the key:
     # a scan keeps the raw rows and prepares the moved SIRETs' rows when it normalises them.
-    name = mapping["siret"]
+    name = _required(mapping, "siret")
     siret_columns = [c for c in (name, REAL_PREFIX + name) if c in frame.columns]
     prepared = prepare(frame.select(siret_columns).lazy(), {"siret": name}, seed, hashes=False)
     key = prepared.select(siret_key(name, prepared.collect_schema()[name]).alias(SIRET_KEY)).collect(engine="in-memory")

@@ -12,9 +12,13 @@ its seats are all given.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
+    from polars.expr.whenthen import ChainedThen, Then
 
 #: R2314-1: (lowest headcount of the band, titular seats), ascending.
 R2314_1: tuple[tuple[int, int], ...] = (
@@ -28,7 +32,7 @@ R2314_1: tuple[tuple[int, int], ...] = (
 
 def titular_seats(inscrits: pl.Expr) -> pl.Expr:
     """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11."""
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int64))
+    expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int64))
     for lower, seats in reversed(R2314_1):
         expr = expr.when(inscrits >= lower).then(pl.lit(seats, dtype=pl.Int64))
     return expr
@@ -154,7 +158,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
         several = np.flatnonzero(tied.sum(axis=1) > 1)
         if several.size:  # equal averages (rare): more voix first, then the earlier union
             winner[several] = np.where(tied[several], voix[several], -np.inf).argmax(axis=1)
-        if trace is not None:
+        if trace is not None and keys is not None:  # keys are read exactly when there is a trace
             trace(keys[rows], average, winner.copy(), tied)
         extra[rows, winner] += 1
         divisor[np.arange(rows.size), winner] += 1.0

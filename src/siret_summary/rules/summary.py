@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from siret_summary.config import UNIONS, Config
 from siret_summary.rules.seats import allocate_seats
+
+if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
+    from polars.expr.whenthen import ChainedThen, Then
 
 #: Attributes resolved across cycles (latest cycle with an election first).
 CROSS_CYCLE_ATTRIBUTES = ("raison_sociale", "idcc", "cp", "ville", "region", "ul")
@@ -47,7 +51,7 @@ def _sum_or_null(name: str) -> pl.Expr:
 
 def cycle_index(config: Config) -> pl.Expr:
     """Index of the configured cycle a normalised PV row belongs to, else NULL."""
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int32))
+    expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int32))
     for i, cycle in enumerate(config.cycles):
         inside = (pl.col("cycle") == cycle.label) & pl.col("date").is_between(cycle.first, cycle.last)
         expr = expr.when(inside).then(pl.lit(i, dtype=pl.Int32))
