@@ -8,12 +8,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING, TypeAlias
 
 from siret_summary.errors import ConfigError
+
+if TYPE_CHECKING:  # only named in the aliases below: importing them here would cost every import
+    import polars as pl
+    import pyarrow as pa
+
+#: A database ``run``/``compute`` read or write: a ``postgresql://`` URI, a SQLite path or
+#: ``sqlite:///`` / ``file:`` URI (SPEC §2).
+Location: TypeAlias = "str | os.PathLike[str]"
+#: One source table given in memory: a pyarrow Table, a Polars frame, or a Parquet path.
+SourceTable: TypeAlias = "pa.Table | pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]"
+#: What ``compute(source)`` and ``run(source)`` read: a database, or ``{"Tous_PV": t, "invitations": t}``.
+Source: TypeAlias = "Location | Mapping[str, SourceTable]"
 
 #: Bumped whenever a rule of SPEC §3–§4 changes how a row is computed; part of
 #: the configuration hash so stored incremental state is invalidated.

@@ -57,13 +57,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 try:
-    from fastapi import APIRouter, FastAPI
+    from fastapi import APIRouter, FastAPI, params
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
-from siret_summary.config import Config, as_config
+from siret_summary.config import Config, Location, Source, as_config
 from siret_summary.db import open_backend
 from siret_summary.errors import ConfigError, SiretSummaryError
 from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
@@ -125,8 +125,8 @@ class SummaryBuilder:
 
     def __init__(
         self,
-        source: Any,
-        target: Any = None,
+        source: Source,
+        target: Location | None = None,
         *,
         config: Config | None = None,
         mode: str = "auto",
@@ -289,7 +289,7 @@ class SummaryBuilder:
 
     # --- FastAPI -------------------------------------------------------------------
     def router(
-        self, *, dependencies: Sequence[Any] = (), prefix: str = "/api", admin_path: str | None = ADMIN_PATH
+        self, *, dependencies: Sequence[params.Depends] = (), prefix: str = "/api", admin_path: str | None = ADMIN_PATH
     ) -> APIRouter:
         """The JSON routes under ``prefix`` and the admin page at ``admin_path``, each guarded by ``dependencies``.
 
@@ -339,11 +339,11 @@ async def _lifespan(builder: SummaryBuilder, shutdown_timeout: float) -> AsyncIt
 
 
 def build_router(
-    source: Any,
-    target: Any = None,
+    source: Source,
+    target: Location | None = None,
     *,
     config: Config | None = None,
-    dependencies: Sequence[Any] = (),
+    dependencies: Sequence[params.Depends] = (),
     prefix: str = "/api",
     admin_path: str | None = ADMIN_PATH,
     mode: str = "auto",
@@ -364,8 +364,8 @@ def build_router(
 
 
 def lifespan(
-    source: Any,
-    target: Any = None,
+    source: Source,
+    target: Location | None = None,
     *,
     config: Config | None = None,
     mode: str = "auto",
@@ -385,8 +385,8 @@ def lifespan(
 
 
 def auto_build_on_startup(
-    source: Any,
-    target: Any = None,
+    source: Source,
+    target: Location | None = None,
     *,
     config: Config | None = None,
     mode: str = "auto",

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from siret_summary.config import Config
+from siret_summary.config import Config, Source
 from siret_summary.errors import ConfigError, SiretSummaryError
 
 __all__ = ["explain_response"]
 
 
-def explain_response(source: Any, siret: str, config: Config, fmt: str) -> Any:
+def explain_response(source: Source, siret: str, config: Config, fmt: str) -> Response | dict[str, Any]:
     """The route's answer for ``siret`` read from ``source`` (see the module doc)."""
     from siret_summary.explain import explain
 

@@ -8,9 +8,10 @@ reads and the rejected-row samples never block the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query, Request, params
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -85,7 +86,9 @@ def _rejects_failed(exc: SiretSummaryError, builder: SummaryBuilder) -> JSONResp
                                                   "message": MESSAGE_REJECTS_FAILED, "error_facts": facts})
 
 
-def build_routes(builder: SummaryBuilder, *, dependencies: Any, prefix: str, admin_path: str | None) -> APIRouter:
+def build_routes(
+    builder: SummaryBuilder, *, dependencies: Sequence[params.Depends], prefix: str, admin_path: str | None
+) -> APIRouter:
     """The JSON routes under ``{prefix}/build/summary`` and the admin page at ``admin_path``.
 
     See :meth:`SummaryBuilder.router` for the routes' shapes and errors.
