@@ -42,6 +42,7 @@ from siret_summary.cli_failures import LibraryLines, unexpected_message
 from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
 from siret_summary.cli_parser import DESCRIPTION, Parser
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
+from siret_summary.cli_records import record_mapping, record_text
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
@@ -133,22 +134,6 @@ def _where(target: str, config: Config) -> str:
     return f"{config.target_table} in {shown(target)}"
 
 
-def _text(value: Any, spec: str = "") -> str:
-    """A record's value for the terminal: numbers formatted by ``spec``, NULL as ``-``, anything else as it is.
-
-    A damaged record (a percent written as text, a NULL timestamp) is shown, never a traceback.
-    """
-    if value is None:
-        return "-"
-    if spec and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, spec)
-    return str(value)
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _status(args: argparse.Namespace) -> int:
     target, config = target_from(args), config_from(args)
     missing = missing_file(target)  # status() raises on it; the CLI answers not_found and says why
@@ -163,27 +148,28 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(state, ensure_ascii=False, indent=2, default=str))
         return 0
     print(f"target     {_where(target, config)}")
-    print(f"status     {_text(state.get('status'))}")
+    print(f"status     {record_text(state.get('status'))}")
     if state.get("status") == "not_found":
         print(f"message    {state.get('message')}")
         return 0
-    progress = _mapping(state.get("progress"))
-    print(f"stage      {_text(progress.get('stage'))} ({_text(progress.get('percent') or 0, '.1f')} %)")
-    print(f"started    {_text(state.get('started_at'))}")
+    progress = record_mapping(state.get("progress"))
+    print(f"stage      {record_text(progress.get('stage'))} ({record_text(progress.get('percent') or 0, '.1f')} %)")
+    print(f"started    {record_text(state.get('started_at'))}")
     if state.get("completed_at"):
-        print(f"completed  {_text(state['completed_at'])}  ({_text(state.get('duration_seconds'), '.3f')} s)")
+        took = record_text(state.get('duration_seconds'), '.3f')
+        print(f"completed  {record_text(state['completed_at'])}  ({took} s)")
     elif "elapsed_seconds" in state:
-        print(f"elapsed    {_text(state['elapsed_seconds'], '.1f')} s")
-    result = _mapping(state.get("result"))
+        print(f"elapsed    {record_text(state['elapsed_seconds'], '.1f')} s")
+    result = record_mapping(state.get("result"))
     if result:
-        print(f"rows       {_text(result.get('rows'))}  (inserted {_text(result.get('inserted'))}, "
-              f"updated {_text(result.get('updated'))}, deleted {_text(result.get('deleted'))})")
-        rejected = ", ".join(f"{k}={v}" for k, v in sorted(_mapping(result.get("rejected")).items())) or "none"
+        print(f"rows       {record_text(result.get('rows'))}  (inserted {record_text(result.get('inserted'))}, "
+              f"updated {record_text(result.get('updated'))}, deleted {record_text(result.get('deleted'))})")
+        rejected = ", ".join(f"{k}={v}" for k, v in sorted(record_mapping(result.get("rejected")).items())) or "none"
         print(f"rejected   {rejected}")
-        seconds = "  ".join(f"{k} {_text(v, '.3f')} s" for k, v in _mapping(result.get("seconds")).items())
+        seconds = "  ".join(f"{k} {record_text(v, '.3f')} s" for k, v in record_mapping(result.get("seconds")).items())
         print(f"seconds    {seconds}")
     if state.get("error"):
-        print(f"error      {_text(state['error'])}")
+        print(f"error      {record_text(state['error'])}")
     return 0
 
 
@@ -217,11 +203,12 @@ def _history(args: argparse.Namespace) -> int:
               f"{'del':>7}  error")
     print(header)
     for state in runs:
-        result = _mapping(state.get("result"))
+        result = record_mapping(state.get("result"))
         seconds = state.get("duration_seconds", state.get("elapsed_seconds"))
-        rows, inserted, updated, deleted = (_text(result.get(k)) for k in ("rows", "inserted", "updated", "deleted"))
-        print(f"{_text(state.get('started_at'))[:23]:<24} {_text(state.get('status')):<11} "
-              f"{_text(result.get('mode')):<11} {_text(seconds, '.2f'):>8} {rows:>8} {inserted:>7} "
+        rows, inserted, updated, deleted = (record_text(result.get(k))
+                                            for k in ("rows", "inserted", "updated", "deleted"))
+        print(f"{record_text(state.get('started_at'))[:23]:<24} {record_text(state.get('status')):<11} "
+              f"{record_text(result.get('mode')):<11} {record_text(seconds, '.2f'):>8} {rows:>8} {inserted:>7} "
               f"{updated:>7} {deleted:>7}  {state.get('error') or ''}".rstrip())
     return 0
 

@@ -59,9 +59,7 @@ from typing import Any
 try:
     from fastapi import APIRouter, FastAPI, params
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
-    ) from exc
+    raise ImportError("siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'") from exc
 
 from siret_summary.config import Config, Location, Source, as_config
 from siret_summary.db import open_backend
