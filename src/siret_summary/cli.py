@@ -36,7 +36,7 @@ from siret_summary.cli_explain import add_explain_command
 from siret_summary.cli_config import at_least, utf8_text
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
-from siret_summary.incremental.plan import Mode
+from siret_summary.incremental.planning import Mode
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run

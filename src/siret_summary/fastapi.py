@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
-from siret_summary.incremental.plan import Mode
+from siret_summary.incremental.planning import Mode
 from siret_summary.runs import queries, runner
 from siret_summary.config import Config, as_config
 from siret_summary.db import open_backend

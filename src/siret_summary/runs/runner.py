@@ -16,7 +16,7 @@ from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.db.masking import mask_location
 from siret_summary.db.privileges import refused_privilege
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
-from siret_summary.incremental.plan import Mode, requested_sirets
+from siret_summary.incremental.planning import Mode, requested_sirets
 from siret_summary.pipeline import fork_guard
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
