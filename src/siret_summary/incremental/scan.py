@@ -14,12 +14,17 @@ import polars as pl
 
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.config import Config
-from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.pipeline.compute import Computation, collect_all
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawSources
 from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, keyed_raw, normalize_invitations, normalize_pv,
+    RAW_SEED_INVITATIONS,
+    RAW_SEED_PV,
+    SIRET_KEY,
+    keyed_raw,
+    normalize_invitations,
+    normalize_pv,
 )  # fmt: skip
+from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.rules.summary import parse_report, report_frame, summary_frame
 
 

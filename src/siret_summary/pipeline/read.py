@@ -18,20 +18,25 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from siret_summary.db import names
-from siret_summary.config import Config, needed_columns
-from siret_summary.db import Backend, connected, driver_reason, open_backend
-from siret_summary.db.base import Filter
-from siret_summary.errors import SourceError
-from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, normalize_invitations, normalize_pv, prepare,
-)  # fmt: skip
-from siret_summary.rules.values import siret_key
 from siret_summary._raw_columns import CTID, XMIN
+from siret_summary.config import Config, needed_columns
+from siret_summary.db import Backend, connected, driver_reason, names, open_backend
+from siret_summary.db.base import Filter
 from siret_summary.db.capabilities import RowStamps
+from siret_summary.errors import SourceError
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
 from siret_summary.pipeline.stream import normalised_stream
-
+from siret_summary.rules.columns import (
+    RAW_SEED_INVITATIONS,
+    RAW_SEED_PV,
+    SIRET_KEY,
+    compact_text,
+    keyed_raw,
+    normalize_invitations,
+    normalize_pv,
+    prepare,
+)  # fmt: skip
+from siret_summary.rules.values import siret_key
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
 PART_KEY = pl.col("siret").str.slice(0, 1)
@@ -162,7 +167,8 @@ def read_database(
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
         keyed = [reader.keyed(*table, seed) for table, seed in ((pv, RAW_SEED_PV), (invitations, RAW_SEED_INVITATIONS))]
-        fetch = {name: table for name, (_, table) in zip(("pv", "invitations"), keyed) if table is not None}
+        named = zip(("pv", "invitations"), keyed, strict=True)
+        fetch = {name: table for name, (_, table) in named if table is not None}
         return KeyedRows(keyed[0][0], keyed[1][0], fetch=fetch)
     pv_parts = reader.normalised(*pv, normalize_pv, split_by=PART_KEY if sirets is None else None)
     invitation_rows = reader.normalised(*invitations, normalize_invitations)[0]

@@ -15,7 +15,6 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-
 #: Rows normalised at a time: large enough that per-chunk planning is noise,
 #: small enough that fetching and normalising overlap and memory stays flat.
 CHUNK_ROWS = 16_384

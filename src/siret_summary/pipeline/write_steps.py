@@ -135,7 +135,8 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
         create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)
     columns = described if described is not None else backend.describe(conn, target)
     versions = open_versions(backend, conn, target, columns, versions_table)
-    still = earlier is not None and delete_sirets is None and earlier.columns == columns and earlier.versions == versions
+    still = (earlier is not None and delete_sirets is None and earlier.columns == columns
+             and earlier.versions == versions)
     backend.prepare_bulk_write(conn)
     return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import filelock
 
-from siret_summary.db.base import Backend
 from siret_summary.db import side_files
-from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
+from siret_summary.db.base import Backend
 from siret_summary.db.connect import open_connection
+from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.runs.status import HOST
 
 log = logging.getLogger("siret_summary")

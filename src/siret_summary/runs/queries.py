@@ -5,9 +5,8 @@ Each opens its own short session to the status store; none takes the run's lock.
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
