@@ -25,7 +25,7 @@ state's hash. Its stored warnings stand in for its rows in the run's report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -126,7 +126,7 @@ class StateStore:
             conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)} WHERE target = {self.backend.param(1)}",
             [self.target],
         )
-        return pl.from_arrow(table).cast({c: pl.String for c in columns})
+        return cast(pl.DataFrame, pl.from_arrow(table)).cast({c: pl.String for c in columns})
 
     def reusable(self, conn: Any, config_hash: str) -> pl.DataFrame | None:
         """The whole stored state when a full run under ``config_hash`` may rewrite only what differs.
@@ -141,7 +141,7 @@ class StateStore:
         if int(self.backend.scalar(conn, f"SELECT count(*) {mine}", [self.target])) > DIFF_ROWS:
             return None
         rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} {mine}", [self.target])
-        return pl.from_arrow(rows).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
+        return cast(pl.DataFrame, pl.from_arrow(rows)).cast({c: pl.String for c in STATE_COLUMNS})
 
     def write_full(self, conn: Any, rows: pl.DataFrame, *, config_hash: str, previous: pl.DataFrame | None,
                    capture: CaptureRecord | None) -> None:

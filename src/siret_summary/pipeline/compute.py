@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -110,7 +110,8 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans,
             groups.append([])
         groups[-1].append(part)
     del parts
-    bounds = [group[0]["siret"].drop_nulls().min() for group in groups[1:]]
+    # The SIRET parts are ordered, nulls first: each later group starts with a SIRET (text).
+    bounds = [cast(str, group[0]["siret"].drop_nulls().min()) for group in groups[1:]]
     results = []
     total = len(groups)
     for i, keep in enumerate(range_filters(bounds)):

@@ -43,6 +43,8 @@ def _raw_frames(source: Any, config: Config) -> tuple[pl.DataFrame, pl.DataFrame
         raw = read_database(backend, config, normalise=False, stamps=False)
     else:
         raw = read_sources(source, config)
+    if raw.pv is None:  # a bug: only a normalised read files its PV rows in parts
+        raise RuntimeError("a raw read holds its PV rows in one frame")
     pv, invitations = pl.collect_all([raw.pv, raw.invitations])
     return pv.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64)), \
         invitations.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -86,8 +86,8 @@ class Opened:
 class Vouched:
     """A full write's rows the row versions vouch for (left in place, not staged)."""
 
-    read: BackgroundRead  # with target_rows and stored_versions
-    target_rows: pl.DataFrame
+    target_rows: pl.DataFrame  # the target's rows' SIRETs and versions, as read
+    stored_versions: pl.DataFrame  # the recorded versions, as read
     skipped: pl.Series  # SIRETs whose rows the versions vouch for
     unvouched: pl.Expr  # the rows they do not
 
@@ -141,25 +141,25 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
     return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
 
 
-def _vouched(opened: Opened, hashes: pl.DataFrame) -> Vouched:
+def _vouched(opened: Opened, versions: Any, hashes: pl.DataFrame) -> Vouched:
+    """What ``versions`` vouch for, from the background read when it is still good, else read now."""
     read = opened.earlier
-    if read is None or read.target_rows is None or read.stored_versions is None:
-        read = BackgroundRead(opened.columns, opened.versions, opened.versions.target_rows(opened.conn),
-                              opened.versions.stored(opened.conn))
-    assert read.target_rows is not None and read.stored_versions is not None
-    skipped = opened.versions.unchanged(opened.conn, hashes, read.target_rows, read.stored_versions)
-    return Vouched(read, read.target_rows, skipped, ~pl.col("siret").is_in(skipped.implode()))
+    if read is not None and read.target_rows is not None and read.stored_versions is not None:
+        target_rows, stored_versions = read.target_rows, read.stored_versions
+    else:
+        target_rows, stored_versions = versions.target_rows(opened.conn), versions.stored(opened.conn)
+    skipped = versions.unchanged(opened.conn, hashes, target_rows, stored_versions)
+    return Vouched(target_rows, stored_versions, skipped, ~pl.col("siret").is_in(skipped.implode()))
 
 
 def stage(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Callable[[float], None]) -> Staged:
     """The rows the row versions cannot vouch for, ingested into the staging table."""
     backend, conn = opened.backend, opened.conn
-    rows, hashes, vouched = opened.frame, None, None
-    if opened.versions is not None:
-        hashes = opened.versions.hashes(opened.frame)
-    if opened.versions is not None and delete_sirets is None:
-        assert hashes is not None
-        vouched = _vouched(opened, hashes)
+    rows, hashes, vouched, versions = opened.frame, None, None, opened.versions
+    if versions is not None:
+        hashes = versions.hashes(opened.frame)
+    if versions is not None and hashes is not None and delete_sirets is None:
+        vouched = _vouched(opened, versions, hashes)
         rows, hashes = opened.frame.filter(vouched.unvouched), hashes.filter(vouched.unvouched)
         previous = vouched.target_rows.height
     else:
@@ -235,8 +235,9 @@ def replace(guarded: Guarded) -> WriteStats:
     if opened.versions is None:
         stored = backend.execute_count(conn, insert)
     else:
-        inserted = pl.DataFrame(pl.from_arrow(backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret")))
-        _record_versions(scoped, inserted.get_column("siret"))
+        returned = backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret")
+        inserted = cast(pl.DataFrame, pl.from_arrow(returned))
+        _record_versions(scoped, opened.versions, inserted.get_column("siret"))
         stored = inserted.height
     present = scoped.existing - removed + updated  # new rows whose SIRET was in the table
     height = staged.rows.height
@@ -245,13 +246,12 @@ def replace(guarded: Guarded) -> WriteStats:
     return WriteStats(rows=scoped.remaining, inserted=new, updated=updated, deleted=removed - updated, staged=height)
 
 
-def _record_versions(scoped: Scoped, inserted: pl.Series) -> None:
+def _record_versions(scoped: Scoped, versions: Any, inserted: pl.Series) -> None:
     staged = scoped.staged
     vouched = staged.vouched
+    forget: pl.Series | None = scoped.sirets
+    kept: pl.DataFrame | None = None
     if vouched is not None:  # a full write: forget the versions of the rows not vouched for
-        assert vouched.read.stored_versions is not None
-        forget = vouched.read.stored_versions.filter(vouched.unvouched).get_column("siret")
-        kept: pl.DataFrame | None = vouched.target_rows
-    else:
-        forget, kept = scoped.sirets, None
-    staged.opened.versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept)
+        forget = vouched.stored_versions.filter(vouched.unvouched).get_column("siret")
+        kept = vouched.target_rows
+    versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept)

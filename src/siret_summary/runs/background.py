@@ -26,11 +26,15 @@ class Handover(Generic[T]):
     def __init__(self, value: T | None) -> None:
         self._value = value
 
-    def peek(self) -> T | None:
-        return self._value
-
     def take(self) -> T | None:
         value, self._value = self._value, None
+        return value
+
+    def take_present(self) -> T:
+        """:meth:`take` where the value must still be here (taking it twice is a bug)."""
+        value = self.take()
+        if value is None:
+            raise RuntimeError("a hand-over taken twice")
         return value
 
 

@@ -80,7 +80,7 @@ class RunGuard:
             except filelock.Timeout:
                 return False
             except OSError as exc:
-                raise lock_file_error(self.path, exc, given=self._given) from exc
+                raise lock_file_error(str(self.path), exc, given=self._given) from exc  # set with _file
         if self._identity is not None:
             try:
                 self._identity.acquire(timeout=0)

@@ -12,7 +12,8 @@ from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.errors import TargetError
 from siret_summary.runs.guard import is_running
-from siret_summary.runs.status import StatusStore, apply_pending, damaged_view, public_view, status_session
+from siret_summary.runs.records import damaged_view, public_view
+from siret_summary.runs.status import StatusStore, apply_pending, status_session
 
 
 def status_store(backend: Backend, config: Config) -> StatusStore:

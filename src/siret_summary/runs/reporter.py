@@ -13,13 +13,13 @@ import logging
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
+from siret_summary.runs.records import public_view
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.status import (
     FINAL_FIELDS,
     EarlyStatusSession,
     StatusStore,
     apply_pending,
-    public_view,
     save_pending,
     status_session,
 )  # fmt: skip
@@ -51,7 +51,7 @@ class Reporter:
 
     @property
     def run_id(self) -> str:
-        return self.record["run_id"]
+        return str(self.record["run_id"])
 
     def start(self) -> None:
         """Open the status session and write the run's first record."""

@@ -52,7 +52,7 @@ def target_backend(source: Any, target: Any, connect_timeout: float | None = Non
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
-            f"the folder {folder!r} of the target SQLite database {backend.path!r} does not exist; "
+            f"the folder {folder!r} of the target SQLite database {_file_of(backend)!r} does not exist; "
             "check the path (the library creates a new database file, never folders)."
         )
     return backend
@@ -130,7 +130,13 @@ def run(
             early.discard()  # not taken: the lock was not acquired, or the run ended first
 
 
-def _already_running(backend: Backend, config: Config, requested: Mode, early: EarlyStatusSession | None) -> RunResult:
+def _file_of(backend: Backend) -> str:
+    """The database file of a SQLite backend (the only kind with a folder that can be missing)."""
+    return str(getattr(backend, "path", backend.uri))
+
+
+def _already_running(backend: Backend, config: Config, requested: Mode,
+                     early: EarlyStatusSession | None) -> RunResult:
     if early is not None:
         early.discard()  # before polling: many losers must not hold sessions meanwhile
     started = _started_at_of_running(backend, config)
@@ -205,7 +211,8 @@ def _started_at_of_running(backend: Backend, config: Config) -> str | None:
             if latest and (
                 latest[0]["status"] == "running" or (latest[0]["completed_at"] or "") >= tried_at
             ):
-                return latest[0]["started_at"]
+                started: str | None = latest[0]["started_at"]
+                return started
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)

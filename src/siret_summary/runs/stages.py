@@ -126,17 +126,19 @@ class RunStages:
             plan = self.plan(source, mode, sirets)
         result.mode, result.fallback = plan.kind.value, plan.fallback
         with stage("read"):
-            raw = Handover(self.retry.call(lambda: self.read(source, plan), what="read"))
+            rows: RawSources = self.retry.call(lambda: self.read(source, plan), what="read")
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], plan.kind.value)
 
         self.report.stage_start("compute")
-        earlier = self.read_in_background(plan, raw.peek())
+        earlier = self.read_in_background(plan, rows)
+        raw: Handover[RawSources] = Handover(rows)
+        del rows  # the hand-over holds them: compute frees them before the write
         try:
             for attempt in range(1, SCANS_BY_STAMPS + 2):
                 try:
                     with stage("compute"):
-                        computed = self.compute(raw.take(), plan, result)
+                        computed = self.compute(raw.take_present(), plan, result)
                     with stage("write"):
                         self.write(computed, plan, result, force=force, earlier=earlier.take())
                     return
@@ -195,7 +197,7 @@ class RunStages:
         result.seconds["read"] += time.perf_counter() - t0
         return raw
 
-    def read_in_background(self, plan: RunPlan, raw: RawSources) -> Background[EarlierReads | None]:
+    def read_in_background(self, plan: RunPlan, raw: RawSources) -> Background[EarlierReads]:
         """The background read: what a full write reads first, read meanwhile on the target's session.
 
         Not for a large read (filed in parts), whose compute peak it would add to.

@@ -27,15 +27,7 @@ from siret_summary.db.base import Backend, quote_table
 from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
-from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
-    DESCRIPTION,
-    SEQ_MAX,
-    TASK_ID,
-    checked,
-    damaged_view,
-    parse_time,
-    public_view,
-)
+from siret_summary.runs.records import DESCRIPTION, SEQ_MAX, TASK_ID, checked, parse_time
 
 log = logging.getLogger("siret_summary")
 
@@ -198,7 +190,7 @@ class StatusStore:
             [self.target_table],
         )
         conn.commit()
-        return flagged.num_rows > 0
+        return bool(flagged.num_rows > 0)
 
     def cancel_requested(self, conn: Any, run_id: str) -> bool:
         value = self.backend.scalar(
