@@ -33,12 +33,12 @@ from siret_summary.pipeline.write_steps import (
     BackgroundRead,
     Opened,
     background_read,
-    guard_shrink,
+    check_shrink,
     open_versions,
     open_write,
     replace,
     scope,
-    stage,
+    fill_staging,
 )
 
 __all__ = ["BackgroundRead", "WriteStats", "background_read", "open_versions", "write_summary"]
@@ -89,10 +89,10 @@ def write_summary(
                                      checkpoint, lock_timeout)
         previous = 0  # rows in the target before (0 when the fast path found it empty)
         if stats is None:
-            scoped = scope(stage(opened, delete_sirets, checkpoint), delete_sirets)
-            guarded = guard_shrink(scoped, shrink_ratio, force)
+            scoped = scope(fill_staging(opened, delete_sirets, checkpoint), delete_sirets)
+            checked = check_shrink(scoped, shrink_ratio, force)
             checkpoint(0.85)
-            stats, previous = replace(guarded), scoped.staged.previous
+            stats, previous = replace(checked), scoped.staged.previous
         # Counted, not computed, in this transaction: a trigger or rule on the target
         # may have stored fewer rows (or more) than were sent (issue 25).
         stats.rows = int(backend.scalar(conn, f"SELECT count(*) FROM {quote_table(target)}"))

@@ -1,8 +1,8 @@
 """The write's steps through the staging table, in the caller's transaction (SPEC §5).
 
 Each step takes the previous step's frozen result and returns its own:
-:func:`open_write` → :class:`Opened` → :func:`stage` → :class:`Staged` →
-:func:`scope` → :class:`Scoped` → :func:`guard_shrink` → :class:`Guarded` →
+:func:`open_write` → :class:`Opened` → :func:`fill_staging` → :class:`Staged` →
+:func:`scope` → :class:`Scoped` → :func:`check_shrink` → :class:`ShrinkChecked` →
 :func:`replace` → :class:`~siret_summary.pipeline.write_empty.WriteStats`. A step
 cannot run before the one it needs: it has nothing to be called with.
 """
@@ -116,8 +116,8 @@ class Scoped:
 
 
 @dataclass(frozen=True)
-class Guarded:
-    """A scope the shrink guard let through."""
+class ShrinkChecked:
+    """A scope the shrink check let through (rows below ``shrink_ratio`` raise ShrinkGuardError)."""
 
     scoped: Scoped
 
@@ -152,7 +152,7 @@ def _vouched(opened: Opened, versions: Any, hashes: pl.DataFrame) -> Vouched:
     return Vouched(target_rows, stored_versions, skipped, ~pl.col("siret").is_in(skipped.implode()))
 
 
-def stage(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Callable[[float], None]) -> Staged:
+def fill_staging(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Callable[[float], None]) -> Staged:
     """The rows the row versions cannot vouch for, ingested into the staging table."""
     backend, conn = opened.backend, opened.conn
     rows, hashes, vouched, versions = opened.frame, None, None, opened.versions
@@ -193,7 +193,7 @@ def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
     return Scoped(staged, sirets, sql, existing, staged.previous - existing + staged.rows.height)
 
 
-def guard_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> Guarded:
+def check_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> ShrinkChecked:
     """:class:`ShrinkGuardError` when the table would lose more than ``1 - shrink_ratio`` of its rows."""
     previous, remaining = scoped.staged.previous, scoped.remaining
     if previous > 0 and remaining < shrink_ratio * previous and not force:
@@ -203,10 +203,10 @@ def guard_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> Guarded:
             f"{problem}; check the sources, or pass force=True if the shrink is intended.",
             problem=problem, setting="force",
         )
-    return Guarded(scoped)
+    return ShrinkChecked(scoped)
 
 
-def replace(guarded: Guarded) -> WriteStats:
+def replace(checked: ShrinkChecked) -> WriteStats:
     """Rows that differ (or are gone) deleted, the new versions inserted, the row versions recorded.
 
     Only rows that differ are rewritten: a row already identical to the
@@ -214,7 +214,7 @@ def replace(guarded: Guarded) -> WriteStats:
     Each removed row says whether a new version replaces it (counted as
     updated) or its SIRET is gone (deleted).
     """
-    scoped = guarded.scoped
+    scoped = checked.scoped
     staged = scoped.staged
     opened = staged.opened
     backend, conn, table = opened.backend, opened.conn, opened.table
