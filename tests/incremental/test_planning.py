@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from siret_summary.db.postgres.capture import Changes
-from siret_summary.incremental.planning import Mode, Plan, plan_run, with_changes
+from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, with_changes
 from siret_summary.incremental.state import CaptureRecord, StoredMeta
 
 HASH = "config-hash"
@@ -22,7 +22,7 @@ def _changes(*, identity: str = "tables", cursor: str | None = "run-1", sirets: 
                    truncated=False, identity=identity, problem=None, cursor=cursor)
 
 
-def _scan() -> object:
+def _scan() -> RunPlan:
     return plan_run(Mode.AUTO, None, config_hash=HASH, stored=StoredMeta(HASH, "tables", "run-1"), missing_state="t")
 
 
@@ -31,7 +31,8 @@ def test_a_trusted_log_gives_a_new_capture_plan_and_leaves_the_scan_as_it_was():
     before = dataclasses.replace(scan)
     capture = with_changes(scan, _changes(), source_backend=None)
     assert capture is not scan
-    assert (capture.kind, capture.sirets.to_list()) == (Plan.CAPTURE, ["73282932000074"])
+    assert capture.kind is Plan.CAPTURE and capture.sirets is not None
+    assert capture.sirets.to_list() == ["73282932000074"]
     assert (scan.kind, scan.sirets, scan.changes, scan.fallback) == (before.kind, None, None, None)
 
 
@@ -45,7 +46,7 @@ def test_a_log_that_cannot_vouch_gives_a_new_scan_plan_saying_why():
 
 def test_a_plan_cannot_be_changed_in_place():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        _scan().kind = Plan.FULL  # type: ignore[misc]
+        _scan().kind = Plan.FULL  # type: ignore[misc]  # assigning a frozen field is what is tested
 
 
 @pytest.mark.parametrize(("kind", "changes", "expected"), [
