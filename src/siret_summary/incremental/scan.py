@@ -1,4 +1,4 @@
-"""Incremental by scan: every raw row read, only the SIRETs whose rows moved recomputed (SPEC §6).
+"""A scan: every raw row read, only the SIRETs whose rows moved recomputed (SPEC §6).
 
 A SIRET whose raw rows are unchanged has unchanged normalised rows, because
 the rules are a function of the raw row and of the configuration, and both
@@ -31,7 +31,7 @@ from siret_summary.rules.summary import parse_report, report_frame, summary_fram
 def scan_changes(
     raw: RawSources, config: Config, stored: Callable[[], pl.DataFrame]
 ) -> tuple[Computation, Diff]:
-    """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
+    """A scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
     the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
     and summarised. ``raw`` holds the sources as read (not normalised); a table read by
     stamps holds no values, and the rows wanted are fetched (db.postgres.stamps.SourceMoved if

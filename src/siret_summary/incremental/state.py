@@ -1,4 +1,4 @@
-"""Incremental rebuilds: per-SIRET fingerprints, the state table, the diff.
+"""The state (SPEC §6): per-SIRET fingerprints, the state table, the diff.
 
 The state lives in the target database, next to the summary, and is written in
 the same transaction as the rows it describes: ``<state_table>`` holds per

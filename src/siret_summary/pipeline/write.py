@@ -34,11 +34,11 @@ from siret_summary.pipeline.write_steps import (
     Opened,
     background_read,
     check_shrink,
+    fill_staging,
     open_versions,
     open_write,
     replace,
     scope,
-    fill_staging,
 )
 
 __all__ = ["BackgroundRead", "WriteStats", "background_read", "open_versions", "write_summary"]
