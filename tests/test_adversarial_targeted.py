@@ -220,7 +220,7 @@ def test_postgres_with_change_capture_index(pg_db):
 def _filter_of(location: str, table: str = "Tous_PV"):
     from siret_summary.db import open_backend
     from siret_summary.pipeline.read import _targeted_where
-    from siret_summary.incremental.plan import requested_sirets as normalised_sirets
+    from siret_summary.incremental.planning import requested_sirets as normalised_sirets
 
     backend = open_backend(location, must_exist=True)
     conn = backend.connect("source")

@@ -168,7 +168,7 @@ def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
     from siret_summary.db import open_backend
     from siret_summary.pipeline.write import write_summary
     from siret_summary.db.capabilities import versions_table
-    from siret_summary.pipeline.write import read_ahead
+    from siret_summary.pipeline.write import background_read
 
     write_postgres(pg_db, *generate(n_pv=200, n_invitations=20, seed=8, sqlite_mess=False))
     siret_summary.run(pg_db, config=CFG, mode="full")
@@ -176,14 +176,14 @@ def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
     backend = open_backend(pg_db, must_exist=True)
     conn = backend.connect()
     try:
-        ahead = read_ahead(backend, conn, "summary_v", versions_table(CFG.state_table))
+        ahead = background_read(backend, conn, "summary_v", versions_table(CFG.state_table))
         conn.rollback()
         assert ahead.versions is not None and ahead.target_rows.height == summary.height
         # Re-created with the same columns; its rows hold other values.
         execute(pg_db, "CREATE TABLE summary_new AS SELECT * FROM summary_v", "UPDATE summary_new SET statut_pap = 'x'",
                 "DROP TABLE summary_v", "ALTER TABLE summary_new RENAME TO summary_v")
         stats = write_summary(backend, conn, "summary_v", summary, force=True,
-                              versions_table=versions_table(CFG.state_table), ahead=ahead)
+                              versions_table=versions_table(CFG.state_table), earlier=ahead)
     finally:
         conn.close()
     assert stats.staged == summary.height

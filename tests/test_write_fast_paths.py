@@ -92,7 +92,7 @@ def test_a_target_that_looked_empty_to_the_read_ahead_is_checked_again(pg_source
     from siret_summary.db import open_backend
     from siret_summary.pipeline.write import write_summary
     from siret_summary.db.capabilities import versions_table
-    from siret_summary.pipeline.write import read_ahead
+    from siret_summary.pipeline.write import background_read
 
     db = pg_source
     siret_summary.run(db, config=CFG, mode="full")
@@ -101,14 +101,14 @@ def test_a_target_that_looked_empty_to_the_read_ahead_is_checked_again(pg_source
     backend = open_backend(db, must_exist=True)
     conn = backend.connect()
     try:
-        ahead = read_ahead(backend, conn, "summary_f", versions_table(CFG.state_table))
+        ahead = background_read(backend, conn, "summary_f", versions_table(CFG.state_table))
         conn.rollback()
         assert ahead.versions is not None and ahead.target_rows.height == 0
         some = summary.get_column("siret")[0]
         execute(db, "INSERT INTO summary_f (siret, statut_pap) VALUES ('99999999999998', 'stray')",
                 f"INSERT INTO summary_f (siret, statut_pap) VALUES ('{some}', 'stale')")
         stats = write_summary(backend, conn, "summary_f", summary, force=True,
-                              versions_table=versions_table(CFG.state_table), ahead=ahead)
+                              versions_table=versions_table(CFG.state_table), earlier=ahead)
     finally:
         conn.close()
     assert stats.rows == summary.height and stats.deleted == 1 and stats.updated == 1

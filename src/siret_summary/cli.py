@@ -46,7 +46,7 @@ from siret_summary.cli_records import record_mapping, record_text
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
-from siret_summary.incremental.plan import Mode
+from siret_summary.incremental.planning import Mode
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.result import RunResult

@@ -73,7 +73,7 @@ from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were pub
     MESSAGE_STARTED,
     build_routes,
 )
-from siret_summary.incremental.plan import Mode
+from siret_summary.incremental.planning import Mode
 from siret_summary.runs import queries, runner
 from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.stages import failure_message

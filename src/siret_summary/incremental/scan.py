@@ -1,4 +1,4 @@
-"""Incremental by scan: every raw row read, only the SIRETs whose rows moved recomputed (SPEC §6).
+"""A scan: every raw row read, only the SIRETs whose rows moved recomputed (SPEC §6).
 
 A SIRET whose raw rows are unchanged has unchanged normalised rows, because
 the rules are a function of the raw row and of the configuration, and both
@@ -14,19 +14,24 @@ import polars as pl
 
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.config import Config
-from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.pipeline.compute import Computation, collect_all
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawSources
 from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, keyed_raw, normalize_invitations, normalize_pv,
+    RAW_SEED_INVITATIONS,
+    RAW_SEED_PV,
+    SIRET_KEY,
+    keyed_raw,
+    normalize_invitations,
+    normalize_pv,
 )  # fmt: skip
+from siret_summary.rules.fingerprints import Diff, diff, fingerprints, raw_fingerprints, stored_warnings
 from siret_summary.rules.summary import parse_report, report_frame, summary_frame
 
 
 def scan_changes(
     raw: RawSources, config: Config, stored: Callable[[], pl.DataFrame]
 ) -> tuple[Computation, Diff]:
-    """Incremental by scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
+    """A scan: raw fingerprints of every SIRET, diff with ``stored()``, then only
     the rows of new and moved SIRETs (and rows without SIRET, for the report) are normalised
     and summarised. ``raw`` holds the sources as read (not normalised); a table read by
     stamps holds no values, and the rows wanted are fetched (db.postgres.stamps.SourceMoved if

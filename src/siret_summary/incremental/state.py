@@ -1,4 +1,4 @@
-"""Incremental rebuilds: per-SIRET fingerprints, the state table, the diff.
+"""The state (SPEC §6): per-SIRET fingerprints, the state table, the diff.
 
 The state lives in the target database, next to the summary, and is written in
 the same transaction as the rows it describes: ``<state_table>`` holds per
@@ -25,7 +25,7 @@ state's hash. Its stored warnings stand in for its rows in the run's report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -54,6 +54,8 @@ def state_hash(config: Config) -> str:
     return f"{config.hash()}:state-{STATE_FORMAT}:{_package}-{__version__}:polars-{pl.__version__}"
 
 
+_NO_SIRETS = pl.Series("siret", [], pl.String)
+
 #: Up to this many stored SIRETs a full run rewrites only the state rows that differ.
 DIFF_ROWS = 200_000
 
@@ -68,8 +70,13 @@ STATE_LAYOUT = ("target",) + STATE_COLUMNS
 #: captured tables' identity digest and the id of the run that last consumed the log.
 META_COLUMNS = ("target", "config_hash", "library", "capture", "cursor")
 
-#: ``capture=`` value of :meth:`StateStore.write` that leaves the change-capture record as it is.
-KEEP = object()
+@dataclass(frozen=True)
+class CaptureRecord:
+    """What the next change-capture run checks (capture.py), kept in ``<state_table>_meta``:
+    the captured tables' identity digest and the id of the run that last consumed the log."""
+
+    identity: str | None
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ class StateStore:
             conn, f"SELECT {', '.join(columns)} FROM {quote_table(self.table)} WHERE target = {self.backend.param(1)}",
             [self.target],
         )
-        return pl.from_arrow(table).cast({c: pl.String for c in columns})
+        return cast(pl.DataFrame, pl.from_arrow(table)).cast({c: pl.String for c in columns})
 
     def reusable(self, conn: Any, config_hash: str) -> pl.DataFrame | None:
         """The whole stored state when a full run under ``config_hash`` may rewrite only what differs.
@@ -134,19 +141,44 @@ class StateStore:
         if int(self.backend.scalar(conn, f"SELECT count(*) {mine}", [self.target])) > DIFF_ROWS:
             return None
         rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(STATE_COLUMNS)} {mine}", [self.target])
-        return pl.from_arrow(rows).cast({c: pl.String for c in STATE_COLUMNS})  # type: ignore[union-attr]
+        return cast(pl.DataFrame, pl.from_arrow(rows)).cast({c: pl.String for c in STATE_COLUMNS})
 
-    def write(
-        self, conn: Any, rows: pl.DataFrame, *, replace: bool, remove: pl.Series | None, config_hash: str,
-        stored: pl.DataFrame | None | bool = True, capture: Any = KEEP, cursor: str | None = None,
-    ) -> None:
-        """Inside the caller's transaction: replace all, or remove then insert some fingerprints.
+    def write_full(self, conn: Any, rows: pl.DataFrame, *, config_hash: str, previous: pl.DataFrame | None,
+                   capture: CaptureRecord | None) -> None:
+        """Inside the caller's transaction: the state of a full run, ``rows`` (:data:`STATE_COLUMNS`).
 
-        ``stored``: for a full run, :meth:`reusable` read beforehand (``True``: read it now).
-        ``capture`` / ``cursor``: the change-capture record (capture.py) to keep
-        with the state; :data:`KEEP` leaves the stored one (a targeted run
-        neither reads nor consumes the log).
+        ``previous``: :meth:`reusable` as read before; where it is a frame (a full run under
+        the same state hash), only the rows that differ are rewritten (reading the state
+        costs less than rewriting it whole); None: the state is replaced whole.
+        ``capture``: as for :meth:`write_some`.
         """
+        record = self._capture(conn, capture)
+        if previous is None:
+            self._write(conn, rows, remove=None, config_hash=config_hash, capture=record)
+            return
+        vanished = previous.join(rows.select("siret"), on="siret", how="anti").get_column("siret")
+        differ = rows.select(STATE_COLUMNS).join(previous, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
+        self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record)
+
+    def write_some(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
+                   capture: CaptureRecord | None) -> None:
+        """Inside the caller's transaction: the fingerprints of ``remove`` and of ``rows``' SIRETs
+        removed, then ``rows`` inserted. ``capture``: the change-capture record to keep with the
+        state; None leaves the stored one (a targeted run neither reads nor consumes the log).
+        """
+        self._write(conn, rows, remove=remove if remove is not None else _NO_SIRETS, config_hash=config_hash,
+                    capture=self._capture(conn, capture))
+
+    def _capture(self, conn: Any, capture: CaptureRecord | None) -> CaptureRecord:
+        """``capture``, or the stored record when None (read before this write changes the meta)."""
+        if capture is not None:
+            return capture
+        kept = self.stored_meta(conn)
+        return CaptureRecord(None, None) if kept is None else CaptureRecord(kept.capture, kept.cursor)
+
+    def _write(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
+               capture: CaptureRecord) -> None:
+        """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first."""
         q, meta = quote_table(self.table), quote_table(self.meta)
         # No primary key: only runs holding the lock touch this table, and
         # maintaining an index on every full rewrite costs more than the
@@ -154,16 +186,7 @@ class StateStore:
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_LAYOUT)})"
         p = self.backend.param
-        if replace and stored is True:
-            stored = self.reusable(conn, config_hash)
-        if replace and isinstance(stored, pl.DataFrame):
-            # A full run under the same state hash: most rows are unchanged, so
-            # only the rows that differ are rewritten (reading the state costs
-            # less than rewriting it whole).
-            remove = stored.join(rows.select("siret"), on="siret", how="anti").get_column("siret")  # vanished
-            rows = rows.select(STATE_COLUMNS).join(stored, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
-            replace = False
-        if replace:
+        if remove is None:
             present = self.backend.describe(conn, self.table)
             if present is not None and tuple(c.name for c in present) == STATE_LAYOUT:
                 self.backend.execute(conn, f"DELETE FROM {q} WHERE target = {p(1)}", [self.target])
@@ -172,18 +195,15 @@ class StateStore:
                 create_missing(self.backend, conn, self.table, create, exists=False)
         else:  # looked up first: a role without CREATE on the schema runs once the table exists
             create_missing(self.backend, conn, self.table, create)
-        if capture is KEEP:
-            kept = self.stored_meta(conn)
-            capture, cursor = (None, None) if kept is None else (kept.capture, kept.cursor)
         present = self.backend.describe(conn, self.meta)
         if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
             self.backend.execute(conn, f"DROP TABLE {meta}")
             present = None
         if present is None:
-            create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({', '.join(f'{c} TEXT' for c in META_COLUMNS)})",
-                           exists=False)
-        if not replace:
-            removed = pl.concat([remove if remove is not None else pl.Series("siret", [], pl.String), rows["siret"]])
+            columns = ", ".join(f"{c} TEXT" for c in META_COLUMNS)
+            create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({columns})", exists=False)
+        if remove is not None:
+            removed = pl.concat([remove, rows["siret"]])
             gone = self.backend.ingest_temporary(
                 conn, "siret_summary_state_gone", pa.table({"siret": removed.unique().cast(pl.String).to_arrow()})
             )
@@ -196,5 +216,5 @@ class StateStore:
         self.backend.execute(conn, f"DELETE FROM {meta} WHERE target = {p(1)}", [self.target])
         self.backend.execute(
             conn, f"INSERT INTO {meta} ({', '.join(META_COLUMNS)}) VALUES ({', '.join(p(i) for i in range(1, 6))})",
-            [self.target, config_hash, _package, capture, cursor],
+            [self.target, config_hash, _package, capture.identity, capture.cursor],
         )

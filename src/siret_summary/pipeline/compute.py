@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from siret_summary.config import Config, as_config
-from siret_summary.rules.fingerprints import fingerprints
-from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
 from siret_summary.pipeline import fork_guard
 from siret_summary.pipeline.read import read_sources
 from siret_summary.pipeline.sources import NormalisedRows, RawSources
+from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
+from siret_summary.rules.fingerprints import fingerprints
 from siret_summary.rules.summary import Report, parse_report, report_frame, summary_frame
 
 
@@ -65,7 +65,8 @@ def range_filters(bounds: list[str]) -> list[pl.Expr]:
         if low is None:
             ranges.append(pl.col("siret").is_null() | (pl.col("siret") < high) if high is not None else pl.lit(True))
         else:
-            ranges.append(pl.col("siret") >= low if high is None else pl.col("siret").is_between(low, high, closed="left"))
+            siret = pl.col("siret")
+            ranges.append(siret >= low if high is None else siret.is_between(low, high, closed="left"))
         low = high
     return ranges
 
@@ -89,7 +90,7 @@ def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans,
         results.append(collect_all(plans(pv.filter(keep), invitations.filter(keep))))
         if on_progress is not None:
             on_progress((i + 1) / len(ranges))
-    return [list(parts) for parts in zip(*results)]
+    return [list(parts) for parts in zip(*results, strict=True)]  # one part per plan in each range
 
 
 def _by_parts(raw: RawSources, config: Config, plans: Plans,
@@ -109,7 +110,8 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans,
             groups.append([])
         groups[-1].append(part)
     del parts
-    bounds = [group[0]["siret"].drop_nulls().min() for group in groups[1:]]
+    # The SIRET parts are ordered, nulls first: each later group starts with a SIRET (text).
+    bounds = [cast(str, group[0]["siret"].drop_nulls().min()) for group in groups[1:]]
     results = []
     total = len(groups)
     for i, keep in enumerate(range_filters(bounds)):
@@ -120,7 +122,7 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans,
         del pv
         if on_progress is not None:
             on_progress((i + 1) / total)
-    return [list(parts) for parts in zip(*results)]
+    return [list(parts) for parts in zip(*results, strict=True)]  # one part per plan in each group
 
 
 def _report(counts: list[pl.DataFrame]) -> Report:

@@ -12,26 +12,31 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from siret_summary.db import names
-from siret_summary.config import Config, needed_columns
-from siret_summary.db import Backend, connected, driver_reason, open_backend
-from siret_summary.db.base import Filter
-from siret_summary.errors import SourceError
-from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, normalize_invitations, normalize_pv, prepare,
-)  # fmt: skip
-from siret_summary.rules.values import siret_key
 from siret_summary._raw_columns import CTID, XMIN
+from siret_summary.config import Config, needed_columns
+from siret_summary.db import Backend, connected, driver_reason, names, open_backend
+from siret_summary.db.base import Filter
 from siret_summary.db.capabilities import RowStamps
+from siret_summary.errors import SourceError
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
 from siret_summary.pipeline.stream import normalised_stream
-
+from siret_summary.rules.columns import (
+    RAW_SEED_INVITATIONS,
+    RAW_SEED_PV,
+    SIRET_KEY,
+    compact_text,
+    keyed_raw,
+    normalize_invitations,
+    normalize_pv,
+    prepare,
+)  # fmt: skip
+from siret_summary.rules.values import siret_key
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
 PART_KEY = pl.col("siret").str.slice(0, 1)
@@ -47,24 +52,29 @@ def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | N
             )
 
 
-def _row_counter(backend: Backend, conn: Any, config: Config, on_rows: Callable[[int, int], None] | None):
+Batches = Iterator[pa.RecordBatch]
+
+
+def _row_counter(backend: Backend, conn: Any, config: Config,
+                 on_rows: Callable[[int, int], None] | None) -> Callable[[Batches], Batches]:
     """A wrapper of batch iterators that reports the rows fetched so far to ``on_rows`` (identity without it)."""
+    if on_rows is None:
+        return lambda batches: batches
     total = None
-    if on_rows is not None:
-        try:
-            estimates = [backend.estimated_rows(conn, t) for t in (config.pv_table, config.invitations_table)]
-            total = sum(e or 0 for e in estimates) or None
-        except Exception:  # a missing table fails the read just below, with its own message
-            conn.rollback()
+    try:
+        estimates = [backend.estimated_rows(conn, t) for t in (config.pv_table, config.invitations_table)]
+        total = sum(e or 0 for e in estimates) or None
+    except Exception:  # a missing table fails the read just below, with its own message
+        conn.rollback()
     if total is None:
         return lambda batches: batches
-    fetched = 0
+    report, whole, fetched = on_rows, total, 0
 
-    def counted(batches):
+    def counted(batches: Batches) -> Batches:
         nonlocal fetched
         for batch in batches:
             fetched += batch.num_rows
-            on_rows(fetched, total)
+            report(fetched, whole)
             yield batch
 
     return counted
@@ -74,7 +84,8 @@ def _row_counter(backend: Backend, conn: Any, config: Config, on_rows: Callable[
 MAX_TARGETED_ROWS = 20_000
 
 
-def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl.Series) -> Filter | None:
+def _targeted_where(backend: Backend, conn: Any, table: str, mapping: Mapping[str, str | None],
+                    sirets: pl.Series) -> Filter | None:
     """A WHERE clause and its bound parameters for the rows whose raw SIRET normalises into ``sirets``.
 
     Raw SIRETs are stored in every spelling (spaces, ``.0``, lost zeros), so a
@@ -86,6 +97,8 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     filter after normalisation anyway), which is always exact.
     """
     siret_col = mapping["siret"]
+    if siret_col is None:  # Config requires it; without it, the whole table (always exact)
+        return None
     server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
         return server_side
@@ -95,7 +108,7 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     keys = backend.fetch_arrow(conn, keys_sql)
     # The raw SIRETs as the full read would see them (bytes decoded, a REAL as its number), each
     # stored spelling normalised once (the rule is a function of the value; spellings repeat).
-    raw = pl.from_arrow(keys)
+    raw = cast(pl.DataFrame, pl.from_arrow(keys))
     spelling = [c for c in raw.columns if c != "k"]
     distinct = raw.select(spelling).unique()
     prepared = prepare(distinct.lazy(), {"siret": "s"}, 0, hashes=False).collect()  # keeps row order
@@ -122,7 +135,10 @@ def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
     )  # fmt: skip
 
 
-def _rules(rules: Callable[[pl.LazyFrame, Any], pl.LazyFrame], stamps: RowStamps | None, seed: int | None):
+Rules = Callable[[pl.LazyFrame, Any], pl.LazyFrame]
+
+
+def _rules(rules: Rules, stamps: RowStamps | None, seed: int | None) -> Rules:
     """``rules``, for rows read with their stamp when ``seed`` is given (the stamp is their raw hash)."""
     if stamps is None or seed is None:
         return rules
@@ -162,7 +178,8 @@ def read_database(
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
         keyed = [reader.keyed(*table, seed) for table, seed in ((pv, RAW_SEED_PV), (invitations, RAW_SEED_INVITATIONS))]
-        fetch = {name: table for name, (_, table) in zip(("pv", "invitations"), keyed) if table is not None}
+        named = zip(("pv", "invitations"), keyed, strict=True)
+        fetch = {name: table for name, (_, table) in named if table is not None}
         return KeyedRows(keyed[0][0], keyed[1][0], fetch=fetch)
     pv_parts = reader.normalised(*pv, normalize_pv, split_by=PART_KEY if sirets is None else None)
     invitation_rows = reader.normalised(*invitations, normalize_invitations)[0]
@@ -176,12 +193,13 @@ class _TableReader:
     """One database read of the source tables: the checks, the WHERE of a targeted read, the streams."""
 
     def __init__(self, backend: Backend, conn: Any, sirets: pl.Series | None, *, session: Callable[[], Any],
-                 row_stamps: RowStamps | None, counted: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]):
+                 row_stamps: RowStamps | None, counted: Callable[[Batches], Batches]) -> None:
         self.backend, self.conn, self.sirets, self.session = backend, conn, sirets, session
         self.row_stamps, self.counted = row_stamps, counted
         self.categories = pl.Categories.random()  # this read's own: freed with its rows
 
-    def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str):
+    def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
+                 key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
         """The table's declared types, its needed columns, and the WHERE (and parameters) of a targeted read."""
         columns = self.backend.describe(self.conn, table)
         if columns is None:
@@ -198,31 +216,33 @@ class _TableReader:
     def _seed(self, table: str, columns: list[str]) -> int | None:
         return None if self.row_stamps is None else self.row_stamps.seed(self.conn, table, columns)
 
-    def keyed(self, table: str, mapping, setting: str, key: str, raw_seed: int) -> tuple[pl.LazyFrame, Any]:
+    def keyed(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str,
+              raw_seed: int) -> tuple[pl.LazyFrame, Any]:
         """Raw rows keyed by SIRET and row hash, and what fetches their values when read by stamps (else None)."""
         types, columns, where, params = self._checked(table, mapping, setting, key)
-        seed = self._seed(table, columns)
-        if seed is not None:  # keys and stamps now, the wanted rows' values later
-            sql = self.row_stamps.sql(table, [mapping["siret"]], where, ctid=True)
-            rows = self._stream(sql, params, lambda raw: stamp_keys(raw, mapping["siret"], seed))[0]
-            return rows.lazy(), self.row_stamps.table(table, columns, seed, self.session, rows=rows.height, types=types)
+        seed, stamps, siret = self._seed(table, columns), self.row_stamps, str(mapping["siret"])  # always mapped
+        if seed is not None and stamps is not None:  # keys and stamps now, the wanted rows' values later
+            sql = stamps.sql(table, [siret], where, ctid=True)
+            rows = self._stream(sql, params, lambda raw: stamp_keys(raw, siret, seed))[0]
+            return rows.lazy(), stamps.table(table, columns, seed, self.session, rows=rows.height, types=types)
         sql = self.backend.select_columns_sql(table, columns, where, types)
         return self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed))[0].lazy(), None
 
-    def normalised(self, table: str, mapping, setting: str, key: str, rules, *,
+    def normalised(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str, rules: Rules, *,
                    split_by: pl.Expr | None = None) -> list[pl.DataFrame]:
         """Rows normalised by ``rules`` while they stream in (filed by ``split_by`` when large)."""
         types, columns, where, params = self._checked(table, mapping, setting, key)
-        seed = self._seed(table, columns)
-        if seed is None:
+        seed, stamps = self._seed(table, columns), self.row_stamps
+        if seed is None or stamps is None:
             sql = self.backend.select_columns_sql(table, columns, where, types)
         else:  # the stamp stands for the row's raw hash
-            sql = self.row_stamps.sql(table, columns, where, types=types)
-        rules = _rules(rules, self.row_stamps, seed)
-        return self._stream(sql, params, lambda raw: rules(raw, mapping),
+            sql = stamps.sql(table, columns, where, types=types)
+        stamped = _rules(rules, stamps, seed)
+        return self._stream(sql, params, lambda raw: stamped(raw, mapping),
                             compact=lambda rows: compact_text(rows, self.categories), split_by=split_by)
 
-    def _stream(self, sql: str, params: Any, normalise, **options: Any) -> list[pl.DataFrame]:
+    def _stream(self, sql: str, params: Any, normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
+                **options: Any) -> list[pl.DataFrame]:
         with self.backend.fetch_batches(self.conn, sql, params) as (schema, batches):
             return normalised_stream(schema, self.counted(batches), normalise, **options)
 
@@ -233,7 +253,7 @@ def _frame(value: Any, table: str) -> pl.LazyFrame:
     if isinstance(value, pl.DataFrame):
         return value.lazy()
     if isinstance(value, (pa.Table, pa.RecordBatch)):
-        return pl.from_arrow(value).lazy()
+        return cast(pl.DataFrame, pl.from_arrow(value)).lazy()
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if not path.exists():

@@ -19,14 +19,15 @@ for NULL). At most ``limit`` per reason, in source row order.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import polars as pl
 
-from siret_summary.config import DEFAULT_PV_COLUMNS, Config
 from siret_summary._raw_columns import REAL_PREFIX
-from siret_summary.rules.columns import COUNT_COLUMNS, decode_text, normalize_pv
+from siret_summary.config import DEFAULT_PV_COLUMNS, Config
 from siret_summary.pipeline.read import read_database, read_sources
+from siret_summary.rules.columns import COUNT_COLUMNS, decode_text, normalize_pv
 
 ROW = "__siret_summary_row"
 
@@ -38,9 +39,12 @@ def _raw_frames(source: Any, config: Config) -> tuple[pl.DataFrame, pl.DataFrame
     if isinstance(source, (str, os.PathLike)):
         from siret_summary.db import open_backend
 
-        raw = read_database(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout), config, normalise=False, stamps=False)
+        backend = open_backend(source, must_exist=True, connect_timeout=config.connect_timeout)
+        raw = read_database(backend, config, normalise=False, stamps=False)
     else:
         raw = read_sources(source, config)
+    if raw.pv is None:  # a bug: only a normalised read files its PV rows in parts
+        raise RuntimeError("a raw read holds its PV rows in one frame")
     pv, invitations = pl.collect_all([raw.pv, raw.invitations])
     return pv.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64)), \
         invitations.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
@@ -67,6 +71,12 @@ def _rows(raw: pl.DataFrame, flagged: pl.DataFrame, condition: pl.Expr, limit: i
     )
 
 
+def _take(parts: list[pl.DataFrame], limit: int, table: str, id_column: str | None, frame: pl.DataFrame,
+          flags: pl.DataFrame, condition: pl.Expr, column: str | None, reason: str, kind: str = "warnings") -> None:
+    parts.append(_rows(frame, flags, condition, limit, table=table, id_column=id_column, column=column,
+                       reason=reason, kind=kind))
+
+
 def _as_text(frame: pl.DataFrame, column: str) -> pl.Series:
     """A raw column as text: SQLite bytes decoded (rules.columns.decode_text), a REAL cell as its number."""
     series = frame.get_column(column)
@@ -86,10 +96,7 @@ def rejected_samples(source: Any, config: Config, limit: int) -> list[dict[str, 
         is_pv = prefix == "pv"
         flagged = _flags(raw, columns if is_pv else {"siret": columns["siret"], "date": columns["date"]})
 
-        def take(frame: pl.DataFrame, flags: pl.DataFrame, condition: pl.Expr, column: str | None, reason: str,
-                 kind: str = "warnings") -> None:
-            parts.append(_rows(frame, flags, condition, limit, table=table, id_column=columns.get("id"),
-                               column=column, reason=reason, kind=kind))
+        take = partial(_take, parts, limit, table, columns.get("id"))  # this table's, bound now
 
         for reason in ("siret_empty", "siret_too_long"):
             take(raw, flagged, pl.col("_reject") == reason, columns["siret"], f"{prefix}.{reason}", "rejected")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
-
 
 #: Rows normalised at a time: large enough that per-chunk planning is noise,
 #: small enough that fetching and normalising overlap and memory stays flat.
@@ -23,7 +22,7 @@ _END = object()
 
 
 def _is_text(dtype: pa.DataType) -> bool:
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype)
+    return bool(pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype))
 
 
 def _owned(chunk: pa.Table) -> pa.Table:
@@ -50,7 +49,7 @@ class _Prefetch:
 
     def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
         self.schema, self.batches = schema, batches
-        self.chunks: queue.Queue = queue.Queue(maxsize=2)
+        self.chunks: queue.Queue[Any] = queue.Queue(maxsize=2)  # batches, an error, or the end
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._fetch, name="siret_summary-fetch", daemon=True)
         self.thread.start()
@@ -112,7 +111,7 @@ def normalised_stream(
     rows, large = 0, False
     try:
         for item in prefetch:
-            chunk = normalise(pl.from_arrow(item).lazy()).collect(engine="in-memory")
+            chunk = normalise(cast(pl.DataFrame, pl.from_arrow(item)).lazy()).collect(engine="in-memory")
             rows += chunk.height
             if not large and rows > LARGE_READ_ROWS:
                 large, earlier, parts = True, parts[None], {}
@@ -126,7 +125,8 @@ def normalised_stream(
     finally:
         prefetch.stop()
     if not any(parts.values()):
-        parts = {None: [normalise(pl.from_arrow(schema.empty_table()).lazy()).collect(engine="in-memory")]}
+        empty = cast(pl.DataFrame, pl.from_arrow(schema.empty_table()))
+        parts = {None: [normalise(empty.lazy()).collect(engine="in-memory")]}
     keys = sorted(parts, key=lambda k: (k is not None, k))
     return [pl.concat(parts.pop(k), rechunk=False) for k in keys]
 
@@ -136,7 +136,8 @@ LARGE_READ_ROWS = 250_000
 
 
 def _file(
-    parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, compact, split_by: pl.Expr | None
+    parts: dict[Any, list[pl.DataFrame]], chunk: pl.DataFrame, compact: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    split_by: pl.Expr | None,
 ) -> None:
     if compact is not None:
         chunk = compact(chunk)

@@ -36,7 +36,8 @@ def same_row_sql(backend: Backend, columns: Sequence[Column], written: Sequence[
         name = quote_identifier(column.name)
         if column.name not in produced:
             terms.append(f"{old}.{name} IS NULL")
-        elif column.kind not in _COMPARABLE or any(k in (column.declared or "").upper() for k in ("NUMERIC", "DECIMAL")):
+        elif column.kind not in _COMPARABLE or any(k in (column.declared or "").upper()
+                                                   for k in ("NUMERIC", "DECIMAL")):
             return backend.false_sql
         else:
             terms.append(backend.same_value_sql(f"{new}.{name}", f"{old}.{name}", column.kind))
@@ -111,7 +112,8 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> N
         out = frame.filter(value.abs() > limits[column.name][1])
         raise TargetError(
             f'column "{column.name}" of {table} is {column.declared} but a value '
-            f"({largest[column.name]}, SIRET {_siret_of(out)}) is out of its range; widen it to BIGINT or DOUBLE PRECISION."
+            f"({largest[column.name]}, SIRET {_siret_of(out)}) is out of its range; "
+            "widen it to BIGINT or DOUBLE PRECISION."
         )
 
 

@@ -60,9 +60,12 @@ class _Hashing:
 
     def result(self) -> pl.DataFrame:
         self.join()
-        if isinstance(self._out[0], BaseException):
-            raise self._out[0]
-        return self._out[0]
+        out = self._out[0]
+        if isinstance(out, BaseException):
+            raise out
+        if not isinstance(out, pl.DataFrame):  # a bug in the row versions' hashes
+            raise TypeError(f"row versions' hashes gave a {type(out).__name__}, not a DataFrame")
+        return out
 
 
 def write_into_empty(

@@ -4,11 +4,11 @@ A write that fails on a value (a CHECK or NOT NULL constraint, a type the
 value does not parse as, a trigger raising) fails as one statement: the
 server names at best a constraint. After the write rolled back, the rows are
 tried again, each try in a transaction of its own that is rolled back (the
-driver refuses a savepoint's rollback after an error): halves of the rows (bisection, about log2(rows) tries, each replacing the
-SIRETs' rows as the write would) until one row fails alone, then that row
-with one column at a time set to NULL — the column whose NULL lets it in is
-the refused one (a NOT NULL refusal names its column itself). Nothing of it
-commits; when the failure does not come back (it needed several rows
+driver refuses a savepoint's rollback after an error): halves of the rows
+(bisection, about log2(rows) tries, each replacing the SIRETs' rows as the write
+would) until one row fails alone, then that row with one column at a time set
+to NULL — the column whose NULL lets it in is the refused one (a NOT NULL
+refusal names its column itself). Nothing of it commits; when the failure does not come back (it needed several rows
 together), the caller keeps the server's own words.
 """
 
@@ -41,7 +41,8 @@ class Refused:
         where = f"SIRET {self.siret}" if self.siret else "a row without SIRET"
         if self.column is None:
             return f"the row of {where} was refused"
-        shown = "NULL" if self.value is None else repr(self.value if len(repr(self.value)) <= 60 else str(self.value)[:57] + "...")
+        short = self.value if len(repr(self.value)) <= 60 else str(self.value)[:57] + "..."
+        shown = "NULL" if self.value is None else repr(short)
         return f"the value {shown} of column {self.column} for {where} was refused"
 
 
@@ -68,8 +69,10 @@ class _Trials:
         """The error writing the rows ``where`` picks raises (``nulled``: that column NULL), or None; rolled back."""
         items = ", ".join("NULL" if n == nulled else n for n in self.names)
         try:
-            self.backend.execute(self.conn, f"DELETE FROM {self.table} WHERE siret IN (SELECT siret FROM {self.staging} WHERE {where})")
-            self.backend.execute(self.conn, f"INSERT INTO {self.table} ({', '.join(self.names)}) SELECT {items} FROM {self.staging} WHERE {where}")
+            picked = f"FROM {self.staging} WHERE {where}"
+            self.backend.execute(self.conn, f"DELETE FROM {self.table} WHERE siret IN (SELECT siret {picked})")
+            names = ", ".join(self.names)
+            self.backend.execute(self.conn, f"INSERT INTO {self.table} ({names}) SELECT {items} {picked}")
             failure = None
             self.accepted = True
         except Exception as exc:  # the refusal being looked for
@@ -104,7 +107,8 @@ def locate_refused(backend: Backend, conn: Any, target: str, frame: pl.DataFrame
     """
     try:
         numbered = frame.with_row_index(_ROW)
-        data = backend.to_storage(numbered.drop(_ROW).to_arrow(), written).append_column(_ROW, numbered[_ROW].to_arrow())
+        stored = backend.to_storage(numbered.drop(_ROW).to_arrow(), written)
+        data = stored.append_column(_ROW, numbered[_ROW].to_arrow())
         staging = backend.ingest_temporary(conn, STAGING, data)
         conn.commit()  # the temporary table only (this session's), for the tries' transactions
         trials = _Trials(backend, conn, target, written, staging)

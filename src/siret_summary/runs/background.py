@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, TypeVar
 
 log = logging.getLogger("siret_summary")
 
+T = TypeVar("T")
 
-class Handover:
+
+class Handover(Generic[T]):
     """A value handed to the next stage, which :meth:`take` s it: the giver keeps no reference.
 
     Lets a stage free what it was given (the normalised rows) before the next
@@ -21,32 +23,38 @@ class Handover:
     ([1, 2], None)
     """
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: T | None) -> None:
         self._value = value
 
-    def peek(self) -> Any:
-        return self._value
-
-    def take(self) -> Any:
+    def take(self) -> T | None:
         value, self._value = self._value, None
         return value
 
+    def take_present(self) -> T:
+        """:meth:`take` where the value must still be here (taking it twice is a bug)."""
+        value = self.take()
+        if value is None:
+            raise RuntimeError("a hand-over taken twice")
+        return value
 
-class Background:
-    """``fn()`` in a thread; :meth:`take` waits for its result (None if it failed: the caller reads for itself)."""
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._result: Any = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), name="siret_summary-read-ahead", daemon=True)
+class Background(Generic[T]):
+    """``fn()`` in a thread (the background read); :meth:`take` waits for its result (None if it failed:
+    the caller reads for itself)."""
+
+    def __init__(self, fn: Callable[[], T | None]) -> None:
+        self._result: T | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="siret_summary-background-read",
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], Any]) -> None:
+    def _run(self, fn: Callable[[], T | None]) -> None:
         try:
             self._result = fn()
         except Exception as exc:
-            log.debug("read-ahead failed (%s); the write reads for itself", exc)
+            log.debug("the background read failed (%s); the write reads for itself", exc)
 
-    def take(self) -> Any:
+    def take(self) -> T | None:
         self._thread.join()
         result, self._result = self._result, None
         return result

@@ -19,10 +19,10 @@ from typing import Any
 
 import filelock
 
-from siret_summary.db.base import Backend
 from siret_summary.db import side_files
-from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
+from siret_summary.db.base import Backend
 from siret_summary.db.connect import open_connection
+from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.runs.status import HOST
 
 log = logging.getLogger("siret_summary")
@@ -80,7 +80,7 @@ class RunGuard:
             except filelock.Timeout:
                 return False
             except OSError as exc:
-                raise lock_file_error(self.path, exc, given=self._given) from exc
+                raise lock_file_error(str(self.path), exc, given=self._given) from exc  # set with _file
         if self._identity is not None:
             try:
                 self._identity.acquire(timeout=0)

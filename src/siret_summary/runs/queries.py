@@ -5,15 +5,15 @@ Each opens its own short session to the status store; none takes the run's lock.
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.errors import TargetError
 from siret_summary.runs.guard import is_running
-from siret_summary.runs.status import StatusStore, apply_pending, damaged_view, public_view, status_session
+from siret_summary.runs.records import damaged_view, public_view
+from siret_summary.runs.status import StatusStore, apply_pending, status_session
 
 
 def status_store(backend: Backend, config: Config) -> StatusStore:

@@ -35,7 +35,7 @@ def parse_time(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def _shown(value: Any) -> str:
@@ -110,7 +110,7 @@ def public_view(record: dict[str, Any], *, interrupted: bool = False) -> dict[st
     started = parse_time(record["started_at"])
     ended = parse_time(record["completed_at"])
     if started is not None and status == "running":
-        out["elapsed_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 3)
+        out["elapsed_seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3)
     elif started is not None and ended is not None:
         out["duration_seconds"] = round((ended - started).total_seconds(), 3)
     return out

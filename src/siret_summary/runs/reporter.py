@@ -13,9 +13,15 @@ import logging
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
+from siret_summary.runs.records import public_view
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.status import (
-    FINAL_FIELDS, StatusAhead, StatusStore, apply_pending, public_view, save_pending, status_session,
+    FINAL_FIELDS,
+    EarlyStatusSession,
+    StatusStore,
+    apply_pending,
+    save_pending,
+    status_session,
 )  # fmt: skip
 
 log = logging.getLogger("siret_summary")
@@ -32,9 +38,9 @@ class Reporter:
     """One run's status record: :meth:`start`, :meth:`progress` and :meth:`finish`."""
 
     def __init__(self, store: StatusStore, *, lock_path: str | None, on_status: Any, cancel: CancelToken | None,
-                 retry: RetryPolicy, ahead: StatusAhead | None = None) -> None:
+                 retry: RetryPolicy, early: EarlyStatusSession | None = None) -> None:
         self.store = store
-        self.ahead = ahead  # the status session, opened while the lock was taken
+        self.early = early  # the status session, opened while the lock was taken
         self.lock_path = lock_path  # pending ends go beside it
         self.on_status = on_status
         self.cancel = cancel
@@ -45,21 +51,21 @@ class Reporter:
 
     @property
     def run_id(self) -> str:
-        return self.record["run_id"]
+        return str(self.record["run_id"])
 
     def start(self) -> None:
         """Open the status session and write the run's first record."""
         self.close()  # a retry after a transient failure: a fresh session
-        self.conn = self._session_ahead() or self.store.backend.connect("status")
+        self.conn = self._early_session() or self.store.backend.connect("status")
         apply_pending(self.store, self.conn, self.lock_path)  # before mark_stale
         if not self.record:  # a retry after the insert committed does not insert again
             self.record = self.store.start(self.conn)
         self.store.mark_stale(self.conn, self.run_id)
 
-    def _session_ahead(self) -> Any:
+    def _early_session(self) -> Any:
         """The status session opened while the lock was taken (first attempt only), else None."""
-        ahead, self.ahead = self.ahead, None
-        return None if ahead is None else ahead.take()
+        early, self.early = self.early, None
+        return None if early is None else early.take()
 
     def persist(self, **fields: Any) -> bool:
         """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""

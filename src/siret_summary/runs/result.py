@@ -12,8 +12,9 @@ class RunResult:
 
     ``status``: ``completed``, ``cancelled`` or ``already_running`` (a failed run
     raises instead, after recording ``failed``). ``rows`` is the number of rows
-    in the target after the run, counted (``count(*)``) in the write's transaction; ``mode`` the mode that ran (``full``,
-    ``incremental`` or ``targeted``); ``inserted``/``updated``/``deleted`` count target rows;
+    in the target after the run, counted (``count(*)``) in the write's transaction; ``mode`` the plan
+    that ran (``full``, ``incremental`` for a scan, ``capture`` or ``targeted``);
+    ``inserted``/``updated``/``deleted`` count target rows;
     ``rejected``/``warnings`` count source rows by reason; ``seconds`` holds the
     duration of each stage (``read``, ``compute``, ``write``).
     """

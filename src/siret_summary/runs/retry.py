@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,8 +22,9 @@ TRANSIENT_MESSAGES = (
 )  # fmt: skip
 
 
-def _chain(exc: BaseException):
-    seen = set()
+def _chain(first: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    exc: BaseException | None = first
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc

@@ -12,11 +12,11 @@ from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend
 from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
-from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.db.masking import mask_location
 from siret_summary.db.privileges import refused_privilege
+from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
-from siret_summary.incremental.plan import Mode, requested_sirets
+from siret_summary.incremental.planning import Mode, requested_sirets
 from siret_summary.pipeline import fork_guard
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.queries import status_store
@@ -24,7 +24,7 @@ from siret_summary.runs.reporter import CancelToken, Reporter
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.stages import RunStages
-from siret_summary.runs.status import StatusAhead, now_iso
+from siret_summary.runs.status import EarlyStatusSession, now_iso
 
 log = logging.getLogger("siret_summary")
 
@@ -52,7 +52,7 @@ def target_backend(source: Any, target: Any, connect_timeout: float | None = Non
     folder = backend.missing_folder()
     if folder is not None:
         raise TargetError(
-            f"the folder {folder!r} of the target SQLite database {backend.path!r} does not exist; "
+            f"the folder {folder!r} of the target SQLite database {_file_of(backend)!r} does not exist; "
             "check the path (the library creates a new database file, never folders)."
         )
     return backend
@@ -113,26 +113,32 @@ def run(
     retry = retry or RetryPolicy(attempts=config.retries + 1)
     backend = _checked_locations(source, target, config)
     guard = RunGuard(backend, config.target_table, lock_path=lock_path)
-    ahead = StatusAhead.start(status_store(backend, config))  # opens while the lock is taken
+    early = EarlyStatusSession.start(status_store(backend, config))  # opens while the lock is taken
     try:
         if not retry.call(lambda: _acquire(guard, backend), what="lock"):
-            return _already_running(backend, config, requested, ahead)
+            return _already_running(backend, config, requested, early)
         try:
             reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status,
-                                cancel=cancel, retry=retry, ahead=ahead)
+                                cancel=cancel, retry=retry, early=early)
             return RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
                 source, mode=requested, force=force, sirets=wanted
             )
         finally:
             guard.release()
     finally:
-        if ahead is not None:
-            ahead.discard()  # not taken: the lock was not acquired, or the run ended first
+        if early is not None:
+            early.discard()  # not taken: the lock was not acquired, or the run ended first
 
 
-def _already_running(backend: Backend, config: Config, requested: Mode, ahead: StatusAhead | None) -> RunResult:
-    if ahead is not None:
-        ahead.discard()  # before polling: many losers must not hold sessions meanwhile
+def _file_of(backend: Backend) -> str:
+    """The database file of a SQLite backend (the only kind with a folder that can be missing)."""
+    return str(getattr(backend, "path", backend.uri))
+
+
+def _already_running(backend: Backend, config: Config, requested: Mode,
+                     early: EarlyStatusSession | None) -> RunResult:
+    if early is not None:
+        early.discard()  # before polling: many losers must not hold sessions meanwhile
     started = _started_at_of_running(backend, config)
     log.info("rebuild of %s already running since %s", config.target_table, started)
     return RunResult(status="already_running", mode=requested.value, target=config.target_table, started_at=started)
@@ -143,7 +149,8 @@ def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
     backend = target_backend(source, target, config.connect_timeout, config.lock_timeout)
     names.check(backend, names.target_names(config))
     names.check_schemas_exist(backend, config)
-    names.check_collisions(backend, config, sources_here=names.sources_may_be_in(source, backend, config.connect_timeout))
+    here = names.sources_may_be_in(source, backend, config.connect_timeout)
+    names.check_collisions(backend, config, sources_here=here)
     if names.is_postgres_location(source):
         names.check(open_backend(source, must_exist=True, connect_timeout=config.connect_timeout),
                     names.source_names(config))
@@ -157,14 +164,16 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
         exc.stage = exc.stage or "lock"
         raise
     except Exception as exc:
-        if getattr(exc, "sqlstate", None) == "3F000":  # invalid_schema_name: the lock's table goes in the target's schema
+        # invalid_schema_name: the lock's table goes in the target's schema
+        if getattr(exc, "sqlstate", None) == "3F000":
             parts = split_table(guard.table)
             schema = f"the schema {parts[0]!r}" if len(parts) == 2 else "a schema"
             problem = (f"target_table {guard.table!r} names {schema}, which the target database "
                        f"{backend.display()} does not have")
             raise ConfigError(f"{problem}; create it, or write Config(target_table={parts[-1]!r}) "
                               "for the default schema.", problem=problem, setting="target_table", stage="lock") from exc
-        refused = refused_privilege(exc, f"cannot take the run's lock in {backend.display()}", driver_reason(exc, backend.uri))
+        refused = refused_privilege(exc, f"cannot take the run's lock in {backend.display()}",
+                                    driver_reason(exc, backend.uri))
         if refused is not None:
             refused.stage = "lock"
             raise refused from exc
@@ -202,7 +211,8 @@ def _started_at_of_running(backend: Backend, config: Config) -> str | None:
             if latest and (
                 latest[0]["status"] == "running" or (latest[0]["completed_at"] or "") >= tried_at
             ):
-                return latest[0]["started_at"]
+                started: str | None = latest[0]["started_at"]
+                return started
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)

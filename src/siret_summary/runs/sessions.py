@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from siret_summary.db.base import Backend
-from siret_summary.errors import SourceError
 from siret_summary.db.connect import open_connection
+from siret_summary.errors import SourceError
 
 
 class Sessions:

@@ -24,19 +24,20 @@ from siret_summary.db.capabilities import versions_table
 from siret_summary.db.masking import scrub
 from siret_summary.db.postgres.stamps import SourceMoved
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
-from siret_summary.incremental.plan import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
+from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
 from siret_summary.incremental.scan import scan_changes
 from siret_summary.incremental.state import StateStore, StoredMeta, state_hash
 from siret_summary.pipeline.compute import Computation, summarise_with_fingerprints
 from siret_summary.pipeline.read import read_database, read_sources
 from siret_summary.pipeline.sources import RawSources
-from siret_summary.pipeline.write import WriteStats, read_ahead, write_summary
+from siret_summary.pipeline.write import WriteStats, background_read, write_summary
 from siret_summary.runs.background import Background, Handover
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.reporter import Reporter
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.sessions import Sessions
+from siret_summary.runs.state_write import EarlierReads, StateWrite
 from siret_summary.runs.status import now_iso, store_errors
 
 log = logging.getLogger("siret_summary")
@@ -125,30 +126,33 @@ class RunStages:
             plan = self.plan(source, mode, sirets)
         result.mode, result.fallback = plan.kind.value, plan.fallback
         with stage("read"):
-            raw = Handover(self.retry.call(lambda: self.read(source, plan), what="read"))
+            rows: RawSources = self.retry.call(lambda: self.read(source, plan), what="read")
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], plan.kind.value)
 
         self.report.stage_start("compute")
-        ahead = self.read_ahead(plan, raw.peek())
+        earlier = self.read_in_background(plan, rows)
+        raw: Handover[RawSources] = Handover(rows)
+        del rows  # the hand-over holds them: compute frees them before the write
         try:
             for attempt in range(1, SCANS_BY_STAMPS + 2):
                 try:
                     with stage("compute"):
-                        computed = self.compute(raw.take(), plan, result)
+                        computed = self.compute(raw.take_present(), plan, result)
                     with stage("write"):
-                        self.write(computed, plan, result, force=force, ahead=ahead.take() or None)
+                        self.write(computed, plan, result, force=force, earlier=earlier.take())
                     return
                 except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again
                     by_stamps = attempt < SCANS_BY_STAMPS  # the last time by values: one consistent statement
                     raw = Handover(self.rescan(source, plan, result, by_stamps=by_stamps))
             raise RuntimeError("a scan by values raised SourceMoved")  # a bug: it fetches nothing later
         finally:
-            ahead.take()  # never leave it using a session that is about to close
+            earlier.take()  # never leave it using a session that is about to close
 
     # --- plan --------------------------------------------------------------------
     def plan(self, source: Any, mode: Mode, sirets: pl.Series | None) -> RunPlan:
-        """What this run does (incremental/plan.py), from the stored state and, for a database source, its change log."""
+        """What this run does (incremental/planning.py), from the stored state and, for a database source, its
+        change log."""
         stored = self.retry.call(self._stored_meta, what="read state") or StoredMeta(None, None, None)
         plan = plan_run(mode, sirets, config_hash=state_hash(self.config), stored=stored,
                         missing_state=f"{self.config.target_table} in {self.backend.display()}")
@@ -193,21 +197,21 @@ class RunStages:
         result.seconds["read"] += time.perf_counter() - t0
         return raw
 
-    def read_ahead(self, plan: RunPlan, raw: RawSources) -> Background:
-        """What a full write reads first, read meanwhile on the target's session.
+    def read_in_background(self, plan: RunPlan, raw: RawSources) -> Background[EarlierReads]:
+        """The background read: what a full write reads first, read meanwhile on the target's session.
 
         Not for a large read (filed in parts), whose compute peak it would add to.
         """
-        if not plan.reads_ahead or raw.in_parts:
+        if not plan.reads_in_background or raw.in_parts:
             return Background(lambda: None)
-        return Background(self._read_ahead)
+        return Background(self._background_read)
 
-    def _read_ahead(self) -> Any:
+    def _background_read(self) -> EarlierReads | None:
         if not self.backend.exists():
             return None
         with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
-            return (
-                read_ahead(self.backend, conn, self.config.target_table, versions_table(self.config.state_table)),
+            return EarlierReads(
+                background_read(self.backend, conn, self.config.target_table, versions_table(self.config.state_table)),
                 self.state.reusable(conn, state_hash(self.config)),
             )
 
@@ -225,7 +229,7 @@ class RunStages:
                 raw, self.config, lambda: self.retry.call(self._read_state, what="read state")
             )
             remove = pl.concat([delta.delete, delta.recompute])
-            log.info("incremental: %d new, %d changed, %d vanished SIRETs", delta.new, delta.changed, delta.vanished)
+            log.info("scan: %d new, %d changed, %d vanished SIRETs", delta.new, delta.changed, delta.vanished)
         else:  # targeted or capture
             computed = summarise_with_fingerprints(raw, self.config, only=plan.sirets, on_progress=progress)
             remove = plan.sirets
@@ -242,23 +246,28 @@ class RunStages:
 
     # --- write ---------------------------------------------------------------------
     def write(self, computed: tuple[Computation, pl.Series | None], plan: RunPlan, result: RunResult, *,
-              force: bool, ahead: tuple[Any, bool] | None) -> None:
-        """The rows and the state in one transaction (SPEC §5, §7); then the change log, if elsewhere."""
+              force: bool, earlier: EarlierReads | None) -> None:
+        """The rows and the state in one transaction (SPEC §5, §7); then the change log, if elsewhere.
+
+        ``earlier``: the background read (a full plan), or None.
+        """
         self.report.stage_start("write")
         t0 = time.perf_counter()
         summary, remove = computed
         same_database = plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
-        first = Handover(ahead or (None, True))  # what the read-ahead saw serves the first attempt only
+        first = Handover(earlier)  # what the background read saw serves the first attempt only
 
         def write_once() -> WriteStats:
-            ahead_rows, stored = first.take() or (None, True)
+            reads = first.take()
+            state = StateWrite(self.backend, self.state, plan, summary.fingerprints, remove, reads,
+                               self.report.run_id, same_database)
             with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
                 self.report.stage_start("write")
                 return write_summary(
                     self.backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
-                    force=force, shrink_ratio=self.config.shrink_ratio, ahead=ahead_rows,
-                    before_commit=lambda c: (self._record_state(c, summary, plan, remove, stored, same_database),
-                                             self.guard.check_before_commit(c)),
+                    force=force, shrink_ratio=self.config.shrink_ratio,
+                    earlier=None if reads is None else reads.target,
+                    before_commit=(state.apply, self.guard.check_before_commit),
                     versions_table=versions_table(self.config.state_table), lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
                 )
@@ -271,16 +280,6 @@ class RunStages:
         result.inserted, result.updated, result.deleted = stats.inserted, stats.updated, stats.deleted
         log.info("write: %.3f s, %d inserted, %d updated, %d deleted, %d staged", result.seconds["write"],
                  stats.inserted, stats.updated, stats.deleted, stats.staged)
-
-    def _record_state(self, conn: Any, computed: Computation, plan: RunPlan, remove: pl.Series | None,
-                      stored: bool, same_database: bool) -> None:
-        """Inside the write's transaction: the state, and the change log consumed when it is in this database."""
-        if plan.keeps_state:
-            capture, cursor = plan.capture_record(self.report.run_id)
-            self.state.write(conn, computed.fingerprints, replace=plan.replaces_state, remove=remove,
-                             config_hash=plan.config_hash, stored=stored, capture=capture, cursor=cursor)
-        if plan.changes is not None and same_database:  # consumed atomically with the write
-            self.backend.change_log().consume(conn, plan.changes, self.report.run_id)
 
     def _consume_elsewhere(self, plan: RunPlan, result: RunResult) -> None:
         """The target is committed: a consume that fails (or a crash here) leaves the

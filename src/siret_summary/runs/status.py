@@ -27,9 +27,7 @@ from siret_summary.db.base import Backend, quote_table
 from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
-from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
-    DESCRIPTION, SEQ_MAX, TASK_ID, checked, damaged_view, parse_time, public_view,
-)
+from siret_summary.runs.records import DESCRIPTION, SEQ_MAX, TASK_ID, checked, parse_time
 
 log = logging.getLogger("siret_summary")
 
@@ -41,7 +39,7 @@ _COLUMNS = (
 )  # fmt: skip
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -91,7 +89,7 @@ class StatusStore:
                 conn, f"SELECT CAST(run_id AS TEXT) AS run_id, CAST(started_at AS TEXT) AS started_at"
                 f" FROM {self._q()} WHERE run_id IS NOT NULL",
             ).to_pylist()
-            epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+            epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
             rows.sort(key=lambda r: (parse_time(r["started_at"]) or epoch, r["run_id"]))
             for number, row in enumerate(rows, 1):
                 self.backend.execute(conn, f"UPDATE {self._q()} SET seq = {number} WHERE run_id = "
@@ -192,7 +190,7 @@ class StatusStore:
             [self.target_table],
         )
         conn.commit()
-        return flagged.num_rows > 0
+        return bool(flagged.num_rows > 0)
 
     def cancel_requested(self, conn: Any, run_id: str) -> bool:
         value = self.backend.scalar(
@@ -232,7 +230,7 @@ class StatusStore:
 _SANE_SEQ = f"seq BETWEEN 1 AND {SEQ_MAX}"
 
 
-class StatusAhead:
+class EarlyStatusSession:
     """The run's status session, opened in a thread while the lock is being taken.
 
     Opening a PostgreSQL session costs ~10 ms, and a run opens two (the lock's
@@ -249,14 +247,14 @@ class StatusAhead:
         self._thread.start()
 
     @classmethod
-    def start(cls, store: StatusStore) -> "StatusAhead | None":
+    def start(cls, store: StatusStore) -> EarlyStatusSession | None:
         return cls(store) if store.backend.is_server else None
 
     def _open(self, store: StatusStore) -> None:
         try:
             self._conn = store.backend.connect("status")
         except Exception as exc:  # the run connects again and reports it
-            log.debug("status session opened ahead failed (%s)", scrub(str(exc), store.backend.uri))
+            log.debug("opening the status session early failed (%s)", scrub(str(exc), store.backend.uri))
 
     def take(self) -> Any:
         self._thread.join()
@@ -292,7 +290,8 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
         if refused is not None:
             raise refused from exc
         raise TargetError(
-            f"cannot {action} the run status store {store.backend.display()} ({driver_reason(exc, store.backend.uri)}); {hint}."
+            f"cannot {action} the run status store {store.backend.display()} "
+            f"({driver_reason(exc, store.backend.uri)}); {hint}."
         ) from exc
 
 

@@ -1,27 +1,28 @@
-"""Which rebuild a run does: the caller's :class:`Mode` and what is stored → one :class:`RunPlan` (SPEC §6).
+"""Planning: the caller's :class:`Mode` and what is stored → one :class:`RunPlan` (SPEC §6).
 
-The only place mode strings are parsed and compared. Four plans:
+The only place mode strings are parsed and compared. Four plans (their public
+strings, reported as ``RunResult.mode``, in brackets):
 
-- ``full``: every SIRET recomputed (no usable state, or asked for);
-- ``incremental`` (a *scan*): every source row read, raw; only the SIRETs
+- ``FULL`` (``"full"``): every SIRET recomputed (no usable state, or asked for);
+- ``SCAN`` (``"incremental"``): every source row read, raw; only the SIRETs
   whose rows moved since the stored state are normalised and recomputed;
-- ``capture``: only the SIRETs the change log names are read and recomputed
+- ``CAPTURE`` (``"capture"``): only the SIRETs the change log names are read and recomputed
   (PostgreSQL with change capture installed, its identity unchanged);
-- ``targeted``: only the SIRETs the caller names (``sirets=[...]``).
+- ``TARGETED`` (``"targeted"``): only the SIRETs the caller names (``sirets=[...]``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 import polars as pl
 
 from siret_summary.errors import ConfigError
-from siret_summary.incremental.state import KEEP, StoredMeta
+from siret_summary.incremental.state import CaptureRecord, StoredMeta
 from siret_summary.rules.values import siret_key
 
 log = logging.getLogger("siret_summary")
@@ -30,7 +31,7 @@ log = logging.getLogger("siret_summary")
 class Mode(StrEnum):
     """What the caller of ``run(mode=...)`` asks for."""
 
-    AUTO = "auto"  # incremental when the stored state matches the configuration, else full
+    AUTO = "auto"  # a scan when the stored state matches the configuration, else full
     FULL = "full"
     INCREMENTAL = "incremental"
 
@@ -53,7 +54,10 @@ class Mode(StrEnum):
 
 
 class Plan(StrEnum):
-    """What a run does; its value is the ``mode`` a :class:`~siret_summary.RunResult` reports."""
+    """What a run does (its kind of plan); its value is the ``mode`` a :class:`~siret_summary.RunResult` reports.
+
+    ``SCAN``'s public string is ``"incremental"``, the mode that asks for it.
+    """
 
     FULL = "full"
     SCAN = "incremental"
@@ -61,7 +65,7 @@ class Plan(StrEnum):
     TARGETED = "targeted"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunPlan:
     """One run's plan: the kind, the SIRETs it recomputes, and what the state write needs.
 
@@ -74,8 +78,8 @@ class RunPlan:
     config_hash: str
     stored: StoredMeta
     sirets: pl.Series | None = None
-    changes: Any = None
-    source_backend: Any = None  # the source's backend when it is a database
+    changes: Any = None  # capabilities.ChangeLog.read's changes (identity, snapshot, raw_sirets, why_not)
+    source_backend: Any = None  # the source's Backend when it is a database
     fallback: str | None = None
 
     @property
@@ -84,8 +88,8 @@ class RunPlan:
         return self.kind is Plan.SCAN
 
     @property
-    def reads_ahead(self) -> bool:
-        """Only a full write reads the whole target first (read meanwhile, in the background)."""
+    def reads_in_background(self) -> bool:
+        """Only a full write reads the whole target first (the background read, while computing)."""
         return self.kind is Plan.FULL
 
     @property
@@ -97,18 +101,18 @@ class RunPlan:
     def replaces_state(self) -> bool:
         return self.kind is Plan.FULL
 
-    def capture_record(self, run_id: str) -> tuple[Any, str | None]:
-        """What the next capture run checks (db/postgres/capture.py): (identity, cursor).
+    def capture_record(self, run_id: str) -> CaptureRecord | None:
+        """What the next capture run checks (db/postgres/capture.py); None: keep the stored one.
 
-        A targeted run keeps the stored record (:data:`KEEP`, None); the others
-        record the identity read at this run's start and, when they read the
-        log, this run as its last consumer.
+        A targeted run keeps the stored record; the others record the identity
+        read at this run's start and, when they read the log, this run as its
+        last consumer.
         """
         if self.kind is Plan.TARGETED:
-            return KEEP, None
+            return None
         if self.changes is None:
-            return None, None
-        return self.changes.identity, (run_id if self.changes.snapshot is not None else None)
+            return CaptureRecord(None, None)
+        return CaptureRecord(self.changes.identity, run_id if self.changes.snapshot is not None else None)
 
 
 def requested_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.Series:
@@ -151,15 +155,14 @@ def wants_change_log(plan: RunPlan) -> bool:
 
 
 def with_changes(plan: RunPlan, changes: Any, source_backend: Any) -> RunPlan:
-    """A scan becomes a capture run when the change log can be trusted (else it says why not)."""
-    plan.changes, plan.source_backend = changes, source_backend
+    """A new plan: ``plan`` with the change log read; a scan becomes a capture run when the
+    log can be trusted (else it says why not). ``plan`` itself is left as it was."""
+    read = replace(plan, changes=changes, source_backend=source_backend)
     if plan.kind is not Plan.SCAN or changes is None:
-        return plan
+        return read
     why = changes.why_not(plan.stored.capture, plan.stored.cursor)
     if why is None:  # only the logged SIRETs
-        plan.kind = Plan.CAPTURE
-        plan.sirets = requested_sirets(changes.raw_sirets, allow_empty=True)
-    else:
-        plan.fallback = f"change capture stepped aside ({why}): every row was scanned"
-        log.info("%s", plan.fallback)
-    return plan
+        return replace(read, kind=Plan.CAPTURE, sirets=requested_sirets(changes.raw_sirets, allow_empty=True))
+    fallback = f"change capture stepped aside ({why}): every row was scanned"
+    log.info("%s", fallback)
+    return replace(read, fallback=fallback)

@@ -1,0 +1,257 @@
+"""The write's steps through the staging table, in the caller's transaction (SPEC §5).
+
+Each step takes the previous step's frozen result and returns its own:
+:func:`open_write` → :class:`Opened` → :func:`fill_staging` → :class:`Staged` →
+:func:`scope` → :class:`Scoped` → :func:`check_shrink` → :class:`ShrinkChecked` →
+:func:`replace` → :class:`~siret_summary.pipeline.write_empty.WriteStats`. A step
+cannot run before the one it needs: it has nothing to be called with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
+from siret_summary.db.privileges import create_missing
+from siret_summary.errors import ShrinkGuardError
+from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
+from siret_summary.pipeline.write_empty import WriteStats
+
+STAGING = "siret_summary_staging"
+STAGING_DELETE = "siret_summary_staging_delete"
+
+
+@dataclass(frozen=True)
+class BackgroundRead:
+    """What a full write reads of the target before it changes anything (read in the background
+    while the summary is computed; docs/architecture.md, "Words").
+
+    Read outside the write's transaction, it is as good as read inside: an
+    edit made in between gives its row another ``xmin``, which no recorded
+    version matches (the edit then survives this run, as one made during any
+    run may, and the next full run rewrites the row).
+    ``versions``: the target's opened row versions (capabilities.RowVersions.open), or None;
+    ``target_rows`` and ``stored_versions`` are read only where there are versions.
+    """
+
+    columns: list[Column] | None
+    versions: Any | None  # capabilities.RowVersions' opened versions
+    target_rows: pl.DataFrame | None = None
+    stored_versions: pl.DataFrame | None = None
+
+
+def open_versions(backend: Backend, conn: Any, target: str, columns: Sequence[Column] | None,
+                  table: str | None) -> Any | None:
+    """The target's row versions (:meth:`Backend.row_versions`), or None where there are none to trust."""
+    capability = backend.row_versions()
+    if capability is None or not table or columns is None:
+        return None
+    return capability.open(conn, target, columns, table)
+
+
+def background_read(backend: Backend, conn: Any, target: str, table: str | None) -> BackgroundRead:
+    """The target's columns and, where it has row versions (kept in ``table``), its rows' versions."""
+    columns = backend.describe(conn, target)
+    versions = open_versions(backend, conn, target, columns, table)
+    if versions is None:
+        return BackgroundRead(columns, None)
+    return BackgroundRead(columns, versions, versions.target_rows(conn), versions.stored(conn))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The target described (created when missing), the summary shaped for it, its row versions opened."""
+
+    backend: Backend
+    conn: Any
+    target: str
+    columns: list[Column] | None  # None only if the table created could not be described
+    frame: pl.DataFrame  # the summary shaped for the target
+    written: list[Column]
+    versions: Any | None  # the target's row versions, or None
+    earlier: BackgroundRead | None  # the background read, when the target is still as it saw it
+
+    @property
+    def table(self) -> str:
+        return quote_table(self.target)
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """A full write's rows the row versions vouch for (left in place, not staged)."""
+
+    target_rows: pl.DataFrame  # the target's rows' SIRETs and versions, as read
+    stored_versions: pl.DataFrame  # the recorded versions, as read
+    skipped: pl.Series  # SIRETs whose rows the versions vouch for
+    unvouched: pl.Expr  # the rows they do not
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The rows the row versions cannot vouch for, in the staging table."""
+
+    opened: Opened
+    rows: pl.DataFrame  # the rows that went through staging
+    hashes: pl.DataFrame | None  # their row versions' hashes (None without versions)
+    vouched: Vouched | None  # a full write with row versions: what they vouched for
+    previous: int  # rows in the target before
+    staging: str  # the staging table, quoted
+
+
+@dataclass(frozen=True)
+class Scoped:
+    """Which target rows may go."""
+
+    staged: Staged
+    sirets: pl.Series | None  # the SIRETs whose target rows may go (None: every row)
+    sql: str  # the same as a condition on ``t`` ("" : every row)
+    existing: int  # target rows in scope
+    remaining: int  # rows in the target after
+
+
+@dataclass(frozen=True)
+class ShrinkChecked:
+    """A scope the shrink check let through (rows below ``shrink_ratio`` raise ShrinkGuardError)."""
+
+    scoped: Scoped
+
+
+def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, delete_sirets: pl.Series | None,
+               versions_table: str | None, earlier: BackgroundRead | None) -> Opened:
+    """The target described (created when missing), the summary shaped for it, its row versions opened.
+
+    ``earlier`` is dropped when the target changed since it was read (re-created,
+    altered, a trigger added) or the write is not a full one.
+    """
+    described = backend.describe(conn, target)
+    frame, written = shape_for_target(summary, described, backend, target)
+    if described is None:
+        create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)
+    columns = described if described is not None else backend.describe(conn, target)
+    versions = open_versions(backend, conn, target, columns, versions_table)
+    still = (earlier is not None and delete_sirets is None and earlier.columns == columns
+             and earlier.versions == versions)
+    backend.prepare_bulk_write(conn)
+    return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
+
+
+def _vouched(opened: Opened, versions: Any, hashes: pl.DataFrame) -> Vouched:
+    """What ``versions`` vouch for, from the background read when it is still good, else read now."""
+    read = opened.earlier
+    if read is not None and read.target_rows is not None and read.stored_versions is not None:
+        target_rows, stored_versions = read.target_rows, read.stored_versions
+    else:
+        target_rows, stored_versions = versions.target_rows(opened.conn), versions.stored(opened.conn)
+    skipped = versions.unchanged(opened.conn, hashes, target_rows, stored_versions)
+    return Vouched(target_rows, stored_versions, skipped, ~pl.col("siret").is_in(skipped.implode()))
+
+
+def fill_staging(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Callable[[float], None]) -> Staged:
+    """The rows the row versions cannot vouch for, ingested into the staging table."""
+    backend, conn = opened.backend, opened.conn
+    rows, hashes, vouched, versions = opened.frame, None, None, opened.versions
+    if versions is not None:
+        hashes = versions.hashes(opened.frame)
+    if versions is not None and hashes is not None and delete_sirets is None:
+        vouched = _vouched(opened, versions, hashes)
+        rows, hashes = opened.frame.filter(vouched.unvouched), hashes.filter(vouched.unvouched)
+        previous = vouched.target_rows.height
+    else:
+        previous = int(backend.scalar(conn, f"SELECT count(*) FROM {opened.table}"))
+    checkpoint(0.05)
+    staging = backend.ingest_temporary(
+        conn, STAGING, backend.to_storage(rows.to_arrow(), opened.written),
+        between=lambda done: checkpoint(0.05 + 0.75 * done),
+    )
+    backend.index_staging(conn, staging, STAGING)
+    return Staged(opened, rows, hashes, vouched, previous, staging)
+
+
+def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
+    """Which target rows may go: the given SIRETs', those the row versions did not vouch for, or all."""
+    opened, vouched = staged.opened, staged.vouched
+    sirets: pl.Series | None = None
+    if delete_sirets is not None:
+        sirets = delete_sirets.unique()
+    elif vouched is not None and vouched.skipped.len():  # the target rows not vouched for
+        sirets = vouched.target_rows.filter(vouched.unvouched).get_column("siret")
+    if sirets is None:
+        return Scoped(staged, None, "", staged.previous, staged.rows.height)
+    gone = opened.backend.ingest_temporary(
+        opened.conn, STAGING_DELETE, pl.DataFrame({"siret": sirets}, schema={"siret": pl.String}).to_arrow(),
+    )
+    sql = opened.backend.siret_in_sql("t.siret", gone)
+    if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
+        sql = f"({sql} OR t.siret IS NULL)"
+    existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}"))
+    return Scoped(staged, sirets, sql, existing, staged.previous - existing + staged.rows.height)
+
+
+def check_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> ShrinkChecked:
+    """:class:`ShrinkGuardError` when the table would lose more than ``1 - shrink_ratio`` of its rows."""
+    previous, remaining = scoped.staged.previous, scoped.remaining
+    if previous > 0 and remaining < shrink_ratio * previous and not force:
+        target = scoped.staged.opened.target
+        problem = f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%})"
+        raise ShrinkGuardError(
+            f"{problem}; check the sources, or pass force=True if the shrink is intended.",
+            problem=problem, setting="force",
+        )
+    return ShrinkChecked(scoped)
+
+
+def replace(checked: ShrinkChecked) -> WriteStats:
+    """Rows that differ (or are gone) deleted, the new versions inserted, the row versions recorded.
+
+    Only rows that differ are rewritten: a row already identical to the
+    new one (and NULL in the columns the library does not produce) stays.
+    Each removed row says whether a new version replaces it (counted as
+    updated) or its SIRET is gone (deleted).
+    """
+    scoped = checked.scoped
+    staged = scoped.staged
+    opened = staged.opened
+    backend, conn, table = opened.backend, opened.conn, opened.table
+    same = same_row_sql(backend, opened.columns or opened.written, opened.written, "s", "t")
+    where = f"{scoped.sql} AND " if scoped.sql else ""
+    replaced = backend.fetch_arrow(
+        conn,
+        f"DELETE FROM {table} AS t WHERE {where}"
+        f"NOT EXISTS (SELECT 1 FROM {staged.staging} AS s WHERE s.siret = t.siret AND {same})"
+        f" RETURNING siret IN (SELECT siret FROM {staged.staging}) AS replaced",
+    ).column("replaced")
+    removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
+    names = ", ".join(quote_identifier(c.name) for c in opened.written)
+    insert = (
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged.staging} AS s"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)"
+    )
+    if opened.versions is None:
+        stored = backend.execute_count(conn, insert)
+    else:
+        returned = backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret")
+        inserted = cast(pl.DataFrame, pl.from_arrow(returned))
+        _record_versions(scoped, opened.versions, inserted.get_column("siret"))
+        stored = inserted.height
+    present = scoped.existing - removed + updated  # new rows whose SIRET was in the table
+    height = staged.rows.height
+    # A trigger may skip rows: never more new rows than the insert stored (less the updated ones).
+    new = min(height - present, max(0, stored - updated)) if stored >= 0 else height - present
+    return WriteStats(rows=scoped.remaining, inserted=new, updated=updated, deleted=removed - updated, staged=height)
+
+
+def _record_versions(scoped: Scoped, versions: Any, inserted: pl.Series) -> None:
+    staged = scoped.staged
+    vouched = staged.vouched
+    forget: pl.Series | None = scoped.sirets
+    kept: pl.DataFrame | None = None
+    if vouched is not None:  # a full write: forget the versions of the rows not vouched for
+        forget = vouched.stored_versions.filter(vouched.unvouched).get_column("siret")
+        kept = vouched.target_rows
+    versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept)

@@ -1,0 +1,70 @@
+"""What a run's write adds to its transaction: the state and, in the same database, the change log consumed.
+
+Frozen records handed from stage to stage (runs/stages.py): :class:`EarlierReads`
+from the background read to the write, :class:`StateWrite` from the write stage
+into :func:`~siret_summary.pipeline.write.write_summary`'s transaction (SPEC §6, §7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from siret_summary.db.base import Backend
+from siret_summary.incremental.planning import RunPlan
+from siret_summary.incremental.state import StateStore
+from siret_summary.pipeline.write import BackgroundRead
+
+
+@dataclass(frozen=True)
+class EarlierReads:
+    """What a full run read in the background while it computed (docs/architecture.md, "Words").
+
+    ``target``: the target's columns and row versions; ``state``: the stored
+    state a full run may rewrite only in part (:meth:`StateStore.reusable`), None
+    when it is rewritten whole.
+    """
+
+    target: BackgroundRead
+    state: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """The state of ``plan`` written (``fingerprints``, and ``remove``'s SIRETs gone), inside the write's transaction.
+
+    ``earlier``: the background read, used by the first attempt only; None: the
+    stored state is read now, in the transaction. ``same_database``: the change
+    log (``plan.changes``) is in the target's database and consumed in the same commit.
+    """
+
+    backend: Backend
+    store: StateStore
+    plan: RunPlan
+    fingerprints: pl.DataFrame
+    remove: pl.Series | None
+    earlier: EarlierReads | None
+    run_id: str
+    same_database: bool
+
+    def apply(self, conn: Any) -> None:
+        """The state, and the change log consumed when it is in this database (a ``before_commit`` step)."""
+        plan = self.plan
+        if plan.keeps_state:
+            capture = plan.capture_record(self.run_id)
+            if plan.replaces_state:
+                previous = self.earlier.state if self.earlier is not None else self.store.reusable(
+                    conn, plan.config_hash
+                )
+                self.store.write_full(conn, self.fingerprints, config_hash=plan.config_hash, previous=previous,
+                                      capture=capture)
+            else:
+                self.store.write_some(conn, self.fingerprints, remove=self.remove, config_hash=plan.config_hash,
+                                      capture=capture)
+        if plan.changes is not None and self.same_database:  # consumed atomically with the write
+            change_log = self.backend.change_log()
+            if change_log is None:  # a bug: the changes were read through this capability
+                raise RuntimeError("changes were read from a backend without a change log")
+            change_log.consume(conn, plan.changes, self.run_id)
