@@ -22,10 +22,12 @@ from siret_summary.db import names
 from siret_summary.config import Config, needed_columns
 from siret_summary.db import Backend, connected, driver_reason, open_backend
 from siret_summary.db.base import Filter
+from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.errors import SourceError
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, compact_text, keyed_raw, normalize_invitations, normalize_pv, prepare,
 )  # fmt: skip
+from siret_summary.rules.siret_superset import like_pattern, rule_reads_ascii_digits_only
 from siret_summary.rules.values import siret_key
 from siret_summary._raw_columns import CTID, XMIN
 from siret_summary.db.capabilities import RowStamps
@@ -89,6 +91,9 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
         return server_side
+    prefiltered = _prefilter(backend, conn, table, siret_col, sirets)
+    if prefiltered is not None:
+        return prefiltered
     keys_sql = backend.row_keys_sql(conn, table, siret_col)
     if keys_sql is None:
         return None
@@ -111,6 +116,14 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping, sirets: pl
     if len(picked) == 0:
         return f" WHERE {backend.false_sql}", None
     return backend.rows_with_keys(conn, table, siret_col, picked)
+
+
+def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.Series) -> Filter | None:
+    """A server-side WHERE keeping a superset of ``sirets``' rows (callers keep the exact ones after
+    normalisation), while the SIRET rule reads ASCII digits only; None: use the key pass."""
+    if not rule_reads_ascii_digits_only():
+        return None
+    return superset_filter(backend, conn, table, column, [like_pattern(s) for s in sirets.unique().to_list()])
 
 
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
