@@ -20,6 +20,7 @@ prefilter for one SIRET's rows").
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import polars as pl
 
@@ -31,7 +32,7 @@ ASCII_DIGITS = "0123456789"
 def required_digits(siret: str) -> str:
     """The digits every spelling of the 14-digit ``siret`` holds in order: ``siret`` without its leading
     zeros (``"0"`` for the all-zero SIRET, whose spellings hold at least one zero)."""
-    if len(siret) != 14 or not all(c in ASCII_DIGITS for c in siret):
+    if not _is_siret(siret):
         raise ValueError(f"expected a 14-digit SIRET, got {siret!r}")
     return siret.lstrip("0") or "0"
 
@@ -65,10 +66,21 @@ def _probes() -> list[str]:
     return probes
 
 
+def probe_holds(rule: Callable[[str, pl.DataType], pl.Expr]) -> bool:
+    """Whether ``rule`` (shaped as :func:`~siret_summary.rules.values.siret_key`), run on spellings holding
+    non-ASCII digits, gives only SIRETs whose :func:`may_spell` holds."""
+    probes = _probes()
+    keys = pl.DataFrame({"s": probes}, schema={"s": pl.String}).select(rule("s", pl.String()).alias("k")).to_series()
+    return all(key is None or (_is_siret(key) and may_spell(text, key))
+               for text, key in zip(probes, keys.to_list(), strict=True))
+
+
+def _is_siret(key: str) -> bool:
+    return len(key) == 14 and all(c in ASCII_DIGITS for c in key)
+
+
 @functools.cache
 def rule_reads_ascii_digits_only() -> bool:
-    """Whether the SIRET rule, run on spellings holding non-ASCII digits, gives only SIRETs whose
-    :func:`may_spell` holds (once per process: the rule does not change while it runs)."""
-    probes = _probes()
-    keys = pl.DataFrame({"s": probes}, schema={"s": pl.String}).select(siret_key("s", pl.String())).to_series()
-    return all(key is None or may_spell(text, key) for text, key in zip(probes, keys.to_list(), strict=True))
+    """:func:`probe_holds` of the library's SIRET rule (once per process: the rule does not change while
+    it runs). False: the prefilter is not sound for this rule, and is not used."""
+    return probe_holds(siret_key)
