@@ -271,3 +271,27 @@ def test_explain_of_a_siret_stored_in_hostile_spellings_lists_every_row(tmp_path
     explanation = siret_summary.explain(str(location), "542065400011").to_dict()
     listed = sorted(r["id"] for r in explanation["pv_rows"])
     assert listed == sorted(i for i, v in _pv_rows() if _reference(v) == A) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("declared", ["text", "varchar(40)", "char(30)", "name", "text COLLATE \"C\"", "bigint"])
+def test_postgresql_column_types(pg_source, declared):
+    """Every PostgreSQL text type is prefiltered (compared COLLATE "C": padding, collations alike) and keeps
+    every row of the SIRET; a numeric column gets no prefilter (the exact key pass reads it)."""
+    numeric = declared == "bigint"
+    stored = [(i, v) for i, v in _pv_rows() if (isinstance(v, int) if numeric else v is None or "\x00" not in str(v))]
+    with pg_dbapi.connect(pg_source) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS typed")
+        cur.execute(f"CREATE TABLE typed (id integer, siret {declared})")
+        for i, value in stored:
+            cur.execute("INSERT INTO typed VALUES ($1, $2)", (i, value if numeric or value is None else str(value)))
+        conn.commit()
+    backend = open_backend(pg_source, must_exist=True)
+    with connected(backend, role="source") as conn:
+        where = superset_filter(backend, conn, "typed", "siret", [like_pattern(A)])
+        if numeric:
+            assert where is None
+            return
+        assert where is not None
+        read = backend.fetch_arrow(conn, f"SELECT id, siret FROM typed{where[0]}", where[1])
+    expected = {i for i, v in stored if _reference(None if v is None else str(v)) == A}
+    assert expected == {0, 1, 2, 4, 5} and expected <= set(read.column("id").to_pylist())

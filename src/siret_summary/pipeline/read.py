@@ -123,7 +123,11 @@ def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.
     normalisation), while the SIRET rule reads ASCII digits only; None: use the key pass."""
     if not rule_reads_ascii_digits_only():
         return None
-    return superset_filter(backend, conn, table, column, [like_pattern(s) for s in sirets.unique().to_list()])
+    try:
+        patterns = [like_pattern(s) for s in sirets.drop_nulls().unique().to_list()]
+    except ValueError:  # not all 14-digit SIRETs (callers pass normalised ones): the key pass copes
+        return None
+    return superset_filter(backend, conn, table, column, patterns)
 
 
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:

@@ -75,8 +75,8 @@ def probe_holds(rule: Callable[[str, pl.DataType], pl.Expr]) -> bool:
                for text, key in zip(probes, keys.to_list(), strict=True))
 
 
-def _is_siret(key: str) -> bool:
-    return len(key) == 14 and all(c in ASCII_DIGITS for c in key)
+def _is_siret(key: object) -> bool:
+    return isinstance(key, str) and len(key) == 14 and all(c in ASCII_DIGITS for c in key)
 
 
 @functools.cache
