@@ -22,7 +22,13 @@ from siret_summary.explain.cycles import attribute_facts, cycle_facts
 from siret_summary.explain.rows import ROW, plain, siret_rows
 from siret_summary.pipeline import fork_guard
 from siret_summary.rules.summary import summary_frame
-from siret_summary.rules.values import WHITESPACE, digits_of_siret, is_scientific, siret_from_digits, siret_reject_reason
+from siret_summary.rules.values import (
+    WHITESPACE,
+    digits_of_siret,
+    is_scientific,
+    siret_from_digits,
+    siret_reject_reason,
+)
 
 __all__ = ["Explanation", "explain", "parse_siret"]
 

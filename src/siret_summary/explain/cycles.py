@@ -22,7 +22,11 @@ from siret_summary.config import UNIONS, Config
 from siret_summary.explain.rows import ROW, plain
 from siret_summary.rules.seats import R2314_1, allocate_seats, seat_basis
 from siret_summary.rules.summary import (
-    _VOIX, CROSS_CYCLE_ATTRIBUTES, department, election_rows, latest_election_per_cycle,
+    _VOIX,
+    CROSS_CYCLE_ATTRIBUTES,
+    department,
+    election_rows,
+    latest_election_per_cycle,
 )  # fmt: skip
 from siret_summary.rules.values import carence
 
@@ -47,16 +51,19 @@ def _rounds_of(elections: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dic
     def trace(keys: np.ndarray, averages: np.ndarray, winners: np.ndarray, tied: np.ndarray) -> None:
         for at, key in enumerate(keys.tolist()):
             rounds.setdefault(int(key), []).append({
-                "averages": {u: (None if not np.isfinite(a) else float(a)) for u, a in zip(UNIONS, averages[at])},
+                "averages": {u: (None if not np.isfinite(a) else float(a))
+                             for u, a in zip(UNIONS, averages[at], strict=False)},
                 "winner": UNIONS[int(winners[at])],
-                "tied": [u for u, t in zip(UNIONS, tied[at]) if t],
+                "tied": [u for u, t in zip(UNIONS, tied[at], strict=False) if t],
             })  # fmt: skip
 
     seats = allocate_seats(keyed, key=KEY, voix=_VOIX, out=list(UNIONS), trace=trace).collect()
     return basis, seats, rounds
 
 
-def _seats(basis: dict[str, Any], final: dict[str, Any], rounds: list[dict[str, Any]], carence_: bool) -> dict:
+def _seats(
+    basis: dict[str, Any], final: dict[str, Any], rounds: list[dict[str, Any]], carence_: bool
+) -> dict[str, Any]:
     s = basis["_seats"]
     voix = {u: basis[f"_v{i}"] for i, u in enumerate(UNIONS)}
     why_none = None
@@ -154,7 +161,8 @@ def attribute_facts(cycles: list[dict[str, Any]], lead_rows: dict[int, pl.DataFr
     out: dict[str, Any] = {}
     newest_first = [i for i in reversed(range(len(config.cycles))) if i in lead_rows]
     for name in (*CROSS_CYCLE_ATTRIBUTES, "ud"):
-        chosen = {"value": None, "cycle": None, "row_id": None, "looked_at": [config.cycles[i].label for i in newest_first]}
+        chosen: dict[str, Any] = {"value": None, "cycle": None, "row_id": None,
+                                  "looked_at": [config.cycles[i].label for i in newest_first]}
         for i in newest_first:
             value, row_id = _first_in_lead_order(lead_rows[i], name)
             if value is not None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
@@ -29,10 +29,23 @@ from siret_summary.config import DEFAULT_PV_COLUMNS, Config, needed_columns
 from siret_summary.db import open_backend
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, integer_id, keyed_raw, normalize_invitations, normalize_pv, prepare,
+    RAW_SEED_INVITATIONS,
+    RAW_SEED_PV,
+    SIRET_KEY,
+    integer_id,
+    keyed_raw,
+    normalize_invitations,
+    normalize_pv,
+    prepare,
 )  # fmt: skip
 from siret_summary.rules.summary import cycle_index
-from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
+from siret_summary.rules.values import (
+    WHITESPACE,
+    as_text,
+    digits_of_siret,
+    is_scientific,
+    siret_reject_reason,
+)
 
 #: The row number tying a normalised row to its raw row.
 ROW = "__siret_summary_explain_row"
@@ -81,14 +94,27 @@ def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFr
     the source allows (a database's targeted read), else whole."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
-        return (keyed_raw(raw.pv, config.pv_columns, RAW_SEED_PV).collect(),
-                keyed_raw(raw.invitations, config.invitation_columns, RAW_SEED_INVITATIONS).collect())
+        return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
+                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect())
     if not isinstance(source, (str, os.PathLike)):
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
     wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
     keyed = read_database(backend, config, wanted, normalise=False, stamps=False)
-    return keyed.pv.collect(), keyed.invitations.collect()
+    return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+
+
+def _whole(frame: pl.LazyFrame | None) -> pl.LazyFrame:
+    """A table read whole (raw and keyed reads are never split in parts, unlike a normalised one)."""
+    assert frame is not None, "raw and keyed reads come whole"
+    return frame
+
+
+def _siret_column(mapping: Mapping[str, str | None]) -> str:
+    """The mapped SIRET column (Config requires one)."""
+    column = mapping["siret"]
+    assert column is not None, "Config maps the siret column"
+    return column
 
 
 def _spellings(frame: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -169,8 +195,9 @@ def _by_row(raw: pl.DataFrame, mapping: Mapping[str, str | None]) -> pl.DataFram
     return normalize_pv(raw.lazy(), full).collect().rename({"id": ROW}).with_columns(pl.col(ROW).cast(pl.UInt32))
 
 
-def _facts(raw: pl.DataFrame, normalised: pl.DataFrame, mapping, shown: tuple[str, ...]) -> list[dict[str, Any]]:
-    raw_values = dict(zip(raw.get_column(ROW).to_list(), _raw_values(raw, needed_columns(mapping))))
+def _facts(raw: pl.DataFrame, normalised: pl.DataFrame, mapping: Mapping[str, str | None],
+           shown: tuple[str, ...]) -> list[dict[str, Any]]:
+    raw_values = dict(zip(raw.get_column(ROW).to_list(), _raw_values(raw, needed_columns(mapping)), strict=False))
     facts = []
     for row in normalised.sort(ROW).iter_rows(named=True):
         warnings = [key for flag, key in WARNING_FLAGS.items() if row.get(flag)]
@@ -192,8 +219,8 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     """``siret``'s rows; with ``siret=None``, the rejected rows spelled with ``spelling_digits``, or
     whose spelling :func:`could_be` ``candidates_of`` (both read every row)."""
     pv_raw, inv_raw = _raw_rows(source, config, siret)
-    pv_raw = _matching(pv_raw, config.pv_columns["siret"], siret, spelling_digits, candidates_of)
-    inv_raw = _matching(inv_raw, config.invitation_columns["siret"], siret, spelling_digits, candidates_of)
+    pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
+    inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
     # normalize_pv with the row number as id, the real id (integer_id, as normalize_pv computes it)
     # put back: compute()'s normalised rows, each tied to its raw row.
     by_row = _by_row(pv_raw, config.pv_columns).join(_real_ids(pv_raw, config.pv_columns["id"]), on=ROW, how="left")

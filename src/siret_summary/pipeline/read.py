@@ -23,6 +23,7 @@ from siret_summary.config import Config, needed_columns
 from siret_summary.db import Backend, connected, driver_reason, names, open_backend
 from siret_summary.db.base import Filter
 from siret_summary.db.capabilities import RowStamps
+from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.errors import SourceError
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
 from siret_summary.pipeline.stream import normalised_stream
@@ -36,6 +37,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
+from siret_summary.rules.siret_superset import like_pattern, rule_reads_ascii_digits_only
 from siret_summary.rules.values import siret_key
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
@@ -102,6 +104,9 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping: Mapping[st
     server_side = backend.siret_filter_sql(conn, table, siret_col, sirets.to_list())
     if server_side is not None:
         return server_side
+    prefiltered = _prefilter(backend, conn, table, siret_col, sirets)
+    if prefiltered is not None:
+        return prefiltered
     keys_sql = backend.row_keys_sql(conn, table, siret_col)
     if keys_sql is None:
         return None
@@ -124,6 +129,18 @@ def _targeted_where(backend: Backend, conn: Any, table: str, mapping: Mapping[st
     if len(picked) == 0:
         return f" WHERE {backend.false_sql}", None
     return backend.rows_with_keys(conn, table, siret_col, picked)
+
+
+def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.Series) -> Filter | None:
+    """A server-side WHERE keeping a superset of ``sirets``' rows (callers keep the exact ones after
+    normalisation), while the SIRET rule reads ASCII digits only; None: use the key pass."""
+    if not rule_reads_ascii_digits_only():
+        return None
+    try:
+        patterns = [like_pattern(s) for s in sirets.drop_nulls().unique().to_list()]
+    except ValueError:  # not all 14-digit SIRETs (callers pass normalised ones): the key pass copes
+        return None
+    return superset_filter(backend, conn, table, column, patterns)
 
 
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:

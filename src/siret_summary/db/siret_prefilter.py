@@ -1,0 +1,67 @@
+"""A WHERE clause the database evaluates to keep a superset of a few SIRETs' rows (the targeted read's prefilter).
+
+The caller gives ``LIKE`` patterns (``'%d1%d2%…%dn%'`` of
+:func:`siret_summary.rules.siret_superset.like_pattern`): a text value
+matches when its ASCII digits hold the pattern's digits in order. Every
+value the pattern test cannot see as the read will is kept whatever it
+holds, so the clause keeps every row the read would normalise to one of the
+SIRETs; the caller normalises the rows it returns and keeps the exact ones.
+The argument, what breaks it and what the code falls back to:
+docs/decisions.md, "A SQL prefilter for one SIRET's rows".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from siret_summary.db.base import Backend, Filter, quote_identifier
+from siret_summary.db.postgres.backend import PostgresBackend
+from siret_summary.db.sqlite import SQLiteBackend
+
+#: Above this many patterns the prefilter is not used: each row would be compared with every one.
+MAX_PATTERNS = 32
+
+#: PostgreSQL types whose value the read delivers as the stored text (LIKE sees what the rule sees).
+_PG_TEXT = {"text", "character varying", "character", "name"}
+
+
+def superset_filter(backend: Backend, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+    """A WHERE clause (with its bound parameters) keeping every row of ``table`` whose ``column`` the read
+    delivers as a value one of ``patterns`` matches, and every row whose value it cannot test so;
+    None where no such clause is known to be sound (the caller then reads exactly by another way).
+
+    ``patterns``: LIKE patterns of ASCII digits and ``%`` only (raises ValueError otherwise).
+    """
+    if not patterns or len(patterns) > MAX_PATTERNS:
+        return None
+    if any(set(p) - set("0123456789%") for p in patterns):
+        raise ValueError(f"LIKE patterns of digits and % expected, got {list(patterns)!r}")
+    q = quote_identifier(column)
+    if isinstance(backend, SQLiteBackend):
+        return _sqlite(q, patterns)
+    if isinstance(backend, PostgresBackend):
+        declared = next((c.declared for c in backend.describe(conn, table) or [] if c.name == column), None)
+        if declared is None or declared.split("(")[0].strip().lower() not in _PG_TEXT:
+            return None  # a number's text is made by the driver and Polars, not by the server
+        # COLLATE "C": LIKE is refused under a nondeterministic collation, and digits compare alike in all.
+        # The patterns travel as one text parameter split by the server (they hold no comma).
+        return f" WHERE {q} COLLATE \"C\" LIKE ANY(string_to_array($1, ','))", [",".join(patterns)]
+    return None
+
+
+def _sqlite(q: str, patterns: Sequence[str]) -> Filter:
+    """SQLite reads a cell's bytes (``CAST(… AS BLOB)``) and decodes them as UTF-8, else Windows-1252.
+
+    LIKE sees a TEXT or INTEGER cell's text up to its first NUL, and ASCII
+    digit bytes as those digits in UTF-8 (even within invalid UTF-8); so kept
+    whatever they hold: REAL cells (the read writes the number as Polars
+    does), BLOB cells, cells holding a NUL byte, and every cell of a
+    database whose text is not UTF-8 (its bytes are not the text LIKE sees).
+    """
+    likes = " OR ".join(f"{q} LIKE ?" for _ in patterns)
+    return (
+        f" WHERE ({likes} OR typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"
+        " OR (SELECT encoding FROM pragma_encoding) <> 'UTF-8')",
+        list(patterns),
+    )
