@@ -33,7 +33,7 @@ def _sqlite(path: Path, *, n_pv: int = 400, seed: int = 7) -> str:
 
 
 def _postgres(uri: str, *, n_pv: int = 400, capture: bool = True) -> str:
-    write_postgres(uri, *generate(n_pv=n_pv, n_invitations=n_pv // 5, seed=7))
+    write_postgres(uri, *generate(n_pv=n_pv, n_invitations=n_pv // 5, seed=7, sqlite_mess=False))
     if capture:
         siret_summary.install_change_capture(uri)
     return uri

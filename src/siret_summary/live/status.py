@@ -18,7 +18,8 @@ class LiveStatus:
     ``signal``: how changes are learned — ``"notify"`` (PostgreSQL with change
     capture: told by the server), ``"poll"`` (a cheap signal polled at a bounded
     rate) or ``"none"`` (the signal is lost: reconnecting). Datetimes are UTC.
-    ``up_to_date``: no change seen after the start of the last successful run;
+    ``up_to_date``: no change seen after the start of the last successful run, and the signal is
+    not lost;
     ``lag_seconds``: None when up to date, else seconds since the oldest change
     not yet reflected. ``gaps``: times the signal was lost and the sources
     rescanned (``last_gap`` says why, in French); ``failures``: consecutive
@@ -122,10 +123,12 @@ class StatusBook:
 
     def snapshot(self) -> LiveStatus:
         with self.lock:
-            up_to_date = self.pending_since is None and self.last_run_finished is not None
+            # Without its signal (a gap not yet over) the watcher cannot know: not up to date.
+            blind = self.watching and self.signal == "none"
+            up_to_date = self.pending_since is None and self.last_run_finished is not None and not blind
             lag = None
             if not up_to_date:
-                since = self.pending_since or self.last_change_seen
+                since = self.pending_since or self.last_change_seen or self.last_run_finished
                 lag = None if since is None else max(0.0, (utc_now() - since).total_seconds())
             return LiveStatus(
                 watching=self.watching, signal=self.signal, last_change_seen=self.last_change_seen,
