@@ -54,7 +54,7 @@ class Lines:
         self.failures = status.failures
         if status.last_run_finished is not None and status.last_run_finished != self.finished:
             self.finished = status.last_run_finished
-            state = "à jour" if status.up_to_date else "d'autres changements arrivés pendant la reconstruction"
+            state = "à jour" if status.up_to_date else "des changements ont pu arriver pendant : une autre suit"
             self.write(f"{_hour(status)} reconstruction n° {status.runs} terminée ({state})")
 
 
