@@ -51,7 +51,7 @@ def _checked(source: str | Path, max_delay: float) -> None:
 
 def open_signal(backend: Backend, config: Config, *, notify: bool) -> Signal:
     """The signal for the source ``backend``: notify when capture notifies and psycopg is there, else a poll."""
-    if backend.dialect == "sqlite":
+    if isinstance(getattr(backend, "path", None), str):  # a database file (SQLite)
         return SQLiteSignal(backend)
     try:
         conn = backend.connect("watch")
