@@ -218,3 +218,28 @@ def test_a_failing_rebuild_backs_off_shows_in_status_and_recovers(tmp_path):
         assert_target_is_reference(location)
     finally:
         watcher.stop()
+
+
+@pytest.mark.timeout(300)
+def test_behind_a_transaction_pooler_the_heartbeat_fails_and_the_watcher_polls(pg_uri, pg_db):
+    """pgbouncer in transaction mode hands the LISTEN's server session to others: nothing comes back."""
+    from urllib.parse import urlsplit
+
+    from pgbouncer import binary, pgbouncer
+
+    if binary() is None:
+        pytest.fail("pgbouncer is missing: `apt-get install pgbouncer` (.ci/run installs it)")
+    _postgres(pg_db)
+    with pgbouncer(pg_uri, pool_size=4) as pooled:
+        uri = pooled.format(db=urlsplit(pg_db).path.lstrip("/"))
+        watcher = Watcher(uri, max_delay=0.3)
+        try:
+            fallen = watcher.wait_for(lambda s: s.signal == "poll" and s.gaps >= 1, what="the fallback to polling")
+            assert "pooler" in fallen.last_gap
+            child = commit_elsewhere(pg_db, random_imports(8, 10), pause=0.1)  # committed on the server directly
+            assert child.wait(120) == 0
+            last = watcher.settled(time.time(), 0.3)
+            assert last.signal == "poll" and last.failures == 0, last
+            assert_target_is_reference(pg_db)
+        finally:
+            watcher.stop()
