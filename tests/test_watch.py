@@ -100,3 +100,35 @@ def test_live_status_to_dict_is_json():
         lag_seconds=None, runs=0, gaps=0, last_gap=None, failures=0, next_retry_seconds=None, last_error=None,
     )
     assert json.loads(json.dumps(watcher_status.to_dict()))["signal"] == "poll"
+
+
+@pytest.mark.timeout(120)
+def test_a_sqlite_watcher_opens_no_descriptor_on_the_database_in_the_host(tmp_path):
+    """Issue 23: the SQLite signal's connection lives in the worker; the host only calls os.stat."""
+    import os
+
+    location = _source("sqlite", None, tmp_path)
+    watched = {os.path.realpath(location + suffix) for suffix in ("", "-wal", "-shm", "-journal")}
+
+    def host_descriptors() -> set[str]:
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                out.add(os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")))
+            except OSError:
+                pass
+        return out & watched
+
+    watcher = Watcher(location, max_delay=0.2)
+    try:
+        watcher.wait_for(lambda s: s.up_to_date, what="the first run")
+        seen = set()
+        child = commit_elsewhere(location, random_imports(9, 10), pause=0.1)
+        while child.poll() is None:
+            seen |= host_descriptors()
+            time.sleep(0.02)
+        watcher.settled(time.time(), 0.2)
+        seen |= host_descriptors()
+        assert seen == set()
+    finally:
+        watcher.stop()
