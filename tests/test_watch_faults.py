@@ -57,21 +57,23 @@ def own_server():
 
 
 @pytest.mark.timeout(300)
-def test_server_restart_is_a_gap_then_the_watcher_is_told_again(own_server):
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no_capture"])
+def test_server_restart_is_a_gap_then_the_watcher_is_told_again(own_server, capture):
     server_uri, restart = own_server
+    signal_kind = "notify" if capture else "poll"
     with fresh_database(server_uri) as uri:
-        _postgres(uri)
+        _postgres(uri, capture=capture)
         watcher = Watcher(uri, max_delay=0.5)
         try:
-            watcher.wait_for(lambda s: s.up_to_date and s.signal == "notify", what="the first run")
+            watcher.wait_for(lambda s: s.up_to_date and s.signal == signal_kind, what="the first run")
             restart()
             watcher.wait_for(lambda s: s.gaps >= 1, what="the restart seen as a gap")
             assert "PostgreSQL" in watcher.latest().last_gap
-            watcher.wait_for(lambda s: s.signal == "notify", what="listening again")
+            watcher.wait_for(lambda s: s.signal == signal_kind, what="listening again")
             child = commit_elsewhere(uri, random_imports(3, 8), pause=0.1)
             assert child.wait(120) == 0
             last = watcher.settled(time.time(), 0.5)
-            assert last.signal == "notify" and last.failures == 0, last
+            assert last.signal == signal_kind and last.failures == 0, last
             assert_target_is_reference(uri)
         finally:
             watcher.stop()
