@@ -44,6 +44,7 @@ from siret_summary.cli_parser import DESCRIPTION, Parser
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
 from siret_summary.cli_records import record_mapping, record_text
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
+from siret_summary.cli_watch import add_watch_command
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.planning import Mode
@@ -365,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress_flag(rejects_p)
     add_config_flags(rejects_p)
     add_explain_command(command, source_flag)  # cli_explain.py
+    add_watch_command(command, source_flag)  # cli_watch.py
     return parser
 
 
