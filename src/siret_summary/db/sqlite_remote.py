@@ -15,6 +15,7 @@ exits when its pipe closes (parent gone).
 from __future__ import annotations
 
 import atexit
+import importlib
 import itertools
 import os
 import signal
@@ -25,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
+from adbc_driver_manager import AdbcStatusCode
 
 from siret_summary.errors import SiretSummaryError
 
@@ -113,6 +115,8 @@ class _LocalWorker:
     """The fallback: the same session, in this process (when no worker process can be started)."""
 
     def __init__(self) -> None:
+        # Lazy: only this fallback runs the worker's session in this process; the module is otherwise
+        # run as a script in the child, and nothing else here needs it.
         from siret_summary.db.sqlite_worker import _Session
 
         self.session = _Session()
@@ -186,12 +190,8 @@ def _rebuilt(info: tuple[Any, ...]) -> Exception:
     """The worker's exception as the driver raised it (same class, message, status code, SQLSTATE)."""
     module, name, message, code, vendor, sqlstate = info
     try:
-        import importlib
-
         cls = getattr(importlib.import_module(module), name)
         if code is not None:
-            from adbc_driver_manager import AdbcStatusCode
-
             return cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
         return cls(message)
     except Exception:
@@ -275,7 +275,7 @@ class RemoteConnection:
             self._worker = None
             raise
 
-    def cursor(self) -> "RemoteCursor":
+    def cursor(self) -> RemoteCursor:
         cid = next(self._ids)
         self.call("cursor", cid)
         return RemoteCursor(self, cid)
@@ -307,7 +307,7 @@ class RemoteConnection:
         if worker is not None:
             _give_back(worker) if reuse else worker.kill()
 
-    def __enter__(self) -> "RemoteConnection":
+    def __enter__(self) -> RemoteConnection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -330,7 +330,7 @@ class _AdbcConnection:
 
 
 class _AdbcStatement:
-    def __init__(self, cursor: "RemoteCursor") -> None:
+    def __init__(self, cursor: RemoteCursor) -> None:
         self._cursor = cursor
 
     def set_options(self, **options: str) -> None:
@@ -390,7 +390,7 @@ class RemoteCursor:
             except WorkerGone:
                 pass
 
-    def __enter__(self) -> "RemoteCursor":
+    def __enter__(self) -> RemoteCursor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 
 def _table(data: bytes) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: a spare worker waits for its first request without loading pyarrow
 
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
@@ -31,6 +31,7 @@ class _Session:
         self.manual = False  # a BEGIN IMMEDIATE of ours is open (autocommit on underneath)
 
     def op_open(self, path: str) -> None:
+        # Lazy: the driver loads when the first connection is asked for, not while a spare worker waits.
         import adbc_driver_sqlite.dbapi as sqlite_dbapi
 
         self.op_close()
@@ -66,7 +67,7 @@ class _Session:
         self.readers[cid] = reader
         return reader.schema.serialize().to_pybytes()
 
-    def op_next(self, cid: int, count: int) -> "_Raw":
+    def op_next(self, cid: int, count: int) -> _Raw:
         reader, out = self.readers.get(cid), []
         if reader is None:  # ended, or the cursor ran another statement
             return _Raw(out)

@@ -20,6 +20,8 @@ from typing import Any
 
 import polars as pl
 
+from siret_summary.db.base import Backend
+from siret_summary.db.capabilities import CapturedChanges
 from siret_summary.errors import ConfigError
 from siret_summary.incremental.state import KEEP, StoredMeta
 from siret_summary.rules.values import siret_key
@@ -74,8 +76,8 @@ class RunPlan:
     config_hash: str
     stored: StoredMeta
     sirets: pl.Series | None = None
-    changes: Any = None
-    source_backend: Any = None  # the source's backend when it is a database
+    changes: CapturedChanges | None = None
+    source_backend: Backend | None = None  # the source's backend when it is a database
     fallback: str | None = None
 
     @property
@@ -150,7 +152,7 @@ def wants_change_log(plan: RunPlan) -> bool:
     return plan.kind in (Plan.FULL, Plan.SCAN)
 
 
-def with_changes(plan: RunPlan, changes: Any, source_backend: Any) -> RunPlan:
+def with_changes(plan: RunPlan, changes: CapturedChanges | None, source_backend: Backend | None) -> RunPlan:
     """A scan becomes a capture run when the change log can be trusted (else it says why not)."""
     plan.changes, plan.source_backend = changes, source_backend
     if plan.kind is not Plan.SCAN or changes is None:

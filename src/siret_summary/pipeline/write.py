@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
+from siret_summary.db.capabilities import OpenRowVersions
 from siret_summary.db.connect import driver_reason
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import ShrinkGuardError, SiretSummaryError, TargetError
@@ -49,12 +50,14 @@ class ReadAhead:
     """
 
     columns: list[Column] | None
-    versions: Any | None  # capabilities.RowVersions' opened versions
+    versions: OpenRowVersions | None
     target_rows: pl.DataFrame | None = None
     stored: pl.DataFrame | None = None
 
 
-def open_versions(backend: Backend, conn: Any, target: str, columns: Sequence[Column] | None, table: str | None) -> Any:
+def open_versions(
+    backend: Backend, conn: Any, target: str, columns: Sequence[Column] | None, table: str | None
+) -> OpenRowVersions | None:
     """The target's row versions (:meth:`Backend.row_versions`), or None where there are none to trust."""
     capability = backend.row_versions()
     if capability is None or not table or columns is None:
@@ -286,7 +289,7 @@ class _Write:
         if self.versions is None:
             stored = self.backend.execute_count(self.conn, insert)
         else:
-            inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, f"{insert} RETURNING siret::text AS siret"))
+            inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, self.backend.returning_sirets_sql(insert)))
             self._record_versions(inserted.get_column("siret"), full=delete_sirets is None)
             stored = inserted.height
         present = self.existing - removed + updated  # new rows whose SIRET was in the table

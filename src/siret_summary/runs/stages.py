@@ -22,7 +22,7 @@ from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
 from siret_summary.db.capabilities import versions_table
 from siret_summary.db.masking import scrub
-from siret_summary.db.postgres.stamps import SourceMoved
+from siret_summary.db.capabilities import SourceMoved
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.plan import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
 from siret_summary.incremental.scan import scan_changes

@@ -35,8 +35,9 @@ SQLite rows have no such stamp: SQLite targets always compare.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -55,8 +56,9 @@ _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits
 
 
 @dataclass
-class RowVersions:
-    """The row versions of one target, inside the write's transaction."""
+class OpenedVersions:
+    """:class:`~siret_summary.db.capabilities.OpenRowVersions` of one PostgreSQL target, inside the write's
+    transaction."""
 
     backend: Backend
     table: str  # the versions table
@@ -64,13 +66,16 @@ class RowVersions:
     seeds: tuple[int, int]
 
     @classmethod
-    def open(cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
+    def open(
+        cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str
+    ) -> OpenedVersions | None:
         """Row versions for ``target``, or None where they cannot vouch for its rows."""
         row = backend.fetch_arrow(
             conn,
             "SELECT c.oid::bigint AS target, c.relkind::text AS kind,"
             # On the table or any of its partitions (a trigger on one partition changes what it stores).
-            " EXISTS (SELECT 1 FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
+            " EXISTS (SELECT 1 FROM pg_class p"
+            "   WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
             "   AND (p.relhasrules OR p.relrowsecurity OR EXISTS ("
             "     SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND NOT t.tgisinternal))) AS guarded,"
             " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
@@ -85,7 +90,8 @@ class RowVersions:
             # a new xmin; it always takes a new attnum). DDL that changes no stored
             # value (a constraint dropped, NOT NULL) keeps the rows vouched for.
             " (SELECT string_agg(concat_ws(':', p.oid, p.relfilenode), ',' ORDER BY p.oid)"
-            "   FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
+            "   FROM pg_class p"
+            "   WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
             " (SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,"
             "   a.attcollation, a.attisdropped, a.attmissingval), ',' ORDER BY a.attrelid, a.attnum)"
             "   FROM pg_attribute a WHERE a.attrelid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
@@ -167,7 +173,8 @@ class RowVersions:
             self.backend.execute(conn, f"DROP TABLE {q}")
             present = None
         if present is None:
-            create_missing(self.backend, conn, self.table, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
+            create_missing(self.backend, conn, self.table,
+                           f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
                            exists=False)
         if forget is None:  # none holds (a write into an empty target): no list to send
             self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
@@ -175,7 +182,8 @@ class RowVersions:
         else:
             forget = pl.concat([forget, new.get_column("siret")]).unique()
         if forget.len():
-            self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(), staging="siret_summary_rows_gone")
+            self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(),
+                                       staging="siret_summary_rows_gone")
         if new.is_empty():
             return
         ids = self.backend.fetch_arrow(  # one round trip for both
@@ -203,5 +211,5 @@ class PostgresRowVersions:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def open(self, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
-        return RowVersions.open(self.backend, conn, target, columns, table)
+    def open(self, conn: Any, target: str, columns: Sequence[Column], table: str) -> OpenedVersions | None:
+        return OpenedVersions.open(self.backend, conn, target, columns, table)
