@@ -42,6 +42,14 @@ def _import_nodes(tree: ast.AST, *, type_checking: bool = False) -> list[ast.Imp
     return found
 
 
+def _origin(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from … import`` names, relative imports resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    return ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+
+
 def _edges(path: Path, modules: set[str], *, type_checking: bool = False) -> set[str]:
     """The package's modules that ``path`` imports (relative imports resolved; ``from pkg import name``
     counts as an import of ``pkg.name`` where that is a module, else of ``pkg``)."""
@@ -52,12 +60,7 @@ def _edges(path: Path, modules: set[str], *, type_checking: bool = False) -> set
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         else:
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                origin = ".".join(base + ([node.module] if node.module else []))
-            else:
-                origin = node.module or ""
+            origin = _origin(node, package)
             targets = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in modules else origin for a in node.names]
         for target in targets:
             while target and target not in modules:  # ``import a.b.c`` of a name inside a module
@@ -119,3 +122,53 @@ def test_the_graph_resolves_submodules_and_relative_imports():
 def test_no_import_circle_in_the_package():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " → ".join(cycle or [])
+
+
+def _private_imports() -> list[str]:
+    """``module: from other import _name`` for every private name a module of the package takes from another."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in _import_nodes(ast.parse(path.read_text(), str(path)), type_checking=True):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            origin = _origin(node, package)
+            if origin.split(".")[0] != ROOT:
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{name}: from {origin} import {alias.name}")
+    return found
+
+
+def test_db_modules_take_only_public_names_from_each_other():
+    """A name another module needs is public where it is defined (the capture vocabulary is
+    db/postgres/capture_names.py, not private names of the installer)."""
+    assert [f for f in _private_imports() if f.startswith(f"{ROOT}.db")] == []
+
+
+def _uncommented_lazy_imports() -> list[str]:
+    """``path:line`` of every function-level import (outside ``TYPE_CHECKING``) whose group of consecutive
+    imports carries no comment on its lines or on the line just above it."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines), str(path))
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in _import_nodes(function):
+                row = node.lineno - 1
+                while row > 0 and lines[row - 1].strip().startswith(("import ", "from ")):
+                    row -= 1  # the first import of the group
+                group = lines[row: node.end_lineno] + ([lines[row - 1]] if row else [])
+                if not any("#" in line for line in group):
+                    found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    return sorted(set(found))
+
+
+def test_every_lazy_import_says_why():
+    """A function-level import is a choice (import cost, an optional extra, a process that must stay light):
+    a comment beside it says which, so that nobody moves it to the top, or keeps it, without knowing."""
+    assert _uncommented_lazy_imports() == []

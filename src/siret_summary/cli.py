@@ -23,20 +23,31 @@ import time
 from typing import Any
 
 from siret_summary._version import __version__
-from siret_summary.cli_failures import LibraryLines, unexpected_message
-from siret_summary.cli_parser import DESCRIPTION, Parser
-from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
-from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
-from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.cli_config import (
-    DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
+    DEMO_PATH,
+    TARGET_VARIABLE,
+    add_config_flags,
+    at_least,
+    cli_message,
+    config_from,
+    settings,
+    shown,
+    source_from,
     target_from,
+    utf8_text,
 )  # fmt: skip
 from siret_summary.cli_explain import add_explain_command
-from siret_summary.cli_config import at_least, utf8_text
+from siret_summary.cli_failures import LibraryLines, unexpected_message
+from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
+from siret_summary.cli_parser import DESCRIPTION, Parser
+from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
+from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
+from siret_summary.pipeline.compute import summarise
+from siret_summary.pipeline.fork_guard import check as refuse_after_fork
+from siret_summary.pipeline.read import read_sources
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run
@@ -79,6 +90,7 @@ def print_result(result: RunResult) -> None:
         for name, value in rows:
             print(f"{name:<10} {value}")
         return
+    # Lazy: rich is the optional [cli] extra (a console was found, so it is installed).
     from rich.table import Table
 
     table = Table(title=f"siret_summary → {result.target}", show_header=False)
@@ -99,6 +111,7 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 # ----------------------------------------------------------------------- commands
 
 def _demo(args: argparse.Namespace) -> int:
+    # Lazy: the demo generator loads for the demo command only.
     from siret_summary.demo_data import generate, write_sqlite
     from siret_summary.demo_data.vocabulary import INVITATIONS_TABLE, PV_TABLE
 
@@ -220,10 +233,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import summarise
-    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
-    from siret_summary.pipeline.read import read_sources
-
     refuse_after_fork()
     source, config = source_from(args), config_from(args)
     output = export_path(args.output, source, force=args.force)  # checked before the work, not after
@@ -245,9 +254,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _rejects(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import summarise
-    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
-    from siret_summary.pipeline.read import read_sources
+    # Lazy: the samples re-read loads for the rejects command only (as in compute_report).
     from siret_summary.pipeline.samples import rejected_samples
 
     refuse_after_fork()

@@ -63,15 +63,21 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
-from siret_summary.incremental.plan import Mode
-from siret_summary.runs import queries, runner
 from siret_summary.config import Config, as_config
 from siret_summary.db import open_backend
-from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
-    MESSAGE_ALREADY_RUNNING, MESSAGE_CANCELLING, MESSAGE_FAILED_TO_START, MESSAGE_NOT_FOUND, MESSAGE_NOT_RUNNING,
-    MESSAGE_STARTED, build_routes,
-)
 from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
+    MESSAGE_ALREADY_RUNNING,
+    MESSAGE_CANCELLING,
+    MESSAGE_FAILED_TO_START,
+    MESSAGE_NOT_FOUND,
+    MESSAGE_NOT_RUNNING,
+    MESSAGE_STARTED,
+    build_routes,
+)
+from siret_summary.incremental.plan import Mode
+from siret_summary.pipeline.compute import compute_report
+from siret_summary.runs import queries, runner
 from siret_summary.runs.stages import failure_message
 from siret_summary.runs.status import TASK_ID
 
@@ -278,8 +284,6 @@ class SummaryBuilder:
     def rejects(self, limit: int = 5) -> dict[str, Any]:
         """The sources' rejected rows and warnings by reason, with up to ``limit`` samples per reason
         (:func:`siret_summary.compute_report`; reads the sources, not the last run)."""
-        from siret_summary.pipeline.compute import compute_report
-
         return compute_report(self.source, config=self.config, samples=limit)
 
     # --- FastAPI -------------------------------------------------------------------
@@ -328,6 +332,7 @@ async def _lifespan(builder: SummaryBuilder, shutdown_timeout: float) -> AsyncIt
     try:
         yield
     finally:
+        # Lazy: anyio comes with the optional FastAPI extra; this module imports without it.
         import anyio.to_thread
 
         await anyio.to_thread.run_sync(builder.stop, shutdown_timeout)

@@ -162,8 +162,8 @@ def check_schemas_exist(backend: Backend, config: Config) -> None:
     """
     if backend.dialect == "sqlite":
         return
-    wanted = [(s, getattr(config, s)) for s in ("state_table", "status_table")]
-    wanted = [(s, t, split_table(t)[0]) for s, t in wanted
+    given = [(s, getattr(config, s)) for s in ("state_table", "status_table")]
+    wanted = [(s, t, split_table(t)[0]) for s, t in given
               if len(split_table(t)) == 2 and split_table(t)[0] != "public"]
     if not wanted:
         return

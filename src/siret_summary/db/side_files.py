@@ -123,7 +123,7 @@ def check_lock_path(lock_path: object) -> str:
     enough for the files derived from it (``PENDING_SUFFIX_BYTES`` more).
     """
     try:
-        text = os.fspath(lock_path)  # type: ignore[arg-type]
+        text = os.fspath(lock_path)  # type: ignore[call-overload]  # any object: a non-path raises TypeError here
     except TypeError:
         text = None
     if not isinstance(text, str) or not text or "\0" in text:

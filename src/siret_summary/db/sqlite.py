@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
@@ -95,7 +95,9 @@ class SQLiteBackend(Backend):
             columns.append(Column(name, kind, length, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+    def select_columns_sql(
+        self, table: str, columns: Sequence[str], where: str = "", types: dict[str, str | None] | None = None
+    ) -> str:
         # Each column twice: its REAL cells as Float64 in REAL_PREFIX + name
         # (SQLite's text of a REAL keeps 15 digits and turns 2.27e-13 into
         # exponent text that no count rule reads: the number itself is what
@@ -263,7 +265,7 @@ def _busy_ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _causes(exc: BaseException | None):
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -51,10 +52,12 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-P", _WORKER_FILE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         )  # fmt: skip
-        self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
-        self.answers = Connection(os.dup(self.process.stdout.fileno()), writable=False)
-        self.process.stdin.close()
-        self.process.stdout.close()
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None  # both PIPE
+        self.requests = Connection(os.dup(stdin.fileno()), readable=False)
+        self.answers = Connection(os.dup(stdout.fileno()), writable=False)
+        stdin.close()
+        stdout.close()
 
     def call(self, op: str, *args: Any) -> Any:
         self.send(op, *args)
@@ -117,9 +120,9 @@ class _LocalWorker:
     def __init__(self) -> None:
         # Lazy: only this fallback runs the worker's session in this process; the module is otherwise
         # run as a script in the child, and nothing else here needs it.
-        from siret_summary.db.sqlite_worker import _Session
+        from siret_summary.db.sqlite_worker import Session
 
-        self.session = _Session()
+        self.session = Session()
 
     def call(self, op: str, *args: Any) -> Any:
         return getattr(self.session, "op_" + op)(*args)
@@ -192,8 +195,12 @@ def _rebuilt(info: tuple[Any, ...]) -> Exception:
     try:
         cls = getattr(importlib.import_module(module), name)
         if code is not None:
-            return cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
-        return cls(message)
+            rebuilt = cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
+        else:
+            rebuilt = cls(message)
+        if not isinstance(rebuilt, Exception):
+            raise TypeError(f"{module}.{name} is not an exception")
+        return rebuilt
     except Exception:
         return RuntimeError(f"{name}: {message}")
 
@@ -202,7 +209,7 @@ def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return bytes(sink.getvalue().to_pybytes())
 
 
 class RemoteConnection:
@@ -362,7 +369,7 @@ class RemoteCursor:
     def _reader(self, per_request: int) -> pa.RecordBatchReader:
         schema = pa.ipc.read_schema(pa.py_buffer(self._call("stream")))
 
-        def batches():
+        def batches() -> Iterator[pa.RecordBatch]:
             self._conn.prefetch(self._id, per_request)
             while True:
                 chunk = self._conn.collect(self._id)
@@ -379,7 +386,7 @@ class RemoteCursor:
     def adbc_ingest(self, table_name: str, data: Any, mode: str = "create", **kwargs: Any) -> int:
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
-        return self._call("ingest", table_name, _ipc(data), {"mode": mode, **kwargs})
+        return int(self._call("ingest", table_name, _ipc(data), {"mode": mode, **kwargs}))
 
     def close(self) -> None:
         if not self._closed:

@@ -289,7 +289,8 @@ class _Write:
         if self.versions is None:
             stored = self.backend.execute_count(self.conn, insert)
         else:
-            inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, self.backend.returning_sirets_sql(insert)))
+            returning = self.backend.returning_sirets_sql(insert)  # each dialect spells its cast to text
+            inserted = pl.from_arrow(self.backend.fetch_arrow(self.conn, returning))
             self._record_versions(inserted.get_column("siret"), full=delete_sirets is None)
             stored = inserted.height
         present = self.existing - removed + updated  # new rows whose SIRET was in the table

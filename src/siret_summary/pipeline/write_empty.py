@@ -49,7 +49,7 @@ class _Hashing:
             self._thread = threading.Thread(target=self._run, args=(versions, frame), name="siret_summary-hashes")
             self._thread.start()
 
-    def _run(self, versions: OpenRowVersions | None, frame: pl.DataFrame) -> None:
+    def _run(self, versions: OpenRowVersions, frame: pl.DataFrame) -> None:
         try:
             self._out.append(versions.hashes(frame))
         except BaseException as exc:  # raised in the caller

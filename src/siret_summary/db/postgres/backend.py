@@ -172,7 +172,9 @@ class PostgresBackend(Backend):
                             [quote_table(table)])
         return int(value) if value is not None and value >= 0 else None
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+    def select_columns_sql(
+        self, table: str, columns: Sequence[str], where: str = "", types: dict[str, str | None] | None = None
+    ) -> str:
         items = ", ".join(select_item(c, (types or {}).get(c)) for c in columns)
         return f"SELECT {items} FROM {quote_table(table)}{where}"
 

@@ -58,6 +58,7 @@ from siret_summary.db.postgres.capture_names import (
     LOG_TABLE,
     MANIFEST_SQL,
     ROW_FUNCTION,
+    captured_tables,
     function_bodies,
     qualified,
     trigger_name,
@@ -163,8 +164,7 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
         return None, f"the change capture functions are missing or were changed; {reinstall}"
     mapped = {"pv": set(needed_columns(config.pv_columns)),
               "invitations": set(needed_columns(config.invitation_columns))}
-    tables = {"pv": (config.pv_table, config.pv_columns["siret"]),
-              "invitations": (config.invitations_table, config.invitation_columns["siret"])}  # fmt: skip
+    tables = dict(zip(("pv", "invitations"), captured_tables(config), strict=True))
     for role, (table, siret) in tables.items():
         own = [r for r in rows if r["role"] == role]
         if own[0]["rel"] is None:

@@ -24,6 +24,7 @@ from siret_summary.db.postgres.capture_names import (
     LOG_TABLE,
     MANIFEST_SQL,
     ROW_FUNCTION,
+    captured_tables,
     function_bodies,
     normalised_siret_sql,
     qualified,
@@ -31,11 +32,6 @@ from siret_summary.db.postgres.capture_names import (
     trigger_name,
 )  # fmt: skip
 from siret_summary.errors import SourceError
-
-
-def _tables(config: Config) -> list[tuple[str, str]]:
-    return [(config.pv_table, config.pv_columns["siret"]),
-            (config.invitations_table, config.invitation_columns["siret"])]
 
 
 def _index_name(table: str) -> str:
@@ -60,7 +56,7 @@ def _trigger_definitions(schema: str, config: Config) -> list[tuple[str, str, st
     """``(table, trigger name, definition after the name)`` of every capture trigger."""
     out = []
     functions = {f: qualified(schema, f) for f in FUNCTIONS}
-    for table, siret in _tables(config):
+    for table, siret in captured_tables(config):
         q = quote_table(table)
         arg = "'" + siret.replace("'", "''") + "'"
         statement = f"FOR EACH STATEMENT EXECUTE FUNCTION {functions[FUNCTION]}({arg})"
@@ -116,7 +112,7 @@ def install(backend: Backend, conn: Connection, config: Config) -> None:
             f"CREATE TRIGGER {trigger} {definition}",
             f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}",  # also in replica role
         ]
-    for table, siret in _tables(config):
+    for table, siret in captured_tables(config):
         q = quote_table(table)
         statements += [
             f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
@@ -141,7 +137,7 @@ def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
     """Remove the triggers, the functions, the indexes, the change log and its cursor; commit."""
     schema = _capture_schema(backend, conn, config)
     statements = []
-    for table, _ in _tables(config):
+    for table, _ in captured_tables(config):
         q = quote_table(table)
         for event in EVENTS:
             # The name this version gives, and the one older versions gave (cut at 63 characters).

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
+from siret_summary.config import Config
 from siret_summary.db.base import quote_identifier, split_table
+from siret_summary.errors import ConfigError
 
 LOG_TABLE = "siret_summary_changes"
 #: One row: the id of the last run that consumed the log (the source's half of the
@@ -33,6 +35,19 @@ CONSUMING = "siret_summary.consuming"
 IDENTITY_FORMAT = "2"
 
 _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
+
+
+def captured_tables(config: Config) -> list[tuple[str, str]]:
+    """``(table, SIRET column)`` of the PV and the invitations tables: what the triggers log."""
+    out = []
+    for setting, table, columns in (("pv_columns", config.pv_table, config.pv_columns),
+                                    ("invitation_columns", config.invitations_table, config.invitation_columns)):
+        siret = columns["siret"]
+        if siret is None:  # Config requires it; never reached through a Config that checked itself
+            raise ConfigError(f"{setting} maps no SIRET column; name it, e.g. {setting}={{'siret': 'siret'}}.",
+                              setting=setting)
+        out.append((table, siret))
+    return out
 
 
 def qualified(schema: str, name: str) -> str:

@@ -58,7 +58,7 @@ import polars as pl
 
 from siret_summary._raw_columns import CTID, STAMP, XMIN
 from siret_summary.db.base import Backend, quote_identifier, quote_table, select_item
-from siret_summary.db.capabilities import SourceMoved
+from siret_summary.db.capabilities import DeclaredTypes, SourceMoved
 
 #: Version of the stamping scheme; part of the seed.
 FORMAT = "1"
@@ -134,7 +134,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
 
 
 def stamped_sql(
-    table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False, types: dict | None = None
+    table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False, types: DeclaredTypes | None = None
 ) -> str:
     """``SELECT columns, xmin [, ctid] FROM table where`` (PostgreSQL; ``types`` as in select_item)."""
     selected = [select_item(c, (types or {}).get(c)) for c in columns] + [f"xmin AS {quote_identifier(XMIN)}"]
@@ -163,7 +163,7 @@ class StampedTable:
     seed: int
     session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
     rows: int  # in the table when stamped
-    types: dict | None = None  # declared types of the columns (select_item)
+    types: DeclaredTypes | None = None  # declared types of the columns (select_item)
 
     def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
         """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``;
@@ -196,5 +196,5 @@ class PostgresRowStamps:
     with_stamp = staticmethod(with_stamp)
 
     def table(self, table: str, columns: list[str], seed: int, session: Callable[[], AbstractContextManager[Any]],
-              rows: int, types: dict | None = None) -> StampedTable:
+              rows: int, types: DeclaredTypes | None = None) -> StampedTable:
         return StampedTable(self.backend, table, columns, seed, session, rows=rows, types=types)

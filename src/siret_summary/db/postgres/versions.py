@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from siret_summary.db.base import Backend, Column, quote_table
 from siret_summary.db.privileges import create_missing
@@ -53,6 +54,12 @@ COLUMNS = ("siret", "h1", "h2", "xid")
 _NO_SIRETS = pl.Series("siret", [], pl.String)
 _WRAP = 2**32
 _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
+
+
+def _frame(rows: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)  # a table, never a single column
+    return frame
 
 
 @dataclass
@@ -128,7 +135,7 @@ class OpenedVersions:
         rows = self.backend.fetch_arrow(
             conn, f"SELECT siret::text AS siret, xmin::text::bigint AS xmin FROM {quote_table(self.target)}"
         )
-        return pl.from_arrow(rows).cast({"siret": pl.String, "xmin": pl.Int64})  # type: ignore[union-attr]
+        return _frame(rows).cast({"siret": pl.String, "xmin": pl.Int64})
 
     def stored(self, conn: Any) -> pl.DataFrame:
         """The recorded ``siret, h1, h2, xid`` (none when the table does not exist yet, or is laid out otherwise)."""
@@ -137,7 +144,7 @@ class OpenedVersions:
         if present is None or tuple(c.name for c in present) != COLUMNS:
             return empty
         rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(COLUMNS)} FROM {quote_table(self.table)}")
-        return pl.from_arrow(rows).cast(empty.schema)  # type: ignore[union-attr]
+        return _frame(rows).cast(empty.schema)
 
     def unchanged(self, conn: Any, new: pl.DataFrame, target_rows: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
         """SIRETs of ``new`` (``siret, h1, h2``) whose target row is vouched identical."""
