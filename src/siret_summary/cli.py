@@ -23,35 +23,27 @@ import time
 from typing import Any
 
 from siret_summary._version import __version__
-from siret_summary.cli_config import (
-    DEMO_PATH,
-    TARGET_VARIABLE,
-    add_config_flags,
-    at_least,
-    cli_message,
-    config_from,
-    settings,
-    shown,
-    source_from,
-    target_from,
-    utf8_text,
-)  # fmt: skip
-from siret_summary.cli_explain import add_explain_command
 from siret_summary.cli_failures import LibraryLines, unexpected_message
-from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
 from siret_summary.cli_parser import DESCRIPTION, Parser
+from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
 from siret_summary.cli_status_hint import missing_file, missing_message, other_tables_hint
+from siret_summary.cli_config import (
+    DEMO_PATH, TARGET_VARIABLE, add_config_flags, cli_message, config_from, settings, shown, source_from,
+    target_from,
+)  # fmt: skip
+from siret_summary.cli_explain import add_explain_command
+from siret_summary.cli_config import at_least, utf8_text
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.plan import Mode
-from siret_summary.pipeline.compute import summarise
-from siret_summary.pipeline.fork_guard import check as refuse_after_fork
-from siret_summary.pipeline.read import read_sources
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run
 from siret_summary.runs.status import TASK_ID
+from siret_summary.pipeline.compute import summarise
+from siret_summary.pipeline.fork_guard import check as refuse_after_fork
+from siret_summary.pipeline.read import read_sources
 
 __all__ = ["RichBar", "StageLines", "build_parser", "main", "print_result", "progress_display"]
 

@@ -33,9 +33,9 @@ import tomllib
 from typing import Any
 
 from siret_summary.config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
+from siret_summary.errors import ConfigError, LockWaitError, SiretSummaryError
 from siret_summary.db import open_backend
 from siret_summary.db.masking import mask_location
-from siret_summary.errors import ConfigError, LockWaitError, SiretSummaryError
 
 #: Default target of ``status``, ``cancel`` and ``history`` when neither ``--target`` nor the file names one.
 TARGET_VARIABLE = "SIRET_SUMMARY_TARGET"

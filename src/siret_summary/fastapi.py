@@ -63,23 +63,18 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "siret_summary.fastapi needs FastAPI: pip install 'siret_summary[fastapi]'"
     ) from exc
 
+from siret_summary.incremental.plan import Mode
+from siret_summary.runs import queries, runner
 from siret_summary.config import Config, as_config
 from siret_summary.db import open_backend
-from siret_summary.errors import ConfigError, SiretSummaryError
 from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
-    MESSAGE_ALREADY_RUNNING,
-    MESSAGE_CANCELLING,
-    MESSAGE_FAILED_TO_START,
-    MESSAGE_NOT_FOUND,
-    MESSAGE_NOT_RUNNING,
-    MESSAGE_STARTED,
-    build_routes,
+    MESSAGE_ALREADY_RUNNING, MESSAGE_CANCELLING, MESSAGE_FAILED_TO_START, MESSAGE_NOT_FOUND, MESSAGE_NOT_RUNNING,
+    MESSAGE_STARTED, build_routes,
 )
-from siret_summary.incremental.plan import Mode
-from siret_summary.pipeline.compute import compute_report
-from siret_summary.runs import queries, runner
+from siret_summary.errors import ConfigError, SiretSummaryError
 from siret_summary.runs.stages import failure_message
 from siret_summary.runs.status import TASK_ID
+from siret_summary.pipeline.compute import compute_report
 
 __all__ = ["ADMIN_PATH", "AUTO_BUILD_VARIABLE", "SummaryBuilder", "auto_build_on_startup", "build_router", "lifespan"]
 

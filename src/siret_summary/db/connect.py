@@ -108,7 +108,7 @@ def _storage_advice(backend: Backend) -> str | None:
     """For a SQLite file on storage this process cannot write: why it failed and the way out."""
     if backend.dialect != "sqlite":
         return None
-    return sqlite_location.read_only_storage_advice(backend.path, backend.uri)  # type: ignore[attr-defined]
+    return sqlite_location.read_only_storage_advice(backend.path, backend.uri)  # type: ignore[attr-defined]  # SQLite: has a path
 
 
 @contextmanager

@@ -148,7 +148,7 @@ def sources_may_be_in(source: Any, backend: Backend, connect_timeout: float | No
     if backend.dialect != "sqlite":
         return True
     try:
-        return os.path.samefile(other.path, backend.path)  # type: ignore[attr-defined]
+        return os.path.samefile(other.path, backend.path)  # type: ignore[attr-defined]  # both SQLite (checked above)
     except OSError:  # the target file does not exist yet
         return False
 

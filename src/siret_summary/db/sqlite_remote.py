@@ -52,12 +52,11 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-P", _WORKER_FILE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         )  # fmt: skip
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None  # both PIPE
-        self.requests = Connection(os.dup(stdin.fileno()), readable=False)
-        self.answers = Connection(os.dup(stdout.fileno()), writable=False)
-        stdin.close()
-        stdout.close()
+        assert self.process.stdin is not None and self.process.stdout is not None  # both PIPE
+        self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.answers = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
 
     def call(self, op: str, *args: Any) -> Any:
         self.send(op, *args)
@@ -118,9 +117,7 @@ class _LocalWorker:
     """The fallback: the same session, in this process (when no worker process can be started)."""
 
     def __init__(self) -> None:
-        # Lazy: only this fallback runs the worker's session in this process; the module is otherwise
-        # run as a script in the child, and nothing else here needs it.
-        from siret_summary.db.sqlite_worker import Session
+        from siret_summary.db.sqlite_worker import Session  # lazy: only this in-process fallback needs it
 
         self.session = Session()
 
@@ -194,13 +191,11 @@ def _rebuilt(info: tuple[Any, ...]) -> Exception:
     module, name, message, code, vendor, sqlstate = info
     try:
         cls = getattr(importlib.import_module(module), name)
-        if code is not None:
-            rebuilt = cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
-        else:
+        if code is None:
             rebuilt = cls(message)
-        if not isinstance(rebuilt, Exception):
-            raise TypeError(f"{module}.{name} is not an exception")
-        return rebuilt
+        else:
+            rebuilt = cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
+        return rebuilt if isinstance(rebuilt, Exception) else RuntimeError(f"{name}: {message}")
     except Exception:
         return RuntimeError(f"{name}: {message}")
 

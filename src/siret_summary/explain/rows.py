@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
@@ -29,17 +29,11 @@ from siret_summary.config import DEFAULT_PV_COLUMNS, Config, needed_columns
 from siret_summary.db import open_backend
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
-    RAW_SEED_INVITATIONS,
-    RAW_SEED_PV,
-    SIRET_KEY,
-    integer_id,
-    keyed_raw,
-    normalize_invitations,
-    normalize_pv,
-    prepare,
+    RAW_SEED_INVITATIONS, RAW_SEED_PV, SIRET_KEY, integer_id, keyed_raw, normalize_invitations, normalize_pv, prepare,
 )  # fmt: skip
 from siret_summary.rules.summary import cycle_index
-from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason, trimmed
+from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
+from siret_summary.rules.values import trimmed
 
 #: The row number tying a normalised row to its raw row.
 ROW = "__siret_summary_explain_row"

@@ -23,11 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import DEFAULT_PV_COLUMNS, Config
-from siret_summary.db import open_backend
-from siret_summary.pipeline.read import read_database, read_sources
+from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.rules.columns import COUNT_COLUMNS, decode_text, normalize_pv
+from siret_summary.pipeline.read import read_database, read_sources
+from siret_summary.db import open_backend
 
 ROW = "__siret_summary_row"
 

@@ -29,13 +29,7 @@ from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
 from siret_summary.errors import SiretSummaryError, TargetError
 from siret_summary.runs.records import (  # noqa: F401 - public_view, damaged_view: the views, re-exported
-    DESCRIPTION,
-    SEQ_MAX,
-    TASK_ID,
-    checked,
-    damaged_view,
-    parse_time,
-    public_view,
+    DESCRIPTION, SEQ_MAX, TASK_ID, checked, damaged_view, parse_time, public_view,
 )
 
 log = logging.getLogger("siret_summary")
