@@ -4,56 +4,77 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from pathlib import Path
 
 import pytest
+from dbutil import execute
+from test_import_graph import import_graph
 
 import siret_summary
 from siret_summary import SourceError, TargetError
 from siret_summary.demo_data import generate, write_sqlite
 
-from dbutil import execute
-
 PACKAGE = Path(siret_summary.__file__).parent
 
-#: What each layer may import from the package (besides config, errors, _version, _raw_columns).
+#: The modules of db/ the layers above it may import: dialect-free (each dialect's own modules,
+#: db/postgres/ and db/sqlite*, are reached only through them: Backend and its capabilities).
+DB = {f"siret_summary.db{m}" for m in ("", ".base", ".capabilities", ".connect", ".masking", ".names",
+                                       ".privileges", ".side_files")}
+FOUNDATION = {f"siret_summary.{m}" for m in ("config", "errors", "_version", "_raw_columns")}
+
+
+def _below(*layers: str) -> set[str]:
+    return {f"siret_summary.{layer}.*" for layer in layers}
+
+
+#: What each layer's modules may import from the package, as full module paths (``x.*``: x and every module under it).
 ALLOWED = {
-    "rules": {"rules"},
-    "db": {"db"},
-    "pipeline": {"pipeline", "rules", "db"},
-    "incremental": {"incremental", "pipeline", "rules", "db"},
-    "runs": {"runs", "incremental", "pipeline", "rules", "db"},
-    "explain": {"explain", "pipeline", "rules", "db"},
-    "live": {"live", "runs", "incremental", "pipeline", "rules", "db"},
+    "rules": _below("rules") | FOUNDATION,
+    "db": _below("db") | FOUNDATION,
+    "pipeline": _below("pipeline", "rules") | DB | FOUNDATION,
+    "incremental": _below("incremental", "pipeline", "rules") | DB | FOUNDATION,
+    "runs": _below("runs", "incremental", "pipeline", "rules") | DB | FOUNDATION,
+    "explain": _below("explain", "pipeline", "rules") | DB | FOUNDATION,
+    "live": _below("live", "runs", "incremental", "pipeline", "rules") | DB | FOUNDATION,
 }
-FOUNDATION = {"config", "errors", "_version", "_raw_columns"}
 
 
-def _modules(layer: str) -> list[Path]:
-    return sorted((PACKAGE / layer).rglob("*.py"))
+def _allowed(module: str, allowed: set[str]) -> bool:
+    return module in allowed or any(a.endswith(".*") and (module == a[:-2] or module.startswith(a[:-1]))
+                                    for a in allowed)
 
 
-def _imports(path: Path) -> set[str]:
-    """First components below siret_summary of every import in ``path``."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "siret_summary" and len(parts) > 1:
-                found.add(parts[1])
-    return found
+def _wrong_imports(layer: str, graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Module of ``layer`` → the package's modules it imports that its layer may not (TYPE_CHECKING imports too)."""
+    prefix = f"siret_summary.{layer}"
+    wrong = {
+        module: sorted(m for m in imported if not _allowed(m, ALLOWED[layer]))
+        for module, imported in graph.items() if module == prefix or module.startswith(prefix + ".")
+    }
+    return {k: v for k, v in wrong.items() if v}
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_a_layer_imports_only_the_layers_below_it(layer):
+    assert _wrong_imports(layer, import_graph(type_checking=True)) == {}
+
+
+def test_the_layer_check_compares_full_module_paths():
+    """A dialect module imported from above db/ is caught though its first component (``db``) is allowed."""
+    graph = {"siret_summary.runs.stages": {"siret_summary.db.postgres.stamps", "siret_summary.db.capabilities",
+                                           "siret_summary.pipeline.write"}}
+    assert _wrong_imports("runs", graph) == {"siret_summary.runs.stages": ["siret_summary.db.postgres.stamps"]}
+
+
+def test_nothing_above_db_imports_a_dialect_module():
+    """The package root, the faces and every layer above db/ reach PostgreSQL and SQLite only through db/'s
+    dialect-free modules (Backend, its capabilities), at module or function level."""
+    dialect = ("siret_summary.db.postgres", "siret_summary.db.sqlite")
     wrong = {
-        str(path.relative_to(PACKAGE)): sorted(_imports(path) - ALLOWED[layer] - FOUNDATION)
-        for path in _modules(layer)
+        module: sorted(m for m in imported if m.startswith(dialect))
+        for module, imported in import_graph(type_checking=True).items()
+        if module != "siret_summary.db" and not module.startswith("siret_summary.db.")
     }
     assert {k: v for k, v in wrong.items() if v} == {}
 
@@ -76,13 +97,28 @@ def test_modules_stay_under_400_lines():
     assert long == {}
 
 
+PUBLIC_FUNCTIONS = {"run", "compute", "compute_report", "explain", "status", "cancel", "history",
+                    "install_change_capture", "uninstall_change_capture"}
+PUBLIC_CLASSES = {"Config", "Cycle", "RunResult", "RetryPolicy", "Explanation"}
+PUBLIC_ERRORS = {"SiretSummaryError", "ConfigError", "SourceError", "TargetError", "ShrinkGuardError",
+                 "CancelledError", "LockWaitError"}
+
+
 def test_the_public_names_are_where_they_were():
-    for name in ("run", "compute", "compute_report", "status", "cancel", "history", "Config", "Cycle", "RunResult",
-                 "RetryPolicy", "install_change_capture", "uninstall_change_capture", "SiretSummaryError",
-                 "ConfigError", "SourceError", "TargetError", "ShrinkGuardError", "CancelledError"):
-        assert callable(getattr(siret_summary, name)), name
-    assert callable(importlib.import_module("siret_summary.fastapi").build_router)
-    assert callable(importlib.import_module("siret_summary.cli").main)
+    assert set(siret_summary.__all__) == PUBLIC_FUNCTIONS | PUBLIC_CLASSES | PUBLIC_ERRORS
+    assert len(siret_summary.__all__) == len(set(siret_summary.__all__))
+    assert sorted(n for n in PUBLIC_FUNCTIONS if not inspect.isfunction(getattr(siret_summary, n))) == []
+    assert sorted(n for n in PUBLIC_CLASSES if not inspect.isclass(getattr(siret_summary, n))) == []
+    assert sorted(n for n in PUBLIC_ERRORS
+                  if not issubclass(getattr(siret_summary, n), siret_summary.SiretSummaryError)) == []
+    P = inspect.Parameter
+    for name in ("install_change_capture", "uninstall_change_capture"):
+        parameters = inspect.signature(getattr(siret_summary, name)).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in parameters] == [
+            ("uri", P.POSITIONAL_OR_KEYWORD, P.empty), ("config", P.KEYWORD_ONLY, None)], name
+    for module, name in (("siret_summary.fastapi", "build_router"), ("siret_summary.cli", "main")):
+        function = getattr(importlib.import_module(module), name)
+        assert inspect.isfunction(function) and function.__module__ == module, (module, name)
 
 
 # --- failures say which stage they came from ---------------------------------------

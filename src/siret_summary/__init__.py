@@ -7,16 +7,8 @@ is internal (docs/architecture.md shows the layers).
 """
 
 from siret_summary._version import __version__ as __version__
-
-from siret_summary.db.postgres.capture_install import install_change_capture, uninstall_change_capture
-from siret_summary.pipeline.compute import compute, compute_report
-from siret_summary.explain import Explanation, explain
+from siret_summary.capture_setup import install_change_capture, uninstall_change_capture
 from siret_summary.config import Config, Cycle
-from siret_summary.runs.retry import RetryPolicy
-from siret_summary.runs.queries import cancel, history, status
-from siret_summary.runs.result import RunResult
-from siret_summary.runs.runner import run
-from siret_summary.live import LiveStatus, watch
 from siret_summary.errors import (
     CancelledError,
     ConfigError,
@@ -26,6 +18,13 @@ from siret_summary.errors import (
     SourceError,
     TargetError,
 )
+from siret_summary.explain import Explanation, explain
+from siret_summary.live import LiveStatus, watch
+from siret_summary.pipeline.compute import compute, compute_report
+from siret_summary.runs.queries import cancel, history, status
+from siret_summary.runs.result import RunResult
+from siret_summary.runs.retry import RetryPolicy
+from siret_summary.runs.runner import run
 
 __all__ = [
     "CancelledError",

@@ -48,6 +48,9 @@ from siret_summary.cli_watch import add_watch_command
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.planning import Mode
+from siret_summary.pipeline.compute import summarise
+from siret_summary.pipeline.fork_guard import check as refuse_after_fork
+from siret_summary.pipeline.read import read_sources
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.result import RunResult
@@ -90,6 +93,7 @@ def print_result(result: RunResult) -> None:
         for name, value in rows:
             print(f"{name:<10} {value}")
         return
+    # Lazy: rich is the optional [cli] extra (a console was found, so it is installed).
     from rich.table import Table
 
     table = Table(title=f"siret_summary → {result.target}", show_header=False)
@@ -110,6 +114,7 @@ def _rebuild(args: argparse.Namespace, source: str, target: str | None, config: 
 # ----------------------------------------------------------------------- commands
 
 def _demo(args: argparse.Namespace) -> int:
+    # Lazy: the demo generator loads for the demo command only.
     from siret_summary.demo_data import generate, write_sqlite
     from siret_summary.demo_data.vocabulary import INVITATIONS_TABLE, PV_TABLE
 
@@ -215,10 +220,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import summarise
-    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
-    from siret_summary.pipeline.read import read_sources
-
     refuse_after_fork()
     source, config = source_from(args), config_from(args)
     output = export_path(args.output, source, force=args.force)  # checked before the work, not after
@@ -240,9 +241,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _rejects(args: argparse.Namespace) -> int:
-    from siret_summary.pipeline.compute import summarise
-    from siret_summary.pipeline.fork_guard import check as refuse_after_fork
-    from siret_summary.pipeline.read import read_sources
+    # Lazy: the samples re-read loads for the rejects command only (as in compute_report).
     from siret_summary.pipeline.samples import rejected_samples
 
     refuse_after_fork()

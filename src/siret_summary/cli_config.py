@@ -34,6 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from siret_summary.config import DEFAULT_INVITATION_COLUMNS, DEFAULT_PV_COLUMNS, Config
+from siret_summary.db import open_backend
+from siret_summary.db.masking import mask_location
 from siret_summary.errors import ConfigError, LockWaitError, SiretSummaryError
 
 #: Default target of ``status``, ``cancel`` and ``history`` when neither ``--target`` nor the file names one.
@@ -176,9 +178,6 @@ def target_from(args: argparse.Namespace, *, default_to_source: bool = False) ->
 
 def shown(location: str) -> str:
     """A location as the user should read it: a SQLite file's absolute path, a URI without its password."""
-    from siret_summary.db import open_backend
-    from siret_summary.db.masking import mask_location
-
     try:
         backend = open_backend(location, must_exist=False)
     except SiretSummaryError:

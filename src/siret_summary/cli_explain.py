@@ -16,13 +16,12 @@ from typing import Any
 
 from siret_summary.cli_config import add_config_flags, config_from, source_from
 from siret_summary.errors import ConfigError
+from siret_summary.explain import explain
 
 __all__ = ["add_explain_command"]
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from siret_summary.explain import explain
-
     try:
         explanation = explain(source_from(args), args.siret, config=config_from(args))
     except ConfigError as exc:

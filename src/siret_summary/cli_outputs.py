@@ -22,12 +22,16 @@ flags that fix it (see ``docs/decisions.md``, "CLI outputs").
 from __future__ import annotations
 
 import errno
+import fnmatch
+import glob
 import os
 import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from siret_summary.db import open_backend
+from siret_summary.db.side_files import all_for, name_max
 from siret_summary.errors import ConfigError, SiretSummaryError
 
 
@@ -37,9 +41,6 @@ def _source_patterns(source: str) -> list[str]:
     The list comes from :func:`siret_summary.db.side_files.all_for` (one
     source of truth for the names), for the path as given and as resolved.
     """
-    from siret_summary.db import open_backend
-    from siret_summary.db.side_files import all_for
-
     try:
         backend = open_backend(source, must_exist=False)
     except SiretSummaryError:
@@ -52,9 +53,6 @@ def _source_patterns(source: str) -> list[str]:
 
 def _is_source_file(real: Path, patterns: list[str]) -> bool:
     """Whether ``real`` is one of the source's files: by name, or by identity with an existing one."""
-    import fnmatch
-    import glob
-
     text = str(real)
     for pattern in patterns:
         if fnmatch.fnmatchcase(text, pattern):
@@ -107,8 +105,6 @@ def export_format(output: str, given: str | None) -> str:
 
 def _check_name_length(path: Path, flag: str, text: str, extra: int) -> None:
     """A ``ConfigError`` when ``path``'s name (plus ``extra`` bytes SQLite adds) passes its folder's limit."""
-    from siret_summary.db.side_files import name_max
-
     size, limit = len(os.fsencode(path.name)), name_max(str(path.parent))
     if size + extra > limit:
         raise ConfigError(f"{flag} {text}: the file name is {size} bytes, too long for its folder "
@@ -273,6 +269,7 @@ _DEMO_MARK = "\0demo"
 
 def mark_demo_file(path: Path) -> None:
     """Stamp ``path`` as written by ``demo`` (its ``application_id``), after the demo tables are loaded."""
+    # Lazy: only the demo command uses Python's sqlite3 (its file checks, its mark); others never load it.
     import sqlite3
 
     connection = sqlite3.connect(path)
@@ -286,6 +283,7 @@ def mark_demo_file(path: Path) -> None:
 def _sqlite_objects(path: Path, path_text: str) -> dict[str, str]:
     """Lower-cased names of the tables, views, indexes and triggers of an existing SQLite file, with their type
     (and ``_DEMO_MARK`` when ``demo`` wrote the file)."""
+    # Lazy: only the demo command uses Python's sqlite3 (its file checks, its mark); others never load it.
     import sqlite3
 
     try:

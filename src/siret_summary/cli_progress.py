@@ -47,6 +47,7 @@ class RichBar:
     """A rich progress bar whose description is the current stage."""
 
     def __init__(self, console: Any) -> None:
+        # Lazy: rich is the optional [cli] extra (given a console, it is installed).
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
@@ -71,6 +72,7 @@ class RichBar:
 def rich_console(stderr: bool) -> Any:
     """A rich console when rich is importable, else None."""
     try:
+        # Lazy: rich is the optional [cli] extra; without it, plain lines.
         from rich.console import Console
     except ImportError:
         return None

@@ -10,9 +10,12 @@ error (the command's answer, ``not_found``, stands).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
+from siret_summary.cli_config import TARGET_VARIABLE
 from siret_summary.config import Config
 from siret_summary.db import open_backend
 from siret_summary.db.base import quote_table
@@ -38,8 +41,6 @@ def _recorded_tables(backend: Any, config: Config) -> list[str]:
 
 def _summary_like_tables(path: str) -> list[str]:
     """Tables of a SQLite file that have the summary's key columns (read only)."""
-    from pathlib import Path
-
     connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         names = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -55,8 +56,6 @@ def _summary_like_tables(path: str) -> list[str]:
 
 def missing_file(target: str) -> str | None:
     """The absolute path of a SQLite ``target`` whose file does not exist, else None (a server, or it exists)."""
-    import os
-
     try:
         backend = open_backend(target, must_exist=False)
     except Exception:  # the query itself words what is wrong with the location
@@ -67,8 +66,6 @@ def missing_file(target: str) -> str | None:
 
 def missing_message(path: str) -> str:
     """Why there is no run: the file is not there (``status``, ``history``, ``cancel``)."""
-    from siret_summary.cli_config import TARGET_VARIABLE
-
     return (f"the SQLite file {path} does not exist; "
             f"check --target (else the --config file's target, else ${TARGET_VARIABLE})")
 

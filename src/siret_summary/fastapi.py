@@ -74,6 +74,7 @@ from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were pub
     build_routes,
 )
 from siret_summary.incremental.planning import Mode
+from siret_summary.pipeline.compute import compute_report
 from siret_summary.runs import queries, runner
 from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.stages import failure_message
@@ -281,8 +282,6 @@ class SummaryBuilder:
     def rejects(self, limit: int = 5) -> dict[str, Any]:
         """The sources' rejected rows and warnings by reason, with up to ``limit`` samples per reason
         (:func:`siret_summary.compute_report`; reads the sources, not the last run)."""
-        from siret_summary.pipeline.compute import compute_report
-
         return compute_report(self.source, config=self.config, samples=limit)
 
     # --- FastAPI -------------------------------------------------------------------
@@ -331,6 +330,7 @@ async def _lifespan(builder: SummaryBuilder, shutdown_timeout: float) -> AsyncIt
     try:
         yield
     finally:
+        # Lazy: anyio comes with the optional FastAPI extra; this module imports without it.
         import anyio.to_thread
 
         await anyio.to_thread.run_sync(builder.stop, shutdown_timeout)

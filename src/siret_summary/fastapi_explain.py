@@ -14,14 +14,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from siret_summary.config import Config, Source
 from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.explain import explain
 
 __all__ = ["explain_response"]
 
 
 def explain_response(source: Source, siret: str, config: Config, fmt: str) -> Response | dict[str, Any]:
     """The route's answer for ``siret`` read from ``source`` (see the module doc)."""
-    from siret_summary.explain import explain
-
     try:
         explanation = explain(source, siret, config=config)
     except ConfigError as exc:

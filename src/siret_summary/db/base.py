@@ -18,7 +18,6 @@ import pyarrow as pa
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
 from siret_summary.db.masking import mask_location
 
-
 #: A WHERE clause (starting with a space, or empty) and the parameters it binds.
 Filter = tuple[str, Any]
 
@@ -92,7 +91,7 @@ class Backend(ABC):
     def connect(self, role: str = "main") -> Any:
         """A new ADBC DB-API connection (autocommit off); ``role`` names it where the server shows names."""
 
-    def set_role(self, conn: Any, role: str) -> None:
+    def set_role(self, conn: Any, role: str) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Rename an open connection's session for the server's activity view (nothing by default)."""
 
     @abstractmethod
@@ -143,8 +142,13 @@ class Backend(ABC):
         writable temporary folder): the server-side lock then guards alone."""
 
     @abstractmethod
-    def status_backend(self) -> "Backend":
+    def status_backend(self) -> Backend:
         """Where run status records live so every process can read them."""
+
+    @abstractmethod
+    def returning_sirets_sql(self, insert: str) -> str:
+        """``insert`` (an ``INSERT … SELECT`` into a table with a ``siret`` column) made to return each
+        inserted row's ``siret`` as text, in a column named ``siret`` (each dialect spells the cast)."""
 
     def empty_table_sql(self, quoted_table: str) -> str:
         """Remove every row of a table only the library reads (transactional)."""
@@ -157,11 +161,11 @@ class Backend(ABC):
     #: Whether the database is a server: connecting creates nothing (a SQLite connect may create a file).
     is_server = False
 
-    def relax_commits(self, conn: Any) -> None:
+    def relax_commits(self, conn: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Let the open transaction's commit on ``conn`` return before the disk flush (others see it at
         once); this transaction only, never the session (none by default)."""
 
-    def make_durable(self, conn: Any) -> None:
+    def make_durable(self, conn: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Make the open transaction's commit wait for the disk, whatever :meth:`relax_commits` said."""
 
     #: What to check when the database itself fails a statement (full disk, lost server).
@@ -184,11 +188,11 @@ class Backend(ABC):
         cannot be trusted to store what ``INSERT … SELECT`` from staging would (none by default)."""
         return None
 
-    def begin_write(self, conn: Any) -> None:
+    def begin_write(self, conn: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """End ``conn``'s open transaction and start the write's, holding the database's write lock
         from its start where the database has one (waiting for it, never failing at once); none by default."""
 
-    def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
+    def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,  # noqa: B027 (an optional hook: nothing by default)
                              between: Callable[[], None] = lambda: None) -> None:
         """Until the transaction ends, no other session may change ``table``; readers go on (nothing by default).
 
@@ -196,8 +200,9 @@ class Backend(ABC):
         may raise to cancel) about every second, then raises :class:`~siret_summary.errors.LockWaitError`
         naming them."""
 
-    def bound_lock_waits(self, conn: Any, seconds: float) -> None:
-        """In the open transaction, make any wait for another session's lock fail after ``seconds`` (none by default)."""
+    def bound_lock_waits(self, conn: Any, seconds: float) -> None:  # noqa: B027 (an optional hook: nothing by default)
+        """In the open transaction, make any wait for another session's lock fail after ``seconds``
+        (none by default)."""
 
     def lock_wait_error(self, conn: Any, table: str, wait: float) -> Exception | None:
         """After a lock wait failed: the error naming the sessions that hold ``table`` (None: not one)."""
@@ -207,14 +212,14 @@ class Backend(ABC):
         """Whether ``exc`` is a lock wait that reached :meth:`bound_lock_waits`'s bound."""
         return False
 
-    def prepare_bulk_write(self, conn: Any) -> None:
+    def prepare_bulk_write(self, conn: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Session settings for the write transaction (none by default)."""
 
-    def drop_temporaries(self, conn: Any) -> None:
+    def drop_temporaries(self, conn: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """In the open transaction, drop the temporary tables :meth:`ingest_temporary` made (none by default:
         a SQLite connection is never shared, and closes with the run)."""
 
-    def index_staging(self, conn: Any, staging: str, name: str) -> None:
+    def index_staging(self, conn: Any, staging: str, name: str) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Make the staging table cheap to look up by ``siret`` where the planner needs it (not by default)."""
 
     def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> Filter | None:
@@ -295,7 +300,7 @@ class Backend(ABC):
             schema = self.plain(reader.schema.empty_table()).schema
             yield schema, (self.plain(batch) for batch in reader)
 
-    def prepare_stream(self, cursor: Any) -> None:
+    def prepare_stream(self, cursor: Any) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Driver options for a streamed result (none by default)."""
 
     def plain(self, data: Any) -> Any:

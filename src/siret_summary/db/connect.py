@@ -14,7 +14,6 @@ from siret_summary.db.base import Backend
 from siret_summary.db.masking import mask_location, scrub
 from siret_summary.errors import SourceError
 
-
 #: A location starting like a URI of a supported scheme (``postgres//host/db``,
 #: ``postgresql:/host``, ``sqlite//x.db``): malformed unless it is one of the
 #: accepted forms, never taken for a relative file path.
@@ -33,22 +32,27 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_
     """
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
-        raise SourceError(f"{mask_location(location)!r} is not a database location; give a postgresql:// URI or a SQLite file path.")
+        raise SourceError(f"{mask_location(location)!r} is not a database location; "
+                          "give a postgresql:// URI or a SQLite file path.")
     if _MALFORMED_URI.match(text) and not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
         raise SourceError(
-            f"{mask_location(text)!r} looks like a database URI but is malformed; write postgresql://user:password@host/db "
+            f"{mask_location(text)!r} looks like a database URI but is malformed; "
+            "write postgresql://user:password@host/db "
             "or sqlite:///path/to/file.db (a file path never starts with a scheme name)."
         )
     if text.startswith(("postgresql://", "postgres://")):
+        # Lazy: a host that opens only SQLite locations never loads the PostgreSQL driver and fast paths.
         from siret_summary.db.postgres.backend import PostgresBackend
 
-        bounds = {k: v for k, v in (('connect_timeout', connect_timeout), ('lock_timeout', lock_timeout)) if v is not None}
+        given = (("connect_timeout", connect_timeout), ("lock_timeout", lock_timeout))
+        bounds = {k: v for k, v in given if v is not None}
         return PostgresBackend(text, **bounds)
     if sqlite_location.is_file_uri(text):  # SQLite's own URI, its parameters kept (SPEC §2)
         path, params = sqlite_location.parse_file_uri(text)
         if params.get("mode") in ("ro", "rw") and not Path(path).is_file() and path and not must_exist:
             raise SourceError(f"SQLite URI {mask_location(text)!r} says mode={params['mode']}, which opens only an "
-                              f"existing file, and {path!r} does not exist; check the path, or drop mode= to create it.")
+                              f"existing file, and {path!r} does not exist; "
+                              "check the path, or drop mode= to create it.")
     elif text.startswith("sqlite:"):
         if not text.startswith("sqlite:///"):
             raise SourceError(
@@ -58,15 +62,18 @@ def open_backend(location: str | os.PathLike[str], *, must_exist: bool, connect_
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise SourceError(
-            f"database URI scheme {mask_location(scheme)!r} is not supported; use postgresql://user:password@host/db or a SQLite file path."
+            f"database URI scheme {mask_location(scheme)!r} is not supported; "
+            "use postgresql://user:password@host/db or a SQLite file path."
         )
     else:
         path = text
     if not path:
         raise SourceError(f"{mask_location(text)!r} names no SQLite file; write sqlite:///path/to/file.db.")
     if must_exist and not Path(path).is_file():
-        raise SourceError(f"SQLite database {path!r} does not exist; check the path (a new empty file is never created for a source).")
+        raise SourceError(f"SQLite database {path!r} does not exist; "
+                          "check the path (a new empty file is never created for a source).")
 
+    # Lazy: a host that opens only PostgreSQL locations never loads the SQLite driver and worker pool.
     from siret_summary.db.sqlite import SQLiteBackend
 
     return SQLiteBackend(path, text) if lock_timeout is None else SQLiteBackend(path, text, lock_timeout=lock_timeout)
@@ -101,7 +108,7 @@ def _storage_advice(backend: Backend) -> str | None:
     """For a SQLite file on storage this process cannot write: why it failed and the way out."""
     if backend.dialect != "sqlite":
         return None
-    return sqlite_location.read_only_storage_advice(backend.path, backend.uri)  # type: ignore[attr-defined]
+    return sqlite_location.read_only_storage_advice(backend.path, backend.uri)  # type: ignore[attr-defined]  # SQLite: has a path
 
 
 @contextmanager

@@ -29,7 +29,8 @@ def _value_end(text: str, lead: str, at: int) -> int:
     quoted = _QUOTED.match(text, at)
     if quoted and quoted.end() > at:
         return quoted.end()
-    return (_IN_QUERY if lead in "?&" and lead else _BARE).match(text, at).end()
+    bare = (_IN_QUERY if lead in "?&" and lead else _BARE).match(text, at)
+    return at if bare is None else bare.end()  # both patterns match the empty string: never None
 
 
 def _user_password_span(text: str) -> tuple[int, int] | None:

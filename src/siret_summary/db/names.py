@@ -20,18 +20,19 @@ from typing import Any
 
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, split_table
+from siret_summary.db.capabilities import versions_table
+from siret_summary.db.connect import open_backend
 from siret_summary.errors import ConfigError
 
 
 def target_names(config: Config) -> list[tuple[str, str, str]]:
     """``(setting, name as configured, identifier)`` of every identifier a run creates in the target database."""
-    from siret_summary.db.capabilities import versions_table
-
     names = [("target_table", config.target_table, part) for part in split_table(config.target_table)]
     names += [("status_table", config.status_table, part) for part in split_table(config.status_table)]
     state = config.state_table
     names += [("state_table", state, part) for part in split_table(state)]
-    for derived in (f"{state}_meta", versions_table(state)):  # incremental.state.StateStore.meta, db.capabilities.versions_table
+    # incremental.state.StateStore.meta, db.capabilities.versions_table
+    for derived in (f"{state}_meta", versions_table(state)):
         names.append(("state_table", state, split_table(derived)[-1]))
     return names
 
@@ -103,8 +104,6 @@ def _canonical(dialect: str, table: str) -> tuple[str, str]:
 
 def written_tables(backend: Backend, config: Config) -> list[tuple[str, str]]:
     """``(setting, table)`` of every table a run may create, drop or replace in the target database."""
-    from siret_summary.db.capabilities import versions_table
-
     state = config.state_table
     tables = [("target_table", config.target_table), ("state_table", state),
               ("state_table", f"{state}_meta"), ("state_table", versions_table(state))]
@@ -143,15 +142,13 @@ def sources_may_be_in(source: Any, backend: Backend, connect_timeout: float | No
     spelling, or any PostgreSQL pair (two URIs may reach one database: assumed so)."""
     if not isinstance(source, (str, os.PathLike)):
         return False
-    from siret_summary.db.connect import open_backend
-
     other = open_backend(source, must_exist=True, connect_timeout=connect_timeout)
     if other.dialect != backend.dialect:
         return False
     if backend.dialect != "sqlite":
         return True
     try:
-        return os.path.samefile(other.path, backend.path)  # type: ignore[attr-defined]
+        return os.path.samefile(other.path, backend.path)  # type: ignore[attr-defined]  # both SQLite (checked above)
     except OSError:  # the target file does not exist yet
         return False
 
@@ -165,15 +162,17 @@ def check_schemas_exist(backend: Backend, config: Config) -> None:
     """
     if backend.dialect == "sqlite":
         return
-    wanted = [(s, getattr(config, s)) for s in ("state_table", "status_table")]
-    wanted = [(s, t, split_table(t)[0]) for s, t in wanted if len(split_table(t)) == 2 and split_table(t)[0] != "public"]
+    given = [(s, getattr(config, s)) for s in ("state_table", "status_table")]
+    wanted = [(s, t, split_table(t)[0]) for s, t in given
+              if len(split_table(t)) == 2 and split_table(t)[0] != "public"]
     if not wanted:
         return
     conn = backend.connect("check")
     try:
         for setting, table, schema in wanted:
             if not backend.scalar(conn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", [schema]):
-                problem = f"{setting} {table!r} names the schema {schema!r}, which the target database {backend.display()} does not have"
+                problem = (f"{setting} {table!r} names the schema {schema!r}, "
+                           f"which the target database {backend.display()} does not have")
                 raise ConfigError(f"{problem}; create it, or write Config({setting}={split_table(table)[1]!r}) for the "
                                   "default schema.", problem=problem, setting=setting)
     finally:

@@ -23,8 +23,10 @@ A ``lock_path`` the caller gives is checked by :func:`check_lock_path`.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import tempfile
 
 from siret_summary.db.base import split_table
 from siret_summary.errors import ConfigError
@@ -107,8 +109,6 @@ def temp_lock_file(key: str) -> str | None:
     ``/usr/tmp`` and the working folder, and raises when none is writable
     (a read-only root filesystem).
     """
-    import tempfile
-
     try:
         folder = tempfile.gettempdir()
     except (FileNotFoundError, OSError):
@@ -123,7 +123,7 @@ def check_lock_path(lock_path: object) -> str:
     enough for the files derived from it (``PENDING_SUFFIX_BYTES`` more).
     """
     try:
-        text = os.fspath(lock_path)  # type: ignore[arg-type]
+        text = os.fspath(lock_path)  # type: ignore[call-overload]  # any object: a non-path raises TypeError here
     except TypeError:
         text = None
     if not isinstance(text, str) or not text or "\0" in text:
@@ -156,8 +156,6 @@ def all_for(db_path: str) -> list[str]:
     long names). A caller that must never write over a database's files (the
     CLI's ``export``) matches a path against these; list them here, not there.
     """
-    import glob
-
     path = os.path.realpath(db_path)  # the side files are named from the real path (sqlite_lock_file)
     folder, base = os.path.split(path)
     status = sqlite_status_file(path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
 from siret_summary.errors import LockWaitError
 
 
@@ -62,8 +64,8 @@ class SQLiteBackend(Backend):
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         # SQLITE_BUSY after the busy wait: the driver says "database is locked" (or "is busy").
-        return any(("database is locked" in str(e) or "database is busy" in str(e)) and not getattr(e, "transient", False)
-                   for e in _causes(exc))
+        return any(("database is locked" in str(e) or "database is busy" in str(e))
+                   and not getattr(e, "transient", False) for e in _causes(exc))
 
     def lock_wait_error(self, conn: Any, table: str, wait: float) -> Exception:
         problem = (f"{table} could not be written: another connection holds the SQLite database {self.path!r} "
@@ -88,12 +90,14 @@ class SQLiteBackend(Backend):
         if rows.num_rows == 0:
             return None
         columns = []
-        for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
+        for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist(), strict=True):
             kind, length = kind_of(declared)
             columns.append(Column(name, kind, length, declared))
         return columns
 
-    def select_columns_sql(self, table: str, columns: Sequence[str], where: str = "", types=None) -> str:
+    def select_columns_sql(
+        self, table: str, columns: Sequence[str], where: str = "", types: dict[str, str | None] | None = None
+    ) -> str:
         # Each column twice: its REAL cells as Float64 in REAL_PREFIX + name
         # (SQLite's text of a REAL keeps 15 digits and turns 2.27e-13 into
         # exponent text that no count rule reads: the number itself is what
@@ -104,8 +108,6 @@ class SQLiteBackend(Backend):
         # batch, and a column NULL throughout it becomes int64 (then the
         # first other value fails the read): a leading typing row, flagged
         # and dropped by plain(), gives every column its type.
-        from siret_summary.db.base import quote_table
-
         cols, typed = [], []
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
@@ -224,11 +226,15 @@ class SQLiteBackend(Backend):
     def index_staging(self, conn: Any, staging: str, name: str) -> None:
         # Without it the NOT EXISTS of the write is a nested scan (SQLite
         # builds no automatic index for a correlated subquery of a DELETE).
-        self.execute(conn, f"CREATE INDEX {self.staging_prefix}{quote_identifier(name + '_siret')} ON {quote_identifier(name)} (siret)")
+        index = f"{self.staging_prefix}{quote_identifier(name + '_siret')}"
+        self.execute(conn, f"CREATE INDEX {index} ON {quote_identifier(name)} (siret)")
 
     @property
     def staging_prefix(self) -> str:
         return "temp."
+
+    def returning_sirets_sql(self, insert: str) -> str:
+        return f"{insert} RETURNING CAST(siret AS TEXT) AS siret"  # SQLite 3.35+ (the driver bundles a newer one)
 
     def param(self, index: int) -> str:
         return "?"
@@ -248,7 +254,7 @@ class SQLiteBackend(Backend):
     def identity_lock_path(self, table: str) -> str | None:
         return side_files.sqlite_identity_lock_file(self.path, table)
 
-    def status_backend(self) -> "SQLiteBackend":
+    def status_backend(self) -> SQLiteBackend:
         # A side file, not the target database: SQLite lets one writer at a
         # time, and status updates must not wait for the data transaction.
         status_path = side_files.sqlite_status_file(self.path)
@@ -259,7 +265,7 @@ def _busy_ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _causes(exc: BaseException | None):
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -273,13 +279,9 @@ _TYPING_ROW = "__siret_summary_typing_row"
 def _connect(path: str) -> Any:
     """A connection whose SQLite runs in a worker process (db/sqlite_remote.py); in this process only
     when no worker can be started (``sys.executable`` is not a Python that can run it), with a warning."""
-    from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
-
     try:
         return RemoteConnection(path)
     except (OSError, WorkerGone) as exc:
-        import warnings
-
         warnings.warn(
             f"siret_summary: no SQLite worker process could be started ({exc}); using SQLite in this process, "
             "where the host must not open the same file with another copy of SQLite (Python's sqlite3) meanwhile.",

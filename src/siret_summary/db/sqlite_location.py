@@ -14,6 +14,7 @@ import os
 from typing import Any
 from urllib.parse import unquote
 
+from siret_summary.db.masking import mask_location
 from siret_summary.errors import SourceError
 
 #: Values SQLite reads as true in a boolean URI parameter (sqlite3_uri_boolean).
@@ -65,8 +66,6 @@ _PARAMETERS: dict[str, set[str] | None] = {
 def _check_parameter(text: str, key: str, value: str, seen: dict[str, str]) -> None:
     """A :class:`SourceError` naming a parameter SQLite refuses (a ``vfs`` it lacks, a bad ``mode``), one it would
     silently ignore (a misspelt key, a boolean it does not read), or one given twice."""
-    from siret_summary.db.masking import mask_location
-
     where = f"SQLite URI {mask_location(text)!r}"
     if key not in _PARAMETERS:
         raise SourceError(f"{where} has the parameter {key!r}, which SQLite does not know (it would ignore it); "

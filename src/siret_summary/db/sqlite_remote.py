@@ -15,16 +15,19 @@ exits when its pipe closes (parent gone).
 from __future__ import annotations
 
 import atexit
+import importlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
+from adbc_driver_manager import AdbcStatusCode
 
 from siret_summary.errors import SiretSummaryError
 
@@ -49,6 +52,7 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-P", _WORKER_FILE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         )  # fmt: skip
+        assert self.process.stdin is not None and self.process.stdout is not None  # both PIPE
         self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.answers = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
@@ -113,9 +117,9 @@ class _LocalWorker:
     """The fallback: the same session, in this process (when no worker process can be started)."""
 
     def __init__(self) -> None:
-        from siret_summary.db.sqlite_worker import _Session
+        from siret_summary.db.sqlite_worker import Session  # lazy: only this in-process fallback needs it
 
-        self.session = _Session()
+        self.session = Session()
 
     def call(self, op: str, *args: Any) -> Any:
         return getattr(self.session, "op_" + op)(*args)
@@ -186,14 +190,12 @@ def _rebuilt(info: tuple[Any, ...]) -> Exception:
     """The worker's exception as the driver raised it (same class, message, status code, SQLSTATE)."""
     module, name, message, code, vendor, sqlstate = info
     try:
-        import importlib
-
         cls = getattr(importlib.import_module(module), name)
-        if code is not None:
-            from adbc_driver_manager import AdbcStatusCode
-
-            return cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
-        return cls(message)
+        if code is None:
+            rebuilt = cls(message)
+        else:
+            rebuilt = cls(message, status_code=AdbcStatusCode(code), vendor_code=vendor, sqlstate=sqlstate)
+        return rebuilt if isinstance(rebuilt, Exception) else RuntimeError(f"{name}: {message}")
     except Exception:
         return RuntimeError(f"{name}: {message}")
 
@@ -202,7 +204,7 @@ def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return bytes(sink.getvalue().to_pybytes())
 
 
 class RemoteConnection:
@@ -275,7 +277,7 @@ class RemoteConnection:
             self._worker = None
             raise
 
-    def cursor(self) -> "RemoteCursor":
+    def cursor(self) -> RemoteCursor:
         cid = next(self._ids)
         self.call("cursor", cid)
         return RemoteCursor(self, cid)
@@ -307,7 +309,7 @@ class RemoteConnection:
         if worker is not None:
             _give_back(worker) if reuse else worker.kill()
 
-    def __enter__(self) -> "RemoteConnection":
+    def __enter__(self) -> RemoteConnection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -330,7 +332,7 @@ class _AdbcConnection:
 
 
 class _AdbcStatement:
-    def __init__(self, cursor: "RemoteCursor") -> None:
+    def __init__(self, cursor: RemoteCursor) -> None:
         self._cursor = cursor
 
     def set_options(self, **options: str) -> None:
@@ -362,7 +364,7 @@ class RemoteCursor:
     def _reader(self, per_request: int) -> pa.RecordBatchReader:
         schema = pa.ipc.read_schema(pa.py_buffer(self._call("stream")))
 
-        def batches():
+        def batches() -> Iterator[pa.RecordBatch]:
             self._conn.prefetch(self._id, per_request)
             while True:
                 chunk = self._conn.collect(self._id)
@@ -379,7 +381,7 @@ class RemoteCursor:
     def adbc_ingest(self, table_name: str, data: Any, mode: str = "create", **kwargs: Any) -> int:
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
-        return self._call("ingest", table_name, _ipc(data), {"mode": mode, **kwargs})
+        return int(self._call("ingest", table_name, _ipc(data), {"mode": mode, **kwargs}))
 
     def close(self) -> None:
         if not self._closed:
@@ -390,7 +392,7 @@ class RemoteCursor:
             except WorkerGone:
                 pass
 
-    def __enter__(self) -> "RemoteCursor":
+    def __enter__(self) -> RemoteCursor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

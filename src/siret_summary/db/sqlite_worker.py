@@ -16,12 +16,12 @@ from typing import Any
 
 
 def _table(data: bytes) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: a spare worker waits for its first request without loading pyarrow
 
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-class _Session:
+class Session:
     """One ADBC connection and its cursors, driven by requests."""
 
     def __init__(self) -> None:
@@ -31,6 +31,7 @@ class _Session:
         self.manual = False  # a BEGIN IMMEDIATE of ours is open (autocommit on underneath)
 
     def op_open(self, path: str) -> None:
+        # Lazy: the driver loads when the first connection is asked for, not while a spare worker waits.
         import adbc_driver_sqlite.dbapi as sqlite_dbapi
 
         self.op_close()
@@ -56,7 +57,7 @@ class _Session:
         self.readers.pop(cid, None)
         cur = self.cursors[cid]
         cur.execute(sql, params)
-        return cur.rowcount
+        return int(cur.rowcount)
 
     def op_fetchone(self, cid: int) -> Any:
         return self.cursors[cid].fetchone()
@@ -64,22 +65,22 @@ class _Session:
     def op_stream(self, cid: int) -> bytes:
         reader = self.cursors[cid].fetch_record_batch()
         self.readers[cid] = reader
-        return reader.schema.serialize().to_pybytes()
+        return bytes(reader.schema.serialize().to_pybytes())
 
-    def op_next(self, cid: int, count: int) -> "_Raw":
-        reader, out = self.readers.get(cid), []
+    def op_next(self, cid: int, count: int) -> _Raw:
+        reader, out = self.readers.get(cid), _Raw()
         if reader is None:  # ended, or the cursor ran another statement
-            return _Raw(out)
+            return out
         for _ in range(count):
             try:
                 out.append(reader.read_next_batch().serialize())
             except StopIteration:
                 self.readers.pop(cid, None)
                 break
-        return _Raw(out)
+        return out
 
     def op_ingest(self, cid: int, name: str, data: bytes, kwargs: dict[str, Any]) -> int:
-        return self.cursors[cid].adbc_ingest(name, _table(data), **kwargs)
+        return int(self.cursors[cid].adbc_ingest(name, _table(data), **kwargs))
 
     def op_set_options(self, cid: int, options: dict[str, str]) -> None:
         self.cursors[cid].adbc_statement.set_options(**options)
@@ -120,7 +121,7 @@ class _Session:
             self.conn.rollback()
 
 
-class _Raw(list):
+class _Raw(list[Any]):
     """Buffers sent as they are after the answer (``("raw", count)``), without pickling a copy."""
 
 
@@ -134,7 +135,7 @@ def main() -> None:
     requests = Connection(os.dup(0), writable=False)
     answers = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the answers
-    session = _Session()
+    session = Session()
     while True:
         try:
             op, *args = requests.recv()
@@ -158,4 +159,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)

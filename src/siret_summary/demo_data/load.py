@@ -91,6 +91,7 @@ def write_sqlite(path: str | Path, pv: Any, invitations: Any, *, replace: bool =
     ...     cur.fetchall()
     [('text', 'integer')]
     """
+    # Lazy: loading demo data into one dialect loads only that dialect's driver.
     import adbc_driver_sqlite.dbapi
 
     with adbc_driver_sqlite.dbapi.connect(str(path)) as connection:
@@ -114,6 +115,7 @@ def write_postgres(uri: str, pv: Any, invitations: Any, *, replace: bool = True)
 
         write_postgres(uri, *generate(n_pv=2_000, sqlite_mess=False))
     """
+    # Lazy: loading demo data into one dialect loads only that dialect's driver.
     import adbc_driver_postgresql.dbapi
 
     with adbc_driver_postgresql.dbapi.connect(uri) as connection:

@@ -54,6 +54,7 @@ class Explanation:
 
     def to_text(self) -> str:
         """The same facts as French prose, for an organiser."""
+        # Lazy: the French prose templates load only when prose is asked for.
         from siret_summary.explain.text import french
 
         return french(self.facts)

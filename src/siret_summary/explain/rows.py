@@ -39,13 +39,7 @@ from siret_summary.rules.columns import (
     prepare,
 )  # fmt: skip
 from siret_summary.rules.summary import cycle_index
-from siret_summary.rules.values import (
-    WHITESPACE,
-    as_text,
-    digits_of_siret,
-    is_scientific,
-    siret_reject_reason,
-)
+from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason, trimmed
 
 #: The row number tying a normalised row to its raw row.
 ROW = "__siret_summary_explain_row"
@@ -241,8 +235,6 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
 
 def _institutions(raw: pl.DataFrame, column: str | None) -> pl.DataFrame:
     """``ROW`` → the institution as normalize_pv trims it (it keeps only the carence it implies)."""
-    from siret_summary.rules.values import trimmed
-
     if column is None:
         return raw.select(ROW, pl.lit(None, dtype=pl.String).alias("institution"))
     prepared = prepare(raw.select(ROW, column).lazy(), {"institution": column}, 0, hashes=False).collect()

@@ -21,6 +21,8 @@ from typing import Any
 
 import polars as pl
 
+from siret_summary.db.base import Backend
+from siret_summary.db.capabilities import CapturedChanges
 from siret_summary.errors import ConfigError
 from siret_summary.incremental.state import CaptureRecord, StoredMeta
 from siret_summary.rules.values import siret_key
@@ -78,8 +80,8 @@ class RunPlan:
     config_hash: str
     stored: StoredMeta
     sirets: pl.Series | None = None
-    changes: Any = None  # capabilities.ChangeLog.read's changes (identity, snapshot, raw_sirets, why_not)
-    source_backend: Any = None  # the source's Backend when it is a database
+    changes: CapturedChanges | None = None
+    source_backend: Backend | None = None  # the source's backend when it is a database
     fallback: str | None = None
 
     @property
@@ -154,7 +156,7 @@ def wants_change_log(plan: RunPlan) -> bool:
     return plan.kind in (Plan.FULL, Plan.SCAN)
 
 
-def with_changes(plan: RunPlan, changes: Any, source_backend: Any) -> RunPlan:
+def with_changes(plan: RunPlan, changes: CapturedChanges | None, source_backend: Backend | None) -> RunPlan:
     """A new plan: ``plan`` with the change log read; a scan becomes a capture run when the
     log can be trusted (else it says why not). ``plan`` itself is left as it was."""
     read = replace(plan, changes=changes, source_backend=source_backend)

@@ -62,8 +62,9 @@ def open_signal(backend: Backend, config: Config, *, notify: bool) -> Signal:
             conn.close()
     except Exception as exc:
         raise SignalLost(f"PostgreSQL ne répond pas ({type(exc).__name__})") from exc
-    if capture is not None and notifies and notify and psycopg_available():
-        return NotifySignal(backend.uri, config.connect_timeout)
+    change_log = backend.change_log()
+    if capture is not None and notifies and notify and change_log is not None and psycopg_available():
+        return NotifySignal(backend.uri, config.connect_timeout, change_log.channel)
     try:
         return PgPollSignal(backend, config, capture)
     except SignalLost:

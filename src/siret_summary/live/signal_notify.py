@@ -17,7 +17,6 @@ import time
 import uuid
 from typing import Any
 
-from siret_summary.db.postgres.capture_notify import CHANNEL
 from siret_summary.live.signals import SignalLost
 
 HEARTBEAT_SECONDS = 3.0
@@ -37,7 +36,7 @@ class NotifySignal:
 
     kind = "notify"
 
-    def __init__(self, uri: str, connect_timeout: float) -> None:
+    def __init__(self, uri: str, connect_timeout: float, channel: str) -> None:
         import psycopg
 
         self.psycopg = psycopg
@@ -50,7 +49,7 @@ class NotifySignal:
                                             application_name="siret_summary:watch")
             self.beater = psycopg.connect(uri, autocommit=True, connect_timeout=timeout,
                                           application_name="siret_summary:watch_heartbeat")
-            self.listener.execute(f"LISTEN {CHANNEL}")
+            self.listener.execute(f"LISTEN {channel}")
             self.listener.execute(f"LISTEN {self.heartbeat}")
         except psycopg.Error as exc:
             self.close()

@@ -20,9 +20,7 @@ import time
 from typing import Any, Protocol
 
 from siret_summary.config import Config
-from siret_summary.db.base import Backend, quote_identifier, quote_table
-from siret_summary.db.postgres.capture_install import LOG_TABLE
-from siret_summary.db.postgres.capture_notify import HAS_NOTIFY_SQL
+from siret_summary.db.base import Backend, quote_table
 
 #: Seconds between two polls of a polled signal, at most (its rate is bounded by it).
 POLL_SECONDS = 0.2
@@ -53,16 +51,10 @@ class Signal(Protocol):
 
 def capture_log(backend: Backend, conn: Any, config: Config) -> tuple[str | None, bool]:
     """The change log (qualified, quoted) when capture is installed, and whether it notifies."""
-    schema = backend.scalar(
-        conn, "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = to_regclass($1)", [quote_table(config.pv_table)],
-    )  # fmt: skip
-    if schema is None:
+    change_log = backend.change_log()
+    if change_log is None:
         return None, False
-    log = f"{quote_identifier(schema)}.{quote_identifier(LOG_TABLE)}"
-    if backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [log]) is not True:
-        return None, False
-    return log, backend.scalar(conn, HAS_NOTIFY_SQL, [log]) is True
+    return change_log.locate(conn, config)
 
 
 def _stats_sql() -> str:

@@ -208,6 +208,7 @@ def compute_report(source: Any, *, config: Config | None = None, samples: int = 
     report = summarise(read_sources(source, config), config)[1]
     out: dict[str, Any] = {"rejected": report.rejected, "warnings": report.warnings}
     if samples > 0:
+        # Lazy: the samples re-read loads only when samples are asked for.
         from siret_summary.pipeline.samples import rejected_samples
 
         out["samples"] = rejected_samples(source, config, samples)

@@ -26,6 +26,7 @@ import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import DEFAULT_PV_COLUMNS, Config
+from siret_summary.db import open_backend
 from siret_summary.pipeline.read import read_database, read_sources
 from siret_summary.rules.columns import COUNT_COLUMNS, decode_text, normalize_pv
 
@@ -37,8 +38,6 @@ __all__ = ["rejected_samples"]
 def _raw_frames(source: Any, config: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both source tables as read, not normalised."""
     if isinstance(source, (str, os.PathLike)):
-        from siret_summary.db import open_backend
-
         backend = open_backend(source, must_exist=True, connect_timeout=config.connect_timeout)
         raw = read_database(backend, config, normalise=False, stamps=False)
     else:

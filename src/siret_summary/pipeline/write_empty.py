@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from siret_summary.db.base import Backend, Column, quote_table
+from siret_summary.db.capabilities import OpenRowVersions
 
 
 @dataclass
@@ -41,14 +42,14 @@ DIRECT_BATCH_ROWS = 50_000
 class _Hashing:
     """``versions.hashes(frame)`` in a thread (Polars and the driver's ingest both release the GIL)."""
 
-    def __init__(self, versions: Any, frame: pl.DataFrame) -> None:
+    def __init__(self, versions: OpenRowVersions | None, frame: pl.DataFrame) -> None:
         self._out: list[Any] = []
         self._thread = None
         if versions is not None:
             self._thread = threading.Thread(target=self._run, args=(versions, frame), name="siret_summary-hashes")
             self._thread.start()
 
-    def _run(self, versions: Any, frame: pl.DataFrame) -> None:
+    def _run(self, versions: OpenRowVersions, frame: pl.DataFrame) -> None:
         try:
             self._out.append(versions.hashes(frame))
         except BaseException as exc:  # raised in the caller
@@ -70,7 +71,7 @@ class _Hashing:
 
 def write_into_empty(
     backend: Backend, conn: Any, target: str, frame: pl.DataFrame, written: Sequence[Column],
-    versions: Any, checkpoint: Callable[[float], None], lock_timeout: float = 30.0,
+    versions: OpenRowVersions | None, checkpoint: Callable[[float], None], lock_timeout: float = 30.0,
 ) -> WriteStats | None:
     """A full write into a target that holds no row: the rows go straight in, no staging, no comparison.
 

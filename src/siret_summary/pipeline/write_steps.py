@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
+from siret_summary.db.capabilities import OpenRowVersions
 from siret_summary.db.privileges import create_missing
 from siret_summary.errors import ShrinkGuardError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
@@ -41,13 +42,13 @@ class BackgroundRead:
     """
 
     columns: list[Column] | None
-    versions: Any | None  # capabilities.RowVersions' opened versions
+    versions: OpenRowVersions | None  # capabilities.RowVersions' opened versions
     target_rows: pl.DataFrame | None = None
     stored_versions: pl.DataFrame | None = None
 
 
 def open_versions(backend: Backend, conn: Any, target: str, columns: Sequence[Column] | None,
-                  table: str | None) -> Any | None:
+                  table: str | None) -> OpenRowVersions | None:
     """The target's row versions (:meth:`Backend.row_versions`), or None where there are none to trust."""
     capability = backend.row_versions()
     if capability is None or not table or columns is None:
@@ -74,7 +75,7 @@ class Opened:
     columns: list[Column] | None  # None only if the table created could not be described
     frame: pl.DataFrame  # the summary shaped for the target
     written: list[Column]
-    versions: Any | None  # the target's row versions, or None
+    versions: OpenRowVersions | None  # the target's row versions, or None
     earlier: BackgroundRead | None  # the background read, when the target is still as it saw it
 
     @property
@@ -141,7 +142,7 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
     return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
 
 
-def _vouched(opened: Opened, versions: Any, hashes: pl.DataFrame) -> Vouched:
+def _vouched(opened: Opened, versions: OpenRowVersions, hashes: pl.DataFrame) -> Vouched:
     """What ``versions`` vouch for, from the background read when it is still good, else read now."""
     read = opened.earlier
     if read is not None and read.target_rows is not None and read.stored_versions is not None:
@@ -235,7 +236,7 @@ def replace(checked: ShrinkChecked) -> WriteStats:
     if opened.versions is None:
         stored = backend.execute_count(conn, insert)
     else:
-        returned = backend.fetch_arrow(conn, f"{insert} RETURNING siret::text AS siret")
+        returned = backend.fetch_arrow(conn, backend.returning_sirets_sql(insert))  # each dialect casts to text
         inserted = cast(pl.DataFrame, pl.from_arrow(returned))
         _record_versions(scoped, opened.versions, inserted.get_column("siret"))
         stored = inserted.height
@@ -246,7 +247,7 @@ def replace(checked: ShrinkChecked) -> WriteStats:
     return WriteStats(rows=scoped.remaining, inserted=new, updated=updated, deleted=removed - updated, staged=height)
 
 
-def _record_versions(scoped: Scoped, versions: Any, inserted: pl.Series) -> None:
+def _record_versions(scoped: Scoped, versions: OpenRowVersions, inserted: pl.Series) -> None:
     staged = scoped.staged
     vouched = staged.vouched
     forget: pl.Series | None = scoped.sirets
@@ -254,4 +255,6 @@ def _record_versions(scoped: Scoped, versions: Any, inserted: pl.Series) -> None
     if vouched is not None:  # a full write: forget the versions of the rows not vouched for
         forget = vouched.stored_versions.filter(vouched.unvouched).get_column("siret")
         kept = vouched.target_rows
+    if staged.hashes is None:  # a bug: staging hashes every row where there are versions
+        raise RuntimeError("row versions to record without their hashes")
     versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept)

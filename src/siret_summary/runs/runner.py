@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from siret_summary.config import Config, as_config
-from siret_summary.db import Backend, names, open_backend
+from siret_summary.db import Backend, names, open_backend, opens_read_only
 from siret_summary.db.base import split_table
 from siret_summary.db.connect import driver_reason
 from siret_summary.db.masking import mask_location
 from siret_summary.db.privileges import refused_privilege
-from siret_summary.db.sqlite_location import opens_read_only
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, requested_sirets
 from siret_summary.pipeline import fork_guard

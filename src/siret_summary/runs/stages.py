@@ -20,9 +20,8 @@ import polars as pl
 from siret_summary.config import Config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
-from siret_summary.db.capabilities import versions_table
+from siret_summary.db.capabilities import SourceMoved, versions_table
 from siret_summary.db.masking import scrub
-from siret_summary.db.postgres.stamps import SourceMoved
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
 from siret_summary.incremental.scan import scan_changes
@@ -290,9 +289,14 @@ class RunStages:
     def _consume_elsewhere(self, plan: RunPlan, result: RunResult) -> None:
         """The target is committed: a consume that fails (or a crash here) leaves the
         cursors apart, and the next run scans instead of trusting the log."""
+        backend, changes = plan.source_backend, plan.changes
+        change_log = backend.change_log() if backend is not None else None
+        if backend is None or change_log is None or changes is None:  # a bug: only a capture plan consumes
+            raise RuntimeError("a capture run without a change log to consume")
+
         def consume() -> None:
-            with self.sessions.use(plan.source_backend, role="source") as conn:
-                plan.source_backend.change_log().consume(conn, plan.changes, self.report.run_id)
+            with self.sessions.use(backend, role="source") as conn:
+                change_log.consume(conn, changes, self.report.run_id)
                 conn.commit()
 
         try:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from siret_summary.db import driver_reason, read_only_folder_hint
 from siret_summary.db.base import Backend, quote_table
 from siret_summary.db.masking import scrub
 from siret_summary.db.privileges import create_missing, refused_privilege
@@ -281,9 +282,6 @@ def store_errors(store: StatusStore, action: str) -> Iterator[None]:
     except SiretSummaryError:
         raise
     except Exception as exc:
-        from siret_summary.db.connect import driver_reason
-        from siret_summary.db.sqlite_location import read_only_folder_hint
-
         hint = read_only_folder_hint(store.backend) or store.backend.store_failure_hint
         refused = refused_privilege(exc, f"cannot {action} the run status store {store.backend.display()}",
                                     driver_reason(exc, store.backend.uri))

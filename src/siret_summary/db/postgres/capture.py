@@ -45,10 +45,25 @@ import polars as pl
 
 from siret_summary.config import Config, needed_columns
 from siret_summary.db.base import Backend, quote_table
-from siret_summary.db.postgres.capture_install import (
-    _EVENTS, _FIRST_USER_OID, _FUNCTION, _GUARD_FUNCTION, _MANIFEST_SQL, _ROW_FUNCTION, CONSUMING, CURSOR_TABLE,
-    IDENTITY_FORMAT, LOG_TABLE, _function_bodies, _qualified, trigger_name,
+from siret_summary.db.capabilities import CapturedChanges, Connection
+from siret_summary.db.postgres import capture_install
+from siret_summary.db.postgres.capture_names import (
+    CONSUMING,
+    CURSOR_TABLE,
+    EVENTS,
+    FIRST_USER_OID,
+    FUNCTION,
+    GUARD_FUNCTION,
+    IDENTITY_FORMAT,
+    LOG_TABLE,
+    MANIFEST_SQL,
+    ROW_FUNCTION,
+    captured_tables,
+    function_bodies,
+    qualified,
+    trigger_name,
 )  # fmt: skip
+from siret_summary.db.postgres.capture_notify import CHANNEL, HAS_NOTIFY_SQL
 
 
 @dataclass
@@ -80,9 +95,11 @@ class Changes:
         if stored_identity is None:
             return "the last run did not record the captured tables (change capture installed since, or a first run)"
         if stored_identity != self.identity:
-            return "a captured table's definition, storage, triggers or the server's TimeZone changed since the last run"
+            return ("a captured table's definition, storage, triggers or the server's TimeZone changed "
+                    "since the last run")
         if stored_cursor is None or stored_cursor != self.cursor:
-            return "the log was last consumed by another run than the one the target records (a restored database, or another target)"
+            return ("the log was last consumed by another run than the one the target records "
+                    "(a restored database, or another target)")
         return None
 
 
@@ -91,7 +108,8 @@ WITH captured(role, rel) AS (VALUES ('pv', to_regclass($1)::oid), ('invitations'
 home AS (SELECT n.nspname::text AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = to_regclass($1)),
 objects AS (SELECT h.schema,
-  to_regclass(quote_ident(h.schema) || '.{LOG_TABLE}') AS log, to_regclass(quote_ident(h.schema) || '.{CURSOR_TABLE}') AS cur
+  to_regclass(quote_ident(h.schema) || '.{LOG_TABLE}') AS log,
+  to_regclass(quote_ident(h.schema) || '.{CURSOR_TABLE}') AS cur
   FROM home h)
 SELECT t.role, c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.xmin::text AS class_xmin,
   c.relkind::text AS kind, c.relhassubclass AS parent,
@@ -110,10 +128,12 @@ CROSS JOIN (SELECT current_setting('TimeZone') AS timezone,
   o.schema,
   (SELECT json_object_agg(p.proname, json_build_array(md5(p.prosrc), p.oid::bigint, p.xmin::text)) FROM pg_proc p
      JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname = o.schema AND p.proname IN ('{_FUNCTION}', '{_ROW_FUNCTION}', '{_GUARD_FUNCTION}'))::text AS functions,
+     WHERE n.nspname = o.schema AND p.proname IN ('{FUNCTION}', '{ROW_FUNCTION}', '{GUARD_FUNCTION}'))::text
+    AS functions,
   (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = o.log) AS log,
   (SELECT concat_ws(':', l.oid, l.xmin) FROM pg_class l WHERE l.oid = o.cur) AS cursor_table,
-  EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = o.log AND x.attname = 'xact' AND NOT x.attisdropped) AS has_xact,
+  EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = o.log AND x.attname = 'xact' AND NOT x.attisdropped)
+    AS has_xact,
   EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = o.cur AND x.attname = 'manifest' AND NOT x.attisdropped)
     AS has_manifest,
   CASE WHEN o.log IS NOT NULL THEN has_table_privilege(o.log, 'SELECT') AND has_table_privilege(o.log, 'DELETE') END
@@ -129,10 +149,10 @@ def _log_sql(schema: str) -> str:
     (``installed``; parameters: the PV table, the invitations table, the log): one round trip."""
     return f"""
 SELECT s.snapshot, s.installed, d.raw_siret, d.truncated, c.run_id AS cursor, c.manifest
-FROM (SELECT pg_current_snapshot()::text AS snapshot, ({_MANIFEST_SQL}) AS installed) s
-LEFT JOIN (SELECT raw_siret, bool_or(truncated) AS truncated FROM {_qualified(schema, LOG_TABLE)} GROUP BY raw_siret) d
+FROM (SELECT pg_current_snapshot()::text AS snapshot, ({MANIFEST_SQL}) AS installed) s
+LEFT JOIN (SELECT raw_siret, bool_or(truncated) AS truncated FROM {qualified(schema, LOG_TABLE)} GROUP BY raw_siret) d
   ON true
-LEFT JOIN {_qualified(schema, CURSOR_TABLE)} c ON true"""
+LEFT JOIN {qualified(schema, CURSOR_TABLE)} c ON true"""
 
 
 def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, str | None]:
@@ -140,28 +160,30 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
     head = rows[0]
     reinstall = "run siret_summary.install_change_capture() again with the runs' configuration"
     functions = json.loads(head["functions"] or "{}")
-    expected = {name: hashlib.md5(body.encode()).hexdigest() for name, body in _function_bodies(head["schema"]).items()}
+    expected = {name: hashlib.md5(body.encode()).hexdigest() for name, body in function_bodies(head["schema"]).items()}
     if {name: f[0] for name, f in functions.items()} != expected:
         return None, f"the change capture functions are missing or were changed; {reinstall}"
-    mapped = {"pv": set(needed_columns(config.pv_columns)), "invitations": set(needed_columns(config.invitation_columns))}
-    tables = {"pv": (config.pv_table, config.pv_columns["siret"]),
-              "invitations": (config.invitations_table, config.invitation_columns["siret"])}  # fmt: skip
+    mapped = {"pv": set(needed_columns(config.pv_columns)),
+              "invitations": set(needed_columns(config.invitation_columns))}
+    tables = dict(zip(("pv", "invitations"), captured_tables(config), strict=True))
     for role, (table, siret) in tables.items():
         own = [r for r in rows if r["role"] == role]
         if own[0]["rel"] is None:
             return None, f'table "{table}" does not exist'
         if own[0]["kind"] != "r" or own[0]["parent"]:
-            return None, f'"{table}" is not a plain table without inheritance children; its changes cannot all be captured'
+            return None, (f'"{table}" is not a plain table without inheritance children; '
+                          "its changes cannot all be captured")
         triggers = {name: (enabled, args) for name, enabled, args, _ in json.loads(own[0]["triggers"] or "[]")}
-        for event in _EVENTS:
+        for event in EVENTS:
             enabled, args = triggers.get(trigger_name(event, table), (None, None))
             if enabled != "A":
                 what = "missing" if enabled is None else "not enabled ALWAYS"
                 return None, f'capture trigger "{trigger_name(event, table)}" on "{table}" is {what}; {reinstall}'
             wanted = "" if event == "truncate" else siret
             if args != (wanted.encode() + b"\0").hex():  # the SIRET column it logs is the one the runs read
-                return None, f'capture trigger "{trigger_name(event, table)}" logs another column than "{siret}"; {reinstall}'
-        if any(r["type"] >= _FIRST_USER_OID for r in own if r["name"] in mapped[role] and not r["dropped"]):
+                return None, (f'capture trigger "{trigger_name(event, table)}" logs another column '
+                              f'than "{siret}"; {reinstall}')
+        if any(r["type"] >= FIRST_USER_OID for r in own if r["name"] in mapped[role] and not r["dropped"]):
             # A renamed enum value changes every row's text without a change to log.
             return None, f'a mapped column of "{table}" has a type defined in the database'
     keys = ("role", "rel", "node", "class_xmin", "num", "name", "type", "mod", "coll", "dropped", "missing",
@@ -176,7 +198,8 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
 
 def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
     """The log as it is now, and the captured tables' identity; None when change capture is not installed."""
-    rows = backend.fetch_arrow(conn, _IDENTITY_SQL, [quote_table(config.pv_table), quote_table(config.invitations_table)])
+    tables = [quote_table(config.pv_table), quote_table(config.invitations_table)]
+    rows = backend.fetch_arrow(conn, _IDENTITY_SQL, tables)
     rows = rows.to_pylist()
     if not rows or rows[0]["log"] is None:  # no PV table (the read says so) or no capture installed
         return None
@@ -188,11 +211,12 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
         return Changes(None, None, [], False, None, "the run's role may not read and delete the change log entries"
                        f" (grant SELECT, DELETE on {LOG_TABLE} and SELECT, INSERT, UPDATE on {CURSOR_TABLE})", None)
     if not head["has_xact"] or head["cursor_table"] is None or not head["has_manifest"]:
-        problem = "the change log was made by an older version of the library; run siret_summary.install_change_capture() again"
+        problem = ("the change log was made by an older version of the library; "
+                   "run siret_summary.install_change_capture() again")
         return Changes(None, None, [], False, None, problem, None)
     log = pl.from_arrow(backend.fetch_arrow(
         conn, _log_sql(schema), [quote_table(config.pv_table), quote_table(config.invitations_table),
-                                 _qualified(schema, LOG_TABLE)],
+                                 qualified(schema, LOG_TABLE)],
     ))  # fmt: skip
     assert isinstance(log, pl.DataFrame)
     if problem is None and log["installed"][0] != log["manifest"][0]:
@@ -215,7 +239,7 @@ def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> None:
     if changes.snapshot is None or changes.log_schema is None:  # not read: nothing to consume
         return
     p = backend.param
-    log, cursor = _qualified(changes.log_schema, LOG_TABLE), _qualified(changes.log_schema, CURSOR_TABLE)
+    log, cursor = qualified(changes.log_schema, LOG_TABLE), qualified(changes.log_schema, CURSOR_TABLE)
     backend.execute(conn, f"SELECT set_config('{CONSUMING}', 'on', true)")  # this transaction only
     backend.execute(conn, f"DELETE FROM {log} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot)",
                     [changes.snapshot])
@@ -233,8 +257,32 @@ class PostgresChangeLog:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def read(self, conn: Any, config: Config) -> Changes | None:
+    def read(self, conn: Connection, config: Config) -> Changes | None:
         return read_changes(self.backend, conn, config)
 
-    def consume(self, conn: Any, changes: Changes, run_id: str) -> None:
+    def consume(self, conn: Connection, changes: CapturedChanges, run_id: str) -> None:
+        if not isinstance(changes, Changes):  # a bug: changes read by another backend's log
+            raise TypeError(f"changes of type {type(changes).__name__} were not read from a PostgreSQL change log")
         consume(self.backend, conn, changes, run_id)
+
+    def install(self, conn: Connection, config: Config) -> None:
+        capture_install.install(self.backend, conn, config)
+
+    def uninstall(self, conn: Connection, config: Config) -> None:
+        capture_install.uninstall(self.backend, conn, config)
+
+    def locate(self, conn: Connection, config: Config) -> tuple[str | None, bool]:
+        schema = self.backend.scalar(
+            conn, "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass($1)", [quote_table(config.pv_table)],
+        )  # fmt: skip
+        if schema is None:
+            return None, False
+        log = qualified(schema, LOG_TABLE)
+        if self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [log]) is not True:
+            return None, False
+        return log, self.backend.scalar(conn, HAS_NOTIFY_SQL, [log]) is True
+
+    @property
+    def channel(self) -> str:
+        return CHANNEL

@@ -60,7 +60,7 @@ class AdvisoryLock:
             return None
         value = self.backend.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1", [table])
         conn.commit()
-        return value
+        return None if value is None else str(value)
 
     def holder_for_commit(self, conn: Any, table: str) -> str | None:
         """The holder, its row locked (``FOR SHARE``) until ``conn``'s transaction ends: no run can name
@@ -68,7 +68,8 @@ class AdvisoryLock:
         holders = self._holders(table)
         if not self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]):
             return None
-        return self.backend.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1 FOR SHARE", [table])
+        value = self.backend.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1 FOR SHARE", [table])
+        return None if value is None else str(value)
 
     def release(self, conn: Any) -> None:
         # Ending the transaction frees the lock at once (closing the connection

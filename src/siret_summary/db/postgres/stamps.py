@@ -58,6 +58,7 @@ import polars as pl
 
 from siret_summary._raw_columns import CTID, STAMP, XMIN
 from siret_summary.db.base import Backend, quote_identifier, quote_table, select_item
+from siret_summary.db.capabilities import DeclaredTypes, SourceMoved
 
 #: Version of the stamping scheme; part of the seed.
 FORMAT = "1"
@@ -70,13 +71,9 @@ FETCH_ALL_SHARE = 3
 _WRAP = 2**32
 
 
-class SourceMoved(Exception):
-    """Rows fetched by ``ctid`` are no longer the versions whose stamps were read."""
-
-
 #: ``server_version_num`` per open connection: a session's server does not change, and a run
 #: asks once per table read (a round trip each).
-_versions: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+_versions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _server_version(backend: Backend, conn: Any) -> int:
@@ -98,7 +95,8 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
         return None
     rows = backend.fetch_arrow(
         conn,
-        "SELECT c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.relkind::text AS kind, c.relhassubclass AS parent,"
+        "SELECT c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.relkind::text AS kind,"
+        " c.relhassubclass AS parent,"
         " has_table_privilege(c.oid, 'SELECT') AS readable,"
         " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
         " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
@@ -136,7 +134,7 @@ def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) 
 
 
 def stamped_sql(
-    table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False, types: dict | None = None
+    table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False, types: DeclaredTypes | None = None
 ) -> str:
     """``SELECT columns, xmin [, ctid] FROM table where`` (PostgreSQL; ``types`` as in select_item)."""
     selected = [select_item(c, (types or {}).get(c)) for c in columns] + [f"xmin AS {quote_identifier(XMIN)}"]
@@ -165,16 +163,18 @@ class StampedTable:
     seed: int
     session: Callable[[], AbstractContextManager[Any]]  # the run's connection to the source
     rows: int  # in the table when stamped
-    types: dict | None = None  # declared types of the columns (select_item)
+    types: DeclaredTypes | None = None  # declared types of the columns (select_item)
 
     def fetch(self, wanted: pl.DataFrame) -> pl.LazyFrame:
-        """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``; :class:`SourceMoved` if one moved."""
+        """The raw rows (with :data:`STAMP`) at ``wanted``'s ``CTID`` and ``XMIN``;
+        :class:`~siret_summary.db.capabilities.SourceMoved` if one moved."""
         # A third of the table or more: reading it whole and keeping the wanted rows is faster than by ctid.
         whole = wanted.height * FETCH_ALL_SHARE >= self.rows
         where = "" if whole else f" WHERE ctid = ANY('{{{','.join(map(_tid, wanted.get_column(CTID)))}}}'::tid[])"
         with self.session() as conn:
             seed = stamp_seed(self.backend, conn, self.table, self.columns)
-            rows = pl.from_arrow(self.backend.fetch_arrow(conn, stamped_sql(self.table, self.columns, where, ctid=True, types=self.types)))
+            sql = stamped_sql(self.table, self.columns, where, ctid=True, types=self.types)
+            rows = pl.from_arrow(self.backend.fetch_arrow(conn, sql))
         assert isinstance(rows, pl.DataFrame)
         if whole:
             rows = rows.join(wanted.select(CTID), on=CTID, how="semi")
@@ -196,5 +196,5 @@ class PostgresRowStamps:
     with_stamp = staticmethod(with_stamp)
 
     def table(self, table: str, columns: list[str], seed: int, session: Callable[[], AbstractContextManager[Any]],
-              rows: int, types: dict | None = None) -> StampedTable:
+              rows: int, types: DeclaredTypes | None = None) -> StampedTable:
         return StampedTable(self.backend, table, columns, seed, session, rows=rows, types=types)

@@ -35,10 +35,12 @@ SQLite rows have no such stamp: SQLite targets always compare.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from siret_summary.db.base import Backend, Column, quote_table
 from siret_summary.db.privileges import create_missing
@@ -54,9 +56,16 @@ _WRAP = 2**32
 _TRUSTED = 2**31  # transactions an entry stays trustworthy for (xmin is 32 bits)
 
 
+def _frame(rows: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)  # a table, never a single column
+    return frame
+
+
 @dataclass
-class RowVersions:
-    """The row versions of one target, inside the write's transaction."""
+class OpenedVersions:
+    """:class:`~siret_summary.db.capabilities.OpenRowVersions` of one PostgreSQL target, inside the write's
+    transaction."""
 
     backend: Backend
     table: str  # the versions table
@@ -64,13 +73,16 @@ class RowVersions:
     seeds: tuple[int, int]
 
     @classmethod
-    def open(cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
+    def open(
+        cls, backend: Backend, conn: Any, target: str, columns: Sequence[Column], table: str
+    ) -> OpenedVersions | None:
         """Row versions for ``target``, or None where they cannot vouch for its rows."""
         row = backend.fetch_arrow(
             conn,
             "SELECT c.oid::bigint AS target, c.relkind::text AS kind,"
             # On the table or any of its partitions (a trigger on one partition changes what it stores).
-            " EXISTS (SELECT 1 FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
+            " EXISTS (SELECT 1 FROM pg_class p"
+            "   WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
             "   AND (p.relhasrules OR p.relrowsecurity OR EXISTS ("
             "     SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND NOT t.tgisinternal))) AS guarded,"
             " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
@@ -85,7 +97,8 @@ class RowVersions:
             # a new xmin; it always takes a new attnum). DDL that changes no stored
             # value (a constraint dropped, NOT NULL) keeps the rows vouched for.
             " (SELECT string_agg(concat_ws(':', p.oid, p.relfilenode), ',' ORDER BY p.oid)"
-            "   FROM pg_class p WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
+            "   FROM pg_class p"
+            "   WHERE p.oid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))) AS storage,"
             " (SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,"
             "   a.attcollation, a.attisdropped, a.attmissingval), ',' ORDER BY a.attrelid, a.attnum)"
             "   FROM pg_attribute a WHERE a.attrelid IN (SELECT c.oid UNION SELECT relid FROM pg_partition_tree(c.oid))"
@@ -122,7 +135,7 @@ class RowVersions:
         rows = self.backend.fetch_arrow(
             conn, f"SELECT siret::text AS siret, xmin::text::bigint AS xmin FROM {quote_table(self.target)}"
         )
-        return pl.from_arrow(rows).cast({"siret": pl.String, "xmin": pl.Int64})  # type: ignore[union-attr]
+        return _frame(rows).cast({"siret": pl.String, "xmin": pl.Int64})
 
     def stored(self, conn: Any) -> pl.DataFrame:
         """The recorded ``siret, h1, h2, xid`` (none when the table does not exist yet, or is laid out otherwise)."""
@@ -131,7 +144,7 @@ class RowVersions:
         if present is None or tuple(c.name for c in present) != COLUMNS:
             return empty
         rows = self.backend.fetch_arrow(conn, f"SELECT {', '.join(COLUMNS)} FROM {quote_table(self.table)}")
-        return pl.from_arrow(rows).cast(empty.schema)  # type: ignore[union-attr]
+        return _frame(rows).cast(empty.schema)
 
     def unchanged(self, conn: Any, new: pl.DataFrame, target_rows: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
         """SIRETs of ``new`` (``siret, h1, h2``) whose target row is vouched identical."""
@@ -167,7 +180,8 @@ class RowVersions:
             self.backend.execute(conn, f"DROP TABLE {q}")
             present = None
         if present is None:
-            create_missing(self.backend, conn, self.table, f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
+            create_missing(self.backend, conn, self.table,
+                           f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
                            exists=False)
         if forget is None:  # none holds (a write into an empty target): no list to send
             self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
@@ -175,7 +189,8 @@ class RowVersions:
         else:
             forget = pl.concat([forget, new.get_column("siret")]).unique()
         if forget.len():
-            self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(), staging="siret_summary_rows_gone")
+            self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(),
+                                       staging="siret_summary_rows_gone")
         if new.is_empty():
             return
         ids = self.backend.fetch_arrow(  # one round trip for both
@@ -203,5 +218,5 @@ class PostgresRowVersions:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def open(self, conn: Any, target: str, columns: Sequence[Column], table: str) -> RowVersions | None:
-        return RowVersions.open(self.backend, conn, target, columns, table)
+    def open(self, conn: Any, target: str, columns: Sequence[Column], table: str) -> OpenedVersions | None:
+        return OpenedVersions.open(self.backend, conn, target, columns, table)

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+
 from siret_summary.db.base import Backend, quote_table
 from siret_summary.errors import LockWaitError
 
@@ -21,8 +23,6 @@ def is_lock_timeout(exc: BaseException | None) -> bool:
 
 
 def _params(table: str, pids: list[int]) -> Any:
-    import pyarrow as pa
-
     offsets = pa.array([0, len(pids)], pa.int32())
     return pa.record_batch([pa.array([table]), pa.ListArray.from_arrays(offsets, pa.array(pids, pa.int32()))],
                            names=["table", "pids"])

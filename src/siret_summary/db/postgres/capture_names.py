@@ -1,0 +1,141 @@
+"""The vocabulary of change capture on PostgreSQL (SPEC §6): every name and body it installs, in one place.
+
+The log table and its cursor, the trigger functions and their bodies, the
+triggers' and the SIRET index's names, the manifest query and the setting
+under which a run may consume the log. The installer
+(:mod:`.capture_install`), the reader (:mod:`.capture`) and the backend's
+server-side SIRET filter (:mod:`.backend`) all take them from here, so what is
+installed and what is checked cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from siret_summary.config import Config
+from siret_summary.db.base import quote_identifier, split_table
+from siret_summary.errors import ConfigError
+
+LOG_TABLE = "siret_summary_changes"
+#: One row: the id of the last run that consumed the log (the source's half of the
+#: cursor), and the definitions of the capture triggers as installed (the manifest).
+CURSOR_TABLE = "siret_summary_changes_cursor"
+#: The statement-level trigger function (every session), the row-level one (replica role), the log's guard.
+FUNCTION = "siret_summary_capture"
+ROW_FUNCTION = "siret_summary_capture_row"
+GUARD_FUNCTION = "siret_summary_capture_guard"
+FUNCTIONS = (FUNCTION, ROW_FUNCTION, GUARD_FUNCTION)
+#: The events a capture trigger exists for, on each captured table (:func:`trigger_name`).
+EVENTS = ("insert", "update", "delete", "truncate", "row")
+#: Type oids below this are built into PostgreSQL; a mapped column of a type above is defined in the database.
+FIRST_USER_OID = 16384
+#: The transaction-local setting under which a run may delete log entries (the log refuses other deletes).
+CONSUMING = "siret_summary.consuming"
+#: Version of the identity digest; part of it.
+IDENTITY_FORMAT = "2"
+
+_TRIM = r"E' \t\n\r\f\x0b\u00a0'"
+
+
+def captured_tables(config: Config) -> list[tuple[str, str]]:
+    """``(table, SIRET column)`` of the PV and the invitations tables: what the triggers log."""
+    out = []
+    for setting, table, columns in (("pv_columns", config.pv_table, config.pv_columns),
+                                    ("invitation_columns", config.invitations_table, config.invitation_columns)):
+        siret = columns["siret"]
+        if siret is None:  # Config requires it; never reached through a Config that checked itself
+            raise ConfigError(f"{setting} maps no SIRET column; name it, e.g. {setting}={{'siret': 'siret'}}.",
+                              setting=setting)
+        out.append((table, siret))
+    return out
+
+
+def qualified(schema: str, name: str) -> str:
+    """``"schema"."name"``."""
+    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+#: What a DELETE or TRUNCATE of the log by hand is told (part of the guard function's body: never reworded lightly,
+#: a body that differs from the installed one makes capture step aside until installed again).
+_GUARD_MESSAGE = ("the change log is emptied by siret_summary runs only; "
+                  "use siret_summary.uninstall_change_capture() to remove it")
+
+
+def function_bodies(schema: str) -> dict[str, str]:
+    """The capture functions' bodies, naming the log with its schema (a replication worker has an empty search_path)."""
+    log = qualified(schema, LOG_TABLE)
+    insert = f"INSERT INTO {log} (source_table, raw_siret)"
+    return {
+        FUNCTION: f"""
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO {log} (source_table, truncated) VALUES (TG_TABLE_NAME, true);
+    RETURN NULL;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    EXECUTE format('{insert} SELECT DISTINCT %L, (to_jsonb(n) ->> %L) FROM new_rows n', TG_TABLE_NAME, TG_ARGV[0]);
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    EXECUTE format('{insert} SELECT DISTINCT %L, (to_jsonb(o) ->> %L) FROM old_rows o', TG_TABLE_NAME, TG_ARGV[0]);
+  END IF;
+  RETURN NULL;
+END """,
+        ROW_FUNCTION: f"""
+BEGIN
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    {insert} VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0]);
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    {insert} VALUES (TG_TABLE_NAME, to_jsonb(OLD) ->> TG_ARGV[0]);
+  END IF;
+  RETURN NULL;
+END """,
+        # Entries leave the log only when a run consumes them: a DELETE or TRUNCATE by
+        # hand would drop changes no run has seen.
+        GUARD_FUNCTION: f"""
+BEGIN
+  IF coalesce(current_setting('{CONSUMING}', true), '') <> 'on' THEN
+    RAISE EXCEPTION '{_GUARD_MESSAGE}';
+  END IF;
+  RETURN NULL;
+END """,
+    }
+
+
+def _with_digest(prefix: str, table: str) -> str:
+    """``<prefix><table>``, or with a digest of the table name where that passes PostgreSQL's 63 bytes (never cut)."""
+    name = split_table(table)[-1]
+    full = f"{prefix}{name}"
+    if len(full.encode()) <= 63:
+        return full
+    return f"{prefix}{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def trigger_name(event: str, table: str) -> str:
+    """``siret_summary_<event>_<table>``, or with a digest of the table name where that passes 63 bytes."""
+    return _with_digest(f"siret_summary_{event}_", table)
+
+
+def siret_index_name(table: str) -> str:
+    """Name of the expression index on the normalised SIRET (made by the installer).
+
+    Never cut: past the 63 bytes PostgreSQL keeps, a digest of the table name
+    stands for it (two long names sharing their first bytes get two indexes).
+    """
+    return _with_digest("siret_summary_norm_", table)
+
+
+def normalised_siret_sql(column: str) -> str:
+    """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as rules/columns.py does."""
+    digits = (
+        f"regexp_replace(regexp_replace(btrim({quote_identifier(column)}::text, {_TRIM}), "
+        r"E'\\.0$', ''), '[^0-9]', '', 'g')"  # E'': read alike whatever standard_conforming_strings says
+    )
+    return f"(CASE WHEN length({digits}) BETWEEN 1 AND 14 THEN lpad({digits}, 14, '0') END)"
+
+
+#: The capture triggers as they are now (parameters: the PV table, the invitations table, the log), by name.
+MANIFEST_SQL = r"""SELECT coalesce(json_object_agg(t.tgname, pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}')::text
+FROM pg_trigger t WHERE NOT t.tgisinternal
+AND t.tgrelid = ANY(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3)]::oid[])
+AND t.tgname LIKE E'siret\\_summary\\_%'"""

@@ -1,0 +1,44 @@
+"""Dialect-specific SQL behind Backend hooks, answered by each dialect against a real database (issue 26)."""
+
+from __future__ import annotations
+
+import pytest
+
+import siret_summary
+from siret_summary.db import connected, open_backend
+
+from dbutil import execute
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "hooks.db")
+    return request.getfixturevalue("pg_db")
+
+
+def test_returning_sirets_gives_each_inserted_siret_as_text(database):
+    """The write's ``INSERT … RETURNING`` of the inserted SIRETs (pipeline/write.py): the SQL comes from the
+    backend, and both dialects return exactly the rows inserted, as text, in a column ``siret``."""
+    execute(database, "CREATE TABLE src (siret BIGINT, v INTEGER)", "CREATE TABLE dst (siret TEXT, v INTEGER)",
+            "INSERT INTO src VALUES (12345678901234, 1), (98765432109876, 2), (55555555555555, 3)",
+            "INSERT INTO dst VALUES ('55555555555555', 3)")
+    backend = open_backend(database, must_exist=True)
+    insert = "INSERT INTO dst (siret, v) SELECT CAST(siret AS TEXT), v FROM src" \
+             " WHERE NOT EXISTS (SELECT 1 FROM dst WHERE dst.siret = CAST(src.siret AS TEXT))"
+    with connected(backend, role="test") as conn:
+        returned = backend.fetch_arrow(conn, backend.returning_sirets_sql(insert))
+        conn.commit()
+    assert returned.column_names == ["siret"]
+    assert sorted(returned.column("siret").to_pylist()) == ["12345678901234", "98765432109876"]
+
+
+def test_change_capture_is_refused_on_sqlite_in_one_sentence(tmp_path):
+    """SQLite's backend has no ChangeLog capability: the public installer says so, naming the way out."""
+    path = str(tmp_path / "app.db")
+    execute(path, "CREATE TABLE t (x INTEGER)")
+    for function in (siret_summary.install_change_capture, siret_summary.uninstall_change_capture):
+        with pytest.raises(siret_summary.SourceError) as err:
+            function(path)
+        assert str(err.value) == (f"change capture needs a PostgreSQL source, not {path}; "
+                                  "use the scan-based incremental run.")
