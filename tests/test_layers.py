@@ -20,7 +20,7 @@ PACKAGE = Path(siret_summary.__file__).parent
 #: The modules of db/ the layers above it may import: dialect-free (each dialect's own modules,
 #: db/postgres/ and db/sqlite*, are reached only through them: Backend and its capabilities).
 DB = {f"siret_summary.db{m}" for m in ("", ".base", ".capabilities", ".connect", ".masking", ".names",
-                                       ".privileges", ".side_files")}
+                                       ".privileges", ".side_files", ".siret_prefilter")}
 FOUNDATION = {f"siret_summary.{m}" for m in ("config", "errors", "_version", "_raw_columns")}
 
 
@@ -97,9 +97,9 @@ def test_modules_stay_under_400_lines():
     assert long == {}
 
 
-PUBLIC_FUNCTIONS = {"run", "compute", "compute_report", "explain", "status", "cancel", "history",
+PUBLIC_FUNCTIONS = {"run", "compute", "compute_report", "explain", "watch", "status", "cancel", "history",
                     "install_change_capture", "uninstall_change_capture"}
-PUBLIC_CLASSES = {"Config", "Cycle", "RunResult", "RetryPolicy", "Explanation"}
+PUBLIC_CLASSES = {"Config", "Cycle", "RunResult", "RetryPolicy", "Explanation", "LiveStatus"}
 PUBLIC_ERRORS = {"SiretSummaryError", "ConfigError", "SourceError", "TargetError", "ShrinkGuardError",
                  "CancelledError", "LockWaitError"}
 

@@ -227,6 +227,11 @@ class Backend(ABC):
         computed by the server; None if unsupported."""
         return None
 
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+        """A WHERE clause keeping every row whose ``column`` one of the LIKE ``patterns`` may match as the read
+        sees it (a superset; ``db.siret_prefilter``); None where no sound clause is known."""
+        return None
+
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         """A SELECT of ``(k, s)`` per row: ``k`` identifies the row, ``s`` is the raw ``column`` as a read
         delivers it. None when the table offers no key the backend can filter by exactly (then a targeted

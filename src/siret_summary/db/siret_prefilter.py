@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from siret_summary.db.base import Backend, Filter, quote_identifier
-from siret_summary.db.postgres.backend import PostgresBackend
-from siret_summary.db.sqlite import SQLiteBackend
 
 #: Above this many patterns the prefilter is not used: each row would be compared with every one.
 MAX_PATTERNS = 32
@@ -37,20 +35,20 @@ def superset_filter(backend: Backend, conn: Any, table: str, column: str, patter
         return None
     if any(set(p) - set("0123456789%") for p in patterns):
         raise ValueError(f"LIKE patterns of digits and % expected, got {list(patterns)!r}")
+    return backend.siret_superset_sql(conn, table, column, patterns)
+
+
+def postgres_clause(column: str, declared: str | None, patterns: Sequence[str]) -> Filter | None:
+    """PostgreSQL's clause for a column of type ``declared``: only text types (None otherwise)."""
+    if declared is None or declared.split("(")[0].strip().lower() not in _PG_TEXT:
+        return None  # a number's text is made by the driver and Polars, not by the server
     q = quote_identifier(column)
-    if isinstance(backend, SQLiteBackend):
-        return _sqlite(q, patterns)
-    if isinstance(backend, PostgresBackend):
-        declared = next((c.declared for c in backend.describe(conn, table) or [] if c.name == column), None)
-        if declared is None or declared.split("(")[0].strip().lower() not in _PG_TEXT:
-            return None  # a number's text is made by the driver and Polars, not by the server
-        # COLLATE "C": LIKE is refused under a nondeterministic collation, and digits compare alike in all.
-        # The patterns travel as one text parameter split by the server (they hold no comma).
-        return f" WHERE {q} COLLATE \"C\" LIKE ANY(string_to_array($1, ','))", [",".join(patterns)]
-    return None
+    # COLLATE "C": LIKE is refused under a nondeterministic collation, and digits compare alike in all.
+    # The patterns travel as one text parameter split by the server (they hold no comma).
+    return f" WHERE {q} COLLATE \"C\" LIKE ANY(string_to_array($1, ','))", [",".join(patterns)]
 
 
-def _sqlite(q: str, patterns: Sequence[str]) -> Filter:
+def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
     """SQLite reads a cell's bytes (``CAST(… AS BLOB)``) and decodes them as UTF-8, else Windows-1252.
 
     LIKE sees a TEXT or INTEGER cell's text up to its first NUL, and ASCII
@@ -59,6 +57,7 @@ def _sqlite(q: str, patterns: Sequence[str]) -> Filter:
     does), BLOB cells, cells holding a NUL byte, and every cell of a
     database whose text is not UTF-8 (its bytes are not the text LIKE sees).
     """
+    q = quote_identifier(column)
     likes = " OR ".join(f"{q} LIKE ?" for _ in patterns)
     return (
         f" WHERE ({likes} OR typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
 from siret_summary.errors import LockWaitError
 
@@ -122,6 +123,9 @@ class SQLiteBackend(Backend):
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
         )
+
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+        return sqlite_clause(column, patterns)
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The row id: always an INTEGER, whatever the declared types (an untyped

@@ -37,7 +37,7 @@ class NotifySignal:
     kind = "notify"
 
     def __init__(self, uri: str, connect_timeout: float, channel: str) -> None:
-        import psycopg
+        import psycopg  # lazy: an optional extra (siret_summary[live]); only a notify signal needs it
 
         self.psycopg = psycopg
         self.heartbeat = f"siret_summary_watch_{uuid.uuid4().hex[:16]}"

@@ -29,6 +29,7 @@ from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
 from siret_summary.db.postgres.versions import PostgresRowVersions
+from siret_summary.db.siret_prefilter import postgres_clause
 
 #: The driver's built-in type table instead of querying the server's catalogue
 #: on every connect (about 50 ms each); drivers without the option fall back.
@@ -244,6 +245,10 @@ class PostgresBackend(Backend):
 
     def empty_table_sql(self, quoted_table: str) -> str:
         return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
+
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+        declared = next((c.declared for c in self.describe(conn, table) or [] if c.name == column), None)
+        return postgres_clause(column, declared, patterns)
 
     def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> Filter | None:
         # Normalised server-side, so every stored spelling matches — only when
