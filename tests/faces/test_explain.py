@@ -31,7 +31,7 @@ from reference import (
     normalise_siret, reference_summary, seats_for, union_seats,
 )  # fmt: skip
 from strategies import sources, string_table, stringify_rows
-from test_reference_vs_compute import _same_value
+from rules.test_reference_vs_compute import _same_value
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 CYCLES = (("C3", "2017-01-01", "2020-12-31"), ("C4", "2021-01-01", "2024-12-31"))
@@ -322,7 +322,7 @@ def test_invitations_are_explained_too():
 @given(st.deferred(lambda: __import__("test_cross_source").native_tables()))
 def test_explain_row_is_computes_on_native_types(pg_source, tmp_path, drawn):
     """Natively typed columns (INTEGER / REAL / TEXT per column, as test_cross_source draws them)."""
-    from test_cross_source import EMPTY_INVITATIONS, arrow_table
+    from pipeline.test_cross_source import EMPTY_INVITATIONS, arrow_table
 
     rows, kinds = drawn
     expected = {r["siret"]: r for r in reference_summary(rows, [])[0]}

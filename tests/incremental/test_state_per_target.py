@@ -21,7 +21,7 @@ from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
 from conftest import fresh_database
 from dbutil import execute, query, read_table
-from test_incremental import EDITS, _edit_sql
+from incremental.test_incremental import EDITS, _edit_sql
 
 TARGETS = ("summary_a", "summary_b", "summary_c")
 

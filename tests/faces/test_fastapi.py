@@ -27,7 +27,7 @@ from siret_summary.demo_data import generate, write_sqlite  # noqa: E402
 from siret_summary.fastapi import SummaryBuilder, build_router, lifespan  # noqa: E402
 from webutil import serve  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STARTED = {
     "status": "started",
     "message": "La reconstruction de la table siret_summary a été lancée en arrière-plan",

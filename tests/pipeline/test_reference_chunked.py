@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import siret_summary
 from reference import INVITATION_COLUMNS, PV_COLUMNS, reference_summary
 from strategies import sources, string_table, stringify_rows
-from test_reference_vs_compute import _QUIET, assert_same_summary
+from rules.test_reference_vs_compute import _QUIET, assert_same_summary
 
 compute_module = importlib.import_module("siret_summary.pipeline.compute")
 read_module = importlib.import_module("siret_summary.pipeline.stream")

@@ -4,7 +4,7 @@ The page is served by a real uvicorn server on a demo database, behind a host
 dependency that wants a session cookie. The test clicks « Lancer », watches the
 bar reach 100 % and a history row appear, starts again and clicks « Annuler »,
 and sees the run end ``cancelled``. Set ``SIRET_SUMMARY_SCREENSHOT=docs/admin.png``
-to save the page as it ends (the README's screenshots come from tests/test_admin_console.py).
+to save the page as it ends (the README's screenshots come from tests/faces/test_admin_console.py).
 
 No browser is downloaded: ``executable_path`` is the system Chromium
 (``apt-get install chromium``; ``.ci/run`` installs it). Without it the test

@@ -20,7 +20,7 @@ from siret_summary.demo_data import generate, write_postgres
 
 from dbutil import execute, scalar
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _readme_grants() -> list[list[str]]:

@@ -10,7 +10,7 @@ import pytest
 
 import siret_summary
 from siret_summary.cli import main
-from test_explain import WORKED, write
+from faces.test_explain import WORKED, write
 from reference import INVITATION_COLUMNS, PV_COLUMNS
 from strategies import string_table, stringify_rows
 

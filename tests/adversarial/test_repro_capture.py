@@ -3,15 +3,10 @@ written against; each now pins the fix (capture steps aside, says why, and the t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import siret_summary
 
-sys.path.insert(0, str(Path(__file__).parent))
-from advutil import assert_fresh, edit, load  # noqa: E402
-
-from dbutil import execute  # noqa: E402
+from advutil import assert_fresh, edit, load
+from dbutil import execute
 
 CFG = siret_summary.Config(target_table="s_adv", state_table="s_adv_state")
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 import siret_summary
 
-sys.path.insert(0, str(Path(__file__).parent))
-from advutil import assert_fresh, load  # noqa: E402
-
-from dbutil import execute, query  # noqa: E402
+from advutil import assert_fresh, load
+from dbutil import execute, query
 
 CFG = siret_summary.Config(target_table="s_v", state_table="s_v_state")
 _UP = ("CREATE FUNCTION adv_up() RETURNS trigger LANGUAGE plpgsql AS"

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 import siret_summary
 
-sys.path.insert(0, str(Path(__file__).parent))
-from advutil import edit, load  # noqa: E402
-
-from dbutil import execute, read_table, scalar  # noqa: E402
+from advutil import edit, load
+from dbutil import execute, read_table, scalar
 
 CFG = siret_summary.Config(target_table="s_err", state_table="s_err_state")
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import siret_summary
 
-sys.path.insert(0, str(Path(__file__).parent))
-from advutil import assert_fresh, edit, load  # noqa: E402
-
-from dbutil import execute  # noqa: E402
+from advutil import assert_fresh, edit, load
+from dbutil import execute
 
 
 def test_same_target_named_with_and_without_schema_runs_twice_at_once(pg_db):

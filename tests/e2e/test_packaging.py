@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("build")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:

@@ -274,7 +274,7 @@ def test_targeted_runs_keep_sirets_ending_in_a_digit_then_zero(pg_db):
     targeted run, on both settings (the ``pg_db`` fixture above).
     """
     from reference import PV_COLUMNS, column_kind, reference_summary
-    from test_reference_vs_compute import POLARS_TYPES, assert_same_summary
+    from rules.test_reference_vs_compute import POLARS_TYPES, assert_same_summary
 
     zeros = ["47976684200730", "12345678900010", "1234567890120", "98765432100000", "12345678900010.0"]
     _pg_source(pg_db, siret_values=zeros)

@@ -26,7 +26,7 @@ from siret_summary.db.postgres.stamps import StampedTable
 from conftest import fresh_database
 from dbutil import execute, query
 from reference import normalise_siret
-from test_incremental import EDITS, INCR, _assert_incremental_equals_full, _edit_sql
+from incremental.test_incremental import EDITS, INCR, _assert_incremental_equals_full, _edit_sql
 
 _ROW = 'id_pv = (SELECT id_pv FROM "Tous_PV" ORDER BY id_pv LIMIT 1 OFFSET {k} % (SELECT count(*) FROM "Tous_PV"))'
 

@@ -24,7 +24,7 @@ from siret_summary.demo_data import generate, write_postgres
 
 from conftest import fresh_database
 from dbutil import execute, query, read_table, scalar
-from test_incremental import EDITS, _edit_sql
+from incremental.test_incremental import EDITS, _edit_sql
 
 CFG = siret_summary.Config(target_table="summary_v", state_table="summary_v_state")
 _ROW = "siret = (SELECT siret FROM summary_v ORDER BY siret LIMIT 1 OFFSET {k} % (SELECT count(*) FROM summary_v))"

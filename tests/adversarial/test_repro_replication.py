@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -15,10 +14,8 @@ import pytest
 import siret_summary
 from siret_summary.demo_data import generate, write_postgres
 
-sys.path.insert(0, str(Path(__file__).parent))
-from advutil import assert_fresh, edit  # noqa: E402
-
-from dbutil import execute, query, scalar  # noqa: E402
+from advutil import assert_fresh, edit
+from dbutil import execute, query, scalar
 
 CFG = siret_summary.Config(target_table="s_rep", state_table="s_rep_state")
 

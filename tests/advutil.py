@@ -1,4 +1,4 @@
-"""Helpers for the adversarial reproductions (branch adv15). Each test failed on the code it was written against."""
+"""Helpers for the adversarial reproductions (tests/adversarial/test_repro_*.py, first written on branch adv15). Each test failed on the code it was written against."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from siret_summary.fastapi import SummaryBuilder  # noqa: E402
 from webutil import serve  # noqa: E402
 
 from dbutil import execute  # noqa: E402
-from test_status_records import DAMAGES, _damage, app_db, status_location  # noqa: E402,F401 - the fixture
+from runs.test_status_records import DAMAGES, _damage, app_db, status_location  # noqa: E402,F401 - the fixture
 
 
 @pytest.mark.parametrize("kind", ["started_at NULL", "result not JSON", "started_at not ISO", "progress_percent text"])

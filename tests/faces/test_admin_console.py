@@ -1,7 +1,7 @@
 """The admin page as an operator's console (issue 29), in the suite's real Chromium at desktop and phone widths.
 
 Each scenario runs a real uvicorn server on a demo SQLite database behind a
-host dependency that wants a session cookie (as tests/test_admin_page.py), at
+host dependency that wants a session cookie (as tests/faces/test_admin_page.py), at
 1180 px and at 390 px. Checked: errors in French with the button that fixes
 them (« Forcer » with a confirmation of the rows lost, « Reconstruction
 complète »), no Python in what the operator reads, a cancelled run shown as
@@ -31,7 +31,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from fastapi import Depends, FastAPI  # noqa: E402
-from test_admin_page import SESSION, HoldAtRead, browser, require_session, summary_rows  # noqa: E402,F401
+from faces.test_admin_page import SESSION, HoldAtRead, browser, require_session, summary_rows  # noqa: E402,F401
 from webutil import serve  # noqa: E402
 
 import siret_summary  # noqa: E402

@@ -35,7 +35,7 @@ from strategies import (
     BASE_DATES, BASE_SIRETS, cp_value, cycle_value, date_value, fd_value, idcc_value, institution_value,
     raison_value, region_value, siret_value, ud_value, ul_value, ville_value, college_value, _serial,
 )  # fmt: skip
-from test_reference_vs_compute import assert_same_summary
+from rules.test_reference_vs_compute import assert_same_summary
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 
