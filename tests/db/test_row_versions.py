@@ -11,7 +11,6 @@ changes a row's content, and runs of every mode interleave.
 from __future__ import annotations
 
 import logging
-import re
 
 import polars as pl
 import pytest
@@ -25,6 +24,7 @@ from siret_summary.demo_data import generate, write_postgres
 from conftest import fresh_database
 from dbutil import execute, query, read_table, scalar
 from incremental.test_incremental import EDITS, _edit_sql
+from runlog import staged as _staged
 
 CFG = siret_summary.Config(target_table="summary_v", state_table="summary_v_state")
 _ROW = "siret = (SELECT siret FROM summary_v ORDER BY siret LIMIT 1 OFFSET {k} % (SELECT count(*) FROM summary_v))"
@@ -98,28 +98,23 @@ def test_full_run_equals_compute_after_any_source_and_target_edits(pg_uri, steps
             _assert_target_is_the_summary(location)
 
 
-def _staged(caplog) -> int:
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("write:")]
-    return int(re.search(r"(\d+) staged", lines[-1]).group(1))
-
-
 def test_full_run_stages_only_the_rows_it_cannot_vouch_for(pg_db, caplog):
     write_postgres(pg_db, *generate(n_pv=400, n_invitations=50, seed=3, sqlite_mess=False))
     caplog.set_level(logging.INFO, logger="siret_summary")
     first = siret_summary.run(pg_db, config=CFG, mode="full")
     # A new (empty) target: its rows go straight in (no staging), and get their versions.
-    assert _staged(caplog) == 0 and first.inserted == first.rows > 0
-    siret_summary.run(pg_db, config=CFG, mode="full")
-    assert _staged(caplog) == 0  # nothing changed: nothing staged, nothing compared
+    assert _staged(caplog, first) == 0 and first.inserted == first.rows > 0
+    second = siret_summary.run(pg_db, config=CFG, mode="full")
+    assert _staged(caplog, second) == 0  # nothing changed: nothing staged, nothing compared
     execute(pg_db, *_tamper_sql("same_content", 1), *_tamper_sql("count", 2))
     again = siret_summary.run(pg_db, config=CFG, mode="full")
-    assert _staged(caplog) == 2 and (again.inserted, again.updated, again.deleted) == (0, 1, 0)
+    assert _staged(caplog, again) == 2 and (again.inserted, again.updated, again.deleted) == (0, 1, 0)
     _assert_target_is_the_summary(pg_db)
     # The versions vouch only inside this table: a re-created target is compared in full.
     execute(pg_db, "CREATE TABLE summary_copy AS SELECT * FROM summary_v", "DROP TABLE summary_v",
             "ALTER TABLE summary_copy RENAME TO summary_v", "ALTER TABLE summary_v ADD PRIMARY KEY (siret)")
-    siret_summary.run(pg_db, config=CFG, mode="full")
-    assert _staged(caplog) == first.rows
+    recreated = siret_summary.run(pg_db, config=CFG, mode="full")
+    assert _staged(caplog, recreated) == first.rows
 
 
 def test_full_run_clears_duplicates_and_null_sirets_of_a_target_without_primary_key(pg_db, caplog):
@@ -128,8 +123,8 @@ def test_full_run_clears_duplicates_and_null_sirets_of_a_target_without_primary_
     siret_summary.run(pg_db, config=CFG, mode="full")
     execute(pg_db, "ALTER TABLE summary_v DROP CONSTRAINT summary_v_pkey",
             "ALTER TABLE summary_v ALTER COLUMN siret DROP NOT NULL")
-    siret_summary.run(pg_db, config=CFG, mode="full")
-    assert _staged(caplog) == 0  # the rows still vouched for
+    without_key = siret_summary.run(pg_db, config=CFG, mode="full")
+    assert _staged(caplog, without_key) == 0  # the rows still vouched for
     execute(
         pg_db,
         f"INSERT INTO summary_v (siret, statut_pap) SELECT siret, 'dup' FROM summary_v WHERE {_ROW.format(k=3)}",
@@ -159,8 +154,8 @@ def test_targets_without_trustworthy_versions_compare_every_row(guard, pg_db, tm
             " $$ BEGIN NEW.statut_pap := upper(NEW.statut_pap); RETURN NEW; END $$",
             "CREATE TRIGGER t BEFORE INSERT ON summary_v FOR EACH ROW EXECUTE FUNCTION upper_statut()",
         )
-    siret_summary.run(location, config=CFG, mode="full")
-    assert _staged(caplog) == first.rows
+    second = siret_summary.run(location, config=CFG, mode="full")
+    assert _staged(caplog, second) == first.rows
 
 
 def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
