@@ -69,6 +69,7 @@ FAKES = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(FAKES))
 def test_a_source_value_never_fakes_the_kind_of_a_failure(tmp_path: Path, kind: str) -> None:
     """F7: a PV value too long for the target's VARCHAR(20) is quoted in the real error; the page read the

@@ -18,6 +18,8 @@ from siret_summary.demo_data import generate, write_postgres
 
 from dbutil import connect, execute, query, read_table, scalar
 
+pytestmark = pytest.mark.slow
+
 CAPTURED = siret_summary.Config(target_table="summary_cap", state_table="summary_cap_state")
 OTHER = siret_summary.Config(target_table="summary_other", state_table="summary_other_state")
 

@@ -31,6 +31,8 @@ from siret_summary.runs.retry import RetryPolicy
 from conftest import _admin
 from dbutil import query
 
+pytestmark = pytest.mark.slow
+
 _CHILD = textwrap.dedent(
     """
     import json, resource, signal, sys

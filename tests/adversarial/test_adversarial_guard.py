@@ -22,6 +22,8 @@ from siret_summary.runs.guard import lock_key
 
 from dbutil import connect, execute, query, read_table
 
+pytestmark = pytest.mark.slow
+
 CONFIG = siret_summary.Config(target_table="summary_g", state_table="summary_g_state")
 _NAMESPACE = 0x5353
 CANONICAL = "public.summary_g"  # the lock is keyed by the table's schema-qualified name

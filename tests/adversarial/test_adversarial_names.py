@@ -68,6 +68,7 @@ def _state_62() -> str:
     return "s" * 62  # <name>_meta and <name>_rows both cut to the same 63 bytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, named", [
     ({"state_table": _state_62()}, "state_table"),  # scenario 8: derived _meta/_rows collide
     ({"state_table": "é" * 30}, "state_table"),  # 60 bytes in UTF-8, 30 characters: _rows makes 65
@@ -93,6 +94,7 @@ def test_postgres_names_that_would_be_cut_are_config_errors(pg_app, kwargs, name
                 face(pg_app, config=cfg)
 
 
+@pytest.mark.slow
 def test_postgres_name_of_exactly_63_bytes_works(pg_app):
     """Neighbour (guard): 63 bytes is what PostgreSQL keeps: no error, target == compute."""
     cfg = siret_summary.Config(target_table="t" * 63, state_table="s" * 58, status_table="r" * 63)
@@ -113,6 +115,7 @@ def test_sqlite_keeps_long_names(sqlite_app):
     assert_frame_equal(read_table(sqlite_app, '"' + "t" * 100 + '"', expected), expected)
 
 
+@pytest.mark.slow
 def test_change_capture_names_that_would_be_cut(pg_app):
     """Neighbour: trigger and index names derived from a long table name were cut with [:63]:
     two tables sharing their first 44 bytes got the same index name (one table went without

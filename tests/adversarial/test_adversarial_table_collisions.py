@@ -70,6 +70,7 @@ def test_sqlite_same_file_by_another_spelling_is_refused(sqlite_app):
     assert _counts(sqlite_app) == before
 
 
+@pytest.mark.slow
 def test_sqlite_other_target_file_may_use_a_source_name(sqlite_app, tmp_path):
     """A target in another file holds no source: the name is free there."""
     other = str(tmp_path / "other.db")
@@ -89,6 +90,7 @@ _PG_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings, setting", _PG_CASES, ids=[str(c[0]) for c in _PG_CASES])
 def test_postgres_written_table_named_like_a_source_is_refused(pg_app, settings, setting):
     before = _counts(pg_app)

@@ -76,6 +76,7 @@ def _every_targeted_run_keeps_the_target(location: str, config=CFG, pv_table='"T
 # --- SQLite ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sqlite_untyped_integer_ids(tmp_path):
     """Scenario 7: ``id_pv`` declared without a type stores integers; ``'360'`` never equals 360."""
     path = str(tmp_path / "app.db")
@@ -83,6 +84,7 @@ def test_sqlite_untyped_integer_ids(tmp_path):
     _every_targeted_run_keeps_the_target(path)
 
 
+@pytest.mark.slow
 def test_sqlite_untyped_ids_of_every_storage_class(tmp_path):
     """Neighbour: one untyped column mixing INTEGER, REAL, TEXT (with a quote) and BLOB ids, both tables."""
     path = str(tmp_path / "app.db")
@@ -90,6 +92,7 @@ def test_sqlite_untyped_ids_of_every_storage_class(tmp_path):
     _every_targeted_run_keeps_the_target(path)
 
 
+@pytest.mark.slow
 def test_sqlite_typed_real_and_text_ids(tmp_path):
     """Neighbour (guard): REAL and TEXT affinities convert the literal; they must keep working."""
     path = str(tmp_path / "app.db")
@@ -98,12 +101,14 @@ def test_sqlite_typed_real_and_text_ids(tmp_path):
     _every_targeted_run_keeps_the_target(path)
 
 
+@pytest.mark.slow
 def test_sqlite_null_ids(tmp_path):
     path = str(tmp_path / "app.db")
     _sqlite_source(path, [None, 1, None, 2, 3], [None, None])
     _every_targeted_run_keeps_the_target(path)
 
 
+@pytest.mark.slow
 def test_sqlite_without_rowid_table(tmp_path):
     """Neighbour: a WITHOUT ROWID table (its untyped primary key holds integers)."""
     path = str(tmp_path / "app.db")
@@ -119,6 +124,7 @@ def test_sqlite_source_is_a_view(tmp_path):
     _every_targeted_run_keeps_the_target(path, pv_table="pv_base")
 
 
+@pytest.mark.slow
 def test_sqlite_columns_shadowing_rowid(tmp_path):
     """Neighbour: user columns named ``rowid``/``_rowid_``/``oid`` hide the row id."""
     path = str(tmp_path / "app.db")
@@ -168,6 +174,7 @@ def _pg_source(uri: str, *, siret_type="TEXT", id_type="INTEGER", pv_ids=(360, 3
         conn.commit()
 
 
+@pytest.mark.slow
 def test_postgres_text_ids_without_standard_strings(pg_db):
     """Neighbour: text ids with a quote and a backslash on a server where ``'\\'`` is an escape.
 
@@ -180,6 +187,7 @@ def test_postgres_text_ids_without_standard_strings(pg_db):
     _every_targeted_run_keeps_the_target(pg_db)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("id_type, ids", [
     ("DOUBLE PRECISION", [0.1, 0.30000000000000004, 1e-7, 2.0, -0.0]),
     ("NUMERIC", ["1.10", "1.1000001", "2", "3e5", "0.000"]),
@@ -194,6 +202,7 @@ def test_postgres_ids_of_other_types(pg_db, id_type, ids):
     _every_targeted_run_keeps_the_target(pg_db)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("siret_type, values", [
     ("CHARACTER(20)", None),  # blank-padded: the stored value is compared as bpchar
     ("VARCHAR(20)", None),
@@ -207,6 +216,7 @@ def test_postgres_siret_columns_of_other_types(pg_db, siret_type, values):
     _every_targeted_run_keeps_the_target(pg_db)
 
 
+@pytest.mark.slow
 def test_postgres_with_change_capture_index(pg_db):
     """The server-side path (the normalised-SIRET index exists): the SIRETs travel as a bound array."""
     _pg_source(pg_db)
@@ -241,6 +251,7 @@ def test_sqlite_rows_are_picked_by_bound_row_ids(tmp_path):
         assert params is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("siret_type", ["TEXT", "CHARACTER(20)", "BIGINT", "DOUBLE PRECISION", "NUMERIC"])
 def test_postgres_rows_are_picked_by_bound_sirets(pg_db, siret_type):
     values = None if siret_type in ("TEXT", "CHARACTER(20)") else [A, A, A, B, "1234567890123"]
@@ -255,6 +266,7 @@ def test_postgres_rows_are_picked_by_bound_sirets(pg_db, siret_type):
     assert ("regexp_replace" in where) == (siret_type in ("TEXT", "CHARACTER(20)")), where
 
 
+@pytest.mark.slow
 def test_postgres_capture_index_on_a_float_siret_column_under_extra_float_digits(pg_db):
     """Neighbour: the server-side normalisation prints the SIRET with ``::text``; for a float column
     that text depends on ``extra_float_digits`` (``4.7977e+13`` at -10), so rows were missed. A
@@ -266,6 +278,7 @@ def test_postgres_capture_index_on_a_float_siret_column_under_extra_float_digits
     _every_targeted_run_keeps_the_target(pg_db)
 
 
+@pytest.mark.slow
 def test_targeted_runs_keep_sirets_ending_in_a_digit_then_zero(pg_db):
     """Issue 24 case 5: under ``standard_conforming_strings = off`` a plain ``'\\.0$'`` reads as ``.0$``
     and the server-side SIRET normalisation cut ``…30`` to ``…``: a targeted run deleted valid rows.

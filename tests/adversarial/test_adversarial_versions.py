@@ -16,6 +16,8 @@ from siret_summary.demo_data import generate, write_postgres
 
 from dbutil import execute, read_table
 
+pytestmark = pytest.mark.slow
+
 CONFIG = siret_summary.Config(target_table="summary_v", state_table="summary_v_state")
 
 

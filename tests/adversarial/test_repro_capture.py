@@ -3,10 +3,14 @@ written against; each now pins the fix (capture steps aside, says why, and the t
 
 from __future__ import annotations
 
+import pytest
+
 import siret_summary
 
 from advutil import assert_fresh, edit, load
 from dbutil import execute
+
+pytestmark = pytest.mark.slow
 
 CFG = siret_summary.Config(target_table="s_adv", state_table="s_adv_state")
 

@@ -25,6 +25,7 @@ def _as(uri: str, role: str) -> str:
     return uri.replace("postgres:@", f"{role}:@")
 
 
+@pytest.mark.slow
 def test_a_read_only_role_on_a_captured_source_gets_a_driver_error_after_writing(pg_db, pg_uri, reader):
     """Least privilege: the run's role may SELECT the sources (and the log) but not DELETE from the log; the
     target is another database it owns. The run writes and commits the target, then the cross-database consume

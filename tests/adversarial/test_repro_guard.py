@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import siret_summary
 
 from advutil import assert_fresh, edit, load
 from dbutil import execute
+
+pytestmark = pytest.mark.slow
 
 
 def test_same_target_named_with_and_without_schema_runs_twice_at_once(pg_db):

@@ -17,6 +17,8 @@ from siret_summary.demo_data import generate, write_postgres
 from advutil import assert_fresh, edit
 from dbutil import execute, query, scalar
 
+pytestmark = pytest.mark.slow
+
 CFG = siret_summary.Config(target_table="s_rep", state_table="s_rep_state")
 
 

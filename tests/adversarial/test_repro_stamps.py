@@ -9,6 +9,8 @@ import siret_summary
 from advutil import assert_fresh, load
 from dbutil import execute, query
 
+pytestmark = pytest.mark.slow
+
 CFG = siret_summary.Config(target_table="s_st", state_table="s_st_state")
 
 

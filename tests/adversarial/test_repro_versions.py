@@ -9,6 +9,8 @@ import siret_summary
 from advutil import assert_fresh, load
 from dbutil import execute, query
 
+pytestmark = pytest.mark.slow
+
 CFG = siret_summary.Config(target_table="s_v", state_table="s_v_state")
 _UP = ("CREATE FUNCTION adv_up() RETURNS trigger LANGUAGE plpgsql AS"
        " $$ BEGIN NEW.raison_sociale := 'X' || coalesce(NEW.raison_sociale, ''); RETURN NEW; END $$")

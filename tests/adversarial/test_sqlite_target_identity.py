@@ -50,6 +50,7 @@ def test_another_spelling_of_the_database_sees_the_run_in_progress(app, tmp_path
     assert not [n for n in os.listdir(tmp_path) if n.startswith("link.db.")]
 
 
+@pytest.mark.slow
 def test_a_hard_link_of_an_existing_database_sees_the_run_in_progress(app, tmp_path):
     """Two names of one inode: the run also holds a lock keyed by the file's (device, inode)."""
     os.link(app, tmp_path / "hard.db")

@@ -86,6 +86,7 @@ def _worker_pids() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_worker_killed_during_the_write_leaves_the_file_whole(db):
     assert siret_summary.run(str(db), mode="full").status == "completed"
     with sqlite3.connect(db) as conn:
@@ -150,6 +151,7 @@ def test_a_lost_worker_is_a_typed_transient_error_naming_the_signal(db):
     assert is_transient(caught.value)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_during_the_read_is_retried_or_a_typed_failure(db, monkeypatch):
     """Finding 5: once the read stage has begun, kill -9 the worker serving the source's streamed
     read once it was asked for the next batches: the run completes on a fresh worker (the retry) or

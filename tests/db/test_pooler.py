@@ -71,6 +71,7 @@ def _assert_fresh(direct: str) -> None:
     assert_frame_equal(read_table(direct, "summary_p", expected), expected)
 
 
+@pytest.mark.slow
 def test_sequential_runs_through_a_transaction_pooler_never_trip_on_leftovers(pooled, tmp_path):
     direct, uri = pooled
     results = []
@@ -122,6 +123,7 @@ siret_summary.run(sys.argv[1], config=config, mode="full", lock_path=sys.argv[2]
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_behind_the_pooler_frees_its_lock(pooled, tmp_path):
     """PgBouncer ends the server session of a client that vanished inside a transaction: the guard's lock goes."""
     direct, uri = pooled

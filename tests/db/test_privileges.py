@@ -69,6 +69,7 @@ def test_the_readme_lists_four_grant_blocks():
     assert len(blocks) == 4 and all(line.startswith("GRANT ") for block in blocks for line in block)
 
 
+@pytest.mark.slow
 def test_runs_need_no_create_once_the_tables_exist(roles):
     owner, app, grant = roles.owner, roles.app, roles.grant
     write_postgres(owner, *generate(n_pv=300, n_invitations=40, seed=24, sqlite_mess=False))
@@ -95,6 +96,7 @@ def test_runs_need_no_create_once_the_tables_exist(roles):
     assert siret_summary.status(app)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_first_run_without_create_names_the_privilege(roles):
     owner, app, grant = roles.owner, roles.app, roles.grant
     write_postgres(owner, *generate(n_pv=300, n_invitations=40, seed=25, sqlite_mess=False))
@@ -112,6 +114,7 @@ def test_a_first_run_without_create_names_the_privilege(roles):
     assert siret_summary.run(app, mode="full").status == "completed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("revoked, where", [
     ("INSERT ON siret_summary_runs", "run status store"),
     ("UPDATE ON siret_summary_lock_holders", "lock"),

@@ -26,6 +26,8 @@ from dbutil import execute, query, read_table, scalar
 from incremental.test_incremental import EDITS, _edit_sql
 from runlog import staged as _staged
 
+pytestmark = pytest.mark.slow
+
 CFG = siret_summary.Config(target_table="summary_v", state_table="summary_v_state")
 _ROW = "siret = (SELECT siret FROM summary_v ORDER BY siret LIMIT 1 OFFSET {k} % (SELECT count(*) FROM summary_v))"
 

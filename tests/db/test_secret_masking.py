@@ -48,6 +48,7 @@ def _sweep(*texts: object) -> None:
         assert SECRET not in str(text), text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["query parameter", "unencoded @"])
 def test_a_planted_password_shows_nowhere(pg_db, form, caplog, capsys):
     location = _located(pg_db)[form]

@@ -116,6 +116,7 @@ def test_a_database_file_name_near_the_limit_still_gets_its_side_files_beside_it
     assert len(os.fsencode(os.path.basename(lock))) + PENDING_SUFFIX_BYTES <= 255
 
 
+@pytest.mark.slow
 def test_one_table_spelled_two_ways_is_one_lock(tmp_path):
     """``t`` and ``MAIN.T`` are one SQLite table: a second run under the other spelling finds it running.
 
@@ -185,6 +186,7 @@ def test_an_unusable_lock_path_is_a_config_error_naming_it(tmp_path, case):
 # --- file: URIs (SPEC §2) --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_file_uris_are_opened_with_sqlites_own_parameters(tmp_path):
     """Before the fix every ``file:`` URI read "SQLite database 'file:…' does not exist"."""
     db = _demo_db(tmp_path / "data", wal=True)
@@ -251,6 +253,7 @@ def _in_read_only(folders: list[str], script: str, *, root: bool = False) -> dic
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @needs_private_mounts
 def test_no_writable_temporary_folder_postgres_run_and_status_work(pg_db):
     """Before the fix: ``status()`` and ``run()`` raised (a bare ``FileNotFoundError: No usable temporary
@@ -286,6 +289,7 @@ def test_no_writable_temporary_folder_postgres_run_and_status_work(pg_db):
     assert siret_summary.status(pg_db)["status"] == "completed"  # and seen from a process with a temp folder
 
 
+@pytest.mark.slow
 @needs_private_mounts
 def test_read_only_folder_sqlite_uris_honoured_plain_path_says_the_way_out(tmp_path):
     """Before the fix: the plain path said "cannot connect … check the URI and that the server is running",
@@ -326,6 +330,7 @@ def test_read_only_folder_sqlite_uris_honoured_plain_path_says_the_way_out(tmp_p
     assert _tree(folder) == before
 
 
+@pytest.mark.slow
 def test_the_cli_words_a_schema_sqlite_does_not_have_with_its_flag(tmp_path):
     """Before the fix: a bare ``adbc_driver_manager.ProgrammingError`` traceback on stderr."""
     db = _demo_db(tmp_path)

@@ -82,6 +82,7 @@ def test_a_server_that_never_answers_ends_each_call_with_an_error(silent_server,
     assert "timeout" in str(outcome) and "secret" not in str(outcome)
 
 
+@pytest.mark.slow
 def test_summary_builder_start_waits_for_the_lock_decision_a_bounded_time(pg_db, tmp_path):
     """The run's first record cannot be written (its table locked by an idle transaction): start() still returns."""
     from siret_summary.fastapi import SummaryBuilder
@@ -122,6 +123,7 @@ def _idle_in_transaction(location: str, statement: str):
     return conn, cur, pid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statement", [
     "DELETE FROM summary_w WHERE false",  # an empty target: the run's LOCK TABLE waits
     "ANALYZE summary_w",
@@ -148,6 +150,7 @@ def test_a_run_that_cannot_lock_the_target_names_the_session_in_its_way(empty_ta
     assert siret_summary.run(empty_target, config=CONFIG, lock_path=str(tmp_path / "b.lock")).status == "completed"
 
 
+@pytest.mark.slow
 def test_a_run_waiting_for_a_table_lock_honours_cancel(empty_target, tmp_path):
     config = siret_summary.Config(target_table="summary_w", state_table="summary_w_state", lock_timeout=600)
     conn, cur, _ = _idle_in_transaction(empty_target, "DELETE FROM summary_w WHERE false")
@@ -179,6 +182,7 @@ def _advisory_locks(location: str) -> int:
     return query(location, "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")["n"][0]
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_it_waits_for_a_lock_leaves_no_session_holding_the_advisory_lock(empty_target, tmp_path):
     conn, cur, _ = _idle_in_transaction(empty_target, "DELETE FROM summary_w WHERE false")
     worker = subprocess.Popen([sys.executable, "-c", _WORKER, empty_target, str(tmp_path / "w.lock")])

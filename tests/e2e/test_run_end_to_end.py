@@ -31,6 +31,7 @@ def _round_half_even(frame: pl.DataFrame, columns) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).round(0, mode="half_to_even").cast(pl.Int64) for c in columns)
 
 
+@pytest.mark.slow
 def test_run_into_new_table_equals_compute(database):
     cfg = siret_summary.Config(target_table="summary_new")
     result = siret_summary.run(database, config=cfg)
@@ -42,6 +43,7 @@ def test_run_into_new_table_equals_compute(database):
     assert_frame_equal(written, expected)
 
 
+@pytest.mark.slow
 def test_run_into_legacy_table_keeps_definition(database):
     expected = siret_summary.compute(database)
     before_cols = query(database, _columns_sql(database))
@@ -63,6 +65,7 @@ def test_run_into_legacy_table_keeps_definition(database):
     assert scalar(database, "SELECT count(*) FROM siret_summary WHERE effectif_siret IS NOT NULL") == 0
 
 
+@pytest.mark.slow
 def test_full_run_rewrites_exactly_the_rows_that_differ(database):
     """Rows are compared with what the run would write; only differing ones are rewritten."""
     first = siret_summary.run(database)
@@ -109,6 +112,7 @@ def _index_names(location: str) -> list[str]:
     return query(location, sql).get_column("n").to_list()
 
 
+@pytest.mark.slow
 def test_readers_see_old_or_new_table_never_partial(database):
     # Two source states that give different row counts, written alternately
     # into the same target while a reader polls count(*).
@@ -158,6 +162,7 @@ def test_readers_see_old_or_new_table_never_partial(database):
     assert seen == {old, new}, seen  # the reader polls between runs, so it saw both
 
 
+@pytest.mark.slow
 def test_failure_during_write_leaves_table_exactly_as_it_was(database):
     siret_summary.run(database)
     before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
@@ -179,6 +184,7 @@ def test_failure_during_write_leaves_table_exactly_as_it_was(database):
     assert_frame_equal(query(database, "SELECT * FROM siret_summary ORDER BY siret"), before)
 
 
+@pytest.mark.slow
 def test_shrink_guard_refuses_and_force_passes(database):
     siret_summary.run(database)
     before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
@@ -190,6 +196,7 @@ def test_shrink_guard_refuses_and_force_passes(database):
     assert result.rows == scalar(database, "SELECT count(*) FROM siret_summary") < before.height / 2
 
 
+@pytest.mark.slow
 def test_value_too_long_for_varchar_names_the_column(database):
     siret_summary.run(database)
     before = query(database, "SELECT * FROM siret_summary ORDER BY siret")
@@ -200,6 +207,7 @@ def test_value_too_long_for_varchar_names_the_column(database):
     assert_frame_equal(query(database, "SELECT * FROM siret_summary ORDER BY siret"), before)
 
 
+@pytest.mark.slow
 def test_legacy_ddl_is_usable_for_a_fresh_target(tmp_path, small_data):
     # A target database separate from the source, with only the legacy summary table.
     source = str(tmp_path / "source.db")
@@ -212,6 +220,7 @@ def test_legacy_ddl_is_usable_for_a_fresh_target(tmp_path, small_data):
     assert scalar(source, "SELECT count(*) FROM siret_summary") == 0
 
 
+@pytest.mark.slow
 def test_postgres_sources_with_numeric_enum_and_domain_columns(pg_db):
     """Column types outside the driver's built-in table (enum, domain) and NUMERIC read as their text."""
     from siret_summary.demo_data import write_postgres

@@ -106,6 +106,7 @@ def run_to(page: Any, status: str, button: str = "Lancer") -> None:
     expect(page.locator("#status")).to_have_attribute("data-status", status, timeout=60_000)
 
 
+@pytest.mark.slow
 def test_shrink_guard_failure_says_what_to_do_and_forcer_confirms_the_loss(make_site: Any, open_page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -143,6 +144,7 @@ def test_shrink_guard_failure_says_what_to_do_and_forcer_confirms_the_loss(make_
     assert page.evaluate("document.activeElement !== document.body"), "focus dropped to the body"
 
 
+@pytest.mark.slow
 def test_no_state_offers_a_full_rebuild_and_a_missing_column_names_it(make_site: Any, open_page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -174,6 +176,7 @@ def test_no_state_offers_a_full_rebuild_and_a_missing_column_names_it(make_site:
     expect(page.locator("#stale")).to_be_hidden()
 
 
+@pytest.mark.slow
 def test_cancel_is_not_an_error_and_history_has_durations_filter_and_chart(make_site: Any, open_page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -225,6 +228,7 @@ def test_cancel_is_not_an_error_and_history_has_durations_filter_and_chart(make_
                         full_page=True)
 
 
+@pytest.mark.slow
 def test_sirets_rejected_rows_stale_data_and_focus(make_site: Any, open_page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -280,6 +284,7 @@ def test_sirets_rejected_rows_stale_data_and_focus(make_site: Any, open_page: An
     expect(page.locator("#updated")).to_have_text(re.compile(r"UTC\+[12]$"))
 
 
+@pytest.mark.slow
 def test_rejects_csv_is_guarded_and_a_spreadsheet_cannot_run_it(make_site: Any) -> None:
     base, _, _ = make_site()
     with httpx.Client(base_url=base, timeout=60) as client:
@@ -319,6 +324,7 @@ def test_error_facts_reads_each_kind_from_real_failures(tmp_path: Path) -> None:
     assert parse_sirets("732 829 320 00074;\n\nabc, 73282932000074") == (["73282932000074"], ["abc"], [])
 
 
+@pytest.mark.slow
 def test_progress_moves_through_compute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each SIRET range computed is a progress step between compute's start (35 %) and write's (60 %)."""
     from siret_summary.pipeline import compute as compute_module
@@ -344,6 +350,7 @@ DAMAGED = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_damaged_record_is_shown_not_crashed_on(make_site: Any, open_page: Any) -> None:
     """Whatever a status record holds (another developer flags damaged ones), the page renders it."""
     import json

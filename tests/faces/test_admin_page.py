@@ -109,6 +109,7 @@ def summary_rows(db: str) -> int:
         return conn.execute("SELECT count(*) FROM siret_summary").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_admin_page_starts_watches_and_cancels_in_a_browser(browser: Any, site: Any) -> None:
     from playwright.sync_api import expect
 

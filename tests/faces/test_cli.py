@@ -76,6 +76,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_entry_point_runs_as_a_process(app_db):
     done = subprocess.run(
         [sys.executable, "-m", "siret_summary.cli", "run", "--source", app_db], capture_output=True, text=True,

@@ -43,6 +43,7 @@ def test_version():
     assert done.returncode == 0 and done.stdout.strip() == f"siret-summary {siret_summary.__version__}"
 
 
+@pytest.mark.slow
 def test_verbose_is_accepted_after_the_command(db):
     done = cli("run", "--source", db, "--no-progress", "-v")
     assert done.returncode == 0, done.stderr
@@ -61,6 +62,7 @@ def _one_error(done: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_missing_column_hint_names_the_flag_and_the_flag_fixes_it(db):
     sql(db, 'ALTER TABLE "Tous_PV" RENAME COLUMN num_sve TO my_sve')
     for verbose in ((), ("-v",)):
@@ -69,6 +71,7 @@ def test_missing_column_hint_names_the_flag_and_the_flag_fixes_it(db):
     assert cli("run", "--source", db, "--no-progress", "--pv-column", "sve=my_sve").returncode == 0
 
 
+@pytest.mark.slow
 def test_missing_table_hint_and_config_file(db, tmp_path):
     sql(db, 'ALTER TABLE "Tous_PV" RENAME TO pv2', 'ALTER TABLE pv2 RENAME COLUMN num_sve TO my_sve')
     assert "--pv-table NAME" in _one_error(cli("run", "--source", db, "--no-progress"))
@@ -91,6 +94,7 @@ def test_missing_table_hint_and_config_file(db, tmp_path):
     assert "pv_tabel" in _one_error(cli("run", "--config", str(bad), "--source", db))
 
 
+@pytest.mark.slow
 def test_cycle_flag_and_empty_cycles_hint(db, tmp_path):
     out = tmp_path / "out.csv"
     done = cli("export", "--source", db, "-o", str(out), "--cycle", "C7:2021-01-01:2024-12-31")
@@ -101,6 +105,7 @@ def test_cycle_flag_and_empty_cycles_hint(db, tmp_path):
     assert "--cycle LABEL:FIRST:LAST" in _one_error(cli("export", "--source", db, "-o", str(out), "--config", str(config)))
 
 
+@pytest.mark.slow
 def test_shrink_guard_hint_names_force(db):
     assert cli("run", "--source", db, "--no-progress").returncode == 0
     sql(db, 'DELETE FROM "Tous_PV" WHERE id_pv % 10 <> 0')
@@ -108,10 +113,12 @@ def test_shrink_guard_hint_names_force(db):
     assert cli("run", "--source", db, "--no-progress", "--mode", "full", "--force").returncode == 0
 
 
+@pytest.mark.slow
 def test_mode_hint_names_the_flag(db):
     assert "--mode full" in _one_error(cli("run", "--source", db, "--no-progress", "--mode", "incremental"))
 
 
+@pytest.mark.slow
 def test_cancelled_run_prints_the_rows_of_the_target(tmp_path):
     db = str(tmp_path / "big.db")
     write_sqlite(db, *generate(n_pv=30_000, n_invitations=3_000, seed=8))
@@ -136,6 +143,7 @@ def test_cancelled_run_prints_the_rows_of_the_target(tmp_path):
     assert "rows       0" not in out and " 0 in the target" not in out
 
 
+@pytest.mark.slow
 def test_status_and_cancel_name_their_target_and_share_its_default(db, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -150,6 +158,7 @@ def test_status_and_cancel_name_their_target_and_share_its_default(db, tmp_path)
     assert f"target     siret_summary in {db}" in done.stdout and "completed" in done.stdout
 
 
+@pytest.mark.slow
 def test_history_text_and_json(db):
     assert cli("run", "--source", db, "--no-progress").returncode == 0
     assert cli("run", "--source", db, "--no-progress", "--mode", "full").returncode == 0
@@ -162,6 +171,7 @@ def test_history_text_and_json(db):
     assert len(json.loads(cli("history", "--target", db, "--json", "--limit", "1").stdout)) == 1
 
 
+@pytest.mark.slow
 def test_export_csv_and_parquet_match_compute(db, tmp_path):
     expected = siret_summary.compute(db)
     for name in ("summary.csv", "summary.parquet"):
@@ -176,6 +186,7 @@ def test_export_csv_and_parquet_match_compute(db, tmp_path):
     assert not Path(db + ".status.db").exists()  # no run was recorded either
 
 
+@pytest.mark.slow
 def test_rejects_prints_samples_of_each_reason(db):
     report = siret_summary.compute_report(db, samples=3)
     assert set(report) == {"rejected", "warnings", "samples"}
@@ -199,6 +210,7 @@ def test_rejects_prints_samples_of_each_reason(db):
     assert json.loads(cli("rejects", "--source", db, "--limit", "3", "--json").stdout) == json.loads(json.dumps(report))
 
 
+@pytest.mark.slow
 def test_progress_moves_within_the_read(tmp_path):
     db = str(tmp_path / "read.db")
     write_sqlite(db, *generate(n_pv=20_000, n_invitations=2_000, seed=3))

@@ -20,6 +20,8 @@ import pytest
 import siret_summary
 from siret_summary.demo_data import generate, write_sqlite
 
+pytestmark = pytest.mark.slow
+
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "siret_summary.cli", *args], capture_output=True, text=True,

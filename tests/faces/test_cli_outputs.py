@@ -68,6 +68,7 @@ def db(app_db: Path, tmp_path: Path) -> Path:
 # ------------------------------------------------------------------ export never destroys
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("force", [False, True])
 @pytest.mark.parametrize("how", ["same path", "parquet", "relative path", "symlink", "hard link", "sqlite uri"])
 def test_export_never_writes_over_its_source(db, tmp_path, how, force):
@@ -92,6 +93,7 @@ def test_export_never_writes_over_its_source(db, tmp_path, how, force):
         assert os.path.islink(output)  # the link itself is left alone too
 
 
+@pytest.mark.slow
 def test_export_never_writes_over_the_source_status_file(db, tmp_path):
     assert cli("run", "--source", str(db), "--no-progress").returncode == 0
     status_file = Path(f"{db}.status.db")
@@ -101,6 +103,7 @@ def test_export_never_writes_over_the_source_status_file(db, tmp_path):
     assert digest(status_file) == before
 
 
+@pytest.mark.slow
 def test_export_refuses_an_existing_file_without_force(db, tmp_path):
     other = tmp_path / "other.db"  # another database: exactly what a slip of -o destroys
     write_sqlite(other, *generate(n_pv=50, n_invitations=5, seed=1))
@@ -115,6 +118,7 @@ def test_export_refuses_an_existing_file_without_force(db, tmp_path):
     assert digest(other) == before
 
 
+@pytest.mark.slow
 def test_export_with_force_replaces_the_file_by_rename(db, tmp_path):
     out = tmp_path / "summary.csv"
     out.write_text("old,content\n1,2\n")
@@ -131,6 +135,7 @@ def test_export_with_force_replaces_the_file_by_rename(db, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "latest.csv", "summary.csv", "witness.csv"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_an_export_that_fails_midway_leaves_the_file_as_it_was(db, tmp_path, fmt):
     out = tmp_path / f"summary.{fmt}"
@@ -144,6 +149,7 @@ def test_an_export_that_fails_midway_leaves_the_file_as_it_was(db, tmp_path, fmt
 # ------------------------------------------------------------------ demo never replaces
 
 
+@pytest.mark.slow
 def test_demo_refuses_to_replace_existing_tables_without_force(tmp_path):
     mine = tmp_path / "mine.db"
     with sqlite3.connect(mine) as conn:
@@ -158,6 +164,7 @@ def test_demo_refuses_to_replace_existing_tables_without_force(tmp_path):
     assert pv_count(mine) == 300
 
 
+@pytest.mark.slow
 def test_demo_run_twice_replaces_its_own_file_without_force(tmp_path):
     """The README's first command, run again, works: a file demo wrote is its own to replace."""
     path = tmp_path / "again.db"
@@ -171,6 +178,7 @@ def test_demo_run_twice_replaces_its_own_file_without_force(tmp_path):
     assert "pass --force to replace" in message
 
 
+@pytest.mark.slow
 def test_demo_never_writes_into_a_file_that_is_not_a_database(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_text("mes notes de réunion\n")
@@ -179,6 +187,7 @@ def test_demo_never_writes_into_a_file_that_is_not_a_database(tmp_path):
         assert notes.read_text() == "mes notes de réunion\n"
 
 
+@pytest.mark.slow
 def test_demo_into_a_fresh_or_empty_file_needs_no_force(tmp_path):
     empty = tmp_path / "empty.db"
     empty.touch()
@@ -222,6 +231,7 @@ def _sweep_cases(db: Path, tmp: Path) -> dict[str, list[str]]:
 SWEEP = list(_sweep_cases(Path("db"), Path("tmp")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SWEEP)
 def test_every_bad_input_is_one_line_and_exit_2(db, tmp_path, case):
     args = _sweep_cases(db, tmp_path)[case]
@@ -248,6 +258,7 @@ def test_export_into_a_read_only_folder_is_one_line(db, tmp_path):
         locked.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_rejects_limit_0_prints_the_counts_only(db):
     done = cli("rejects", "--source", str(db), "--limit", "0")
     assert done.returncode == 0, done.stderr
@@ -258,6 +269,7 @@ def test_rejects_limit_0_prints_the_counts_only(db):
     assert "samples" not in done.stdout
 
 
+@pytest.mark.slow
 def test_status_of_a_record_whose_percent_is_text_does_not_crash(db):
     assert cli("run", "--source", str(db), "--no-progress").returncode == 0
     with sqlite3.connect(f"{db}.status.db") as conn:
@@ -315,6 +327,7 @@ def test_force_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert out.read_text() == "new\n" and (out.stat().st_mode & 0o777) == 0o600
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["run lock", "pending end", "status journal", "status wal", "digest-named lock",
                                    "inode lock"])
 def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
@@ -338,6 +351,7 @@ def test_export_never_writes_over_the_source_side_files(db, tmp_path, which):
     assert side.read_text() == "held\n"
 
 
+@pytest.mark.slow
 def test_export_to_a_long_legal_name_and_a_too_long_one(db, tmp_path):
     """F12: a 254-byte -o works (the temporary name is short); a 256-byte one is one line naming -o."""
     long_ok = tmp_path / ("s" * 250 + ".csv")
@@ -349,6 +363,7 @@ def test_export_to_a_long_legal_name_and_a_too_long_one(db, tmp_path):
     assert "-o" in message and "too long" in message and "unexpectedly" not in message
 
 
+@pytest.mark.slow
 def test_demo_with_a_name_too_long_for_its_journal_leaves_nothing(tmp_path):
     """F12: -journal would pass the folder's limit: refused up front, no empty file left behind."""
     path = tmp_path / ("d" * 247 + ".db")
@@ -370,6 +385,7 @@ def _f14_cases(db: Path, tmp: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_f14_cases(Path("db"), Path("tmp"))))
 def test_f14_inputs_are_one_worded_line(db, tmp_path, case):
     """F14: each of these was a last-resort 'failed unexpectedly' or a misleading message."""
@@ -384,6 +400,7 @@ def test_f14_inputs_are_one_worded_line(db, tmp_path, case):
     assert digest(db) == before and not (tmp_path / "d.db").exists()
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_file_where_a_legacy_name_is_an_index(tmp_path):
     path = tmp_path / "idx.db"
     with sqlite3.connect(path) as conn:
@@ -396,6 +413,7 @@ def test_demo_refuses_a_file_where_a_legacy_name_is_an_index(tmp_path):
     assert digest(path) == before
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_status_store(db, tmp_path):
     assert cli("run", "--source", str(db), "--no-progress").returncode == 0
     status_file = Path(f"{db}.status.db")

@@ -140,6 +140,7 @@ DATE_FORMS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", SIRET_FORMS)
 def test_siret_forms(pv: pl.DataFrame, form: str) -> None:
     assert any_match(column_values(pv, "siret"), SIRET_FORMS[form])
@@ -207,6 +208,7 @@ def test_magnitudes_and_orders(pv: pl.DataFrame) -> None:
     assert (frame["num_sve"] < 0).any()
 
 
+@pytest.mark.slow
 def test_elections_colleges_carence(pv: pl.DataFrame) -> None:
     dated = pv.filter(pl.col("date_scrutin").str.contains(r"^\d{4}-\d{2}-\d{2}$"))
     colleges = dated.group_by("siret", "Cycle", "date_scrutin").len()["len"]
@@ -326,6 +328,7 @@ def pg_rows(uri: str, query: str) -> list[tuple]:
         return cursor.fetchall()
 
 
+@pytest.mark.slow
 def test_write_postgres(pg_db: str) -> None:
     pv, invitations = generate(n_pv=20_000, n_invitations=3_000, seed=11, sqlite_mess=False)
     write_postgres(pg_db, pv, invitations)

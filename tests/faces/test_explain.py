@@ -160,6 +160,7 @@ def _no_nul(rows: list[dict]) -> list[dict]:
     return [{k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("EXPLAIN_EXAMPLES", "20")), deadline=None, suppress_health_check=_QUIET)
 @given(sources(), st.data())
 def test_explain_row_is_computes_on_sqlite_and_postgresql(pg_source, tmp_path, drawn, data):
@@ -317,6 +318,7 @@ def test_invitations_are_explained_too():
     assert explanation.to_dict()["attributes"]["date_pap_c5"]["invitation_id"] == 2
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("EXPLAIN_NATIVE_EXAMPLES", "10")), deadline=None,
           suppress_health_check=_QUIET)
 @given(st.deferred(lambda: __import__("test_cross_source").native_tables()))

@@ -30,6 +30,7 @@ def test_cli_prints_the_french_explanation_and_exits_0(app_db, capsys):
     assert out.startswith(f"SIRET {SIRET} (ACME)") and "siège 1 de la plus forte moyenne : CFDT" in out
 
 
+@pytest.mark.slow
 def test_cli_json_is_to_dict(app_db, capsys):
     assert main(["explain", "--source", app_db, SIRET, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == siret_summary.explain(app_db, SIRET).to_dict()

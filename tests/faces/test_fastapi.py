@@ -176,6 +176,7 @@ def test_failing_build_reports_failed_with_its_error(db: str) -> None:
     assert failed["error"] == str(raised.value)
 
 
+@pytest.mark.slow
 def test_cancel_ends_cancelled_and_leaves_target_unchanged(db: str, gate: Gate) -> None:
     siret_summary.run(db)  # a first build, then one that is cancelled
     before = summary_rows(db)
@@ -194,6 +195,7 @@ def test_cancel_ends_cancelled_and_leaves_target_unchanged(db: str, gate: Gate) 
     assert [r["status"] for r in siret_summary.history(db)] == ["cancelled", "completed"]
 
 
+@pytest.mark.slow
 def test_host_auth_dependency_guards_every_route(db: str) -> None:
     def require_token(x_token: str | None = Header(default=None)) -> None:
         if x_token != "secret":
@@ -256,6 +258,7 @@ def test_shutdown_cancels_a_running_build(db: str, gate: Gate) -> None:
     assert siret_summary.status(db)["status"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_example_app_runs_under_uvicorn(tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

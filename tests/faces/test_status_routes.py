@@ -22,6 +22,8 @@ from webutil import serve  # noqa: E402
 from dbutil import execute  # noqa: E402
 from runs.test_status_records import DAMAGES, _damage, app_db, status_location  # noqa: E402,F401 - the fixture
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("kind", ["started_at NULL", "result not JSON", "started_at not ISO", "progress_percent text"])
 def test_status_and_history_routes_answer_with_a_damaged_record(app_db, kind):

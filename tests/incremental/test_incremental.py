@@ -16,6 +16,8 @@ from siret_summary.demo_data import generate, write_postgres, write_sqlite
 from conftest import SERVER_SETTINGS, apply_server_settings, fresh_database
 from dbutil import execute, query, read_table, scalar
 
+pytestmark = pytest.mark.slow
+
 FULL = siret_summary.Config(target_table="summary_full", state_table="summary_full_state")
 INCR = siret_summary.Config(target_table="summary_incr", state_table="summary_incr_state")
 

@@ -79,6 +79,7 @@ STEPS = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 def test_scan_by_stamps_equals_a_full_run_whatever_changes_the_rows(pg_uri, steps):
@@ -117,6 +118,7 @@ def _normalised(values: list) -> list[str | None]:
     return [normalise_siret(v)[0] for v in values]
 
 
+@pytest.mark.slow
 def test_scan_fetches_the_rows_of_moved_sirets_and_of_rows_without_siret_only(stamped_pg, fetched):
     ids = query(stamped_pg, 'SELECT id_pv, siret FROM "Tous_PV"')
     keys = _normalised(ids["siret"].to_list())
@@ -135,6 +137,7 @@ def test_scan_fetches_the_rows_of_moved_sirets_and_of_rows_without_siret_only(st
     )
 
 
+@pytest.mark.slow
 def test_a_scan_wanting_much_of_a_table_reads_it_whole_and_keeps_only_the_wanted_rows(stamped_pg, fetched, caplog):
     ids = query(stamped_pg, 'SELECT id_pv, siret FROM "Tous_PV"')
     keys = _normalised(ids["siret"].to_list())
@@ -150,6 +153,7 @@ def test_a_scan_wanting_much_of_a_table_reads_it_whole_and_keeps_only_the_wanted
     assert sorted(pl.concat(fetched["Tous_PV"])["id_pv"].to_list()) == expected
 
 
+@pytest.mark.slow
 def test_a_change_between_stamps_and_fetch_makes_the_scan_read_again_by_values(stamped_pg, monkeypatch, caplog):
     execute(stamped_pg, _edit_sql("votes_edit", 3, 7)[0])
     original = StampedTable.fetch
@@ -167,6 +171,7 @@ def test_a_change_between_stamps_and_fetch_makes_the_scan_read_again_by_values(s
     assert query(stamped_pg, "SELECT count(*) AS n FROM summary_incr WHERE siret = '90000000000017'").item() == 1
 
 
+@pytest.mark.slow
 def test_a_scan_tries_stamps_again_when_the_source_moved_once(stamped_pg, monkeypatch, caplog, fetched):
     execute(stamped_pg, _edit_sql("votes_edit", 4, 8)[0])
     original, moved = StampedTable.fetch, []
@@ -185,6 +190,7 @@ def test_a_scan_tries_stamps_again_when_the_source_moved_once(stamped_pg, monkey
     assert query(stamped_pg, "SELECT count(*) AS n FROM summary_incr WHERE siret = '90000000000018'").item() == 1
 
 
+@pytest.mark.slow
 def test_no_stamps_where_an_xmin_could_name_two_transactions_or_there_is_none(stamped_pg, fetched, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(importlib.import_module("siret_summary.db.postgres.stamps"), "_WRAP", 2)  # ids wrapped around

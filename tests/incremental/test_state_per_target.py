@@ -23,6 +23,8 @@ from conftest import fresh_database
 from dbutil import execute, query, read_table
 from incremental.test_incremental import EDITS, _edit_sql
 
+pytestmark = pytest.mark.slow
+
 TARGETS = ("summary_a", "summary_b", "summary_c")
 
 

@@ -37,6 +37,8 @@ from strategies import (
 )  # fmt: skip
 from rules.test_reference_vs_compute import assert_same_summary
 
+pytestmark = pytest.mark.slow
+
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 
 COUNT_COLUMNS = (

@@ -87,6 +87,7 @@ NOT_UTF8_CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", sorted(NOT_UTF8_CASES))
 def test_sqlite_text_not_utf8_is_decoded_as_windows_1252(tmp_path, column):
     path = make_source("sqlite", str(tmp_path / "app.db"), [{**BASE, column: LATIN1_DEP}])
@@ -106,6 +107,7 @@ def test_sqlite_text_not_utf8_is_decoded_as_windows_1252(tmp_path, column):
     assert got["report"]["warnings"].get("text_not_utf8") == 1
 
 
+@pytest.mark.slow
 def test_sqlite_not_utf8_run_into_sqlite_and_postgresql(tmp_path, pg_db):
     path = make_source("sqlite", str(tmp_path / "app.db"),
                        [{**BASE, "raison_sociale": LATIN1_DEP, "UD": LATIN1_DEP, "Cycle": "'C4'"}])
@@ -120,6 +122,7 @@ def test_sqlite_not_utf8_run_into_sqlite_and_postgresql(tmp_path, pg_db):
     assert query(pg_db, "SELECT raison_sociale FROM siret_summary").item() == "Dép"
 
 
+@pytest.mark.slow
 def test_undefined_windows_1252_bytes_become_replacement_characters(tmp_path):
     path = make_source("sqlite", str(tmp_path / "app.db"),
                        [{**BASE, "raison_sociale": "CAST(X'418190809D' AS TEXT)"}])

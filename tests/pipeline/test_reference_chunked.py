@@ -17,12 +17,15 @@ from unittest import mock
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 from hypothesis import given, settings
+import pytest
 from hypothesis import strategies as st
 
 import siret_summary
 from reference import INVITATION_COLUMNS, PV_COLUMNS, reference_summary
 from strategies import sources, string_table, stringify_rows
 from rules.test_reference_vs_compute import _QUIET, assert_same_summary
+
+pytestmark = pytest.mark.slow
 
 compute_module = importlib.import_module("siret_summary.pipeline.compute")
 read_module = importlib.import_module("siret_summary.pipeline.stream")

@@ -41,6 +41,7 @@ def _refused(db: str, column: str, sirets: set[str]) -> None:
     assert "left unchanged" in message and scalar(db, "SELECT count(*) FROM siret_summary") == 0
 
 
+@pytest.mark.slow
 def test_a_check_constraint(filled):
     top = scalar(filled, "SELECT max(cgt_voix_c4) FROM siret_summary")
     sirets = _sirets(filled, f"cgt_voix_c4 = {top}")
@@ -48,12 +49,14 @@ def test_a_check_constraint(filled):
     _refused(filled, "cgt_voix_c4", sirets)
 
 
+@pytest.mark.slow
 def test_a_not_null_constraint(filled):
     sirets = _sirets(filled, "ville IS NULL")
     execute(filled, "TRUNCATE siret_summary", "ALTER TABLE siret_summary ALTER COLUMN ville SET NOT NULL")
     _refused(filled, "ville", sirets)
 
 
+@pytest.mark.slow
 def test_a_type_that_does_not_take_the_value(filled):
     ville = query(filled, "SELECT min(ville) AS v FROM siret_summary").item()
     sirets = _sirets(filled, "ville = (SELECT min(ville) FROM siret_summary)")
@@ -63,6 +66,7 @@ def test_a_type_that_does_not_take_the_value(filled):
     _refused(filled, "ville", sirets)
 
 
+@pytest.mark.slow
 def test_a_refusal_of_every_row_blames_no_siret(filled):
     """Neighbour: a column type no text is assigned to (an enum) refuses every row: no one SIRET is named."""
     villes = query(filled, "SELECT DISTINCT ville FROM siret_summary WHERE ville IS NOT NULL")["ville"].to_list()
@@ -74,6 +78,7 @@ def test_a_refusal_of_every_row_blames_no_siret(filled):
     assert "SIRET" not in str(raised.value) and "ville" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_trigger_that_raises(filled):
     top = scalar(filled, "SELECT max(inscrits_c4) FROM siret_summary")
     sirets = _sirets(filled, f"inscrits_c4 = {top}")
@@ -86,6 +91,7 @@ def test_a_trigger_that_raises(filled):
     _refused(filled, "inscrits_c4", sirets)
 
 
+@pytest.mark.slow
 def test_a_refusal_of_the_replacing_write_names_them_too(filled):
     """Neighbour: not an empty target: the rows that changed go through staging, DELETE and INSERT."""
     top = scalar(filled, "SELECT max(cgt_voix_c4) FROM siret_summary")

@@ -47,6 +47,7 @@ def pg_source(pg_db):
     return pg_db
 
 
+@pytest.mark.slow
 def test_an_emptied_target_is_written_straight_in_and_keeps_its_definition(pg_source, caplog):
     db = pg_source
     caplog.set_level(logging.INFO, logger="siret_summary")
@@ -87,6 +88,7 @@ def test_an_emptied_target_is_written_straight_in_and_keeps_its_definition(pg_so
     _assert_target_is_the_summary(db)
 
 
+@pytest.mark.slow
 def test_a_target_that_looked_empty_to_the_read_ahead_is_checked_again(pg_source):
     """The read ahead saw an empty target; rows committed since must not survive the full write."""
     from siret_summary.db import open_backend
@@ -115,6 +117,7 @@ def test_a_target_that_looked_empty_to_the_read_ahead_is_checked_again(pg_source
     _assert_target_is_the_summary(db)
 
 
+@pytest.mark.slow
 def test_a_writer_that_commits_during_the_write_leaves_no_stale_row(pg_source):
     """Another session inserts into the (empty) target and commits while the full write runs."""
     from siret_summary.db import open_backend
@@ -162,6 +165,7 @@ def test_a_writer_that_commits_during_the_write_leaves_no_stale_row(pg_source):
     _assert_target_is_the_summary(db)
 
 
+@pytest.mark.slow
 def test_rules_row_security_and_types_copy_would_fill_otherwise_take_the_staging_path(pg_source, caplog):
     db = pg_source
     caplog.set_level(logging.INFO, logger="siret_summary")
@@ -208,6 +212,7 @@ def test_rules_row_security_and_types_copy_would_fill_otherwise_take_the_staging
     assert got["d"].to_list() == expected["date_pv_c4"].to_list()
 
 
+@pytest.mark.slow
 def test_a_value_the_target_refuses_leaves_it_empty_and_names_the_constraint(pg_source):
     db = pg_source
     siret_summary.run(db, config=CFG, mode="full")
@@ -305,6 +310,7 @@ def test_sqlite_a_writer_committing_after_the_emptiness_check_never_leaves_a_str
         assert outcome["writer"] == "committed" and rows == 1, outcome
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("journal", ["delete", "wal"])
 def test_sqlite_readers_never_see_a_partly_filled_target(sqlite_source, journal):
     db = sqlite_source

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 import siret_summary
@@ -54,6 +55,7 @@ def _run(pv_table, inv_table, cycles=None):
 
 # ---------------------------------------------------------------- text columns (SQLite)
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=_QUIET)
 @given(sources())
 def test_text_sources_match_reference(src):
@@ -64,6 +66,7 @@ def test_text_sources_match_reference(src):
     assert_same_summary(fast, expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=_QUIET)
 @given(sources())
 def test_text_sources_with_c5_match_reference(src):
@@ -76,6 +79,7 @@ def test_text_sources_with_c5_match_reference(src):
 
 # ---------------------------------------------------------------- typed columns
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=_QUIET)
 @given(sources(typed=True))
 def test_typed_sources_match_reference(src):
@@ -87,6 +91,7 @@ def test_typed_sources_match_reference(src):
 
 # ---------------------------------------------------------------- report
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=_QUIET)
 @given(sources())
 def test_text_report_matches_reference(src):
@@ -99,6 +104,7 @@ def test_text_report_matches_reference(src):
     assert got == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=_QUIET)
 @given(sources(typed=True))
 def test_typed_report_matches_reference(src):

@@ -133,6 +133,7 @@ def _at(location: str, stage: str, min_percent: float):
 # --------------------------------------------------------------------------- guard
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("racers", [2, 8])
 def test_processes_started_at_once_run_exactly_one_rebuild(mp, database, racers):
     barrier, results = mp.Barrier(racers), mp.Queue()
@@ -162,6 +163,7 @@ def test_processes_started_at_once_run_exactly_one_rebuild(mp, database, racers)
 # ------------------------------------------------------------------------ kill -9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["read", "compute", "write"])
 def test_kill_9_at_each_stage_leaves_target_unchanged(mp, built, stage):
     before = _snapshot(built)
@@ -193,6 +195,7 @@ def test_kill_9_at_each_stage_leaves_target_unchanged(mp, built, stage):
 # -------------------------------------------------------------------------- cancel
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["token", "cancel_from_thread", "cancel_from_process"])
 def test_cancel_at_each_stage_leaves_target_unchanged(mp, built, via):
     before = _snapshot(built)
@@ -229,6 +232,7 @@ def test_cancel_at_each_stage_leaves_target_unchanged(mp, built, via):
     assert siret_summary.run(built).status == "completed"  # a cancel request does not outlive its run
 
 
+@pytest.mark.slow
 def test_cancel_is_not_blocked_by_the_runs_status_connection(mp, built):
     # A run checks for cancellation between stages, then spends seconds reading or
     # computing: that check must not keep the status record locked meanwhile.
@@ -251,6 +255,7 @@ def test_cancel_is_not_blocked_by_the_runs_status_connection(mp, built):
 # --------------------------------------------------------------------------- retry
 
 
+@pytest.mark.slow
 def test_terminated_write_session_is_retried_and_the_run_completes(pg_db, typed_data, caplog):
     write_postgres(pg_db, *typed_data)
     killed: list[int] = []
@@ -291,6 +296,7 @@ def test_terminated_write_session_is_retried_and_the_run_completes(pg_db, typed_
     _assert_written_equals_compute(pg_db)
 
 
+@pytest.mark.slow
 def test_source_session_killed_mid_read_is_retried(pg_db, typed_data, caplog):
     """The streamed read (batches fetched in a thread) fails cleanly when its session dies; the retry completes."""
     write_postgres(pg_db, *typed_data)
@@ -326,6 +332,7 @@ def test_source_session_killed_mid_read_is_retried(pg_db, typed_data, caplog):
     assert result.rows == expected.height
 
 
+@pytest.mark.slow
 def test_stages_share_one_data_session(pg_db, typed_data):
     """State check, read and write use one server session (renamed per stage), besides lock and status."""
     write_postgres(pg_db, *typed_data)
@@ -365,6 +372,7 @@ def test_permanent_failure_fails_at_once(database, caplog):
 # ------------------------------------------------------------ status and callbacks
 
 
+@pytest.mark.slow
 def test_status_from_another_process_shows_the_stages_advancing(mp, database):
     proc = _worker(mp, "run", database, "--stage-seconds", "0.3")
     seen: list[tuple[str, str, float]] = []
@@ -389,6 +397,7 @@ def test_status_from_another_process_shows_the_stages_advancing(mp, database):
     assert seen[-1] == ("completed", "done", 100.0)
 
 
+@pytest.mark.slow
 def test_raising_callback_does_not_break_the_run(sqlite_db, caplog):
     calls = []
 
@@ -419,6 +428,7 @@ def test_percent_reported_to_callbacks_only_grows(sqlite_db):
     assert stages == ["pending", "read", "compute", "write", "done"], seen
 
 
+@pytest.mark.slow
 def test_history_keeps_the_last_n_runs(database):
     config = siret_summary.Config(history=3)
     run_ids = [siret_summary.run(database, config=config).run_id for _ in range(5)]

@@ -35,6 +35,7 @@ def _status_in_another_process(target: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_progress_is_readable_from_another_process_while_the_run_goes_on(pg_app):
     # Progress commits no longer wait for the WAL flush: still committed, so another
     # process sees each step at once.
@@ -100,6 +101,7 @@ def test_a_run_end_kept_beside_the_lock_is_found_and_applied(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_capture_trigger_redefined_by_hand_makes_every_run_scan(pg_app):
     # The installed triggers are now read with the log, in one statement: still compared.
     siret_summary.run(pg_app)
@@ -119,6 +121,7 @@ def test_a_capture_trigger_redefined_by_hand_makes_every_run_scan(pg_app):
     assert again.mode == "incremental" and "capture triggers differ" in (again.fallback or "")
 
 
+@pytest.mark.slow
 def test_a_capture_run_replaces_exactly_the_state_rows_of_its_sirets(pg_app):
     # The state and row-version deletes of a small run bind the SIRETs as one array.
     siret_summary.run(pg_app)

@@ -101,6 +101,7 @@ def _host_threads(db: Path, stop: threading.Event, seen: list, errors: list, com
     return [threading.Thread(target=reader), threading.Thread(target=reader), threading.Thread(target=writer)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, journal", [("full", "delete"), ("incremental", "delete"), ("targeted", "delete"),
                                            ("full", "wal")])
 def test_same_process_host_readers_and_writer_during_a_run(prepared, tmp_path, case, journal):

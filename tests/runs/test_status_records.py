@@ -61,6 +61,7 @@ def _damage(location: str, kind: str, run_id: str) -> None:
     execute(status_location(location), DAMAGES[kind].format(t=RUNS, r=run_id))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(DAMAGES))
 def test_a_damaged_record_is_shown_as_damaged_counted_never_raised_never_latest(app_db, kind):
     first = siret_summary.run(app_db)
@@ -110,6 +111,7 @@ def _lagging_clock(monkeypatch, hours: float) -> None:
     monkeypatch.setattr(stages, "now_iso", behind)
 
 
+@pytest.mark.slow
 def test_a_run_whose_clock_is_an_hour_behind_is_the_latest_while_it_runs_and_after(app_db, monkeypatch):
     config = siret_summary.Config(history=2)
     previous = siret_summary.run(app_db, config=config)
@@ -131,6 +133,7 @@ def test_a_run_whose_clock_is_an_hour_behind_is_the_latest_while_it_runs_and_aft
     assert [r["run_id"] for r in siret_summary.history(app_db, config=config)] == [after.run_id, lagging.run_id]
 
 
+@pytest.mark.slow
 def test_records_of_an_older_release_get_their_sequence_in_started_at_order(app_db):
     first = siret_summary.run(app_db)
     second = siret_summary.run(app_db)
@@ -143,6 +146,7 @@ def test_records_of_an_older_release_get_their_sequence_in_started_at_order(app_
 # --- item 4: failed runs prune too ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failed_runs_are_pruned_too(app_db):
     config = siret_summary.Config(history=3)
     siret_summary.run(app_db, config=config)
@@ -154,6 +158,7 @@ def test_failed_runs_are_pruned_too(app_db):
     assert [r["status"] for r in siret_summary.history(app_db, config=config)] == ["failed"] * 3
 
 
+@pytest.mark.slow
 def test_cancelled_runs_are_pruned_too(app_db):
     config = siret_summary.Config(history=2)
     siret_summary.run(app_db, config=config)
@@ -184,6 +189,7 @@ def _skip_some_inserts(location: str) -> None:
                           " BEGIN SELECT RAISE(IGNORE); END")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("empty_first", [True, False])
 def test_rows_is_the_count_the_table_holds_after_the_write(app_db, empty_first):
     siret_summary.run(app_db)
@@ -199,6 +205,7 @@ def test_rows_is_the_count_the_table_holds_after_the_write(app_db, empty_first):
     assert (again.rows, again.inserted) == (held, 0)  # the skipped rows are not "inserted" run after run
 
 
+@pytest.mark.slow
 def test_cli_status_and_history_print_a_damaged_record(app_db, capsys):
     from siret_summary.cli import main
 
