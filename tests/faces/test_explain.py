@@ -321,7 +321,7 @@ def test_invitations_are_explained_too():
 @pytest.mark.slow
 @settings(max_examples=int(os.environ.get("EXPLAIN_NATIVE_EXAMPLES", "10")), deadline=None,
           suppress_health_check=_QUIET)
-@given(st.deferred(lambda: __import__("test_cross_source").native_tables()))
+@given(st.deferred(lambda: __import__("pipeline.test_cross_source", fromlist=["native_tables"]).native_tables()))
 def test_explain_row_is_computes_on_native_types(pg_source, tmp_path, drawn):
     """Natively typed columns (INTEGER / REAL / TEXT per column, as test_cross_source draws them)."""
     from pipeline.test_cross_source import EMPTY_INVITATIONS, arrow_table
