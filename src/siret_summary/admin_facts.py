@@ -6,7 +6,7 @@ needs to know *what kind* of failure a run record holds, not a rewording of
 the sentence. :func:`error_facts` reads that kind (and its numbers) from the
 recorded sentence, so it works for every record, whichever process wrote it
 (the status table keeps the sentence only). The sentences matched here are
-the library's own; tests/test_admin_console.py provokes each through a real
+the library's own; tests/faces/test_admin_console.py provokes each through a real
 run, so a rewording fails a test instead of silently degrading the page to
 its generic text (kind ``other``, the sentence kept as the technical detail).
 """

@@ -1,0 +1,31 @@
+"""Helpers for the adversarial reproductions (tests/adversarial/test_repro_*.py, first written on branch adv15). Each test failed on the code it was written against."""
+
+from __future__ import annotations
+
+import siret_summary
+from polars.testing import assert_frame_equal
+from siret_summary.demo_data import generate, write_postgres
+
+from dbutil import read_table
+
+#: A SIRET whose rows all change the summary when edited (14 plain digits: never rejected).
+SIRET_K = '(SELECT siret FROM "Tous_PV" WHERE siret ~ \'^[0-9]{{14}}$\' ORDER BY id_pv LIMIT 1 OFFSET {k})'
+
+
+def edit(k: int = 5, by: int = 1000, column: str = "siret", table: str = '"Tous_PV"') -> str:
+    """Change every row of one valid SIRET so that its summary row changes (raison_sociale, counts)."""
+    pick = SIRET_K.format(k=k).replace("siret", column)
+    return (
+        f"UPDATE {table} SET num_inscrits = coalesce(num_inscrits, 0) + {by}, \"score_CGT\" = coalesce(\"score_CGT\", 0) + {by},"
+        f" raison_sociale = 'CHANGED{by}' WHERE {column} = {pick}"
+    )
+
+
+def load(location: str, seed: int = 3) -> str:
+    write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=seed, sqlite_mess=False))
+    return location
+
+
+def assert_fresh(location: str, config: siret_summary.Config) -> None:
+    expected = siret_summary.compute(location, config=config)
+    assert_frame_equal(read_table(location, config.target_table.split(".")[-1], expected), expected)

@@ -1,0 +1,1 @@
+"""End to end: runs on real databases, the documents, the layering, the wheel and the benchmark smoke test."""

@@ -1,0 +1,1 @@
+"""Tests of pipeline/: read, compute and write on real sources and targets."""
