@@ -7,7 +7,7 @@ raw row hashes the incremental runs compare, and decodes text read as bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
@@ -170,8 +170,9 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     frame = raw.collect(engine="in-memory")
     not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
     columns = []
+    schema = frame.schema  # one Schema object per loop: building one per lookup costs more than the rows
     for name in needed_columns(mapping):
-        if frame.schema[name] == pl.Binary:
+        if schema[name] == pl.Binary:
             text, bad = decode_text(frame.get_column(name))
             not_utf8 = not_utf8 + bad.cast(pl.Int32)
             columns.append(text)
@@ -183,9 +184,11 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     # writing it as text is needed only where a column is read as text.
     numeric = {"date", *COUNT_COLUMNS}
     as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
+    schema = frame.schema  # the frame is not changed in the loop (fixes are applied after it)
     for name in needed_columns(mapping):
-        dtype = frame.schema[name]
-        if REAL_PREFIX + name in frame.schema and name not in as_number:
+        dtype = schema[name]
+        real = REAL_PREFIX + name in schema
+        if real and name not in as_number:
             column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
         elif is_text_dtype(dtype):
             column = frame.get_column(name).cast(pl.String)
@@ -195,7 +198,7 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
         if has_nul.any():  # rare: only then a pass that rewrites the column
             column = column.str.replace_all("\x00", "", literal=True)
             nul = nul + has_nul.cast(pl.Int32)
-        if column.dtype != dtype or (REAL_PREFIX + name in frame.schema and name not in as_number) or has_nul.any():
+        if column.dtype != dtype or (real and name not in as_number) or has_nul.any():
             fixes.append(column.alias(name))
     return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
@@ -294,8 +297,14 @@ def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make: Co
     plan.add(0, pl.col(f"_lookup_{out}"), out)
 
 
-def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping) -> pl.LazyFrame:
-    """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged)."""
+def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequence[str] = ()) -> pl.LazyFrame:
+    """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged; SPEC §3).
+
+    ``carry``: more columns kept after the normalised ones — a raw column
+    passed through unchanged (explain's row number), or ``"institution"``
+    (trimmed, before it is folded into ``carence``). The other columns do
+    not depend on them.
+    """
     raw = prepare(raw, pv_columns, RAW_SEED_PV)
     schema = raw.collect_schema()
 
@@ -327,11 +336,14 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping) -> pl.LazyFrame:
     keep = ["_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
             "_negative", "_unparsed", "_too_large", *TEXT_FLAGS, *(c for c in TEXT_COLUMNS if c != "institution"),
             "cp", "carence"]
-    return plan.apply(raw, keep)
+    return plan.apply(raw, [*keep, *carry])
 
 
-def normalize_invitations(raw: pl.LazyFrame, invitation_columns: ColumnMapping) -> pl.LazyFrame:
-    """Raw invitations → normalised rows with the same flags as PV rows."""
+def normalize_invitations(
+    raw: pl.LazyFrame, invitation_columns: ColumnMapping, *, carry: Sequence[str] = ()
+) -> pl.LazyFrame:
+    """Raw invitations → normalised rows with the same flags as PV rows (SPEC §3); ``carry``: raw columns
+    passed through unchanged after them (as :func:`normalize_pv`)."""
     raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
     schema = raw.collect_schema()
     plan = _Stages()
@@ -339,7 +351,7 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns: ColumnMapping) 
     date = _required(invitation_columns, "date")
     _add_siret(plan, siret, schema[siret])
     _add_date(plan, date, schema[date], REAL_PREFIX + date if REAL_PREFIX + date in schema else None)
-    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS])
+    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS, *carry])
 
 
 #: Name of the normalised SIRET added to raw rows by :func:`keyed_raw`.
