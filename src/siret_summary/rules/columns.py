@@ -168,38 +168,44 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     if hashes and "_raw_hash" not in schema:
         raw = raw.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
     frame = raw.collect(engine="in-memory")
+    # Whole-frame selections, not one Series operation per column: on the few rows of a
+    # targeted read or an explanation, each operation's fixed cost was most of the time.
+    names = needed_columns(mapping)
     not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
-    columns = []
-    schema = frame.schema  # one Schema object per loop: building one per lookup costs more than the rows
-    for name in needed_columns(mapping):
-        if schema[name] == pl.Binary:
-            text, bad = decode_text(frame.get_column(name))
-            not_utf8 = not_utf8 + bad.cast(pl.Int32)
-            columns.append(text)
-    if columns:
-        frame = frame.with_columns(columns)
-    fixes = []
-    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    binary = [n for n in names if frame.schema[n] == pl.Binary]
+    if binary:
+        try:  # every cell valid UTF-8 (the usual case): one cast; else column by column
+            frame = frame.with_columns(pl.col(binary).cast(pl.String))
+        except pl.exceptions.PolarsError:
+            columns = []
+            for name in binary:
+                text, bad = decode_text(frame.get_column(name))
+                not_utf8 = not_utf8 + bad.cast(pl.Int32)
+                columns.append(text)
+            frame = frame.with_columns(columns)
     # Counts and dates read a REAL cell as the number (their text stays NULL there):
     # writing it as text is needed only where a column is read as text.
     numeric = {"date", *COUNT_COLUMNS}
     as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
-    schema = frame.schema  # the frame is not changed in the loop (fixes are applied after it)
-    for name in needed_columns(mapping):
-        dtype = schema[name]
-        real = REAL_PREFIX + name in schema
-        if real and name not in as_number:
-            column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
-        elif is_text_dtype(dtype):
-            column = frame.get_column(name).cast(pl.String)
-        else:
-            continue
-        has_nul = column.str.contains("\x00", literal=True).fill_null(False)
-        if has_nul.any():  # rare: only then a pass that rewrites the column
-            column = column.str.replace_all("\x00", "", literal=True)
-            nul = nul + has_nul.cast(pl.Int32)
-        if column.dtype != dtype or (real and name not in as_number) or has_nul.any():
-            fixes.append(column.alias(name))
+    schema = frame.schema
+    written = {n for n in names if REAL_PREFIX + n in schema and n not in as_number}
+    texts = {
+        n: pl.coalesce(pl.col(n), pl.col(REAL_PREFIX + n).cast(pl.String)) if n in written
+        else pl.col(n).cast(pl.String)
+        for n in names if n in written or is_text_dtype(schema[n])
+    }  # fmt: skip
+    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    if not texts:
+        return frame.with_columns(nul, not_utf8).lazy()
+    readable = frame.select(e.alias(n) for n, e in texts.items())
+    has_nul = readable.select(pl.col(n).str.contains("\x00", literal=True).fill_null(False) for n in texts)
+    with_nul = [n for n, found in has_nul.select(pl.all().any()).row(0, named=True).items() if found]
+    if with_nul:  # rare: only then a pass that rewrites those columns
+        readable = readable.with_columns(pl.col(with_nul).str.replace_all("\x00", "", literal=True))
+        nul = has_nul.select(pl.sum_horizontal(pl.col(with_nul).cast(pl.Int32)).cast(pl.Int32)).to_series()
+        nul = nul.alias("_text_nul")
+    now = readable.schema
+    fixes = [readable.get_column(n) for n in texts if now[n] != schema[n] or n in written or n in with_nul]
     return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
 

@@ -11,6 +11,7 @@ its seats are all given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -63,25 +64,35 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.
     ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4).
     :func:`allocate_seats` continues from it; ``siret_summary.explain`` shows it.
     """
+    stages = _basis_stages(key, tuple(voix))
+    frame = elections.select(stages[0])
+    for stage in stages[1:]:
+        frame = frame.with_columns(stage)
+    return frame
+
+
+@functools.lru_cache(maxsize=8)
+def _basis_stages(key: str, voix: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """:func:`seat_basis`' expressions, stage by stage, built once per (key, voix): expressions are
+    immutable, and building R2314-1's chain and the exact floors cost more than running them on
+    the one to three elections of an explanation."""
     # Built in steps so each expression refers to named columns: nesting the
     # band table and the SVE inside every floor makes the plan explode in size.
     n = len(voix)
     votes = [pl.col(f"_v{i}") for i in range(n)]
     floors = [pl.col(f"_f{i}") for i in range(n)]
     return (
-        elections.select(
+        (
             pl.col(key),
             pl.col("carence"),
             titular_seats(pl.col("inscrits")).alias("_seats"),
             pl.col("sve").fill_null(0.0).alias("_sve"),
             *(pl.col(v).fill_null(0.0).alias(f"_v{i}") for i, v in enumerate(voix)),
-        )
-        .with_columns(pl.sum_horizontal(votes).alias("_total"))
-        .with_columns(pl.max_horizontal("_sve", "_total").alias("_sve"))
-        .with_columns(
-            (pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)
-        )
-        .with_columns(
+        ),
+        (pl.sum_horizontal(votes).alias("_total"),),
+        (pl.max_horizontal("_sve", "_total").alias("_sve"),),
+        tuple((pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)),
+        tuple(
             pl.when(pl.col("_sve") > 0)
             .then(_exact_floor(pl.col(f"_p{i}"), pl.col("_sve")))
             # Finite voix so large that voix × seats overflows give no floor (NaN): 0, and the
@@ -90,11 +101,11 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.
             .fill_null(pl.when(pl.col("_sve") > 0).then(0))
             .alias(f"_f{i}")
             for i in range(n)
-        )
-        .with_columns(
+        ),
+        (
             (pl.col("_seats").is_not_null() & ~pl.col("carence") & (pl.col("_total") > 0)).alias("_eligible"),
             (pl.col("_seats") - pl.sum_horizontal(floors)).alias("_remaining"),
-        )
+        ),
     )
 
 
