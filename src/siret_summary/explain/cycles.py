@@ -110,8 +110,10 @@ def _carence_rows(rows: pl.DataFrame) -> list[dict[str, Any]]:
 
 def _first_in_lead_order(rows: pl.DataFrame, name: str) -> tuple[Any, Any]:
     """(value, id) of the first row in lead order holding ``name`` (the aggregation's drop_nulls().first())."""
-    present = rows.filter(pl.col(name).is_not_null())
-    return (None, None) if present.is_empty() else (present[name][0], present["id"][0])
+    for value, row_id in zip(rows.get_column(name).to_list(), rows.get_column("id").to_list(), strict=True):
+        if value is not None:
+            return value, row_id
+    return None, None
 
 
 def cycle_facts(
@@ -123,27 +125,34 @@ def cycle_facts(
     ``row``: the summary row computed from them; ``rounds``: :attr:`SeatRounds.rounds` of that computation.
     The seats shown are the row's own (``{union}_siege_{suffix}``), the rounds those that gave them.
     """
-    seats = {i: {u: row[f"{u}_siege_{c.suffix}"] for u in UNIONS} for i, c in enumerate(config.cycles)}
+    # No row (no election in any cycle, no invitation): no seats are read.
+    seats = {i: {u: row.get(f"{u}_siege_{c.suffix}") for u in UNIONS} for i, c in enumerate(config.cycles)}
     indexed = pv.filter(pl.col("siret").is_not_null())
     lead = election_rows(pv.drop("_cycle").lazy(), config).collect()
     elections = aggregate_elections(lead.lazy()).collect().sort("_cycle")  # latest_election_per_cycle's steps
     basis = seat_basis(elections.lazy().with_row_index(KEY), key=KEY, voix=_VOIX).collect()
+    # Read once into Python (a few rows): one pass each instead of a filter per cycle and per date.
+    in_cycles: dict[int, list[tuple[Any, Any]]] = {}
+    for at, date, row_id in indexed.sort(ROW).select("_cycle", "date", "id").iter_rows():  # source order
+        if at is not None:
+            in_cycles.setdefault(at, []).append((date, row_id))
+    election_at = {at: key for key, at in enumerate(elections.get_column("_cycle").to_list())}
+    leads = {k[0]: frame for k, frame in lead.partition_by("_cycle", as_dict=True, maintain_order=True).items()}
     out, lead_rows = [], {}
     for i, cycle in enumerate(config.cycles):
-        in_cycle = indexed.filter(pl.col("_cycle") == i).sort(ROW)  # source order, whatever the joins left
-        dates = sorted(set(in_cycle["date"].to_list()))
+        in_cycle = in_cycles.get(i, [])
+        dates = sorted({d for d, _ in in_cycle})
         fact: dict[str, Any] = {
             "label": cycle.label, "first": cycle.first.isoformat(), "last": cycle.last.isoformat(),
-            "elections": [{"date": d.isoformat(), "rows": in_cycle.filter(pl.col("date") == d)["id"].to_list()}
-                          for d in dates],
+            "elections": [{"date": d.isoformat(), "rows": [r for e, r in in_cycle if e == d]} for d in dates],
             "latest": dates[-1].isoformat() if dates else None,
         }  # fmt: skip
-        at = elections.with_row_index(KEY).filter(pl.col("_cycle") == i)
-        if at.is_empty():
+        if i not in election_at:
             out.append(fact | {"election": None})
             continue
-        key, election = at[KEY][0], at.row(0, named=True)
-        rows = lead.filter(pl.col("_cycle") == i)
+        key = election_at[i]
+        election = elections.row(key, named=True)
+        rows = leads[i]
         lead_rows[i] = rows
         fd, fd_id = _first_in_lead_order(rows, "fd")
         ud, ud_id = _first_in_lead_order(rows, "ud")
