@@ -7,6 +7,7 @@ raw row hashes the incremental runs compare, and decodes text read as bytes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
@@ -168,8 +169,7 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     if hashes and "_raw_hash" not in schema:
         raw = raw.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
     frame = raw.collect(engine="in-memory")
-    # Whole-frame selections, not one Series operation per column: on the few rows of a
-    # targeted read or an explanation, each operation's fixed cost was most of the time.
+    # Whole-frame selections, not one Series operation per column (their fixed cost dominates on few rows).
     names = needed_columns(mapping)
     not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
     binary = [n for n in names if frame.schema[n] == pl.Binary]
@@ -177,23 +177,18 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
         try:  # every cell valid UTF-8 (the usual case): one cast; else column by column
             frame = frame.with_columns(pl.col(binary).cast(pl.String))
         except pl.exceptions.PolarsError:
-            columns = []
-            for name in binary:
-                text, bad = decode_text(frame.get_column(name))
+            decoded = [decode_text(frame.get_column(name)) for name in binary]
+            for _, bad in decoded:
                 not_utf8 = not_utf8 + bad.cast(pl.Int32)
-                columns.append(text)
-            frame = frame.with_columns(columns)
+            frame = frame.with_columns(text for text, _ in decoded)
     # Counts and dates read a REAL cell as the number (their text stays NULL there):
     # writing it as text is needed only where a column is read as text.
     numeric = {"date", *COUNT_COLUMNS}
     as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
     schema = frame.schema
     written = {n for n in names if REAL_PREFIX + n in schema and n not in as_number}
-    texts = {
-        n: pl.coalesce(pl.col(n), pl.col(REAL_PREFIX + n).cast(pl.String)) if n in written
-        else pl.col(n).cast(pl.String)
-        for n in names if n in written or is_text_dtype(schema[n])
-    }  # fmt: skip
+    texts = {n: pl.coalesce(pl.col(n), pl.col(REAL_PREFIX + n).cast(pl.String)) if n in written
+             else pl.col(n).cast(pl.String) for n in names if n in written or is_text_dtype(schema[n])}
     nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
     if not texts:
         return frame.with_columns(nul, not_utf8).lazy()
@@ -202,8 +197,8 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     with_nul = [n for n, found in has_nul.select(pl.all().any()).row(0, named=True).items() if found]
     if with_nul:  # rare: only then a pass that rewrites those columns
         readable = readable.with_columns(pl.col(with_nul).str.replace_all("\x00", "", literal=True))
-        nul = has_nul.select(pl.sum_horizontal(pl.col(with_nul).cast(pl.Int32)).cast(pl.Int32)).to_series()
-        nul = nul.alias("_text_nul")
+        counts = pl.sum_horizontal(pl.col(with_nul).cast(pl.Int32)).cast(pl.Int32).alias(nul.name)
+        nul = has_nul.select(counts).to_series()
     now = readable.schema
     fixes = [readable.get_column(n) for n in texts if now[n] != schema[n] or n in written or n in with_nul]
     return frame.with_columns(*fixes, nul, not_utf8).lazy()
@@ -305,14 +300,19 @@ def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make: Co
 
 def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequence[str] = ()) -> pl.LazyFrame:
     """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged; SPEC §3).
-
-    ``carry``: more columns kept after the normalised ones — a raw column
-    passed through unchanged (explain's row number), or ``"institution"``
-    (trimmed, before it is folded into ``carence``). The other columns do
-    not depend on them.
-    """
+    ``carry``: columns kept after them — a raw column passed through (explain's row number), or
+    ``"institution"`` (trimmed, before it is folded into ``carence``); nothing else depends on them."""
     raw = prepare(raw, pv_columns, RAW_SEED_PV)
-    schema = raw.collect_schema()
+    plan, keep = _pv_plan(tuple(pv_columns.items()), tuple(raw.collect_schema().items()))
+    return plan.apply(raw, [*keep, *carry])
+
+
+@functools.lru_cache(maxsize=16)
+def _pv_plan(mapping: tuple[tuple[str, str | None], ...],
+             columns: tuple[tuple[str, pl.DataType], ...]) -> tuple[_Stages, tuple[str, ...]]:
+    """:func:`normalize_pv`'s expressions for a mapping and a prepared schema, built once (expressions are
+    immutable; ``_Stages.apply`` changes nothing): building them cost more than an explanation's rows."""
+    pv_columns, schema = dict(mapping), dict(columns)
 
     def src(logical: str) -> tuple[str | None, pl.DataType]:
         name = pv_columns[logical]
@@ -339,10 +339,10 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequenc
         plan.add(0, or_null(logical, trimmed), logical)
     _add_by_lookup(plan, *src("cp"), postal_code, "cp")
     plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
-    keep = ["_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
+    keep = ("_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
             "_negative", "_unparsed", "_too_large", *TEXT_FLAGS, *(c for c in TEXT_COLUMNS if c != "institution"),
-            "cp", "carence"]
-    return plan.apply(raw, [*keep, *carry])
+            "cp", "carence")
+    return plan, keep
 
 
 def normalize_invitations(
