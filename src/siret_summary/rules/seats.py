@@ -154,7 +154,9 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     elections still owed a seat: at most 35 rounds (the largest band), a few
     microseconds per thousand elections each.
     """
-    live = frame.filter(pl.col("_eligible") & (pl.col("_remaining") > 0))
+    owed_any = frame.select((pl.col("_eligible") & (pl.col("_remaining") > 0)).fill_null(False)).to_series()
+    at = np.flatnonzero(owed_any.to_numpy())
+    live = frame[at]  # the elections owed a seat, by position: the extras go back by position, no join
     votes = live.select(pl.col(f"_v{i}").cast(pl.Float64) for i in range(n)).to_numpy()
     divisor = live.select(pl.col(f"_f{i}").cast(pl.Float64) + 1.0 for i in range(n)).to_numpy().copy()  # written to
     owed = live.get_column("_remaining").cast(pl.Int64).to_numpy().copy()
@@ -177,9 +179,6 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
         left = owed > 0
         if not left.all():
             rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
-    won = pl.DataFrame(
-        [live.get_column(key), *(pl.Series(f"_extra{i}", extra[:, i]) for i in range(n))]
-    )
-    return frame.join(won, on=key, how="left").with_columns(
-        pl.col(f"_extra{i}").fill_null(0) for i in range(n)
-    )
+    every = np.zeros((frame.height, n), dtype=np.int64)
+    every[at] = extra
+    return frame.with_columns(pl.Series(f"_extra{i}", every[:, i]) for i in range(n))
