@@ -36,7 +36,9 @@ def _server_cpu(pids: list[int]) -> float:
     for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
+            # A connection's backend is forked per connection and gone by the end of the call: its CPU
+            # shows in the postmaster's reaped-children times (0 for the other processes).
+            total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             pass
     return total
