@@ -18,7 +18,7 @@ import polars as pl
 
 from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError
-from siret_summary.explain.cycles import attribute_facts, cycle_facts
+from siret_summary.explain.cycles import SeatRounds, attribute_facts, cycle_facts
 from siret_summary.explain.rows import ROW, plain, siret_rows
 from siret_summary.pipeline import fork_guard
 from siret_summary.rules.summary import summary_frame
@@ -127,12 +127,13 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
         rows = siret_rows(source, config, None, candidates_of=normalised)
         rejected_only = bool(rows.pv_facts or rows.invitation_facts)
     row = None
+    rounds = SeatRounds()  # the highest-average rounds of the row's own seat allocation, as they run
     if normalised is not None and not rejected_only:
-        found = summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config).collect()
+        found = summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config, trace=rounds).collect()
         found = found.filter(pl.col("siret") == normalised)
         row = found.row(0, named=True) if found.height else None
     has_rows = normalised is not None and not rejected_only and bool(rows.pv_facts or rows.invitation_facts)
-    cycles, lead_rows = cycle_facts(rows.by_row, config) if has_rows else ([], {})
+    cycles, lead_rows = cycle_facts(rows.by_row, config, row or {}, rounds.rounds) if has_rows else ([], {})
     counted = {r for frame in lead_rows.values() for r in frame[ROW].to_list()}
     labels = {c.label: c for c in config.cycles}
     pv_rows = []

@@ -3,12 +3,13 @@ and how each cross-cycle attribute was chosen (issue 27, SPEC §4).
 
 Every value comes from the summary's own expressions run on the SIRET's
 normalised rows: :func:`~siret_summary.rules.summary.election_rows` (the
-election's rows in lead order), :func:`~siret_summary.rules.summary.latest_election_per_cycle`
-(its sums), :func:`~siret_summary.rules.seats.seat_basis` (S, SVE, the
-quotient floors) and :func:`~siret_summary.rules.seats.allocate_seats` with a
-round trace (each highest-average round as it ran), :func:`~siret_summary.rules.values.carence`
-and :func:`~siret_summary.rules.summary.department`. The facts describe what
-those computed; they decide nothing.
+election's rows in lead order), :func:`~siret_summary.rules.summary.aggregate_elections`
+(its sums: the rest of ``latest_election_per_cycle``), :func:`~siret_summary.rules.seats.seat_basis`
+(S, SVE, the quotient floors), :func:`~siret_summary.rules.values.carence`
+and :func:`~siret_summary.rules.summary.department`; the seats and their
+highest-average rounds are those of the summary row's own computation
+(``summary_frame(..., trace=SeatRounds())``: each round as it ran). The
+facts describe what those computed; they decide nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import polars as pl
 
 from siret_summary.config import UNIONS, Config
 from siret_summary.explain.rows import ROW, plain
-from siret_summary.rules.seats import R2314_1, allocate_seats, seat_basis
+from siret_summary.rules.seats import R2314_1, seat_basis
 from siret_summary.rules.summary import (
     _VOIX,
     CROSS_CYCLE_ATTRIBUTES,
+    aggregate_elections,
     department,
     election_rows,
-    latest_election_per_cycle,
 )  # fmt: skip
 from siret_summary.rules.values import carence
 
@@ -42,23 +43,23 @@ def _band(seats: int | None) -> list[int | None] | None:
     return None
 
 
-def _rounds_of(elections: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[int, list[dict[str, Any]]]]:
-    """Basis (steps 1–3), final seats and the traced rounds of step 4, per election key."""
-    keyed = elections.lazy().with_row_index(KEY)
-    basis = seat_basis(keyed, key=KEY, voix=_VOIX).collect()
-    rounds: dict[int, list[dict[str, Any]]] = {}
+class SeatRounds:
+    """A :data:`~siret_summary.rules.summary.CycleRoundTrace` for :func:`~siret_summary.rules.summary.summary_frame`:
+    the highest-average rounds of the summary's own seat allocation, as it ran, by (cycle index, election
+    row number in that cycle's branch) — one SIRET has at most one election per cycle, numbered 0."""
 
-    def trace(keys: np.ndarray, averages: np.ndarray, winners: np.ndarray, tied: np.ndarray) -> None:
+    def __init__(self) -> None:
+        self.rounds: dict[tuple[int, int], list[dict[str, Any]]] = {}
+
+    def __call__(self, cycle: int, keys: np.ndarray, averages: np.ndarray, winners: np.ndarray,
+                 tied: np.ndarray) -> None:
         for at, key in enumerate(keys.tolist()):
-            rounds.setdefault(int(key), []).append({
+            self.rounds.setdefault((cycle, int(key)), []).append({
                 "averages": {u: (None if not np.isfinite(a) else float(a))
                              for u, a in zip(UNIONS, averages[at], strict=False)},
                 "winner": UNIONS[int(winners[at])],
                 "tied": [u for u, t in zip(UNIONS, tied[at], strict=False) if t],
             })  # fmt: skip
-
-    seats = allocate_seats(keyed, key=KEY, voix=_VOIX, out=list(UNIONS), trace=trace).collect()
-    return basis, seats, rounds
 
 
 def _seats(
@@ -109,35 +110,49 @@ def _carence_rows(rows: pl.DataFrame) -> list[dict[str, Any]]:
 
 def _first_in_lead_order(rows: pl.DataFrame, name: str) -> tuple[Any, Any]:
     """(value, id) of the first row in lead order holding ``name`` (the aggregation's drop_nulls().first())."""
-    present = rows.filter(pl.col(name).is_not_null())
-    return (None, None) if present.is_empty() else (present[name][0], present["id"][0])
+    for value, row_id in zip(rows.get_column(name).to_list(), rows.get_column("id").to_list(), strict=True):
+        if value is not None:
+            return value, row_id
+    return None, None
 
 
-def cycle_facts(pv: pl.DataFrame, config: Config) -> tuple[list[dict[str, Any]], dict[int, pl.DataFrame]]:
+def cycle_facts(
+    pv: pl.DataFrame, config: Config, row: dict[str, Any], rounds: dict[tuple[int, int], list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], dict[int, pl.DataFrame]]:
     """The facts of each configured cycle, and each cycle's election rows in lead order.
 
-    ``pv``: the SIRET's normalised rows with ``id``, ``institution`` and ``_cycle`` (:class:`SiretRows.by_row`).
+    ``pv``: the SIRET's normalised rows with ``id``, ``institution`` and ``_cycle`` (:class:`SiretRows.by_row`);
+    ``row``: the summary row computed from them; ``rounds``: :attr:`SeatRounds.rounds` of that computation.
+    The seats shown are the row's own (``{union}_siege_{suffix}``), the rounds those that gave them.
     """
+    # No row (no election in any cycle, no invitation): no seats are read.
+    seats = {i: {u: row.get(f"{u}_siege_{c.suffix}") for u in UNIONS} for i, c in enumerate(config.cycles)}
     indexed = pv.filter(pl.col("siret").is_not_null())
     lead = election_rows(pv.drop("_cycle").lazy(), config).collect()
-    elections = latest_election_per_cycle(pv.drop("_cycle").lazy(), config).collect().sort("_cycle")
-    basis, seats, rounds = _rounds_of(elections)
+    elections = aggregate_elections(lead.lazy()).collect().sort("_cycle")  # latest_election_per_cycle's steps
+    basis = seat_basis(elections.lazy().with_row_index(KEY), key=KEY, voix=_VOIX).collect()
+    # Read once into Python (a few rows): one pass each instead of a filter per cycle and per date.
+    in_cycles: dict[int, list[tuple[Any, Any]]] = {}
+    for at, date, row_id in indexed.sort(ROW).select("_cycle", "date", "id").iter_rows():  # source order
+        if at is not None:
+            in_cycles.setdefault(at, []).append((date, row_id))
+    election_at = {at: key for key, at in enumerate(elections.get_column("_cycle").to_list())}
+    leads = {k[0]: frame for k, frame in lead.partition_by("_cycle", as_dict=True, maintain_order=True).items()}
     out, lead_rows = [], {}
     for i, cycle in enumerate(config.cycles):
-        in_cycle = indexed.filter(pl.col("_cycle") == i).sort(ROW)  # source order, whatever the joins left
-        dates = sorted(set(in_cycle["date"].to_list()))
+        in_cycle = in_cycles.get(i, [])
+        dates = sorted({d for d, _ in in_cycle})
         fact: dict[str, Any] = {
             "label": cycle.label, "first": cycle.first.isoformat(), "last": cycle.last.isoformat(),
-            "elections": [{"date": d.isoformat(), "rows": in_cycle.filter(pl.col("date") == d)["id"].to_list()}
-                          for d in dates],
+            "elections": [{"date": d.isoformat(), "rows": [r for e, r in in_cycle if e == d]} for d in dates],
             "latest": dates[-1].isoformat() if dates else None,
         }  # fmt: skip
-        at = elections.with_row_index(KEY).filter(pl.col("_cycle") == i)
-        if at.is_empty():
+        if i not in election_at:
             out.append(fact | {"election": None})
             continue
-        key, election = at[KEY][0], at.row(0, named=True)
-        rows = lead.filter(pl.col("_cycle") == i)
+        key = election_at[i]
+        election = elections.row(key, named=True)
+        rows = leads[i]
         lead_rows[i] = rows
         fd, fd_id = _first_in_lead_order(rows, "fd")
         ud, ud_id = _first_in_lead_order(rows, "ud")
@@ -148,8 +163,7 @@ def cycle_facts(pv: pl.DataFrame, config: Config) -> tuple[list[dict[str, Any]],
                        "voix": {u: election[f"voix_{u}"] for u in UNIONS}},
             "carence": election["carence"], "carence_rows": _carence_rows(rows),
             "fd": {"value": fd, "row_id": fd_id}, "ud": {"value": ud, "row_id": ud_id},
-            "seats": _seats(basis.row(key, named=True), seats.row(key, named=True), rounds.get(key, []),
-                            election["carence"]),
+            "seats": _seats(basis.row(key, named=True), seats.get(i, {}), rounds.get((i, 0), []), election["carence"]),
         }  # fmt: skip
         out.append(fact)
     return out, lead_rows

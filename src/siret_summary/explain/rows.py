@@ -5,10 +5,11 @@ database source by the targeted read of ``run(sirets=[...])``, so only that
 SIRET's rows travel where the backend allows), keyed by
 :func:`~siret_summary.rules.values.siret_key` and normalised by
 :func:`~siret_summary.rules.columns.normalize_pv` /
-:func:`~siret_summary.rules.columns.normalize_invitations` themselves. To
-tie each normalised row to its raw row whatever order the normalisation's
-joins leave, a second pass maps a row number as the ``id`` column (as
-:mod:`siret_summary.pipeline.samples` does); the real ids come from
+:func:`~siret_summary.rules.columns.normalize_invitations` themselves, once
+per table, with compute()'s mapping. To tie each normalised row to its raw
+row whatever order the normalisation's joins leave, a row number is carried
+through that one pass (``carry=``), beside the trimmed institution; an
+invitation's id (the invitation normaliser keeps none) comes from
 :func:`~siret_summary.rules.columns.integer_id` on the prepared raw rows.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX
-from siret_summary.config import DEFAULT_PV_COLUMNS, Config, needed_columns
+from siret_summary.config import Config, needed_columns
 from siret_summary.db import open_backend
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
@@ -39,7 +40,7 @@ from siret_summary.rules.columns import (
     prepare,
 )  # fmt: skip
 from siret_summary.rules.summary import cycle_index
-from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason, trimmed
+from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
 
 #: The row number tying a normalised row to its raw row.
 ROW = "__siret_summary_explain_row"
@@ -183,12 +184,6 @@ def _real_ids(raw: pl.DataFrame, id_column: str | None) -> pl.DataFrame:
     return prepared.select(ROW, integer_id(id_column, prepared.schema[id_column]).alias("id"))
 
 
-def _by_row(raw: pl.DataFrame, mapping: Mapping[str, str | None]) -> pl.DataFrame:
-    """The rows normalised by :func:`normalize_pv` with the row number as ``id``, keyed by ``ROW``."""
-    full = dict.fromkeys(DEFAULT_PV_COLUMNS) | dict(mapping) | {"id": ROW}
-    return normalize_pv(raw.lazy(), full).collect().rename({"id": ROW}).with_columns(pl.col(ROW).cast(pl.UInt32))
-
-
 def _facts(raw: pl.DataFrame, normalised: pl.DataFrame, mapping: Mapping[str, str | None],
            shown: tuple[str, ...]) -> list[dict[str, Any]]:
     raw_values = dict(zip(raw.get_column(ROW).to_list(), _raw_values(raw, needed_columns(mapping)), strict=False))
@@ -215,27 +210,17 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     pv_raw, inv_raw = _raw_rows(source, config, siret)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
-    # normalize_pv with the row number as id, the real id (integer_id, as normalize_pv computes it)
-    # put back: compute()'s normalised rows, each tied to its raw row.
-    by_row = _by_row(pv_raw, config.pv_columns).join(_real_ids(pv_raw, config.pv_columns["id"]), on=ROW, how="left")
-    pv = by_row.drop(ROW)  # the summary's input
-    institution = config.pv_columns["institution"]
-    by_row = by_row.join(_institutions(pv_raw, institution), on=ROW, how="left")
+    # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number
+    # carried through it: the summary's input and each normalised row tied to its raw row at once.
+    by_row = normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")).collect()
+    pv = by_row.drop(ROW, "institution")  # the summary's input: exactly normalize_pv's columns
     by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
-    invitations = normalize_invitations(inv_raw.drop(ROW).lazy(), config.invitation_columns).collect()
     inv_columns = config.invitation_columns
-    inv_by_row = _by_row(inv_raw, {"siret": inv_columns["siret"], "date": inv_columns["date"]}).join(
-        _real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
+    inv_by_row = normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)).collect()
+    invitations = inv_by_row.drop(ROW)
+    inv_by_row = inv_by_row.join(_real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
     return SiretRows(
         pv=pv, invitations=invitations, by_row=by_row,
         pv_facts=_facts(pv_raw, by_row, config.pv_columns, _PV_SHOWN),
         invitation_facts=_facts(inv_raw, inv_by_row, inv_columns, ("siret", "date")),
     )  # fmt: skip
-
-
-def _institutions(raw: pl.DataFrame, column: str | None) -> pl.DataFrame:
-    """``ROW`` → the institution as normalize_pv trims it (it keeps only the carence it implies)."""
-    if column is None:
-        return raw.select(ROW, pl.lit(None, dtype=pl.String).alias("institution"))
-    prepared = prepare(raw.select(ROW, column).lazy(), {"institution": column}, 0, hashes=False).collect()
-    return prepared.select(ROW, trimmed(column, prepared.schema[column]).alias("institution"))

@@ -7,7 +7,8 @@ raw row hashes the incremental runs compare, and decodes text read as bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
@@ -168,35 +169,38 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     if hashes and "_raw_hash" not in schema:
         raw = raw.with_columns(raw_row_hash(schema, mapping, seed).alias("_raw_hash"))
     frame = raw.collect(engine="in-memory")
+    # Whole-frame selections, not one Series operation per column (their fixed cost dominates on few rows).
+    names = needed_columns(mapping)
     not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
-    columns = []
-    for name in needed_columns(mapping):
-        if frame.schema[name] == pl.Binary:
-            text, bad = decode_text(frame.get_column(name))
-            not_utf8 = not_utf8 + bad.cast(pl.Int32)
-            columns.append(text)
-    if columns:
-        frame = frame.with_columns(columns)
-    fixes = []
-    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    binary = [n for n in names if frame.schema[n] == pl.Binary]
+    if binary:
+        try:  # every cell valid UTF-8 (the usual case): one cast; else column by column
+            frame = frame.with_columns(pl.col(binary).cast(pl.String))
+        except pl.exceptions.PolarsError:
+            decoded = [decode_text(frame.get_column(name)) for name in binary]
+            for _, bad in decoded:
+                not_utf8 = not_utf8 + bad.cast(pl.Int32)
+            frame = frame.with_columns(text for text, _ in decoded)
     # Counts and dates read a REAL cell as the number (their text stays NULL there):
     # writing it as text is needed only where a column is read as text.
     numeric = {"date", *COUNT_COLUMNS}
     as_number = {v for k, v in mapping.items() if k in numeric} - {v for k, v in mapping.items() if k not in numeric}
-    for name in needed_columns(mapping):
-        dtype = frame.schema[name]
-        if REAL_PREFIX + name in frame.schema and name not in as_number:
-            column = frame.select(pl.coalesce(pl.col(name), pl.col(REAL_PREFIX + name).cast(pl.String))).to_series()
-        elif is_text_dtype(dtype):
-            column = frame.get_column(name).cast(pl.String)
-        else:
-            continue
-        has_nul = column.str.contains("\x00", literal=True).fill_null(False)
-        if has_nul.any():  # rare: only then a pass that rewrites the column
-            column = column.str.replace_all("\x00", "", literal=True)
-            nul = nul + has_nul.cast(pl.Int32)
-        if column.dtype != dtype or (REAL_PREFIX + name in frame.schema and name not in as_number) or has_nul.any():
-            fixes.append(column.alias(name))
+    schema = frame.schema
+    written = {n for n in names if REAL_PREFIX + n in schema and n not in as_number}
+    texts = {n: pl.coalesce(pl.col(n), pl.col(REAL_PREFIX + n).cast(pl.String)) if n in written
+             else pl.col(n).cast(pl.String) for n in names if n in written or is_text_dtype(schema[n])}
+    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
+    if not texts:
+        return frame.with_columns(nul, not_utf8).lazy()
+    readable = frame.select(e.alias(n) for n, e in texts.items())
+    has_nul = readable.select(pl.col(n).str.contains("\x00", literal=True).fill_null(False) for n in texts)
+    with_nul = [n for n, found in has_nul.select(pl.all().any()).row(0, named=True).items() if found]
+    if with_nul:  # rare: only then a pass that rewrites those columns
+        readable = readable.with_columns(pl.col(with_nul).str.replace_all("\x00", "", literal=True))
+        counts = pl.sum_horizontal(pl.col(with_nul).cast(pl.Int32)).cast(pl.Int32).alias(nul.name)
+        nul = has_nul.select(counts).to_series()
+    now = readable.schema
+    fixes = [readable.get_column(n) for n in texts if now[n] != schema[n] or n in written or n in with_nul]
     return frame.with_columns(*fixes, nul, not_utf8).lazy()
 
 
@@ -294,10 +298,21 @@ def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make: Co
     plan.add(0, pl.col(f"_lookup_{out}"), out)
 
 
-def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping) -> pl.LazyFrame:
-    """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged)."""
+def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequence[str] = ()) -> pl.LazyFrame:
+    """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged; SPEC §3).
+    ``carry``: columns kept after them — a raw column passed through (explain's row number), or
+    ``"institution"`` (trimmed, before it is folded into ``carence``); nothing else depends on them."""
     raw = prepare(raw, pv_columns, RAW_SEED_PV)
-    schema = raw.collect_schema()
+    plan, keep = _pv_plan(tuple(pv_columns.items()), tuple(raw.collect_schema().items()))
+    return plan.apply(raw, [*keep, *carry])
+
+
+@functools.lru_cache(maxsize=16)
+def _pv_plan(mapping: tuple[tuple[str, str | None], ...],
+             columns: tuple[tuple[str, pl.DataType], ...]) -> tuple[_Stages, tuple[str, ...]]:
+    """:func:`normalize_pv`'s expressions for a mapping and a prepared schema, built once (expressions are
+    immutable; ``_Stages.apply`` changes nothing): building them cost more than an explanation's rows."""
+    pv_columns, schema = dict(mapping), dict(columns)
 
     def src(logical: str) -> tuple[str | None, pl.DataType]:
         name = pv_columns[logical]
@@ -324,14 +339,17 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping) -> pl.LazyFrame:
         plan.add(0, or_null(logical, trimmed), logical)
     _add_by_lookup(plan, *src("cp"), postal_code, "cp")
     plan.add(3, carence(pl.col("institution"), pl.col("votants")), "carence")
-    keep = ["_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
+    keep = ("_raw_hash", "id", "siret", "_reject", "_luhn_bad", "cycle", "date", "_date_bad", *COUNT_COLUMNS,
             "_negative", "_unparsed", "_too_large", *TEXT_FLAGS, *(c for c in TEXT_COLUMNS if c != "institution"),
-            "cp", "carence"]
-    return plan.apply(raw, keep)
+            "cp", "carence")
+    return plan, keep
 
 
-def normalize_invitations(raw: pl.LazyFrame, invitation_columns: ColumnMapping) -> pl.LazyFrame:
-    """Raw invitations → normalised rows with the same flags as PV rows."""
+def normalize_invitations(
+    raw: pl.LazyFrame, invitation_columns: ColumnMapping, *, carry: Sequence[str] = ()
+) -> pl.LazyFrame:
+    """Raw invitations → normalised rows with the same flags as PV rows (SPEC §3); ``carry``: raw columns
+    passed through unchanged after them (as :func:`normalize_pv`)."""
     raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
     schema = raw.collect_schema()
     plan = _Stages()
@@ -339,7 +357,7 @@ def normalize_invitations(raw: pl.LazyFrame, invitation_columns: ColumnMapping) 
     date = _required(invitation_columns, "date")
     _add_siret(plan, siret, schema[siret])
     _add_date(plan, date, schema[date], REAL_PREFIX + date if REAL_PREFIX + date in schema else None)
-    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS])
+    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS, *carry])
 
 
 #: Name of the normalised SIRET added to raw rows by :func:`keyed_raw`.

@@ -11,6 +11,7 @@ its seats are all given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -63,25 +64,35 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.
     ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4).
     :func:`allocate_seats` continues from it; ``siret_summary.explain`` shows it.
     """
+    stages = _basis_stages(key, tuple(voix))
+    frame = elections.select(stages[0])
+    for stage in stages[1:]:
+        frame = frame.with_columns(stage)
+    return frame
+
+
+@functools.lru_cache(maxsize=8)
+def _basis_stages(key: str, voix: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """:func:`seat_basis`' expressions, stage by stage, built once per (key, voix): expressions are
+    immutable, and building R2314-1's chain and the exact floors cost more than running them on
+    the one to three elections of an explanation."""
     # Built in steps so each expression refers to named columns: nesting the
     # band table and the SVE inside every floor makes the plan explode in size.
     n = len(voix)
     votes = [pl.col(f"_v{i}") for i in range(n)]
     floors = [pl.col(f"_f{i}") for i in range(n)]
     return (
-        elections.select(
+        (
             pl.col(key),
             pl.col("carence"),
             titular_seats(pl.col("inscrits")).alias("_seats"),
             pl.col("sve").fill_null(0.0).alias("_sve"),
             *(pl.col(v).fill_null(0.0).alias(f"_v{i}") for i, v in enumerate(voix)),
-        )
-        .with_columns(pl.sum_horizontal(votes).alias("_total"))
-        .with_columns(pl.max_horizontal("_sve", "_total").alias("_sve"))
-        .with_columns(
-            (pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)
-        )
-        .with_columns(
+        ),
+        (pl.sum_horizontal(votes).alias("_total"),),
+        (pl.max_horizontal("_sve", "_total").alias("_sve"),),
+        tuple((pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)),
+        tuple(
             pl.when(pl.col("_sve") > 0)
             .then(_exact_floor(pl.col(f"_p{i}"), pl.col("_sve")))
             # Finite voix so large that voix × seats overflows give no floor (NaN): 0, and the
@@ -90,11 +101,11 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.
             .fill_null(pl.when(pl.col("_sve") > 0).then(0))
             .alias(f"_f{i}")
             for i in range(n)
-        )
-        .with_columns(
+        ),
+        (
             (pl.col("_seats").is_not_null() & ~pl.col("carence") & (pl.col("_total") > 0)).alias("_eligible"),
             (pl.col("_seats") - pl.sum_horizontal(floors)).alias("_remaining"),
-        )
+        ),
     )
 
 
@@ -143,7 +154,9 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     elections still owed a seat: at most 35 rounds (the largest band), a few
     microseconds per thousand elections each.
     """
-    live = frame.filter(pl.col("_eligible") & (pl.col("_remaining") > 0))
+    owed_any = frame.select((pl.col("_eligible") & (pl.col("_remaining") > 0)).fill_null(False)).to_series()
+    at = np.flatnonzero(owed_any.to_numpy())
+    live = frame[at]  # the elections owed a seat, by position: the extras go back by position, no join
     votes = live.select(pl.col(f"_v{i}").cast(pl.Float64) for i in range(n)).to_numpy()
     divisor = live.select(pl.col(f"_f{i}").cast(pl.Float64) + 1.0 for i in range(n)).to_numpy().copy()  # written to
     owed = live.get_column("_remaining").cast(pl.Int64).to_numpy().copy()
@@ -166,9 +179,6 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
         left = owed > 0
         if not left.all():
             rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
-    won = pl.DataFrame(
-        [live.get_column(key), *(pl.Series(f"_extra{i}", extra[:, i]) for i in range(n))]
-    )
-    return frame.join(won, on=key, how="left").with_columns(
-        pl.col(f"_extra{i}").fill_null(0) for i in range(n)
-    )
+    every = np.zeros((frame.height, n), dtype=np.int64)
+    every[at] = extra
+    return frame.with_columns(pl.Series(f"_extra{i}", every[:, i]) for i in range(n))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from siret_summary.config import UNIONS, Config
-from siret_summary.rules.seats import allocate_seats
+from siret_summary.rules.seats import RoundTrace, allocate_seats
 
 if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
     from polars.expr.whenthen import ChainedThen, Then
@@ -75,7 +77,12 @@ def election_rows(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
 
 def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     """One row per (siret, cycle): the rows of the latest date, aggregated in lead order."""
-    return election_rows(pv, config).group_by("siret", "_cycle", maintain_order=True).agg(
+    return aggregate_elections(election_rows(pv, config))
+
+
+def aggregate_elections(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`election_rows`' output → one row per (siret, cycle), aggregated in lead order (SPEC §4)."""
+    return rows.group_by("siret", "_cycle", maintain_order=True).agg(
         pl.col("date").first(),
         pl.col("carence").all(),
         *(_sum_or_null(n).alias(n) for n in ("inscrits", "votants", "sve") + _VOIX),
@@ -83,10 +90,25 @@ def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     )
 
 
-def _with_seats(elections: pl.LazyFrame) -> pl.LazyFrame:
+#: ``trace(cycle, keys, averages, winners, tied)``: :data:`~siret_summary.rules.seats.RoundTrace` with the
+#: index of the configured cycle first; the keys are the elections' row numbers in that cycle's branch.
+CycleRoundTrace = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def _in_cycle(trace: CycleRoundTrace | None, index: int) -> RoundTrace | None:
+    if trace is None:
+        return None
+
+    def traced(keys: np.ndarray, averages: np.ndarray, winners: np.ndarray, tied: np.ndarray) -> None:
+        trace(index, keys, averages, winners, tied)
+
+    return traced
+
+
+def _with_seats(elections: pl.LazyFrame, trace: RoundTrace | None = None) -> pl.LazyFrame:
     keyed = elections.with_row_index("_election")
     seats = allocate_seats(
-        keyed, key="_election", voix=_VOIX, out=[f"siege_{u}" for u in UNIONS]
+        keyed, key="_election", voix=_VOIX, out=[f"siege_{u}" for u in UNIONS], trace=trace
     )
     return keyed.join(seats, on="_election", how="left").drop("_election")
 
@@ -153,7 +175,7 @@ def latest_invitation(invitations: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
+def _per_cycle(pv: pl.LazyFrame, config: Config, trace: CycleRoundTrace | None = None) -> pl.LazyFrame:
     """One row per SIRET with an election, each cycle's values as ``{name}|{index}``.
 
     What a pivot of all elections on the cycle gives, built as one branch per
@@ -162,7 +184,7 @@ def _per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     """
     index = cycle_index(config)
     parts = [
-        _with_seats(latest_election_per_cycle(pv.filter(index == i), config)).select(
+        _with_seats(latest_election_per_cycle(pv.filter(index == i), config), _in_cycle(trace, i)).select(
             "siret", *(pl.col(name).alias(f"{name}|{i}") for name in _PER_ELECTION)
         )
         for i in range(len(config.cycles))  # at least one (Config checks)
@@ -173,15 +195,20 @@ def _per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
     return wide
 
 
-def summary_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config) -> pl.LazyFrame:
-    """Normalised PV rows and invitations → the summary, lazily (see docs/decisions.md).
+def summary_frame(
+    pv: pl.LazyFrame, invitations: pl.LazyFrame, config: Config, *, trace: CycleRoundTrace | None = None
+) -> pl.LazyFrame:
+    """Normalised PV rows and invitations → the summary, lazily (SPEC §4; see docs/decisions.md).
+
+    ``trace`` (:data:`CycleRoundTrace`): called by each cycle's seat allocation once per
+    highest-average round, as it runs (``siret_summary.explain`` shows them); compute() passes none.
 
     Each intermediate frame has a single consumer (a join, a selection): a
     frame read by several branches gets recomputed, or cached at a cost, by
     the engine. ``pv`` itself is read once per cycle (it is data, not a plan).
     """
     n = len(config.cycles)
-    wide = _per_cycle(pv, config).join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
+    wide = _per_cycle(pv, config, trace).join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
 
     newest_first = list(reversed(range(n)))
     resolved = {
