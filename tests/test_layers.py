@@ -24,6 +24,7 @@ ALLOWED = {
     "incremental": {"incremental", "pipeline", "rules", "db"},
     "runs": {"runs", "incremental", "pipeline", "rules", "db"},
     "explain": {"explain", "pipeline", "rules", "db"},
+    "live": {"live", "runs", "incremental", "pipeline", "rules", "db"},
 }
 FOUNDATION = {"config", "errors", "_version", "_raw_columns"}
 

@@ -16,6 +16,7 @@ from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.runner import run
+from siret_summary.live import LiveStatus, watch
 from siret_summary.errors import (
     CancelledError,
     ConfigError,
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "Cycle",
     "Explanation",
+    "LiveStatus",
     "LockWaitError",
     "ShrinkGuardError",
     "SiretSummaryError",
@@ -48,4 +50,5 @@ __all__ = [
     "compute_report",
     "explain",
     "run",
+    "watch",
 ]

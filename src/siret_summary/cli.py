@@ -33,6 +33,7 @@ from siret_summary.cli_config import (
     target_from,
 )  # fmt: skip
 from siret_summary.cli_explain import add_explain_command
+from siret_summary.cli_watch import add_watch_command
 from siret_summary.cli_config import at_least, utf8_text
 from siret_summary.config import Config
 from siret_summary.errors import SiretSummaryError
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress_flag(rejects_p)
     add_config_flags(rejects_p)
     add_explain_command(command, source_flag)  # cli_explain.py
+    add_watch_command(command, source_flag)  # cli_watch.py
     return parser
 
 

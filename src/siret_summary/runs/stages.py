@@ -247,6 +247,12 @@ class RunStages:
         self.report.stage_start("write")
         t0 = time.perf_counter()
         summary, remove = computed
+        if (plan.kind is Plan.SCAN and plan.changes is None and remove is not None and remove.len() == 0
+                and summary.summary.height == 0):
+            # A scan that found nothing moved would rewrite the state's meta as it is: nothing is written, so the
+            # database is not touched and a live watcher is not woken by its own run (issue 28, docs/decisions.md).
+            result.rows, result.seconds["write"] = self._rows_in_target(), time.perf_counter() - t0
+            return
         same_database = plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
         first = Handover(ahead or (None, True))  # what the read-ahead saw serves the first attempt only
 

@@ -20,6 +20,7 @@ from siret_summary.db.base import Backend, quote_identifier, quote_table, split_
 from siret_summary.db.postgres.backend import normalised_siret_sql, siret_index_name
 from siret_summary.errors import SourceError
 from siret_summary.db.connect import connected
+from siret_summary.db.postgres.capture_notify import drop_notify_statement, notify_statements
 
 LOG_TABLE = "siret_summary_changes"
 #: One row: the id of the last run that consumed the log (the source's half of the
@@ -204,6 +205,7 @@ def install_change_capture(uri: str, *, config: Config | None = None) -> None:
                 f"CREATE TRIGGER {trigger} {definition}",
                 f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}",  # also in replica role
             ]
+        statements += notify_statements(schema, log)  # a live watcher is told of each change (issue 28)
         for table, siret in _tables(config):
             q = quote_table(table)
             statements += [
@@ -243,6 +245,7 @@ def uninstall_change_capture(uri: str, *, config: Config | None = None) -> None:
                     statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(name)} ON {q}")
             statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
         statements += [f"DROP TABLE IF EXISTS {_qualified(schema, t)}" for t in (LOG_TABLE, CURSOR_TABLE)]
+        statements.append(drop_notify_statement(schema))
         statements += [
             f"DROP FUNCTION IF EXISTS {_qualified(schema, f)}()" for f in (_FUNCTION, _ROW_FUNCTION, _GUARD_FUNCTION)
         ]
