@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from siret_summary.admin_explain import explain_section
+from siret_summary.admin_live import live_section
 from siret_summary.admin_script import SCRIPT
 
 __all__ = ["admin_html"]
@@ -198,6 +199,13 @@ _BODY = """
 """
 
 
+def _body(api: str) -> str:
+    """The page's sections; the live one (admin_live.py) right after the current run, the search box last."""
+    anchor = "<!-- section: targeted refresh -->"
+    body = _BODY.replace(anchor, live_section(api) + "\n  " + anchor)
+    return body.replace("</main>", explain_section(api) + "</main>")
+
+
 def admin_html(api: str) -> str:
     """The page for the JSON routes under ``api`` (e.g. ``/api/build/summary``), as one HTML string.
 
@@ -212,7 +220,6 @@ def admin_html(api: str) -> str:
         '<!doctype html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<link rel=\"icon\" href=\"data:,\">\n<title>Reconstruction de la table siret_summary</title>\n"
-        f"<style>{_STYLE}</style>\n</head>\n<body>{_BODY.replace('</main>', explain_section(api) + '</main>')}"
-        f"<script>\n\"use strict\";\nconst API = {literal};\n"
+        f"<style>{_STYLE}</style>\n</head>\n<body>{_body(api)}<script>\n\"use strict\";\nconst API = {literal};\n"
         f"{SCRIPT}</script>\n</body>\n</html>\n"
     )

@@ -14,11 +14,9 @@ runs in a background thread, never inside the request::
   :func:`siret_summary.run`'s own lock, taken by the worker thread before the
   request answers: two simultaneous requests, or two app instances on one
   PostgreSQL target, never both start.
-- ``GET {prefix}/build/summary/status`` → the status JSON of the latest run
-  (:func:`siret_summary.status`), or ``not_found``.
-- ``POST {prefix}/build/summary/cancel`` → ``cancelling`` or ``not_running``;
-  works on a run of any process or instance (the flag lives in the status
-  table).
+- ``GET {prefix}/build/summary/status`` → the latest run's status JSON (:func:`siret_summary.status`) or ``not_found``.
+- ``POST {prefix}/build/summary/cancel`` → ``cancelling`` or ``not_running``; works on a run of any
+  process or instance (the flag lives in the status table).
 - ``GET {prefix}/build/summary/history`` → ``{"task_id", "runs"}``: the last
   runs' status JSON, newest first (``?limit=``, default 20).
 - ``GET {prefix}/build/summary/rejects?limit=5`` → ``{"task_id", "rejected", "warnings",
@@ -34,6 +32,8 @@ runs in a background thread, never inside the request::
   history with a status filter and a chart of durations, the rejected rows, and a SIRET search box
   that shows an explanation in French.
   Self-contained HTML (no CDN); it calls the JSON routes above, so the same auth applies.
+- ``SummaryBuilder(..., live=True)``: :func:`siret_summary.watch` runs in the lifespan; the status JSON's
+  ``live`` object and ``GET {prefix}/build/summary/live`` say how fresh the summary is (:mod:`.fastapi_live`).
 
 ``POST {prefix}/build/summary`` takes an optional JSON body ``{"mode", "force",
 "sirets"}`` (:class:`siret_summary.fastapi_routes.StartRequest`); status and
@@ -64,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from siret_summary.config import Config, Location, Source, as_config
 from siret_summary.db import open_backend
 from siret_summary.errors import ConfigError, SiretSummaryError
+from siret_summary.fastapi_live import live_watcher
 from siret_summary.fastapi_routes import (  # noqa: F401 - the messages were public here first
     MESSAGE_ALREADY_RUNNING,
     MESSAGE_CANCELLING,
@@ -119,7 +120,8 @@ class SummaryBuilder:
     ``mode`` and ``force`` are passed to it on every build. ``on_status``, if
     given, receives every status transition and progress step of builds started
     here (it runs in the build thread: keep it quick). ``start_timeout``: seconds
-    :meth:`start` waits for the lock decision (default 30).
+    :meth:`start` waits for the lock decision (default 30). ``live=True``: the lifespan runs
+    :func:`siret_summary.watch` (issue 28; ConfigError for sources held in memory).
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class SummaryBuilder:
         on_status: StatusCallback | None = None,
         lock_path: str | None = None,
         start_timeout: float = 30.0,
+        live: bool = False,
     ) -> None:
         self.source = source
         self.start_timeout = start_timeout
@@ -150,6 +153,7 @@ class SummaryBuilder:
                 "postgresql:// URI or a SQLite path when the sources are in memory."
             )
         self.location = os.fspath(location)
+        self.live = live_watcher(source, target, self.config, live)  # live=True: watch() in the lifespan
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
         self._asked: dict[str, dict[str, Any]] = {}  # run id → what it was asked, newest last
         self._threads_lock = threading.Lock()
@@ -227,11 +231,8 @@ class SummaryBuilder:
         return queries.status(self.location, config=self.config, lock_path=self.lock_path)
 
     def _created(self) -> bool:
-        """Whether the target database exists: a SQLite target appears with the first build.
-
-        Before it, status/history/cancel answer "no run" (the router's ``not_found``),
-        where :func:`siret_summary.status` on a missing file raises (a mistyped path).
-        """
+        """Whether the target database exists: a SQLite target appears with the first build. Before it,
+        status/history/cancel answer "no run" (``not_found``), where :func:`siret_summary.status` raises."""
         try:
             return open_backend(self.location, must_exist=False).exists()
         except SiretSummaryError:
@@ -256,7 +257,8 @@ class SummaryBuilder:
         return queries.cancel(self.location, config=self.config)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel the builds this object started and wait up to ``timeout`` seconds for them."""
+        """Cancel the builds this object started, and stop its watcher; wait up to ``timeout`` seconds for them."""
+        self.live.stop(min(timeout, 5.0))
         with self._threads_lock:
             threads = list(self._threads)
         for _, event in threads:
@@ -301,7 +303,8 @@ class SummaryBuilder:
         return build_routes(self, dependencies=dependencies, prefix=prefix, admin_path=admin_path)
 
     def start_on_startup(self, environ: Mapping[str, str] | None = None) -> bool:
-        """Start a build without waiting when ``AUTO_BUILD_SUMMARY_ON_STARTUP`` is true; whether it did."""
+        """Start a build without waiting when ``AUTO_BUILD_SUMMARY_ON_STARTUP`` is true, and the watcher if live."""
+        self.live.start()
         value = (os.environ if environ is None else environ).get(AUTO_BUILD_VARIABLE, "")
         if value.strip().lower() not in _TRUE:
             return False
@@ -351,11 +354,10 @@ def build_router(
     """An ``APIRouter`` with ``POST {prefix}/build/summary``, ``GET …/status``, ``POST …/cancel``,
     ``GET …/history`` and the admin page at ``admin_path`` (see :meth:`SummaryBuilder.router`).
 
-    ``source``, ``target``, ``config``, ``mode`` and ``force`` are those of
-    :func:`siret_summary.run`; ``dependencies`` (e.g. ``[Depends(require_admin)]``)
-    guard every route; ``on_status`` receives each status update of builds
-    started through this router. To share one builder with :func:`lifespan`,
-    use :class:`SummaryBuilder` directly.
+    ``source``, ``target``, ``config``, ``mode`` and ``force`` are those of :func:`siret_summary.run`;
+    ``dependencies`` (e.g. ``[Depends(require_admin)]``) guard every route; ``on_status`` receives each
+    status update of builds started through this router. To share one builder with :func:`lifespan`
+    (or for ``live=True``), use :class:`SummaryBuilder` directly.
     """
     builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
     return builder.router(dependencies=dependencies, prefix=prefix, admin_path=admin_path)
@@ -392,8 +394,7 @@ def auto_build_on_startup(
     on_status: StatusCallback | None = None,
 ) -> SummaryBuilder | None:
     """For hosts with their own lifespan: call at startup; starts a background build when
-    ``AUTO_BUILD_SUMMARY_ON_STARTUP=true`` and returns its builder (``builder.stop()`` at
-    shutdown), else None. Never waits for the build.
+    ``AUTO_BUILD_SUMMARY_ON_STARTUP=true`` and returns its builder (``builder.stop()`` at shutdown), else None.
     """
     builder = SummaryBuilder(source, target, config=config, mode=mode, force=force, on_status=on_status)
     return builder if builder.start_on_startup() else None

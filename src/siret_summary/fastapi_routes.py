@@ -135,8 +135,13 @@ def build_routes(
         except SiretSummaryError as exc:
             return _unreadable(exc)
         if state is None:
-            return {"status": "not_found", "task_id": TASK_ID, "message": MESSAGE_NOT_FOUND}
-        return annotated(state)
+            return {"status": "not_found", "task_id": TASK_ID, "message": MESSAGE_NOT_FOUND,
+                    "live": builder.live.to_dict()}
+        return {**annotated(state), "live": builder.live.to_dict()}  # live: fastapi_live.py (issue 28)
+
+    @router.get(api + "/live", summary="How fresh the summary is (live=True's watcher); reads no database")
+    def live_status() -> Any:
+        return {"task_id": TASK_ID, "live": builder.live.to_dict()}
 
     @router.post(api + "/cancel", summary="Cancel the running siret_summary rebuild")
     def cancel_build() -> Any:
