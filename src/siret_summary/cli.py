@@ -1,4 +1,4 @@
-"""Command line: ``siret-summary demo | run | status | cancel | history | export | rejects | explain`` (SPEC §8).
+"""Command line: ``siret-summary demo|run|status|cancel|history|export|rejects|explain|watch`` (SPEC §8).
 
 ``run`` and ``demo`` show a live progress bar (rich, when it is installed and
 the output is a terminal; else one line per stage) driven by the run's
@@ -22,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+import polars as pl
 
 from siret_summary._version import __version__
 from siret_summary.cli_config import (
@@ -51,6 +53,7 @@ from siret_summary.incremental.planning import Mode
 from siret_summary.pipeline.compute import summarise
 from siret_summary.pipeline.fork_guard import check as refuse_after_fork
 from siret_summary.pipeline.read import read_sources
+from siret_summary.rules.summary import Report
 from siret_summary.runs.queries import cancel, history, status
 from siret_summary.runs.records import TASK_ID
 from siret_summary.runs.result import RunResult
@@ -219,6 +222,14 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarised(step: Steps, source: Any, config: Config, *, compute_at: float) -> tuple[pl.DataFrame, Report]:
+    """The sources read and summarised with the read and compute steps shown: ``summarise``'s (frame, counts)."""
+    step("read", 0.0)
+    raw = read_sources(source, config)
+    step("compute", compute_at)
+    return summarise(raw, config)
+
+
 def _export(args: argparse.Namespace) -> int:
     refuse_after_fork()
     source, config = source_from(args), config_from(args)
@@ -227,11 +238,7 @@ def _export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with progress_display(not args.no_progress, piped=False) as show:
         step = Steps(show)
-        step("read", 0.0)
-        raw = read_sources(source, config)
-        step("compute", 30.0)
-        frame = summarise(raw, config)[0]
-        del raw
+        frame = _summarised(step, source, config, compute_at=30.0)[0]
         step("write", 90.0)
         write_atomically(output, frame.write_parquet if fmt == "parquet" else frame.write_csv, force=args.force)
         step.done()
@@ -248,11 +255,7 @@ def _rejects(args: argparse.Namespace) -> int:
     source, config = source_from(args), config_from(args)
     with progress_display(not args.no_progress, piped=False) as show:  # compute_report's steps, shown (issue 29)
         step = Steps(show)
-        step("read", 0.0)
-        raw = read_sources(source, config)
-        step("compute", 40.0)
-        counts = summarise(raw, config)[1]
-        del raw
+        counts = _summarised(step, source, config, compute_at=40.0)[1]
         report: dict[str, Any] = {"rejected": counts.rejected, "warnings": counts.warnings}
         if args.limit > 0:
             step("samples", 70.0)
