@@ -98,12 +98,11 @@ class RunGuard:
                 # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
                 self._canonical = self._host.canonical_table(guard, self.table)
                 self.key = lock_key(self._canonical)
-                pid = self._host.try_lock(guard, self.key)
             except BaseException:
                 _close(guard)
                 raise
+            pid = self._try_lock(guard)
             if pid is None:
-                _close(guard)
                 self._release_file()
                 return False
             self._guard, self._pid = guard, pid
@@ -118,6 +117,18 @@ class RunGuard:
             self.release()
             raise
         return True
+
+    def _try_lock(self, guard: Any) -> int | None:
+        """The host lock taken on ``guard``: its server process id, or None (``guard`` then closed, as on errors)."""
+        assert self._host is not None  # only called where the backend has a host lock
+        try:
+            pid = self._host.try_lock(guard, self.key)
+        except BaseException:
+            _close(guard)
+            raise
+        if pid is None:
+            _close(guard)
+        return pid
 
     @property
     def canonical(self) -> str:
@@ -156,13 +167,8 @@ class RunGuard:
         _close(self._guard)
         self._guard = self._pid = None
         guard = open_connection(self.backend, role="guard", error=TargetError)
-        try:
-            pid = self._host.try_lock(guard, self.key)
-        except BaseException:
-            _close(guard)
-            raise
+        pid = self._try_lock(guard)
         if pid is None:
-            _close(guard)
             raise LockLost(
                 f"the run lost its lock on {self.table}: the session holding it ended and another run holds it now; "
                 "nothing was committed, run again once that run is over."
