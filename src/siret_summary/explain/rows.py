@@ -83,9 +83,11 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s where
-    the source allows (a database's targeted read), else whole."""
+def _raw_rows(source: Any, config: Config, siret: str | None,
+              candidates_of: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s (or a
+    superset of the rejected rows :func:`could_be` ``candidates_of``) where the source allows (a
+    database's prefiltered read), else whole."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
@@ -94,7 +96,7 @@ def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFr
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
     wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
-    keyed = read_database(backend, config, wanted, normalise=False, stamps=False)
+    keyed = read_database(backend, config, wanted, normalise=False, stamps=False, candidates_of=candidates_of)
     return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
 
 
@@ -211,8 +213,9 @@ _PV_SHOWN = ("siret", "cycle", "date", "institution", "inscrits", "votants", "sv
 def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: str | None = None,
                candidates_of: str | None = None) -> SiretRows:
     """``siret``'s rows; with ``siret=None``, the rejected rows spelled with ``spelling_digits``, or
-    whose spelling :func:`could_be` ``candidates_of`` (both read every row)."""
-    pv_raw, inv_raw = _raw_rows(source, config, siret)
+    whose spelling :func:`could_be` ``candidates_of`` (the former reads every row, the latter a SQL
+    superset of its candidates where the backend allows)."""
+    pv_raw, inv_raw = _raw_rows(source, config, siret, candidates_of)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
     # normalize_pv with the row number as id, the real id (integer_id, as normalize_pv computes it)
