@@ -39,8 +39,8 @@ from siret_summary.config import DEFAULT_PV_COLUMNS
 from siret_summary.db import connected, open_backend
 from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.explain.rows import could_be
-from siret_summary.pipeline.read import _candidates_where
-from siret_summary.rules.siret_superset import candidate_patterns
+from siret_summary.pipeline.read import _patterns_where
+from siret_summary.rules.siret_superset import candidate_patterns, spelled_pattern
 from strategies import string_table
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -216,7 +216,7 @@ def _check(location: str, siret: str, rows) -> None:
     expected = {i for i, value, _ in rows if possibly_meant(value, siret)}
     backend = open_backend(location, must_exist=True)
     with connected(backend, role="source") as conn:
-        where = _candidates_where(backend, conn, "Tous_PV", {"siret": "siret"}, siret)
+        where = _patterns_where(backend, conn, "Tous_PV", {"siret": "siret"}, candidate_patterns(siret))
         assert where is not None, "the superset applies to this column"
         assert where == superset_filter(backend, conn, "Tous_PV", "siret", candidate_patterns(siret))
         kept = backend.fetch_arrow(conn, f'SELECT id_pv FROM "Tous_PV"{where[0]}', where[1])
@@ -265,9 +265,81 @@ def test_the_superset_leaves_other_sirets_rows_in_the_database(tmp_path):
     _write_sqlite(path, rows)
     backend = open_backend(str(path), must_exist=True)
     with connected(backend, role="source") as conn:
-        where = _candidates_where(backend, conn, "Tous_PV", {"siret": "siret"}, siret)
+        where = _patterns_where(backend, conn, "Tous_PV", {"siret": "siret"}, candidate_patterns(siret))
         assert where is not None
         kept = backend.fetch_arrow(conn, f'SELECT id_pv FROM "Tous_PV"{where[0]}', where[1])
     assert sorted(int(i) for i in kept.column("id_pv").to_pylist()) == [0, 1, 4]
     assert sorted(int(r["raw"]["id_pv"]) for r in siret_summary.explain(str(path), siret).to_dict()["pv_rows"]) \
         == [0, 1, 4]
+
+
+# --------------------------------------------------------------- a rejected spelling asked for
+
+def _digits(value) -> str | None:
+    """The digits the rule keeps of a cell (ASCII digits of the trimmed text, one trailing ``.0`` dropped)."""
+    text = _text(value)
+    if text is None:
+        return None
+    trimmed = text.strip(WHITESPACE)
+    return "".join(c for c in (trimmed[:-2] if trimmed.endswith(".0") else trimmed) if c in string.digits)
+
+
+@st.composite
+def rejected_query(draw):
+    """A rejected spelling asked for (too long or scientific), and rows: some rejected with its digits."""
+    siret = draw(sirets)
+    query = draw(st.one_of(too_long(siret), scientific(siret)).filter(lambda v: v[1] == "text"))[0]
+    digits = _digits(query)
+    same = st.builds(lambda noise, tail, upper: "".join(c + noise for c in digits) + tail if not upper
+                     else query.upper().replace(",", "."), NOISE, st.sampled_from(["", ".0", " "]), st.booleans())
+    rows = draw(st.lists(same.map(lambda t: (t, "text")), min_size=1, max_size=4))
+    rows += draw(st.lists(st.one_of(too_long(siret), scientific(siret), decoys(siret)), max_size=5))
+    return query, [(i, value, storage) for i, (value, storage) in enumerate(rows)]
+
+
+def _check_spelled(location: str, query: str, rows) -> None:
+    digits = _digits(query)
+    expected = {i for i, value, _ in rows
+                if _text(value) is not None and normalise_siret(_text(value))[0] is None and _digits(value) == digits}
+    explained = siret_summary.explain(location, query).to_dict()
+    assert explained["siret"] is None and explained["rejected_spelling"] is not None
+    assert sorted(int(r["raw"]["id_pv"]) for r in explained["pv_rows"]) == sorted(expected), rows
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=_QUIET)
+@given(rejected_query())
+def test_sqlite_a_rejected_spelling_lists_every_row_spelled_so(data):
+    query, rows = data
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "source.db"
+        _write_sqlite(path, rows)
+        _check_spelled(str(path), query, rows)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=_QUIET)
+@given(data=rejected_query())
+def test_postgresql_a_rejected_spelling_lists_every_row_spelled_so(pg_source, data):
+    query, rows = data
+    rows = _write_pg(pg_source, rows)
+    _check_spelled(pg_source, query, rows)
+
+
+def test_a_rejected_spelling_reads_through_a_superset(tmp_path):
+    """The read for '4.79766842E+13' keeps rows holding its digits in order, not the others."""
+    rows = [(0, "4.79766842E+13", "text"), (1, "4,79766842e13", "text"), (2, "73282932000074", "text"),
+            (3, "479766842 13", "text"), (4, "4.79766842E+14", "text")]
+    path = tmp_path / "source.db"
+    _write_sqlite(path, rows)
+    pattern = spelled_pattern("47976684213")
+    assert pattern == "%4%7%9%7%6%6%8%4%2%1%3%"
+    backend = open_backend(str(path), must_exist=True)
+    with connected(backend, role="source") as conn:
+        where = _patterns_where(backend, conn, "Tous_PV", {"siret": "siret"}, [pattern])
+        assert where is not None
+        kept = backend.fetch_arrow(conn, f'SELECT id_pv FROM "Tous_PV"{where[0]}', where[1])
+    assert sorted(int(i) for i in kept.column("id_pv").to_pylist()) == [0, 1, 3]
+    listed = siret_summary.explain(str(path), "4.79766842E+13").to_dict()["pv_rows"]
+    assert sorted(int(r["raw"]["id_pv"]) for r in listed) == [0, 1]  # '479766842 13' is a valid SIRET's
+    assert spelled_pattern("1" * 41) is None and spelled_pattern("") is None

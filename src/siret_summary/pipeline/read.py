@@ -10,7 +10,7 @@ normalised lazily by compute.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +37,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
-from siret_summary.rules.siret_superset import candidate_patterns, like_pattern, rule_reads_ascii_digits_only
+from siret_summary.rules.siret_superset import like_pattern, rule_reads_ascii_digits_only
 from siret_summary.rules.values import siret_key
 
 #: What a whole-table read files PV rows by (see RawSources); a SIRET is 14 digits.
@@ -143,16 +143,14 @@ def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.
     return superset_filter(backend, conn, table, column, patterns)
 
 
-def _candidates_where(backend: Backend, conn: Any, table: str, mapping: Mapping[str, str | None],
-                      siret: str) -> Filter | None:
-    """A server-side WHERE keeping a superset of the rejected rows explain may list for ``siret``
-    (:func:`~siret_summary.rules.siret_superset.candidate_patterns`); None: read the whole table."""
+def _patterns_where(backend: Backend, conn: Any, table: str, mapping: Mapping[str, str | None],
+                    patterns: Sequence[str]) -> Filter | None:
+    """A server-side WHERE keeping every row whose raw SIRET one of ``patterns`` (LIKE, of digits, ``e``,
+    ``E`` and ``%``) matches as the read sees it, while the SIRET rule reads ASCII digits only
+    (:func:`~siret_summary.rules.siret_superset.candidate_patterns`, ``spelled_pattern``); None: the
+    whole table."""
     column = mapping["siret"]
     if column is None or not rule_reads_ascii_digits_only():
-        return None
-    try:
-        patterns = candidate_patterns(siret)
-    except ValueError:  # not a 14-digit SIRET: the whole table (callers filter exactly anyway)
         return None
     return superset_filter(backend, conn, table, column, patterns)
 
@@ -179,7 +177,7 @@ def _rules(rules: Rules, stamps: RowStamps | None, seed: int | None) -> Rules:
 def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
-    on_rows: Callable[[int, int], None] | None = None, candidates_of: str | None = None,
+    on_rows: Callable[[int, int], None] | None = None, patterns: Sequence[str] | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -193,22 +191,22 @@ def read_database(
     ``on_rows(fetched, estimated)``: called as whole-table reads' batches
     arrive, with the rows fetched so far from both tables and the tables'
     estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
-    ``candidates_of`` (a 14-digit SIRET, with ``sirets=None``): only a superset of the rows explain may
-    list as possibly meant for it (its rejected spellings; the caller keeps the exact ones), where the
-    backend allows; else every row.
+    ``patterns`` (with ``sirets=None``): LIKE patterns of digits, ``e``, ``E`` and ``%``: only the rows
+    whose raw SIRET one of them matches as the read sees it (and those it cannot test), where the backend
+    allows, else every row (explain's rejected rows; the caller keeps the exact ones).
     Returns :class:`NormalisedRows`, or :class:`KeyedRows` with ``normalise=False``.
     """
     names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps, on_rows=on_rows, candidates_of=candidates_of)
+                                 stamps=stamps, on_rows=on_rows, patterns=patterns)
     reader = _TableReader(
         backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
         row_stamps=backend.row_stamps() if stamps else None,
         counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
     )
-    reader.candidates_of = candidates_of
+    reader.patterns = patterns
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
@@ -232,7 +230,7 @@ class _TableReader:
         self.backend, self.conn, self.sirets, self.session = backend, conn, sirets, session
         self.row_stamps, self.counted = row_stamps, counted
         self.categories = pl.Categories.random()  # this read's own: freed with its rows
-        self.candidates_of: str | None = None  # read_database's candidates_of
+        self.patterns: Sequence[str] | None = None  # read_database's patterns
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -246,8 +244,8 @@ class _TableReader:
         _check_columns(table, [c.name for c in columns], mapping, setting)
         if self.sirets is not None:
             where, params = _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
-        elif self.candidates_of is not None:
-            where, params = _candidates_where(self.backend, self.conn, table, mapping, self.candidates_of) or ("", None)
+        elif self.patterns is not None:
+            where, params = _patterns_where(self.backend, self.conn, table, mapping, self.patterns) or ("", None)
         else:
             where, params = "", None
         return {c.name: c.declared for c in columns}, needed_columns(mapping), where, params

@@ -61,6 +61,20 @@ def candidate_patterns(siret: str) -> list[str]:
     return [like_pattern(siret), *SCIENTIFIC_PATTERNS]
 
 
+#: Longest digit string :func:`spelled_pattern` makes a pattern of (LIKE's cost grows with its wildcards).
+MAX_SPELLED_DIGITS = 40
+
+
+def spelled_pattern(digits: str) -> str | None:
+    """``'%d1%d2%…%dn%'`` over ``digits`` (all of them, leading zeros included): kept by it is every text
+    whose ASCII digits, after the rule's trailing ``.0`` is dropped, are exactly ``digits`` (they are a
+    subsequence of the text's ASCII digits). None when ``digits`` is empty, longer than
+    :data:`MAX_SPELLED_DIGITS` or not ASCII digits (the caller then reads every row)."""
+    if not digits or len(digits) > MAX_SPELLED_DIGITS or set(digits) - set(ASCII_DIGITS):
+        return None
+    return "%" + "%".join(digits) + "%"
+
+
 def may_spell(text: str, siret: str) -> bool:
     """What :func:`like_pattern` keeps, in Python: the required digits appear in order among ``text``'s
     ASCII digits. The property the prefilter rests on: ``siret_key(text) == siret`` implies this."""
