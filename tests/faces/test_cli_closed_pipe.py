@@ -50,9 +50,15 @@ def _closed_early(args: list[str], read: int) -> tuple[int, str]:
     ["explain", "--source", "{db}", SIRET],
     ["explain", "--source", "{db}", "12345678901234", "--json"],
     ["rejects", "--source", "{db}", "--json"],
+    ["run", "--source", "{db}", "--target", "{target}", "--no-progress"],  # its summary table: rich's console
+    ["history", "--target", "{target}"],
 ])  # fmt: skip
-def test_a_closed_stdout_ends_the_command_quietly_with_141(app_db, command):
-    args = [a.replace("{db}", app_db) for a in command]
+def test_a_closed_stdout_ends_the_command_quietly_with_141(app_db, command, tmp_path):
+    target = str(tmp_path / "target.db")
+    if "history" in command:
+        from siret_summary import run
+        run(app_db, target)
+    args = [a.replace("{db}", app_db).replace("{target}", target) for a in command]
     code, err = _closed_early(args, read=0)
     assert (code, err) == (PIPE_CLOSED, ""), err
     code, err = _closed_early(args, read=1)
