@@ -1,6 +1,7 @@
 """The admin page's SIRET search box (issue 27): a section of its own, inserted by :func:`admin_page.admin_html`.
 
-The box calls ``GET {api}/explain/{siret}?format=text`` with the page's
+The box calls ``GET {api}/explain?siret=…&format=text`` (a query parameter: a ``..`` or ``/`` typed
+in the box reaches the route as typed, where a path segment would be resolved away) with the page's
 credentials (the host's authentication applies) and shows the French
 explanation as text (``textContent``: nothing from the data is read as HTML).
 """
@@ -35,7 +36,8 @@ _SECTION = """
     if (!siret) { out.textContent = "Indiquez un SIRET."; return; }
     out.textContent = "Recherche…";
     try {
-      const response = await fetch(URL + encodeURIComponent(siret) + "?format=text", { credentials: "same-origin" });
+      const query = "?siret=" + encodeURIComponent(siret) + "&format=text";
+      const response = await fetch(URL + query, { credentials: "same-origin" });
       const type = response.headers.get("content-type") || "";
       if (type.startsWith("application/json")) {
         const body = await response.json();
@@ -54,5 +56,5 @@ _SECTION = """
 
 def explain_section(api: str) -> str:
     """The search box section for the JSON routes under ``api`` (e.g. ``/api/build/summary``)."""
-    literal = json.dumps(f"{api}/explain/").replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    literal = json.dumps(f"{api}/explain").replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return _SECTION.replace("__EXPLAIN__", literal)

@@ -40,7 +40,7 @@ from siret_summary.cli_config import (
     utf8_text,
 )  # fmt: skip
 from siret_summary.cli_explain import add_explain_command
-from siret_summary.cli_failures import LibraryLines, unexpected_message
+from siret_summary.cli_failures import LibraryLines, closed_stdout, flushed, unexpected_message
 from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
 from siret_summary.cli_parser import DESCRIPTION, Parser
 from siret_summary.cli_progress import RichBar, StageLines, Steps, progress_display, rich_console
@@ -379,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
         command: Callable[[argparse.Namespace], int] = args.func  # set_defaults(func=...) of each subcommand
-        return command(args)
+        return flushed(command(args))  # a closed pipe fails in there, not in the interpreter's last flush
+    except BrokenPipeError:  # stdout's reader went away (`… | head`): quiet, 141 (cli_failures.PIPE_CLOSED)
+        return closed_stdout()
     except SiretSummaryError as exc:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2

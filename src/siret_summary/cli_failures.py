@@ -10,7 +10,14 @@ and the retries are a detail of how hard it tried.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import sys
+
+#: The exit code when the reader of stdout went away (``… | head``): 128 + SIGPIPE, what the shell reports
+#: for a command the closed pipe ended, as for ``yes | head``; quiet, and not 0, since the output was cut.
+PIPE_CLOSED = 141
 
 
 class LibraryLines(logging.Filter):
@@ -42,3 +49,21 @@ def unexpected_message(command: str, exc: BaseException) -> str:
             "what it was writing is left as it was.")
 
 
+
+
+def closed_stdout() -> int:
+    """Stdout's reader went away (BrokenPipeError): point stdout at the null device, so that nothing more
+    (the interpreter's final flush included) fails writing to it, and give :data:`PIPE_CLOSED`."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):  # a host's stdout without a file descriptor
+        pass
+    return PIPE_CLOSED
+
+
+def flushed(code: int) -> int:
+    """``code``, once stdout is flushed (a closed pipe then raises BrokenPipeError where main() catches it)."""
+    sys.stdout.flush()
+    return code

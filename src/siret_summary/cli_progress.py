@@ -7,6 +7,7 @@ and print; neither raises on a percent that is not a number.
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any
 
@@ -76,7 +77,13 @@ def rich_console(stderr: bool) -> Any:
         from rich.console import Console
     except ImportError:
         return None
-    return Console(stderr=stderr)
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 (the CLI's "cancelled"): main() answers 141 instead
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the output's reader went away")
+
+    return _Console(stderr=stderr)
 
 
 def progress_display(enabled: bool = True, *, piped: bool = True) -> Any:

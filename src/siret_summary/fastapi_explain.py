@@ -1,4 +1,5 @@
-"""The explain route of the FastAPI face (issue 27): ``GET {prefix}/build/summary/explain/{siret}``.
+"""The explain route of the FastAPI face (issue 27): ``GET {prefix}/build/summary/explain/{siret}``
+(any text after ``explain/``, slashes included) and ``GET …/explain?siret=…`` (the admin page's box).
 
 Answers :meth:`~siret_summary.explain.Explanation.to_dict` (``?format=text``:
 the French prose of ``to_text()``); HTTP 404 with a French sentence when no
@@ -26,9 +27,10 @@ def explain_response(source: Source, siret: str, config: Config, fmt: str) -> Re
     except ConfigError as exc:
         if exc.setting != "siret":
             raise
+        what = f"Le SIRET « {siret} » ne contient aucun chiffre" if siret.strip() else "Aucun SIRET indiqué"
         return JSONResponse(status_code=400, content={
             "status": "error", "siret": siret,
-            "message": f"Le SIRET « {siret} » ne contient aucun chiffre : indiquez les 14 chiffres de "
+            "message": f"{what} : indiquez les 14 chiffres de "
                        "l'établissement (espaces et « .0 » final acceptés)."})
     except SiretSummaryError as exc:
         return JSONResponse(status_code=503, content={"status": "error", "siret": siret, "message": str(exc)})

@@ -167,8 +167,14 @@ def build_routes(
         except SiretSummaryError as exc:
             return _rejects_failed(exc, builder)
 
-    @router.get(api + "/explain/{siret}", summary="One establishment's row explained (fastapi_explain.py)")
+    # {siret:path}: any text reaches the handler ('/', '%2F', an empty segment), which answers in French.
+    @router.get(api + "/explain/{siret:path}", summary="One establishment's row explained (fastapi_explain.py)")
     def explain_row(siret: str, format: str = Query("json", pattern="^(json|text)$")) -> Any:
+        return explain_response(builder.source, siret, builder.config, format)
+
+    # The admin page's box asks here (a '..' or '.' typed in a path would be resolved away by the browser).
+    @router.get(api + "/explain", summary="The same, the SIRET as ?siret= (any text, '..' included)")
+    def explain_query(siret: str = Query(""), format: str = Query("json", pattern="^(json|text)$")) -> Any:
         return explain_response(builder.source, siret, builder.config, format)
 
     @router.get(api + "/rejects.csv", summary="The rejected and warned source rows' samples as CSV")

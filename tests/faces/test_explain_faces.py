@@ -100,5 +100,5 @@ def test_route_explains_a_rejected_spelling(server):
 
 def test_admin_page_has_the_siret_search_box(server):
     page = httpx.get(f"{server}/admin/build/summary", timeout=30).text
-    assert 'id="explain-siret"' in page and '"/api/build/summary/explain/"' in page
+    assert 'id="explain-siret"' in page and '"/api/build/summary/explain"' in page
     assert page.index('id="explain"') < page.index("</main>")

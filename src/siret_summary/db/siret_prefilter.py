@@ -29,12 +29,13 @@ def superset_filter(backend: Backend, conn: Any, table: str, column: str, patter
     delivers as a value one of ``patterns`` matches, and every row whose value it cannot test so;
     None where no such clause is known to be sound (the caller then reads exactly by another way).
 
-    ``patterns``: LIKE patterns of ASCII digits and ``%`` only (raises ValueError otherwise).
+    ``patterns``: LIKE patterns of ASCII digits, ``e``, ``E`` and ``%`` only (raises ValueError otherwise;
+    none of them is special to LIKE but ``%``, and none differs between the encodings the read decodes).
     """
     if not patterns or len(patterns) > MAX_PATTERNS:
         return None
-    if any(set(p) - set("0123456789%") for p in patterns):
-        raise ValueError(f"LIKE patterns of digits and % expected, got {list(patterns)!r}")
+    if any(set(p) - set("0123456789eE%") for p in patterns):
+        raise ValueError(f"LIKE patterns of digits, e, E and % expected, got {list(patterns)!r}")
     return backend.siret_superset_sql(conn, table, column, patterns)
 
 

@@ -39,6 +39,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
+from siret_summary.rules.siret_superset import candidate_patterns, spelled_pattern
 from siret_summary.rules.summary import cycle_index
 from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
 
@@ -84,9 +85,11 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s where
-    the source allows (a database's targeted read), else whole."""
+def _raw_rows(source: Any, config: Config, siret: str | None,
+              patterns: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s (or,
+    without it, those whose raw SIRET one of the LIKE ``patterns`` matches: :func:`_rejected_patterns`)
+    where the source allows (a database's prefiltered read), else whole."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
@@ -95,7 +98,7 @@ def _raw_rows(source: Any, config: Config, siret: str | None) -> tuple[pl.DataFr
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
     wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
-    keyed = read_database(backend, config, wanted, normalise=False, stamps=False)
+    keyed = read_database(backend, config, wanted, normalise=False, stamps=False, patterns=patterns)
     return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
 
 
@@ -166,6 +169,20 @@ def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digi
     return picked.drop(SIRET_KEY, "_raw_hash").with_row_index(ROW)
 
 
+def _rejected_patterns(spelling_digits: str | None, candidates_of: str | None) -> list[str] | None:
+    """LIKE patterns keeping a superset of the rejected rows :func:`_matching` keeps (None: every row):
+    rows spelled with ``spelling_digits`` (``spelled_pattern``), or that :func:`could_be`
+    ``candidates_of`` (``candidate_patterns``). docs/decisions.md, "A SQL superset for explain's
+    rejected rows"."""
+    if candidates_of is not None:
+        try:
+            return candidate_patterns(candidates_of)
+        except ValueError:  # not 14 ASCII digits (explain passes a normalised SIRET): every row
+            return None
+    pattern = None if spelling_digits is None else spelled_pattern(spelling_digits)
+    return None if pattern is None else [pattern]
+
+
 def _raw_values(frame: pl.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     """Each row's mapped columns as read (a SQLite REAL cell as its number, bytes decoded for reading)."""
     out = []
@@ -206,8 +223,10 @@ _PV_SHOWN = ("siret", "cycle", "date", "institution", "inscrits", "votants", "sv
 def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: str | None = None,
                candidates_of: str | None = None) -> SiretRows:
     """``siret``'s rows; with ``siret=None``, the rejected rows spelled with ``spelling_digits``, or
-    whose spelling :func:`could_be` ``candidates_of`` (both read every row)."""
-    pv_raw, inv_raw = _raw_rows(source, config, siret)
+    whose spelling :func:`could_be` ``candidates_of`` (both read a SQL superset of those rows where the
+    backend allows: :func:`_rejected_patterns`)."""
+    patterns = None if siret is not None else _rejected_patterns(spelling_digits, candidates_of)
+    pv_raw, inv_raw = _raw_rows(source, config, siret, patterns)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
     # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number

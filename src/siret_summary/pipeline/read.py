@@ -10,7 +10,7 @@ normalised lazily by compute.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -143,6 +143,18 @@ def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.
     return superset_filter(backend, conn, table, column, patterns)
 
 
+def _patterns_where(backend: Backend, conn: Any, table: str, mapping: Mapping[str, str | None],
+                    patterns: Sequence[str]) -> Filter | None:
+    """A server-side WHERE keeping every row whose raw SIRET one of ``patterns`` (LIKE, of digits, ``e``,
+    ``E`` and ``%``) matches as the read sees it, while the SIRET rule reads ASCII digits only
+    (:func:`~siret_summary.rules.siret_superset.candidate_patterns`, ``spelled_pattern``); None: the
+    whole table."""
+    column = mapping["siret"]
+    if column is None or not rule_reads_ascii_digits_only():
+        return None
+    return superset_filter(backend, conn, table, column, patterns)
+
+
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
     """A stamped read's keys: the normalised SIRET, the stamp as raw hash, the row's place and ``xmin``."""
     dtype = raw.collect_schema()[siret]
@@ -165,7 +177,7 @@ def _rules(rules: Rules, stamps: RowStamps | None, seed: int | None) -> Rules:
 def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
-    on_rows: Callable[[int, int], None] | None = None,
+    on_rows: Callable[[int, int], None] | None = None, patterns: Sequence[str] | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -179,18 +191,22 @@ def read_database(
     ``on_rows(fetched, estimated)``: called as whole-table reads' batches
     arrive, with the rows fetched so far from both tables and the tables'
     estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
+    ``patterns`` (with ``sirets=None``): LIKE patterns of digits, ``e``, ``E`` and ``%``: only the rows
+    whose raw SIRET one of them matches as the read sees it (and those it cannot test), where the backend
+    allows, else every row (explain's rejected rows; the caller keeps the exact ones).
     Returns :class:`NormalisedRows`, or :class:`KeyedRows` with ``normalise=False``.
     """
     names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps, on_rows=on_rows)
+                                 stamps=stamps, on_rows=on_rows, patterns=patterns)
     reader = _TableReader(
         backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
         row_stamps=backend.row_stamps() if stamps else None,
         counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
     )
+    reader.patterns = patterns
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
@@ -214,6 +230,7 @@ class _TableReader:
         self.backend, self.conn, self.sirets, self.session = backend, conn, sirets, session
         self.row_stamps, self.counted = row_stamps, counted
         self.categories = pl.Categories.random()  # this read's own: freed with its rows
+        self.patterns: Sequence[str] | None = None  # read_database's patterns
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -225,9 +242,12 @@ class _TableReader:
                 f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
         _check_columns(table, [c.name for c in columns], mapping, setting)
-        where, params = ("", None) if self.sirets is None else (
-            _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
-        )
+        if self.sirets is not None:
+            where, params = _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
+        elif self.patterns is not None:
+            where, params = _patterns_where(self.backend, self.conn, table, mapping, self.patterns) or ("", None)
+        else:
+            where, params = "", None
         return {c.name: c.declared for c in columns}, needed_columns(mapping), where, params
 
     def _seed(self, table: str, columns: list[str]) -> int | None:

@@ -42,6 +42,39 @@ def like_pattern(siret: str) -> str:
     return "%" + "%".join(required_digits(siret)) + "%"
 
 
+#: LIKE patterns keeping every text holding an ASCII ``e`` or ``E``: every spelling the rule calls scientific
+#: (``rules.values._SCIENTIFIC``: ASCII digits, ``[eE]``, ASCII digits) holds one. Both cases: PostgreSQL
+#: compares them ``COLLATE "C"`` (case-sensitive).
+SCIENTIFIC_PATTERNS = ("%e%", "%E%")
+
+
+def candidate_patterns(siret: str) -> list[str]:
+    """LIKE patterns keeping every rejected spelling explain's ``could_be`` may take for ``siret``
+    (SPEC §3; docs/decisions.md, "A SQL superset for the rejected rows that may have meant a SIRET").
+
+    A too-long spelling it accepts has ASCII digits equal to ``siret`` with extra leading zeros, or
+    starting with ``siret``: either way they hold :func:`required_digits` in order, which
+    :func:`like_pattern` keeps. A scientific spelling's shown digits are ``siret`` rounded (a carry may
+    change every one of them), so no digit pattern is sound for it: it is kept by its ``e``/``E``
+    (:data:`SCIENTIFIC_PATTERNS`). Raises ValueError unless ``siret`` is 14 ASCII digits.
+    """
+    return [like_pattern(siret), *SCIENTIFIC_PATTERNS]
+
+
+#: Longest digit string :func:`spelled_pattern` makes a pattern of (LIKE's cost grows with its wildcards).
+MAX_SPELLED_DIGITS = 40
+
+
+def spelled_pattern(digits: str) -> str | None:
+    """``'%d1%d2%…%dn%'`` over ``digits`` (all of them, leading zeros included): kept by it is every text
+    whose ASCII digits, after the rule's trailing ``.0`` is dropped, are exactly ``digits`` (they are a
+    subsequence of the text's ASCII digits). None when ``digits`` is empty, longer than
+    :data:`MAX_SPELLED_DIGITS` or not ASCII digits (the caller then reads every row)."""
+    if not digits or len(digits) > MAX_SPELLED_DIGITS or set(digits) - set(ASCII_DIGITS):
+        return None
+    return "%" + "%".join(digits) + "%"
+
+
 def may_spell(text: str, siret: str) -> bool:
     """What :func:`like_pattern` keeps, in Python: the required digits appear in order among ``text``'s
     ASCII digits. The property the prefilter rests on: ``siret_key(text) == siret`` implies this."""
