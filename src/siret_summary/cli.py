@@ -62,9 +62,6 @@ from siret_summary.runs.runner import run
 __all__ = ["RichBar", "StageLines", "build_parser", "main", "print_result", "progress_display"]
 
 
-# ------------------------------------------------------------------------ summary
-
-
 def _result_rows(result: RunResult) -> list[tuple[str, str]]:
     rejected = ", ".join(f"{k}={v}" for k, v in sorted(result.rejected.items())) or "none"
     warnings = ", ".join(f"{k}={v}" for k, v in sorted(result.warnings.items())) or "none"
