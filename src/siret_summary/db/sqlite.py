@@ -17,6 +17,7 @@ from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
+from siret_summary.db.sqlite_text import TEXT_FLAG_PREFIX, UTF16_CODECS, convert_text_cells
 from siret_summary.errors import LockWaitError
 
 
@@ -28,6 +29,9 @@ class SQLiteBackend(Backend):
         self.uri = uri
         self.status_file = status_file  # the library's own side file (see status_backend)
         self.lock_timeout = lock_timeout  # SQLite's busy wait, in seconds (Config.lock_timeout)
+        # Python's codec of the file's text when it is UTF-16 (PRAGMA encoding, read at connect): its
+        # TEXT cells' bytes are then converted to UTF-8 (db/sqlite_text.py); None for UTF-8.
+        self.utf16_codec: str | None = None
 
     def connect(self, role: str = "main") -> Any:
         # The status side file is the library's own (no host opens it): in this process, where
@@ -39,6 +43,9 @@ class SQLiteBackend(Backend):
             # A writer waits for readers instead of failing, up to Config.lock_timeout.
             cur.execute(f"PRAGMA busy_timeout = {_busy_ms(self.lock_timeout)}")
             cur.execute(_cache_pragma(role))
+            cur.execute("PRAGMA encoding")  # fixed when the file was created; UTF-8 for a new file
+            row = cur.fetchone()
+            self.utf16_codec = UTF16_CODECS.get(str(row[0])) if row else None
             if self.status_file:
                 # A run commits its record ~10 times: in the default rollback
                 # journal each commit waits for fsync (~4 ms here). WAL with
@@ -113,12 +120,12 @@ class SQLiteBackend(Backend):
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
             if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
-                cols.append(f"CAST({q} AS BLOB) AS {q}")
-                typed.append(f"CAST('' AS BLOB) AS {q}")
+                cols.append(f"CAST({q} AS BLOB) AS {q}{self._text_flag(q, c)}")
+                typed.append(f"CAST('' AS BLOB) AS {q}{self._text_flag('0', c)}")
                 continue
             cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
-                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}")
-            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}")
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, c)}")
+            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{self._text_flag('0', c)}")
         return (
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
@@ -137,10 +144,21 @@ class SQLiteBackend(Backend):
         # keys are normalised as the full read's rows would be.
         q, real = quote_identifier(column), quote_identifier(REAL_PREFIX + "s")
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real} UNION ALL "
-            f"SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS s,"
-            f" CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real} FROM {quote_table(table)}"
+            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real}{self._text_flag('0', 's')}"
+            f" UNION ALL SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB)"
+            f" END AS s, CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, 's')}"
+            f" FROM {quote_table(table)}"
         )
+
+    def _text_flag(self, cell: str, name: str) -> str:
+        """In a UTF-16 database, a column telling which cells of ``name`` are read as UTF-16 bytes.
+
+        Every cell but a BLOB: ``CAST(… AS BLOB)`` gives a TEXT cell's bytes, and an
+        INTEGER's (or a REAL's) text, in the database's encoding."""
+        if self.utf16_codec is None:
+            return ""
+        test = "0" if cell == "0" else f"typeof({cell}) <> 'blob'"
+        return f", {test} AS {quote_identifier(TEXT_FLAG_PREFIX + name)}"
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
         key = self._row_id(conn, table)
@@ -173,7 +191,8 @@ class SQLiteBackend(Backend):
             data = data.slice(1)
         elif typing_rows:
             data = data.filter(pc.not_equal(flag, 0))
-        return data.drop_columns([_TYPING_ROW])
+        data = data.drop_columns([_TYPING_ROW])
+        return data if self.utf16_codec is None else convert_text_cells(data, self.utf16_codec)
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         arrays = []
