@@ -196,3 +196,31 @@ def test_sqlite_drops_an_odd_last_byte_of_utf16_text(tmp_path, encoding):
         conn.execute("CREATE TABLE t (a)")
         conn.execute("INSERT INTO t VALUES (CAST(X'414243' AS TEXT))")
         assert conn.execute("SELECT typeof(a), length(CAST(a AS BLOB)) FROM t").fetchone() == ("text", 2)
+
+
+def test_explain_sees_every_storage_class_alike_in_every_encoding(tmp_path):
+    """explain() (its prefilter and key pass) gives compute()'s row and one explanation in every encoding.
+
+    One SIRET stored as TEXT, INTEGER, REAL, TEXT with a NUL and TEXT that is
+    not valid UTF-16 (an unpaired surrogate before the digits; in the UTF-8
+    database, the bytes the read makes of it).
+    """
+    siret = "47976684200724"
+    cells = [f"'{siret}'", siret, f"{siret}.0", "'4797668420' || char(0) || '0724'", BadUtf16("\udc00" + siret)]
+    explained = {}
+    for encoding in ENCODINGS:
+        path = str(tmp_path / f"{encoding}.db")
+        _write(path, encoding, [])
+        with sqlite3.connect(path) as conn:
+            for i, cell in enumerate(cells):
+                value = _literal(cell, encoding) if isinstance(cell, BadUtf16) else cell
+                conn.execute('INSERT INTO "Tous_PV" (id_pv, "Cycle", siret, date_scrutin, institution, num_inscrits,'
+                             f' num_votants, num_sve, "score_CGT") VALUES ({i + 1}, \'C4\', {value}, \'2022-03-14\','
+                             " 'CSE', 50, 40, 40, 40)")
+        full = {r["siret"]: r for r in siret_summary.compute(path).iter_rows(named=True)}
+        assert siret in full, encoding
+        for s in full:
+            assert siret_summary.explain(path, s).row == full[s], (encoding, s)
+        explained[encoding] = {s: siret_summary.explain(path, s).to_dict() for s in full}
+    assert explained["UTF-16le"] == explained["UTF-8"]
+    assert explained["UTF-16be"] == explained["UTF-8"]
