@@ -224,3 +224,23 @@ def test_explain_sees_every_storage_class_alike_in_every_encoding(tmp_path):
         explained[encoding] = {s: siret_summary.explain(path, s).to_dict() for s in full}
     assert explained["UTF-16le"] == explained["UTF-8"]
     assert explained["UTF-16be"] == explained["UTF-8"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS[1:])
+def test_run_into_the_utf16_file_itself_counts_as_the_utf8_copy(tmp_path, encoding):
+    """run() with the UTF-16 file as source and target (its read goes through another backend object's connection):
+    the UTF-8 copy's report and rows, full and incremental."""
+    from siret_summary.demo_data import generate, write_sqlite
+
+    src = str(tmp_path / "utf8.db")
+    write_sqlite(src, *generate(n_pv=300, n_invitations=40, seed=3, sqlite_mess=True))
+    path = str(tmp_path / f"{encoding}.db")
+    _copy(src, path, encoding)
+    report = siret_summary.compute_report(src)
+    expected = siret_summary.compute(src).sort("siret")
+    for mode in ("full", "incremental"):
+        result = siret_summary.run(path, path)
+        assert (result.mode, result.rejected, result.warnings) == (mode, report["rejected"], report["warnings"])
+        with sqlite3.connect(path) as conn:
+            written = conn.execute("SELECT siret, raison_sociale, ville FROM siret_summary ORDER BY siret").fetchall()
+        assert written == expected.select("siret", "raison_sociale", "ville").rows()

@@ -17,7 +17,7 @@ from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
-from siret_summary.db.sqlite_text import TEXT_FLAG_PREFIX, UTF16_CODECS, convert_text_cells
+from siret_summary.db.sqlite_text import codec_of, convert_text_cells, flag_name, remember
 from siret_summary.errors import LockWaitError
 
 
@@ -29,9 +29,6 @@ class SQLiteBackend(Backend):
         self.uri = uri
         self.status_file = status_file  # the library's own side file (see status_backend)
         self.lock_timeout = lock_timeout  # SQLite's busy wait, in seconds (Config.lock_timeout)
-        # Python's codec of the file's text when it is UTF-16 (PRAGMA encoding, read at connect): its
-        # TEXT cells' bytes are then converted to UTF-8 (db/sqlite_text.py); None for UTF-8.
-        self.utf16_codec: str | None = None
 
     def connect(self, role: str = "main") -> Any:
         # The status side file is the library's own (no host opens it): in this process, where
@@ -45,7 +42,8 @@ class SQLiteBackend(Backend):
             cur.execute(_cache_pragma(role))
             cur.execute("PRAGMA encoding")  # fixed when the file was created; UTF-8 for a new file
             row = cur.fetchone()
-            self.utf16_codec = UTF16_CODECS.get(str(row[0])) if row else None
+            if row:  # a UTF-16 file's text cells are read as UTF-8 (db/sqlite_text.py)
+                remember(self.path, str(row[0]))
             if self.status_file:
                 # A run commits its record ~10 times: in the default rollback
                 # journal each commit waits for fsync (~4 ms here). WAL with
@@ -155,10 +153,11 @@ class SQLiteBackend(Backend):
 
         Every cell but a BLOB: ``CAST(… AS BLOB)`` gives a TEXT cell's bytes, and an
         INTEGER's (or a REAL's) text, in the database's encoding."""
-        if self.utf16_codec is None:
+        codec = codec_of(self.path)
+        if codec is None:
             return ""
         test = "0" if cell == "0" else f"typeof({cell}) <> 'blob'"
-        return f", {test} AS {quote_identifier(TEXT_FLAG_PREFIX + name)}"
+        return f", {test} AS {quote_identifier(flag_name(codec, name))}"
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
         key = self._row_id(conn, table)
@@ -192,7 +191,7 @@ class SQLiteBackend(Backend):
         elif typing_rows:
             data = data.filter(pc.not_equal(flag, 0))
         data = data.drop_columns([_TYPING_ROW])
-        return data if self.utf16_codec is None else convert_text_cells(data, self.utf16_codec)
+        return convert_text_cells(data)  # only a UTF-16 file's reads have flag columns
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         arrays = []
