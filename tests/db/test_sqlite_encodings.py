@@ -244,3 +244,16 @@ def test_run_into_the_utf16_file_itself_counts_as_the_utf8_copy(tmp_path, encodi
         with sqlite3.connect(path) as conn:
             written = conn.execute("SELECT siret, raison_sociale, ville FROM siret_summary ORDER BY siret").fetchall()
         assert written == expected.select("siret", "raison_sociale", "ville").rows()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_file_no_connection_opened_is_known_by_its_header(tmp_path, encoding):
+    """codec_of() of a file this process never connected to reads the header (offset 56), as PRAGMA encoding says."""
+    from siret_summary.db.sqlite_text import UTF16_CODECS, codec_of
+
+    path = str(tmp_path / "never_opened.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA encoding = '{encoding}'")
+        conn.execute("CREATE TABLE t (a)")
+    assert codec_of(path) == UTF16_CODECS.get(encoding)
+    assert codec_of(str(tmp_path / "absent.db")) is None
