@@ -56,7 +56,9 @@ def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
     digit bytes as those digits in UTF-8 (even within invalid UTF-8); so kept
     whatever they hold: REAL cells (the read writes the number as Polars
     does), BLOB cells, cells holding a NUL byte, and every cell of a
-    database whose text is not UTF-8 (its bytes are not the text LIKE sees).
+    database whose text is not UTF-8 (the read converts UTF-16 in Python,
+    db/sqlite_text.py; LIKE sees SQLite's own conversion, which differs for
+    invalid UTF-16, and every ASCII character's UTF-16 bytes hold a 0x00).
     """
     q = quote_identifier(column)
     likes = " OR ".join(f"{q} LIKE ?" for _ in patterns)

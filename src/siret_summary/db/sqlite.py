@@ -17,6 +17,7 @@ from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
+from siret_summary.db.sqlite_text import codec_of, convert_text_cells, flag_name, remember
 from siret_summary.errors import LockWaitError
 
 
@@ -39,6 +40,10 @@ class SQLiteBackend(Backend):
             # A writer waits for readers instead of failing, up to Config.lock_timeout.
             cur.execute(f"PRAGMA busy_timeout = {_busy_ms(self.lock_timeout)}")
             cur.execute(_cache_pragma(role))
+            cur.execute("PRAGMA encoding")  # fixed when the file was created; UTF-8 for a new file
+            row = cur.fetchone()
+            if row:  # a UTF-16 file's text cells are read as UTF-8 (db/sqlite_text.py)
+                remember(self.path, str(row[0]))
             if self.status_file:
                 # A run commits its record ~10 times: in the default rollback
                 # journal each commit waits for fsync (~4 ms here). WAL with
@@ -113,12 +118,12 @@ class SQLiteBackend(Backend):
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
             if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
-                cols.append(f"CAST({q} AS BLOB) AS {q}")
-                typed.append(f"CAST('' AS BLOB) AS {q}")
+                cols.append(f"CAST({q} AS BLOB) AS {q}{self._text_flag(q, c)}")
+                typed.append(f"CAST('' AS BLOB) AS {q}{self._text_flag('0', c)}")
                 continue
             cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
-                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}")
-            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}")
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, c)}")
+            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{self._text_flag('0', c)}")
         return (
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
@@ -137,10 +142,22 @@ class SQLiteBackend(Backend):
         # keys are normalised as the full read's rows would be.
         q, real = quote_identifier(column), quote_identifier(REAL_PREFIX + "s")
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real} UNION ALL "
-            f"SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS s,"
-            f" CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real} FROM {quote_table(table)}"
+            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real}{self._text_flag('0', 's')}"
+            f" UNION ALL SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB)"
+            f" END AS s, CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, 's')}"
+            f" FROM {quote_table(table)}"
         )
+
+    def _text_flag(self, cell: str, name: str) -> str:
+        """In a UTF-16 database, a column telling which cells of ``name`` are read as UTF-16 bytes.
+
+        Every cell but a BLOB: ``CAST(… AS BLOB)`` gives a TEXT cell's bytes, and an
+        INTEGER's (or a REAL's) text, in the database's encoding."""
+        codec = codec_of(self.path)
+        if codec is None:
+            return ""
+        test = "0" if cell == "0" else f"typeof({cell}) <> 'blob'"
+        return f", {test} AS {quote_identifier(flag_name(codec, name))}"
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
         key = self._row_id(conn, table)
@@ -173,7 +190,8 @@ class SQLiteBackend(Backend):
             data = data.slice(1)
         elif typing_rows:
             data = data.filter(pc.not_equal(flag, 0))
-        return data.drop_columns([_TYPING_ROW])
+        data = data.drop_columns([_TYPING_ROW])
+        return convert_text_cells(data)  # only a UTF-16 file's reads have flag columns
 
     def to_storage(self, data: pa.Table, columns: Sequence[Column]) -> pa.Table:
         arrays = []
