@@ -129,7 +129,7 @@ def test_change_capture_names_that_would_be_cut(pg_app):
                             " WHERE indexrelid::regclass::text LIKE '%siret_summary_norm%'")
     assert indexes.height == 2 and indexes["name"].n_unique() == 2, indexes
     triggers = scalar(pg_app, "SELECT count(DISTINCT tgname) FROM pg_trigger WHERE NOT tgisinternal")
-    assert triggers == 12  # five per table, none shared, and two guarding the log
+    assert triggers == 13  # five per table, none shared, two guarding the log, one notifying watchers (issue 28)
     assert siret_summary.run(pg_app, config=cfg).status == "completed"
     execute(pg_app, f'UPDATE "{long_pv}" SET num_inscrits = 900 WHERE id_pv = (SELECT min(id_pv) FROM "{long_pv}")')
     assert siret_summary.run(pg_app, config=cfg).mode == "capture"
