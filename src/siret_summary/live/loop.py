@@ -20,6 +20,7 @@ from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.masking import mask_location
 from siret_summary.errors import CancelledError, ConfigError, SiretSummaryError
+from siret_summary.live.bounded import Abandoned, call_bounded
 from siret_summary.live.safety_net import SafetyNet
 from siret_summary.live.signal_notify import NotifySignal, psycopg_available
 from siret_summary.live.signal_sqlite import SQLiteSignal
@@ -35,6 +36,8 @@ FAILURE_BACKOFF_MAX = 30.0
 RECONNECT_BACKOFF_MAX = 10.0
 #: Another watcher (or run) holds the guard: try again after this many seconds (it then ends or is still running).
 BUSY_RETRY = 0.5
+#: After ``stop``, a run still waiting on the server (a lock, a pooler) is left to end by itself after this long.
+STOP_GRACE = 1.0
 #: The loop looks at ``stop`` at least this often.
 TICK = 0.25
 
@@ -112,7 +115,11 @@ class _Watcher:
     def open(self) -> None:
         """(Re)open the signal; a failure is a gap, tried again with a growing backoff."""
         try:
-            self.signal = open_signal(self.backend, self.config, notify=self.notify)
+            self.signal = call_bounded(lambda: open_signal(self.backend, self.config, notify=self.notify),
+                                       seconds=self.config.connect_timeout + 2.0, stop=self.stop, grace=0.5)
+        except Abandoned:
+            self.lose(SignalLost("PostgreSQL ne répond pas à temps (connexion de surveillance)"))
+            return
         except SignalLost as lost:
             self.lose(lost)
             return
@@ -160,8 +167,11 @@ class _Watcher:
         self.first_pending = None  # what comes from now on is for the next run
         self.emit()
         try:
-            result = run(self.source, self.target, config=self.config, mode="auto", cancel=self.stop)
+            result = call_bounded(lambda: run(self.source, self.target, config=self.config, mode="auto",
+                                              cancel=self.stop), stop=self.stop, grace=STOP_GRACE)
             status, error = result.status, result.error
+        except Abandoned:  # stopped, and the run did not end within STOP_GRACE: it ends by itself (cancelled)
+            status, error = "cancelled", None
         except CancelledError:
             status, error = "cancelled", None
         except SiretSummaryError as exc:

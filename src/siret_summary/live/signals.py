@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.live.bounded import Abandoned, call_bounded
 
 #: Seconds between two polls of a polled signal, at most (its rate is bounded by it).
 POLL_SECONDS = 0.2
@@ -28,6 +29,9 @@ POLL_SECONDS = 0.2
 #: also behind a pooler): a lock held on the change log or a server that does not answer is a gap, not a hang.
 POLL_LOCK_TIMEOUT_MS = 500
 POLL_STATEMENT_TIMEOUT_MS = 1500
+#: A poll that has not answered after this many seconds (the server's own bounds did not act: a pooler
+#: waiting for a server, a dead network) is abandoned: a gap.
+POLL_ANSWER_SECONDS = 2.0
 #: The cluster's transaction snapshot: it moves whenever any transaction that took an id ends (safety net).
 HORIZON_SQL = "SELECT pg_current_snapshot()::text"
 _BOUNDS_SQL = ("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)")
@@ -105,11 +109,20 @@ class PgPollSignal:
         self.next_poll = time.monotonic() + POLL_SECONDS
 
     def _query(self, sql: str, params: list[Any]) -> str:
-        try:
+        if self.conn is None:
+            raise SignalLost("PostgreSQL ne répond pas à la surveillance")
+
+        def ask() -> str:
             bound_transaction(self.backend, self.conn)
             value = self.backend.scalar(self.conn, sql, params)
             self.conn.commit()  # a fresh statistics snapshot next time; no transaction held open
             return str(value)
+
+        try:
+            return call_bounded(ask, seconds=POLL_ANSWER_SECONDS)
+        except Abandoned as exc:  # a pooler waiting for a server that is gone: the connection is left to its thread
+            self.conn = None
+            raise SignalLost(f"PostgreSQL ne répond pas à la surveillance depuis {POLL_ANSWER_SECONDS:.0f} s") from exc
         except Exception as exc:
             raise SignalLost(f"PostgreSQL ne répond pas à la surveillance ({type(exc).__name__})") from exc
 
@@ -136,6 +149,8 @@ class PgPollSignal:
         return self.wait(0.0)
 
     def close(self) -> None:
+        if self.conn is None:  # abandoned to a thread still waiting on it (never closed under its feet)
+            return
         try:
             self.conn.close()
         except Exception:
