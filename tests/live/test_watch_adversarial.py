@@ -98,6 +98,8 @@ def test_not_up_to_date_while_a_commit_may_be_unseen(pg_db):
     try:
         watcher.wait_for(lambda s: s.up_to_date, what="first run")
         time.sleep(6)  # so that the check may come at any time
+        conn.execute("SELECT 1")  # the session flushed its statistics just now: the insert's wait
+        conn.commit()
         conn.execute(_insert_pv(900001))
         conn.commit()
         conn.execute('SELECT count(*) FROM "Tous_PV"')  # idle in transaction: counters never sent
