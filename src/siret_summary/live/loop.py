@@ -284,7 +284,12 @@ def watch(source: str | Path, target: str | Path | None = None, *, config: Confi
     (mode ``auto``, its guard: one rebuild of a target at a time, across
     watchers and hosts). PostgreSQL with change capture tells the watcher
     (LISTEN/NOTIFY, with the ``live`` extra's psycopg); otherwise a cheap signal
-    is polled at most 5 times a second. A lost signal is reopened with a growing
+    is polled at most 5 times a second. On PostgreSQL a safety net reads the
+    cluster's transaction snapshot every second: a commit no signal reports is
+    reflected by a check run (at most every max(5 s, 4 × its cost); counted in
+    ``LiveStatus.checks``), and ``up_to_date`` is False until then. Every poll is
+    bounded (lock, statement, 2 s on the client: else a gap), and ``stop`` returns
+    within about 1 s whatever a run waits on. A lost signal is reopened with a growing
     backoff and followed by one scan; a failing rebuild is tried again after 1,
     2, 4, … up to 30 seconds. ``on_status`` receives a :class:`LiveStatus` from
     the watcher's thread at each change seen, run start and end, gap and failure.

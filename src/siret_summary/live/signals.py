@@ -12,6 +12,10 @@ replaced): the watcher then records a gap, reconnects and scans.
 - PostgreSQL without capture: :class:`PgPollSignal` over the source tables'
   statistics counters.
 - SQLite: :class:`~.signal_sqlite.SQLiteSignal`.
+
+On PostgreSQL every signal also gives ``horizon()``, the cluster's snapshot the
+watcher's safety net reads (:mod:`siret_summary.live.safety_net`): counters and
+triggers can miss a commit, the snapshot cannot.
 """
 
 from __future__ import annotations
