@@ -241,3 +241,37 @@ def test_stop_returns_when_the_server_behind_a_pooler_is_gone():
             pass
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_checks_are_rate_bounded_while_the_cluster_keeps_writing(pg_uri, pg_db):
+    """The net's false alarms (writes to another database of the cluster, every 0.2 s) cost check runs at
+    most every 5 s, none of them a rebuild (``runs`` stays), and the target stays the reference's."""
+    from conftest import fresh_database
+
+    _postgres(pg_db, capture=False)
+    watcher = Watcher(pg_db, max_delay=MAX_DELAY)
+    quit_writing = threading.Event()
+    try:
+        watcher.wait_for(lambda s: s.up_to_date, what="first run")
+        with fresh_database(pg_uri) as other:
+            execute(other, "CREATE TABLE noise (n int)")
+
+            def write() -> None:
+                with psycopg.connect(other, autocommit=True) as conn:
+                    while not quit_writing.is_set():
+                        conn.execute("INSERT INTO noise VALUES (1)")
+                        time.sleep(0.2)
+
+            writer = threading.Thread(target=write, daemon=True)
+            first = watcher.latest()
+            writer.start()
+            time.sleep(16)
+            last = watcher.latest()
+            quit_writing.set()
+            writer.join(10)
+        assert last.runs == first.runs, last
+        assert 1 <= last.checks - first.checks <= 16 / 5 + 1, last
+    finally:
+        quit_writing.set()
+        watcher.stop()
+    assert_target_is_reference(pg_db)
