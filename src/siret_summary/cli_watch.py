@@ -42,6 +42,7 @@ class Lines:
         self.finished: Any = None
         self.gaps = 0
         self.failures = 0
+        self.checks = 0
 
     def __call__(self, status: LiveStatus) -> None:
         if status.gaps > self.gaps:
@@ -55,7 +56,11 @@ class Lines:
         if status.last_run_finished is not None and status.last_run_finished != self.finished:
             self.finished = status.last_run_finished
             state = "à jour" if status.up_to_date else "des changements ont pu arriver pendant : une autre suit"
-            self.write(f"{_hour(status)} reconstruction n° {status.runs} terminée ({state})")
+            if status.checks > self.checks:  # the safety net's check run (live/safety_net.py), not a rebuild
+                self.write(f"{_hour(status)} vérification n° {status.checks} terminée ({state})")
+            else:
+                self.write(f"{_hour(status)} reconstruction n° {status.runs} terminée ({state})")
+        self.checks = status.checks
 
 
 def _watch(args: argparse.Namespace) -> int:

@@ -20,10 +20,12 @@ from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.masking import mask_location
 from siret_summary.errors import CancelledError, ConfigError, SiretSummaryError
+from siret_summary.live.bounded import Abandoned, call_bounded
+from siret_summary.live.safety_net import SafetyNet
 from siret_summary.live.signal_notify import NotifySignal, psycopg_available
 from siret_summary.live.signal_sqlite import SQLiteSignal
-from siret_summary.live.signals import PgPollSignal, Signal, SignalLost, capture_log
-from siret_summary.live.status import LiveStatus, StatusBook
+from siret_summary.live.signals import PgPollSignal, Signal, SignalLost, bound_transaction, capture_log
+from siret_summary.live.status import LiveStatus, StatusBook, utc_now
 from siret_summary.runs.runner import run
 
 log = logging.getLogger("siret_summary")
@@ -34,6 +36,8 @@ FAILURE_BACKOFF_MAX = 30.0
 RECONNECT_BACKOFF_MAX = 10.0
 #: Another watcher (or run) holds the guard: try again after this many seconds (it then ends or is still running).
 BUSY_RETRY = 0.5
+#: After ``stop``, a run still waiting on the server (a lock, a pooler) is left to end by itself after this long.
+STOP_GRACE = 1.0
 #: The loop looks at ``stop`` at least this often.
 TICK = 0.25
 
@@ -56,6 +60,7 @@ def open_signal(backend: Backend, config: Config, *, notify: bool) -> Signal:
     try:
         conn = backend.connect("watch")
         try:
+            bound_transaction(backend, conn)
             capture, notifies = capture_log(backend, conn, config)
             conn.commit()
         finally:
@@ -88,6 +93,7 @@ class _Watcher:
         self.first_pending: float | None = None  # monotonic: the oldest change not yet reflected
         self.last_change = 0.0
         self.retry_at = 0.0  # no run before this (failure backoff, busy guard)
+        self.net = SafetyNet()
 
     def emit(self) -> None:
         if self.on_status is not None:
@@ -109,7 +115,11 @@ class _Watcher:
     def open(self) -> None:
         """(Re)open the signal; a failure is a gap, tried again with a growing backoff."""
         try:
-            self.signal = open_signal(self.backend, self.config, notify=self.notify)
+            self.signal = call_bounded(lambda: open_signal(self.backend, self.config, notify=self.notify),
+                                       seconds=self.config.connect_timeout + 2.0, stop=self.stop, grace=0.5)
+        except Abandoned:
+            self.lose(SignalLost("PostgreSQL ne répond pas à temps (connexion de surveillance)"))
+            return
         except SignalLost as lost:
             self.lose(lost)
             return
@@ -137,14 +147,31 @@ class _Watcher:
             return None
         return max(min(self.last_change + self.quiet, self.first_pending + self.max_delay), self.retry_at)
 
-    def run_once(self, *, first: bool) -> None:
-        self.book.run_started()
+    def look(self) -> None:
+        """The safety net: read the cluster's snapshot when due; an uncovered movement is not up to date."""
+        if self.signal is None or not self.net.read_due(time.monotonic()):
+            return
+        try:
+            horizon = self.signal.horizon()
+        except SignalLost as lost:
+            self.lose(lost)
+            return
+        if self.net.observe(horizon, time.monotonic()):
+            self.book.unsure(utc_now())
+            self.emit()
+
+    def run_once(self, *, first: bool, check: bool = False) -> None:
+        covered = self.net.run_starting()
+        self.book.run_started(check=check)
         started = time.monotonic()
         self.first_pending = None  # what comes from now on is for the next run
         self.emit()
         try:
-            result = run(self.source, self.target, config=self.config, mode="auto", cancel=self.stop)
+            result = call_bounded(lambda: run(self.source, self.target, config=self.config, mode="auto",
+                                              cancel=self.stop), stop=self.stop, grace=STOP_GRACE)
             status, error = result.status, result.error
+        except Abandoned:  # stopped, and the run did not end within STOP_GRACE: it ends by itself (cancelled)
+            status, error = "cancelled", None
         except CancelledError:
             status, error = "cancelled", None
         except SiretSummaryError as exc:
@@ -157,19 +184,34 @@ class _Watcher:
             status, error = "failed", f"unexpected {type(exc).__name__}: {mask_location(str(exc))}"
         if status == "completed":
             self.drain()  # changes committed during the run, told meanwhile: not reflected by it
+            self.settle_net(started, check=check)
             self.book.run_succeeded()
             self.retry_at = 0.0
         elif status in ("already_running", "cancelled"):
+            self.net.run_failed(covered)
             self.book.run_not_done()
             self.requeue(started)
             self.retry_at = time.monotonic() + BUSY_RETRY
         else:
+            self.net.run_failed(covered)
             wait = min(FAILURE_BACKOFF_MAX, 2.0 ** self.book.failures)
             self.book.run_failed(error or status, wait)
             self.requeue(started)
             self.retry_at = time.monotonic() + wait
             log.warning("live summary: rebuild failed (%s); next try in %.0f s", error, wait)
         self.emit()
+
+    def settle_net(self, started: float, *, check: bool) -> None:
+        """After a completed run: the snapshot now is the net's new baseline (the run's own ids end there)."""
+        horizon = None
+        if self.signal is not None:
+            try:
+                horizon = self.signal.horizon()
+            except SignalLost as lost:
+                self.lose(lost)
+        now = time.monotonic()
+        self.net.run_ended(horizon, now, now - started, check=check)
+        self.book.unsure(None if self.net.moved_at is None else utc_now())
 
     def drain(self) -> None:
         if self.signal is None:
@@ -197,10 +239,17 @@ class _Watcher:
                 if self.signal is not None:
                     self.pending(change=False)
                     self.emit()
+            self.look()
             due = self.due()
             if due is not None and time.monotonic() >= due:
                 self.run_once(first=False)
                 continue
+            check = self.net.check_due()
+            if due is None and check is not None:
+                due = max(check, self.retry_at)
+                if time.monotonic() >= due:
+                    self.run_once(first=False, check=True)
+                    continue
             timeout = TICK if due is None else max(0.0, min(TICK, due - time.monotonic()))
             if self.signal is None:
                 self.stop.wait(timeout)
@@ -235,7 +284,12 @@ def watch(source: str | Path, target: str | Path | None = None, *, config: Confi
     (mode ``auto``, its guard: one rebuild of a target at a time, across
     watchers and hosts). PostgreSQL with change capture tells the watcher
     (LISTEN/NOTIFY, with the ``live`` extra's psycopg); otherwise a cheap signal
-    is polled at most 5 times a second. A lost signal is reopened with a growing
+    is polled at most 5 times a second. On PostgreSQL a safety net reads the
+    cluster's transaction snapshot every second: a commit no signal reports is
+    reflected by a check run (at most every max(5 s, 4 × its cost); counted in
+    ``LiveStatus.checks``), and ``up_to_date`` is False until then. Every poll is
+    bounded (lock, statement, 2 s on the client: else a gap), and ``stop`` returns
+    within about 1 s whatever a run waits on. A lost signal is reopened with a growing
     backoff and followed by one scan; a failing rebuild is tried again after 1,
     2, 4, … up to 30 seconds. ``on_status`` receives a :class:`LiveStatus` from
     the watcher's thread at each change seen, run start and end, gap and failure.

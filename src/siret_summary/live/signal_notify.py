@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from siret_summary.live.signals import SignalLost
+from siret_summary.live.signals import HORIZON_SQL, SignalLost
 
 HEARTBEAT_SECONDS = 3.0
 HEARTBEAT_TIMEOUT = 3.0
@@ -88,6 +88,17 @@ class NotifySignal:
 
     def settled(self) -> bool:
         return self.wait(0.0)
+
+    def horizon(self) -> str | None:
+        """The cluster's snapshot, read on the LISTEN session itself: the watcher asks every
+        :data:`~siret_summary.live.safety_net.HORIZON_SECONDS`, so that session is never idle long
+        (``idle_session_timeout`` would end it). A notification arriving meanwhile is kept by psycopg
+        (3.2+) for the next ``notifies()``."""
+        try:
+            row = self.listener.execute(HORIZON_SQL).fetchone()
+        except self.psycopg.Error as exc:
+            raise SignalLost(f"la connexion d'écoute à PostgreSQL est perdue ({type(exc).__name__})") from exc
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         for conn in (self.listener, self.beater):

@@ -78,6 +78,10 @@ class SQLiteSignal:
         self.next_poll = 0.0
         return self.wait(0.0)
 
+    def horizon(self) -> str | None:
+        """None: SQLite's ``data_version`` already sees every commit to the file (no safety net needed)."""
+        return None
+
     def close(self) -> None:
         try:
             self.conn.close()

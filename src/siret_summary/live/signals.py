@@ -12,6 +12,10 @@ replaced): the watcher then records a gap, reconnects and scans.
 - PostgreSQL without capture: :class:`PgPollSignal` over the source tables'
   statistics counters.
 - SQLite: :class:`~.signal_sqlite.SQLiteSignal`.
+
+On PostgreSQL every signal also gives ``horizon()``, the cluster's snapshot the
+watcher's safety net reads (:mod:`siret_summary.live.safety_net`): counters and
+triggers can miss a commit, the snapshot cannot.
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ from typing import Any, Protocol
 
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_table
+from siret_summary.live.bounded import Abandoned, call_bounded
 
 #: Seconds between two polls of a polled signal, at most (its rate is bounded by it).
 POLL_SECONDS = 0.2
-#: PostgreSQL before 15 sends table statistics over UDP, which may drop them: a scan
-#: every this many seconds when any transaction committed since the last run.
-SAFETY_SCAN_SECONDS = 60.0
+#: Every poll query runs under these bounds (milliseconds, ``SET LOCAL``: they end with its transaction,
+#: also behind a pooler): a lock held on the change log or a server that does not answer is a gap, not a hang.
+POLL_LOCK_TIMEOUT_MS = 500
+POLL_STATEMENT_TIMEOUT_MS = 1500
+#: A poll that has not answered after this many seconds (the server's own bounds did not act: a pooler
+#: waiting for a server, a dead network) is abandoned: a gap.
+POLL_ANSWER_SECONDS = 2.0
+#: The cluster's transaction snapshot: it moves whenever any transaction that took an id ends (safety net).
+HORIZON_SQL = "SELECT pg_current_snapshot()::text"
+_BOUNDS_SQL = ("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)")
 
 
 class SignalLost(Exception):
@@ -46,7 +58,16 @@ class Signal(Protocol):
         """After a successful run: look now (a change told during the run is not reflected by it)."""
         ...
 
+    def horizon(self) -> str | None:
+        """The cluster's transaction snapshot as text (:data:`HORIZON_SQL`), None where there is none (SQLite)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def bound_transaction(backend: Backend, conn: Any) -> None:
+    """Bound the statements of ``conn``'s current transaction (:data:`POLL_LOCK_TIMEOUT_MS`, ...)."""
+    backend.scalar(conn, _BOUNDS_SQL, [str(POLL_LOCK_TIMEOUT_MS), str(POLL_STATEMENT_TIMEOUT_MS)])
 
 
 def capture_log(backend: Backend, conn: Any, config: Config) -> tuple[str | None, bool]:
@@ -85,26 +106,32 @@ class PgPollSignal:
             else:
                 tables = [quote_table(config.pv_table), quote_table(config.invitations_table)]
                 self.sql, self.params = _stats_sql(), tables
-            version = int(self._query("SELECT current_setting('server_version_num')", []))
-            self.safety = log is None and version < 150000
             self.signature = self._query(self.sql, self.params)
-            self.horizon = self._horizon()
         except BaseException:
             self.close()
             raise
         self.next_poll = time.monotonic() + POLL_SECONDS
-        self.next_safety = time.monotonic() + SAFETY_SCAN_SECONDS
 
     def _query(self, sql: str, params: list[Any]) -> str:
-        try:
+        if self.conn is None:
+            raise SignalLost("PostgreSQL ne répond pas à la surveillance")
+
+        def ask() -> str:
+            bound_transaction(self.backend, self.conn)
             value = self.backend.scalar(self.conn, sql, params)
             self.conn.commit()  # a fresh statistics snapshot next time; no transaction held open
             return str(value)
-        except Exception as exc:
-            raise SignalLost(f"la connexion de surveillance à PostgreSQL est perdue ({type(exc).__name__})") from exc
 
-    def _horizon(self) -> str | None:
-        return self._query("SELECT pg_current_snapshot()::text", []) if self.safety else None
+        try:
+            return call_bounded(ask, seconds=POLL_ANSWER_SECONDS)
+        except Abandoned as exc:  # a pooler waiting for a server that is gone: the connection is left to its thread
+            self.conn = None
+            raise SignalLost(f"PostgreSQL ne répond pas à la surveillance depuis {POLL_ANSWER_SECONDS:.0f} s") from exc
+        except Exception as exc:
+            raise SignalLost(f"PostgreSQL ne répond pas à la surveillance ({type(exc).__name__})") from exc
+
+    def horizon(self) -> str | None:
+        return self._query(HORIZON_SQL, [])
 
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -116,22 +143,18 @@ class PgPollSignal:
                 if signature != self.signature:
                     self.signature = signature
                     return True
-                if self.safety and now >= self.next_safety:
-                    self.next_safety = now + SAFETY_SCAN_SECONDS
-                    if self._horizon() != self.horizon:
-                        return True
             if now >= deadline:
                 return False
             time.sleep(max(0.0, min(self.next_poll, deadline) - now))
 
     def settled(self) -> bool:
-        """After a successful run: poll now; any transaction committed from now on moves the safety horizon."""
+        """After a successful run: poll now."""
         self.next_poll = 0.0
-        changed = self.wait(0.0)
-        self.horizon = self._horizon()
-        return changed
+        return self.wait(0.0)
 
     def close(self) -> None:
+        if self.conn is None:  # abandoned to a thread still waiting on it (never closed under its feet)
+            return
         try:
             self.conn.close()
         except Exception:

@@ -18,13 +18,15 @@ class LiveStatus:
     ``signal``: how changes are learned — ``"notify"`` (PostgreSQL with change
     capture: told by the server), ``"poll"`` (a cheap signal polled at a bounded
     rate) or ``"none"`` (the signal is lost: reconnecting). Datetimes are UTC.
-    ``up_to_date``: no change seen after the start of the last successful run, and the signal is
-    not lost;
+    ``up_to_date``: no change seen after the start of the last successful run, the signal is
+    not lost, and on PostgreSQL no transaction ended since then that no run has covered yet (the
+    safety net, live/safety_net.py);
     ``lag_seconds``: None when up to date, else seconds since the oldest change
     not yet reflected. ``gaps``: times the signal was lost and the sources
     rescanned (``last_gap`` says why, in French); ``failures``: consecutive
     failed rebuilds, ``next_retry_seconds`` the backoff before the next try,
-    ``last_error`` the last failure's sentence (secrets masked).
+    ``last_error`` the last failure's sentence (secrets masked). ``checks``: runs
+    made by the safety net alone (not counted in ``runs``).
     """
 
     watching: bool
@@ -39,6 +41,7 @@ class LiveStatus:
     failures: int
     next_retry_seconds: float | None
     last_error: str | None
+    checks: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-serialisable: datetimes as ISO 8601 UTC strings."""
@@ -50,6 +53,7 @@ class LiveStatus:
             "last_run_finished": iso(self.last_run_finished), "up_to_date": self.up_to_date,
             "lag_seconds": self.lag_seconds, "runs": self.runs, "gaps": self.gaps, "last_gap": self.last_gap,
             "failures": self.failures, "next_retry_seconds": self.next_retry_seconds, "last_error": self.last_error,
+            "checks": self.checks,
         }  # fmt: skip
 
 
@@ -71,6 +75,10 @@ class StatusBook:
     next_retry_seconds: float | None = None
     last_error: str | None = None
     running: bool = False
+    checks: int = 0
+    checking: bool = False  # the current run is a safety-net check
+    #: Since when a transaction may have ended unseen by the signal (safety net), None when covered.
+    unsure_since: datetime | None = None
     #: The first change seen while the current run runs (it reflects none seen after it started).
     during_run: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,9 +101,18 @@ class StatusBook:
         if self.running and self.during_run is None:
             self.during_run = at
 
-    def run_started(self) -> datetime:
+    def unsure(self, since: datetime | None) -> None:
+        """The safety net saw a transaction end that no run covers yet (None: all covered)."""
         with self.lock:
-            self.running, self.during_run, self.runs = True, None, self.runs + 1
+            self.unsure_since = since
+
+    def run_started(self, *, check: bool = False) -> datetime:
+        with self.lock:
+            self.running, self.during_run, self.checking = True, None, check
+            if check:
+                self.checks += 1
+            else:
+                self.runs += 1
             self.last_run_started = utc_now()
             return self.last_run_started
 
@@ -114,7 +131,11 @@ class StatusBook:
     def run_not_done(self) -> None:
         """Refused (another holds the guard) or cancelled: nothing reflected, nothing failed."""
         with self.lock:
-            self.running, self.during_run, self.runs = False, None, self.runs - 1
+            self.running, self.during_run = False, None
+            if self.checking:
+                self.checks -= 1
+            else:
+                self.runs -= 1
 
     def gap(self, why: str) -> None:
         with self.lock:
@@ -125,14 +146,15 @@ class StatusBook:
         with self.lock:
             # Without its signal (a gap not yet over) the watcher cannot know: not up to date.
             blind = self.watching and self.signal == "none"
-            up_to_date = self.pending_since is None and self.last_run_finished is not None and not blind
+            up_to_date = self.pending_since is None and self.last_run_finished is not None and not blind \
+                and self.unsure_since is None
             lag = None
             if not up_to_date:
-                since = self.pending_since or self.last_change_seen or self.last_run_finished
+                since = self.pending_since or self.unsure_since or self.last_change_seen or self.last_run_finished
                 lag = None if since is None else max(0.0, (utc_now() - since).total_seconds())
             return LiveStatus(
                 watching=self.watching, signal=self.signal, last_change_seen=self.last_change_seen,
                 last_run_finished=self.last_run_finished, up_to_date=up_to_date, lag_seconds=lag, runs=self.runs,
                 gaps=self.gaps, last_gap=self.last_gap, failures=self.failures,
-                next_retry_seconds=self.next_retry_seconds, last_error=self.last_error,
+                next_retry_seconds=self.next_retry_seconds, last_error=self.last_error, checks=self.checks,
             )  # fmt: skip
