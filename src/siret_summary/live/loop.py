@@ -83,7 +83,7 @@ class _Watcher:
                  on_status: Callable[[LiveStatus], None] | None, max_delay: float) -> None:
         self.source, self.target, self.config, self.stop = source, target, config, stop
         self.on_status, self.max_delay = on_status, max_delay
-        self.quiet = min(0.25, max_delay / 2)  # a burst's commits closer than this make one run
+        self.quiet = self.base_quiet = min(0.25, max_delay / 2)  # a burst's commits closer than this: one run
         self.backend = open_backend(source, must_exist=True, connect_timeout=config.connect_timeout)
         self.book = StatusBook()
         self.signal: Signal | None = None
@@ -183,6 +183,10 @@ class _Watcher:
                 raise
             status, error = "failed", f"unexpected {type(exc).__name__}: {mask_location(str(exc))}"
         if status == "completed":
+            # A slow run (a loaded machine) widens the quiet window up to max_delay / 2: a burst whose
+            # commits come slower than base_quiet apart still makes few runs; freshness stays bounded
+            # by max_delay from the first pending change (due()).
+            self.quiet = min(self.max_delay / 2, max(self.base_quiet, time.monotonic() - started))
             self.drain()  # changes committed during the run, told meanwhile: not reflected by it
             self.settle_net(started, check=check)
             self.book.run_succeeded()
