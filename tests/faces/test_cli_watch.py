@@ -3,6 +3,7 @@ bad input is refused at once with run's line."""
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sqlite3
@@ -77,3 +78,28 @@ def test_watch_refuses_bad_input_with_runs_line(tmp_path):
     bad = _cli("watch", "--source", missing, "--max-delay", "0")
     err = bad.communicate(timeout=60)[1]
     assert bad.returncode == 2 and "--max-delay" in err and "above 0" in err
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_in_a_terminal_reaches_the_whole_group_and_still_ends_cleanly(tmp_path):
+    """A terminal's Ctrl-C goes to every process of the foreground group, the SQLite workers
+    (issue 23) included: they must not die of it mid-operation (a lost signal, a traceback)."""
+    location = str(tmp_path / "app.db")
+    write_sqlite(location, *generate(n_pv=300, n_invitations=60, seed=3))
+    process = _cli("watch", "--source", location, "--table", TABLE, "--max-delay", "0.2", start_new_session=True)
+    try:
+        lines = _lines(process)
+        _next(lines, "(à jour)")
+        os.killpg(process.pid, signal.SIGINT)  # the group, as a terminal does
+        assert process.wait(30) == 0
+        assert process.stderr is not None
+        err = process.stderr.read()
+        assert "WorkerGone" not in err and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        rest = []
+        while not lines.empty():
+            rest.append(lines.get())
+        assert not [line for line in rest if "signal perdu" in line], rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

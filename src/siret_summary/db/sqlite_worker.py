@@ -10,6 +10,7 @@ driver, never the library (``-P``: its own folder is not on ``sys.path``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
@@ -132,6 +133,10 @@ def _error(exc: BaseException) -> tuple[Any, ...]:
 
 
 def main() -> None:
+    # A terminal's Ctrl-C reaches every process of its foreground group: the parent decides what it
+    # means (cancel, stop); a worker killed by it would lose the operation it holds. The worker still
+    # ends when the parent does (its requests pipe closes: EOFError below).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = Connection(os.dup(0), writable=False)
     answers = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the answers
