@@ -29,7 +29,7 @@ httpx = pytest.importorskip("httpx")
 
 from dbutil import execute, scalar  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from test_admin_page import CHROMIUM_ARGS, HoldAtRead, _chromium  # noqa: E402,F401
+from faces.test_admin_page import CHROMIUM_ARGS, HoldAtRead, _chromium  # noqa: E402,F401
 from webutil import serve  # noqa: E402
 
 import siret_summary  # noqa: E402
