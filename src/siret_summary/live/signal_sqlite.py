@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from siret_summary.live.signals import POLL_SECONDS, SignalLost
+from siret_summary.live.signals import POLL_SECONDS, Polled, SignalLost
 
 
 def _identity(path: str) -> tuple[int, int]:
@@ -26,7 +26,7 @@ def _identity(path: str) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-class SQLiteSignal:
+class SQLiteSignal(Polled):
     """Polls every :data:`POLL_SECONDS`: one stat of the file and one ``PRAGMA data_version`` in the worker."""
 
     kind = "poll"
@@ -58,25 +58,14 @@ class SQLiteSignal:
         except Exception as exc:
             raise SignalLost(f"la lecture de la base {self.path!r} a échoué ({type(exc).__name__})") from exc
 
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.monotonic()
-            if now >= self.next_poll:
-                self.next_poll = now + POLL_SECONDS
-                if _identity(self.path) != self.identity:
-                    raise SignalLost(f"le fichier de la base {self.path!r} a été remplacé")
-                version = self._version()
-                if version != self.version:
-                    self.version = version
-                    return True
-            if now >= deadline:
-                return False
-            time.sleep(max(0.0, min(self.next_poll, deadline) - now))
-
-    def settled(self) -> bool:
-        self.next_poll = 0.0
-        return self.wait(0.0)
+    def changed(self) -> bool:
+        if _identity(self.path) != self.identity:
+            raise SignalLost(f"le fichier de la base {self.path!r} a été remplacé")
+        version = self._version()
+        if version == self.version:
+            return False
+        self.version = version
+        return True
 
     def horizon(self) -> str | None:
         """None: SQLite's ``data_version`` already sees every commit to the file (no safety net needed)."""

@@ -92,7 +92,34 @@ def _log_sql(log: str) -> str:
     return f"SELECT count(*)::text || ':' || coalesce(md5(string_agg(id::text, ',' ORDER BY id)), '') FROM {log}"
 
 
-class PgPollSignal:
+class Polled:
+    """A signal polled every :data:`POLL_SECONDS`: ``wait`` and ``settled`` over :meth:`changed`."""
+
+    next_poll = 0.0
+
+    def changed(self) -> bool:
+        """Poll once: whether a change was committed since the last poll (SignalLost when it cannot tell)."""
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if now >= self.next_poll:
+                self.next_poll = now + POLL_SECONDS
+                if self.changed():
+                    return True
+            if now >= deadline:
+                return False
+            time.sleep(max(0.0, min(self.next_poll, deadline) - now))
+
+    def settled(self) -> bool:
+        """After a successful run: poll now."""
+        self.next_poll = 0.0
+        return self.wait(0.0)
+
+
+class PgPollSignal(Polled):
     """A signature polled every :data:`POLL_SECONDS` on one ADBC connection; a new signature is a change."""
 
     kind = "poll"
@@ -133,24 +160,12 @@ class PgPollSignal:
     def horizon(self) -> str | None:
         return self._query(HORIZON_SQL, [])
 
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.monotonic()
-            if now >= self.next_poll:
-                self.next_poll = now + POLL_SECONDS
-                signature = self._query(self.sql, self.params)
-                if signature != self.signature:
-                    self.signature = signature
-                    return True
-            if now >= deadline:
-                return False
-            time.sleep(max(0.0, min(self.next_poll, deadline) - now))
-
-    def settled(self) -> bool:
-        """After a successful run: poll now."""
-        self.next_poll = 0.0
-        return self.wait(0.0)
+    def changed(self) -> bool:
+        signature = self._query(self.sql, self.params)
+        if signature == self.signature:
+            return False
+        self.signature = signature
+        return True
 
     def close(self) -> None:
         if self.conn is None:  # abandoned to a thread still waiting on it (never closed under its feet)
