@@ -59,12 +59,14 @@ def child(args: dict[str, Any]) -> None:
         siret_summary.run(args["pg_cap"], mode="incremental")
         print(json.dumps(out))
         return
+    cpu: dict[str, float] = {}  # this process's CPU s per run (not the SQLite worker's nor the server's)
     for backend in (SQLITE, PG):
         b.sirets[backend] = b.raw_sirets(backend)
-        b.bench_floor(backend)
-        b.bench_full(backend)
-        b.bench_incremental(backend)
-        b.bench_targeted(backend)
+        for line, step in (("floor", b.bench_floor), ("full", b.bench_full), ("scan", b.bench_incremental),
+                           ("targeted", b.bench_targeted)):
+            started = time.process_time()
+            step(backend)
+            cpu[f"{line}/{backend}"] = (time.process_time() - started) / (1 + args["repeat"])
     b.pg_uri = args["pg_cap"]
     n = b.one_percent(PG)
     m = b.measure("c", "capture", PG)
@@ -85,6 +87,7 @@ def child(args: dict[str, Any]) -> None:
             line = ("scan" if meas.name.startswith("incremental") else
                     "targeted" if meas.name.startswith("targeted") else "capture")
         out[f"{line}/{meas.backend}"] = {"median": meas.median(), "error": meas.error,
+                                         "cpu": cpu.get(f"{line}/{meas.backend}"),
                                          "stages": {k: statistics.median(v) for k, v in meas.stages.items()}}
     out["load_end"] = os.getloadavg()
     print(json.dumps(out))
@@ -107,6 +110,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=2, help="timed runs per line in each child (after 1 warm-up)")
     p.add_argument("--pv", type=int, default=126_000)
     p.add_argument("--invitations", type=int, default=20_000)
+    p.add_argument("--first", choices=("old", "new"), default="old", help="the tree run first in round 0")
     p.add_argument("--out", type=Path, required=True, help="JSON file of every child's measurements")
     p.add_argument("--child", help=argparse.SUPPRESS)
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
@@ -143,7 +147,7 @@ def main() -> int:
             print(name, spawn(tree, dict(args[name], setup=True)), flush=True)
         results: list[dict[str, Any]] = []
         for r in range(a.rounds):
-            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+            order = ["old", "new"] if (r + (a.first == "new")) % 2 == 0 else ["new", "old"]
             for name in order:
                 started = time.perf_counter()
                 got = spawn(trees[name], args[name])
@@ -161,8 +165,9 @@ def main() -> int:
 def report(results: list[dict[str, Any]]) -> None:
     """Markdown table: per line and backend, seconds and × floor for each tree, median [min–max] over the
     children; and new ÷ old in seconds, paired within each round (the two children run back to back)."""
-    print("| line | database | old: s | old: × floor | new: s | new: × floor | new ÷ old (paired rounds) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| line | database | old: s | old: × floor | new: s | new: × floor | new ÷ old (paired rounds) |"
+          " old: process CPU s | new: process CPU s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def span(values: list[float], digits: int, unit: str = "") -> str:
         return (f"{statistics.median(values):.{digits}f}{unit} "
@@ -186,6 +191,9 @@ def report(results: list[dict[str, Any]]) -> None:
                 if len(got) == 2:
                     paired.append(got["new"] / got["old"])
             cells.append(span(paired, 2) if paired else "")
+            for tree in ("old", "new"):
+                used = [x[key]["cpu"] for x in results if x["tree"] == tree and x.get(key, {}).get("cpu")]
+                cells.append(span(used, 2) if used and line != "floor" else "")
             if any(cells):
                 print(f"| {line} | {backend} | " + " | ".join(cells) + " |")
     loads = [v for x in results for v in (x["load"][0], x.get("load_end", x["load"])[0])]
