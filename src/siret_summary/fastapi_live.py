@@ -111,7 +111,7 @@ class LiveThread:
 
     def _work(self, stop: threading.Event) -> None:
         try:
-            from siret_summary.live import watch
+            from siret_summary.live import watch  # lazy: only a live builder's thread needs the watcher
 
             watch(self.source, self.target, config=self.config, stop=stop, on_status=self._seen,
                   max_delay=self.max_delay)

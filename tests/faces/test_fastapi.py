@@ -117,6 +117,7 @@ def test_two_simultaneous_posts_start_exactly_one_build(db: str, gate: Gate) -> 
         assert client.get("/api/build/summary/status").json() == {
             "status": "not_found", "task_id": "build_siret_summary",
             "message": "Aucune reconstruction de la table siret_summary n'a encore été lancée",
+            "live": {"watching": False},  # issue 28: the status JSON says whether a watcher follows the sources
         }
         barrier = threading.Barrier(2)
         answers: list[dict[str, Any]] = []
