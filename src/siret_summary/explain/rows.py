@@ -104,7 +104,7 @@ def _raw_rows(source: Any, config: Config, siret: str | None,
         keyed = read_database(backend, config, wanted, conn=conn, normalise=False, stamps=False, patterns=patterns)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
 
-    if backend.dialect == "postgresql":  # a warm call reuses an idle connection (explain/connections.py)
+    if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
         return read_with(backend, read)
     keyed = read_database(backend, config, wanted, normalise=False, stamps=False, patterns=patterns)
     return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
