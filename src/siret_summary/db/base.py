@@ -86,6 +86,9 @@ class Backend(ABC):
     uri: str
     #: Bytes of an identifier the database keeps (it cuts longer ones); None: no limit.
     max_identifier_bytes: int | None = None
+    #: Whether a read-only caller may keep an idle connection for its next read (explain/connections.py):
+    #: True where opening one is costly (a server forks a backend) and a rolled-back one holds no state.
+    keeps_idle_connection: bool = False
 
     @abstractmethod
     def connect(self, role: str = "main") -> Any:

@@ -28,6 +28,7 @@ import polars as pl
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
 from siret_summary.db import open_backend
+from siret_summary.explain.connections import read_with
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS,
@@ -98,6 +99,13 @@ def _raw_rows(source: Any, config: Config, siret: str | None,
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
     wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
+
+    def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
+        keyed = read_database(backend, config, wanted, conn=conn, normalise=False, stamps=False, patterns=patterns)
+        return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+
+    if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
+        return read_with(backend, read)
     keyed = read_database(backend, config, wanted, normalise=False, stamps=False, patterns=patterns)
     return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
 
