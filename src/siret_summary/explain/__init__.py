@@ -19,7 +19,7 @@ import polars as pl
 from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError
 from siret_summary.explain.cycles import SeatRounds, attribute_facts, cycle_facts
-from siret_summary.explain.rows import ROW, plain, siret_rows
+from siret_summary.explain.rows import ROW, plain, rows_or_candidates, siret_rows
 from siret_summary.pipeline import fork_guard
 from siret_summary.rules.summary import summary_frame
 from siret_summary.rules.values import (
@@ -120,19 +120,18 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     fork_guard.check()
     config = as_config(config)
     normalised, rejected_reason, digits = parse_siret(siret)
-    rows = siret_rows(source, config, normalised, None if normalised else digits)
-    rejected_only = False
-    if normalised is not None and not rows.pv_facts and not rows.invitation_facts:
-        # No row has this SIRET: look (every row read) for rejected spellings that may have meant it.
-        rows = siret_rows(source, config, None, candidates_of=normalised)
-        rejected_only = bool(rows.pv_facts or rows.invitation_facts)
+    if normalised is None:
+        rows, rejected_only = siret_rows(source, config, None, digits), False
+    else:
+        # Its rows; when no row has it, the rejected spellings that may have meant it (one read where it can).
+        rows, rejected_only = rows_or_candidates(source, config, normalised)
+    has_rows = normalised is not None and not rejected_only and bool(rows.pv_facts or rows.invitation_facts)
     row = None
     rounds = SeatRounds()  # the highest-average rounds of the row's own seat allocation, as they run
-    if normalised is not None and not rejected_only:
+    if has_rows:  # no row at all: compute() gives none either (each summary row comes from its SIRET's rows)
         found = summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config, trace=rounds).collect()
         found = found.filter(pl.col("siret") == normalised)
         row = found.row(0, named=True) if found.height else None
-    has_rows = normalised is not None and not rejected_only and bool(rows.pv_facts or rows.invitation_facts)
     cycles, lead_rows = cycle_facts(rows.by_row, config, row or {}, rounds.rounds) if has_rows else ([], {})
     counted = {r for frame in lead_rows.values() for r in frame[ROW].to_list()}
     labels = {c.label: c for c in config.cycles}

@@ -27,8 +27,9 @@ import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
-from siret_summary.db import open_backend
+from siret_summary.db import connected, open_backend
 from siret_summary.explain.connections import read_with
+from siret_summary.explain.one_read import described_once, one_read_patterns
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS,
@@ -86,28 +87,37 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _raw_rows(source: Any, config: Config, siret: str | None,
-              patterns: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str] | None = None,
+              *, one_read: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
     """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s (or,
     without it, those whose raw SIRET one of the LIKE ``patterns`` matches: :func:`_rejected_patterns`)
-    where the source allows (a database's prefiltered read), else whole."""
+    where the source allows (a database's prefiltered read), else whole. ``one_read``: read
+    ``siret``'s candidates' superset instead where it is filtered as well (explain/one_read.py); the
+    third value tells whether the rows hold that superset (every row for a source read whole)."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
-                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect())
+                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect(), True)
     if not isinstance(source, (str, os.PathLike)):
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
-    wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
 
-    def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
-        keyed = read_database(backend, config, wanted, conn=conn, normalise=False, stamps=False, patterns=patterns)
-        return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+    def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+        attempt = described_once(backend)  # this attempt's catalogue answers; a retry describes anew
+        wanted, superset = None if siret is None else pl.Series("siret", [siret], pl.String), False
+        read_patterns = patterns
+        if one_read and siret is not None:
+            candidates = one_read_patterns(attempt, conn, config, siret)
+            if candidates is not None:
+                wanted, superset, read_patterns = None, True, candidates
+        keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
+                              patterns=read_patterns)
+        return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), superset
 
     if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
         return read_with(backend, read)
-    keyed = read_database(backend, config, wanted, normalise=False, stamps=False, patterns=patterns)
-    return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+    with connected(backend, role="source") as conn:
+        return read(conn)
 
 
 def _whole(frame: pl.LazyFrame | None) -> pl.LazyFrame:
@@ -234,9 +244,33 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     whose spelling :func:`could_be` ``candidates_of`` (both read a SQL superset of those rows where the
     backend allows: :func:`_rejected_patterns`)."""
     patterns = None if siret is not None else _rejected_patterns(spelling_digits, candidates_of)
-    pv_raw, inv_raw = _raw_rows(source, config, siret, patterns)
+    pv_raw, inv_raw, _ = _raw_rows(source, config, siret, patterns)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
+    return _normalised(pv_raw, inv_raw, config)
+
+
+def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRows, bool]:
+    """The 14-digit ``siret``'s rows, or, when no row has it, the rejected rows whose spelling
+    :func:`could_be` it (second value True then; both empty when neither exists). One read where the
+    source allows (explain/one_read.py), else the targeted read and, when it finds nothing, the
+    rejected rows' read."""
+    pv_column, inv_column = _siret_column(config.pv_columns), _siret_column(config.invitation_columns)
+    pv_raw, inv_raw, superset = _raw_rows(source, config, siret, one_read=True)
+    pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
+    if pv.height or inv.height:
+        return _normalised(pv, inv, config), False
+    if not superset:
+        pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret))
+    pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
+    inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
+    return _normalised(pv, inv, config), bool(pv.height or inv.height)
+
+
+def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> SiretRows:
+    """The matched raw rows normalised (nothing to do, and nothing done, when there are none)."""
+    if not pv_raw.height and not inv_raw.height:
+        return SiretRows(pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), [], [])
     # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number
     # carried through it: the summary's input and each normalised row tied to its raw row at once.
     by_row = normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")).collect()

@@ -1,0 +1,84 @@
+"""One read per explain() call where one read can serve it (issue 27's speed; SPEC §3).
+
+A 14-digit SIRET ``S`` is explained from its own rows, or, when no row has
+it, from the rejected rows that may have meant it (explain/rows.py
+``could_be``). Both sets lie within what ``candidate_patterns(S)`` keeps
+(``LIKE '%d1%…%dn%'`` over S's digits without leading zeros, or an ASCII
+``e``/``E``): every spelling normalising to ``S`` holds those digits in order
+(rules/siret_superset.py), and so does every too-long spelling ``could_be``
+accepts; a scientific one holds an ``e`` or ``E``. So one read with those
+patterns replaces the targeted read followed, for a SIRET no row holds, by
+the rejected rows' read; the exact rules then pick the rows from it
+(docs/decisions.md, "One read for a SIRET, present or absent").
+
+It is used only where it is a server-side filter on both tables (else the
+read would take every row) and where no SIRET index serves ``S``'s rows more
+cheaply (PostgreSQL with ``install_change_capture``'s index).
+
+:func:`described_once` keeps one call's catalogue answers: the read
+describes each table up to three times (its columns, the SIRET column's type
+for the index and for the prefilter), and each answer costs a round trip and
+parsing every column's type.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from siret_summary.config import Config
+from siret_summary.db import names
+from siret_summary.db.base import Backend, Column
+from siret_summary.db.siret_prefilter import superset_filter
+from siret_summary.rules.siret_superset import candidate_patterns, rule_reads_ascii_digits_only
+
+__all__ = ["described_once", "one_read_patterns"]
+
+
+def described_once(backend: Backend) -> Backend:
+    """A copy of ``backend`` whose ``describe(conn, table)`` asks the database once per (connection, table).
+
+    For one read attempt only (explain/rows.py makes one per attempt, so a retry on a fresh
+    connection, or the next call, describes anew and sees any DDL since). The copy's own methods
+    (``siret_filter_sql``, ``siret_superset_sql``) reach the memo too: it is an instance attribute,
+    found before the class's method.
+    """
+    described = copy.copy(backend)
+    real = backend.describe
+    seen: dict[tuple[int, str], list[Column] | None] = {}
+    kept: list[Any] = []  # the connections keyed by id(): alive as long as the memo, so no id is reused
+
+    def describe(conn: Any, table: str) -> list[Column] | None:
+        key = (id(conn), table)
+        if key not in seen:
+            seen[key] = real(conn, table)
+            kept.append(conn)
+        columns = seen[key]
+        return None if columns is None else list(columns)
+
+    # An instance attribute, not a subclass: the backend's class varies, and its methods call self.describe.
+    setattr(described, "describe", describe)  # noqa: B010
+    return described
+
+
+def one_read_patterns(backend: Backend, conn: Any, config: Config, siret: str) -> list[str] | None:
+    """``candidate_patterns(siret)`` when a read with them is filtered server-side on both source tables
+    and no SIRET index serves ``siret``'s rows (then one read serves ``siret``'s rows and the rejected
+    rows that may have meant it); None otherwise (the caller reads ``siret``'s rows by the targeted read).
+
+    ``siret``: 14 ASCII digits (else None). Raises what the read raises for an unusable table name.
+    """
+    if not rule_reads_ascii_digits_only():
+        return None
+    try:
+        patterns = candidate_patterns(siret)
+    except ValueError:
+        return None
+    names.check(backend, names.source_names(config))  # as the read checks them, before any statement
+    for table, mapping in ((config.pv_table, config.pv_columns), (config.invitations_table, config.invitation_columns)):
+        column = mapping["siret"]
+        if column is None or superset_filter(backend, conn, table, column, patterns) is None:
+            return None
+        if backend.siret_filter_sql(conn, table, column, [siret]) is not None:
+            return None  # an index finds siret's rows without a scan
+    return patterns
