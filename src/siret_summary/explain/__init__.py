@@ -11,6 +11,7 @@ rows only); the facts around it come from the same expressions
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,20 @@ class Explanation:
         return french(self.facts)
 
 
+@functools.cache
+def _siret_parts() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """The read's own SIRET expressions on column ``t`` (rules.columns._add_siret): the SIRET, the
+    rejection reason, the kept digits. Built once per process (an expression is an immutable value)."""
+    trimmed = pl.col("t").str.strip_chars(WHITESPACE)
+    digits = digits_of_siret(trimmed)
+    scientific = is_scientific(trimmed)
+    return (
+        pl.when(~scientific).then(siret_from_digits(digits)).alias("siret"),
+        pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)).alias("reason"),
+        digits.alias("digits"),
+    )
+
+
 def parse_siret(value: Any) -> tuple[str | None, str | None, str]:
     """``(siret, rejected_reason, digits)`` of a SIRET written as a source may hold it (SPEC §3).
 
@@ -70,14 +85,7 @@ def parse_siret(value: Any) -> tuple[str | None, str | None, str]:
     text = "" if value is None or isinstance(value, bool) else str(value)
     text = text.replace("\x00", "")  # as the read removes NULs from source text (rules.columns.prepare)
     frame = pl.DataFrame({"t": [text]}, schema={"t": pl.String})
-    trimmed = pl.col("t").str.strip_chars(WHITESPACE)
-    digits = digits_of_siret(trimmed)
-    scientific = is_scientific(trimmed)
-    siret, reason, kept = frame.select(
-        pl.when(~scientific).then(siret_from_digits(digits)).alias("siret"),
-        pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)).alias("reason"),
-        digits.alias("digits"),
-    ).row(0)  # the read's own expressions (rules.columns._add_siret)
+    siret, reason, kept = frame.select(_siret_parts()).row(0)
     if reason == "siret_empty":
         problem = f"the SIRET {text!r} holds no digit"
         raise ConfigError(f"{problem}; pass explain(source, siret=...) the establishment's 14 digits "

@@ -273,11 +273,13 @@ def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> 
         return SiretRows(pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), [], [])
     # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number
     # carried through it: the summary's input and each normalised row tied to its raw row at once.
-    by_row = normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")).collect()
+    inv_columns = config.invitation_columns
+    by_row, inv_by_row = pl.collect_all([  # both tables in one run
+        normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")),
+        normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)),
+    ])  # fmt: skip
     pv = by_row.drop(ROW, "institution")  # the summary's input: exactly normalize_pv's columns
     by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
-    inv_columns = config.invitation_columns
-    inv_by_row = normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)).collect()
     invitations = inv_by_row.drop(ROW)
     inv_by_row = inv_by_row.join(_real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
     return SiretRows(
