@@ -1,8 +1,10 @@
 """Adversarial: explain() of a 14-digit SIRET reads once, present or absent (explain/one_read.py).
 
-One read with ``candidate_patterns(S)`` serves both S's own rows and, when
-no row has S, the rejected rows that may have meant it (docs/decisions.md,
-"One read for a SIRET, present or absent"). Checked against the plain-Python
+On SQLite one read with ``candidate_patterns(S)`` serves both S's own rows
+and, when no row has S, the rejected rows that may have meant it; on
+PostgreSQL the targeted read's superset holds S's rows and the too-long
+candidates, and only the scientific spellings are read after it when no row
+has S (docs/decisions.md, "One read for a SIRET, present or absent"). Checked against the plain-Python
 reference (tests/reference.py's ``normalise_siret`` and ``reference_summary``;
 ``possibly_meant`` of the candidates test), never against the fast code:
 random SIRETs with some, none or only rejected spellings of them, hostile
@@ -39,6 +41,7 @@ from reference import INVITATION_COLUMNS, PV_COLUMNS, clean_cell, normalise_sire
 from rules.test_reference_vs_compute import _same_value
 from siret_summary.db.postgres.backend import PostgresBackend
 from siret_summary.explain import rows as explain_rows
+from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS
 from strategies import string_table
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -64,11 +67,12 @@ def table(draw):
 @pytest.fixture
 def reads(monkeypatch):
     """How many times explain read the source (each read_database call: one per table's statement pair)."""
-    count = {"reads": 0}
+    count = {"reads": 0, "patterns": []}
     real = explain_rows.read_database
 
     def counted(*args, **kwargs):
         count["reads"] += 1
+        count["patterns"].append(kwargs.get("patterns"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(explain_rows, "read_database", counted)
@@ -76,12 +80,17 @@ def reads(monkeypatch):
 
 
 def _check(location: str, siret: str, rows, reads: dict) -> None:
-    """The rows explain lists are the reference's: S's own, else those that may have meant S; one read."""
+    """The rows explain lists are the reference's: S's own, else those that may have meant S. SQLite: one
+    read serves both; PostgreSQL: S's rows in one read, and for an S no row holds only the scientific
+    spellings read after it (the too-long ones are in the first read's superset)."""
     own = {i for i, value, _ in rows if _reference(value) == siret}
     meant = {i for i, value, _ in rows if possibly_meant(value, siret)}
     before = reads["reads"]
     explanation = siret_summary.explain(location, siret)
-    assert reads["reads"] - before == 1, "one read serves the SIRET's rows and its candidates"
+    if location.startswith("postgresql://") and not own:
+        assert reads["reads"] - before == 2 and reads["patterns"][-1] == list(SCIENTIFIC_PATTERNS)
+    else:
+        assert reads["reads"] - before == 1, "one read serves the SIRET's rows and its candidates"
     facts = explanation.to_dict()
     listed = sorted(int(r["raw"]["id_pv"]) for r in facts["pv_rows"])
     invitations = sorted(r["id"] for r in facts["invitations"])
@@ -152,13 +161,13 @@ def describes(monkeypatch):
 
 def test_postgresql_describes_each_table_once_per_call(pg_source, describes):
     """The read asks a table's columns, then the SIRET column's type for the index and for the prefilter:
-    one catalogue answer per table and call (was three)."""
+    one catalogue answer per table and read (was three)."""
     rows = _write_pg(pg_source, [(1, "732 829 320 00074", "text"), (2, "7.3282932E+13", "text")])
     assert rows
-    for siret in ("73282932000074", "12345678901234"):  # present, then absent (its candidates looked for)
+    for siret, statements in (("73282932000074", 1), ("12345678901234", 2)):  # present; absent: + scientific
         describes.clear()
         siret_summary.explain(pg_source, siret)
-        assert dict(describes) == {"Tous_PV": 1, "invitations": 1}
+        assert dict(describes) == {"Tous_PV": statements, "invitations": statements}
 
 
 def test_postgresql_ddl_between_calls_is_seen(pg_source):

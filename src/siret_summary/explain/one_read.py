@@ -32,7 +32,7 @@ from siret_summary.db.base import Backend, Column
 from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.rules.siret_superset import candidate_patterns, rule_reads_ascii_digits_only
 
-__all__ = ["described_once", "one_read_patterns"]
+__all__ = ["DIGITS_SUPERSET", "ONE_READ", "described_once", "read_plan"]
 
 
 def described_once(backend: Backend) -> Backend:
@@ -61,12 +61,21 @@ def described_once(backend: Backend) -> Backend:
     return described
 
 
-def one_read_patterns(backend: Backend, conn: Any, config: Config, siret: str) -> list[str] | None:
-    """``candidate_patterns(siret)`` when a read with them is filtered server-side on both source tables
-    and no SIRET index serves ``siret``'s rows (then one read serves ``siret``'s rows and the rejected
-    rows that may have meant it); None otherwise (the caller reads ``siret``'s rows by the targeted read).
+#: :func:`read_plan`'s answers.
+ONE_READ, DIGITS_SUPERSET = "one_read", "digits_superset"
 
-    ``siret``: 14 ASCII digits (else None). Raises what the read raises for an unusable table name.
+
+def read_plan(backend: Backend, conn: Any, config: Config, siret: str) -> str | None:
+    """How to read the 14-digit ``siret``'s rows and, when no row has it, its candidates.
+
+    :data:`ONE_READ`: one read with ``candidate_patterns(siret)`` serves both (a backend whose read has
+    a high fixed cost: SQLite's worker requests, its connection, the catalogue). :data:`DIGITS_SUPERSET`:
+    the targeted read keeps ``like_pattern(siret)``'s superset, which holds every too-long candidate,
+    so a SIRET no row holds needs only the scientific spellings (:data:`SCIENTIFIC_PATTERNS`) read
+    after it (a server on a kept connection: a second statement costs a round trip, while each extra
+    pattern costs the server on every row of every call). None: the targeted read, then the whole
+    candidates' read (no server-side filter on a table, an index serving ``siret``, or the SIRET rule
+    reading more than ASCII digits). Raises what the read raises for an unusable table name.
     """
     if not rule_reads_ascii_digits_only():
         return None
@@ -80,5 +89,5 @@ def one_read_patterns(backend: Backend, conn: Any, config: Config, siret: str) -
         if column is None or superset_filter(backend, conn, table, column, patterns) is None:
             return None
         if backend.siret_filter_sql(conn, table, column, [siret]) is not None:
-            return None  # an index finds siret's rows without a scan
-    return patterns
+            return None  # an index finds siret's rows without a scan; the targeted read uses it
+    return DIGITS_SUPERSET if backend.keeps_idle_connection else ONE_READ
