@@ -70,7 +70,7 @@ def read_plan(backend: Backend, conn: Any, config: Config, siret: str) -> str | 
 
     :data:`ONE_READ`: one read with ``candidate_patterns(siret)`` serves both (a backend whose read has
     a high fixed cost: SQLite's worker requests, its connection, the catalogue). :data:`DIGITS_SUPERSET`:
-    the targeted read keeps ``like_pattern(siret)``'s superset, which holds every too-long candidate,
+    read ``like_pattern(siret)``'s superset (the targeted read's prefilter), which holds every too-long candidate,
     so a SIRET no row holds needs only the scientific spellings (:data:`SCIENTIFIC_PATTERNS`) read
     after it (a server on a kept connection: a second statement costs a round trip, while each extra
     pattern costs the server on every row of every call). None: the targeted read, then the whole

@@ -41,7 +41,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
-from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS, candidate_patterns, spelled_pattern
+from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS, candidate_patterns, like_pattern, spelled_pattern
 from siret_summary.rules.summary import cycle_index
 from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
 
@@ -110,6 +110,8 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         patterns_read = patterns
         if how == ONE_READ:
             wanted, patterns_read = None, candidate_patterns(str(siret))
+        elif how == DIGITS_SUPERSET:  # the prefilter's own superset, asked for by name (no index looked up again)
+            wanted, patterns_read = None, [like_pattern(str(siret))]
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
                               patterns=patterns_read)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
