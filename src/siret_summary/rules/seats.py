@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-
-if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
-    from polars.expr.whenthen import ChainedThen, Then
 
 #: R2314-1: (lowest headcount of the band, titular seats), ascending.
 R2314_1: tuple[tuple[int, int], ...] = (
@@ -31,12 +27,23 @@ R2314_1: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 
 
+#: R2314-1's lower bounds (ascending, as floats: headcounts are Float64 sums) and the seats of each
+#: band, with NULL first for a headcount below the first band (see :func:`titular_seats`).
+_BAND_LOWER = pl.Series("_band_lower", [float(lower) for lower, _ in R2314_1], dtype=pl.Float64)
+_BAND_SEATS = pl.Series("_band_seats", [None, *(seats for _, seats in R2314_1)], dtype=pl.Int64)
+
+
 def titular_seats(inscrits: pl.Expr) -> pl.Expr:
-    """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11."""
-    expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int64))
-    for lower, seats in reversed(R2314_1):
-        expr = expr.when(inscrits >= lower).then(pl.lit(seats, dtype=pl.Int64))
-    return expr
+    """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11 or when NULL.
+
+    One binary search in the sorted lower bounds (how many are ≤ inscrits, 0–33) picks the band:
+    a 33-branch ``when`` chain evaluated every branch on every row and cost ~1 ms even on one row.
+    A NULL headcount gives NULL (guarded: the search's NULL handling is not documented); NaN sorts
+    above every bound (the last band), as ``NaN >= lower`` was true in the chain
+    (tests/rules/test_seat_bands.py pins both, and every bound, against the reference's table).
+    """
+    band = pl.lit(_BAND_SEATS).gather(pl.lit(_BAND_LOWER).search_sorted(inscrits, side="right"))
+    return pl.when(inscrits.is_not_null()).then(band)
 
 
 def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
