@@ -161,16 +161,22 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     elections still owed a seat: at most 35 rounds (the largest band), a few
     microseconds per thousand elections each.
     """
-    owed_any = frame.select((pl.col("_eligible") & (pl.col("_remaining") > 0)).fill_null(False)).to_series()
-    at = np.flatnonzero(owed_any.to_numpy())
-    live = frame[at]  # the elections owed a seat, by position: the extras go back by position, no join
-    votes = live.select(pl.col(f"_v{i}").cast(pl.Float64) for i in range(n)).to_numpy()
-    divisor = live.select(pl.col(f"_f{i}").cast(pl.Float64) + 1.0 for i in range(n)).to_numpy().copy()  # written to
-    owed = live.get_column("_remaining").cast(pl.Int64).to_numpy().copy()
+    # Series and NumPy operations only (no frame-level select: each costs a query's fixed cost,
+    # which dominated this function on the few elections of an incremental run or an explanation).
+    owed_any = (frame.get_column("_eligible") & (frame.get_column("_remaining") > 0)).fill_null(False)
+    at = np.flatnonzero(owed_any.to_numpy())  # the elections owed a seat: the extras go back by position
+
+    def matrix(prefix: str) -> np.ndarray:  # columns i = 0..n-1 of the owed elections, as floats (NULL: NaN)
+        columns = [frame.get_column(f"{prefix}{i}").cast(pl.Float64).to_numpy()[at] for i in range(n)]
+        return np.column_stack(columns) if columns else np.zeros((at.size, 0))
+
+    votes = matrix("_v")
+    divisor = matrix("_f") + 1.0  # a new array: written to
+    owed = frame.get_column("_remaining").cast(pl.Int64).fill_null(0).to_numpy()[at]  # a copy (fancy indexing)
     extra = np.zeros(votes.shape, dtype=np.int64)
     # The elections still owed a seat, compacted after each round (one copy each, not one per use).
-    rows, voix, usable = np.arange(live.height), votes, np.where(votes > 0, votes, -np.inf)
-    keys = live.get_column(key).to_numpy() if trace is not None else None
+    rows, voix, usable = np.arange(at.size), votes, np.where(votes > 0, votes, -np.inf)
+    keys = frame.get_column(key).to_numpy()[at] if trace is not None else None
     while rows.size:
         average = usable / divisor
         winner = average.argmax(axis=1)  # the first maximum: the earlier union
@@ -188,4 +194,4 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
             rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
     every = np.zeros((frame.height, n), dtype=np.int64)
     every[at] = extra
-    return frame.with_columns(pl.Series(f"_extra{i}", every[:, i]) for i in range(n))
+    return frame.hstack([pl.Series(f"_extra{i}", every[:, i]) for i in range(n)])
