@@ -62,17 +62,18 @@ def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     )
 
 
-def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.LazyFrame:
+def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: Sequence[str] = ()) -> pl.LazyFrame:
     """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
     Columns: ``key``, ``carence``, ``_seats`` (S, R2314-1), ``_sve`` (the SVE
     used: the larger of the ``sve`` sum and the voix total), ``_v{i}`` (voix,
     NULL as 0), ``_total``, ``_p{i}`` (voix × S), ``_f{i}`` (⌊voix / Q⌋, exact),
-    ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4).
+    ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4);
+    then the columns of ``elections`` named in ``keep`` (none of those names).
     :func:`allocate_seats` continues from it; ``siret_summary.explain`` shows it.
     """
     stages = _basis_stages(key, tuple(voix))
-    frame = elections.select(stages[0])
+    frame = elections.select(*stages[0], *(c for c in keep if c not in (key, "carence")))
     for stage in stages[1:]:
         frame = frame.with_columns(stage)
     return frame
@@ -123,18 +124,21 @@ RoundTrace = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def allocate_seats(
-    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str], trace: RoundTrace | None = None
+    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str], trace: RoundTrace | None = None,
+    keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Seats per union for each election.
 
     ``elections`` has one row per election with ``key`` (unique), ``inscrits``,
     ``sve``, ``carence`` and the voix columns named in ``voix`` (union order).
-    Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
-    union when there is no seat, the election is carence or no union has votes.
+    Returns ``key``, the columns of ``elections`` named in ``keep`` (carried
+    through: no join back to ``elections`` is needed) and one Int64 column per
+    name in ``out``: NULL for every union when there is no seat, the election is
+    carence or no union has votes. The rows keep their order.
     ``trace`` (see :data:`RoundTrace`) is called once per highest-average round.
     """
     n = len(voix)
-    base = seat_basis(elections, key=key, voix=voix)
+    base = seat_basis(elections, key=key, voix=voix, keep=keep)
     schema = base.collect_schema()
     with_extra = base.map_batches(
         lambda frame: _highest_averages(frame, key, n, trace),
@@ -142,6 +146,7 @@ def allocate_seats(
     )
     return with_extra.select(
         pl.col(key),
+        *(pl.col(c) for c in keep if c != key),
         *(
             pl.when("_eligible")
             .then(pl.col(f"_f{i}") + pl.col(f"_extra{i}"))

@@ -106,12 +106,20 @@ def _in_cycle(trace: CycleRoundTrace | None, index: int) -> RoundTrace | None:
 
 
 def _with_seats(elections: pl.LazyFrame, trace: RoundTrace | None = None) -> pl.LazyFrame:
-    keyed = elections.with_row_index("_election")
+    """``elections`` plus ``siege_{union}``: the seats carried along with the elections' columns,
+    so ``elections`` is read once (a join back on the row number read it twice: a second
+    branch, or a cache, per cycle)."""
     seats = allocate_seats(
-        keyed, key="_election", voix=_VOIX, out=[f"siege_{u}" for u in UNIONS], trace=trace
+        elections.with_row_index("_election"), key="_election", voix=_VOIX,
+        out=[f"siege_{u}" for u in UNIONS], trace=trace, keep=_PER_ELECTION_IN,
     )
-    return keyed.join(seats, on="_election", how="left").drop("_election")
+    return seats.drop("_election")
 
+
+#: The columns of :func:`aggregate_elections`' output that :func:`_per_cycle` reads.
+_PER_ELECTION_IN = (
+    "siret", "date", "carence", "fd", "ud", "inscrits", "votants", *_VOIX, *CROSS_CYCLE_ATTRIBUTES,
+)  # fmt: skip
 
 _PER_ELECTION = (
     "date", "carence", "fd", "ud", "inscrits", "votants", *_VOIX, *(f"siege_{u}" for u in UNIONS),
