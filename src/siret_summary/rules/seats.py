@@ -138,26 +138,28 @@ def allocate_seats(
     ``trace`` (see :data:`RoundTrace`) is called once per highest-average round.
     """
     n = len(voix)
-    base = seat_basis(elections, key=key, voix=voix, keep=keep)
-    schema = base.collect_schema()
-    with_extra = base.map_batches(
-        lambda frame: _highest_averages(frame, key, n, trace),
-        schema={**schema, **{f"_extra{i}": pl.Int64 for i in range(n)}},
-    )
-    return with_extra.select(
+    extras, seats = _seat_columns(key, tuple(out), tuple(keep))
+    # The extras exist (zeros) before the NumPy rounds fill them in: the function keeps the schema,
+    # so it need not be resolved here (resolving the whole upstream plan cost more than running it
+    # on an incremental run's few elections).
+    base = seat_basis(elections, key=key, voix=voix, keep=keep).with_columns(extras)
+    return base.map_batches(lambda frame: _highest_averages(frame, key, n, trace)).select(seats)
+
+
+@functools.lru_cache(maxsize=16)
+def _seat_columns(key: str, out: tuple[str, ...], keep: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """:func:`allocate_seats`' placeholder extras and output columns (built once per names)."""
+    extras = tuple(pl.lit(0, dtype=pl.Int64).alias(f"_extra{i}") for i in range(len(out)))
+    seats = (
         pl.col(key),
         *(pl.col(c) for c in keep if c != key),
-        *(
-            pl.when("_eligible")
-            .then(pl.col(f"_f{i}") + pl.col(f"_extra{i}"))
-            .alias(name)
-            for i, name in enumerate(out)
-        ),
+        *(pl.when("_eligible").then(pl.col(f"_f{i}") + pl.col(f"_extra{i}")).alias(name) for i, name in enumerate(out)),
     )
+    return extras, seats
 
 
 def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace | None = None) -> pl.DataFrame:
-    """``frame`` plus ``_extra{i}``: the remaining seats won by union i, one round per seat.
+    """``frame`` with ``_extra{i}`` (there as zeros) filled: the remaining seats won by union i, one round per seat.
 
     Each round gives one seat, in every election still owed some, to the
     union with the highest ``voix / (seats so far + 1)``; ties go to more
@@ -199,4 +201,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
             rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
     every = np.zeros((frame.height, n), dtype=np.int64)
     every[at] = extra
-    return frame.hstack([pl.Series(f"_extra{i}", every[:, i]) for i in range(n)])
+    filled = frame.clone()  # a new frame sharing the columns; the input stays as it was
+    for i in range(n):
+        filled.replace_column(filled.get_column_index(f"_extra{i}"), pl.Series(f"_extra{i}", every[:, i]))
+    return filled
