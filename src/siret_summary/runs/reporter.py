@@ -13,6 +13,7 @@ import logging
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
+from siret_summary.runs.kept import KeptSessions, end_and_give
 from siret_summary.runs.records import public_view
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.status import (
@@ -38,9 +39,12 @@ class Reporter:
     """One run's status record: :meth:`start`, :meth:`progress` and :meth:`finish`."""
 
     def __init__(self, store: StatusStore, *, lock_path: str | None, on_status: Any, cancel: CancelToken | None,
-                 retry: RetryPolicy, early: EarlyStatusSession | None = None) -> None:
+                 retry: RetryPolicy, early: EarlyStatusSession | None = None,
+                 kept: KeptSessions | None = None) -> None:
         self.store = store
         self.early = early  # the status session, opened while the lock was taken
+        self.kept = kept  # a watcher's kept sessions (runs/kept.py): the status session is lent by them
+        self.keep = False  # set by a run that completed: its session goes back to ``kept``
         self.lock_path = lock_path  # pending ends go beside it
         self.on_status = on_status
         self.cancel = cancel
@@ -56,11 +60,22 @@ class Reporter:
     def start(self) -> None:
         """Open the status session and write the run's first record."""
         self.close()  # a retry after a transient failure: a fresh session
+        if self.kept is not None:
+            self.conn, _ = self.kept.first_use("status", self._start_on)
+            return
         self.conn = self._early_session() or self.store.backend.connect("status")
-        apply_pending(self.store, self.conn, self.lock_path)  # before mark_stale
+        self._start_on(self.conn)
+
+    def _start_on(self, conn: Any) -> None:
+        # A kept session's status table was created (or checked) by an earlier run: not again. Dropped or
+        # altered since, the insert fails and the kept session's first use is tried again on a new one, which checks.
+        ready = self.kept is not None and self.kept.status_ready
+        apply_pending(self.store, conn, self.lock_path)  # before mark_stale
         if not self.record:  # a retry after the insert committed does not insert again
-            self.record = self.store.start(self.conn)
-        self.store.mark_stale(self.conn, self.run_id)
+            self.record = self.store.start(conn, ensure=not ready)
+        self.store.mark_stale(conn, self.run_id)
+        if self.kept is not None:
+            self.kept.status_ready = True
 
     def _early_session(self) -> Any:
         """The status session opened while the lock was taken (first attempt only), else None."""
@@ -150,12 +165,11 @@ class Reporter:
         try:
             self.store.prune(self.conn, keep)
         except Exception as exc:  # old records stay until the next run prunes them
+            self.keep = False
             log.warning("could not prune old run records (%s)", exc)
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
+        """Close the status session, or give it back to the kept sessions (a completed run, ``keep``)."""
+        conn, self.conn = self.conn, None
+        end_and_give(self.kept, "status", conn, keep=self.keep and self.recorded)
+        self.keep = False
