@@ -141,7 +141,10 @@ class RunGuard:
 
     def _record_holder(self, conn: Any) -> None:
         assert self._host is not None
-        self._host.record_holder(conn, self._canonical, self._token)
+        known = self._kept is not None and self._kept.holders_ready
+        self._host.record_holder(conn, self._canonical, self._token, known=known)
+        if self._kept is not None:
+            self._kept.holders_ready = True
 
     def _try_lock(self, guard: Any) -> int | None:
         """The host lock taken on ``guard``: its server process id, or None (``guard`` then closed, as on errors)."""

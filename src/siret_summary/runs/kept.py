@@ -37,7 +37,9 @@ class KeptSessions:
     new one; ``give(role, conn)`` keeps an idle connection for the next run;
     ``close()`` closes them all. ``canonical``: the target as the guard's
     session resolved it (``schema.table``), kept with the sessions.
-    ``status_ready``: the status table was created/checked by a kept session.
+    ``status_ready``, ``holders_ready``: the status table, the lock holders' table were
+    created or found by a kept session (dropped since, the first statement using
+    them fails, and :meth:`first_use` tries again on a new session, which checks).
     Not thread-safe: the owner (runs/warm.py) lends it to one run at a time.
     """
 
@@ -46,6 +48,7 @@ class KeptSessions:
         self._idle: dict[str, Any] = {}
         self.canonical: str | None = None
         self.status_ready = False
+        self.holders_ready = False
 
     def take(self, role: str) -> tuple[Any, bool]:
         conn = self._idle.pop(role, None)
@@ -85,7 +88,7 @@ class KeptSessions:
     def forget(self) -> None:
         """What was learnt on the kept sessions is not trusted any more (a session failed)."""
         self.canonical = None
-        self.status_ready = False
+        self.status_ready = self.holders_ready = False
 
     def close(self) -> None:
         for conn in self._idle.values():

@@ -10,6 +10,7 @@ caller's token, or :func:`siret_summary.cancel` from any process) into
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
@@ -30,6 +31,10 @@ log = logging.getLogger("siret_summary")
 #: Percent reached at the start of each stage; a stage's progress runs up to the next one.
 STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
 
+#: A watcher's run (kept sessions, no ``on_status``) writes a progress step within a stage at most this often
+#: (seconds); each stage's start is always written (docs/decisions.md, "Warm runs").
+WARM_PROGRESS_EVERY = 0.05
+
 
 class CancelToken(Protocol):
     def is_set(self) -> bool: ...
@@ -45,6 +50,7 @@ class Reporter:
         self.early = early  # the status session, opened while the lock was taken
         self.kept = kept  # a watcher's kept sessions (runs/kept.py): the status session is lent by them
         self.keep = False  # set by a run that completed: its session goes back to ``kept``
+        self._written_at = 0.0  # monotonic: when a progress step was last written
         self.lock_path = lock_path  # pending ends go beside it
         self.on_status = on_status
         self.cancel = cancel
@@ -133,7 +139,12 @@ class Reporter:
     def progress(self, stage: str, percent: float) -> None:
         """Record a progress step, then honour a cancellation (the caller's token or cancel())."""
         percent = round(max(percent, self.record.get("progress_percent") or 0.0), 1)
-        requested = self.persist(progress_stage=stage, progress_percent=percent)
+        if self._throttled(stage):
+            self.record.update(progress_stage=stage, progress_percent=percent)  # written with the next step
+            requested = False
+        else:
+            requested = self.persist(progress_stage=stage, progress_percent=percent)
+            self._written_at = time.monotonic()
         if self.cancel is not None and self.cancel.is_set():
             raise CancelledError("the run was cancelled by its caller; the target is unchanged.")
         if not requested and self.on_status is not None:
@@ -145,6 +156,16 @@ class Reporter:
                 requested = False
         if requested:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
+
+    def _throttled(self, stage: str) -> bool:
+        """A watcher's step within the stage last written, less than WARM_PROGRESS_EVERY after it: not written.
+
+        Only for a watcher's run (``kept``) without ``on_status``: nobody is
+        told of each step, others read the record (a stage start at least every
+        stage), and a cancel() flag is read back with the next written step.
+        """
+        return (self.kept is not None and self.on_status is None and stage == self.record.get("progress_stage")
+                and time.monotonic() - self._written_at < WARM_PROGRESS_EVERY)
 
     def stage_start(self, stage: str) -> None:
         self.progress(stage, STAGE_START[stage])
