@@ -10,6 +10,7 @@ reference (tests/reference.py), or refused with the cold run's sentence.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from urllib.parse import urlsplit
@@ -97,7 +98,9 @@ def test_kept_sessions_are_reused_idle_and_hold_nothing_between_runs(pg_db):
 
 
 @pytest.mark.parametrize("role", ["guard", "main", "status", "all"])
-def test_a_kept_session_killed_between_runs_costs_a_reconnect_not_a_failed_run(pg_db, role):
+def test_a_kept_session_killed_between_runs_costs_a_reconnect_not_a_failed_run(pg_db, role, caplog):
+    """Not a failed run, nor a transient error retried after a backoff: the kept session is replaced at once."""
+    caplog.set_level(logging.INFO, logger="siret_summary")
     uri = _source(pg_db)
     warm = WarmRuns(uri, None, CONFIG)
     try:
@@ -110,7 +113,10 @@ def test_a_kept_session_killed_between_runs_costs_a_reconnect_not_a_failed_run(p
             for pid in victims:
                 assert scalar(uri, f"SELECT pg_terminate_backend({pid}, 5000)")
             _commit(uri, 10 + round_)
+            caplog.clear()
             result = _completed(warm)
+            assert not [r for r in caplog.records if "transient" in r.getMessage()], caplog.text
+            assert "opening a new one" in caplog.text
             assert result.mode == "capture", result
             assert not set(victims) & set(_sessions(uri)), "a killed session is still listed as kept"
         assert_target_is_reference(uri)
