@@ -103,11 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         siret_summary.run(location, mode="full")
         siret_summary.install_change_capture(location)
         siret_summary.run(location, mode="incremental")
-        from siret_summary.config import Config
-        from siret_summary.runs.warm import WarmRuns
+        warm: Any = None
+        if args.cold:  # also runs on a tree without runs/warm.py (a "before" of benchmarks/results.md)
+            run_once: Any = lambda: siret_summary.run(location, mode="auto")  # noqa: E731
+        else:
+            from siret_summary.config import Config
+            from siret_summary.runs.warm import WarmRuns
 
-        warm = WarmRuns(location, None, Config())
-        run_once = (lambda: siret_summary.run(location, mode="auto")) if args.cold else warm.run
+            warm = WarmRuns(location, None, Config())
+            run_once = warm.run
         src = Source(location)
         for _ in range(args.warmup):
             src.commit_import(1)
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             modes[result.mode] += 1
         loads.append(load())
         n = args.runs
-        warm.close()
+        if warm is not None:
+            warm.close()
         print(f"{'cold run()' if args.cold else 'warm (the watcher)'}: {args.pv:,} PV rows; {n} profiled warm 1-SIRET runs (after {args.warmup}); modes {dict(modes)}; "
               f"load {'–'.join(loads)}; {os.cpu_count()} cores")
         print(f"wall per run: p50 {statistics.median(walls) * 1000:.0f} ms, min {min(walls) * 1000:.0f} ms, "
