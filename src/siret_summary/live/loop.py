@@ -288,7 +288,9 @@ def watch(source: str | Path, target: str | Path | None = None, *, config: Confi
     reflected about ``max_delay`` seconds after it is seen, once the previous
     run ended; bursts coalesce into few runs, through :func:`siret_summary.run`
     (mode ``auto``, its guard: one rebuild of a target at a time, across
-    watchers and hosts). PostgreSQL with change capture tells the watcher
+    watchers and hosts); made warm: the checks once, and on PostgreSQL three idle
+    sessions to the target (guard, main, status) kept between completed runs
+    (runs/warm.py). PostgreSQL with change capture tells the watcher
     (LISTEN/NOTIFY, with the ``live`` extra's psycopg); otherwise a cheap signal
     is polled at most 5 times a second. On PostgreSQL a safety net reads the
     cluster's transaction snapshot every second: a commit no signal reports is
