@@ -295,3 +295,35 @@ def test_warm_runs_behind_a_transaction_pooler(pg_uri, pg_db):
             assert_target_is_reference(pg_db)
         finally:
             warm.close()
+
+
+def test_cancel_from_another_process_stops_a_warm_run(pg_db):
+    """A warm run writes fewer progress steps (each stage's start always): a cancel() asked while it
+    reads is still read back at the next stage's start; the run ends cancelled, the target unchanged."""
+    write_postgres(pg_db, *generate(n_pv=20_000, n_invitations=2_000, seed=12, sqlite_mess=False))
+    warm = WarmRuns(pg_db, None, CONFIG)
+    asked: list[bool] = []
+
+    def cancel_while_reading() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = siret_summary.status(pg_db, config=CONFIG)
+            if status is not None and status["status"] == "running" and status["progress"]["stage"] == "read":
+                asked.append(siret_summary.cancel(pg_db, config=CONFIG))
+                return
+            time.sleep(0.005)
+
+    try:
+        canceller = threading.Thread(target=cancel_while_reading)
+        canceller.start()
+        result = warm.run()
+        canceller.join()
+        assert asked == [True]
+        assert result.status == "cancelled", result
+        assert scalar(pg_db, f"SELECT to_regclass('{TABLE}') IS NULL")  # the first run's table: rolled back
+        _completed(warm)  # the next run is cold again (a cancelled run forgets its sessions) and completes
+        # (not against the reference: at seed 12 the reference rounds one SIRET's seats otherwise, in the
+        # library as it was before the warm runs too; reported, left to the rules' owner)
+        _equals_full_recompute(pg_db)
+    finally:
+        warm.close()
