@@ -26,10 +26,6 @@ from siret_summary.db.masking import scrub
 log = logging.getLogger("siret_summary")
 T = TypeVar("T")
 
-#: The roles whose sessions are kept (PostgresBackend.connect's application_name).
-ROLES = ("guard", "main", "status")
-
-
 class KeptSessions:
     """Idle sessions to one PostgreSQL target, lent to one run at a time.
 
