@@ -5,7 +5,9 @@ the process makes ``--warmup`` runs (so imports, plans and caches are warm, as
 in a watcher that has been up for a while), then ``--runs`` profiled runs, each
 after a committed 1-SIRET import (a PV row proven to make a target row, as in
 ``live_bench.py``). Each run is exactly what the watcher calls per change:
-``run(source, mode="auto")``. Reported: wall time per run (p50), the
+``WarmRuns.run()`` (runs/warm.py: ``run(source, mode="auto")`` with the checks
+made once and the target's sessions kept between runs); ``--cold`` profiles the
+public, cold ``run(source, mode="auto")`` instead. Reported: wall time per run (p50), the
 connections opened per run by role, the statements sent per run (and their
 time), and the functions with the most cumulative time (per run).
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--top", type=int, default=45)
+    p.add_argument("--cold", action="store_true", help="profile the public run() (cold) instead of the watcher's")
     args = p.parse_args(argv)
 
     import siret_summary
@@ -100,10 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         siret_summary.run(location, mode="full")
         siret_summary.install_change_capture(location)
         siret_summary.run(location, mode="incremental")
+        warm: Any = None
+        if args.cold:  # also runs on a tree without runs/warm.py (a "before" of benchmarks/results.md)
+            run_once: Any = lambda: siret_summary.run(location, mode="auto")  # noqa: E731
+        else:
+            from siret_summary.config import Config
+            from siret_summary.runs.warm import WarmRuns
+
+            warm = WarmRuns(location, None, Config())
+            run_once = warm.run
         src = Source(location)
         for _ in range(args.warmup):
             src.commit_import(1)
-            siret_summary.run(location, mode="auto")
+            run_once()
         counting = Counting()
         counting.install()
         profile = cProfile.Profile()
@@ -113,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
             src.commit_import(1)
             started = time.perf_counter()
             profile.enable()
-            result = siret_summary.run(location, mode="auto")
+            result = run_once()
             profile.disable()
             walls.append(time.perf_counter() - started)
             modes[result.mode] += 1
         loads.append(load())
         n = args.runs
-        print(f"{args.pv:,} PV rows; {n} profiled warm 1-SIRET runs (after {args.warmup}); modes {dict(modes)}; "
+        if warm is not None:
+            warm.close()
+        print(f"{'cold run()' if args.cold else 'warm (the watcher)'}: {args.pv:,} PV rows; {n} profiled warm 1-SIRET runs (after {args.warmup}); modes {dict(modes)}; "
               f"load {'–'.join(loads)}; {os.cpu_count()} cores")
         print(f"wall per run: p50 {statistics.median(walls) * 1000:.0f} ms, min {min(walls) * 1000:.0f} ms, "
               f"max {max(walls) * 1000:.0f} ms (under cProfile)")

@@ -71,8 +71,8 @@ class HostLock(Protocol):
     def holder_for_commit(self, conn: Connection, table: str) -> str | None:
         """The holder's token, locked against :meth:`record_holder` until ``conn``'s transaction ends."""
 
-    def record_holder(self, conn: Connection, table: str, token: str) -> None:
-        """Name ``token`` the lock's holder, committed."""
+    def record_holder(self, conn: Connection, table: str, token: str, *, known: bool = False) -> None:
+        """Name ``token`` the lock's holder, committed (``known``: its table was there for this session before)."""
 
     def holder(self, conn: Connection, table: str) -> str | None:
         """The token of the last run that took the lock."""

@@ -2,7 +2,8 @@
 
 The watcher's thread alternates between waiting on its :mod:`signal <siret_summary.live.signals>`
 and running :func:`siret_summary.run` (mode ``auto``: capture, scan or full, as
-the stored state allows). Why no change is missed, and what it costs, is in
+the stored state allows), warm: checked once, its sessions to the target kept
+between runs (runs/warm.py). Why no change is missed, and what it costs, is in
 docs/decisions.md ("The live summary").
 """
 
@@ -26,7 +27,7 @@ from siret_summary.live.signal_notify import NotifySignal, psycopg_available
 from siret_summary.live.signal_sqlite import SQLiteSignal
 from siret_summary.live.signals import PgPollSignal, Signal, SignalLost, bound_transaction, capture_log
 from siret_summary.live.status import LiveStatus, StatusBook, utc_now
-from siret_summary.runs.runner import run
+from siret_summary.runs.warm import WarmRuns
 
 log = logging.getLogger("siret_summary")
 
@@ -94,6 +95,7 @@ class _Watcher:
         self.last_change = 0.0
         self.retry_at = 0.0  # no run before this (failure backoff, busy guard)
         self.net = SafetyNet()
+        self.runs = WarmRuns(source, target, config)  # run(source, target, mode="auto"), its sessions kept
 
     def emit(self) -> None:
         if self.on_status is not None:
@@ -169,8 +171,7 @@ class _Watcher:
         self.first_pending = None  # what comes from now on is for the next run
         self.emit()
         try:
-            result = call_bounded(lambda: run(self.source, self.target, config=self.config, mode="auto",
-                                              cancel=self.stop), stop=self.stop, grace=STOP_GRACE)
+            result = call_bounded(lambda: self.runs.run(cancel=self.stop), stop=self.stop, grace=STOP_GRACE)
             status, error = result.status, result.error
         except Abandoned:  # stopped, and the run did not end within STOP_GRACE: it ends by itself (cancelled)
             status, error = "cancelled", None
@@ -270,6 +271,7 @@ class _Watcher:
                 self.emit()
 
     def close(self) -> None:
+        self.runs.close()  # or at the end of a run walked away from
         if self.signal is not None:
             self.signal.close()
             self.signal = None
@@ -288,7 +290,9 @@ def watch(source: str | Path, target: str | Path | None = None, *, config: Confi
     reflected about ``max_delay`` seconds after it is seen, once the previous
     run ended; bursts coalesce into few runs, through :func:`siret_summary.run`
     (mode ``auto``, its guard: one rebuild of a target at a time, across
-    watchers and hosts). PostgreSQL with change capture tells the watcher
+    watchers and hosts); made warm: the checks once, and on PostgreSQL three idle
+    sessions to the target (guard, main, status) kept between completed runs
+    (runs/warm.py). PostgreSQL with change capture tells the watcher
     (LISTEN/NOTIFY, with the ``live`` extra's psycopg); otherwise a cheap signal
     is polled at most 5 times a second. On PostgreSQL a safety net reads the
     cluster's transaction snapshot every second: a commit no signal reports is

@@ -92,7 +92,7 @@ def write_summary(
             scoped = scope(fill_staging(opened, delete_sirets, checkpoint), delete_sirets)
             checked = check_shrink(scoped, shrink_ratio, force)
             checkpoint(0.85)
-            stats, previous = replace(checked), scoped.staged.previous
+            stats, previous = replace(checked), scoped.staged.previous or 0
         # Counted, not computed, in this transaction: a trigger or rule on the target
         # may have stored fewer rows (or more) than were sent (issue 25).
         stats.rows = int(backend.scalar(conn, f"SELECT count(*) FROM {quote_table(target)}"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as replace_scope
 from typing import Any, cast
 
 import polars as pl
@@ -101,7 +102,7 @@ class Staged:
     rows: pl.DataFrame  # the rows that went through staging
     hashes: pl.DataFrame | None  # their row versions' hashes (None without versions)
     vouched: Vouched | None  # a full write with row versions: what they vouched for
-    previous: int  # rows in the target before
+    previous: int | None  # rows in the target before (None: not counted yet, a write of some SIRETs)
     staging: str  # the staging table, quoted
 
 
@@ -113,7 +114,7 @@ class Scoped:
     sirets: pl.Series | None  # the SIRETs whose target rows may go (None: every row)
     sql: str  # the same as a condition on ``t`` ("" : every row)
     existing: int  # target rows in scope
-    remaining: int  # rows in the target after
+    remaining: int | None  # rows in the target after (None: not known, ``previous`` was not counted)
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,10 @@ def fill_staging(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Ca
         vouched = _vouched(opened, versions, hashes)
         rows, hashes = opened.frame.filter(vouched.unvouched), hashes.filter(vouched.unvouched)
         previous = vouched.target_rows.height
-    else:
+    elif delete_sirets is None:
         previous = int(backend.scalar(conn, f"SELECT count(*) FROM {opened.table}"))
+    else:  # counted by check_shrink only when the shrink check needs it (docs/decisions.md, "Warm runs")
+        previous = None
     checkpoint(0.05)
     staging = backend.ingest_temporary(
         conn, STAGING, backend.to_storage(rows.to_arrow(), opened.written),
@@ -183,6 +186,8 @@ def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
     elif vouched is not None and vouched.skipped.len():  # the target rows not vouched for
         sirets = vouched.target_rows.filter(vouched.unvouched).get_column("siret")
     if sirets is None:
+        if staged.previous is None:  # a bug: only a write of some SIRETs leaves it uncounted, and it has sirets
+            raise RuntimeError("a whole-table write without the target's row count")
         return Scoped(staged, None, "", staged.previous, staged.rows.height)
     gone = opened.backend.ingest_temporary(
         opened.conn, STAGING_DELETE, pl.DataFrame({"siret": sirets}, schema={"siret": pl.String}).to_arrow(),
@@ -191,12 +196,28 @@ def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
     if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
         sql = f"({sql} OR t.siret IS NULL)"
     existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}"))
-    return Scoped(staged, sirets, sql, existing, staged.previous - existing + staged.rows.height)
+    previous = staged.previous
+    return Scoped(staged, sirets, sql, existing, None if previous is None else previous - existing + staged.rows.height)
 
 
 def check_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> ShrinkChecked:
-    """:class:`ShrinkGuardError` when the table would lose more than ``1 - shrink_ratio`` of its rows."""
+    """:class:`ShrinkGuardError` when the table would lose more than ``1 - shrink_ratio`` of its rows.
+
+    A write of some SIRETs counts the whole table only when it could shrink it so:
+    with ``existing`` rows in scope (``existing ≤ previous``) and ``h`` new rows,
+    ``previous - existing + h < shrink_ratio × previous`` needs
+    ``h < shrink_ratio × existing`` (docs/decisions.md, "Warm runs").
+    """
     previous, remaining = scoped.staged.previous, scoped.remaining
+    height = scoped.staged.rows.height
+    if previous is None:
+        if force or height >= shrink_ratio * scoped.existing:
+            return ShrinkChecked(scoped)  # it cannot shrink below the ratio, whatever the table holds
+        opened = scoped.staged.opened
+        previous = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table}"))
+        remaining = previous - scoped.existing + height
+        scoped = replace_scope(scoped, remaining=remaining)
+    assert remaining is not None  # counted with previous
     if previous > 0 and remaining < shrink_ratio * previous and not force:
         target = scoped.staged.opened.target
         problem = f"{target} would shrink from {previous} to {remaining} rows (below {shrink_ratio:.0%})"
@@ -244,7 +265,8 @@ def replace(checked: ShrinkChecked) -> WriteStats:
     height = staged.rows.height
     # A trigger may skip rows: never more new rows than the insert stored (less the updated ones).
     new = min(height - present, max(0, stored - updated)) if stored >= 0 else height - present
-    return WriteStats(rows=scoped.remaining, inserted=new, updated=updated, deleted=removed - updated, staged=height)
+    return WriteStats(rows=scoped.remaining or 0, inserted=new, updated=updated, deleted=removed - updated,
+                      staged=height)  # rows: counted by write_summary
 
 
 def _record_versions(scoped: Scoped, versions: OpenRowVersions, inserted: pl.Series) -> None:

@@ -23,6 +23,7 @@ from siret_summary.db import side_files
 from siret_summary.db.base import Backend
 from siret_summary.db.connect import open_connection
 from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
+from siret_summary.runs.kept import KeptSessions, end_and_give
 from siret_summary.runs.status import HOST
 
 log = logging.getLogger("siret_summary")
@@ -56,8 +57,10 @@ class RunGuard:
     sessions (docs/decisions.md, "The guard behind a transaction pooler").
     """
 
-    def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None) -> None:
+    def __init__(self, backend: Backend, table: str, *, lock_path: str | None = None,
+                 kept: KeptSessions | None = None) -> None:
         self.backend = backend
+        self._kept = kept  # a watcher's sessions, lent to this run (runs/kept.py), or None: opened and closed here
         self.table = table
         self.key = lock_key(table)
         # None: no file lock (a PostgreSQL target on a host without a writable temporary folder).
@@ -93,22 +96,26 @@ class RunGuard:
         if self._host is None:
             return True
         try:
-            guard = self.backend.connect("guard")
-            try:
-                # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
-                self._canonical = self._host.canonical_table(guard, self.table)
-                self.key = lock_key(self._canonical)
-            except BaseException:
-                _close(guard)
-                raise
-            pid = self._try_lock(guard)
+            if self._kept is not None:
+                guard, pid = self._kept.first_use("guard", self._lock_on)
+            else:
+                guard = self.backend.connect("guard")
+                try:
+                    pid = self._lock_on(guard)
+                except BaseException:
+                    _close(guard)
+                    raise
             if pid is None:
+                _close(guard)
                 self._release_file()
                 return False
             self._guard, self._pid = guard, pid
+            if self._kept is not None:
+                self._conn, _ = self._kept.first_use("main", self._record_holder)
+                return True
             conn = self.backend.connect("main")
             try:
-                self._host.record_holder(conn, self._canonical, self._token)
+                self._record_holder(conn)
             except BaseException:
                 _close(conn)
                 raise
@@ -117,6 +124,27 @@ class RunGuard:
             self.release()
             raise
         return True
+
+    def _lock_on(self, guard: Any) -> int | None:
+        """The table resolved (once per kept session) and the host lock taken on ``guard``: its server
+        process id, or None when another session holds it."""
+        assert self._host is not None  # only called where the backend has a host lock
+        canonical = None if self._kept is None else self._kept.canonical
+        if canonical is None:
+            # One table, one lock, however it is named ("t", "public.t"; SPEC §7).
+            canonical = self._host.canonical_table(guard, self.table)
+            if self._kept is not None:
+                self._kept.canonical = canonical
+        self._canonical = canonical
+        self.key = lock_key(canonical)
+        return self._host.try_lock(guard, self.key)
+
+    def _record_holder(self, conn: Any) -> None:
+        assert self._host is not None
+        known = self._kept is not None and self._kept.holders_ready
+        self._host.record_holder(conn, self._canonical, self._token, known=known)
+        if self._kept is not None:
+            self._kept.holders_ready = True
 
     def _try_lock(self, guard: Any) -> int | None:
         """The host lock taken on ``guard``: its server process id, or None (``guard`` then closed, as on errors)."""
@@ -176,17 +204,26 @@ class RunGuard:
         self._guard, self._pid = guard, pid
         log.warning("the session holding the lock of %s ended; the lock was taken again", self.table)
 
-    def release_host_lock(self) -> None:
-        """Free the server-side lock (end its transaction and session) and the run's session to the target."""
+    def release_host_lock(self, *, keep: bool = False) -> None:
+        """Free the server-side lock (end its transaction) and the run's session to the target.
+
+        The sessions are closed, or, with ``keep`` and a watcher's kept
+        sessions, their transactions ended and given back for its next run.
+        """
         if self._guard is not None:
+            released = False
             try:
                 if self._host is not None:
                     self._host.release(self._guard)  # now, not when the server notices the close
+                    released = True
             except Exception:
                 pass
-            _close(self._guard)
+            if keep and released and self._kept is not None:
+                self._kept.give("guard", self._guard)
+            else:
+                _close(self._guard)
             self._guard = self._pid = None
-        _close(self._conn)
+        end_and_give(self._kept, "main", self._conn, keep=keep)
         self._conn = None
 
     def _release_file(self) -> None:
@@ -195,8 +232,9 @@ class RunGuard:
         if self._file is not None and self._file.is_locked:
             self._file.release()
 
-    def release(self) -> None:
-        self.release_host_lock()
+    def release(self, *, keep: bool = False) -> None:
+        """Free the locks; ``keep``: give the sessions back to the watcher's kept ones (a completed run)."""
+        self.release_host_lock(keep=keep)
         self._release_file()
 
 

@@ -10,9 +10,11 @@ caller's token, or :func:`siret_summary.cancel` from any process) into
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
+from siret_summary.runs.kept import KeptSessions, end_and_give
 from siret_summary.runs.records import public_view
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.status import (
@@ -29,6 +31,10 @@ log = logging.getLogger("siret_summary")
 #: Percent reached at the start of each stage; a stage's progress runs up to the next one.
 STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
 
+#: A watcher's run (kept sessions, no ``on_status``) writes a progress step within a stage at most this often
+#: (seconds); each stage's start is always written (docs/decisions.md, "Warm runs").
+WARM_PROGRESS_EVERY = 0.05
+
 
 class CancelToken(Protocol):
     def is_set(self) -> bool: ...
@@ -38,9 +44,13 @@ class Reporter:
     """One run's status record: :meth:`start`, :meth:`progress` and :meth:`finish`."""
 
     def __init__(self, store: StatusStore, *, lock_path: str | None, on_status: Any, cancel: CancelToken | None,
-                 retry: RetryPolicy, early: EarlyStatusSession | None = None) -> None:
+                 retry: RetryPolicy, early: EarlyStatusSession | None = None,
+                 kept: KeptSessions | None = None) -> None:
         self.store = store
         self.early = early  # the status session, opened while the lock was taken
+        self.kept = kept  # a watcher's kept sessions (runs/kept.py): the status session is lent by them
+        self.keep = False  # set by a run that completed: its session goes back to ``kept``
+        self._written_at = 0.0  # monotonic: when a progress step was last written
         self.lock_path = lock_path  # pending ends go beside it
         self.on_status = on_status
         self.cancel = cancel
@@ -56,11 +66,22 @@ class Reporter:
     def start(self) -> None:
         """Open the status session and write the run's first record."""
         self.close()  # a retry after a transient failure: a fresh session
+        if self.kept is not None:
+            self.conn, _ = self.kept.first_use("status", self._start_on)
+            return
         self.conn = self._early_session() or self.store.backend.connect("status")
-        apply_pending(self.store, self.conn, self.lock_path)  # before mark_stale
+        self._start_on(self.conn)
+
+    def _start_on(self, conn: Any) -> None:
+        # A kept session's status table was created (or checked) by an earlier run: not again. Dropped or
+        # altered since, the insert fails and the kept session's first use is tried again on a new one, which checks.
+        ready = self.kept is not None and self.kept.status_ready
+        apply_pending(self.store, conn, self.lock_path)  # before mark_stale
         if not self.record:  # a retry after the insert committed does not insert again
-            self.record = self.store.start(self.conn)
-        self.store.mark_stale(self.conn, self.run_id)
+            self.record = self.store.start(conn, ensure=not ready)
+        self.store.mark_stale(conn, self.run_id)
+        if self.kept is not None:
+            self.kept.status_ready = True
 
     def _early_session(self) -> Any:
         """The status session opened while the lock was taken (first attempt only), else None."""
@@ -118,7 +139,12 @@ class Reporter:
     def progress(self, stage: str, percent: float) -> None:
         """Record a progress step, then honour a cancellation (the caller's token or cancel())."""
         percent = round(max(percent, self.record.get("progress_percent") or 0.0), 1)
-        requested = self.persist(progress_stage=stage, progress_percent=percent)
+        if self._throttled(stage):
+            self.record.update(progress_stage=stage, progress_percent=percent)  # written with the next step
+            requested = False
+        else:
+            requested = self.persist(progress_stage=stage, progress_percent=percent)
+            self._written_at = time.monotonic()
         if self.cancel is not None and self.cancel.is_set():
             raise CancelledError("the run was cancelled by its caller; the target is unchanged.")
         if not requested and self.on_status is not None:
@@ -130,6 +156,16 @@ class Reporter:
                 requested = False
         if requested:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
+
+    def _throttled(self, stage: str) -> bool:
+        """A watcher's step within the stage last written, less than WARM_PROGRESS_EVERY after it: not written.
+
+        Only for a watcher's run (``kept``) without ``on_status``: nobody is
+        told of each step, others read the record (a stage start at least every
+        stage), and a cancel() flag is read back with the next written step.
+        """
+        return (self.kept is not None and self.on_status is None and stage == self.record.get("progress_stage")
+                and time.monotonic() - self._written_at < WARM_PROGRESS_EVERY)
 
     def stage_start(self, stage: str) -> None:
         self.progress(stage, STAGE_START[stage])
@@ -150,12 +186,11 @@ class Reporter:
         try:
             self.store.prune(self.conn, keep)
         except Exception as exc:  # old records stay until the next run prunes them
+            self.keep = False
             log.warning("could not prune old run records (%s)", exc)
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
+        """Close the status session, or give it back to the kept sessions (a completed run, ``keep``)."""
+        conn, self.conn = self.conn, None
+        end_and_give(self.kept, "status", conn, keep=self.keep and self.recorded)
+        self.keep = False

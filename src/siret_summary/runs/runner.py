@@ -18,6 +18,7 @@ from siret_summary.errors import ConfigError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, requested_sirets
 from siret_summary.pipeline import fork_guard
 from siret_summary.runs.guard import RunGuard
+from siret_summary.runs.kept import KeptSessions
 from siret_summary.runs.queries import status_store
 from siret_summary.runs.reporter import CancelToken, Reporter
 from siret_summary.runs.result import RunResult
@@ -110,20 +111,37 @@ def run(
     requested = Mode.parse(mode)
     wanted = None if sirets is None else requested_sirets(sirets)
     retry = retry or RetryPolicy(attempts=config.retries + 1)
-    backend = _checked_locations(source, target, config)
-    guard = RunGuard(backend, config.target_table, lock_path=lock_path)
-    early = EarlyStatusSession.start(status_store(backend, config))  # opens while the lock is taken
+    backend = checked_locations(source, target, config)
+    return guarded_run(backend, source, config, requested, sirets=wanted, force=force, on_status=on_status,
+                       cancel=cancel, lock_path=lock_path, retry=retry)
+
+
+def guarded_run(backend: Backend, source: Any, config: Config, requested: Mode, *, sirets: Any = None,
+                force: bool = False, on_status: Callable[[dict[str, Any]], None] | None = None,
+                cancel: CancelToken | None = None, lock_path: str | None = None, retry: RetryPolicy,
+                kept: KeptSessions | None = None) -> RunResult:
+    """:func:`run` after its checks (:func:`checked_locations`): take the lock, run the stages, release.
+
+    ``kept``: a watcher's sessions to the target (runs/warm.py), lent to this
+    run and given back when it completed; None: the run opens and closes its own.
+    """
+    guard = RunGuard(backend, config.target_table, lock_path=lock_path, kept=kept)
+    # The status session opens while the lock is taken (a kept one is lent instead).
+    early = EarlyStatusSession.start(status_store(backend, config)) if kept is None else None
+    completed = False
     try:
         if not retry.call(lambda: _acquire(guard, backend), what="lock"):
             return _already_running(backend, config, requested, early)
         try:
             reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status,
-                                cancel=cancel, retry=retry, early=early)
-            return RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
-                source, mode=requested, force=force, sirets=wanted
+                                cancel=cancel, retry=retry, early=early, kept=kept)
+            result = RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
+                source, mode=requested, force=force, sirets=sirets
             )
+            completed = result.status == "completed"
+            return result
         finally:
-            guard.release()
+            guard.release(keep=completed)
     finally:
         if early is not None:
             early.discard()  # not taken: the lock was not acquired, or the run ended first
@@ -143,7 +161,7 @@ def _already_running(backend: Backend, config: Config, requested: Mode,
     return RunResult(status="already_running", mode=requested.value, target=config.target_table, started_at=started)
 
 
-def _checked_locations(source: Any, target: Any, config: Config) -> Backend:
+def checked_locations(source: Any, target: Any, config: Config) -> Backend:
     """The target's backend, its names and the source's checked before anything is created (SPEC §9)."""
     backend = target_backend(source, target, config.connect_timeout, config.lock_timeout)
     names.check(backend, names.target_names(config))

@@ -311,6 +311,7 @@ class RunStages:
         result.status, result.completed_at = "completed", now_iso()
         self.report.finish(status="completed", completed_at=result.completed_at, result=result.summary(),
                            progress_stage="done", progress_percent=100.0)
+        self.report.keep = True  # a watcher's kept status session serves its next run (runs/kept.py)
         log.info("rebuild of %s completed: %d rows in %.3f s", self.config.target_table,
                  result.rows, sum(result.seconds.values()))
         return result

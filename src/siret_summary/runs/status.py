@@ -106,9 +106,13 @@ class StatusStore:
     def _exists(self, conn: Any) -> bool:
         return self.backend.describe(conn, self.table) is not None
 
-    def start(self, conn: Any) -> dict[str, Any]:
-        """Insert a new ``running`` record, numbered after every record in the table, and return it."""
-        self.ensure(conn)
+    def start(self, conn: Any, *, ensure: bool = True) -> dict[str, Any]:
+        """Insert a new ``running`` record, numbered after every record in the table, and return it.
+
+        ``ensure``: create the table (or add its ``seq``) first when missing; False when this session
+        already did (a watcher's kept session: a table dropped since makes the insert fail)."""
+        if ensure:
+            self.ensure(conn)
         record = {
             "run_id": uuid.uuid4().hex, "task_id": TASK_ID, "target_table": self.target_table,
             "status": "running", "description": DESCRIPTION, "started_at": now_iso(),

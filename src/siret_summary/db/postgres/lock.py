@@ -42,12 +42,13 @@ class AdvisoryLock:
     def _holders(self, table: str) -> str:
         return f"{table.rsplit('.', 1)[0]}.{self._HOLDERS}" if "." in table else self._HOLDERS
 
-    def record_holder(self, conn: Any, table: str, token: str) -> None:
+    def record_holder(self, conn: Any, table: str, token: str, *, known: bool = False) -> None:
         holders = self._holders(table)
-        # Looked up first: CREATE ... IF NOT EXISTS needs CREATE on the schema even when the table exists.
-        exists = bool(self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]))
-        create = f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)"
-        create_missing(self.backend, conn, holders, create, exists=exists)
+        if not known:  # known: a kept session's earlier run found it (dropped since, the INSERT fails)
+            # Looked up first: CREATE ... IF NOT EXISTS needs CREATE on the schema even when the table exists.
+            exists = bool(self.backend.scalar(conn, "SELECT to_regclass($1) IS NOT NULL", [holders]))
+            create = f"CREATE TABLE IF NOT EXISTS {holders} (target TEXT PRIMARY KEY, holder TEXT NOT NULL)"
+            create_missing(self.backend, conn, holders, create, exists=exists)
         self.backend.execute(
             conn, f"INSERT INTO {holders} (target, holder) VALUES ($1, $2)"
             " ON CONFLICT (target) DO UPDATE SET holder = EXCLUDED.holder", [table, token],
