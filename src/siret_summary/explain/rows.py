@@ -30,6 +30,7 @@ from siret_summary.config import Config, needed_columns
 from siret_summary.db import connected, open_backend
 from siret_summary.explain.connections import read_with
 from siret_summary.explain.one_read import DIGITS_SUPERSET, ONE_READ, described_once, read_plan
+from siret_summary.pipeline import engine
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS,
@@ -139,7 +140,7 @@ def _spellings(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """Each raw SIRET's trimmed text, the digits :func:`digits_of_siret` keeps and the rejection reason,
     by the read's own expressions (prepared as the read prepares it; rules.columns._add_siret)."""
     columns = [c for c in (column, REAL_PREFIX + column) if c in frame.columns]
-    prepared = prepare(frame.select(columns).lazy(), {"siret": column}, 0, hashes=False).collect()
+    prepared = engine.collect(prepare(frame.select(columns).lazy(), {"siret": column}, 0, hashes=False), frame.height)
     text = as_text(column, prepared.schema[column]).str.strip_chars(WHITESPACE)
     digits = digits_of_siret(text)
     return prepared.select(
@@ -217,7 +218,7 @@ def _real_ids(raw: pl.DataFrame, id_column: str | None) -> pl.DataFrame:
     if id_column is None:
         return raw.select(ROW, pl.lit(None, dtype=pl.Int64).alias("id"))
     columns = [c for c in (ROW, id_column, REAL_PREFIX + id_column) if c in raw.columns]
-    prepared = prepare(raw.select(columns).lazy(), {"id": id_column}, 0, hashes=False).collect()
+    prepared = engine.collect(prepare(raw.select(columns).lazy(), {"id": id_column}, 0, hashes=False), raw.height)
     return prepared.select(ROW, integer_id(id_column, prepared.schema[id_column]).alias("id"))
 
 
@@ -288,10 +289,10 @@ def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> 
     # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number
     # carried through it: the summary's input and each normalised row tied to its raw row at once.
     inv_columns = config.invitation_columns
-    by_row, inv_by_row = pl.collect_all([  # both tables in one run
+    by_row, inv_by_row = engine.collect_all([  # both tables in one run, unoptimised on a few rows
         normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")),
         normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)),
-    ])  # fmt: skip
+    ], max(pv_raw.height, inv_raw.height))  # fmt: skip
     pv = by_row.drop(ROW, "institution")  # the summary's input: exactly normalize_pv's columns
     by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
     invitations = inv_by_row.drop(ROW)
