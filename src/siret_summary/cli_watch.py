@@ -66,8 +66,11 @@ class Lines:
 def _watch(args: argparse.Namespace) -> int:
     source = source_from(args)
     target = args.target or settings(args).get("target")  # else the source
-    stop = threading.Event()
+    early = getattr(args, "early_signals", None)  # cli_entry.py: taken before the heavy imports, perhaps already set
+    stop = threading.Event() if early is None else early.stop
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if early is not None:
+        previous.update(early.previous)  # restored at the end: the handlers from before cli_entry's
     try:
         print(f"surveillance de {shown(source)} (cible : {shown(target or source)}) ; Ctrl-C pour arrêter",
               flush=True)  # fmt: skip

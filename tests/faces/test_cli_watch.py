@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # seconds per test (see README, Tests)
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "siret_summary.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "siret_summary", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -81,16 +81,18 @@ def test_watch_refuses_bad_input_with_runs_line(tmp_path):
 
 
 @pytest.mark.timeout(180)
-def test_ctrl_c_in_a_terminal_reaches_the_whole_group_and_still_ends_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_in_a_terminal_reaches_the_whole_group_and_still_ends_cleanly(tmp_path, stop):
     """A terminal's Ctrl-C goes to every process of the foreground group, the SQLite workers
-    (issue 23) included: they must not die of it mid-operation (a lost signal, a traceback)."""
+    (issue 23) included, and so does systemd's SIGTERM (``KillMode=control-group``) or ``timeout``'s:
+    they must not die of it mid-operation (a lost signal, a traceback)."""
     location = str(tmp_path / "app.db")
     write_sqlite(location, *generate(n_pv=300, n_invitations=60, seed=3))
     process = _cli("watch", "--source", location, "--table", TABLE, "--max-delay", "0.2", start_new_session=True)
     try:
         lines = _lines(process)
         _next(lines, "(à jour)")
-        os.killpg(process.pid, signal.SIGINT)  # the group, as a terminal does
+        os.killpg(process.pid, stop)  # the group, as a terminal or a service manager does
         assert process.wait(30) == 0
         assert process.stderr is not None
         err = process.stderr.read()

@@ -132,11 +132,31 @@ def _error(exc: BaseException) -> tuple[Any, ...]:
             None if code is None else int(code), getattr(exc, "vendor_code", None), getattr(exc, "sqlstate", None))
 
 
+class _Error:
+    """An operation's exception, sent as ``("err", ...)``."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _answer(answers: Connection, value: Any) -> None:
+    if isinstance(value, _Error):
+        answers.send(("err", _error(value.exc)))
+    elif isinstance(value, _Raw):
+        answers.send(("raw", len(value)))
+        for buffer in value:
+            answers.send_bytes(buffer)
+    else:
+        answers.send(("ok", value))
+
+
 def main() -> None:
-    # A terminal's Ctrl-C reaches every process of its foreground group: the parent decides what it
-    # means (cancel, stop); a worker killed by it would lose the operation it holds. The worker still
-    # ends when the parent does (its requests pipe closes: EOFError below).
+    # A terminal's Ctrl-C reaches every process of its foreground group, and a service manager's SIGTERM
+    # (systemd's KillMode=control-group, `timeout`) every process of the group: the parent decides what
+    # they mean (cancel, stop); a worker killed by them would lose the operation it holds. The worker
+    # still ends when the parent does (its requests pipe closes: EOFError below), and SIGKILL still ends it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     requests = Connection(os.dup(0), writable=False)
     answers = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the answers
@@ -149,14 +169,11 @@ def main() -> None:
         try:
             value = getattr(session, "op_" + op)(*args)
         except Exception as exc:
-            answers.send(("err", _error(exc)))
-            continue
-        if isinstance(value, _Raw):
-            answers.send(("raw", len(value)))
-            for buffer in value:
-                answers.send_bytes(buffer)
-        else:
-            answers.send(("ok", value))
+            value = _Error(exc)
+        try:
+            _answer(answers, value)
+        except OSError:  # the parent went away meanwhile (it exited, or abandoned the call): end quietly
+            break
     try:
         session.op_close()
     except Exception:

@@ -11,6 +11,7 @@ rows only); the facts around it come from the same expressions
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import polars as pl
 from siret_summary.config import Config, as_config
 from siret_summary.errors import ConfigError
 from siret_summary.explain.cycles import SeatRounds, attribute_facts, cycle_facts
-from siret_summary.explain.rows import ROW, plain, siret_rows
+from siret_summary.explain.rows import ROW, plain, rows_or_candidates, siret_rows
 from siret_summary.pipeline import fork_guard
 from siret_summary.rules.summary import summary_frame
 from siret_summary.rules.values import (
@@ -60,6 +61,20 @@ class Explanation:
         return french(self.facts)
 
 
+@functools.cache
+def _siret_parts() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """The read's own SIRET expressions on column ``t`` (rules.columns._add_siret): the SIRET, the
+    rejection reason, the kept digits. Built once per process (an expression is an immutable value)."""
+    trimmed = pl.col("t").str.strip_chars(WHITESPACE)
+    digits = digits_of_siret(trimmed)
+    scientific = is_scientific(trimmed)
+    return (
+        pl.when(~scientific).then(siret_from_digits(digits)).alias("siret"),
+        pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)).alias("reason"),
+        digits.alias("digits"),
+    )
+
+
 def parse_siret(value: Any) -> tuple[str | None, str | None, str]:
     """``(siret, rejected_reason, digits)`` of a SIRET written as a source may hold it (SPEC §3).
 
@@ -70,14 +85,7 @@ def parse_siret(value: Any) -> tuple[str | None, str | None, str]:
     text = "" if value is None or isinstance(value, bool) else str(value)
     text = text.replace("\x00", "")  # as the read removes NULs from source text (rules.columns.prepare)
     frame = pl.DataFrame({"t": [text]}, schema={"t": pl.String})
-    trimmed = pl.col("t").str.strip_chars(WHITESPACE)
-    digits = digits_of_siret(trimmed)
-    scientific = is_scientific(trimmed)
-    siret, reason, kept = frame.select(
-        pl.when(~scientific).then(siret_from_digits(digits)).alias("siret"),
-        pl.when(scientific).then(pl.lit("siret_scientific")).otherwise(siret_reject_reason(digits)).alias("reason"),
-        digits.alias("digits"),
-    ).row(0)  # the read's own expressions (rules.columns._add_siret)
+    siret, reason, kept = frame.select(_siret_parts()).row(0)
     if reason == "siret_empty":
         problem = f"the SIRET {text!r} holds no digit"
         raise ConfigError(f"{problem}; pass explain(source, siret=...) the establishment's 14 digits "
@@ -112,7 +120,8 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     (scientific notation, more than 14 digits) is explained as such:
     ``siret`` is then None and the rows are the source rows rejected with
     that spelling's digits. A SIRET no row holds is looked for among the
-    rejected rows (every row read): those whose spelling may have meant it
+    rejected rows (a superset read where the source allows, by the same read
+    on SQLite: explain/one_read.py): those whose spelling may have meant it
     are listed, and ``only_rejected_rows`` is true. Raises :class:`~siret_summary.ConfigError` when
     ``siret`` holds no digit, :class:`~siret_summary.SourceError` as
     ``compute()`` does for an unusable source.
@@ -120,19 +129,18 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     fork_guard.check()
     config = as_config(config)
     normalised, rejected_reason, digits = parse_siret(siret)
-    rows = siret_rows(source, config, normalised, None if normalised else digits)
-    rejected_only = False
-    if normalised is not None and not rows.pv_facts and not rows.invitation_facts:
-        # No row has this SIRET: look (every row read) for rejected spellings that may have meant it.
-        rows = siret_rows(source, config, None, candidates_of=normalised)
-        rejected_only = bool(rows.pv_facts or rows.invitation_facts)
+    if normalised is None:
+        rows, rejected_only = siret_rows(source, config, None, digits), False
+    else:
+        # Its rows; when no row has it, the rejected spellings that may have meant it (one read where it can).
+        rows, rejected_only = rows_or_candidates(source, config, normalised)
+    has_rows = normalised is not None and not rejected_only and bool(rows.pv_facts or rows.invitation_facts)
     row = None
     rounds = SeatRounds()  # the highest-average rounds of the row's own seat allocation, as they run
-    if normalised is not None and not rejected_only:
+    if has_rows:  # no row at all: compute() gives none either (each summary row comes from its SIRET's rows)
         found = summary_frame(rows.pv.lazy(), rows.invitations.lazy(), config, trace=rounds).collect()
         found = found.filter(pl.col("siret") == normalised)
         row = found.row(0, named=True) if found.height else None
-    has_rows = normalised is not None and not rejected_only and bool(rows.pv_facts or rows.invitation_facts)
     cycles, lead_rows = cycle_facts(rows.by_row, config, row or {}, rounds.rounds) if has_rows else ([], {})
     counted = {r for frame in lead_rows.values() for r in frame[ROW].to_list()}
     labels = {c.label: c for c in config.cycles}

@@ -14,6 +14,7 @@ facts describe what those computed; they decide nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -97,15 +98,27 @@ def _seats(
     return out
 
 
-def _carence_rows(rows: pl.DataFrame) -> list[dict[str, Any]]:
-    """Each row's carence and which part of the rule made it (values.carence on each part)."""
-    why = rows.select(
-        "id", "carence",
-        carence(pl.col("institution"), pl.lit(1.0)).alias("by_institution"),
-        carence(pl.lit(None, dtype=pl.String), pl.col("votants")).alias("by_votants"),
-        "institution", "votants",
-    )  # fmt: skip
-    return [{k: plain(v) for k, v in r.items()} for r in why.iter_rows(named=True)]
+@functools.cache
+def _DEPARTMENTS() -> tuple[pl.Expr, pl.Expr]:  # noqa: N802 (a constant, built on first use)
+    """:func:`department` of the UD alone, and of the UD and the postal code (built once per process)."""
+    return (department(pl.col("ud"), pl.lit(None, pl.String)).alias("from_ud"),
+            department(pl.col("ud"), pl.col("cp")).alias("dep"))
+
+
+@functools.cache
+def _CARENCE_PARTS() -> tuple[pl.Expr, pl.Expr]:  # noqa: N802 (a constant, built on first use)
+    """values.carence on each part of the rule: the institution alone, the votants alone."""
+    return (carence(pl.col("institution"), pl.lit(1.0)).alias("by_institution"),
+            carence(pl.lit(None, dtype=pl.String), pl.col("votants")).alias("by_votants"))
+
+
+def _carence_rows(rows: pl.DataFrame) -> dict[int, list[dict[str, Any]]]:
+    """Each election row's carence and which part of the rule made it, by cycle (one pass for all cycles)."""
+    why = rows.select("_cycle", "id", "carence", *_CARENCE_PARTS(), "institution", "votants")
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in why.iter_rows(named=True):
+        out.setdefault(r.pop("_cycle"), []).append({k: plain(v) for k, v in r.items()})
+    return out
 
 
 def _first_in_lead_order(rows: pl.DataFrame, name: str) -> tuple[Any, Any]:
@@ -128,6 +141,7 @@ def cycle_facts(
     # No row (no election in any cycle, no invitation): no seats are read.
     seats = {i: {u: row.get(f"{u}_siege_{c.suffix}") for u in UNIONS} for i, c in enumerate(config.cycles)}
     indexed = pv.filter(pl.col("siret").is_not_null())
+    # Each step collected before the next (measured: one collect_all of the three costs more CPU here).
     lead = election_rows(pv.drop("_cycle").lazy(), config).collect()
     elections = aggregate_elections(lead.lazy()).collect().sort("_cycle")  # latest_election_per_cycle's steps
     basis = seat_basis(elections.lazy().with_row_index(KEY), key=KEY, voix=_VOIX).collect()
@@ -138,6 +152,7 @@ def cycle_facts(
             in_cycles.setdefault(at, []).append((date, row_id))
     election_at = {at: key for key, at in enumerate(elections.get_column("_cycle").to_list())}
     leads = {k[0]: frame for k, frame in lead.partition_by("_cycle", as_dict=True, maintain_order=True).items()}
+    carence_rows = _carence_rows(lead)
     out, lead_rows = [], {}
     for i, cycle in enumerate(config.cycles):
         in_cycle = in_cycles.get(i, [])
@@ -161,7 +176,7 @@ def cycle_facts(
             "lead_order": [{"id": r["id"], "inscrits": r["inscrits"]} for r in rows.iter_rows(named=True)],
             "totals": {"inscrits": election["inscrits"], "votants": election["votants"], "sve": election["sve"],
                        "voix": {u: election[f"voix_{u}"] for u in UNIONS}},
-            "carence": election["carence"], "carence_rows": _carence_rows(rows),
+            "carence": election["carence"], "carence_rows": carence_rows[i],
             "fd": {"value": fd, "row_id": fd_id}, "ud": {"value": ud, "row_id": ud_id},
             "seats": _seats(basis.row(key, named=True), seats.get(i, {}), rounds.get((i, 0), []), election["carence"]),
         }  # fmt: skip
@@ -184,8 +199,9 @@ def attribute_facts(cycles: list[dict[str, Any]], lead_rows: dict[int, pl.DataFr
                 break
         out[name] = chosen
     ud, cp = out.pop("ud"), out["cp"]["value"]
-    from_ud = pl.select(department(pl.lit(ud["value"], pl.String), pl.lit(None, pl.String))).item()
-    out["dep"] = {"value": pl.select(department(pl.lit(ud["value"], pl.String), pl.lit(cp, pl.String))).item(),
+    from_ud, dep = pl.DataFrame({"ud": [ud["value"]], "cp": [cp]}, schema={"ud": pl.String, "cp": pl.String}).select(
+        _DEPARTMENTS()).row(0)  # the summary's own rule, on the UD alone and on both
+    out["dep"] = {"value": dep,
                   "from": "ud" if from_ud is not None else ("cp" if cp is not None else None),
                   "ud": ud["value"], "ud_cycle": ud["cycle"], "cp": cp}
     held = [c["label"] for c in cycles if c.get("election")]

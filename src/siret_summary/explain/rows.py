@@ -27,8 +27,9 @@ import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
-from siret_summary.db import open_backend
+from siret_summary.db import connected, open_backend
 from siret_summary.explain.connections import read_with
+from siret_summary.explain.one_read import DIGITS_SUPERSET, ONE_READ, described_once, read_plan
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
     RAW_SEED_INVITATIONS,
@@ -40,7 +41,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
-from siret_summary.rules.siret_superset import candidate_patterns, spelled_pattern
+from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS, candidate_patterns, like_pattern, spelled_pattern
 from siret_summary.rules.summary import cycle_index
 from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
 
@@ -86,28 +87,39 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _raw_rows(source: Any, config: Config, siret: str | None,
-              patterns: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str] | None = None,
+              *, plan: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
     """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s (or,
     without it, those whose raw SIRET one of the LIKE ``patterns`` matches: :func:`_rejected_patterns`)
-    where the source allows (a database's prefiltered read), else whole."""
+    where the source allows (a database's prefiltered read), else whole. ``plan``: read as
+    explain/one_read.py's ``read_plan`` says, and return its answer (``ONE_READ`` for a source read
+    whole: every row is there)."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
-                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect())
+                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect(),
+                ONE_READ)  # fmt: skip
     if not isinstance(source, (str, os.PathLike)):
         read_sources(source, config)  # raises the SourceError naming what to pass
     backend = open_backend(source, must_exist=True)
-    wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
 
-    def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
-        keyed = read_database(backend, config, wanted, conn=conn, normalise=False, stamps=False, patterns=patterns)
-        return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+    def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+        attempt = described_once(backend)  # this attempt's catalogue answers; a retry describes anew
+        wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
+        how = read_plan(attempt, conn, config, siret) if plan and siret is not None else None
+        patterns_read = patterns
+        if how == ONE_READ:
+            wanted, patterns_read = None, candidate_patterns(str(siret))
+        elif how == DIGITS_SUPERSET:  # the prefilter's own superset, asked for by name (no index looked up again)
+            wanted, patterns_read = None, [like_pattern(str(siret))]
+        keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
+                              patterns=patterns_read)
+        return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
 
     if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
         return read_with(backend, read)
-    keyed = read_database(backend, config, wanted, normalise=False, stamps=False, patterns=patterns)
-    return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect()
+    with connected(backend, role="source") as conn:
+        return read(conn)
 
 
 def _whole(frame: pl.LazyFrame | None) -> pl.LazyFrame:
@@ -234,16 +246,54 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     whose spelling :func:`could_be` ``candidates_of`` (both read a SQL superset of those rows where the
     backend allows: :func:`_rejected_patterns`)."""
     patterns = None if siret is not None else _rejected_patterns(spelling_digits, candidates_of)
-    pv_raw, inv_raw = _raw_rows(source, config, siret, patterns)
+    pv_raw, inv_raw, _ = _raw_rows(source, config, siret, patterns)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
+    return _normalised(pv_raw, inv_raw, config)
+
+
+def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRows, bool]:
+    """The 14-digit ``siret``'s rows, or, when no row has it, the rejected rows whose spelling
+    :func:`could_be` it (second value True then; both empty when neither exists). Read as
+    explain/one_read.py's ``read_plan`` says: one read for both, or the targeted read then only the
+    scientific spellings, or the targeted read then the whole candidates' read."""
+    pv_column, inv_column = _siret_column(config.pv_columns), _siret_column(config.invitation_columns)
+    pv_raw, inv_raw, how = _raw_rows(source, config, siret, plan=True)
+    pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
+    if pv.height or inv.height:
+        return _normalised(pv, inv, config), False
+    if how == DIGITS_SUPERSET:  # the too-long candidates are in hand; the scientific ones hold an e or E
+        pv_sci, inv_sci, _ = _raw_rows(source, config, None, list(SCIENTIFIC_PATTERNS))
+        pv_raw = pl.concat([_rejected_as(pv_raw, pv_column, "siret_too_long"),
+                            _rejected_as(pv_sci, pv_column, "siret_scientific")], how="diagonal_relaxed")
+        inv_raw = pl.concat([_rejected_as(inv_raw, inv_column, "siret_too_long"),
+                             _rejected_as(inv_sci, inv_column, "siret_scientific")], how="diagonal_relaxed")
+    elif how != ONE_READ:
+        pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret))
+    pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
+    inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
+    return _normalised(pv, inv, config), bool(pv.height or inv.height)
+
+
+def _rejected_as(frame: pl.DataFrame, column: str, reason: str) -> pl.DataFrame:
+    """The rows of ``frame`` the SIRET rule rejects for ``reason`` (two reads' rows, disjoint by reason)."""
+    rejected = frame.filter(pl.col(SIRET_KEY).is_null())
+    return rejected.filter((_spellings(rejected, column).get_column("reason") == reason).fill_null(False))
+
+
+def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> SiretRows:
+    """The matched raw rows normalised (nothing to do, and nothing done, when there are none)."""
+    if not pv_raw.height and not inv_raw.height:
+        return SiretRows(pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), [], [])
     # One normalisation per table, compute()'s own (same mapping, so the same id), with the row number
     # carried through it: the summary's input and each normalised row tied to its raw row at once.
-    by_row = normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")).collect()
+    inv_columns = config.invitation_columns
+    by_row, inv_by_row = pl.collect_all([  # both tables in one run
+        normalize_pv(pv_raw.lazy(), config.pv_columns, carry=(ROW, "institution")),
+        normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)),
+    ])  # fmt: skip
     pv = by_row.drop(ROW, "institution")  # the summary's input: exactly normalize_pv's columns
     by_row = by_row.with_columns(cycle_index(config).alias("_cycle")).sort(ROW)  # source order, whatever the joins left
-    inv_columns = config.invitation_columns
-    inv_by_row = normalize_invitations(inv_raw.lazy(), inv_columns, carry=(ROW,)).collect()
     invitations = inv_by_row.drop(ROW)
     inv_by_row = inv_by_row.join(_real_ids(inv_raw, inv_columns.get("id")), on=ROW, how="left")
     return SiretRows(

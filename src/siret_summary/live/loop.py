@@ -120,7 +120,9 @@ class _Watcher:
             self.signal = call_bounded(lambda: open_signal(self.backend, self.config, notify=self.notify),
                                        seconds=self.config.connect_timeout + 2.0, stop=self.stop, grace=0.5)
         except Abandoned:
-            self.lose(SignalLost("PostgreSQL ne répond pas à temps (connexion de surveillance)"))
+            if self.stop.is_set():  # stopped while opening: not a gap
+                return
+            self.lose(SignalLost("la base ne répond pas à temps (connexion de surveillance)"))
             return
         except SignalLost as lost:
             self.lose(lost)

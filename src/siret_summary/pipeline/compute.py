@@ -9,7 +9,7 @@ from typing import Any, cast
 import polars as pl
 
 from siret_summary.config import Config, as_config
-from siret_summary.pipeline import fork_guard
+from siret_summary.pipeline import engine, fork_guard
 from siret_summary.pipeline.read import read_sources
 from siret_summary.pipeline.sources import NormalisedRows, RawSources
 from siret_summary.rules.columns import expand_text, normalize_invitations, normalize_pv
@@ -33,10 +33,9 @@ def normalise(raw: RawSources, config: Config) -> tuple[pl.LazyFrame, pl.LazyFra
     return pv, invitations
 
 
-def collect_all(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
-    # The in-memory engine: the data fits in memory by design (the sources are
-    # Arrow tables already) and it measured faster than streaming here.
-    return pl.collect_all(frames, engine="in-memory")
+def collect_all(frames: list[pl.LazyFrame], rows: int | None = None) -> list[pl.DataFrame]:
+    """``frames`` collected together; ``rows``: the rows they read, if known (see :mod:`.engine`)."""
+    return engine.collect_all(frames, rows)
 
 
 #: Above this many PV rows the summary is computed by SIRET ranges, one at a
@@ -86,8 +85,9 @@ def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans,
     rows = pv.select(pl.len()).collect().item()
     ranges = siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
     results = []
+    size = rows if len(ranges) == 1 else None  # a range's own size is not counted (large anyway)
     for i, keep in enumerate(ranges):
-        results.append(collect_all(plans(pv.filter(keep), invitations.filter(keep))))
+        results.append(collect_all(plans(pv.filter(keep), invitations.filter(keep)), size))
         if on_progress is not None:
             on_progress((i + 1) / len(ranges))
     return [list(parts) for parts in zip(*results, strict=True)]  # one part per plan in each range
@@ -126,7 +126,8 @@ def _by_parts(raw: RawSources, config: Config, plans: Plans,
 
 
 def _report(counts: list[pl.DataFrame]) -> Report:
-    return parse_report(pl.concat(counts).sum().row(0, named=True))
+    # One range (every small run): its one row of counts is the total already, no query needed.
+    return parse_report((counts[0] if len(counts) == 1 else pl.concat(counts).sum()).row(0, named=True))
 
 
 def summarise(raw: RawSources, config: Config) -> tuple[pl.DataFrame, Report]:

@@ -326,7 +326,7 @@ def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
             raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
         _check_columns(table, present, mapping, setting)
         # Materialised here so the read stage pays for it (and normalisation
-        # can rescan the frame for free, see rules.columns._Stages).
+        # can rescan the frame for free, see rules.stages.Stages).
         try:
             frames[table] = frame.select(needed_columns(mapping)).collect().lazy()
         except (pl.exceptions.PolarsError, OSError) as exc:

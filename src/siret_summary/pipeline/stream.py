@@ -15,6 +15,8 @@ from typing import Any, cast
 import polars as pl
 import pyarrow as pa
 
+from siret_summary.pipeline.engine import collect
+
 #: Rows normalised at a time: large enough that per-chunk planning is noise,
 #: small enough that fetching and normalising overlap and memory stays flat.
 CHUNK_ROWS = 16_384
@@ -111,7 +113,7 @@ def normalised_stream(
     rows, large = 0, False
     try:
         for item in prefetch:
-            chunk = normalise(cast(pl.DataFrame, pl.from_arrow(item)).lazy()).collect(engine="in-memory")
+            chunk = collect(normalise(cast(pl.DataFrame, pl.from_arrow(item)).lazy()), item.num_rows)
             rows += chunk.height
             if not large and rows > LARGE_READ_ROWS:
                 large, earlier, parts = True, parts[None], {}
@@ -126,7 +128,7 @@ def normalised_stream(
         prefetch.stop()
     if not any(parts.values()):
         empty = cast(pl.DataFrame, pl.from_arrow(schema.empty_table()))
-        parts = {None: [normalise(empty.lazy()).collect(engine="in-memory")]}
+        parts = {None: [collect(normalise(empty.lazy()), 0)]}
     keys = sorted(parts, key=lambda k: (k is not None, k))
     return [pl.concat(parts.pop(k), rechunk=False) for k in keys]
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import polars as pl
 
 from siret_summary._raw_columns import REAL_PREFIX, STAMP
 from siret_summary.config import needed_columns
 from siret_summary.errors import ConfigError
+from siret_summary.rules.stages import Stages
 from siret_summary.rules.values import (
     WHITESPACE,
     as_text,
@@ -51,41 +53,6 @@ COUNT_COLUMNS = ("inscrits", "votants", "sve") + tuple(
     f"voix_{u}" for u in ("cgt", "cfdt", "fo", "cftc", "cgc", "unsa", "sud", "autre")
 )
 TEXT_COLUMNS = ("fd", "ud", "idcc", "raison_sociale", "ville", "region", "ul", "institution")
-
-
-class _Stages:
-    """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs.
-
-    A *lookup* normalises a low-cardinality raw column (dates, cycles, postal
-    codes, counts stored as text repeat a lot) once per distinct value and
-    joins the result back, instead of running its regexes on every row.
-    """
-
-    def __init__(self, count: int = 4) -> None:
-        self.stages: list[list[pl.Expr]] = [[] for _ in range(count)]
-        self.lookups: list[tuple[str, _Stages, list[str]]] = []
-
-    def add(self, stage: int, expr: pl.Expr, name: str) -> pl.Expr:
-        """Schedule ``expr`` as column ``name`` in ``stage``; later stages refer to it by name."""
-        self.stages[stage].append(expr.alias(name))
-        return pl.col(name)
-
-    def lookup(self, column: str, build: Callable[[_Stages], list[str]]) -> None:
-        """``build`` fills a sub-plan over the distinct values of ``column`` and names its outputs."""
-        sub = _Stages()
-        self.lookups.append((column, sub, build(sub)))
-
-    def apply(self, raw: pl.LazyFrame, keep: list[str]) -> pl.LazyFrame:
-        # ``raw`` is a scan of an in-memory frame (see read.py): scanning it
-        # again for each lookup costs nothing.
-        frame = raw
-        for column, sub, outputs in self.lookups:
-            table = sub.apply(raw.select(column).unique(), [column, *outputs])
-            frame = frame.join(table, on=column, how="left", nulls_equal=True)
-        for exprs in self.stages:
-            if exprs:
-                frame = frame.with_columns(exprs)
-        return frame.select(keep)
 
 
 #: logical name -> column of the source table, None for a column it lacks (``Config.pv_columns``).
@@ -171,7 +138,7 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     frame = raw.collect(engine="in-memory")
     # Whole-frame selections, not one Series operation per column (their fixed cost dominates on few rows).
     names = needed_columns(mapping)
-    not_utf8 = pl.Series("_text_not_utf8", [0] * frame.height, pl.Int32)
+    not_utf8 = pl.Series("_text_not_utf8", np.zeros(frame.height, dtype=np.int32))
     binary = [n for n in names if frame.schema[n] == pl.Binary]
     if binary:
         try:  # every cell valid UTF-8 (the usual case): one cast; else column by column
@@ -189,19 +156,20 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     written = {n for n in names if REAL_PREFIX + n in schema and n not in as_number}
     texts = {n: pl.coalesce(pl.col(n), pl.col(REAL_PREFIX + n).cast(pl.String)) if n in written
              else pl.col(n).cast(pl.String) for n in names if n in written or is_text_dtype(schema[n])}
-    nul = pl.Series("_text_nul", [0] * frame.height, pl.Int32)
-    if not texts:
-        return frame.with_columns(nul, not_utf8).lazy()
-    readable = frame.select(e.alias(n) for n, e in texts.items())
-    has_nul = readable.select(pl.col(n).str.contains("\x00", literal=True).fill_null(False) for n in texts)
-    with_nul = [n for n, found in has_nul.select(pl.all().any()).row(0, named=True).items() if found]
+    nul = pl.Series("_text_nul", np.zeros(frame.height, dtype=np.int32))
+    # One query finds the columns holding NULs; only the columns that change are then rewritten.
+    found = frame.select(e.str.contains("\x00", literal=True).any().alias(n) for n, e in texts.items())
+    with_nul = [n for n, present in found.row(0, named=True).items() if present] if texts else []
+    changed = [n for n in texts if schema[n] != pl.String or n in written or n in with_nul]
+    if not changed:  # text already (PostgreSQL, Arrow), or none: only the flags, added without a query
+        flags = [nul, not_utf8]
+        return (frame.with_columns(flags) if {f.name for f in flags} & set(schema) else frame.hstack(flags)).lazy()
+    readable = frame.select(texts[n].alias(n) for n in changed)
     if with_nul:  # rare: only then a pass that rewrites those columns
+        has_nul = (pl.col(n).str.contains("\x00", literal=True).fill_null(False).cast(pl.Int32) for n in with_nul)
+        nul = readable.select(pl.sum_horizontal(has_nul).cast(pl.Int32).alias(nul.name)).to_series()
         readable = readable.with_columns(pl.col(with_nul).str.replace_all("\x00", "", literal=True))
-        counts = pl.sum_horizontal(pl.col(with_nul).cast(pl.Int32)).cast(pl.Int32).alias(nul.name)
-        nul = has_nul.select(counts).to_series()
-    now = readable.schema
-    fixes = [readable.get_column(n) for n in texts if now[n] != schema[n] or n in written or n in with_nul]
-    return frame.with_columns(*fixes, nul, not_utf8).lazy()
+    return frame.with_columns(*readable.get_columns(), nul, not_utf8).lazy()
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
@@ -217,7 +185,7 @@ def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
     return count_from_text(text).cast(pl.Int64, strict=False)
 
 
-def _add_siret(plan: _Stages, name: str, dtype: pl.DataType) -> None:
+def _add_siret(plan: Stages, name: str, dtype: pl.DataType) -> None:
     text = plan.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_siret_text")
     digits = plan.add(1, digits_of_siret(text), "_siret_digits")
     scientific = plan.add(1, is_scientific(text), "_siret_scientific")
@@ -226,7 +194,7 @@ def _add_siret(plan: _Stages, name: str, dtype: pl.DataType) -> None:
     plan.add(3, siret.is_not_null() & ~siret_check_valid(siret), "_luhn_bad")
 
 
-def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | None = None) -> None:
+def _add_date(plan: Stages, name: str | None, dtype: pl.DataType, real: str | None = None) -> None:
     if name is None:
         plan.add(0, pl.lit(None, dtype=pl.Date), "date")
         plan.add(0, pl.lit(False), "_date_bad")
@@ -236,7 +204,7 @@ def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | N
         date = plan.add(0, native, "date")
         plan.add(1, pl.col(name).is_not_null() & date.is_null(), "_date_bad")
         return
-    def parse(sub: _Stages) -> list[str]:
+    def parse(sub: Stages) -> list[str]:
         text = sub.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_date_text")
         groups = [
             sub.add(1, g, f"_date_form{i}").meta.output_name() for i, g in enumerate(date_pattern_groups(text))
@@ -258,7 +226,7 @@ def _add_date(plan: _Stages, name: str | None, dtype: pl.DataType, real: str | N
 
 
 def _add_count(
-    plan: _Stages, logical: str, name: str | None, dtype: pl.DataType, real: str | None = None
+    plan: Stages, logical: str, name: str | None, dtype: pl.DataType, real: str | None = None
 ) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """Adds the count column; returns its (negative, unparsed, too large) flags for the report.
 
@@ -272,7 +240,7 @@ def _add_count(
     else:  # text: parsed once per distinct value (counts repeat a lot)
         assert name is not None  # a missing column (None) took the native branch above, as a NULL literal
 
-        def parse(sub: _Stages) -> list[str]:
+        def parse(sub: Stages) -> list[str]:
             text = sub.add(0, as_text(name, dtype).str.strip_chars(WHITESPACE), "_count_text")
             parsed = sub.add(1, count_from_text(count_text(text)), f"_lookup_value_{logical}")
             sub.add(2, ~is_null_word(text) & parsed.is_null(), f"_lookup_unparsed_{logical}")
@@ -289,7 +257,7 @@ def _add_count(
     return count_negative(value), unparsed, count_too_large(value)
 
 
-def _add_by_lookup(plan: _Stages, name: str | None, dtype: pl.DataType, make: ColumnRule, out: str) -> None:
+def _add_by_lookup(plan: Stages, name: str | None, dtype: pl.DataType, make: ColumnRule, out: str) -> None:
     """``out`` = ``make(name, dtype)``, computed once per distinct raw value."""
     if name is None:
         plan.add(0, pl.lit(None, dtype=pl.String), out)
@@ -309,9 +277,9 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequenc
 
 @functools.lru_cache(maxsize=16)
 def _pv_plan(mapping: tuple[tuple[str, str | None], ...],
-             columns: tuple[tuple[str, pl.DataType], ...]) -> tuple[_Stages, tuple[str, ...]]:
+             columns: tuple[tuple[str, pl.DataType], ...]) -> tuple[Stages, tuple[str, ...]]:
     """:func:`normalize_pv`'s expressions for a mapping and a prepared schema, built once (expressions are
-    immutable; ``_Stages.apply`` changes nothing): building them cost more than an explanation's rows."""
+    immutable; ``Stages.apply`` changes nothing): building them cost more than an explanation's rows."""
     pv_columns, schema = dict(mapping), dict(columns)
 
     def src(logical: str) -> tuple[str | None, pl.DataType]:
@@ -326,7 +294,7 @@ def _pv_plan(mapping: tuple[tuple[str, str | None], ...],
         name = pv_columns[logical]
         return None if name is None or REAL_PREFIX + name not in schema else REAL_PREFIX + name
 
-    plan = _Stages()
+    plan = Stages()
     plan.add(0, integer_id(*src("id")), "id")
     siret = _required(pv_columns, "siret")
     _add_siret(plan, siret, schema[siret])
@@ -351,13 +319,19 @@ def normalize_invitations(
     """Raw invitations → normalised rows with the same flags as PV rows (SPEC §3); ``carry``: raw columns
     passed through unchanged after them (as :func:`normalize_pv`)."""
     raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
+    siret, date = _required(invitation_columns, "siret"), _required(invitation_columns, "date")
     schema = raw.collect_schema()
-    plan = _Stages()
-    siret = _required(invitation_columns, "siret")
-    date = _required(invitation_columns, "date")
-    _add_siret(plan, siret, schema[siret])
-    _add_date(plan, date, schema[date], REAL_PREFIX + date if REAL_PREFIX + date in schema else None)
+    plan = _invitation_plan(siret, schema[siret], date, schema[date], REAL_PREFIX + date in schema)
     return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS, *carry])
+
+
+@functools.lru_cache(maxsize=16)
+def _invitation_plan(siret: str, siret_dtype: pl.DataType, date: str, date_dtype: pl.DataType, real: bool) -> Stages:
+    """:func:`normalize_invitations`' expressions, built once per columns and dtypes (as :func:`_pv_plan`)."""
+    plan = Stages()
+    _add_siret(plan, siret, siret_dtype)
+    _add_date(plan, date, date_dtype, REAL_PREFIX + date if real else None)
+    return plan
 
 
 #: Name of the normalised SIRET added to raw rows by :func:`keyed_raw`.

@@ -8,6 +8,7 @@ covers the normalised rows, ``raw`` the rows as read (before any rule), and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import polars as pl
@@ -49,6 +50,20 @@ def _fingerprint(h: str) -> pl.Expr:
 
 def fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
     """One state row per SIRET of the normalised sources: ``siret, fingerprint, raw, warnings``."""
+    pv_rows, invitation_rows, aggregates = _fingerprint_exprs()
+    rows = pl.concat(
+        [
+            pv.filter(pl.col("siret").is_not_null()).select(pv_rows),
+            invitations.filter(pl.col("siret").is_not_null()).select(invitation_rows),
+        ]
+    )
+    return rows.group_by("siret").agg(aggregates)
+
+
+@functools.cache
+def _fingerprint_exprs() -> tuple[tuple[pl.Expr, ...], tuple[pl.Expr, ...], tuple[pl.Expr, ...]]:
+    """:func:`fingerprints`' per-row columns (PV, invitations) and aggregates, built once: expressions
+    are immutable, and building them cost more than running them on an incremental run's few rows."""
 
     def flags(present: range) -> list[pl.Expr]:
         return [
@@ -56,17 +71,14 @@ def fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
             for i, (_, flag) in enumerate(WARNING_FLAGS)
         ]
 
-    rows = pl.concat(
-        [
-            pv.filter(pl.col("siret").is_not_null()).select(
-                "siret", pl.struct(PV_FINGERPRINT_COLUMNS).hash(seed=11).alias("_h"), "_raw_hash", *flags(_PV_FLAGS)
-            ),
-            invitations.filter(pl.col("siret").is_not_null()).select(
-                "siret", pl.struct("date").hash(seed=29).alias("_h"), "_raw_hash", *flags(_INVITATION_FLAGS)
-            ),
-        ]
-    )
-    return rows.group_by("siret").agg(
+    pv_rows = (
+        pl.col("siret"), pl.struct(PV_FINGERPRINT_COLUMNS).hash(seed=11).alias("_h"), pl.col("_raw_hash"),
+        *flags(_PV_FLAGS),
+    )  # fmt: skip
+    invitation_rows = (
+        pl.col("siret"), pl.struct("date").hash(seed=29).alias("_h"), pl.col("_raw_hash"), *flags(_INVITATION_FLAGS),
+    )  # fmt: skip
+    aggregates = (
         _fingerprint("_h").alias("fingerprint"),
         _fingerprint("_raw_hash").alias("raw"),
         # NULL when none (most SIRETs): the state stays small and summing it cheap.
@@ -74,6 +86,7 @@ def fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.concat_str([pl.col(f"_w{i}").sum() for i in range(len(WARNING_FLAGS))], separator=","))
         .alias("warnings"),
     )
+    return pv_rows, invitation_rows, aggregates
 
 
 def raw_fingerprints(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-
-if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
-    from polars.expr.whenthen import ChainedThen, Then
 
 #: R2314-1: (lowest headcount of the band, titular seats), ascending.
 R2314_1: tuple[tuple[int, int], ...] = (
@@ -31,12 +27,23 @@ R2314_1: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 
 
+#: R2314-1's lower bounds (ascending, as floats: headcounts are Float64 sums) and the seats of each
+#: band, with NULL first for a headcount below the first band (see :func:`titular_seats`).
+_BAND_LOWER = pl.Series("_band_lower", [float(lower) for lower, _ in R2314_1], dtype=pl.Float64)
+_BAND_SEATS = pl.Series("_band_seats", [None, *(seats for _, seats in R2314_1)], dtype=pl.Int64)
+
+
 def titular_seats(inscrits: pl.Expr) -> pl.Expr:
-    """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11."""
-    expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int64))
-    for lower, seats in reversed(R2314_1):
-        expr = expr.when(inscrits >= lower).then(pl.lit(seats, dtype=pl.Int64))
-    return expr
+    """Seats for a headcount: the band with the largest lower bound ≤ inscrits; NULL below 11 or when NULL.
+
+    One binary search in the sorted lower bounds (how many are ≤ inscrits, 0–33) picks the band:
+    a 33-branch ``when`` chain evaluated every branch on every row and cost ~1 ms even on one row.
+    A NULL headcount gives NULL (guarded: the search's NULL handling is not documented); NaN sorts
+    above every bound (the last band), as ``NaN >= lower`` was true in the chain
+    (tests/rules/test_seat_bands.py pins both, and every bound, against the reference's table).
+    """
+    band = pl.lit(_BAND_SEATS).gather(pl.lit(_BAND_LOWER).search_sorted(inscrits, side="right"))
+    return pl.when(inscrits.is_not_null()).then(band)
 
 
 def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
@@ -55,17 +62,18 @@ def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     )
 
 
-def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str]) -> pl.LazyFrame:
+def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: Sequence[str] = ()) -> pl.LazyFrame:
     """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
     Columns: ``key``, ``carence``, ``_seats`` (S, R2314-1), ``_sve`` (the SVE
     used: the larger of the ``sve`` sum and the voix total), ``_v{i}`` (voix,
     NULL as 0), ``_total``, ``_p{i}`` (voix × S), ``_f{i}`` (⌊voix / Q⌋, exact),
-    ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4).
+    ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4);
+    then the columns of ``elections`` named in ``keep`` (none of those names).
     :func:`allocate_seats` continues from it; ``siret_summary.explain`` shows it.
     """
     stages = _basis_stages(key, tuple(voix))
-    frame = elections.select(stages[0])
+    frame = elections.select(*stages[0], *(c for c in keep if c not in (key, "carence")))
     for stage in stages[1:]:
         frame = frame.with_columns(stage)
     return frame
@@ -116,36 +124,42 @@ RoundTrace = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def allocate_seats(
-    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str], trace: RoundTrace | None = None
+    elections: pl.LazyFrame, *, key: str, voix: Sequence[str], out: Sequence[str], trace: RoundTrace | None = None,
+    keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Seats per union for each election.
 
     ``elections`` has one row per election with ``key`` (unique), ``inscrits``,
     ``sve``, ``carence`` and the voix columns named in ``voix`` (union order).
-    Returns ``key`` plus one Int64 column per name in ``out``: NULL for every
-    union when there is no seat, the election is carence or no union has votes.
+    Returns ``key``, the columns of ``elections`` named in ``keep`` (carried
+    through: no join back to ``elections`` is needed) and one Int64 column per
+    name in ``out``: NULL for every union when there is no seat, the election is
+    carence or no union has votes. The rows keep their order.
     ``trace`` (see :data:`RoundTrace`) is called once per highest-average round.
     """
     n = len(voix)
-    base = seat_basis(elections, key=key, voix=voix)
-    schema = base.collect_schema()
-    with_extra = base.map_batches(
-        lambda frame: _highest_averages(frame, key, n, trace),
-        schema={**schema, **{f"_extra{i}": pl.Int64 for i in range(n)}},
-    )
-    return with_extra.select(
+    extras, seats = _seat_columns(key, tuple(out), tuple(keep))
+    # The extras exist (zeros) before the NumPy rounds fill them in: the function keeps the schema,
+    # so it need not be resolved here (resolving the whole upstream plan cost more than running it
+    # on an incremental run's few elections).
+    base = seat_basis(elections, key=key, voix=voix, keep=keep).with_columns(extras)
+    return base.map_batches(lambda frame: _highest_averages(frame, key, n, trace)).select(seats)
+
+
+@functools.lru_cache(maxsize=16)
+def _seat_columns(key: str, out: tuple[str, ...], keep: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """:func:`allocate_seats`' placeholder extras and output columns (built once per names)."""
+    extras = tuple(pl.lit(0, dtype=pl.Int64).alias(f"_extra{i}") for i in range(len(out)))
+    seats = (
         pl.col(key),
-        *(
-            pl.when("_eligible")
-            .then(pl.col(f"_f{i}") + pl.col(f"_extra{i}"))
-            .alias(name)
-            for i, name in enumerate(out)
-        ),
+        *(pl.col(c) for c in keep if c != key),
+        *(pl.when("_eligible").then(pl.col(f"_f{i}") + pl.col(f"_extra{i}")).alias(name) for i, name in enumerate(out)),
     )
+    return extras, seats
 
 
 def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace | None = None) -> pl.DataFrame:
-    """``frame`` plus ``_extra{i}``: the remaining seats won by union i, one round per seat.
+    """``frame`` with ``_extra{i}`` (there as zeros) filled: the remaining seats won by union i, one round per seat.
 
     Each round gives one seat, in every election still owed some, to the
     union with the highest ``voix / (seats so far + 1)``; ties go to more
@@ -154,16 +168,22 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     elections still owed a seat: at most 35 rounds (the largest band), a few
     microseconds per thousand elections each.
     """
-    owed_any = frame.select((pl.col("_eligible") & (pl.col("_remaining") > 0)).fill_null(False)).to_series()
-    at = np.flatnonzero(owed_any.to_numpy())
-    live = frame[at]  # the elections owed a seat, by position: the extras go back by position, no join
-    votes = live.select(pl.col(f"_v{i}").cast(pl.Float64) for i in range(n)).to_numpy()
-    divisor = live.select(pl.col(f"_f{i}").cast(pl.Float64) + 1.0 for i in range(n)).to_numpy().copy()  # written to
-    owed = live.get_column("_remaining").cast(pl.Int64).to_numpy().copy()
+    # Series and NumPy operations only (no frame-level select: each costs a query's fixed cost,
+    # which dominated this function on the few elections of an incremental run or an explanation).
+    owed_any = (frame.get_column("_eligible") & (frame.get_column("_remaining") > 0)).fill_null(False)
+    at = np.flatnonzero(owed_any.to_numpy())  # the elections owed a seat: the extras go back by position
+
+    def matrix(prefix: str) -> np.ndarray:  # columns i = 0..n-1 of the owed elections, as floats (NULL: NaN)
+        columns = [frame.get_column(f"{prefix}{i}").cast(pl.Float64).to_numpy()[at] for i in range(n)]
+        return np.column_stack(columns) if columns else np.zeros((at.size, 0))
+
+    votes = matrix("_v")
+    divisor = matrix("_f") + 1.0  # a new array: written to
+    owed = frame.get_column("_remaining").cast(pl.Int64).fill_null(0).to_numpy()[at]  # a copy (fancy indexing)
     extra = np.zeros(votes.shape, dtype=np.int64)
     # The elections still owed a seat, compacted after each round (one copy each, not one per use).
-    rows, voix, usable = np.arange(live.height), votes, np.where(votes > 0, votes, -np.inf)
-    keys = live.get_column(key).to_numpy() if trace is not None else None
+    rows, voix, usable = np.arange(at.size), votes, np.where(votes > 0, votes, -np.inf)
+    keys = frame.get_column(key).to_numpy()[at] if trace is not None else None
     while rows.size:
         average = usable / divisor
         winner = average.argmax(axis=1)  # the first maximum: the earlier union
@@ -181,4 +201,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
             rows, voix, usable, divisor, owed = rows[left], voix[left], usable[left], divisor[left], owed[left]
     every = np.zeros((frame.height, n), dtype=np.int64)
     every[at] = extra
-    return frame.with_columns(pl.Series(f"_extra{i}", every[:, i]) for i in range(n))
+    filled = frame.clone()  # a new frame sharing the columns; the input stays as it was
+    for i in range(n):
+        filled.replace_column(filled.get_column_index(f"_extra{i}"), pl.Series(f"_extra{i}", every[:, i]))
+    return filled

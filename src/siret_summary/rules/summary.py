@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from siret_summary.config import UNIONS, Config
+from siret_summary.config import UNIONS, Config, Cycle
 from siret_summary.rules.seats import RoundTrace, allocate_seats
 
 if TYPE_CHECKING:  # the types of a when/then chain (polars has no public alias for them)
@@ -23,12 +24,16 @@ _VOIX = tuple(f"voix_{u}" for u in UNIONS)
 
 def output_columns(config: Config) -> dict[str, pl.DataType]:
     """Names and dtypes of :func:`siret_summary.compute`'s columns, in order."""
+    return _output_columns(config.cycles)
+
+
+def _output_columns(cycles: tuple[Cycle, ...]) -> dict[str, pl.DataType]:
     columns: dict[str, pl.DataType] = {
         "siret": pl.String(), "siren": pl.String(), "raison_sociale": pl.String(),
         "idcc": pl.String(), "dep": pl.String(), "cp": pl.String(), "ville": pl.String(),
         "region": pl.String(), "ul": pl.String(),
     }  # fmt: skip
-    for cycle in config.cycles:
+    for cycle in cycles:
         c = cycle.suffix
         columns |= {
             f"date_pv_{c}": pl.Date(), f"carence_{c}": pl.Boolean(),
@@ -53,8 +58,16 @@ def _sum_or_null(name: str) -> pl.Expr:
 
 def cycle_index(config: Config) -> pl.Expr:
     """Index of the configured cycle a normalised PV row belongs to, else NULL."""
+    return _cycle_index(config.cycles)
+
+
+# Expressions are immutable: the ones below are built once per configuration of cycles and reused by
+# every plan (building them cost a few milliseconds per summary, more than running the plan on the
+# few rows of an incremental run or an explanation). Keyed by the cycles, which are hashable.
+@functools.lru_cache(maxsize=16)
+def _cycle_index(cycles: tuple[Cycle, ...]) -> pl.Expr:
     expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Int32))
-    for i, cycle in enumerate(config.cycles):
+    for i, cycle in enumerate(cycles):
         inside = (pl.col("cycle") == cycle.label) & pl.col("date").is_between(cycle.first, cycle.last)
         expr = expr.when(inside).then(pl.lit(i, dtype=pl.Int32))
     return expr
@@ -82,7 +95,12 @@ def latest_election_per_cycle(pv: pl.LazyFrame, config: Config) -> pl.LazyFrame:
 
 def aggregate_elections(rows: pl.LazyFrame) -> pl.LazyFrame:
     """:func:`election_rows`' output → one row per (siret, cycle), aggregated in lead order (SPEC §4)."""
-    return rows.group_by("siret", "_cycle", maintain_order=True).agg(
+    return rows.group_by("siret", "_cycle", maintain_order=True).agg(_election_aggregates())
+
+
+@functools.cache
+def _election_aggregates() -> tuple[pl.Expr, ...]:
+    return (
         pl.col("date").first(),
         pl.col("carence").all(),
         *(_sum_or_null(n).alias(n) for n in ("inscrits", "votants", "sve") + _VOIX),
@@ -106,12 +124,20 @@ def _in_cycle(trace: CycleRoundTrace | None, index: int) -> RoundTrace | None:
 
 
 def _with_seats(elections: pl.LazyFrame, trace: RoundTrace | None = None) -> pl.LazyFrame:
-    keyed = elections.with_row_index("_election")
+    """``elections`` plus ``siege_{union}``: the seats carried along with the elections' columns,
+    so ``elections`` is read once (a join back on the row number read it twice: a second
+    branch, or a cache, per cycle)."""
     seats = allocate_seats(
-        keyed, key="_election", voix=_VOIX, out=[f"siege_{u}" for u in UNIONS], trace=trace
+        elections.with_row_index("_election"), key="_election", voix=_VOIX,
+        out=[f"siege_{u}" for u in UNIONS], trace=trace, keep=_PER_ELECTION_IN,
     )
-    return keyed.join(seats, on="_election", how="left").drop("_election")
+    return seats.drop("_election")
 
+
+#: The columns of :func:`aggregate_elections`' output that :func:`_per_cycle` reads.
+_PER_ELECTION_IN = (
+    "siret", "date", "carence", "fd", "ud", "inscrits", "votants", *_VOIX, *CROSS_CYCLE_ATTRIBUTES,
+)  # fmt: skip
 
 _PER_ELECTION = (
     "date", "carence", "fd", "ud", "inscrits", "votants", *_VOIX, *(f"siege_{u}" for u in UNIONS),
@@ -185,7 +211,7 @@ def _per_cycle(pv: pl.LazyFrame, config: Config, trace: CycleRoundTrace | None =
     index = cycle_index(config)
     parts = [
         _with_seats(latest_election_per_cycle(pv.filter(index == i), config), _in_cycle(trace, i)).select(
-            "siret", *(pl.col(name).alias(f"{name}|{i}") for name in _PER_ELECTION)
+            _cycle_renames(i)
         )
         for i in range(len(config.cycles))  # at least one (Config checks)
     ]
@@ -207,31 +233,44 @@ def summary_frame(
     frame read by several branches gets recomputed, or cached at a cost, by
     the engine. ``pv`` itself is read once per cycle (it is data, not a plan).
     """
-    n = len(config.cycles)
     wide = _per_cycle(pv, config, trace).join(latest_invitation(invitations), on="siret", how="full", coalesce=True)
+    result, typed = _summary_columns(config.cycles)
+    return wide.select(result).select(typed).sort("siret")
 
+
+@functools.lru_cache(maxsize=16)
+def _cycle_renames(index: int) -> tuple[pl.Expr, ...]:
+    """One cycle branch's columns: the SIRET and its election's values as ``{name}|{index}``."""
+    return (pl.col("siret"), *(pl.col(name).alias(f"{name}|{index}") for name in _PER_ELECTION))
+
+
+@functools.lru_cache(maxsize=16)
+def _summary_columns(cycles: tuple[Cycle, ...]) -> tuple[tuple[pl.Expr, ...], tuple[pl.Expr, ...]]:
+    """:func:`summary_frame`'s output columns from the joined cycles, then their casts to
+    :func:`output_columns`' dtypes (built once per configuration of cycles)."""
+    n = len(cycles)
     newest_first = list(reversed(range(n)))
     resolved = {
         a: pl.coalesce([pl.col(f"{a}|{i}") for i in newest_first]) for a in CROSS_CYCLE_ATTRIBUTES + ("ud",)
     }
     statut = pl.concat_str(
-        [pl.when(pl.col(f"date|{i}").is_not_null()).then(pl.lit(c.label)) for i, c in enumerate(config.cycles)],
+        [pl.when(pl.col(f"date|{i}").is_not_null()).then(pl.lit(c.label)) for i, c in enumerate(cycles)],
         separator="+",
         ignore_nulls=True,
     )
-    result = wide.select(
+    result = (
         pl.col("siret"),
         pl.col("siret").str.slice(0, 9).alias("siren"),
         *(expr.alias(a) for a, expr in resolved.items() if a != "ud"),
         department(resolved["ud"], resolved["cp"]).alias("dep"),
-        *(e for i, c in enumerate(config.cycles) for e in _cycle_columns(i, c.suffix)),
+        *(e for i, c in enumerate(cycles) for e in _cycle_columns(i, c.suffix)),
         pl.when(statut == "").then(pl.lit("Aucun")).otherwise(statut).alias("statut_pap"),
         pl.max_horizontal([pl.col(f"date|{i}") for i in range(n)]).alias("date_pv_max"),
         (pl.col(f"voix_cgt|{n - 1}") > 0).fill_null(False).alias("cgt_implantee"),
         pl.col("date_pap_c5"),
     )
-    columns = output_columns(config)
-    return result.select(pl.col(n).cast(t) for n, t in columns.items()).sort("siret")
+    columns = _output_columns(cycles)
+    return result, tuple(pl.col(name).cast(dtype) for name, dtype in columns.items())
 
 
 @dataclass
@@ -244,15 +283,22 @@ class Report:
 
 def report_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
     """One-row frame of rejection and warning counts, computed in the same pass."""
+    pv_counts, invitation_counts = _report_counts()
+    return pl.concat([pv.select(pv_counts), invitations.select(invitation_counts)], how="horizontal")
 
-    def rejected(frame: pl.LazyFrame, table: str) -> list[pl.Expr]:
+
+@functools.cache
+def _report_counts() -> tuple[tuple[pl.Expr, ...], tuple[pl.Expr, ...]]:
+    """:func:`report_frame`'s counts over PV rows and over invitations (built once)."""
+
+    def rejected(table: str) -> list[pl.Expr]:
         return [
             (pl.col("_reject") == reason).sum().alias(f"rejected:{table}.{reason}")
             for reason in ("siret_empty", "siret_too_long", "siret_scientific")
         ]
 
-    pv_counts = pv.select(
-        *rejected(pv, "pv"),
+    pv_counts = (
+        *rejected("pv"),
         pl.col("_luhn_bad").sum().alias("warning:siret_luhn"),
         pl.col("_date_bad").sum().alias("warning:date_unparsed"),
         pl.col("_negative").sum().alias("warning:count_negative"),
@@ -261,14 +307,14 @@ def report_frame(pv: pl.LazyFrame, invitations: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("_text_not_utf8").sum().alias("warning:text_not_utf8"),
         pl.col("_text_nul").sum().alias("warning:text_nul"),
     )
-    inv_counts = invitations.select(
-        *rejected(invitations, "invitations"),
+    invitation_counts = (
+        *rejected("invitations"),
         pl.col("_luhn_bad").sum().alias("warning:siret_luhn_inv"),
         pl.col("_date_bad").sum().alias("warning:date_unparsed_inv"),
         pl.col("_text_not_utf8").sum().alias("warning:text_not_utf8_inv"),
         pl.col("_text_nul").sum().alias("warning:text_nul_inv"),
     )
-    return pl.concat([pv_counts, inv_counts], how="horizontal")
+    return pv_counts, invitation_counts
 
 
 def parse_report(row: dict[str, int]) -> Report:

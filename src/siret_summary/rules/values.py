@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 #: What "trimmed" removes: ASCII whitespace and the no-break space.
 WHITESPACE = " \t\n\r\f\v\u00a0"
@@ -117,10 +118,13 @@ _DOUBLED_DIGIT = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.uint8)
 
 def _check_valid(sirets: pl.Series) -> pl.Series:
     """On the 14 ASCII digits as a NumPy matrix: one pass instead of 14 × 4 column expressions."""
-    present = sirets.is_not_null()
-    array = sirets.fill_null("0" * 14).cast(pl.String).to_arrow().cast(pa.large_string())
+    # Arrow and NumPy steps only: Series.fill_null / Series.set each run a query, whose fixed cost
+    # was most of this function on the few rows of an incremental run or an explanation.
+    array = sirets.cast(pl.String).to_arrow()
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
+    array = pc.fill_null(array.cast(pa.large_string()), "0" * 14)
+    missing = sirets.is_null().to_numpy()
     if len(array) == 0:
         return pl.Series(sirets.name, [], dtype=pl.Boolean)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
@@ -131,7 +135,7 @@ def _check_valid(sirets: pl.Series) -> pl.Series:
     total = _DOUBLED_DIGIT[digits[:, 0::2]].sum(axis=1, dtype=np.int32) + digits[:, 1::2].sum(axis=1, dtype=np.int32)
     la_poste = (digits[:, :9] == _LA_POSTE_DIGITS).all(axis=1)
     valid = np.where(la_poste, digits.sum(axis=1, dtype=np.int32) % 5 == 0, total % 10 == 0)
-    return pl.Series(sirets.name, valid).set(~present, None)
+    return pl.Series(sirets.name, pa.array(valid, type=pa.bool_(), mask=missing))
 
 
 # --- cycle -------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""One read per explain() call where one read can serve it (issue 27's speed; SPEC §3).
+
+A 14-digit SIRET ``S`` is explained from its own rows, or, when no row has
+it, from the rejected rows that may have meant it (explain/rows.py
+``could_be``). Both sets lie within what ``candidate_patterns(S)`` keeps
+(``LIKE '%d1%…%dn%'`` over S's digits without leading zeros, or an ASCII
+``e``/``E``): every spelling normalising to ``S`` holds those digits in order
+(rules/siret_superset.py), and so does every too-long spelling ``could_be``
+accepts; a scientific one holds an ``e`` or ``E``. So one read with those
+patterns replaces the targeted read followed, for a SIRET no row holds, by
+the rejected rows' read; the exact rules then pick the rows from it
+(docs/decisions.md, "One read for a SIRET, present or absent").
+
+It is used only where it is a server-side filter on both tables (else the
+read would take every row) and where no SIRET index serves ``S``'s rows more
+cheaply (PostgreSQL with ``install_change_capture``'s index).
+
+:func:`described_once` keeps one call's catalogue answers: the read
+describes each table up to three times (its columns, the SIRET column's type
+for the index and for the prefilter), and each answer costs a round trip and
+parsing every column's type.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from siret_summary.config import Config
+from siret_summary.db import names
+from siret_summary.db.base import Backend, Column
+from siret_summary.db.siret_prefilter import superset_filter
+from siret_summary.rules.siret_superset import candidate_patterns, rule_reads_ascii_digits_only
+
+__all__ = ["DIGITS_SUPERSET", "ONE_READ", "described_once", "read_plan"]
+
+
+def described_once(backend: Backend) -> Backend:
+    """A copy of ``backend`` whose ``describe(conn, table)`` asks the database once per (connection, table).
+
+    For one read attempt only (explain/rows.py makes one per attempt, so a retry on a fresh
+    connection, or the next call, describes anew and sees any DDL since). The copy's own methods
+    (``siret_filter_sql``, ``siret_superset_sql``) reach the memo too: it is an instance attribute,
+    found before the class's method.
+    """
+    described = copy.copy(backend)
+    real = backend.describe
+    seen: dict[tuple[int, str], list[Column] | None] = {}
+    kept: list[Any] = []  # the connections keyed by id(): alive as long as the memo, so no id is reused
+
+    def describe(conn: Any, table: str) -> list[Column] | None:
+        key = (id(conn), table)
+        if key not in seen:
+            seen[key] = real(conn, table)
+            kept.append(conn)
+        columns = seen[key]
+        return None if columns is None else list(columns)
+
+    # An instance attribute, not a subclass: the backend's class varies, and its methods call self.describe.
+    setattr(described, "describe", describe)  # noqa: B010
+    return described
+
+
+#: :func:`read_plan`'s answers.
+ONE_READ, DIGITS_SUPERSET = "one_read", "digits_superset"
+
+
+def read_plan(backend: Backend, conn: Any, config: Config, siret: str) -> str | None:
+    """How to read the 14-digit ``siret``'s rows and, when no row has it, its candidates.
+
+    :data:`ONE_READ`: one read with ``candidate_patterns(siret)`` serves both (a backend whose read has
+    a high fixed cost: SQLite's worker requests, its connection, the catalogue). :data:`DIGITS_SUPERSET`:
+    read ``like_pattern(siret)``'s superset (the targeted read's prefilter), which holds every too-long candidate,
+    so a SIRET no row holds needs only the scientific spellings (:data:`SCIENTIFIC_PATTERNS`) read
+    after it (a server on a kept connection: a second statement costs a round trip, while each extra
+    pattern costs the server on every row of every call). None: the targeted read, then the whole
+    candidates' read (no server-side filter on a table, an index serving ``siret``, or the SIRET rule
+    reading more than ASCII digits). Raises what the read raises for an unusable table name.
+    """
+    if not rule_reads_ascii_digits_only():
+        return None
+    try:
+        patterns = candidate_patterns(siret)
+    except ValueError:
+        return None
+    names.check(backend, names.source_names(config))  # as the read checks them, before any statement
+    for table, mapping in ((config.pv_table, config.pv_columns), (config.invitations_table, config.invitation_columns)):
+        column = mapping["siret"]
+        if column is None or superset_filter(backend, conn, table, column, patterns) is None:
+            return None
+        if backend.siret_filter_sql(conn, table, column, [siret]) is not None:
+            return None  # an index finds siret's rows without a scan; the targeted read uses it
+    return DIGITS_SUPERSET if backend.keeps_idle_connection else ONE_READ
