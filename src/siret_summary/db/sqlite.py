@@ -246,6 +246,12 @@ class SQLiteBackend(Backend):
     def staging_prefix(self) -> str:
         return "temp."
 
+    def ingest_temporary(self, conn: Any, name: str, data: pa.Table, **kwargs: Any) -> str:
+        # A connection kept between runs (a watcher's, runs/warm.py) still holds the previous run's
+        # temporary tables (they live as long as the connection): start from none, as a new connection does.
+        self.execute(conn, f"DROP TABLE IF EXISTS temp.{quote_identifier(name)}")
+        return super().ingest_temporary(conn, name, data, **kwargs)
+
     def returning_sirets_sql(self, insert: str) -> str:
         return f"{insert} RETURNING CAST(siret AS TEXT) AS siret"  # SQLite 3.35+ (the driver bundles a newer one)
 

@@ -170,10 +170,14 @@ class _Watcher:
         started = time.monotonic()
         self.first_pending = None  # what comes from now on is for the next run
         self.emit()
+        signal = self.signal
+        lent = signal.lend() if isinstance(signal, SQLiteSignal) else None  # its own commits: not a change
         try:
-            result = call_bounded(lambda: self.runs.run(cancel=self.stop), stop=self.stop, grace=STOP_GRACE)
+            result = call_bounded(lambda: self.runs.run(cancel=self.stop, main=lent), stop=self.stop,
+                                  grace=STOP_GRACE)
             status, error = result.status, result.error
         except Abandoned:  # stopped, and the run did not end within STOP_GRACE: it ends by itself (cancelled)
+            lent = None  # still the run's: runs/warm.py closes it when that run ends
             status, error = "cancelled", None
         except CancelledError:
             status, error = "cancelled", None
@@ -185,6 +189,9 @@ class _Watcher:
             if first:
                 raise
             status, error = "failed", f"unexpected {type(exc).__name__}: {mask_location(str(exc))}"
+        finally:
+            if lent is not None and isinstance(signal, SQLiteSignal):
+                signal.adopt(self.runs.given_back())
         if status == "completed":
             # A slow run (a loaded machine) widens the quiet window up to max_delay / 2: a burst whose
             # commits come slower than base_quiet apart still makes few runs; freshness stays bounded

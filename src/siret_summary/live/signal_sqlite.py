@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from siret_summary.live.signals import POLL_SECONDS, Polled, SignalLost
+from siret_summary.runs.warm import Lent
 
 
 def _identity(path: str) -> tuple[int, int]:
@@ -32,12 +33,11 @@ class SQLiteSignal(Polled):
     kind = "poll"
 
     def __init__(self, backend: Any) -> None:
+        self.backend = backend
         self.path: str = backend.path
         self.identity = _identity(self.path)
-        try:
-            self.conn = backend.connect("watch")
-        except Exception as exc:
-            raise SignalLost(f"la base {self.path!r} ne s'ouvre pas ({type(exc).__name__})") from exc
+        self.conn: Any = None
+        self.lent: Any = None  # the connection while a run writes through it (lend/adopt)
         try:
             self.version = self._version()
         except BaseException:
@@ -45,7 +45,42 @@ class SQLiteSignal(Polled):
             raise
         self.next_poll = time.monotonic() + POLL_SECONDS
 
+    def lend(self) -> Lent | None:
+        """The signal's connection, for the watcher's next run to write through (runs/warm.py).
+
+        ``PRAGMA data_version`` moves only with *other* connections' commits:
+        a run that commits through this connection does not wake the watcher
+        again, while any other writer's commit, before or during the run, still
+        does. None when the file was replaced (the next poll reports it) or no
+        connection is open. Give it back with :meth:`adopt`.
+        """
+        if self.conn is None:
+            return None
+        try:
+            if _identity(self.path) != self.identity:
+                return None
+        except SignalLost:
+            return None
+        self.lent, self.conn = self.conn, None
+        return Lent(self.lent, self.path)
+
+    def adopt(self, conn: Any) -> None:
+        """After the run: the lent connection as the run gave it back. Anything else (closed by a failed run,
+        or replaced) starts a new connection whose first poll reads as a change (a scan; never a miss)."""
+        lent, self.lent = self.lent, None
+        if conn is not None and conn is lent:
+            self.conn = conn
+            return
+        if conn is not None:
+            _close(conn)
+        self.version = None  # a new connection's data_version says nothing about the old one's
+
     def _version(self) -> object:
+        if self.conn is None:
+            try:
+                self.conn = self.backend.connect("watch")
+            except Exception as exc:
+                raise SignalLost(f"la base {self.path!r} ne s'ouvre pas ({type(exc).__name__})") from exc
         try:
             cur = self.conn.cursor()
             try:
@@ -72,7 +107,14 @@ class SQLiteSignal(Polled):
         return None
 
     def close(self) -> None:
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+        _close(self.conn)  # not a lent one: its run closes it (runs/warm.py)
+        self.conn = None
+
+
+def _close(conn: Any) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:
+        pass

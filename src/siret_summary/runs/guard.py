@@ -94,6 +94,8 @@ class RunGuard:
                 self._release_file()
                 raise lock_file_error(self._identity.lock_file, exc, given=False) from exc
         if self._host is None:
+            if self._kept is not None:  # SQLite: the watcher's own connection to the file, lent (runs/warm.py)
+                self._conn, _ = self._kept.take("main")
             return True
         try:
             if self._kept is not None:

@@ -59,6 +59,10 @@ class KeptSessions:
             close_quietly(old)
         self._idle[role] = conn
 
+    def taken_back(self, role: str) -> Any:
+        """The idle session of ``role`` taken out (the caller owns it now), or None."""
+        return self._idle.pop(role, None)
+
     def first_use(self, role: str, use: Callable[[Any], T]) -> tuple[Any, T]:
         """``use(conn)`` on the kept session of ``role``, or once more on a new one when the kept one failed.
 

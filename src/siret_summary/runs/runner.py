@@ -126,15 +126,17 @@ def guarded_run(backend: Backend, source: Any, config: Config, requested: Mode, 
     run and given back when it completed; None: the run opens and closes its own.
     """
     guard = RunGuard(backend, config.target_table, lock_path=lock_path, kept=kept)
+    # SQLite keeps its status in a side file: a kept session to the database is not one to the status store.
+    status_kept = kept if backend.is_server else None
     # The status session opens while the lock is taken (a kept one is lent instead).
-    early = EarlyStatusSession.start(status_store(backend, config)) if kept is None else None
+    early = EarlyStatusSession.start(status_store(backend, config)) if status_kept is None else None
     completed = False
     try:
         if not retry.call(lambda: _acquire(guard, backend), what="lock"):
             return _already_running(backend, config, requested, early)
         try:
             reporter = Reporter(status_store(backend, config), lock_path=guard.path, on_status=on_status,
-                                cancel=cancel, retry=retry, early=early, kept=kept)
+                                cancel=cancel, retry=retry, early=early, kept=status_kept)
             result = RunStages(backend, config, reporter=reporter, retry=retry, guard=guard).execute(
                 source, mode=requested, force=force, sirets=sirets
             )

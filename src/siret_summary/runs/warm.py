@@ -11,19 +11,28 @@ docs/decisions.md, "Warm runs".
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from siret_summary.config import Config
 from siret_summary.db.base import Backend
 from siret_summary.errors import SiretSummaryError
 from siret_summary.incremental.planning import Mode
 from siret_summary.pipeline import fork_guard
-from siret_summary.runs.kept import KeptSessions
+from siret_summary.runs.kept import KeptSessions, close_quietly
 from siret_summary.runs.reporter import CancelToken
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.runner import checked_locations, guarded_run, run
+
+
+class Lent(NamedTuple):
+    """A connection to the SQLite file at ``path``, lent to a run by the watcher (live/signal_sqlite.py)."""
+
+    conn: Any
+    path: str
 
 
 class WarmRuns:
@@ -44,9 +53,16 @@ class WarmRuns:
         self._kept: KeptSessions | None = None
         self._server: bool | None = None  # whether the target is a server (PostgreSQL), once checked
         self._closed = False
+        self._main: Lent | None = None  # SQLite: the connection lent for the next run (run(main=...))
+        self._back: Any = None  # ... and the one the run gave back (given_back())
 
-    def run(self, *, cancel: CancelToken | None = None) -> RunResult:
+    def run(self, *, cancel: CancelToken | None = None, main: Lent | None = None) -> RunResult:
+        """``main``: a connection to the SQLite file the watcher watches (its signal's, live/signal_sqlite.py):
+        when the target is that same file, the run writes through it, so its commits do not move that
+        connection's ``PRAGMA data_version``; :meth:`given_back` returns it (or None: the run closed it)."""
+        self._main, self._back = main, None
         if not self._busy.acquire(blocking=False):  # an abandoned run still holds the kept sessions
+            self._back, self._main = (None if main is None else main.conn), None  # not lent: given back as it was
             return run(self.source, self.target, config=self.config, mode="auto", cancel=cancel)
         try:
             fork_guard.check()
@@ -60,23 +76,51 @@ class WarmRuns:
                 checked_locations(self.source, self.target, self.config)  # the check's sentence, if one fails now
                 raise exc
             finally:
+                if self._main is not None:  # not lent (a PostgreSQL target, another file): as it was
+                    self._back, self._main = self._main.conn, None
                 if not completed or self._closed:
                     self._forget()
+                if self._closed and self._back is not None:  # the watcher walked away from this run
+                    close_quietly(self._back)
+                    self._back = None
         finally:
             self._busy.release()
+
+    def given_back(self) -> Any:
+        """After :meth:`run`: the connection lent as ``main`` (its transaction ended), None when it was closed."""
+        back, self._back = self._back, None
+        return back
 
     def _run(self, cancel: CancelToken | None) -> RunResult:
         retry = RetryPolicy(attempts=self.config.retries + 1)
         auto = Mode.parse("auto")
-        if self._server is False:  # SQLite: nothing to keep, and the file checks are made each time (a file may go)
-            return run(self.source, self.target, config=self.config, mode="auto", cancel=cancel)
         if self._backend is None:
+            # SQLite: the file checks are made each time (a file may go); only a lent connection is kept.
             backend = checked_locations(self.source, self.target, self.config)
             self._server = backend.is_server
             if not backend.is_server:
-                return guarded_run(backend, self.source, self.config, auto, cancel=cancel, retry=retry)
+                lent = self._lent_to(backend)
+                try:
+                    return guarded_run(backend, self.source, self.config, auto, cancel=cancel, retry=retry, kept=lent)
+                finally:
+                    if lent is not None:
+                        self._back = lent.taken_back("main")  # None: the run closed it (it failed)
             self._backend, self._kept = backend, KeptSessions(backend)
         return guarded_run(self._backend, self.source, self.config, auto, cancel=cancel, retry=retry, kept=self._kept)
+
+    def _lent_to(self, backend: Backend) -> KeptSessions | None:
+        """The lent connection as the run's kept ``main`` session, when the target is the file it opened."""
+        main, path = self._main, getattr(backend, "path", None)
+        try:
+            same = main is not None and isinstance(path, str) and os.path.samefile(path, main.path)
+        except OSError:
+            same = False
+        if main is None or not same:
+            return None
+        kept = KeptSessions(backend)
+        kept.give("main", main.conn)
+        self._main = None
+        return kept
 
     def _forget(self) -> None:
         if self._kept is not None:
