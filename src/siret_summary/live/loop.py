@@ -104,8 +104,10 @@ class _Watcher:
             except Exception:  # the callee's bug must not stop the watcher
                 log.exception("watch(on_status=...) raised; the watcher goes on")
 
-    def pending(self, *, change: bool) -> None:
-        now = time.monotonic()
+    def pending(self, *, change: bool, since: float | None = None) -> None:
+        """A change (or a gap's scan) is pending; ``since``: it was committed at or after that moment
+        (monotonic), when it was found later than it happened (after a run: during that run)."""
+        now = time.monotonic() if since is None else since
         if self.first_pending is None:
             self.first_pending = now
         self.last_change = now
@@ -197,7 +199,7 @@ class _Watcher:
             # commits come slower than base_quiet apart still makes few runs; freshness stays bounded
             # by max_delay from the first pending change (due()).
             self.quiet = min(self.max_delay / 2, max(self.base_quiet, time.monotonic() - started))
-            self.drain()  # changes committed during the run, told meanwhile: not reflected by it
+            self.drain(started)  # changes committed during the run, told meanwhile: not reflected by it
             self.settle_net(started, check=check)
             self.book.run_succeeded()
             self.retry_at = 0.0
@@ -227,12 +229,15 @@ class _Watcher:
         self.net.run_ended(horizon, now, now - started, check=check)
         self.book.unsure(None if self.net.moved_at is None else utc_now())
 
-    def drain(self) -> None:
+    def drain(self, started: float) -> None:
+        """After a completed run: a change told meanwhile was committed during the run, so it has waited
+        since then already: its run is due at once (no quiet window counted from now), as ``max_delay``
+        promises ("within about max_delay once the previous run has finished")."""
         if self.signal is None:
             return
         try:
             if self.signal.settled():
-                self.pending(change=True)
+                self.pending(change=True, since=started)
         except SignalLost as lost:
             self.lose(lost)
 
