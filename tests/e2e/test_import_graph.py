@@ -116,7 +116,7 @@ def test_the_graph_finds_a_circle_through_a_function_level_import_and_skips_type
 def test_the_graph_resolves_submodules_and_relative_imports():
     graph = import_graph()
     assert "siret_summary.db.connect" in graph["siret_summary.db"]  # ``from siret_summary.db.connect import …``
-    assert "siret_summary.runs.runner" in graph["siret_summary.live.loop"]  # an absolute ``from … import``
+    assert "siret_summary.runs.runner" in graph["siret_summary.runs.warm"]  # an absolute ``from … import``
     assert "siret_summary.cli_early" in graph["siret_summary.cli_entry"]  # ``from siret_summary import cli_early``
 
 
