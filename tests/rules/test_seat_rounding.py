@@ -1,0 +1,57 @@
+"""Seats where floating-point rounding would decide (SPEC §4 steps 3–4), on both implementations.
+
+A list's voix is the average of its candidates' votes, so a voix like 28/3 arrives as the
+Float64 ``9.333333333333334``, a little MORE than 28/3. SPEC §4 compares the averages
+voix / (seats + 1) and takes the floors ⌊voix / Q⌋ of those values exactly: a float division
+that rounds two different averages to the same double (or a quotient to the integer above)
+must not turn them into a tie (or an extra seat). Every expected value is worked by hand below.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from rules.test_reference_cases import expect_seats, impl, only_row, pv, seats, summarise  # noqa: F401 (fixture)
+from siret_summary.rules.seats import seat_basis
+
+CASES = [
+    # (inscrits, sve, voix, expected seats)
+    pytest.param(63, 28, {"cgt": 9.333333333333334, "cfdt": 1.5, "autre": 14}, expect_seats(cgt=2, autre=2),
+                 id="demo-87694566100307"),
+    # The demo data's election (seed 12). S = 4 (50–74), SVE = max(28, 24.83…) = 28, Q = 7.
+    # Floors: cgt ⌊9.33…/7⌋ = 1, cfdt 0, autre ⌊14/7⌋ = 2 → 3; 1 seat left.
+    # Averages: cgt 9.333333333333334/2 = 4.666666666666667 (the written decimal; its double is
+    # 9.3333333333333339…/2 = 4.66666666666666696…), cfdt 1.5/1, autre 14/3 = 4.6666…66… (repeating):
+    # cgt's is strictly higher → cgt 2, autre 2. (In doubles both divide to 4.666666666666667.)
+    pytest.param(60, 28, {"cgt": 9.333333333333332, "autre": 14}, expect_seats(cgt=1, autre=3),
+                 id="just-below-28-thirds"),
+    # Same with cgt a little LESS than 28/3: cgt 4.666666666666666 < 14/3 → autre 3.
+    pytest.param(60, 28, {"cgt": 9.5, "autre": 14.25}, expect_seats(cgt=1, autre=3), id="true-fractional-tie"),
+    # S = 4, Q = 7, floors 1 and 2; averages 9.5/2 = 4.75 = 14.25/3: a real tie, more voix → autre 3.
+    pytest.param(100, 4, {"cgt": 0.6666666666666666, "fo": 3}, expect_seats(cgt=1, fo=5), id="floor-just-below-one"),
+    # S = 6 (100–124), SVE = max(4, 3.67) = 4, Q = 2/3. cgt 0.6666666666666666 < 2/3: floor 0 (not 1);
+    # fo 3/(2/3) = 4.5: floor 4. 2 left: cgt 0.67/1 vs fo 3/5 = 0.6 → cgt 1; cgt 0.33 vs fo 0.6 → fo 5.
+    pytest.param(75, 3, {"cgt": 0.6, "cfdt": 1.2, "fo": 1.2}, expect_seats(cgt=1, cfdt=2, fo=2),
+                 id="tenths-exact-quotients"),
+    # S = 5 (75–99). The doubles of 0.6 and 1.2 are d = 0.59999999999999997780… and exactly 2d, so the
+    # voix total is 5d < 3 and SVE = max(3, 5d) = 3, Q = 3/5. Floors: cgt d/Q just below 1 → 0; cfdt,
+    # fo 2d/Q just below 2 → 1 each; 3 left, every average d/1 = 2d/2 = 2d/2: a real tie. More voix
+    # (cfdt = fo, union order) → cfdt 2; then fo d vs cfdt 2d/3, cgt d → fo 2; then cgt 1.
+]
+
+
+@pytest.mark.parametrize(("inscrits", "sve", "voix", "expected"), CASES)
+def test_rounding_never_decides_a_seat(impl, inscrits, sve, voix, expected):  # noqa: F811 (fixture)
+    row = only_row(summarise(impl, [pv(num_inscrits=inscrits, num_votants=inscrits, num_sve=sve, **voix)]))
+    assert seats(row) == expected
+
+
+def test_quotient_floor_is_exact_for_fractional_voix():
+    # S = 6, SVE = 4, Q = 2/3: cgt 0.6666666666666666 (the double 0.66666666666666662966…) < 2/3 → 0
+    # seats at the quotient, although 0.6666666666666666 × 6 rounds to the double 4.0; fo 3/(2/3) = 4.5 → 4.
+    elections = pl.LazyFrame({
+        "k": [0], "carence": [False], "inscrits": [100.0], "sve": [4.0], "cgt": [0.6666666666666666], "fo": [3.0],
+    })
+    basis = seat_basis(elections, key="k", voix=["cgt", "fo"]).collect().to_dicts()[0]
+    assert (basis["_f0"], basis["_f1"], basis["_remaining"]) == (0, 4, 2)
