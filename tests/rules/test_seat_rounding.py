@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from rules.test_reference_cases import expect_seats, impl, only_row, pv, seats, summarise  # noqa: F401 (fixture)
+from rules.test_reference_cases import (  # noqa: F401 (impl: a fixture)
+    UNIONS, expect_seats, impl, only_row, pv, seats, summarise,
+)
+from strategies import BAND_EDGES, list_average_voix
 from siret_summary.rules.seats import seat_basis
 
 CASES = [
@@ -55,3 +60,33 @@ def test_quotient_floor_is_exact_for_fractional_voix():
     })
     basis = seat_basis(elections, key="k", voix=["cgt", "fo"]).collect().to_dicts()[0]
     assert (basis["_f0"], basis["_f1"], basis["_remaining"]) == (0, 4, 2)
+
+
+# ---------------------------------------------------------------- property: list averages
+
+@st.composite
+def list_average_elections(draw):
+    """One C4 election (one to three colleges) whose unions' voix are multiples of shared list averages.
+
+    Seats are decided by near-ties and near-integer quotients far more often than in ``sources()``:
+    one election per example, every union drawn from :func:`strategies.list_average_voix`.
+    """
+    colleges = draw(st.integers(1, 3))
+    rows = []
+    for _ in range(colleges):
+        inscrits = draw(st.one_of(st.sampled_from(BAND_EDGES), st.integers(11, 400)))
+        voix = list_average_voix(draw, text=draw(st.booleans()))
+        rows.append(pv(num_inscrits=inscrits, num_votants=inscrits,
+                       num_sve=draw(st.one_of(st.none(), st.integers(0, 200).map(float))),
+                       **{u: draw(voix) for u in UNIONS}))
+    return rows
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(list_average_elections())
+@example([pv(num_inscrits=63, num_votants=32, num_sve=28, cgt=9.333333333333334, cfdt=1.5, autre=14)])
+def test_list_average_seats_agree_with_the_reference(rows):
+    expected = summarise("reference", rows)
+    got = summarise("fast", rows)
+    assert [seats(r) for r in got] == [seats(r) for r in expected]

@@ -81,7 +81,8 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: 
     """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
     Columns: ``key``, ``carence``, ``_seats`` (S, R2314-1), ``_sve`` (the SVE
-    used: the larger of the ``sve`` sum and the voix total), ``_v{i}`` (voix,
+    used: the larger of the ``sve`` sum and the voix total), ``_sve_sum`` (the
+    ``sve`` sum, NULL as 0), ``_v{i}`` (voix,
     NULL as 0), ``_total``, ``_p{i}`` (voix × S), ``_f{i}`` (⌊voix / Q⌋, exact),
     ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4);
     then the columns of ``elections`` named in ``keep`` (none of those names).
@@ -102,13 +103,15 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     :func:`_exact_floor` is exact when voix and SVE are whole numbers (every product is then an exact
     integer below 2⁵³). With a fractional voix or SVE, ``voix × S`` and the division round: a quotient
     within :data:`_CLOSE` of an integer (0.6666666666666666 × 6 / 4 gives 1.0, the exact value is just
-    below 1) is floored again with ``Fraction`` (SPEC §4: floors computed exactly). Rare: the rest of
-    the frame is untouched.
+    below 1) is floored again with ``Fraction`` (SPEC §4: floors computed exactly), with the exact SVE
+    (the larger of the sve sum and the exact sum of the voix, which ``_total`` rounds). Rare: the rest
+    of the frame is untouched.
     """
     if frame.height == 0:
         return frame
     seats = frame.get_column("_seats").cast(pl.Float64).to_numpy()
     sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
+    sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
     votes = [frame.get_column(f"_v{i}").cast(pl.Float64).to_numpy() for i in range(n)]
     with np.errstate(invalid="ignore", divide="ignore"):
         usable = np.isfinite(seats) & (sve > 0) & np.isfinite(sve)
@@ -125,9 +128,10 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     floors: list[list[int]] = [[] for _ in range(n)]
     remaining: list[int] = []
     for at in rows:
-        exact_sve, s = Fraction(float(sve[at])), int(seats[at])
+        exact = [Fraction(float(v[at])) for v in votes]
+        exact_sve, s = max(Fraction(float(sve_sum[at])), sum(exact, Fraction(0))), int(seats[at])
         for i in range(n):
-            floors[i].append(math.floor(Fraction(float(votes[i][at])) * s / exact_sve))
+            floors[i].append(math.floor(exact[i] * s / exact_sve))
         remaining.append(s - sum(f[-1] for f in floors))
     fixed = frame.clone()  # a new frame sharing the columns; the input stays as it was
     for name, values in ((f"_f{i}", floors[i]) for i in range(n)):
@@ -153,6 +157,7 @@ def _basis_stages(key: str, voix: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...],
             pl.col("carence"),
             titular_seats(pl.col("inscrits")).alias("_seats"),
             pl.col("sve").fill_null(0.0).alias("_sve"),
+            pl.col("sve").fill_null(0.0).alias("_sve_sum"),  # kept for the exact SVE of _exact_floors
             *(pl.col(v).fill_null(0.0).alias(f"_v{i}") for i, v in enumerate(voix)),
         ),
         (pl.sum_horizontal(votes).alias("_total"),),
