@@ -113,7 +113,7 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
     sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
     votes = [frame.get_column(f"_v{i}").cast(pl.Float64).to_numpy() for i in range(n)]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # huge voix: inf, never near
         usable = np.isfinite(seats) & (sve > 0) & np.isfinite(sve)
         fractional = sve != np.floor(sve)
         near = np.zeros(frame.height, dtype=bool)
