@@ -18,7 +18,7 @@ from rules.test_reference_cases import (  # noqa: F401 (impl: a fixture)
     UNIONS, expect_seats, impl, only_row, pv, seats, summarise,
 )
 from strategies import BAND_EDGES, list_average_voix
-from siret_summary.rules.seats import seat_basis
+from siret_summary.rules.seats import allocate_seats, seat_basis
 
 CASES = [
     # (inscrits, sve, voix, expected seats)
@@ -90,3 +90,18 @@ def test_list_average_seats_agree_with_the_reference(rows):
     expected = summarise("reference", rows)
     got = summarise("fast", rows)
     assert [seats(r) for r in got] == [seats(r) for r in expected]
+
+
+@pytest.mark.parametrize("m", [2**20, 2**43, 2**45, 2**50], ids=lambda m: f"m=2^{m.bit_length() - 1}")
+def test_whole_voix_close_averages_are_not_ties(m):
+    # The rounds compare whole voix below 2⁴⁵ as floats (exact there) and the rest as fractions: both
+    # sides of that bound. S = 2 (30 inscrits), cgt m + 1, fo 2m + 1, SVE = 3m + 2, Q = (3m + 2)/2.
+    # Floors: cgt 2(m + 1)/(3m + 2) < 1 → 0; fo (4m + 2)/(3m + 2) → 1. Last seat: cgt (m + 1)/1 is
+    # more than fo (2m + 1)/2 = m + 1/2, by 1/2 only (relative ~1e-14 at 2⁴³): cgt, not a tie to fo.
+    # (Such sums need many colleges: one row's count stops at 10⁹, so this calls the rule directly.)
+    elections = pl.LazyFrame({
+        "k": [0], "carence": [False], "inscrits": [30.0], "sve": [None], "cgt": [float(m + 1)],
+        "fo": [float(2 * m + 1)],
+    }, schema_overrides={"sve": pl.Float64})
+    got = allocate_seats(elections, key="k", voix=["cgt", "fo"], out=["cgt", "fo"]).collect().to_dicts()
+    assert got == [{"k": 0, "cgt": 1, "fo": 1}]

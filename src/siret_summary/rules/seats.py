@@ -46,6 +46,8 @@ _BAND_SEATS = pl.Series("_band_seats", [None, *(seats for _, seats in R2314_1)],
 #: quotient voix × S / SVE computed in floats (two roundings) is within 2⁻⁵¹ relative of the exact one,
 #: an average voix / k (one rounding) within 2⁻⁵³: 1e-9 leaves a margin of millions.
 _CLOSE = 1e-9
+#: Whole voix below this compare exactly as float averages (see :func:`_highest_averages`).
+_WHOLE = 2.0**45
 
 
 def titular_seats(inscrits: pl.Expr) -> pl.Expr:
@@ -111,28 +113,32 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
         return frame
     seats = frame.get_column("_seats").cast(pl.Float64).to_numpy()
     sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
-    sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
     votes = [frame.get_column(f"_v{i}").cast(pl.Float64).to_numpy() for i in range(n)]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # huge voix: inf, never near
         usable = np.isfinite(seats) & (sve > 0) & np.isfinite(sve)
         fractional = sve != np.floor(sve)
-        near = np.zeros(frame.height, dtype=bool)
+        near = []  # per union: a positive voix whose float quotient is close to an integer
         for v in votes:
             fractional |= v != np.floor(v)
             quotient = v * seats / sve
-            near |= np.isfinite(quotient) & (np.abs(quotient - np.rint(quotient)) <= _CLOSE)
-    doubtful = np.flatnonzero(usable & fractional & near)
+            near.append((v > 0) & np.isfinite(quotient) & (np.abs(quotient - np.rint(quotient)) <= _CLOSE))
+    doubtful = np.flatnonzero(usable & fractional & np.logical_or.reduce(near))
     if doubtful.size == 0:
         return frame
     rows = doubtful.tolist()
-    floors: list[list[int]] = [[] for _ in range(n)]
+    sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
+    total = frame.get_column("_total").cast(pl.Float64).to_numpy()
+    floors = [frame.get_column(f"_f{i}").gather(rows).to_list() for i in range(n)]
     remaining: list[int] = []
-    for at in rows:
-        exact = [Fraction(float(v[at])) for v in votes]
-        exact_sve, s = max(Fraction(float(sve_sum[at])), sum(exact, Fraction(0))), int(seats[at])
+    for j, at in enumerate(rows):
+        s = int(seats[at])
+        # An sve sum above the float total is above the exact total too (which rounds to the float one).
+        exact_sve = Fraction(float(sve_sum[at])) if sve_sum[at] > total[at] else max(
+            Fraction(float(sve_sum[at])), sum((Fraction(float(v[at])) for v in votes), Fraction(0)))
         for i in range(n):
-            floors[i].append(math.floor(exact[i] * s / exact_sve))
-        remaining.append(s - sum(f[-1] for f in floors))
+            if near[i][at]:
+                floors[i][j] = math.floor(Fraction(float(votes[i][at])) * s / exact_sve)
+        remaining.append(s - sum(f[j] for f in floors))
     fixed = frame.clone()  # a new frame sharing the columns; the input stays as it was
     for name, values in ((f"_f{i}", floors[i]) for i in range(n)):
         fixed.replace_column(fixed.get_column_index(name), fixed.get_column(name).clone().scatter(rows, values))
@@ -255,7 +261,15 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
         tied = average >= average[np.arange(rows.size), winner][:, None] * (1.0 - _CLOSE)
         several = np.flatnonzero(tied.sum(axis=1) > 1)
         if several.size:  # close averages (rare): exact comparison, then more voix, then the earlier union
-            _break_ties(several, voix, divisor, tied, winner)
+            # Whole voix below 2⁴⁵ (divisors ≤ 36): two different averages differ by more than two units in
+            # the last place, so the float order and equality are exact; only the others need fractions.
+            v = voix[several]
+            whole = np.all(~tied[several] | ((v == np.floor(v)) & (v < _WHOLE)), axis=1)
+            plain = several[whole]
+            tied[plain] = average[plain] == average[plain, winner[plain]][:, None]
+            winner[plain] = np.where(tied[plain], voix[plain], -np.inf).argmax(axis=1)
+            if not whole.all():
+                _break_ties(several[~whole], voix, divisor, tied, winner)
         if trace is not None and keys is not None:  # keys are read exactly when there is a trace
             trace(keys[rows], average, winner.copy(), tied)
         extra[rows, winner] += 1
