@@ -105,3 +105,19 @@ def test_whole_voix_close_averages_are_not_ties(m):
     }, schema_overrides={"sve": pl.Float64})
     got = allocate_seats(elections, key="k", voix=["cgt", "fo"], out=["cgt", "fo"]).collect().to_dicts()
     assert got == [{"k": 0, "cgt": 1, "fo": 1}]
+
+
+def test_voix_summed_over_colleges_are_exact(impl):  # noqa: F811 (fixture)
+    # Three colleges, 10 inscrits each: S = 2 (30). CGT 1/3, 2, 1/3 as doubles: 0.33333333333333331483…
+    # + 2 + 0.33333333333333331483… = 2.66666666666666662966… exactly, whose nearest double is
+    # X = 2.66666666666666651864… (1.1e-16 away; the next one up, 2.66666666666666696273…, is 3.3e-16
+    # away): cgt_voix = X (SPEC §4: exact sums). AUTRE 5.333333333333333 is exactly 2X. SVE = 3X,
+    # Q = 1.5X: floors CGT ⌊X / 1.5X⌋ = 0, AUTRE ⌊2X / 1.5X⌋ = 1; last seat CGT X/1 = AUTRE 2X/2: a tie,
+    # more voix → AUTRE 2. Summed left to right in floats, 1/3 + 2 rounds up and the sum lands one unit
+    # in the last place above X: CGT's average was the higher and took the seat.
+    rows = [pv(num_inscrits=10, num_votants=10, cgt=0.3333333333333333, autre=5.333333333333333),
+            pv(num_inscrits=10, num_votants=10, cgt=2.0),
+            pv(num_inscrits=10, num_votants=10, cgt=0.3333333333333333)]
+    row = only_row(summarise(impl, rows))
+    assert seats(row) == expect_seats(autre=2)
+    assert row["cgt_voix_c4"] == 2.6666666666666665
