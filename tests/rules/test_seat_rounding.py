@@ -9,6 +9,8 @@ must not turn them into a tie (or an extra seat). Every expected value is worked
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from rules.test_reference_cases import (  # noqa: F401 (impl: a fixture)
     UNIONS, expect_seats, impl, only_row, pv, seats, summarise,
 )
-from strategies import BAND_EDGES, list_average_voix
+from strategies import BAND_EDGES, LIST_SIZES, list_average_voix
 from siret_summary.rules.seats import allocate_seats, seat_basis
 
 CASES = [
@@ -69,16 +71,24 @@ def list_average_elections(draw):
     """One C4 election (one to three colleges) whose unions' voix are multiples of shared list averages.
 
     Seats are decided by near-ties and near-integer quotients far more often than in ``sources()``:
-    one election per example, every union drawn from :func:`strategies.list_average_voix`.
+    one election per example. Either each college draws its voix from :func:`strategies.list_average_voix`,
+    or every college shares the unions' multiples k (voix = k × the college's own p/q): the unions' sums
+    are then exactly proportional, so their averages tie exactly, and only exact sums keep the tie.
     """
     colleges = draw(st.integers(1, 3))
+    multiples = draw(st.one_of(st.none(), st.fixed_dictionaries(
+        {u: st.one_of(st.none(), st.integers(0, 8)) for u in UNIONS})))
     rows = []
     for _ in range(colleges):
         inscrits = draw(st.one_of(st.sampled_from(BAND_EDGES), st.integers(11, 400)))
-        voix = list_average_voix(draw, text=draw(st.booleans()))
+        if multiples is None:
+            voix = list_average_voix(draw, text=draw(st.booleans()))
+            values = {u: draw(voix) for u in UNIONS}
+        else:
+            share = Fraction(draw(st.integers(1, 90)), draw(st.sampled_from(LIST_SIZES)))
+            values = {u: None if k is None else float(share * k) for u, k in multiples.items()}
         rows.append(pv(num_inscrits=inscrits, num_votants=inscrits,
-                       num_sve=draw(st.one_of(st.none(), st.integers(0, 200).map(float))),
-                       **{u: draw(voix) for u in UNIONS}))
+                       num_sve=draw(st.one_of(st.none(), st.integers(0, 200).map(float))), **values))
     return rows
 
 
