@@ -5,14 +5,18 @@ a small pool near cycle boundaries, so that rows collide on (SIRET, date):
 multi-college elections, several elections per cycle, the same date across
 cycles, dates outside every window.
 
-Counts stay <= 100000 and fractional values are dyadic (x.5, x.25, x.75) so
-that float sums are exact and the seat arithmetic agrees bit for bit.
+Counts stay <= 100000. Most fractional values are dyadic (x.5, x.25, x.75), so
+that float sums are exact; but a list's voix is the average of its candidates'
+votes, so some rows draw every union's voix as a multiple of one shared thirds,
+sevenths… value (``list_average_voix``): doubles that round, whose averages
+voix / (seats + 1) tie exactly or miss a tie by one rounding (SPEC §4 seats).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -257,6 +261,25 @@ BAND_EDGES = (
 TIE_VOIX = (0, 5, 10, 20)
 inscrits_magnitude = st.one_of(st.sampled_from(BAND_EDGES), st.integers(0, 3000))
 
+#: denominators of a list's average: its number of candidates
+LIST_SIZES = (3, 6, 7, 9, 11, 12)
+
+
+def list_average_voix(draw, text: bool):
+    """A voix strategy for one row: multiples k × share (k = 0..8) of one shared average ``share`` = p/q.
+
+    Proportional voix give exactly equal averages voix / (seats + 1) between unions (28/3 / 2 = 14 / 3),
+    and their doubles tie or miss the tie by a rounding (9.333333333333334 / 2 vs 14 / 3): the seat
+    rounds and the quotient floors must decide both exactly. ``text``: sometimes written as text.
+    """
+    share = Fraction(draw(st.integers(1, 90)), draw(st.sampled_from(LIST_SIZES)))
+    number = st.builds(lambda k: float(share * k), st.integers(0, 8))
+    if not text:
+        return st.one_of(number, number, number, st.none())
+    written = st.builds(lambda x, comma: repr(x).replace(".", ",") if comma else repr(x), number, st.booleans())
+    return st.one_of(number, number, written, st.none())
+
+
 # ---------------------------------------------------------------- text attributes
 
 
@@ -361,6 +384,8 @@ def pv_row(draw, typed: bool = False, date_mode: str = "str"):
         "num_votants": draw(count),
         "num_sve": draw(count),
     }
+    if draw(st.integers(0, 3)) == 0:  # one row in four: a list average shared by the unions
+        voix = list_average_voix(draw, text=not typed)
     for column in ("score_CGT", "score_CFDT", "score_FO", "score_CFTC", "score_CGC",
                    "score_UNSA", "score_SOLIDAIRE", "score_AUTRE"):
         row[column] = draw(voix)

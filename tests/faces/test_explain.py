@@ -266,6 +266,33 @@ def test_a_tie_on_average_goes_to_more_voix_and_the_trace_says_so():
     assert "départagée par le plus grand nombre de voix" in explanation.to_text()
 
 
+def test_averages_that_round_alike_are_no_tie_and_the_trace_says_so():
+    # The demo data's election (seed 12, SIRET 87694566100307). S = 4 (63 inscrits), SVE 28, Q = 7: CGT
+    # ⌊9.333333333333334/7⌋ = 1, AUTRE ⌊14/7⌋ = 2; last seat: CGT 9.333333333333334/2 is more than AUTRE
+    # 14/3 (both print 4.666666666666667): CGT wins, alone, no tie-break (it went to AUTRE by more voix).
+    rows = [_one_election(num_inscrits="63", num_votants="32", num_sve="28", score_CGT="9.333333333333334",
+                          score_CFDT="1.5", score_AUTRE="14")]
+    explanation = siret_summary.explain({"Tous_PV": _pv(rows)}, "47976684200724")
+    seats = explanation.to_dict()["cycles"][1]["election"]["seats"]
+    assert seats["by_quotient"]["cgt"] == 1 and seats["by_quotient"]["autre"] == 2 and seats["remaining"] == 1
+    assert seats["rounds"][0]["winner"] == "cgt" and seats["rounds"][0]["tied"] == ["cgt"]
+    assert seats["rounds"][0]["tie_break"] is None
+    assert (explanation.row["cgt_siege_c4"], explanation.row["autre_siege_c4"]) == (2, 2)
+    check_seats(explanation.to_dict()["cycles"][1], explanation.row)
+
+
+def test_quotient_floors_shown_are_exact():
+    # S = 6 (100 inscrits), SVE 4, Q = 2/3: CGT 0.6666666666666666 is just under 2/3, so 0 seats at the
+    # quotient (its product with 6 rounds to 4.0); FO 3/(2/3) = 4.5 → 4; 2 rounds: CGT, then FO.
+    rows = [_one_election(num_inscrits="100", num_votants="100", num_sve="4", score_CGT="0.6666666666666666",
+                          score_FO="3")]
+    explanation = siret_summary.explain({"Tous_PV": _pv(rows)}, "47976684200724")
+    seats = explanation.to_dict()["cycles"][1]["election"]["seats"]
+    assert (seats["by_quotient"]["cgt"], seats["by_quotient"]["fo"], seats["remaining"]) == (0, 4, 2)
+    assert [r["winner"] for r in seats["rounds"]] == ["cgt", "fo"]
+    check_seats(explanation.to_dict()["cycles"][1], explanation.row)
+
+
 def test_rejected_spellings_explain_themselves():
     source = {"Tous_PV": _pv(WORKED + [{"id_pv": "7", "Cycle": "C4", "siret": "479766842007241"}])}
     scientific = siret_summary.explain(source, "4.79766842E+13")

@@ -7,12 +7,21 @@ union's successive averages decrease, that sequence is exactly the top-R of
 all candidate averages ``voix / (floor + k)`` (k = 1..R) in that order. The
 rounds run on NumPy arrays, every election at once: an election leaves when
 its seats are all given.
+
+Exactness (SPEC §4: floors and averages of the Float64 voix as they are, never of
+their rounded quotients): a float quotient or average is within a few units in the
+last place of the exact one, so only a value within :data:`_CLOSE` (relative) of an
+integer floor or of the round's best average can be decided wrongly. Those few are
+decided again with exact ``Fraction`` arithmetic (:func:`_exact_floors`, the ties in
+:func:`_highest_averages`); docs/decisions.md gives the argument.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
@@ -31,6 +40,14 @@ R2314_1: tuple[tuple[int, int], ...] = (
 #: band, with NULL first for a headcount below the first band (see :func:`titular_seats`).
 _BAND_LOWER = pl.Series("_band_lower", [float(lower) for lower, _ in R2314_1], dtype=pl.Float64)
 _BAND_SEATS = pl.Series("_band_seats", [None, *(seats for _, seats in R2314_1)], dtype=pl.Int64)
+
+
+#: Relative closeness below which a float floor or comparison of averages is re-decided exactly. A
+#: quotient voix × S / SVE computed in floats (two roundings) is within 2⁻⁵¹ relative of the exact one,
+#: an average voix / k (one rounding) within 2⁻⁵³: 1e-9 leaves a margin of millions.
+_CLOSE = 1e-9
+#: Whole voix below this compare exactly as float averages (see :func:`_highest_averages`).
+_WHOLE = 2.0**45
 
 
 def titular_seats(inscrits: pl.Expr) -> pl.Expr:
@@ -66,7 +83,8 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: 
     """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
     Columns: ``key``, ``carence``, ``_seats`` (S, R2314-1), ``_sve`` (the SVE
-    used: the larger of the ``sve`` sum and the voix total), ``_v{i}`` (voix,
+    used: the larger of the ``sve`` sum and the voix total), ``_sve_sum`` (the
+    ``sve`` sum, NULL as 0), ``_v{i}`` (voix,
     NULL as 0), ``_total``, ``_p{i}`` (voix × S), ``_f{i}`` (⌊voix / Q⌋, exact),
     ``_eligible`` (seats are given) and ``_remaining`` (seats left for step 4);
     then the columns of ``elections`` named in ``keep`` (none of those names).
@@ -76,7 +94,57 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: 
     frame = elections.select(*stages[0], *(c for c in keep if c not in (key, "carence")))
     for stage in stages[1:]:
         frame = frame.with_columns(stage)
-    return frame
+    n = len(voix)
+    # Same schema out; no projection pushdown: the function reads every _v, _p, _f column.
+    return frame.map_batches(lambda batch: _exact_floors(batch, n), projection_pushdown=False)
+
+
+def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """``frame`` with ``_f{i}`` and ``_remaining`` recomputed exactly where the float floor may be wrong.
+
+    :func:`_exact_floor` is exact when voix and SVE are whole numbers (every product is then an exact
+    integer below 2⁵³). With a fractional voix or SVE, ``voix × S`` and the division round: a quotient
+    within :data:`_CLOSE` of an integer (0.6666666666666666 × 6 / 4 gives 1.0, the exact value is just
+    below 1) is floored again with ``Fraction`` (SPEC §4: floors computed exactly), with the exact SVE
+    (the larger of the sve sum and the exact sum of the voix, which ``_total`` rounds). Rare: the rest
+    of the frame is untouched.
+    """
+    if frame.height == 0:
+        return frame
+    seats = frame.get_column("_seats").cast(pl.Float64).to_numpy()
+    sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
+    votes = [frame.get_column(f"_v{i}").cast(pl.Float64).to_numpy() for i in range(n)]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # huge voix: inf, never near
+        usable = np.isfinite(seats) & (sve > 0) & np.isfinite(sve)
+        fractional = sve != np.floor(sve)
+        near = []  # per union: a positive voix whose float quotient is close to an integer
+        for v in votes:
+            fractional |= v != np.floor(v)
+            quotient = v * seats / sve
+            near.append((v > 0) & np.isfinite(quotient) & (np.abs(quotient - np.rint(quotient)) <= _CLOSE))
+    doubtful = np.flatnonzero(usable & fractional & np.logical_or.reduce(near))
+    if doubtful.size == 0:
+        return frame
+    rows = doubtful.tolist()
+    sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
+    total = frame.get_column("_total").cast(pl.Float64).to_numpy()
+    floors = [frame.get_column(f"_f{i}").gather(rows).to_list() for i in range(n)]
+    remaining: list[int] = []
+    for j, at in enumerate(rows):
+        s = int(seats[at])
+        # An sve sum above the float total is above the exact total too (which rounds to the float one).
+        exact_sve = Fraction(float(sve_sum[at])) if sve_sum[at] > total[at] else max(
+            Fraction(float(sve_sum[at])), sum((Fraction(float(v[at])) for v in votes), Fraction(0)))
+        for i in range(n):
+            if near[i][at]:
+                floors[i][j] = math.floor(Fraction(float(votes[i][at])) * s / exact_sve)
+        remaining.append(s - sum(f[j] for f in floors))
+    fixed = frame.clone()  # a new frame sharing the columns; the input stays as it was
+    for name, values in ((f"_f{i}", floors[i]) for i in range(n)):
+        fixed.replace_column(fixed.get_column_index(name), fixed.get_column(name).clone().scatter(rows, values))
+    fixed.replace_column(fixed.get_column_index("_remaining"),
+                         fixed.get_column("_remaining").clone().scatter(rows, remaining))
+    return fixed
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,6 +163,7 @@ def _basis_stages(key: str, voix: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...],
             pl.col("carence"),
             titular_seats(pl.col("inscrits")).alias("_seats"),
             pl.col("sve").fill_null(0.0).alias("_sve"),
+            pl.col("sve").fill_null(0.0).alias("_sve_sum"),  # kept for the exact SVE of _exact_floors
             *(pl.col(v).fill_null(0.0).alias(f"_v{i}") for i, v in enumerate(voix)),
         ),
         (pl.sum_horizontal(votes).alias("_total"),),
@@ -187,10 +256,20 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     while rows.size:
         average = usable / divisor
         winner = average.argmax(axis=1)  # the first maximum: the earlier union
-        tied = average == average[np.arange(rows.size), winner][:, None]
+        # Every union whose float average is close to the best may have the exact highest (each float
+        # average is within 2⁻⁵³ of its exact value, and rounding keeps order): decided exactly below.
+        tied = average >= average[np.arange(rows.size), winner][:, None] * (1.0 - _CLOSE)
         several = np.flatnonzero(tied.sum(axis=1) > 1)
-        if several.size:  # equal averages (rare): more voix first, then the earlier union
-            winner[several] = np.where(tied[several], voix[several], -np.inf).argmax(axis=1)
+        if several.size:  # close averages (rare): exact comparison, then more voix, then the earlier union
+            # Whole voix below 2⁴⁵ (divisors ≤ 36): two different averages differ by more than two units in
+            # the last place, so the float order and equality are exact; only the others need fractions.
+            v = voix[several]
+            whole = np.all(~tied[several] | ((v == np.floor(v)) & (v < _WHOLE)), axis=1)
+            plain = several[whole]
+            tied[plain] = average[plain] == average[plain, winner[plain]][:, None]
+            winner[plain] = np.where(tied[plain], voix[plain], -np.inf).argmax(axis=1)
+            if not whole.all():
+                _break_ties(several[~whole], voix, divisor, tied, winner)
         if trace is not None and keys is not None:  # keys are read exactly when there is a trace
             trace(keys[rows], average, winner.copy(), tied)
         extra[rows, winner] += 1
@@ -205,3 +284,23 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     for i in range(n):
         filled.replace_column(filled.get_column_index(f"_extra{i}"), pl.Series(f"_extra{i}", every[:, i]))
     return filled
+
+
+def _break_ties(several: np.ndarray, voix: np.ndarray, divisor: np.ndarray, tied: np.ndarray,
+                winner: np.ndarray) -> None:
+    """For each row in ``several`` (rows whose ``tied`` marks close float averages): keep in ``tied`` only
+    the unions whose exact average voix / divisor (``Fraction`` of the floats) is the highest, and set
+    ``winner`` to the one of those with more voix, then the earlier union. Both arrays are written to.
+
+    Two averages that round to the same double are not a tie (SPEC §4): 9.333333333333334 / 2 is more
+    than 14 / 3, although both divide to 4.666666666666667.
+    """
+    for row in several.tolist():
+        close = np.flatnonzero(tied[row]).tolist()
+        exact = {j: Fraction(float(voix[row, j])) / int(divisor[row, j]) for j in close}
+        best = max(exact.values())
+        equal = [j for j in close if exact[j] == best]
+        tied[row] = False
+        tied[row, equal] = True
+        most = max(float(voix[row, j]) for j in equal)
+        winner[row] = next(j for j in equal if float(voix[row, j]) == most)
