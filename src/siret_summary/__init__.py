@@ -7,8 +7,9 @@ is internal (docs/architecture.md shows the layers).
 
 Importing the package is cheap: each public name is imported on first use
 (PEP 562), so a console script can take its signals before Polars, Arrow and
-the drivers load (siret_summary/cli_entry.py; issue 28's ``watch`` ends with
-exit 0 on a SIGTERM from its first instant).
+the drivers load (siret_summary/cli_entry.py: issue 28's ``watch`` ends with
+exit 0 on a SIGTERM that arrives while it loads; not in the interpreter's own
+start, the first few tens of milliseconds).
 """
 
 import importlib

@@ -43,6 +43,12 @@ STOP_GRACE = 1.0
 TICK = 0.25
 
 
+def _checked_stop(stop: object) -> None:
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise ConfigError(f"stop must be a threading.Event (or None), not {type(stop).__name__}; pass "
+                          "watch(..., stop=threading.Event()) and set it to end the watcher.", setting="stop")
+
+
 def _checked(source: str | Path, max_delay: float) -> None:
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError("watch() needs a database source (a postgresql:// URI or a SQLite path), not "
@@ -106,10 +112,11 @@ class _Watcher:
 
     def pending(self, *, change: bool, since: float | None = None) -> None:
         """A change (or a gap's scan) is pending; ``since``: it was committed at or after that moment
-        (monotonic), when it was found later than it happened (after a run: during that run)."""
-        now = time.monotonic() if since is None else since
-        if self.first_pending is None:
-            self.first_pending = now
+        (monotonic), when it was found later than it happened (after a run: during that run). The quiet
+        window counts from now (a burst still coalesces), the ``max_delay`` bound from ``since``."""
+        now = time.monotonic()
+        if self.first_pending is None or (since is not None and since < self.first_pending):
+            self.first_pending = now if since is None else since
         self.last_change = now
         if change:
             self.book.change_seen()
@@ -231,8 +238,8 @@ class _Watcher:
 
     def drain(self, started: float) -> None:
         """After a completed run: a change told meanwhile was committed during the run, so it has waited
-        since then already: its run is due at once (no quiet window counted from now), as ``max_delay``
-        promises ("within about max_delay once the previous run has finished")."""
+        since the run started already: ``max_delay`` counts from then (a run longer than that is followed
+        at once), the quiet window from now (docs/decisions.md, "A change found after a run is due sooner")."""
         if self.signal is None:
             return
         try:
@@ -323,6 +330,7 @@ def watch(source: str | Path, target: str | Path | None = None, *, config: Confi
     positive number of seconds. SPEC §6-§7; issue 28.
     """
     _checked(source, max_delay)
+    _checked_stop(stop)
     watcher = _Watcher(source, target, as_config(config), stop or threading.Event(), on_status, float(max_delay))
     try:
         watcher.loop()

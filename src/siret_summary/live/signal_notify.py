@@ -49,6 +49,11 @@ class NotifySignal:
                                             application_name="siret_summary:watch")
             self.beater = psycopg.connect(uri, autocommit=True, connect_timeout=timeout,
                                           application_name="siret_summary:watch_heartbeat")
+            for conn in (self.listener, self.beater):
+                # Idle by design between heartbeats: a server's idle_session_timeout (PostgreSQL 14+, common
+                # on managed servers) would end them every few seconds, each time a gap and a scan.
+                if conn.info.server_version >= 140000:
+                    conn.execute("SET idle_session_timeout = 0")
             self.listener.execute(f"LISTEN {channel}")
             self.listener.execute(f"LISTEN {self.heartbeat}")
         except psycopg.Error as exc:
