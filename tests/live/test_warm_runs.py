@@ -327,3 +327,36 @@ def test_cancel_from_another_process_stops_a_warm_run(pg_db):
         _equals_full_recompute(pg_db)
     finally:
         warm.close()
+
+
+def test_a_failed_warm_run_whose_recheck_cannot_run_raises_the_runs_own_error(tmp_path, monkeypatch):
+    """After a failed warm run the checks are made again (for the check's sentence). When that check
+    cannot run itself — its session killed too, as in a pg_terminate_backend storm (adversarial finding) —
+    the run's own error is raised, not the driver's raw exception from inside the check."""
+    from siret_summary.demo_data import generate, write_sqlite
+    from siret_summary.errors import TargetError
+    from siret_summary.runs import warm as warm_module
+
+    location = str(tmp_path / "app.db")
+    write_sqlite(location, *generate(n_pv=100, n_invitations=20, seed=4))
+    warm = WarmRuns(location, None, CONFIG)
+    try:
+        assert warm.run().status == "completed"
+
+        def failing_run(*args, **kwargs):
+            raise TargetError("writing the target failed (the session was terminated); run again.")
+
+        real_check, calls = warm_module.checked_locations, []
+
+        def check_without_a_session(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:  # the run's own check passes (SQLite: made before every run)
+                return real_check(*args, **kwargs)
+            raise ConnectionResetError("the check's session was terminated")
+
+        monkeypatch.setattr(warm_module, "guarded_run", failing_run)
+        monkeypatch.setattr(warm_module, "checked_locations", check_without_a_session)
+        with pytest.raises(TargetError, match="session was terminated"):
+            warm.run()
+    finally:
+        warm.close()

@@ -73,7 +73,12 @@ class WarmRuns:
                 return result
             except SiretSummaryError as exc:
                 self._forget()
-                checked_locations(self.source, self.target, self.config)  # the check's sentence, if one fails now
+                try:
+                    checked_locations(self.source, self.target, self.config)  # the check's sentence, if one fails now
+                except SiretSummaryError:
+                    raise
+                except Exception:  # the check itself could not run (its session killed too): the run's own error
+                    raise exc from None
                 raise exc
             finally:
                 if self._main is not None:  # not lent (a PostgreSQL target, another file): as it was
