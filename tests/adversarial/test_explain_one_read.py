@@ -1,10 +1,11 @@
 """Adversarial: explain() of a 14-digit SIRET reads once, present or absent (explain/one_read.py).
 
-On SQLite one read with ``candidate_patterns(S)`` serves both S's own rows
-and, when no row has S, the rejected rows that may have meant it; on
-PostgreSQL the targeted read's superset holds S's rows and the too-long
-candidates, and only the scientific spellings are read after it when no row
-has S (docs/decisions.md, "One read for a SIRET, present or absent"). Checked against the plain-Python
+One read with ``candidate_patterns(S)`` serves both S's own rows and, when
+no row has S, the rejected rows that may have meant it (docs/decisions.md,
+"One read for a SIRET, present or absent"); on PostgreSQL the rows kept only
+for an ``e``/``E`` come narrowed (their SIRET alone), and a candidate among
+them makes explain read the candidates again, whole ("explain on PostgreSQL:
+one scan, the scientific rows narrowed"). Checked against the plain-Python
 reference (tests/reference.py's ``normalise_siret`` and ``reference_summary``;
 ``possibly_meant`` of the candidates test), never against the fast code:
 random SIRETs with some, none or only rejected spellings of them, hostile
@@ -41,7 +42,7 @@ from reference import INVITATION_COLUMNS, PV_COLUMNS, clean_cell, normalise_sire
 from rules.test_reference_vs_compute import _same_value
 from siret_summary.db.postgres.backend import PostgresBackend
 from siret_summary.explain import rows as explain_rows
-from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS
+from siret_summary.rules.siret_superset import candidate_patterns
 from strategies import string_table
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -79,16 +80,23 @@ def reads(monkeypatch):
     return count
 
 
+def _holds_digits(value, siret: str) -> bool:
+    """Whether the text ``value`` holds S's digits without its leading zeros, in order, among its ASCII digits."""
+    digits = iter(c for c in str(value) if c in "0123456789")
+    return all(any(d == c for c in digits) for d in siret.lstrip("0") or "0")
+
+
 def _check(location: str, siret: str, rows, reads: dict) -> None:
-    """The rows explain lists are the reference's: S's own, else those that may have meant S. SQLite: one
-    read serves both; PostgreSQL: S's rows in one read, and for an S no row holds only the scientific
-    spellings read after it (the too-long ones are in the first read's superset)."""
+    """The rows explain lists are the reference's: S's own, else those that may have meant S. One read
+    serves both; on PostgreSQL a candidate without S's digits came narrowed, and the candidates are
+    read again (whole) after it."""
     own = {i for i, value, _ in rows if _reference(value) == siret}
     meant = {i for i, value, _ in rows if possibly_meant(value, siret)}
     before = reads["reads"]
     explanation = siret_summary.explain(location, siret)
-    if location.startswith("postgresql://") and not own:
-        assert reads["reads"] - before == 2 and reads["patterns"][-1] == list(SCIENTIFIC_PATTERNS)
+    narrowed = {i for i in meant if not _holds_digits(dict((r[0], r[1]) for r in rows)[i], siret)}
+    if location.startswith("postgresql://") and not own and narrowed:
+        assert reads["reads"] - before == 2 and reads["patterns"][-1] == candidate_patterns(siret)
     else:
         assert reads["reads"] - before == 1, "one read serves the SIRET's rows and its candidates"
     facts = explanation.to_dict()
@@ -164,7 +172,7 @@ def test_postgresql_describes_each_table_once_per_call(pg_source, describes):
     one catalogue answer per table and read (was three)."""
     rows = _write_pg(pg_source, [(1, "732 829 320 00074", "text"), (2, "7.3282932E+13", "text")])
     assert rows
-    for siret, statements in (("73282932000074", 1), ("12345678901234", 2)):  # present; absent: + scientific
+    for siret, statements in (("73282932000074", 1), ("12345678901234", 1)):  # present; absent, no candidate
         describes.clear()
         siret_summary.explain(pg_source, siret)
         assert dict(describes) == {"Tous_PV": statements, "invitations": statements}

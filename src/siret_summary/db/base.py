@@ -44,8 +44,15 @@ def select_item(name: str, declared: str | None = None) -> str:
     """A PostgreSQL SELECT item for a source column: a TIMESTAMPTZ is read as its date in the
     session's time zone (``col::date``, SPEC §3), since the driver delivers it in UTC."""
     q = quote_identifier(name)
+    value = select_value(name, declared)
+    return q if value == q else f"{value} AS {q}"
+
+
+def select_value(name: str, declared: str | None = None) -> str:
+    """The value :func:`select_item` selects, without its name (``col`` or ``col::date``)."""
+    q = quote_identifier(name)
     if (declared or "").lower() == "timestamp with time zone":
-        return f"{q}::date AS {q}"
+        return f"{q}::date"
     return q
 
 

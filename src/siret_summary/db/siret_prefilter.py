@@ -16,6 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from siret_summary.db.base import Backend, Filter, quote_identifier
+from siret_summary.db.postgres import explain_read
+
+#: The flag column of :func:`narrowed_select`'s rows: true where the row came whole.
+WHOLE = explain_read.WHOLE
 
 #: Above this many patterns the prefilter is not used: each row would be compared with every one.
 MAX_PATTERNS = 32
@@ -37,6 +41,21 @@ def superset_filter(backend: Backend, conn: Any, table: str, column: str, patter
     if any(set(p) - set("0123456789eE%") for p in patterns):
         raise ValueError(f"LIKE patterns of digits, e, E and % expected, got {list(patterns)!r}")
     return backend.siret_superset_sql(conn, table, column, patterns)
+
+
+def narrowed_select(backend: Backend, table: str, columns: Sequence[str], where: str,
+                    types: dict[str, str | None], column: str, whole_pattern: str) -> str | None:
+    """A SELECT as ``backend.select_columns_sql(table, columns, where, types)``, except that a row whose
+    ``column`` does not match the LIKE ``whole_pattern`` (digits and ``%``, tested as the prefilter tests
+    it) may come with ``column`` alone, every other column NULL, and the boolean column :data:`WHOLE`
+    saying which rows came whole. None where the backend has no such SELECT (PostgreSQL only: SQLite's
+    read has its own column forms), or ``WHOLE`` is a column's name: the caller reads every column.
+    explain's one read (explain/one_read.py; docs/decisions.md, "explain on PostgreSQL: one scan, the
+    scientific rows narrowed"). Raises ValueError for another ``whole_pattern``.
+    """
+    if backend.dialect != "postgresql":
+        return None
+    return explain_read.narrowed_select(table, columns, where, types, column, whole_pattern)
 
 
 def postgres_clause(column: str, declared: str | None, patterns: Sequence[str]) -> Filter | None:

@@ -1,4 +1,4 @@
-"""One read per explain() call where one read can serve it (issue 27's speed; SPEC §3).
+"""One read per explain() call (issue 27's speed; SPEC §3).
 
 A 14-digit SIRET ``S`` is explained from its own rows, or, when no row has
 it, from the rejected rows that may have meant it (explain/rows.py
@@ -9,7 +9,11 @@ it, from the rejected rows that may have meant it (explain/rows.py
 accepts; a scientific one holds an ``e`` or ``E``. So one read with those
 patterns replaces the targeted read followed, for a SIRET no row holds, by
 the rejected rows' read; the exact rules then pick the rows from it
-(docs/decisions.md, "One read for a SIRET, present or absent").
+(docs/decisions.md, "One read for a SIRET, present or absent"). On
+PostgreSQL the rows kept only for their ``e``/``E`` come narrowed, their
+SIRET alone (db/siret_prefilter.py ``narrowed_select``; explain/rows.py reads
+again when one of them is needed: docs/decisions.md, "explain on PostgreSQL:
+one scan, the scientific rows narrowed").
 
 It is used only where it is a server-side filter on both tables (else the
 read would take every row) and where no SIRET index serves ``S``'s rows more
@@ -32,7 +36,7 @@ from siret_summary.db.base import Backend, Column
 from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.rules.siret_superset import candidate_patterns, rule_reads_ascii_digits_only
 
-__all__ = ["DIGITS_SUPERSET", "ONE_READ", "described_once", "read_plan"]
+__all__ = ["ONE_READ", "described_once", "read_plan"]
 
 
 def described_once(backend: Backend) -> Backend:
@@ -61,21 +65,16 @@ def described_once(backend: Backend) -> Backend:
     return described
 
 
-#: :func:`read_plan`'s answers.
-ONE_READ, DIGITS_SUPERSET = "one_read", "digits_superset"
+#: :func:`read_plan`'s answer for one read serving both.
+ONE_READ = "one_read"
 
 
 def read_plan(backend: Backend, conn: Any, config: Config, siret: str) -> str | None:
     """How to read the 14-digit ``siret``'s rows and, when no row has it, its candidates.
 
-    :data:`ONE_READ`: one read with ``candidate_patterns(siret)`` serves both (a backend whose read has
-    a high fixed cost: SQLite's worker requests, its connection, the catalogue). :data:`DIGITS_SUPERSET`:
-    read ``like_pattern(siret)``'s superset (the targeted read's prefilter), which holds every too-long candidate,
-    so a SIRET no row holds needs only the scientific spellings (:data:`SCIENTIFIC_PATTERNS`) read
-    after it (a server on a kept connection: a second statement costs a round trip, while each extra
-    pattern costs the server on every row of every call). None: the targeted read, then the whole
-    candidates' read (no server-side filter on a table, an index serving ``siret``, or the SIRET rule
-    reading more than ASCII digits). Raises what the read raises for an unusable table name.
+    :data:`ONE_READ`: one read with ``candidate_patterns(siret)`` serves both. None: the targeted read,
+    then the whole candidates' read (no server-side filter on a table, an index serving ``siret``, or
+    the SIRET rule reading more than ASCII digits). Raises what the read raises for an unusable table name.
     """
     if not rule_reads_ascii_digits_only():
         return None
@@ -90,4 +89,4 @@ def read_plan(backend: Backend, conn: Any, config: Config, siret: str) -> str | 
             return None
         if backend.siret_filter_sql(conn, table, column, [siret]) is not None:
             return None  # an index finds siret's rows without a scan; the targeted read uses it
-    return DIGITS_SUPERSET if backend.keeps_idle_connection else ONE_READ
+    return ONE_READ

@@ -28,8 +28,9 @@ import polars as pl
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
 from siret_summary.db import connected, open_backend
+from siret_summary.db.siret_prefilter import WHOLE
 from siret_summary.explain.connections import read_with
-from siret_summary.explain.one_read import DIGITS_SUPERSET, ONE_READ, described_once, read_plan
+from siret_summary.explain.one_read import ONE_READ, described_once, read_plan
 from siret_summary.pipeline import engine
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (
@@ -42,7 +43,7 @@ from siret_summary.rules.columns import (
     normalize_pv,
     prepare,
 )  # fmt: skip
-from siret_summary.rules.siret_superset import SCIENTIFIC_PATTERNS, candidate_patterns, like_pattern, spelled_pattern
+from siret_summary.rules.siret_superset import candidate_patterns, like_pattern, spelled_pattern
 from siret_summary.rules.summary import cycle_index
 from siret_summary.rules.values import WHITESPACE, as_text, digits_of_siret, is_scientific, siret_reject_reason
 
@@ -94,7 +95,8 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
     without it, those whose raw SIRET one of the LIKE ``patterns`` matches: :func:`_rejected_patterns`)
     where the source allows (a database's prefiltered read), else whole. ``plan``: read as
     explain/one_read.py's ``read_plan`` says, and return its answer (``ONE_READ`` for a source read
-    whole: every row is there)."""
+    whole: every row is there); a ``ONE_READ`` row kept only for an ``e``/``E`` may come narrowed
+    (:func:`_narrowed`)."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
@@ -108,13 +110,11 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         attempt = described_once(backend)  # this attempt's catalogue answers; a retry describes anew
         wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
         how = read_plan(attempt, conn, config, siret) if plan and siret is not None else None
-        patterns_read = patterns
-        if how == ONE_READ:
-            wanted, patterns_read = None, candidate_patterns(str(siret))
-        elif how == DIGITS_SUPERSET:  # the prefilter's own superset, asked for by name (no index looked up again)
-            wanted, patterns_read = None, [like_pattern(str(siret))]
+        patterns_read, narrow = patterns, None
+        if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
+            wanted, patterns_read, narrow = None, candidate_patterns(str(siret)), like_pattern(str(siret))
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
-                              patterns=patterns_read)
+                              patterns=patterns_read, narrow=narrow)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
 
     if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
@@ -190,6 +190,15 @@ def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digi
     return picked.drop(SIRET_KEY, "_raw_hash").with_row_index(ROW)
 
 
+def _narrowed(frame: pl.DataFrame) -> bool:
+    """Whether a row of ``frame`` came narrowed (its SIRET alone: db.siret_prefilter.narrowed_select)."""
+    return WHOLE in frame.columns and not frame.get_column(WHOLE).fill_null(False).all()
+
+
+def _without_flag(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop(WHOLE, strict=False)
+
+
 def _rejected_patterns(spelling_digits: str | None, candidates_of: str | None) -> list[str] | None:
     """LIKE patterns keeping a superset of the rejected rows :func:`_matching` keeps (None: every row):
     rows spelled with ``spelling_digits`` (``spelled_pattern``), or that :func:`could_be`
@@ -256,30 +265,28 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
 def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRows, bool]:
     """The 14-digit ``siret``'s rows, or, when no row has it, the rejected rows whose spelling
     :func:`could_be` it (second value True then; both empty when neither exists). Read as
-    explain/one_read.py's ``read_plan`` says: one read for both, or the targeted read then only the
-    scientific spellings, or the targeted read then the whole candidates' read."""
+    explain/one_read.py's ``read_plan`` says: one read for both, else the targeted read then the whole
+    candidates' read. A row needed but read narrowed (its SIRET alone) is never used: the rows are then
+    read again by the exact plan's reads (docs/decisions.md, "explain on PostgreSQL: one scan, the
+    scientific rows narrowed")."""
     pv_column, inv_column = _siret_column(config.pv_columns), _siret_column(config.invitation_columns)
     pv_raw, inv_raw, how = _raw_rows(source, config, siret, plan=True)
     pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
+    if _narrowed(pv) or _narrowed(inv):  # never by the prefilter's argument; if ever, the targeted read
+        pv_raw, inv_raw, how = _raw_rows(source, config, siret)
+        pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
     if pv.height or inv.height:
-        return _normalised(pv, inv, config), False
-    if how == DIGITS_SUPERSET:  # the too-long candidates are in hand; the scientific ones hold an e or E
-        pv_sci, inv_sci, _ = _raw_rows(source, config, None, list(SCIENTIFIC_PATTERNS))
-        pv_raw = pl.concat([_rejected_as(pv_raw, pv_column, "siret_too_long"),
-                            _rejected_as(pv_sci, pv_column, "siret_scientific")], how="diagonal_relaxed")
-        inv_raw = pl.concat([_rejected_as(inv_raw, inv_column, "siret_too_long"),
-                             _rejected_as(inv_sci, inv_column, "siret_scientific")], how="diagonal_relaxed")
-    elif how != ONE_READ:
+        return _normalised(_without_flag(pv), _without_flag(inv), config), False
+    if how == ONE_READ:
+        pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
+        inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
+        if _narrowed(pv) or _narrowed(inv):  # a scientific candidate came without its values
+            how = None
+    if how != ONE_READ:
         pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret))
-    pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
-    inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
-    return _normalised(pv, inv, config), bool(pv.height or inv.height)
-
-
-def _rejected_as(frame: pl.DataFrame, column: str, reason: str) -> pl.DataFrame:
-    """The rows of ``frame`` the SIRET rule rejects for ``reason`` (two reads' rows, disjoint by reason)."""
-    rejected = frame.filter(pl.col(SIRET_KEY).is_null())
-    return rejected.filter((_spellings(rejected, column).get_column("reason") == reason).fill_null(False))
+        pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
+        inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
+    return _normalised(_without_flag(pv), _without_flag(inv), config), bool(pv.height or inv.height)
 
 
 def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> SiretRows:

@@ -23,7 +23,7 @@ from siret_summary.config import Config, needed_columns
 from siret_summary.db import Backend, connected, driver_reason, names, open_backend
 from siret_summary.db.base import Filter
 from siret_summary.db.capabilities import RowStamps
-from siret_summary.db.siret_prefilter import superset_filter
+from siret_summary.db.siret_prefilter import narrowed_select, superset_filter
 from siret_summary.errors import SourceError
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
 from siret_summary.pipeline.stream import normalised_stream
@@ -178,6 +178,7 @@ def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
     on_rows: Callable[[int, int], None] | None = None, patterns: Sequence[str] | None = None,
+    narrow: str | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -194,19 +195,22 @@ def read_database(
     ``patterns`` (with ``sirets=None``): LIKE patterns of digits, ``e``, ``E`` and ``%``: only the rows
     whose raw SIRET one of them matches as the read sees it (and those it cannot test), where the backend
     allows, else every row (explain's rejected rows; the caller keeps the exact ones).
+    ``narrow`` (with ``patterns`` and ``normalise=False``): a LIKE pattern of digits; where the backend
+    can (db.siret_prefilter.narrowed_select), a row whose raw SIRET does not match it comes with its
+    SIRET alone, the other columns NULL, and the column ``WHOLE`` tells which rows came whole.
     Returns :class:`NormalisedRows`, or :class:`KeyedRows` with ``normalise=False``.
     """
     names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps, on_rows=on_rows, patterns=patterns)
+                                 stamps=stamps, on_rows=on_rows, patterns=patterns, narrow=narrow)
     reader = _TableReader(
         backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
         row_stamps=backend.row_stamps() if stamps else None,
         counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
     )
-    reader.patterns = patterns
+    reader.patterns, reader.narrow = patterns, narrow
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
@@ -231,6 +235,7 @@ class _TableReader:
         self.row_stamps, self.counted = row_stamps, counted
         self.categories = pl.Categories.random()  # this read's own: freed with its rows
         self.patterns: Sequence[str] | None = None  # read_database's patterns
+        self.narrow: str | None = None  # read_database's narrow
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -262,7 +267,10 @@ class _TableReader:
             sql = stamps.sql(table, [siret], where, ctid=True)
             rows = self._stream(sql, params, lambda raw: stamp_keys(raw, siret, seed))[0]
             return rows.lazy(), stamps.table(table, columns, seed, self.session, rows=rows.height, types=types)
-        sql = self.backend.select_columns_sql(table, columns, where, types)
+        narrowed = None
+        if self.narrow is not None and self.patterns is not None and where:
+            narrowed = narrowed_select(self.backend, table, columns, where, types, siret, self.narrow)
+        sql = narrowed or self.backend.select_columns_sql(table, columns, where, types)
         return self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed))[0].lazy(), None
 
     def normalised(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str, rules: Rules, *,

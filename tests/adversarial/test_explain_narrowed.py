@@ -1,0 +1,107 @@
+"""Adversarial: explain's one PostgreSQL read sends the rows kept only for an ``e``/``E`` narrowed (their SIRET
+alone), and a narrowed row is never used for its values (docs/decisions.md, "explain on PostgreSQL: one scan,
+the scientific rows narrowed"; db/postgres/explain_read.py, explain/rows.py ``rows_or_candidates``).
+
+Checked against the plain-Python reference (tests/reference.py): a narrowing that wrongly narrows the
+SIRET's own rows (a broken pattern) still gives the reference's row; a candidate changed or deleted
+between the narrowed read and the whole read that follows it is shown as the second read saw it, never
+with the first read's NULLs; a column named as the flag, or a pattern that is not digits, is refused.
+"""
+
+from __future__ import annotations
+
+import adbc_driver_postgresql.dbapi as pg_dbapi
+import pytest
+
+import siret_summary
+from adversarial.test_explain_one_read import _BASE, _write_pg
+from conftest import fresh_database
+from reference import reference_summary
+from rules.test_reference_vs_compute import _same_value
+from siret_summary.db import open_backend
+from siret_summary.db.siret_prefilter import WHOLE, narrowed_select
+from siret_summary.explain import rows as explain_rows
+
+SIRET = "73282932000074"
+
+
+@pytest.fixture(scope="module")
+def pg_source(pg_uri):
+    with fresh_database(pg_uri, prefix="narrowed") as uri:
+        yield uri
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The patterns of each read explain makes, and a hook run after the first one returns."""
+    seen = {"patterns": [], "after_first": None}
+    real = explain_rows.read_database
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen["patterns"].append(kwargs.get("patterns"))
+        if len(seen["patterns"]) == 1 and seen["after_first"] is not None:
+            seen["after_first"]()
+        return out
+
+    monkeypatch.setattr(explain_rows, "read_database", counted)
+    return seen
+
+
+def _execute(uri: str, sql: str) -> None:
+    with pg_dbapi.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        conn.commit()
+
+
+def test_a_wrong_narrowing_of_the_siret_own_rows_is_read_again(pg_source, reads, monkeypatch):
+    """Were S's own rows ever narrowed (a pattern S's spellings do not match: the mutant of a broken
+    ``like_pattern``), explain reads them again by the targeted read: the row is still the reference's."""
+    rows = _write_pg(pg_source, [(1, "732 829 320 00074", "text"), (2, "73282932000074.0", "text"),
+                                 (3, "7.3282932E+13", "text")])
+    monkeypatch.setattr(explain_rows, "like_pattern", lambda siret: "%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%")
+    explanation = siret_summary.explain(pg_source, SIRET)
+    assert len(reads["patterns"]) == 2, "the narrowed rows of S were read again"
+    pv = [_BASE | {"id_pv": str(i), "siret": value} for i, value, _ in rows]
+    inv = [{"id": str(1000 + i), "siret": value, "date_invit": "2022-01-01"} for i, value, _ in rows[:3]]
+    expected = {r["siret"]: r for r in reference_summary(pv, inv)[0]}[SIRET]
+    diffs = {k: (explanation.row[k], v) for k, v in expected.items() if not _same_value(explanation.row[k], v)}
+    assert not diffs, diffs
+    assert sorted(int(r["raw"]["id_pv"]) for r in explanation.to_dict()["pv_rows"]) == [1, 2]
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+def test_a_candidate_changed_between_the_two_reads_is_shown_as_the_second_read_saw_it(pg_source, reads, change):
+    """S held by no row; a scientific spelling that may mean S comes narrowed, so the candidates are read
+    again, whole. A concurrent UPDATE (or DELETE) of that row between the two reads: the second read's
+    values (or no candidate), never the first read's narrowed NULLs."""
+    _write_pg(pg_source, [(1, "7.3282932E+13", "text"), (2, "11111111111111", "text")])
+    absent = "73282932000075"
+    reads["after_first"] = lambda: _execute(pg_source, (
+        "UPDATE \"Tous_PV\" SET institution = 'DP', num_inscrits = '55' WHERE id_pv = '1'" if change == "update"
+        else "DELETE FROM \"Tous_PV\" WHERE id_pv = '1'"))
+    facts = siret_summary.explain(pg_source, absent).to_dict()
+    assert len(reads["patterns"]) == 2
+    if change == "delete":
+        assert facts["pv_rows"] == [] and facts["row"] is None
+        assert facts["only_rejected_rows"], "the invitation spelled 7.3282932E+13 still may mean it"
+        return
+    [row] = facts["pv_rows"]
+    assert row["raw"]["id_pv"] == "1" and row["raw"]["institution"] == "DP" and row["raw"]["num_inscrits"] == "55"
+    assert row["fate"] == "rejected" and row["reason"] == "siret_scientific"
+
+
+def test_narrowed_select_refuses_what_it_cannot_flag(pg_uri, tmp_path):
+    """A mapped column named as the flag, a SIRET column not selected: no narrowing (None); a pattern with
+    anything but digits and % is refused; identifiers are quoted; SQLite has no narrowed form."""
+    backend = open_backend(pg_uri, must_exist=False)
+    columns = ["id_pv", 'si"ret', "date_scrutin"]
+    assert narrowed_select(backend, "t", [*columns, WHOLE], " WHERE true", {}, 'si"ret', "%7%") is None
+    assert narrowed_select(backend, "t", columns, " WHERE true", {}, "absent", "%7%") is None
+    with pytest.raises(ValueError):
+        narrowed_select(backend, "t", columns, " WHERE true", {}, 'si"ret', "%7%' OR true --")
+    sql = narrowed_select(backend, 'x"y', columns, " WHERE true", {"date_scrutin": "timestamp with time zone"},
+                          'si"ret', "%7%")
+    assert sql is not None and '"si""ret" COLLATE "C" LIKE \'%7%\'' in sql and 'FROM "x""y" WHERE true' in sql
+    assert '"date_scrutin"::date END AS "date_scrutin"' in sql
+    assert narrowed_select(open_backend(tmp_path / "x.db", must_exist=False), "t", columns, " WHERE 1", {}, 'si"ret', "%7%") is None
