@@ -1,6 +1,7 @@
-"""Adversarial: explain's one PostgreSQL read sends the rows kept only for an ``e``/``E`` narrowed (their SIRET
-alone), and a narrowed row is never used for its values (docs/decisions.md, "explain on PostgreSQL: one scan,
-the scientific rows narrowed"; db/postgres/explain_read.py, explain/rows.py ``rows_or_candidates``).
+"""Adversarial: explain's one read sends the rows kept only for an ``e``/``E`` narrowed (their SIRET alone),
+and a narrowed row is never used for its values (docs/decisions.md, "explain's one read: the scientific rows
+narrowed"; db/siret_prefilter.py ``narrowed_select``, explain/rows.py ``rows_or_candidates``), on SQLite
+and PostgreSQL.
 
 Checked against the plain-Python reference (tests/reference.py): a narrowing that wrongly narrows the
 SIRET's own rows (a broken pattern) still gives the reference's row; a candidate changed or deleted
@@ -10,10 +11,14 @@ with the first read's NULLs; a column named as the flag, or a pattern that is no
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pytest
 
 import siret_summary
+from adversarial.test_explain_candidates_prefilter import _write_sqlite
 from adversarial.test_explain_one_read import _BASE, _write_pg
 from conftest import fresh_database
 from reference import reference_summary
@@ -33,19 +38,34 @@ def pg_source(pg_uri):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """The patterns of each read explain makes, and a hook run after the first one returns."""
+    """Each read explain makes (its connection closed when it returns), and a hook run after the first."""
     seen = {"patterns": [], "after_first": None}
-    real = explain_rows.read_database
+    real = explain_rows._raw_rows
 
     def counted(*args, **kwargs):
         out = real(*args, **kwargs)
-        seen["patterns"].append(kwargs.get("patterns"))
+        seen["patterns"].append(args[3] if len(args) > 3 else kwargs.get("patterns"))
         if len(seen["patterns"]) == 1 and seen["after_first"] is not None:
             seen["after_first"]()
         return out
 
-    monkeypatch.setattr(explain_rows, "read_database", counted)
+    monkeypatch.setattr(explain_rows, "_raw_rows", counted)
     return seen
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def source(request, pg_source, tmp_path):
+    """(location, write(rows) -> rows as stored, execute(sql)) of a fresh source on each backend."""
+    if request.param == "postgresql":
+        return pg_source, lambda rows: _write_pg(pg_source, rows), lambda sql: _execute(pg_source, sql)
+    path = tmp_path / "source.db"
+
+    def write(rows):
+        path.unlink(missing_ok=True)
+        _write_sqlite(path, rows)
+        return rows
+
+    return str(path), write, lambda sql: _execute_sqlite(path, sql)
 
 
 def _execute(uri: str, sql: str) -> None:
@@ -54,13 +74,20 @@ def _execute(uri: str, sql: str) -> None:
         conn.commit()
 
 
-def test_a_wrong_narrowing_of_the_siret_own_rows_is_read_again(pg_source, reads, monkeypatch):
+def _execute_sqlite(path: Path, sql: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def test_a_wrong_narrowing_of_the_siret_own_rows_is_read_again(source, reads, monkeypatch):
     """Were S's own rows ever narrowed (a pattern S's spellings do not match: the mutant of a broken
     ``like_pattern``), explain reads them again by the targeted read: the row is still the reference's."""
-    rows = _write_pg(pg_source, [(1, "732 829 320 00074", "text"), (2, "73282932000074.0", "text"),
-                                 (3, "7.3282932E+13", "text")])
+    location, write, _ = source
+    rows = write([(1, "732 829 320 00074", "text"), (2, "73282932000074.0", "text"), (3, "7.3282932E+13", "text")])
     monkeypatch.setattr(explain_rows, "like_pattern", lambda siret: "%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%")
-    explanation = siret_summary.explain(pg_source, SIRET)
+    explanation = siret_summary.explain(location, SIRET)
     assert len(reads["patterns"]) == 2, "the narrowed rows of S were read again"
     pv = [_BASE | {"id_pv": str(i), "siret": value} for i, value, _ in rows]
     inv = [{"id": str(1000 + i), "siret": value, "date_invit": "2022-01-01"} for i, value, _ in rows[:3]]
@@ -71,16 +98,17 @@ def test_a_wrong_narrowing_of_the_siret_own_rows_is_read_again(pg_source, reads,
 
 
 @pytest.mark.parametrize("change", ["update", "delete"])
-def test_a_candidate_changed_between_the_two_reads_is_shown_as_the_second_read_saw_it(pg_source, reads, change):
+def test_a_candidate_changed_between_the_two_reads_is_shown_as_the_second_read_saw_it(source, reads, change):
     """S held by no row; a scientific spelling that may mean S comes narrowed, so the candidates are read
     again, whole. A concurrent UPDATE (or DELETE) of that row between the two reads: the second read's
     values (or no candidate), never the first read's narrowed NULLs."""
-    _write_pg(pg_source, [(1, "7.3282932E+13", "text"), (2, "11111111111111", "text")])
+    location, write, execute = source
+    write([(1, "7.3282932E+13", "text"), (2, "11111111111111", "text")])
     absent = "73282932000075"
-    reads["after_first"] = lambda: _execute(pg_source, (
+    reads["after_first"] = lambda: execute((
         "UPDATE \"Tous_PV\" SET institution = 'DP', num_inscrits = '55' WHERE id_pv = '1'" if change == "update"
         else "DELETE FROM \"Tous_PV\" WHERE id_pv = '1'"))
-    facts = siret_summary.explain(pg_source, absent).to_dict()
+    facts = siret_summary.explain(location, absent).to_dict()
     assert len(reads["patterns"]) == 2
     if change == "delete":
         assert facts["pv_rows"] == [] and facts["row"] is None
@@ -93,7 +121,8 @@ def test_a_candidate_changed_between_the_two_reads_is_shown_as_the_second_read_s
 
 def test_narrowed_select_refuses_what_it_cannot_flag(pg_uri, tmp_path):
     """A mapped column named as the flag, a SIRET column not selected: no narrowing (None); a pattern with
-    anything but digits and % is refused; identifiers are quoted; SQLite has no narrowed form."""
+    anything but digits and % is refused; identifiers are quoted; SQLite's form keeps its cells LIKE
+    cannot test whole."""
     backend = open_backend(pg_uri, must_exist=False)
     columns = ["id_pv", 'si"ret', "date_scrutin"]
     assert narrowed_select(backend, "t", [*columns, WHOLE], " WHERE true", {}, 'si"ret', "%7%") is None
@@ -104,4 +133,7 @@ def test_narrowed_select_refuses_what_it_cannot_flag(pg_uri, tmp_path):
                           'si"ret', "%7%")
     assert sql is not None and '"si""ret" COLLATE "C" LIKE \'%7%\'' in sql and 'FROM "x""y" WHERE true' in sql
     assert '"date_scrutin"::date END AS "date_scrutin"' in sql
-    assert narrowed_select(open_backend(tmp_path / "x.db", must_exist=False), "t", columns, " WHERE 1", {}, 'si"ret', "%7%") is None
+    sqlite = narrowed_select(open_backend(tmp_path / "x.db", must_exist=False), "t", columns, " WHERE 1", {},
+                             'si"ret', "%7%")
+    assert sqlite is not None and '("si""ret" LIKE \'%7%\' OR typeof("si""ret") IN' in sqlite
+    assert 'THEN CAST("id_pv" AS BLOB) END AS "id_pv"' in sqlite and f'AS "{WHOLE}" FROM "t" WHERE 1' in sqlite

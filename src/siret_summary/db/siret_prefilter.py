@@ -48,14 +48,17 @@ def narrowed_select(backend: Backend, table: str, columns: Sequence[str], where:
     """A SELECT as ``backend.select_columns_sql(table, columns, where, types)``, except that a row whose
     ``column`` does not match the LIKE ``whole_pattern`` (digits and ``%``, tested as the prefilter tests
     it) may come with ``column`` alone, every other column NULL, and the boolean column :data:`WHOLE`
-    saying which rows came whole. None where the backend has no such SELECT (PostgreSQL only: SQLite's
-    read has its own column forms), or ``WHOLE`` is a column's name: the caller reads every column.
-    explain's one read (explain/one_read.py; docs/decisions.md, "explain on PostgreSQL: one scan, the
-    scientific rows narrowed"). Raises ValueError for another ``whole_pattern``.
+    saying which rows came whole. None where the backend has no such SELECT, or ``WHOLE`` is a column's
+    name, or ``column`` is not one of ``columns``: the caller reads every column. explain's one read
+    (explain/one_read.py; docs/decisions.md, "explain's one read: the scientific rows narrowed").
+    Raises ValueError for another ``whole_pattern``.
     """
-    if backend.dialect != "postgresql":
+    _check_digits_pattern(whole_pattern)
+    if WHOLE in columns or column not in columns:
         return None
-    return explain_read.narrowed_select(table, columns, where, types, column, whole_pattern)
+    if backend.dialect == "postgresql":
+        return explain_read.narrowed_select(table, columns, where, types, column, whole_pattern)
+    return backend.narrowed_select_sql(table, columns, where, types, column, whole_pattern)
 
 
 def postgres_clause(column: str, declared: str | None, patterns: Sequence[str]) -> Filter | None:
@@ -88,11 +91,27 @@ def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
     """
     q = quote_identifier(column)
     likes = " OR ".join(_like(q, p, patterns[:i]) for i, p in enumerate(patterns))
-    return (
-        f" WHERE ({likes} OR typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"
-        " OR (SELECT encoding FROM pragma_encoding) <> 'UTF-8')",
-        list(patterns),
-    )
+    return f" WHERE ({likes} OR {_sqlite_unseen(q)})", list(patterns)
+
+
+def _sqlite_unseen(q: str) -> str:
+    """The cells of column ``q`` whose text LIKE does not see as the read does (kept whatever they hold)."""
+    return (f"typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"
+            " OR (SELECT encoding FROM pragma_encoding) <> 'UTF-8'")
+
+
+def sqlite_whole(column: str, pattern: str) -> str:
+    """SQLite's condition of a row :func:`narrowed_select` sends whole: ``column`` matches the LIKE ``pattern``
+    (a literal: digits and ``%`` only, ValueError otherwise) as :func:`sqlite_clause` tests it, or is a cell
+    LIKE cannot test so (kept whatever it holds there, so whole here)."""
+    _check_digits_pattern(pattern)
+    q = quote_identifier(column)
+    return f"({q} LIKE '{pattern}' OR {_sqlite_unseen(q)})"
+
+
+def _check_digits_pattern(pattern: str) -> None:
+    if not pattern or set(pattern) - set("0123456789%"):
+        raise ValueError(f"a LIKE pattern of digits and % expected, got {pattern!r}")
 
 
 def _like(q: str, pattern: str, earlier: Sequence[str]) -> str:

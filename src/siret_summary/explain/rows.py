@@ -99,8 +99,9 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
     (:func:`_narrowed`)."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
-        return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV).collect(),
-                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS).collect(),
+        return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV, hashes=False).collect(),
+                keyed_raw(_whole(raw.invitations), config.invitation_columns, RAW_SEED_INVITATIONS,
+                          hashes=False).collect(),
                 ONE_READ)  # fmt: skip
     if not isinstance(source, (str, os.PathLike)):
         read_sources(source, config)  # raises the SourceError naming what to pass
@@ -114,7 +115,7 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
             wanted, patterns_read, narrow = None, candidate_patterns(str(siret)), like_pattern(str(siret))
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
-                              patterns=patterns_read, narrow=narrow)
+                              patterns=patterns_read, narrow=narrow, hashes=False)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
 
     if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
@@ -187,12 +188,12 @@ def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digi
             keep = pl.Series([could_be(candidates_of, *r) for r in spelled.select("reason", "text", "digits").rows()],
                              dtype=pl.Boolean)
         picked = rejected.filter(keep)
-    return picked.drop(SIRET_KEY, "_raw_hash").with_row_index(ROW)
+    return picked.drop(SIRET_KEY, "_raw_hash", strict=False).with_row_index(ROW)
 
 
 def _narrowed(frame: pl.DataFrame) -> bool:
     """Whether a row of ``frame`` came narrowed (its SIRET alone: db.siret_prefilter.narrowed_select)."""
-    return WHOLE in frame.columns and not frame.get_column(WHOLE).fill_null(False).all()
+    return WHOLE in frame.columns and not frame.get_column(WHOLE).cast(pl.Boolean).fill_null(False).all()
 
 
 def _without_flag(frame: pl.DataFrame) -> pl.DataFrame:

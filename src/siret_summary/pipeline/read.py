@@ -178,7 +178,7 @@ def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
     on_rows: Callable[[int, int], None] | None = None, patterns: Sequence[str] | None = None,
-    narrow: str | None = None,
+    narrow: str | None = None, hashes: bool = True,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -198,19 +198,21 @@ def read_database(
     ``narrow`` (with ``patterns`` and ``normalise=False``): a LIKE pattern of digits; where the backend
     can (db.siret_prefilter.narrowed_select), a row whose raw SIRET does not match it comes with its
     SIRET alone, the other columns NULL, and the column ``WHOLE`` tells which rows came whole.
+    ``hashes=False`` (with ``normalise=False``): keyed rows without ``_raw_hash``.
     Returns :class:`NormalisedRows`, or :class:`KeyedRows` with ``normalise=False``.
     """
     names.check(backend, names.source_names(config))
     if conn is None:
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
-                                 stamps=stamps, on_rows=on_rows, patterns=patterns, narrow=narrow)
+                                 stamps=stamps, on_rows=on_rows, patterns=patterns, narrow=narrow,
+                                 hashes=hashes)
     reader = _TableReader(
         backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
         row_stamps=backend.row_stamps() if stamps else None,
         counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
     )
-    reader.patterns, reader.narrow = patterns, narrow
+    reader.patterns, reader.narrow, reader.hashes = patterns, narrow, hashes
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
@@ -236,6 +238,7 @@ class _TableReader:
         self.categories = pl.Categories.random()  # this read's own: freed with its rows
         self.patterns: Sequence[str] | None = None  # read_database's patterns
         self.narrow: str | None = None  # read_database's narrow
+        self.hashes = True  # read_database's hashes
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -271,7 +274,8 @@ class _TableReader:
         if self.narrow is not None and self.patterns is not None and where:
             narrowed = narrowed_select(self.backend, table, columns, where, types, siret, self.narrow)
         sql = narrowed or self.backend.select_columns_sql(table, columns, where, types)
-        return self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed))[0].lazy(), None
+        keyed = self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed, hashes=self.hashes))[0]
+        return keyed.lazy(), None
 
     def normalised(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str, rules: Rules, *,
                    split_by: pl.Expr | None = None) -> list[pl.DataFrame]:

@@ -338,8 +338,9 @@ def _invitation_plan(siret: str, siret_dtype: pl.DataType, date: str, date_dtype
 SIRET_KEY = "__siret_summary_siret"
 
 
-def keyed_raw(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int) -> pl.LazyFrame:
-    """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised."""
+def keyed_raw(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: bool = True) -> pl.LazyFrame:
+    """Raw rows plus their normalised SIRET (:data:`SIRET_KEY`) and ``_raw_hash``, nothing else normalised.
+    ``hashes=False``: without ``_raw_hash`` (explain compares no rows)."""
     frame = raw.collect(engine="in-memory")
     # The hash is of the row as read; only the SIRET needs preparing (decoding) for the key:
     # a scan keeps the raw rows and prepares the moved SIRETs' rows when it normalises them.
@@ -347,6 +348,8 @@ def keyed_raw(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int) -> pl.LazyFr
     siret_columns = [c for c in (name, REAL_PREFIX + name) if c in frame.columns]
     prepared = prepare(frame.select(siret_columns).lazy(), {"siret": name}, seed, hashes=False)
     key = prepared.select(siret_key(name, prepared.collect_schema()[name]).alias(SIRET_KEY)).collect(engine="in-memory")
+    if not hashes:
+        return frame.hstack(key).lazy()
     hashed = frame.select(raw_row_hash(frame.schema, mapping, seed).alias("_raw_hash"))
     return frame.hstack(key).hstack(hashed).lazy()
 

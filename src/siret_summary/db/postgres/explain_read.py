@@ -34,7 +34,7 @@ def narrowed_select(table: str, columns: Sequence[str], where: str, types: dict[
     """
     if WHOLE in columns or siret not in columns:
         return None
-    if not whole_pattern or set(whole_pattern) - set("0123456789%"):
+    if not whole_pattern or set(whole_pattern) - set("0123456789%"):  # a literal in the SQL: checked again
         raise ValueError(f"a LIKE pattern of digits and % expected, got {whole_pattern!r}")
     whole = f"{quote_identifier(siret)} COLLATE \"C\" LIKE '{whole_pattern}'"
     items = []
