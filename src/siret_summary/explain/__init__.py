@@ -121,7 +121,7 @@ def explain(source: Any, siret: Any, *, config: Config | None = None) -> Explana
     ``siret`` is then None and the rows are the source rows rejected with
     that spelling's digits. A SIRET no row holds is looked for among the
     rejected rows (a superset read where the source allows, by the same read
-    on SQLite: explain/one_read.py): those whose spelling may have meant it
+    as its own rows: explain/one_read.py): those whose spelling may have meant it
     are listed, and ``only_rejected_rows`` is true. Raises :class:`~siret_summary.ConfigError` when
     ``siret`` holds no digit, :class:`~siret_summary.SourceError` as
     ``compute()`` does for an unusable source.
