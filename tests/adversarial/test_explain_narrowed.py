@@ -86,7 +86,9 @@ def test_a_wrong_narrowing_of_the_siret_own_rows_is_read_again(source, reads, mo
     ``like_pattern``), explain reads them again by the targeted read: the row is still the reference's."""
     location, write, _ = source
     rows = write([(1, "732 829 320 00074", "text"), (2, "73282932000074.0", "text"), (3, "7.3282932E+13", "text")])
-    monkeypatch.setattr(explain_rows, "like_pattern", lambda siret: "%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%")
+    wrong, real = "%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%9%", explain_rows.candidate_patterns
+    monkeypatch.setattr(explain_rows, "like_pattern", lambda siret: wrong)
+    monkeypatch.setattr(explain_rows, "candidate_patterns", lambda siret: [wrong, *real(siret)])
     explanation = siret_summary.explain(location, SIRET)
     assert len(reads["patterns"]) == 2, "the narrowed rows of S were read again"
     pv = [_BASE | {"id_pv": str(i), "siret": value} for i, value, _ in rows]
@@ -120,20 +122,38 @@ def test_a_candidate_changed_between_the_two_reads_is_shown_as_the_second_read_s
 
 
 def test_narrowed_select_refuses_what_it_cannot_flag(pg_uri, tmp_path):
-    """A mapped column named as the flag, a SIRET column not selected: no narrowing (None); a pattern with
-    anything but digits and % is refused; identifiers are quoted; SQLite's form keeps its cells LIKE
-    cannot test whole."""
+    """A mapped column named as the flag, a SIRET column not selected, a table named as the statement's
+    part: no narrowing (None); a pattern with anything but digits and % is refused; identifiers are
+    quoted; PostgreSQL tests the other patterns only where no row matched (no parameter); SQLite's form
+    keeps its cells LIKE cannot test whole."""
     backend = open_backend(pg_uri, must_exist=False)
     columns = ["id_pv", 'si"ret', "date_scrutin"]
-    assert narrowed_select(backend, "t", [*columns, WHOLE], " WHERE true", {}, 'si"ret', "%7%") is None
-    assert narrowed_select(backend, "t", columns, " WHERE true", {}, "absent", "%7%") is None
+    where, patterns = (" WHERE true", ["x"]), ["%7%", "%e%", "%E%"]
+    assert narrowed_select(backend, "t", [*columns, WHOLE], where, {}, 'si"ret', "%7%", patterns) is None
+    assert narrowed_select(backend, "t", columns, where, {}, "absent", "%7%", patterns) is None
+    assert narrowed_select(backend, "s.__siret_summary_hits", columns, where, {}, 'si"ret', "%7%", patterns) is None
     with pytest.raises(ValueError):
-        narrowed_select(backend, "t", columns, " WHERE true", {}, 'si"ret', "%7%' OR true --")
-    sql = narrowed_select(backend, 'x"y', columns, " WHERE true", {"date_scrutin": "timestamp with time zone"},
-                          'si"ret', "%7%")
-    assert sql is not None and '"si""ret" COLLATE "C" LIKE \'%7%\'' in sql and 'FROM "x""y" WHERE true' in sql
-    assert '"date_scrutin"::date END AS "date_scrutin"' in sql
-    sqlite = narrowed_select(open_backend(tmp_path / "x.db", must_exist=False), "t", columns, " WHERE 1", {},
-                             'si"ret', "%7%")
-    assert sqlite is not None and '("si""ret" LIKE \'%7%\' OR typeof("si""ret") IN' in sqlite
+        narrowed_select(backend, "t", columns, where, {}, 'si"ret', "%7%' OR true --", patterns)
+    with pytest.raises(ValueError):
+        narrowed_select(backend, "t", columns, where, {}, 'si"ret', "%7%", ["%7%", "%e' OR true --"])
+    sql, params = narrowed_select(backend, 'x"y', columns, where, {"date_scrutin": "timestamp with time zone"},
+                                  'si"ret', "%7%", patterns)
+    assert params is None and 'WHERE "si""ret" COLLATE "C" LIKE \'%7%\')' in sql
+    assert 'FROM "x""y" WHERE ("si""ret" COLLATE "C" LIKE \'%e%\' OR "si""ret" COLLATE "C" LIKE \'%E%\')' in sql
+    assert '"date_scrutin"::date AS "date_scrutin"' in sql and 'AND NOT EXISTS' in sql
+    assert 'CASE WHEN false THEN "date_scrutin"::date END AS "date_scrutin"' in sql
+    sqlite, params = narrowed_select(open_backend(tmp_path / "x.db", must_exist=False), "t", columns,
+                                     (" WHERE 1", ["p"]), {}, 'si"ret', "%7%", patterns)
+    assert params == ["p"] and '("si""ret" LIKE \'%7%\' OR typeof("si""ret") IN' in sqlite
     assert 'THEN CAST("id_pv" AS BLOB) END AS "id_pv"' in sqlite and f'AS "{WHOLE}" FROM "t" WHERE 1' in sqlite
+
+
+def test_a_row_holding_the_digits_does_not_hide_the_scientific_candidates(source, reads):
+    """PostgreSQL reads the rows kept only for an e/E when no row holds S's digits; a decoy holding them
+    (15 digits, no candidate of S) leaves them out, and explain then reads the candidates whole: the
+    scientific candidate is still listed (mutant: the left-out rows taken as none)."""
+    location, write, _ = source
+    write([(1, "7.3282932E+13", "text"), (2, "173282932000075", "text"), (3, "11111111111111", "text")])
+    facts = siret_summary.explain(location, "73282932000075").to_dict()
+    assert [r["raw"]["id_pv"] for r in facts["pv_rows"]] == ["1"] and facts["only_rejected_rows"]
+    assert facts["pv_rows"][0]["raw"]["institution"] == "CSE"

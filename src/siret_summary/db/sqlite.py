@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
-from siret_summary.db.siret_prefilter import WHOLE, sqlite_clause, sqlite_whole
+from siret_summary.db.siret_prefilter import NARROWED, READ_ALL, WHOLE, sqlite_clause, sqlite_whole
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
 from siret_summary.db.sqlite_text import codec_of, convert_text_cells, flag_name, remember
 from siret_summary.errors import LockWaitError
@@ -138,7 +138,7 @@ class SQLiteBackend(Backend):
                         f"CASE WHEN {also}typeof({q}) = 'real' THEN {q} END AS {real}{_text_flag(codec, q, c)}")
             typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{_text_flag(codec, '0', c)}")
         if narrow is not None:
-            cols.append(f"{narrow[1]} AS {quote_identifier(WHOLE)}")
+            cols.append(f"CASE WHEN {narrow[1]} THEN {READ_ALL} ELSE {NARROWED} END AS {quote_identifier(WHOLE)}")
             typed.append(f"0 AS {quote_identifier(WHOLE)}")
         return (
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "

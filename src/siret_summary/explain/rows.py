@@ -28,7 +28,7 @@ import polars as pl
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
 from siret_summary.db import connected, open_backend
-from siret_summary.db.siret_prefilter import WHOLE
+from siret_summary.db.siret_prefilter import NARROWED, SKIPPED, WHOLE, serial_scan
 from siret_summary.explain.connections import read_with
 from siret_summary.explain.one_read import ONE_READ, described_once, read_plan
 from siret_summary.pipeline import engine
@@ -114,6 +114,7 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         patterns_read, narrow = patterns, None
         if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
             wanted, patterns_read, narrow = None, candidate_patterns(str(siret)), like_pattern(str(siret))
+            serial_scan(attempt, conn)  # a few rows out of one scan: no parallel workers (PostgreSQL)
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
                               patterns=patterns_read, narrow=narrow, hashes=False)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
@@ -193,7 +194,12 @@ def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digi
 
 def _narrowed(frame: pl.DataFrame) -> bool:
     """Whether a row of ``frame`` came narrowed (its SIRET alone: db.siret_prefilter.narrowed_select)."""
-    return WHOLE in frame.columns and not frame.get_column(WHOLE).cast(pl.Boolean).fill_null(False).all()
+    return WHOLE in frame.columns and bool(frame.get_column(WHOLE).fill_null(NARROWED).eq(NARROWED).any())
+
+
+def _skipped(frame: pl.DataFrame) -> bool:
+    """Whether the read of ``frame`` left out the rows kept only for an ``e``/``E`` (narrowed_select)."""
+    return WHOLE in frame.columns and bool(frame.get_column(WHOLE).eq(SKIPPED).any())
 
 
 def _without_flag(frame: pl.DataFrame) -> pl.DataFrame:
@@ -278,6 +284,8 @@ def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRo
         pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
     if pv.height or inv.height:
         return _normalised(_without_flag(pv), _without_flag(inv), config), False
+    if how == ONE_READ and (_skipped(pv_raw) or _skipped(inv_raw)):  # its scientific spellings not read
+        how = None
     if how == ONE_READ:
         pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
         inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)

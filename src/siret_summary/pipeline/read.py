@@ -272,8 +272,9 @@ class _TableReader:
             return rows.lazy(), stamps.table(table, columns, seed, self.session, rows=rows.height, types=types)
         narrowed = None
         if self.narrow is not None and self.patterns is not None and where:
-            narrowed = narrowed_select(self.backend, table, columns, where, types, siret, self.narrow)
-        sql = narrowed or self.backend.select_columns_sql(table, columns, where, types)
+            narrowed = narrowed_select(self.backend, table, columns, (where, params), types, siret, self.narrow,
+                                       self.patterns)
+        sql, params = narrowed or (self.backend.select_columns_sql(table, columns, where, types), params)
         keyed = self._stream(sql, params, lambda raw: keyed_raw(raw, mapping, raw_seed, hashes=self.hashes))[0]
         return keyed.lazy(), None
 
