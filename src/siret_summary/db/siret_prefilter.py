@@ -91,8 +91,6 @@ def postgres_clause(column: str, declared: str | None, patterns: Sequence[str]) 
     terms = [f"{q} COLLATE \"C\" LIKE '{p}'" for p in patterns if _one_character(p)]
     if not likes:
         return " WHERE " + " OR ".join(terms), None
-    if len(likes) == 1:  # one pattern (explain's SIRET): a plain LIKE, as above
-        return " WHERE " + " OR ".join([f"{q} COLLATE \"C\" LIKE $1", *terms]), likes
     return " WHERE " + " OR ".join([f"{q} COLLATE \"C\" LIKE ANY(string_to_array($1, ','))", *terms]), [",".join(likes)]
 
 

@@ -9,11 +9,11 @@ it, from the rejected rows that may have meant it (explain/rows.py
 accepts; a scientific one holds an ``e`` or ``E``. So one read with those
 patterns replaces the targeted read followed, for a SIRET no row holds, by
 the rejected rows' read; the exact rules then pick the rows from it
-(docs/decisions.md, "One read for a SIRET, present or absent"). On
-PostgreSQL the rows kept only for their ``e``/``E`` come narrowed, their
-SIRET alone (db/siret_prefilter.py ``narrowed_select``; explain/rows.py reads
-again when one of them is needed: docs/decisions.md, "explain on PostgreSQL:
-one scan, the scientific rows narrowed").
+(docs/decisions.md, "One read for a SIRET, present or absent"). The rows
+kept only for their ``e``/``E`` come narrowed, their SIRET alone, and on
+PostgreSQL only when no row holds S's digits (db/siret_prefilter.py
+``narrowed_select``; explain/rows.py reads again when one of them is needed:
+docs/decisions.md, "explain's one read: the scientific rows narrowed").
 
 It is used only where it is a server-side filter on both tables (else the
 read would take every row) and where no SIRET index serves ``S``'s rows more

@@ -114,7 +114,8 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         patterns_read, narrow = patterns, None
         if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
             wanted, patterns_read, narrow = None, candidate_patterns(str(siret)), like_pattern(str(siret))
-            serial_scan(attempt, conn)  # a few rows out of one scan: no parallel workers (PostgreSQL)
+        if patterns_read is not None:  # a few rows out of a scan: no parallel workers (PostgreSQL)
+            serial_scan(attempt, conn)
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
                               patterns=patterns_read, narrow=narrow, hashes=False)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
@@ -274,7 +275,7 @@ def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRo
     :func:`could_be` it (second value True then; both empty when neither exists). Read as
     explain/one_read.py's ``read_plan`` says: one read for both, else the targeted read then the whole
     candidates' read. A row needed but read narrowed (its SIRET alone) is never used: the rows are then
-    read again by the exact plan's reads (docs/decisions.md, "explain on PostgreSQL: one scan, the
+    read again by the exact plan's reads (docs/decisions.md, "explain's one read: the
     scientific rows narrowed")."""
     pv_column, inv_column = _siret_column(config.pv_columns), _siret_column(config.invitation_columns)
     pv_raw, inv_raw, how = _raw_rows(source, config, siret, plan=True)

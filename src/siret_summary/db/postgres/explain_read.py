@@ -1,15 +1,14 @@
-"""explain()'s one PostgreSQL read of a SIRET's rows and of the rejected rows that may have meant it
+"""explain's one PostgreSQL read of a SIRET's rows and of the rejected rows that may have meant it
 (issue 27's speed; SPEC §3).
 
-explain/one_read.py reads ``candidate_patterns(S)`` in one statement: S's
-digits in order (``like_pattern(S)``), or an ``e``/``E``. The rows kept only
-for their ``e``/``E`` (about a thousandth of a table: every scientific
-spelling) are needed only when no row holds ``S``, and then only when one of
-them may have meant ``S``; so :func:`narrowed_select` sends their SIRET cell
-alone, every other column NULL, and a flag column saying which rows came
-whole. The caller asks for the scientific rows' values by a second read in
-the rare case one of them is a candidate (docs/decisions.md, "explain on
-PostgreSQL: one scan, the scientific rows narrowed").
+explain/one_read.py reads ``candidate_patterns(S)``: S's digits in order
+(``like_pattern(S)``), or an ``e``/``E``. The rows kept only for their
+``e``/``E`` (about a thousandth of a table: every text holding an ``e``) are
+needed only when no row holds ``S``, and then only when one of them may have
+meant ``S``; so :func:`narrowed_select` reads them, in the same statement,
+only when no row matches S's digits, and sends their SIRET cell alone. The
+caller reads the candidates again, whole, in the rare case one of them is
+needed (docs/decisions.md, "explain's one read: the scientific rows narrowed").
 """
 
 from __future__ import annotations
