@@ -2,10 +2,11 @@
 
 One read with ``candidate_patterns(S)`` serves both S's own rows and, when
 no row has S, the rejected rows that may have meant it (docs/decisions.md,
-"One read for a SIRET, present or absent"); the rows kept only for an
-``e``/``E`` come narrowed (their SIRET alone), and a candidate among them
-makes explain read the candidates again, whole ("explain's one read: the
-scientific rows narrowed"). Checked against the plain-Python
+"One read for a SIRET, present or absent"); on PostgreSQL the rows kept
+only for an ``e``/``E`` come narrowed (their SIRET alone), and only when no
+row holds S's digits; a candidate among them, or rows left out, make explain
+read the candidates again, whole ("explain's one read: the scientific rows
+narrowed"). Checked against the plain-Python
 reference (tests/reference.py's ``normalise_siret`` and ``reference_summary``;
 ``possibly_meant`` of the candidates test), never against the fast code:
 random SIRETs with some, none or only rejected spellings of them, hostile
@@ -87,25 +88,16 @@ def _holds_digits(value, siret: str) -> bool:
     return all(any(d == c for c in digits) for d in siret.lstrip("0") or "0")
 
 
-def _comes_whole(value, storage: str, siret: str, sqlite: bool) -> bool:
-    """Whether the one read sends this cell's row whole: it holds S's digits as LIKE sees them, or (SQLite)
-    is a cell LIKE cannot test as the read does (BLOB, REAL, holding a NUL), kept whatever it holds."""
-    if sqlite and (storage in ("blob", "real") or "\x00" in (value.decode("latin-1") if isinstance(value, bytes)
-                                                             else str(value))):
-        return True
-    return _holds_digits(value, siret)
-
-
 def _check(location: str, siret: str, rows, reads: dict) -> None:
     """The rows explain lists are the reference's: S's own, else those that may have meant S. One read
-    serves both; a candidate that came narrowed, or (PostgreSQL) e/E rows left out because a row held
+    serves both; on PostgreSQL a candidate that came narrowed, or e/E rows left out because a row held
     S's digits, make the candidates read again (whole) after it."""
     own = {i for i, value, _ in rows if _reference(value) == siret}
     meant = {i for i, value, _ in rows if possibly_meant(value, siret)}
     before = reads["reads"]
     explanation = siret_summary.explain(location, siret)
     sqlite = not location.startswith("postgresql://")
-    narrowed = {i for i, value, storage in rows if i in meant and not _comes_whole(value, storage, siret, sqlite)}
+    narrowed = set() if sqlite else {i for i, value, _ in rows if i in meant and not _holds_digits(value, siret)}
     # PostgreSQL reads the e/E rows only when no row holds S's digits; else they are read after, whole.
     skipped = not sqlite and any(value is not None and _holds_digits(value, siret) for _, value, _ in rows)
     if not own and (narrowed or skipped):

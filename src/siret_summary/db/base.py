@@ -125,11 +125,6 @@ class Backend(ABC):
 
         ``types``: the columns' declared types, where known (see :func:`select_item`)."""
 
-    def narrowed_select_sql(self, table: str, columns: Sequence[str], where: str, types: dict[str, str | None],
-                            column: str, whole_pattern: str) -> str | None:
-        """:func:`~siret_summary.db.siret_prefilter.narrowed_select`'s SELECT for this backend (None: none)."""
-        return None
-
     def sql_type(self, kind: str) -> str:
         """Column type used when the library creates a table."""
         return {

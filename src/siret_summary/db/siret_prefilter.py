@@ -52,20 +52,20 @@ def narrowed_select(backend: Backend, table: str, columns: Sequence[str], where:
     ``column`` does not match the LIKE ``whole_pattern`` (digits and ``%``, tested as the prefilter tests
     it) may come with ``column`` alone, every other column NULL; the integer column :data:`WHOLE` says
     which rows came so (:data:`NARROWED`) and whether such rows were left out (:data:`SKIPPED`:
-    PostgreSQL reads them only when no row matches ``whole_pattern``). None where the backend has no
-    such SELECT, ``WHOLE`` is a column's name, or ``column`` is not one of ``columns``: the caller reads
-    every column. explain's one read (explain/one_read.py; docs/decisions.md, "explain's one read: the
-    scientific rows narrowed"). Raises ValueError for another ``whole_pattern``.
+    PostgreSQL reads them only when no row matches ``whole_pattern``). None on SQLite (its one scan
+    measured slower narrowed), or where ``WHOLE`` is a column's name, or ``column`` is not one of
+    ``columns``: the caller reads every column. explain's one read (explain/one_read.py;
+    docs/decisions.md, "explain's one read: the scientific rows narrowed"). Raises ValueError for
+    another ``whole_pattern``.
     """
     _check_digits_pattern(whole_pattern)
     if WHOLE in columns or column not in columns or whole_pattern not in patterns:
         return None
-    if backend.dialect == "postgresql":
-        others = [p for p in patterns if p != whole_pattern]
-        sql = explain_read.narrowed_select(table, columns, types, column, whole_pattern, others) if others else None
-        return None if sql is None else (sql, None)
-    sql = backend.narrowed_select_sql(table, columns, where[0], types, column, whole_pattern)
-    return None if sql is None else (sql, where[1])
+    if backend.dialect != "postgresql":  # SQLite: measured slower narrowed (docs/decisions.md)
+        return None
+    others = [p for p in patterns if p != whole_pattern]
+    sql = explain_read.narrowed_select(table, columns, types, column, whole_pattern, others) if others else None
+    return None if sql is None else (sql, None)
 
 
 def serial_scan(backend: Backend, conn: Any) -> None:
@@ -126,15 +126,6 @@ def _sqlite_unseen(q: str) -> str:
     """The cells of column ``q`` whose text LIKE does not see as the read does (kept whatever they hold)."""
     return (f"typeof({q}) IN ('real', 'blob') OR instr(CAST({q} AS BLOB), x'00') > 0"
             " OR (SELECT encoding FROM pragma_encoding) <> 'UTF-8'")
-
-
-def sqlite_whole(column: str, pattern: str) -> str:
-    """SQLite's condition of a row :func:`narrowed_select` sends whole: ``column`` matches the LIKE ``pattern``
-    (a literal: digits and ``%`` only, ValueError otherwise) as :func:`sqlite_clause` tests it, or is a cell
-    LIKE cannot test so (kept whatever it holds there, so whole here)."""
-    _check_digits_pattern(pattern)
-    q = quote_identifier(column)
-    return f"({q} LIKE '{pattern}' OR {_sqlite_unseen(q)})"
 
 
 def _check_digits_pattern(pattern: str) -> None:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
-from siret_summary.db.siret_prefilter import NARROWED, READ_ALL, WHOLE, sqlite_clause, sqlite_whole
+from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
 from siret_summary.db.sqlite_text import codec_of, convert_text_cells, flag_name, remember
 from siret_summary.errors import LockWaitError
@@ -114,32 +114,17 @@ class SQLiteBackend(Backend):
         # batch, and a column NULL throughout it becomes int64 (then the
         # first other value fails the read): a leading typing row, flagged
         # and dropped by plain(), gives every column its type.
-        return self._select(table, columns, where, types)
-
-    def narrowed_select_sql(self, table: str, columns: Sequence[str], where: str, types: dict[str, str | None],
-                            column: str, whole_pattern: str) -> str | None:
-        # select_columns_sql's columns, each but ``column`` NULL unless the row is whole (siret_prefilter).
-        return self._select(table, columns, where, types, (column, sqlite_whole(column, whole_pattern)))
-
-    def _select(self, table: str, columns: Sequence[str], where: str, types: dict[str, str | None] | None,
-                narrow: tuple[str, str] | None = None) -> str:
         cols, typed = [], []
         codec = codec_of(self.path)  # once per statement, not per column (a realpath each)
         for c in columns:
             q, real = quote_identifier(c), quote_identifier(REAL_PREFIX + c)
-            whole = None if narrow is None or c == narrow[0] else narrow[1]  # NULL unless whole
             if _text_affinity((types or {}).get(c)):  # SQLite stores a REAL put there as text: no REAL cell
-                value = f"CAST({q} AS BLOB)" if whole is None else f"CASE WHEN {whole} THEN CAST({q} AS BLOB) END"
-                cols.append(f"{value} AS {q}{_text_flag(codec, q, c)}")
+                cols.append(f"CAST({q} AS BLOB) AS {q}{_text_flag(codec, q, c)}")
                 typed.append(f"CAST('' AS BLOB) AS {q}{_text_flag(codec, '0', c)}")
                 continue
-            also = "" if whole is None else f"{whole} AND "
-            cols.append(f"CASE WHEN {also}typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
-                        f"CASE WHEN {also}typeof({q}) = 'real' THEN {q} END AS {real}{_text_flag(codec, q, c)}")
+            cols.append(f"CASE WHEN typeof({q}) <> 'real' THEN CAST({q} AS BLOB) END AS {q}, "
+                        f"CASE WHEN typeof({q}) = 'real' THEN {q} END AS {real}{_text_flag(codec, q, c)}")
             typed.append(f"CAST('' AS BLOB) AS {q}, 0.0 AS {real}{_text_flag(codec, '0', c)}")
-        if narrow is not None:
-            cols.append(f"CASE WHEN {narrow[1]} THEN {READ_ALL} ELSE {NARROWED} END AS {quote_identifier(WHOLE)}")
-            typed.append(f"0 AS {quote_identifier(WHOLE)}")
         return (
             f"SELECT 0 AS {_TYPING_ROW}, {', '.join(typed)} UNION ALL "
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
