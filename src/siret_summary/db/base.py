@@ -341,11 +341,23 @@ class Backend(ABC):
             schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
             cur.adbc_ingest(parts[-1], data, mode="append", **schema)
 
-    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
+                      target: str | None = None) -> None:
         """In the caller's transaction: ``DELETE`` the rows of ``table`` (a table of the library's own,
-        with a TEXT ``siret``) whose ``siret`` is in ``sirets``, through a temporary table ``staging``."""
+        with a TEXT ``siret``) whose ``siret`` is in ``sirets`` (and, given ``target``, whose TEXT
+        ``target`` column equals it), through a temporary table ``staging``."""
         gone = self.ingest_temporary(conn, staging, pa.table({"siret": sirets}))
-        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret IN (SELECT siret FROM {gone})")
+        mine, params = ("", None) if target is None else (f"target = {self.param(1)} AND ", [target])
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {mine}siret IN (SELECT siret FROM {gone})", params)
+
+    def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
+        """``column`` (SQL) is one of ``sirets`` (text), as a condition with one bound parameter (``$1``),
+        where the backend binds arrays and the list is short; None: the caller stages them instead."""
+        return None
+
+    def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Where it pays, in the caller's transaction: an index on ``columns`` of ``table`` (a table of the
+        library's own, looked up by them in a run of some SIRETs) when it has none; never fails the run."""
 
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,

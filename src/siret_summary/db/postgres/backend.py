@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,11 +26,13 @@ from siret_summary.db.base import (
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
 from siret_summary.db.postgres import waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
-from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
+from siret_summary.db.postgres.capture_names import normalised_siret_sql, own_index_name, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
 from siret_summary.db.postgres.versions import PostgresRowVersions
 from siret_summary.db.siret_prefilter import postgres_clause
+
+log = logging.getLogger("siret_summary")
 
 #: The driver's built-in type table instead of querying the server's catalogue
 #: on every connect (about 50 ms each); drivers without the option fall back.
@@ -85,6 +88,11 @@ def _array_param(values: pa.Array) -> pa.RecordBatch:
     """One bound parameter: ``values`` as a PostgreSQL array (needs adbc-driver-postgresql 1.3+)."""
     offsets = pa.array([0, len(values)], pa.int32())
     return pa.record_batch([pa.ListArray.from_arrays(offsets, values)], names=["values"])
+
+
+def _with_text(params: pa.RecordBatch, text: str) -> pa.RecordBatch:
+    """``params`` (one bound array) and ``text`` as the second parameter."""
+    return pa.record_batch([params.column(0), pa.array([text], pa.string())], names=["values", "text"])
 
 
 def _storage(column: Any, storage_type: pa.DataType) -> Any:
@@ -272,13 +280,44 @@ class PostgresBackend(Backend):
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
         return where, _array_param(pa.array(list(sirets), pa.string()))
 
-    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
-        if len(sirets) > _BOUND_SIRETS:
-            return super().delete_sirets(conn, table, sirets, staging=staging)
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
+                      target: str | None = None) -> None:
+        bound = self.sirets_bound("siret", sirets)
+        if bound is None:
+            return super().delete_sirets(conn, table, sirets, staging=staging, target=target)
         # A few SIRETs (an incremental run's): one bound array, one round trip, instead
         # of a temporary table (created, filled by COPY, dropped: catalog rows each time).
-        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret = ANY($1::text[])",
-                     _array_param(sirets.cast(pa.string())))
+        where, params = bound
+        if target is not None:
+            where, params = f"target = $2 AND {where}", _with_text(params, target)
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {where}", params)
+
+    def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
+        if len(sirets) > _BOUND_SIRETS:
+            return None
+        return f"{column} = ANY($1::text[])", _array_param(sirets.cast(pa.string()))
+
+    def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:
+        # Only where this role may (it owns the table) and none is there yet: looked up first, so
+        # a run never waits for the SHARE lock of CREATE INDEX once it exists. Under a savepoint:
+        # a refusal, a lock wait past lock_timeout or another run creating it at once leaves the
+        # table without the index (a targeted delete then scans it, as before), never fails the run.
+        wanted = self.scalar(
+            conn, "SELECT c.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid)"
+            " AND pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass($1)",
+            [quote_table(table)],
+        )  # fmt: skip
+        if not wanted:
+            return
+        name = quote_identifier(own_index_name(table))
+        self.execute(conn, "SAVEPOINT siret_summary_own_index")
+        try:
+            self.execute(conn, f"CREATE INDEX IF NOT EXISTS {name} ON {quote_table(table)}"
+                               f" ({', '.join(quote_identifier(c) for c in columns)})")
+        except Exception as exc:
+            log.info("no index on %s (%s): its targeted deletes scan it", table, type(exc).__name__)
+            self.execute(conn, "ROLLBACK TO SAVEPOINT siret_summary_own_index")
+        self.execute(conn, "RELEASE SAVEPOINT siret_summary_own_index")
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the
