@@ -356,8 +356,12 @@ class Backend(ABC):
         return None
 
     def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
-        """Where it pays, in the caller's transaction: an index on ``columns`` of ``table`` (a table of the
-        library's own, looked up by them in a run of some SIRETs) when it has none; never fails the run."""
+        """Where it pays: note that ``table`` (a table of the library's own, looked up by ``columns`` in a
+        run of some SIRETs) has no index yet, for :meth:`make_wanted_indexes` (nothing by default)."""
+
+    def make_wanted_indexes(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
+        """After the run's write committed: make the indexes :meth:`index_own_table` noted, each in its own
+        short transaction on its own session, giving up at once on a lock or an error (never fails the run)."""
 
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,

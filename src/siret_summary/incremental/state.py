@@ -157,7 +157,7 @@ class StateStore:
             return
         vanished = previous.join(rows.select("siret"), on="siret", how="anti").get_column("siret")
         differ = rows.select(STATE_COLUMNS).join(previous, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
-        self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record)
+        self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record, full=True)
 
     def write_some(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
                    capture: CaptureRecord | None) -> None:
@@ -176,8 +176,9 @@ class StateStore:
         return CaptureRecord(None, None) if kept is None else CaptureRecord(kept.capture, kept.cursor)
 
     def _write(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-               capture: CaptureRecord) -> None:
-        """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first."""
+               capture: CaptureRecord, full: bool = False) -> None:
+        """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first.
+        ``full``: a full run's (the table indexed when it has no index yet, as a whole replacement does)."""
         q, meta = quote_table(self.table), quote_table(self.meta)
         # No primary key: only runs holding the lock touch this table. An index on
         # (target, siret) where the backend says it pays (PostgreSQL): a live watcher's
@@ -194,7 +195,7 @@ class StateStore:
                 self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
                 create_missing(self.backend, conn, self.table, create, exists=False)
             self.backend.index_own_table(conn, self.table, ("target", "siret"))  # a full run: made once, when missing
-        elif create_missing(self.backend, conn, self.table, create):  # a role without CREATE runs once it exists
+        elif create_missing(self.backend, conn, self.table, create) or full:  # no CREATE needed once it exists
             self.backend.index_own_table(conn, self.table, ("target", "siret"))
         present = self.backend.describe(conn, self.meta)
         if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout

@@ -278,6 +278,7 @@ class RunStages:
                 )
 
         stats = self.retry.call(write_once, what="write")
+        self.backend.make_wanted_indexes()  # the lookup indexes a full write found missing (never fails the run)
         if plan.changes is not None and not same_database:
             self._consume_elsewhere(plan, result)
         result.seconds["write"] = time.perf_counter() - t0

@@ -111,6 +111,7 @@ class PostgresBackend(Backend):
         self.uri = uri
         self.connect_timeout = connect_timeout
         self.lock_timeout = lock_timeout  # of the run records' transactions (the write gets its own)
+        self._wanted_indexes: list[tuple[str, tuple[str, ...]]] = []  # index_own_table's, for after the commit
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
@@ -298,26 +299,45 @@ class PostgresBackend(Backend):
         return f"{column} = ANY($1::text[])", _array_param(sirets.cast(pa.string()))
 
     def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:
-        # Only where this role may (it owns the table) and none is there yet: looked up first, so
-        # a run never waits for the SHARE lock of CREATE INDEX once it exists. Under a savepoint:
-        # a refusal, a lock wait past lock_timeout or another run creating it at once leaves the
-        # table without the index (a targeted delete then scans it, as before), never fails the run.
+        # Only where this role may (it owns the table) and none is there yet; made by
+        # make_wanted_indexes after the run's commit, outside its transaction: CREATE INDEX waits
+        # for every writer of the table, and a failed statement would abort the write (the driver
+        # cannot roll back to a savepoint), so it must never be part of it.
         wanted = self.scalar(
             conn, "SELECT c.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid)"
             " AND pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass($1)",
             [quote_table(table)],
         )  # fmt: skip
+        if wanted:
+            self._wanted_indexes.append((table, tuple(columns)))
+
+    def make_wanted_indexes(self) -> None:
+        wanted, self._wanted_indexes = self._wanted_indexes, []
         if not wanted:
             return
-        name = quote_identifier(own_index_name(table))
-        self.execute(conn, "SAVEPOINT siret_summary_own_index")
         try:
-            self.execute(conn, f"CREATE INDEX IF NOT EXISTS {name} ON {quote_table(table)}"
-                               f" ({', '.join(quote_identifier(c) for c in columns)})")
+            conn = self.connect("index")
         except Exception as exc:
-            log.info("no index on %s (%s): its targeted deletes scan it", table, type(exc).__name__)
-            self.execute(conn, "ROLLBACK TO SAVEPOINT siret_summary_own_index")
-        self.execute(conn, "RELEASE SAVEPOINT siret_summary_own_index")
+            log.info("the lookup indexes of %s were not made (%s)", self.display(), type(exc).__name__)
+            return
+        try:
+            for table, columns in wanted:
+                name = quote_identifier(own_index_name(table))
+                try:
+                    # Not waiting for the table's writers (another target's run sharing the state): the
+                    # next full run tries again.
+                    self.execute(conn, "SELECT set_config('lock_timeout', '200ms', true)")
+                    self.execute(conn, f"CREATE INDEX IF NOT EXISTS {name} ON {quote_table(table)}"
+                                       f" ({', '.join(quote_identifier(c) for c in columns)})")
+                    conn.commit()
+                except Exception as exc:
+                    log.info("no index on %s yet (%s): its targeted deletes scan it", table, type(exc).__name__)
+                    conn.rollback()
+        finally:
+            try:
+                conn.close()
+            except Exception:  # a broken connection: the server ends it
+                pass
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the
