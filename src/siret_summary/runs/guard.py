@@ -177,6 +177,11 @@ class RunGuard:
         self._conn = open_connection(self.backend, role="main", error=TargetError)
         return self._conn
 
+    @property
+    def warm(self) -> bool:
+        """Whether this run uses a watcher's kept sessions (runs/warm.py)."""
+        return self._kept is not None
+
     def check_before_commit(self, conn: Any) -> None:
         """In the write's transaction on ``conn``: go on only while this run holds the lock (else :class:`LockLost`).
 

@@ -33,8 +33,10 @@ class Sessions:
     database; ``relock()`` returns a new one after it ended (or raises).
     """
 
-    def __init__(self, pinned: tuple[str, Any] | None = None, relock: Callable[[], Any] | None = None) -> None:
+    def __init__(self, pinned: tuple[str, Any] | None = None, relock: Callable[[], Any] | None = None, *,
+                 relabel: bool = True) -> None:
         self._open: dict[str, tuple[Any, str]] = {}
+        self._relabel = relabel  # False: a watcher's warm run keeps its sessions' labels (a round trip a stage)
         self._pinned_uri = None if pinned is None else pinned[0]
         self._relock = relock
         if pinned is not None:
@@ -72,7 +74,7 @@ class Sessions:
             held = (conn, "guard")
             self._open[backend.uri] = held
         conn, current = held
-        if current != role:
+        if current != role and self._relabel:
             try:
                 backend.set_role(conn, role)
             except Exception:  # a connection that broke while idle: open a new one (outside this handler)

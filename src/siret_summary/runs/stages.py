@@ -88,7 +88,9 @@ class RunStages:
         # The run's session to the target, opened by the guard (PostgreSQL): the write
         # commits only after the guard checked, in its transaction, that the lock is held (SPEC §7).
         pinned = None if guard.connection is None else (backend.uri, guard.connection)
-        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock)
+        # A watcher's warm run (kept sessions) does not relabel them per stage: two round trips a stage
+        # for a run of a few ms (docs/decisions.md, "Warm runs").
+        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock, relabel=not guard.warm)
 
     # --- the run, top to bottom -------------------------------------------------
     def execute(self, source: Any, *, mode: Mode, force: bool, sirets: pl.Series | None) -> RunResult:
