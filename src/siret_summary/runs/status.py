@@ -108,10 +108,8 @@ class StatusStore:
 
     def start(self, conn: Any, *, ensure: bool = True, stale: bool = False) -> dict[str, Any]:
         """Insert a new ``running`` record, numbered after every record in the table, and return it.
-
-        ``ensure``: create the table (or add its ``seq``) first when missing; False when this session
-        already did (a watcher's kept session: a table dropped since makes the insert fail).
-        ``stale``: also :meth:`mark_stale` the others, in the same transaction (one commit)."""
+        ``ensure``: create the table (or add its ``seq``) first when missing; False when this session already
+        did (a kept session: a table dropped since makes the insert fail). ``stale``: :meth:`mark_stale` too."""
         if ensure:
             self.ensure(conn)
         record = {
@@ -168,9 +166,8 @@ class StatusStore:
 
     def _stale(self, keep_run_id: str) -> tuple[str, list[Any]]:
         p = self.backend.param
-        return (f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)}"
-                f" WHERE status = 'running' AND target_table = {p(2)} AND run_id <> {p(3)}",
-                [now_iso(), self.target_table, keep_run_id])
+        return (f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)} WHERE status = 'running'"
+                f" AND target_table = {p(2)} AND run_id <> {p(3)}", [now_iso(), self.target_table, keep_run_id])
 
     def prune(self, conn: Any, keep: int) -> None:
         """Keep the target's ``keep`` newest records by ``seq`` (records without a sane one go first)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,15 +23,13 @@ from siret_summary.db.base import (
     split_table,
 )
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
-from siret_summary.db.postgres import waits
+from siret_summary.db.postgres import own_indexes, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
-from siret_summary.db.postgres.capture_names import normalised_siret_sql, own_index_name, siret_index_name
+from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
 from siret_summary.db.postgres.versions import PostgresRowVersions
 from siret_summary.db.siret_prefilter import postgres_clause
-
-log = logging.getLogger("siret_summary")
 
 #: The driver's built-in type table instead of querying the server's catalogue
 #: on every connect (about 50 ms each); drivers without the option fall back.
@@ -111,7 +108,7 @@ class PostgresBackend(Backend):
         self.uri = uri
         self.connect_timeout = connect_timeout
         self.lock_timeout = lock_timeout  # of the run records' transactions (the write gets its own)
-        self._wanted_indexes: list[tuple[str, tuple[str, ...]]] = []  # index_own_table's, for after the commit
+        self.wanted_indexes: list[tuple[str, tuple[str, ...]]] = []  # noted by own_indexes, made after the commit
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
@@ -299,45 +296,10 @@ class PostgresBackend(Backend):
         return f"{column} = ANY($1::text[])", _array_param(sirets.cast(pa.string()))
 
     def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:
-        # Only where this role may (it owns the table) and none is there yet; made by
-        # make_wanted_indexes after the run's commit, outside its transaction: CREATE INDEX waits
-        # for every writer of the table, and a failed statement would abort the write (the driver
-        # cannot roll back to a savepoint), so it must never be part of it.
-        wanted = self.scalar(
-            conn, "SELECT c.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid)"
-            " AND pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass($1)",
-            [quote_table(table)],
-        )  # fmt: skip
-        if wanted:
-            self._wanted_indexes.append((table, tuple(columns)))
+        own_indexes.note_missing(self, conn, table, columns)
 
     def make_wanted_indexes(self) -> None:
-        wanted, self._wanted_indexes = self._wanted_indexes, []
-        if not wanted:
-            return
-        try:
-            conn = self.connect("index")
-        except Exception as exc:
-            log.info("the lookup indexes of %s were not made (%s)", self.display(), type(exc).__name__)
-            return
-        try:
-            for table, columns in wanted:
-                name = quote_identifier(own_index_name(table))
-                try:
-                    # Not waiting for the table's writers (another target's run sharing the state): the
-                    # next full run tries again.
-                    self.execute(conn, "SELECT set_config('lock_timeout', '200ms', true)")
-                    self.execute(conn, f"CREATE INDEX IF NOT EXISTS {name} ON {quote_table(table)}"
-                                       f" ({', '.join(quote_identifier(c) for c in columns)})")
-                    conn.commit()
-                except Exception as exc:
-                    log.info("no index on %s yet (%s): its targeted deletes scan it", table, type(exc).__name__)
-                    conn.rollback()
-        finally:
-            try:
-                conn.close()
-            except Exception:  # a broken connection: the server ends it
-                pass
+        own_indexes.make_wanted(self)
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the
