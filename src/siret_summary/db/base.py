@@ -359,6 +359,12 @@ class Backend(ABC):
         """Where it pays: note that ``table`` (a table of the library's own, looked up by ``columns`` in a
         run of some SIRETs) has no index yet, for :meth:`make_wanted_indexes` (nothing by default)."""
 
+    def serialize_creation(self, conn: Any, table: str) -> bool:
+        """In ``conn``'s transaction, before creating ``table``: wait for any other session creating it (until
+        its transaction ends); whether it waited for such a lock (then look again). False by default (SQLite:
+        a write transaction holds the whole file)."""
+        return False
+
     def make_wanted_indexes(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """After the run's write committed: make the indexes :meth:`index_own_table` noted, each in its own
         short transaction on its own session, giving up at once on a lock or an error (never fails the run)."""

@@ -110,7 +110,10 @@ class Reporter:
         return requested
 
     def finish(self, **fields: Any) -> None:
-        """Record the run's end: retried like any database step, else kept beside the lock for later."""
+        """Record the run's end: retried like any database step, else kept beside the lock for later.
+        The last progress step goes with it (a watcher's run may have held it back: :meth:`_throttled`)."""
+        for name in ("progress_stage", "progress_percent"):
+            fields.setdefault(name, self.record.get(name))
         self.persist(**fields)
         if self.recorded:
             return

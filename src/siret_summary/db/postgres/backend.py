@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -60,6 +61,9 @@ _BINDABLE = {
     "smallint", "integer", "bigint", "real", "double precision",
 }  # fmt: skip
 
+
+#: The advisory lock namespace of a library table's creation ("ST"; the runs' lock is "SS", lock.py).
+_CREATION_NAMESPACE = 0x5354
 
 #: Up to this many SIRETs, :meth:`PostgresBackend.delete_sirets` binds them as one array parameter.
 _BOUND_SIRETS = 10_000
@@ -300,6 +304,13 @@ class PostgresBackend(Backend):
 
     def make_wanted_indexes(self) -> None:
         own_indexes.make_wanted(self)
+
+    def serialize_creation(self, conn: Any, table: str) -> bool:
+        # A transaction-level advisory lock on the name (its own namespace, not the runs' lock): held
+        # until this transaction ends, so the other creator sees the table committed, or none.
+        key = zlib.crc32(table.encode()) - (1 << 31)
+        self.execute(conn, "SELECT pg_advisory_xact_lock($1::int4, $2::int4)", [_CREATION_NAMESPACE, key])
+        return True
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the
