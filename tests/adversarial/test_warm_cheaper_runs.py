@@ -172,3 +172,55 @@ def test_two_watchers_started_together_on_a_new_shared_state_both_keep_watching(
         finally:
             for w in watchers:
                 w.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, reason="adv4 finding 2: make_wanted_indexes' except handler calls rollback() on the "
+                   "dead session; the driver's OperationalError escapes the committed run")
+def test_the_index_session_terminated_while_it_waits_never_fails_the_committed_run(pg_db):
+    """make_wanted_indexes "never fails the run": its session killed (a DBA, a failover) while its CREATE
+    INDEX waits for a lock on the state table, the run (already committed) still completes."""
+    import threading
+    import time
+
+    from dbutil import connect
+
+    _load(pg_db, n_pv=500)
+    config = siret_summary.Config(target_table=TABLE)
+    assert siret_summary.run(pg_db, mode="full", config=config).status == "completed"
+    execute(pg_db, "DROP INDEX siret_summary_lookup_siret_summary_state")
+    execute(pg_db, 'UPDATE "Tous_PV" SET num_inscrits = num_inscrits + 3')
+    holder = connect(pg_db)
+    cur = holder.cursor()
+    cur.execute("LOCK TABLE siret_summary_state IN ROW EXCLUSIVE MODE")  # as another target's write would
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(siret_summary.run(pg_db, mode="full", config=config))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    killed = 0
+    killer = connect(pg_db, autocommit=True)
+    kcur = killer.cursor()
+    try:
+        deadline = time.monotonic() + 60
+        while runner.is_alive() and time.monotonic() < deadline and not killed:
+            kcur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
+                         " current_database() AND query LIKE 'CREATE INDEX%' AND wait_event_type = 'Lock'")
+            killed = kcur.fetchone()[0]
+            time.sleep(0.005)
+        runner.join(60)
+    finally:
+        kcur.close()
+        killer.close()
+        cur.close()
+        holder.rollback()
+        holder.close()
+    assert killed == 1, "the index session was not caught waiting (timing): rerun"
+    assert outcome and isinstance(outcome[0], siret_summary.RunResult), outcome
+    assert outcome[0].status == "completed"
+    assert_target_is_reference(pg_db, table=TABLE)
