@@ -224,3 +224,42 @@ def test_the_index_session_terminated_while_it_waits_never_fails_the_committed_r
     assert outcome and isinstance(outcome[0], siret_summary.RunResult), outcome
     assert outcome[0].status == "completed"
     assert_target_is_reference(pg_db, table=TABLE)
+
+
+_ODD = ["{552100554,00017}", '"55210055400017"', "NULL", "5521 0055 4000 17", " 55210055400017 ", "",
+        "55210055400017\\", "552.100.554.00017", "٥٥٢١٠٠٥٥٤٠٠٠١٧", "x" * 300, "55210055400017'; --"]
+
+
+@pytest.mark.timeout(180)
+def test_odd_raw_sirets_in_a_warm_capture_run_bind_and_match_the_reference(pg_db):
+    """Raw SIRETs an import may bring (braces, quotes, the word NULL, spaces, dots, Arabic digits, 300
+    characters, backslash, SQL) inserted, updated then deleted under a watcher with capture: the
+    bound text[] lists (no array literal to escape) leave the target equal to the reference."""
+    import time
+
+    from watchutil import TABLE as WATCHED
+    from watchutil import Watcher
+
+    _load(pg_db, n_pv=300)
+    siret_summary.install_change_capture(pg_db)
+    watcher = Watcher(pg_db, max_delay=0.2)
+    try:
+        watcher.wait_for(lambda s: s.up_to_date, what="the first run")
+        for step, sql in enumerate([
+            'INSERT INTO "Tous_PV" (id_pv, "Cycle", siret, date_scrutin, institution, num_inscrits, num_votants,'
+            ' num_sve, "score_CGT", "UD") VALUES ' + ", ".join(
+                f"({700_000 + i}, 'C4', '{s.replace(chr(39), chr(39) * 2)}', '2023-05-0{1 + i % 9}', 'CSE', 40, 30,"
+                f" 29, {i + 1}, '75')" for i, s in enumerate(_ODD)),
+            "INSERT INTO invitations (id, siret, date_invit) VALUES " + ", ".join(
+                f"({800_000 + i}, '{s.replace(chr(39), chr(39) * 2)}', '2023-01-0{1 + i % 9}')"
+                for i, s in enumerate(_ODD)),
+            'UPDATE "Tous_PV" SET "score_CGT" = "score_CGT" + 5 WHERE id_pv >= 700000',
+            'DELETE FROM "Tous_PV" WHERE id_pv >= 700000 AND id_pv % 2 = 0',
+            "DELETE FROM invitations WHERE id >= 800000",
+        ]):
+            execute(pg_db, sql)
+            last = watcher.settled(time.time(), 0.2)
+            assert last.failures == 0, (step, last)
+            assert_target_is_reference(pg_db, table=WATCHED)
+    finally:
+        watcher.stop()
