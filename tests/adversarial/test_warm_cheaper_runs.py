@@ -263,3 +263,36 @@ def test_odd_raw_sirets_in_a_warm_capture_run_bind_and_match_the_reference(pg_db
             assert_target_is_reference(pg_db, table=WATCHED)
     finally:
         watcher.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, reason="adv4 finding 3: the 50 ms throttle (session 4) skips stage starts too, and "
+                   "finish() writes only status/error: a failed warm run stays recorded at an earlier stage")
+def test_a_warm_run_failing_in_its_write_is_recorded_at_the_write_stage(pg_db):
+    """The admin page and status() show a failed run stopped at its stage (the stage list marks it
+    "now"). A watcher's warm run writes its steps at most every 50 ms: the one that failed must
+    still be recorded at the write stage, not at a stage it had left."""
+    from watchutil import TABLE as WATCHED
+
+    from siret_summary.runs.warm import WarmRuns
+
+    _load(pg_db, n_pv=300)
+    siret_summary.install_change_capture(pg_db)
+    config = siret_summary.Config(target_table=WATCHED)
+    warm = WarmRuns(pg_db, None, config)
+    try:
+        assert warm.run().status == "completed"
+        execute(pg_db, "CREATE FUNCTION adv4_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                       " $$ BEGIN RAISE EXCEPTION 'adv4: refused by a trigger'; END $$",
+                f"CREATE TRIGGER adv4_refuse BEFORE INSERT ON {WATCHED} FOR EACH ROW EXECUTE FUNCTION adv4_refuse()",
+                _new_pv_rows(1, 950_000))  # a new establishment: one row to insert
+        try:
+            outcome: object = warm.run()
+        except SiretSummaryError as exc:
+            outcome = exc
+        assert isinstance(outcome, SiretSummaryError), outcome
+    finally:
+        warm.close()
+    status = siret_summary.status(pg_db, config=config)
+    assert status is not None and status["status"] == "failed", status
+    assert status["progress"]["stage"] == "write", status
