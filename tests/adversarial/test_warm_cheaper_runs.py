@@ -118,7 +118,7 @@ def test_two_watchers_of_hostile_names_sharing_one_state_follow_random_imports(p
         siret_summary.install_change_capture(pg_db, config=config)
     watchers: list[Watcher] = []
     try:
-        for c in configs:  # one after the other: two first runs creating one state race (the xfail below)
+        for c in configs:  # one after the other (two at once: test_two_watchers_started_together_…)
             watchers.append(Watcher(pg_db, config=c, max_delay=0.3))
             watchers[-1].wait_for(lambda s: s.up_to_date, what="the first run")
         execute(pg_db, f"DROP INDEX {quote_identifier(_SCHEMA)}.{quote_identifier(own_index_name(_STATE))}")
@@ -142,8 +142,6 @@ def test_two_watchers_of_hostile_names_sharing_one_state_follow_random_imports(p
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="adv4 finding 1: two first runs sharing a new state table race on its "
-                   "CREATE TABLE (pg_type_typname_nsp_index) and watch() raises the TargetError and stops")
 def test_two_watchers_started_together_on_a_new_shared_state_both_keep_watching(pg_db):
     """Two targets of one database share the default state table; their watchers (an app with two
     summaries) start at the same moment on a database where the state does not exist yet."""
@@ -175,8 +173,6 @@ def test_two_watchers_started_together_on_a_new_shared_state_both_keep_watching(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="adv4 finding 2: make_wanted_indexes' except handler calls rollback() on the "
-                   "dead session; the driver's OperationalError escapes the committed run")
 def test_the_index_session_terminated_while_it_waits_never_fails_the_committed_run(pg_db):
     """make_wanted_indexes "never fails the run": its session killed (a DBA, a failover) while its CREATE
     INDEX waits for a lock on the state table, the run (already committed) still completes."""
@@ -266,8 +262,6 @@ def test_odd_raw_sirets_in_a_warm_capture_run_bind_and_match_the_reference(pg_db
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="adv4 finding 3: the 50 ms throttle (session 4) skips stage starts too, and "
-                   "finish() writes only status/error: a failed warm run stays recorded at an earlier stage")
 def test_a_warm_run_failing_in_its_write_is_recorded_at_the_write_stage(pg_db):
     """The admin page and status() show a failed run stopped at its stage (the stage list marks it
     "now"). A watcher's warm run writes its steps at most every 50 ms: the one that failed must
