@@ -182,5 +182,10 @@ class ChangeLog(Protocol):
         it notifies each committed change on :attr:`channel` (a live watcher listens there, issue 28)."""
 
     @property
+    def notifies_sql(self) -> str:
+        """SQL (one ``$1`` parameter: the log's qualified name) answering whether the log still notifies."""
+        ...
+
+    @property
     def channel(self) -> str:
         """The notification channel the log's trigger notifies on."""

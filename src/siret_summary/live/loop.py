@@ -76,7 +76,7 @@ def open_signal(backend: Backend, config: Config, *, notify: bool) -> Signal:
         raise SignalLost(f"PostgreSQL ne répond pas ({type(exc).__name__})") from exc
     change_log = backend.change_log()
     if capture is not None and notifies and notify and change_log is not None and psycopg_available():
-        return NotifySignal(backend.uri, config.connect_timeout, change_log.channel)
+        return NotifySignal(backend.uri, config.connect_timeout, change_log.channel, capture, change_log.notifies_sql)
     try:
         return PgPollSignal(backend, config, capture)
     except SignalLost:
