@@ -6,7 +6,8 @@ Now each stage borrows the run's connection to that database and ends its
 transaction on the way out (no table locks or snapshot kept between stages);
 a failure closes the connection, so a retry starts from a fresh one. The
 server still shows which stage is at work: the session's ``application_name``
-follows the role (``siret_summary:write`` …).
+follows the role (``siret_summary:write`` …) in a cold run; a watcher's warm
+run keeps its kept sessions' labels (``relabel=False``: a round trip a stage).
 
 The connection to the target database may be *pinned*: on PostgreSQL the
 guard opens it (guard.py) beside its own lock session, and the write checks in
