@@ -113,3 +113,14 @@ def test_a_lock_held_on_the_state_while_it_is_indexed_neither_fails_nor_hangs_th
     assert_target_is_reference(source, table=TABLE)
     assert siret_summary.run(source, mode="full", config=CONFIG).status == "completed"
     assert scalar(source, _INDEXES) == 2
+
+
+def test_an_index_of_a_dbas_own_does_not_stand_for_the_lookup_index(source):
+    """Adversarial note of session 4: the check asked for *any* index, so a state table on which a DBA
+    had added one of their own never got the lookup index (seen failing so)."""
+    _drop_own_indexes(source)
+    execute(source, "CREATE INDEX dba_fingerprints ON siret_summary_state (fingerprint)")
+    assert siret_summary.run(source, mode="full", config=CONFIG).status == "completed"
+    assert scalar(source, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                          "'siret_summary_lookup_siret_summary_state'") == 1
+    assert scalar(source, _INDEXES) == 3  # the DBA's, and the two lookup indexes
