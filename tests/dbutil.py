@@ -8,9 +8,15 @@ import polars as pl
 
 
 def connect(location: str, *, autocommit: bool = False):
+    """A connection as a host opens one; on SQLite with a busy wait (Python's ``sqlite3`` waits 5 s by
+    default), so a test's own write waits for a rebuild's instead of failing at once."""
     if location.startswith("postgresql://"):
         return pg_dbapi.connect(location, autocommit=autocommit)
-    return sqlite_dbapi.connect(location, autocommit=autocommit)
+    conn = sqlite_dbapi.connect(location, autocommit=autocommit)
+    cur = conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 10000")
+    cur.close()
+    return conn
 
 
 def query(location: str, sql: str) -> pl.DataFrame:

@@ -166,6 +166,23 @@ def test_a_load_with_triggers_disabled_is_reflected(pg_db, which):
     assert_target_is_reference(pg_db)
 
 
+def test_capture_uninstalled_under_a_listening_watcher_makes_it_poll(pg_db):
+    """Session 4: after uninstall_change_capture() nothing notifies any more; the watcher used to keep
+    listening (changes then waited for the safety net, seconds later). The heartbeat now asks whether
+    the log still notifies: the watcher falls back to polling, scans once, and follows the next commit."""
+    _postgres(pg_db, capture=True)
+    watcher = Watcher(pg_db, max_delay=MAX_DELAY)
+    try:
+        watcher.wait_for(lambda s: s.up_to_date and s.signal == "notify", what="first run")
+        siret_summary.uninstall_change_capture(pg_db)
+        watcher.wait_for(lambda s: s.signal == "poll" and s.up_to_date, timeout=20, what="polling after uninstall")
+        execute(pg_db, _insert_pv(900002))
+        assert _until(lambda: _in_target(pg_db), NET_BOUND) is not None, watcher.latest()
+    finally:
+        watcher.stop()
+    assert_target_is_reference(pg_db)
+
+
 def test_stop_is_not_held_by_a_lock_on_the_change_log(pg_db):
     """Finding 5: the log is polled (no notify trigger: an older install) and locked for 20 s."""
     _postgres(pg_db, capture=True)

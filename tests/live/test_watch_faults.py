@@ -234,6 +234,29 @@ def test_a_failing_rebuild_backs_off_shows_in_status_and_recovers(tmp_path):
         watcher.stop()
 
 
+@pytest.mark.timeout(240)
+def test_a_first_rebuild_that_fails_after_the_checks_backs_off_instead_of_ending_the_watcher(tmp_path):
+    """What run() refuses (bad arguments) watch() raises at once; a first rebuild that fails in its write
+    (here a target refusing writes, as a table another watcher is creating at the same moment makes it:
+    adversarial finding of session 4) is a failing rebuild: backed off, in the status, and then done."""
+    location = _sqlite(tmp_path / "app.db", n_pv=400)
+    assert siret_summary.run(location, config=CFG).status == "completed"
+    execute(location, *(f"CREATE TRIGGER refuse_{op} BEFORE {op} ON {TABLE} BEGIN SELECT RAISE(ABORT, 'no'); END"
+                        for op in ("INSERT", "UPDATE", "DELETE")))
+    execute(location, 'UPDATE "Tous_PV" SET "score_CGT" = 77 WHERE id_pv IN (SELECT min(id_pv) FROM "Tous_PV")')
+    with pytest.raises(siret_summary.TargetError):
+        siret_summary.run(location, config=CFG)  # run() raises the failed write, as before
+    watcher = Watcher(location, max_delay=0.2)
+    try:
+        failing = watcher.wait_for(lambda s: s.failures >= 2, what="two failures in a row")
+        assert TABLE in failing.last_error and not failing.up_to_date
+        execute(location, *(f"DROP TRIGGER refuse_{op}" for op in ("INSERT", "UPDATE", "DELETE")))
+        watcher.wait_for(lambda s: s.up_to_date and s.failures == 0, what="recovered")
+        assert_target_is_reference(location)
+    finally:
+        watcher.stop()
+
+
 @pytest.mark.timeout(300)
 def test_behind_a_transaction_pooler_the_heartbeat_fails_and_the_watcher_polls(pg_uri, pg_db):
     """pgbouncer in transaction mode hands the LISTEN's server session to others: nothing comes back."""

@@ -348,11 +348,33 @@ class Backend(ABC):
             schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
             cur.adbc_ingest(parts[-1], data, mode="append", **schema)
 
-    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
+                      target: str | None = None) -> None:
         """In the caller's transaction: ``DELETE`` the rows of ``table`` (a table of the library's own,
-        with a TEXT ``siret``) whose ``siret`` is in ``sirets``, through a temporary table ``staging``."""
+        with a TEXT ``siret``) whose ``siret`` is in ``sirets`` (and, given ``target``, whose TEXT
+        ``target`` column equals it), through a temporary table ``staging``."""
         gone = self.ingest_temporary(conn, staging, pa.table({"siret": sirets}))
-        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret IN (SELECT siret FROM {gone})")
+        mine, params = ("", None) if target is None else (f"target = {self.param(1)} AND ", [target])
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {mine}siret IN (SELECT siret FROM {gone})", params)
+
+    def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
+        """``column`` (SQL) is one of ``sirets`` (text), as a condition with one bound parameter (``$1``),
+        where the backend binds arrays and the list is short; None: the caller stages them instead."""
+        return None
+
+    def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Where it pays: note that ``table`` (a table of the library's own, looked up by ``columns`` in a
+        run of some SIRETs) has no index yet, for :meth:`make_wanted_indexes` (nothing by default)."""
+
+    def serialize_creation(self, conn: Any, table: str) -> bool:
+        """In ``conn``'s transaction, before creating ``table``: wait for any other session creating it (until
+        its transaction ends); whether it waited for such a lock (then look again). False by default (SQLite:
+        a write transaction holds the whole file)."""
+        return False
+
+    def make_wanted_indexes(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
+        """After the run's write committed: make the indexes :meth:`index_own_table` noted, each in its own
+        short transaction on its own session, giving up at once on a lock or an error (never fails the run)."""
 
     def ingest_temporary(
         self, conn: Any, name: str, data: pa.Table, *, batch_rows: int = 50_000,

@@ -71,6 +71,9 @@ class HostLock(Protocol):
     def holder_for_commit(self, conn: Connection, table: str) -> str | None:
         """The holder's token, locked against :meth:`record_holder` until ``conn``'s transaction ends."""
 
+    def holder_and_held(self, conn: Connection, table: str, key: int, pid: int) -> tuple[str | None, bool]:
+        """:meth:`holder_for_commit` and :meth:`held_by` in one round trip (the holders' table must exist)."""
+
     def record_holder(self, conn: Connection, table: str, token: str, *, known: bool = False) -> None:
         """Name ``token`` the lock's holder, committed (``known``: its table was there for this session before)."""
 
@@ -177,6 +180,11 @@ class ChangeLog(Protocol):
     def locate(self, conn: Connection, config: Config) -> tuple[str | None, bool]:
         """The change log (qualified, quoted) when capture is installed for ``config``'s tables, and whether
         it notifies each committed change on :attr:`channel` (a live watcher listens there, issue 28)."""
+
+    @property
+    def notifies_sql(self) -> str:
+        """SQL (one ``$1`` parameter: the log's qualified name) answering whether the log still notifies."""
+        ...
 
     @property
     def channel(self) -> str:

@@ -41,6 +41,11 @@ def create_missing(backend: Backend, conn: Any, table: str, create_sql: str, *, 
         exists = backend.describe(conn, table) is not None
     if exists:
         return False
+    # Two sessions creating one shared table at once (two targets' first runs sharing the state): the
+    # second would fail on the catalogue's unique index, IF NOT EXISTS or not. One at a time, and the
+    # second looks again once the first's transaction ended (docs/decisions.md, "Warm runs").
+    if backend.serialize_creation(conn, table) and backend.describe(conn, table) is not None:
+        return False
     who = _who(backend, conn, table)
     try:
         backend.execute(conn, create_sql)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 import polars as pl
@@ -117,6 +118,13 @@ class RunPlan:
         return CaptureRecord(self.changes.identity, run_id if self.changes.snapshot is not None else None)
 
 
+@cache
+def _siret_of_text() -> pl.Expr:
+    """SPEC §3's SIRET of a text column ``siret``: built once (an expression is immutable; building it
+    costs more than applying it to a capture run's few SIRETs)."""
+    return siret_key("siret", pl.String()).alias("siret")
+
+
 def requested_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.Series:
     """The requested SIRETs normalised like source rows (spaces, ``.0``, lost zeros; SPEC §3).
 
@@ -124,7 +132,7 @@ def requested_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.
     ['73282932000074']
     """
     raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
-    out = raw.select(siret_key("siret", pl.String()).alias("siret"))["siret"]
+    out = raw.select(_siret_of_text())["siret"]
     out = out.drop_nulls().unique(maintain_order=True)
     if out.is_empty() and not allow_empty:
         raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")

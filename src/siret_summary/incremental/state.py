@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import polars as pl
-import pyarrow as pa
 
 from siret_summary._version import PACKAGE as _package
 from siret_summary._version import __version__
@@ -158,7 +157,7 @@ class StateStore:
             return
         vanished = previous.join(rows.select("siret"), on="siret", how="anti").get_column("siret")
         differ = rows.select(STATE_COLUMNS).join(previous, on=list(STATE_COLUMNS), how="anti", nulls_equal=True)
-        self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record)
+        self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record, full=True)
 
     def write_some(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
                    capture: CaptureRecord | None) -> None:
@@ -177,12 +176,14 @@ class StateStore:
         return CaptureRecord(None, None) if kept is None else CaptureRecord(kept.capture, kept.cursor)
 
     def _write(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-               capture: CaptureRecord) -> None:
-        """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first."""
+               capture: CaptureRecord, full: bool = False) -> None:
+        """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first.
+        ``full``: a full run's (the table indexed when it has no index yet, as a whole replacement does)."""
         q, meta = quote_table(self.table), quote_table(self.meta)
-        # No primary key: only runs holding the lock touch this table, and
-        # maintaining an index on every full rewrite costs more than the
-        # occasional scan of a targeted delete. Replaced whole, it is emptied,
+        # No primary key: only runs holding the lock touch this table. An index on
+        # (target, siret) where the backend says it pays (PostgreSQL): a live watcher's
+        # run of some SIRETs deletes theirs by it instead of scanning every target's
+        # state (docs/decisions.md, "Warm runs"). Replaced whole, it is emptied,
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_LAYOUT)})"
         p = self.backend.param
@@ -193,8 +194,9 @@ class StateStore:
             else:  # none yet, or an older layout (unkeyed: no other target's state to keep)
                 self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
                 create_missing(self.backend, conn, self.table, create, exists=False)
-        else:  # looked up first: a role without CREATE on the schema runs once the table exists
-            create_missing(self.backend, conn, self.table, create)
+            self.backend.index_own_table(conn, self.table, ("target", "siret"))  # a full run: made once, when missing
+        elif create_missing(self.backend, conn, self.table, create) or full:  # no CREATE needed once it exists
+            self.backend.index_own_table(conn, self.table, ("target", "siret"))
         present = self.backend.describe(conn, self.meta)
         if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
             self.backend.execute(conn, f"DROP TABLE {meta}")
@@ -203,13 +205,9 @@ class StateStore:
             columns = ", ".join(f"{c} TEXT" for c in META_COLUMNS)
             create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({columns})", exists=False)
         if remove is not None:
-            removed = pl.concat([remove, rows["siret"]])
-            gone = self.backend.ingest_temporary(
-                conn, "siret_summary_state_gone", pa.table({"siret": removed.unique().cast(pl.String).to_arrow()})
-            )
-            self.backend.execute(
-                conn, f"DELETE FROM {q} WHERE target = {p(1)} AND siret IN (SELECT siret FROM {gone})", [self.target]
-            )
+            removed = pl.concat([remove, rows["siret"]]).unique().cast(pl.String).to_arrow()
+            self.backend.delete_sirets(conn, self.table, removed, staging="siret_summary_state_gone",
+                                       target=self.target)
         if rows.height:
             keyed = rows.select(pl.lit(self.target, pl.String).alias("target"), *STATE_COLUMNS)
             self.backend.ingest_into(conn, self.table, keyed.to_arrow())

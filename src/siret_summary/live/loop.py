@@ -20,7 +20,7 @@ from pathlib import Path
 from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.masking import mask_location
-from siret_summary.errors import CancelledError, ConfigError, SiretSummaryError
+from siret_summary.errors import CancelledError, ConfigError, LockWaitError, SiretSummaryError
 from siret_summary.live.bounded import Abandoned, call_bounded
 from siret_summary.live.safety_net import SafetyNet
 from siret_summary.live.signal_notify import NotifySignal, psycopg_available
@@ -76,13 +76,23 @@ def open_signal(backend: Backend, config: Config, *, notify: bool) -> Signal:
         raise SignalLost(f"PostgreSQL ne répond pas ({type(exc).__name__})") from exc
     change_log = backend.change_log()
     if capture is not None and notifies and notify and change_log is not None and psycopg_available():
-        return NotifySignal(backend.uri, config.connect_timeout, change_log.channel)
+        return NotifySignal(backend.uri, config.connect_timeout, change_log.channel, capture, change_log.notifies_sql)
     try:
         return PgPollSignal(backend, config, capture)
     except SignalLost:
         raise
     except Exception as exc:
         raise SignalLost(f"PostgreSQL ne répond pas ({type(exc).__name__})") from exc
+
+
+def refused(exc: SiretSummaryError) -> bool:
+    """Whether a first run's error is a refusal of the arguments, which watch() raises at once as run() does:
+    a setting to fix, or the checks and the lock's connection before any stage ran. Not a failed rebuild
+    (a write the table refused, another session's lock, a lost connection, a table another watcher was
+    creating at the same moment), which it backs off from and shows in its status (docs/decisions.md)."""
+    if isinstance(exc, LockWaitError):
+        return False
+    return isinstance(exc, ConfigError) or exc.setting is not None or exc.stage in (None, "lock", "record")
 
 
 class _Watcher:
@@ -191,12 +201,12 @@ class _Watcher:
         except CancelledError:
             status, error = "cancelled", None
         except SiretSummaryError as exc:
-            if first:
+            if first and refused(exc):
                 raise
             status, error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 — nothing a source holds may stop the watcher
             if first:
-                raise
+                raise  # not the library's own sentence: a bug, shown at once
             status, error = "failed", f"unexpected {type(exc).__name__}: {mask_location(str(exc))}"
         finally:
             if lent is not None and isinstance(signal, SQLiteSignal):

@@ -36,10 +36,12 @@ class NotifySignal:
 
     kind = "notify"
 
-    def __init__(self, uri: str, connect_timeout: float, channel: str) -> None:
+    def __init__(self, uri: str, connect_timeout: float, channel: str, log: str, notifies_sql: str) -> None:
         import psycopg  # lazy: an optional extra (siret_summary[live]); only a notify signal needs it
 
         self.psycopg = psycopg
+        # The change log (qualified, quoted): whether it still notifies is asked with each heartbeat.
+        self.log, self.notifies_sql = log, notifies_sql.replace("$1", "%s")  # psycopg's placeholder
         self.heartbeat = f"siret_summary_watch_{uuid.uuid4().hex[:16]}"
         self.listener: Any = None
         self.beater: Any = None
@@ -71,6 +73,7 @@ class NotifySignal:
             while True:
                 now = time.monotonic()
                 if self.sent_at is None and now >= self.next_beat:
+                    self._still_installed()
                     self.beater.execute(f"NOTIFY {self.heartbeat}")
                     self.sent_at, self.waited = now, 0.0
                 step = max(0.0, min(deadline - now, 0.25)) if not changed else 0.0
@@ -90,6 +93,14 @@ class NotifySignal:
                     return changed
         except self.psycopg.Error as exc:
             raise SignalLost(f"la connexion d'écoute à PostgreSQL est perdue ({type(exc).__name__})") from exc
+
+    def _still_installed(self) -> None:
+        """Capture uninstalled (or its notify trigger dropped or disabled) while the watcher listens: nothing
+        would tell it of a change any more (the safety net would, seconds later): it polls instead."""
+        row = self.beater.execute(self.notifies_sql, [self.log]).fetchone()
+        if not (row and row[0]):
+            raise SignalLost("la capture des changements n'avertit plus (désinstallée ?) : la surveillance "
+                             "passe à la scrutation", fallback=True)
 
     def settled(self) -> bool:
         return self.wait(0.0)

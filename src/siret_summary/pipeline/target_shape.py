@@ -81,21 +81,27 @@ def _cast_for(column: Column, dtype: pl.DataType, table: str) -> pl.Expr:
 def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> None:
     """Raise on the first value that does not fit its column (all limits measured in one pass)."""
     limits = {}
+    # PostgreSQL cannot store NUL; normalisation removes it, this is a guard. Measured with the limits, in
+    # the same pass (an alias no column can have: a NUL byte, which no identifier holds).
+    nul = {f"\x00nul\x00{c.name}": c for c in columns if c.kind == "text"}
     for column in columns:
-        if column.kind == "text":  # PostgreSQL cannot store NUL; normalisation removes it, this is a guard
-            holding = frame.filter(pl.col(column.name).str.contains("\x00", literal=True))
-            if holding.height:
-                raise TargetError(
-                    f'column "{column.name}" of {table} cannot store the NUL character in the row of SIRET '
-                    f"{_siret_of(holding)}; remove it from the source value."
-                )
         if column.kind == "text" and column.max_length is not None:
             limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
         elif column.kind == "integer" and column.max_integer is not None:
             limits[column.name] = (pl.col(column.name).abs().max(), column.max_integer)
-    if not limits:
+    if not limits and not nul:
         return
-    largest = frame.select(expr.alias(name) for name, (expr, _) in limits.items()).row(0, named=True)
+    largest = frame.select(
+        *(expr.alias(name) for name, (expr, _) in limits.items()),
+        *(pl.col(c.name).str.contains("\x00", literal=True).any().alias(alias) for alias, c in nul.items()),
+    ).row(0, named=True)
+    for alias, column in nul.items():
+        if largest[alias]:
+            holding = frame.filter(pl.col(column.name).str.contains("\x00", literal=True))
+            raise TargetError(
+                f'column "{column.name}" of {table} cannot store the NUL character in the row of SIRET '
+                f"{_siret_of(holding)}; remove it from the source value."
+            )
     for column in columns:
         if column.name not in limits or largest[column.name] is None:
             continue

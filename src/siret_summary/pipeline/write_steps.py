@@ -114,6 +114,7 @@ class Scoped:
     sirets: pl.Series | None  # the SIRETs whose target rows may go (None: every row)
     sql: str  # the same as a condition on ``t`` ("" : every row)
     existing: int  # target rows in scope
+    params: Any  # what ``sql`` binds (None: nothing)
     remaining: int | None  # rows in the target after (None: not known, ``previous`` was not counted)
 
 
@@ -188,16 +189,22 @@ def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
     if sirets is None:
         if staged.previous is None:  # a bug: only a write of some SIRETs leaves it uncounted, and it has sirets
             raise RuntimeError("a whole-table write without the target's row count")
-        return Scoped(staged, None, "", staged.previous, staged.rows.height)
-    gone = opened.backend.ingest_temporary(
-        opened.conn, STAGING_DELETE, pl.DataFrame({"siret": sirets}, schema={"siret": pl.String}).to_arrow(),
-    )
-    sql = opened.backend.siret_in_sql("t.siret", gone)
+        return Scoped(staged, None, "", staged.previous, None, staged.rows.height)
+    listed = sirets.cast(pl.String).to_arrow()
+    # A write of some SIRETs: a short list bound as one parameter where the backend can (no
+    # temporary table made, filled and dropped); a full write's may be long: staged.
+    bound = opened.backend.sirets_bound("t.siret", listed) if delete_sirets is not None else None
+    if bound is not None:
+        sql, params = bound
+    else:
+        gone = opened.backend.ingest_temporary(opened.conn, STAGING_DELETE, pa.table({"siret": listed}))
+        sql, params = opened.backend.siret_in_sql("t.siret", gone), None
     if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
         sql = f"({sql} OR t.siret IS NULL)"
-    existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}"))
+    existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}", params))
     previous = staged.previous
-    return Scoped(staged, sirets, sql, existing, None if previous is None else previous - existing + staged.rows.height)
+    remaining = None if previous is None else previous - existing + staged.rows.height
+    return Scoped(staged, sirets, sql, existing, params, remaining)
 
 
 def check_shrink(scoped: Scoped, shrink_ratio: float, force: bool) -> ShrinkChecked:
@@ -247,6 +254,7 @@ def replace(checked: ShrinkChecked) -> WriteStats:
         f"DELETE FROM {table} AS t WHERE {where}"
         f"NOT EXISTS (SELECT 1 FROM {staged.staging} AS s WHERE s.siret = t.siret AND {same})"
         f" RETURNING siret IN (SELECT siret FROM {staged.staging}) AS replaced",
+        scoped.params,
     ).column("replaced")
     removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
     names = ", ".join(quote_identifier(c.name) for c in opened.written)

@@ -177,6 +177,11 @@ class RunGuard:
         self._conn = open_connection(self.backend, role="main", error=TargetError)
         return self._conn
 
+    @property
+    def warm(self) -> bool:
+        """Whether this run uses a watcher's kept sessions (runs/warm.py)."""
+        return self._kept is not None
+
     def check_before_commit(self, conn: Any) -> None:
         """In the write's transaction on ``conn``: go on only while this run holds the lock (else :class:`LockLost`).
 
@@ -187,12 +192,16 @@ class RunGuard:
         """
         if self._host is None:
             return
-        if self._host.holder_for_commit(conn, self._canonical) != self._token:
+        if self._pid is not None:  # this run recorded itself holder at its start: the holders' table is there
+            holder, held = self._host.holder_and_held(conn, self._canonical, self.key, self._pid)
+        else:
+            holder, held = self._host.holder_for_commit(conn, self._canonical), False
+        if holder != self._token:
             raise LockLost(
                 f"the run lost its lock on {self.table}: the session holding it ended and another run took the lock "
                 "meanwhile; nothing was committed, run again."
             )
-        if self._pid is not None and self._host.held_by(conn, self.key, self._pid):
+        if held:
             return
         _close(self._guard)
         self._guard = self._pid = None

@@ -31,8 +31,8 @@ log = logging.getLogger("siret_summary")
 #: Percent reached at the start of each stage; a stage's progress runs up to the next one.
 STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
 
-#: A watcher's run (kept sessions, no ``on_status``) writes a progress step within a stage at most this often
-#: (seconds); each stage's start is always written (docs/decisions.md, "Warm runs").
+#: A watcher's run (kept sessions, no ``on_status``) writes a progress step (a stage's start included) at most
+#: this often (seconds) after its record or its last written step (docs/decisions.md, "Warm runs").
 WARM_PROGRESS_EVERY = 0.05
 
 
@@ -68,6 +68,7 @@ class Reporter:
         self.close()  # a retry after a transient failure: a fresh session
         if self.kept is not None:
             self.conn, _ = self.kept.first_use("status", self._start_on)
+            self._written_at = time.monotonic()  # the record just written: the first step throttled from it
             return
         self.conn = self._early_session() or self.store.backend.connect("status")
         self._start_on(self.conn)
@@ -78,8 +79,9 @@ class Reporter:
         ready = self.kept is not None and self.kept.status_ready
         apply_pending(self.store, conn, self.lock_path)  # before mark_stale
         if not self.record:  # a retry after the insert committed does not insert again
-            self.record = self.store.start(conn, ensure=not ready)
-        self.store.mark_stale(conn, self.run_id)
+            self.record = self.store.start(conn, ensure=not ready, stale=True)  # one commit for both
+        else:
+            self.store.mark_stale(conn, self.run_id)
         if self.kept is not None:
             self.kept.status_ready = True
 
@@ -108,7 +110,10 @@ class Reporter:
         return requested
 
     def finish(self, **fields: Any) -> None:
-        """Record the run's end: retried like any database step, else kept beside the lock for later."""
+        """Record the run's end: retried like any database step, else kept beside the lock for later.
+        The last progress step goes with it (a watcher's run may have held it back: :meth:`_throttled`)."""
+        for name in ("progress_stage", "progress_percent"):
+            fields.setdefault(name, self.record.get(name))
         self.persist(**fields)
         if self.recorded:
             return
@@ -158,13 +163,15 @@ class Reporter:
             raise CancelledError("the run was cancelled by siret_summary.cancel(); the target is unchanged.")
 
     def _throttled(self, stage: str) -> bool:
-        """A watcher's step within the stage last written, less than WARM_PROGRESS_EVERY after it: not written.
+        """A watcher's step less than WARM_PROGRESS_EVERY after its record or last written step: not written.
 
         Only for a watcher's run (``kept``) without ``on_status``: nobody is
-        told of each step, others read the record (a stage start at least every
-        stage), and a cancel() flag is read back with the next written step.
+        told of each step, others read the record (its stage at most
+        WARM_PROGRESS_EVERY behind), and a cancel() flag is read back with the
+        next written step or the run's end. ``stage``: the step's (any stage).
         """
-        return (self.kept is not None and self.on_status is None and stage == self.record.get("progress_stage")
+        del stage  # every stage alike: a 1-SIRET run's stages each last a few ms
+        return (self.kept is not None and self.on_status is None
                 and time.monotonic() - self._written_at < WARM_PROGRESS_EVERY)
 
     def stage_start(self, stage: str) -> None:

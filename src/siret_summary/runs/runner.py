@@ -196,8 +196,15 @@ def _acquire(guard: RunGuard, backend: Backend) -> bool:
         if refused is not None:
             refused.stage = "lock"
             raise refused from exc
+        reason = driver_reason(exc, backend.uri)
+        sqlstate = str(getattr(exc, "sqlstate", None) or "")
+        if sqlstate and not sqlstate.startswith("08"):  # the server answered: not the connection (adv4 finding 4)
+            fix = ("drop that table (the next run makes it again)" if "siret_summary_lock_holders" in reason
+                   else "fix what the database reports")
+            raise TargetError(f"cannot take the run's lock in {backend.display()} ({reason}); {fix} and run again.",
+                              stage="lock") from exc
         raise TargetError(
-            f"cannot connect to the target database {backend.display()} ({driver_reason(exc, backend.uri)}); "
+            f"cannot connect to the target database {backend.display()} ({reason}); "
             "check the URI and that the server is running and reachable.", stage="lock",
         ) from exc
 

@@ -6,7 +6,8 @@ Now each stage borrows the run's connection to that database and ends its
 transaction on the way out (no table locks or snapshot kept between stages);
 a failure closes the connection, so a retry starts from a fresh one. The
 server still shows which stage is at work: the session's ``application_name``
-follows the role (``siret_summary:write`` …).
+follows the role (``siret_summary:write`` …) in a cold run; a watcher's warm
+run keeps its kept sessions' labels (``relabel=False``: a round trip a stage).
 
 The connection to the target database may be *pinned*: on PostgreSQL the
 guard opens it (guard.py) beside its own lock session, and the write checks in
@@ -33,8 +34,10 @@ class Sessions:
     database; ``relock()`` returns a new one after it ended (or raises).
     """
 
-    def __init__(self, pinned: tuple[str, Any] | None = None, relock: Callable[[], Any] | None = None) -> None:
+    def __init__(self, pinned: tuple[str, Any] | None = None, relock: Callable[[], Any] | None = None, *,
+                 relabel: bool = True) -> None:
         self._open: dict[str, tuple[Any, str]] = {}
+        self._relabel = relabel  # False: a watcher's warm run keeps its sessions' labels (a round trip a stage)
         self._pinned_uri = None if pinned is None else pinned[0]
         self._relock = relock
         if pinned is not None:
@@ -72,7 +75,7 @@ class Sessions:
             held = (conn, "guard")
             self._open[backend.uri] = held
         conn, current = held
-        if current != role:
+        if current != role and self._relabel:
             try:
                 backend.set_role(conn, role)
             except Exception:  # a connection that broke while idle: open a new one (outside this handler)

@@ -88,7 +88,9 @@ class RunStages:
         # The run's session to the target, opened by the guard (PostgreSQL): the write
         # commits only after the guard checked, in its transaction, that the lock is held (SPEC §7).
         pinned = None if guard.connection is None else (backend.uri, guard.connection)
-        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock)
+        # A watcher's warm run (kept sessions) does not relabel them per stage: two round trips a stage
+        # for a run of a few ms (docs/decisions.md, "Warm runs").
+        self.sessions = Sessions(pinned=pinned, relock=self._retake_lock, relabel=not guard.warm)
 
     # --- the run, top to bottom -------------------------------------------------
     def execute(self, source: Any, *, mode: Mode, force: bool, sirets: pl.Series | None) -> RunResult:
@@ -278,6 +280,10 @@ class RunStages:
                 )
 
         stats = self.retry.call(write_once, what="write")
+        try:  # the lookup indexes a full write found missing: after the commit, nothing may fail the run
+            self.backend.make_wanted_indexes()
+        except Exception:  # noqa: BLE001 — the next full run tries again
+            log.info("the lookup indexes of %s were not made", self.config.target_table, exc_info=True)
         if plan.changes is not None and not same_database:
             self._consume_elsewhere(plan, result)
         result.seconds["write"] = time.perf_counter() - t0

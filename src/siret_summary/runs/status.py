@@ -106,11 +106,10 @@ class StatusStore:
     def _exists(self, conn: Any) -> bool:
         return self.backend.describe(conn, self.table) is not None
 
-    def start(self, conn: Any, *, ensure: bool = True) -> dict[str, Any]:
+    def start(self, conn: Any, *, ensure: bool = True, stale: bool = False) -> dict[str, Any]:
         """Insert a new ``running`` record, numbered after every record in the table, and return it.
-
-        ``ensure``: create the table (or add its ``seq``) first when missing; False when this session
-        already did (a watcher's kept session: a table dropped since makes the insert fail)."""
+        ``ensure``: create the table (or add its ``seq``) first when missing; False when this session already
+        did (a kept session: a table dropped since makes the insert fail). ``stale``: :meth:`mark_stale` too."""
         if ensure:
             self.ensure(conn)
         record = {
@@ -129,6 +128,8 @@ class StatusStore:
             f" (SELECT COALESCE(CAST(MAX(seq) AS BIGINT), 0) + 1 FROM {self._q()} WHERE {_SANE_SEQ}))",
             [record[c] for c in _COLUMNS],
         )
+        if stale:
+            self.backend.execute(conn, *self._stale(str(record["run_id"])))
         conn.commit()
         return record
 
@@ -161,13 +162,12 @@ class StatusStore:
 
     def mark_stale(self, conn: Any, keep_run_id: str) -> None:
         """Records left ``running`` by crashed runs become ``interrupted`` (we hold the lock)."""
+        self._commit(conn, *self._stale(keep_run_id))
+
+    def _stale(self, keep_run_id: str) -> tuple[str, list[Any]]:
         p = self.backend.param
-        self._commit(
-            conn,
-            f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)}"
-            f" WHERE status = 'running' AND target_table = {p(2)} AND run_id <> {p(3)}",
-            [now_iso(), self.target_table, keep_run_id],
-        )
+        return (f"UPDATE {self._q()} SET status = 'interrupted', completed_at = {p(1)} WHERE status = 'running'"
+                f" AND target_table = {p(2)} AND run_id <> {p(3)}", [now_iso(), self.target_table, keep_run_id])
 
     def prune(self, conn: Any, keep: int) -> None:
         """Keep the target's ``keep`` newest records by ``seq`` (records without a sane one go first)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +24,7 @@ from siret_summary.db.base import (
     split_table,
 )
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
-from siret_summary.db.postgres import waits
+from siret_summary.db.postgres import own_indexes, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
 from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
@@ -61,6 +62,9 @@ _BINDABLE = {
 }  # fmt: skip
 
 
+#: The advisory lock namespace of a library table's creation ("ST"; the runs' lock is "SS", lock.py).
+_CREATION_NAMESPACE = 0x5354
+
 #: Up to this many SIRETs, :meth:`PostgresBackend.delete_sirets` binds them as one array parameter.
 _BOUND_SIRETS = 10_000
 
@@ -87,6 +91,11 @@ def _array_param(values: pa.Array) -> pa.RecordBatch:
     return pa.record_batch([pa.ListArray.from_arrays(offsets, values)], names=["values"])
 
 
+def _with_text(params: pa.RecordBatch, text: str) -> pa.RecordBatch:
+    """``params`` (one bound array) and ``text`` as the second parameter."""
+    return pa.record_batch([params.column(0), pa.array([text], pa.string())], names=["values", "text"])
+
+
 def _storage(column: Any, storage_type: pa.DataType) -> Any:
     if isinstance(column, pa.ChunkedArray):
         return pa.chunked_array([c.storage for c in column.chunks], type=storage_type)
@@ -103,6 +112,7 @@ class PostgresBackend(Backend):
         self.uri = uri
         self.connect_timeout = connect_timeout
         self.lock_timeout = lock_timeout  # of the run records' transactions (the write gets its own)
+        self.wanted_indexes: list[tuple[str, tuple[str, ...]]] = []  # noted by own_indexes, made after the commit
 
     def connect(self, role: str = "main") -> Any:
         # application_name lets a DBA (and the tests) tell the run's sessions apart.
@@ -272,13 +282,35 @@ class PostgresBackend(Backend):
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
         return where, _array_param(pa.array(list(sirets), pa.string()))
 
-    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str) -> None:
-        if len(sirets) > _BOUND_SIRETS:
-            return super().delete_sirets(conn, table, sirets, staging=staging)
+    def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
+                      target: str | None = None) -> None:
+        bound = self.sirets_bound("siret", sirets)
+        if bound is None:
+            return super().delete_sirets(conn, table, sirets, staging=staging, target=target)
         # A few SIRETs (an incremental run's): one bound array, one round trip, instead
         # of a temporary table (created, filled by COPY, dropped: catalog rows each time).
-        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE siret = ANY($1::text[])",
-                     _array_param(sirets.cast(pa.string())))
+        where, params = bound
+        if target is not None:
+            where, params = f"target = $2 AND {where}", _with_text(params, target)
+        self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {where}", params)
+
+    def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
+        if len(sirets) > _BOUND_SIRETS:
+            return None
+        return f"{column} = ANY($1::text[])", _array_param(sirets.cast(pa.string()))
+
+    def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:
+        own_indexes.note_missing(self, conn, table, columns)
+
+    def make_wanted_indexes(self) -> None:
+        own_indexes.make_wanted(self)
+
+    def serialize_creation(self, conn: Any, table: str) -> bool:
+        # A transaction-level advisory lock on the name (its own namespace, not the runs' lock): held
+        # until this transaction ends, so the other creator sees the table committed, or none.
+        key = zlib.crc32(table.encode()) - (1 << 31)
+        self.execute(conn, "SELECT pg_advisory_xact_lock($1::int4, $2::int4)", [_CREATION_NAMESPACE, key])
+        return True
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
         # The key of a row is its raw SIRET itself, in its stored type: the

@@ -284,5 +284,9 @@ class PostgresChangeLog:
         return log, self.backend.scalar(conn, HAS_NOTIFY_SQL, [log]) is True
 
     @property
+    def notifies_sql(self) -> str:
+        return HAS_NOTIFY_SQL
+
+    @property
     def channel(self) -> str:
         return CHANNEL

@@ -125,6 +125,11 @@ def siret_index_name(table: str) -> str:
     return _with_digest("siret_summary_norm_", table)
 
 
+def own_index_name(table: str) -> str:
+    """Name of the index a run adds to a table of the library's own (the state, the row versions)."""
+    return _with_digest("siret_summary_lookup_", table)
+
+
 def normalised_siret_sql(column: str) -> str:
     """SQL computing SPEC §3's SIRET from a raw column (NULL when rejected), as rules/columns.py does."""
     digits = (

@@ -72,6 +72,20 @@ class AdvisoryLock:
         value = self.backend.scalar(conn, f"SELECT holder FROM {holders} WHERE target = $1 FOR SHARE", [table])
         return None if value is None else str(value)
 
+    def holder_and_held(self, conn: Any, table: str, key: int, pid: int) -> tuple[str | None, bool]:
+        """:meth:`holder_for_commit` and :meth:`held_by` in one round trip, for a run that recorded itself
+        holder (the holders' table existed at its start: dropped since, the statement fails and so does the
+        write, as a lost lock would). No row: ``(None, False)``."""
+        row = self.backend.fetch_arrow(
+            conn, f"SELECT h.holder, EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = $4::int4 AND classid = $2::int8::oid AND objid = $3::int8::oid AND objsubid = 2) AS held"
+            f" FROM {self._holders(table)} AS h WHERE h.target = $1 FOR SHARE OF h",
+            [table, self._NAMESPACE, key & 0xFFFFFFFF, pid],
+        ).to_pylist()  # fmt: skip
+        if not row:
+            return None, False
+        return (None if row[0]["holder"] is None else str(row[0]["holder"])), bool(row[0]["held"])
+
     def release(self, conn: Any) -> None:
         # Ending the transaction frees the lock at once (closing the connection
         # frees it only when the server process has exited, a moment later).

@@ -183,6 +183,8 @@ class OpenedVersions:
             create_missing(self.backend, conn, self.table,
                            f"CREATE TABLE {q} (siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)",
                            exists=False)
+        if present is None or forget is None or kept is not None:  # made, emptied or a full write
+            self.backend.index_own_table(conn, self.table, ("siret",))
         if forget is None:  # none holds (a write into an empty target): no list to send
             self.backend.execute(conn, self.backend.empty_table_sql(q))  # TRUNCATE: transactional, no dead rows
             forget = _NO_SIRETS
