@@ -121,16 +121,8 @@ def test_a_warm_run_failing_in_its_write_is_recorded_at_the_write_stage(pg_db, m
     from siret_summary.runs import reporter
 
     monkeypatch.setattr(reporter, "WARM_PROGRESS_EVERY", 60.0)
-    from watchutil import TABLE as WATCHED
-
-    from siret_summary.runs.warm import WarmRuns
-
-    load(pg_db, n_pv=300)
-    siret_summary.install_change_capture(pg_db)
-    config = siret_summary.Config(target_table=WATCHED)
-    warm = WarmRuns(pg_db, None, config)
+    warm, WATCHED = _warm_after_a_first_run(pg_db)
     try:
-        assert warm.run().status == "completed"
         execute(pg_db, "CREATE FUNCTION adv4_refuse() RETURNS trigger LANGUAGE plpgsql AS"
                        " $$ BEGIN RAISE EXCEPTION 'adv4: refused by a trigger'; END $$",
                 f"CREATE TRIGGER adv4_refuse BEFORE INSERT ON {WATCHED} FOR EACH ROW EXECUTE FUNCTION adv4_refuse()",
@@ -142,7 +134,7 @@ def test_a_warm_run_failing_in_its_write_is_recorded_at_the_write_stage(pg_db, m
         assert isinstance(outcome, SiretSummaryError), outcome
     finally:
         warm.close()
-    status = siret_summary.status(pg_db, config=config)
+    status = siret_summary.status(pg_db, config=siret_summary.Config(target_table=WATCHED))
     assert status is not None and status["status"] == "failed", status
     assert status["progress"]["stage"] == "write", status
 
@@ -202,16 +194,8 @@ def test_warm_runs_after_the_holders_table_is_dropped_or_altered_between_them(pg
     in one statement: dropped between two warm runs, the next runs complete (a first failure may be
     fair); altered (a column renamed by someone), they complete or refuse naming that table, never
     blaming the connection."""
-    from watchutil import TABLE as WATCHED
-
-    from siret_summary.runs.warm import WarmRuns
-
-    load(pg_db, n_pv=300)
-    siret_summary.install_change_capture(pg_db)
-    config = siret_summary.Config(target_table=WATCHED)
-    warm = WarmRuns(pg_db, None, config)
+    warm, WATCHED = _warm_after_a_first_run(pg_db)
     try:
-        assert warm.run().status == "completed"
         execute(pg_db, tamper, new_pv_rows(3, 960_000))
         outcomes: list[object] = []
         for _ in range(3):  # a first failure may be fair (the table changed under it); not three
@@ -265,3 +249,21 @@ def test_bulk_imports_of_hundreds_of_sirets_under_a_watcher_end_equal_to_the_ref
         assert_target_is_reference(pg_db, table=WATCHED)
     finally:
         watcher.stop()
+
+
+def _warm_after_a_first_run(pg_db):
+    """Warm runs (runs/warm.py) on a 300-row source with change capture, into the watched table, after
+    their first run completed; and that table's name. The caller closes them."""
+    from watchutil import TABLE as WATCHED
+
+    from siret_summary.runs.warm import WarmRuns
+
+    load(pg_db, n_pv=300)
+    siret_summary.install_change_capture(pg_db)
+    warm = WarmRuns(pg_db, None, siret_summary.Config(target_table=WATCHED))
+    try:
+        assert warm.run().status == "completed"
+    except BaseException:
+        warm.close()
+        raise
+    return warm, WATCHED
