@@ -411,3 +411,33 @@ def test_explain_through_a_transaction_pooler_agrees_and_leaves_nothing(pg, pg_u
                         assert cur.fetchone()[0] != "0"
         finally:
             close_idle()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding 5: explain/rows.py could_be raises on some scientific spellings (Decimal traps).
+
+
+@pytest.mark.xfail(strict=True, reason="finding 5: could_be raises decimal.Overflow (exponent > Emax, e.g. "
+                   "'1E+9999999') or decimal.InvalidOperation (quantize needing > 28 digits: a mantissa of 29+ "
+                   "significant digits): one such row in a table crashes explain for every SIRET no row holds")
+@pytest.mark.parametrize("spelling", ["1E+9999999", "7.32829320000740000000000000000E+13"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
+def test_a_scientific_spelling_beyond_decimal_context_does_not_crash_explain(backend, spelling, pg, tmp_path):
+    """Expected: the absent SIRET is explained (the second spelling is exactly S, so it may mean S)."""
+    absent = SIRET  # no row holds it: the candidates are looked for
+    pv_sirets = ["11111111111111", spelling]
+    if backend == "memory":
+        import polars as pl
+
+        columns = [c for c in DEFAULT_PV_COLUMNS.values() if c]
+        rows = [{"id_pv": str(i + 1), "siret": s} | _BASE for i, s in enumerate(pv_sirets)]
+        source: object = {"Tous_PV": pl.DataFrame([{c: r.get(c) for c in columns} for r in rows],
+                                                  schema={c: pl.String for c in columns})}
+        config = Config()
+    elif backend == "sqlite":
+        source, config = str(tmp_path / "big.db"), Config()
+        _make_sqlite(Path(str(source)), pv_sirets, [])
+    else:
+        source, config = pg, _make_pg(pg, pv_sirets, [])
+    facts = _agree(source, absent, config)
+    assert facts["only_rejected_rows"] == (spelling != "1E+9999999")
