@@ -441,3 +441,34 @@ def test_a_scientific_spelling_beyond_decimal_context_does_not_crash_explain(bac
         source, config = pg, _make_pg(pg, pv_sirets, [])
     facts = _agree(source, absent, config)
     assert facts["only_rejected_rows"] == (spelling != "1E+9999999")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding 6: a candidate corrected to S between explain's two reads: an answer true at no instant.
+
+
+@pytest.mark.xfail(strict=True, reason="finding 6 (race, low): the only candidate of an absent S is corrected "
+                   "to S's plain spelling between the narrowed read and the candidates' whole read: explain "
+                   "says no row and no candidate, true neither before (a candidate) nor after (S's own row)")
+def test_a_candidate_corrected_to_the_siret_between_the_reads_is_seen_in_one_state(pg, monkeypatch):
+    """Before the UPDATE: row None and the candidate listed. After: compute()'s row. explain gives
+    neither: the first read said "no row holds S", the second no longer holds a rejected spelling."""
+    from siret_summary.explain import rows as explain_rows
+
+    config = _make_pg(pg, ["7.3282932E+13", "11111111111111"], [])
+    absent = "73282932000075"
+    real, calls = explain_rows._raw_rows, []
+
+    def racing(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            _execute(pg, f"UPDATE \"Tous_PV\" SET siret = '{absent}' WHERE id_pv = '1'")
+        return out
+
+    monkeypatch.setattr(explain_rows, "_raw_rows", racing)
+    facts = siret_summary.explain(pg, absent, config=config).to_dict()
+    assert len(calls) == 2, "the narrowed candidate is read again"
+    before = facts["row"] is None and _raw_sirets(facts, "pv_rows") == ["7.3282932E+13"]
+    after = _same(facts["row"], _computed(pg, absent, config)) and facts["row"] is not None
+    assert before or after, facts
