@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pytest
+from conftest import fresh_database
 
 import siret_summary
-from conftest import fresh_database
 from siret_summary.config import DEFAULT_PV_COLUMNS, Config
 from siret_summary.db.siret_prefilter import WHOLE, postgres_clause
 from siret_summary.explain.connections import close_idle
@@ -62,7 +62,8 @@ def _make_pg(uri: str, pv_sirets, inv_sirets, *, pv_table="Tous_PV", inv_table="
     pvc = dict(DEFAULT_PV_COLUMNS) | (pv_columns or {})
     columns = list(dict.fromkeys(c for c in pvc.values() if c))
     types = {pvc["siret"]: siret_type, pvc["date"]: date_type}
-    _execute(uri, f"CREATE TABLE {_qt(pv_table)} (" + ", ".join(f"{_qi(c)} {types.get(c, 'text')}" for c in columns) + ")")
+    declared = ", ".join(f"{_qi(c)} {types.get(c, 'text')}" for c in columns)
+    _execute(uri, f"CREATE TABLE {_qt(pv_table)} ({declared})")
     for i, siret in enumerate(pv_sirets):
         cells = {"id_pv": str(i + 1), "siret": siret} | _BASE
         by_column: dict[str, str | None] = {}
@@ -73,7 +74,8 @@ def _make_pg(uri: str, pv_sirets, inv_sirets, *, pv_table="Tous_PV", inv_table="
     ic = {"id": "id", "siret": "siret", "date": "date_invit"} | (inv_columns or {})
     inv = list(dict.fromkeys([ic["id"], ic["siret"], ic["date"]]))
     itypes = {ic["siret"]: siret_type, ic["date"]: date_type}
-    _execute(uri, f"CREATE TABLE {_qt(inv_table)} (" + ", ".join(f"{_qi(c)} {itypes.get(c, 'text')}" for c in inv) + ")")
+    declared = ", ".join(f"{_qi(c)} {itypes.get(c, 'text')}" for c in inv)
+    _execute(uri, f"CREATE TABLE {_qt(inv_table)} ({declared})")
     for i, siret in enumerate(inv_sirets):
         by_column = {}
         for key, value in (("siret", siret), ("id", str(1000 + i)), ("date", "2022-01-01")):
@@ -277,7 +279,8 @@ def test_hostile_table_names_agree_with_compute(pg, pv_table, inv_table):
     assert _raw_sirets(_agree(pg, "73282932000075", config), "pv_rows") == ["7.3282932E+13"]
 
 
-@pytest.mark.parametrize("siret_column", ["__siret_summary_hits", "si%ret'\"$1", "c" * 63, "__SIRET_SUMMARY_WHOLE", "?"])
+@pytest.mark.parametrize("siret_column",
+                         ["__siret_summary_hits", "si%ret'\"$1", "c" * 63, "__SIRET_SUMMARY_WHOLE", "?"])
 def test_hostile_column_names_agree_with_compute(pg, siret_column):
     """Hostile SIRET column names in both tables, the PV id column named as the statement's CTE, the
     invitations' id named ``$1`` (the narrowed statement has no parameter; the prefilter's has one)."""
