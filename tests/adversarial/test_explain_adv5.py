@@ -3,7 +3,7 @@
 db/postgres/explain_read.py (the narrowed statement), db/siret_prefilter.py, explain/rows.py,
 explain/connections.py; docs/decisions.md, "explain's one read: the scientific rows narrowed".
 Every check compares ``explain(source, S).row`` with the row ``compute(source)`` gives for ``S`` at
-the same moment. Findings are marked xfail (strict) with their number.
+the same moment. Findings carry their number; each was seen failing (strict xfail) before its fix.
 """
 
 from __future__ import annotations
@@ -137,8 +137,6 @@ def _write_sqlite_flag_column(path: Path) -> Config:
     return Config(pv_columns=dict(DEFAULT_PV_COLUMNS) | {"institution": "__siret_summary_whole"})
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: a mapped column named __siret_summary_whole is taken for "
-                   "explain's flag (explain/rows.py _narrowed/_without_flag): explain crashes, compute() works")
 @pytest.mark.parametrize("backend, siret", [("postgresql", SIRET), ("postgresql", "43589558803129"),
                                             ("sqlite", SIRET), ("sqlite", "43589558803129"),
                                             ("sqlite", "11111111111111")])
@@ -160,8 +158,6 @@ def test_a_mapped_column_named_as_the_flag_is_explained_as_compute_reads_it(back
         assert [r["raw"][WHOLE] for r in facts["pv_rows"]] == ["CSE"]
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: the SIRET column itself named __siret_summary_whole: "
-                   "explain crashes (KeyError), compute() works")
 def test_the_siret_column_named_as_the_flag(pg):
     config = _make_pg(pg, [SIRET, SCIENTIFIC], [SIRET], pv_columns={"siret": WHOLE})
     _agree(pg, SIRET, config)
@@ -171,9 +167,6 @@ def test_the_siret_column_named_as_the_flag(pg):
 # Finding 2: the kept idle connection keeps the session defaults it was opened with.
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2: explain's kept connection keeps the TimeZone / search_path "
-                   "it was opened with; after ALTER DATABASE ... SET, compute() (a new session) and explain "
-                   "disagree until the process ends (explain/connections.py)")
 @pytest.mark.parametrize("setting", ["timezone", "search_path"])
 def test_a_database_default_changed_after_a_call_is_seen_by_the_next(pg, setting):
     """ALTER DATABASE ... SET applies to new sessions. compute() opens one; explain's warm call reuses the
@@ -197,9 +190,6 @@ def test_a_database_default_changed_after_a_call_is_seen_by_the_next(pg, setting
 # Finding 3: an array of a text type is taken for text by the prefilter.
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: postgres_clause takes 'character varying(20)[]' (an array) "
-                   "for text (declared.split('(')[0]): explain sends LIKE on an array, a raw "
-                   "adbc ProgrammingError 'operator does not exist: character varying[] ~~ unknown'")
 @pytest.mark.parametrize("declared", ["character varying(20)[]", "character(20)[]", "character varying(20)[][]"])
 def test_the_prefilter_refuses_arrays_of_text_types(declared):
     """Its docstring: 'only text types (None otherwise)'; 'text[]' and 'character varying[]' are refused,
@@ -208,8 +198,6 @@ def test_the_prefilter_refuses_arrays_of_text_types(declared):
     assert postgres_clause("siret", declared, ["%7%", "%e%", "%E%"]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: explain on a varchar(20)[] SIRET column fails in SQL "
-                   "(adbc ProgrammingError) where compute() fails in Polars: not the same error")
 def test_explain_fails_on_an_array_siret_column_as_compute_does(pg):
     _make_pg(pg, [], [], siret_type="character varying(20)[]")
     _execute(pg, "INSERT INTO \"Tous_PV\" (id_pv, siret) VALUES ('1', ARRAY['73282932000074'])")
@@ -224,9 +212,6 @@ def test_explain_fails_on_an_array_siret_column_as_compute_does(pg):
 # Finding 4 (shared with compute(), not explain's own): TIMESTAMPTZ with a precision.
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: a 'timestamp(3) with time zone' date is read as its UTC "
-                   "date, not in the session's time zone (db/base.py select_value compares the declared "
-                   "type with 'timestamp with time zone' exactly); compute() and explain alike")
 def test_a_timestamptz_with_precision_is_read_in_the_session_time_zone(pg):
     config = _make_pg(pg, [SIRET], [SIRET], date_type="timestamptz(3)")
     _execute(pg, f"ALTER DATABASE {_qi(_database(pg))} SET timezone = 'Pacific/Kiritimati'",
@@ -384,7 +369,7 @@ def test_explain_leaves_no_setting_on_its_kept_connection_and_runs_serial(pg, mo
     for siret, row in zip(sirets, expected, strict=True):
         assert _same(siret_summary.explain(pg, siret, config=config).row, row)
     assert len(seen) >= 2 * len(sirets) and all(s == ("0", True) for s in seen), seen
-    [(_, conn)] = [v for k, v in connections._idle.items() if k.startswith(pg.split("?")[0])]
+    [(_, conn, _)] = [v for k, v in connections._idle.items() if k.startswith(pg.split("?")[0])]
     with conn.cursor() as cur:
         cur.execute("SELECT current_setting('max_parallel_workers_per_gather'),"
                     " (SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid())")
@@ -420,9 +405,6 @@ def test_explain_through_a_transaction_pooler_agrees_and_leaves_nothing(pg, pg_u
 # Finding 5: explain/rows.py could_be raises on some scientific spellings (Decimal traps).
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: could_be raises decimal.Overflow (exponent > Emax, e.g. "
-                   "'1E+9999999') or decimal.InvalidOperation (quantize needing > 28 digits: a mantissa of 29+ "
-                   "significant digits): one such row in a table crashes explain for every SIRET no row holds")
 @pytest.mark.parametrize("spelling", ["1E+9999999", "7.32829320000740000000000000000E+13"])
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
 def test_a_scientific_spelling_beyond_decimal_context_does_not_crash_explain(backend, spelling, pg, tmp_path):
@@ -450,9 +432,6 @@ def test_a_scientific_spelling_beyond_decimal_context_does_not_crash_explain(bac
 # Finding 6: a candidate corrected to S between explain's two reads: an answer true at no instant.
 
 
-@pytest.mark.xfail(strict=True, reason="finding 6 (race, low): the only candidate of an absent S is corrected "
-                   "to S's plain spelling between the narrowed read and the candidates' whole read: explain "
-                   "says no row and no candidate, true neither before (a candidate) nor after (S's own row)")
 def test_a_candidate_corrected_to_the_siret_between_the_reads_is_seen_in_one_state(pg, monkeypatch):
     """Before the UPDATE: row None and the candidate listed. After: compute()'s row. explain gives
     neither: the first read said "no row holds S", the second no longer holds a rejected spelling."""
@@ -470,8 +449,9 @@ def test_a_candidate_corrected_to_the_siret_between_the_reads_is_seen_in_one_sta
         return out
 
     monkeypatch.setattr(explain_rows, "_raw_rows", racing)
-    facts = siret_summary.explain(pg, absent, config=config).to_dict()
+    explanation = siret_summary.explain(pg, absent, config=config)
+    facts = explanation.to_dict()
     assert len(calls) == 2, "the narrowed candidate is read again"
-    before = facts["row"] is None and _raw_sirets(facts, "pv_rows") == ["7.3282932E+13"]
-    after = _same(facts["row"], _computed(pg, absent, config)) and facts["row"] is not None
+    before = explanation.row is None and _raw_sirets(facts, "pv_rows") == ["7.3282932E+13"]
+    after = explanation.row is not None and _same(explanation.row, _computed(pg, absent, config))
     assert before or after, facts

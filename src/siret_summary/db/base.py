@@ -49,11 +49,24 @@ def select_item(name: str, declared: str | None = None) -> str:
 
 
 def select_value(name: str, declared: str | None = None) -> str:
-    """The value :func:`select_item` selects, without its name (``col`` or ``col::date``)."""
+    """The value :func:`select_item` selects, without its name (``col`` or ``col::date``); a
+    ``timestamp(p) with time zone`` is one too (:func:`base_type`)."""
     q = quote_identifier(name)
-    if (declared or "").lower() == "timestamp with time zone":
+    if base_type(declared or "") == "timestamp with time zone":
         return f"{q}::date"
     return q
+
+
+#: A type modifier as ``format_type`` writes it: ``(20)``, ``(3)``, ``(10,2)``.
+_TYPE_MODIFIER = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
+
+
+def base_type(declared: str) -> str:
+    """A PostgreSQL column type as ``format_type`` writes it, lower case, without its modifiers:
+    ``character varying(20)`` → ``character varying``, ``timestamp(3) with time zone`` → ``timestamp with
+    time zone``, ``numeric(10,2)`` → ``numeric``. An array keeps its brackets (``character varying(20)[]`` →
+    ``character varying[]``): never taken for its element type (adversarial finding 3 of session 5)."""
+    return _TYPE_MODIFIER.sub("", declared).strip().lower()
 
 
 def quote_table(table: str) -> str:

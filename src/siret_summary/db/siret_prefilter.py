@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from siret_summary.db.base import Backend, Filter, quote_identifier
+from siret_summary.db.base import Backend, Filter, base_type, quote_identifier
 from siret_summary.db.postgres import explain_read
 
 #: The flag column of :func:`narrowed_select`'s rows, and its values (db/postgres/explain_read.py).
@@ -77,7 +77,7 @@ def serial_scan(backend: Backend, conn: Any) -> None:
 
 def postgres_clause(column: str, declared: str | None, patterns: Sequence[str]) -> Filter | None:
     """PostgreSQL's clause for a column of type ``declared``: only text types (None otherwise)."""
-    if declared is None or declared.split("(")[0].strip().lower() not in _PG_TEXT:
+    if declared is None or base_type(declared) not in _PG_TEXT:
         return None  # a number's text is made by the driver and Polars, not by the server
     q = quote_identifier(column)
     # COLLATE "C": LIKE is refused under a nondeterministic collation, and digits compare alike in all.

@@ -17,6 +17,13 @@ runs explain's read on a kept connection instead, under these rules
   call's;
 * a connection kept by another process (after ``fork``) is forgotten, never
   used nor closed (closing would end the parent's session);
+* a kept connection is used only while the defaults a new session would get
+  are those it got: ``ALTER DATABASE … SET`` / ``ALTER ROLE … SET`` (a
+  ``TimeZone`` that moves a TIMESTAMPTZ's date, a ``search_path`` naming
+  other tables) apply to sessions opened after them, so a call that finds
+  ``pg_db_role_setting`` changed since the connection opened closes it and
+  opens a fresh one, as ``compute()`` would (adversarial finding 2 of
+  session 5); one catalogue query per warm call;
 * idle connections are closed at interpreter exit.
 
 ``run()``'s sessions never come here. SQLite is not cached (its connections are cheap to open).
@@ -36,20 +43,47 @@ from siret_summary.db.base import Backend
 T = TypeVar("T")
 
 _lock = threading.Lock()
-#: Backend URI → (pid that opened it, the idle connection).
-_idle: dict[str, tuple[int, Any]] = {}
+#: Backend URI → (pid that opened it, the idle connection, its session defaults: :data:`SESSION_DEFAULTS`).
+_idle: dict[str, tuple[int, Any, str]] = {}
+
+#: The per-database and per-role settings a session of this database and login role starts with
+#: (``ALTER DATABASE … SET``, ``ALTER ROLE … SET``, ``ALTER ROLE … IN DATABASE … SET``), as one text.
+SESSION_DEFAULTS = (
+    "SELECT coalesce(string_agg(s.setdatabase::text || '/' || s.setrole::text || '/'"
+    " || array_to_string(s.setconfig, chr(31)), chr(30) ORDER BY s.setdatabase, s.setrole), '')"
+    " FROM pg_catalog.pg_db_role_setting s"
+    " WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))"
+    " AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))"
+)
 
 
-def _take(uri: str) -> Any | None:
-    """The idle connection of ``uri`` opened by this process, removed from the cache; else None."""
+def _defaults(conn: Any) -> str | None:
+    """:data:`SESSION_DEFAULTS` read on ``conn`` (in a transaction rolled back at once); None when the
+    catalogue cannot be read (a host that revoked it): such a connection is never kept."""
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(SESSION_DEFAULTS)
+            value = cur.fetchone()[0]
+        finally:
+            cur.close()
+    except Exception:
+        value = None
+    conn.rollback()
+    return None if value is None else str(value)
+
+
+def _take(uri: str) -> tuple[Any, str] | None:
+    """The idle connection of ``uri`` opened by this process and its session defaults, removed from the
+    cache; else None."""
     with _lock:
         kept = _idle.pop(uri, None)
     if kept is None or kept[0] != os.getpid():
         return None  # another process's (after fork): forgotten, never closed here
-    return kept[1]
+    return kept[1], kept[2]
 
 
-def _give_back(uri: str, conn: Any) -> None:
+def _give_back(uri: str, conn: Any, defaults: str) -> None:
     """Keep ``conn`` idle, rolled back, unless another call already keeps one (then it is closed)."""
     try:
         conn.rollback()
@@ -58,7 +92,7 @@ def _give_back(uri: str, conn: Any) -> None:
         return
     with _lock:
         if uri not in _idle:
-            _idle[uri] = (os.getpid(), conn)
+            _idle[uri] = (os.getpid(), conn, defaults)
             return
     _close(conn)
 
@@ -77,26 +111,39 @@ def read_with(backend: Backend, read: Callable[[Any], T]) -> T:
     what it returns. Raises what ``read`` raises on a fresh connection, and
     :class:`~siret_summary.SourceError` when no connection can be opened.
     """
-    kept = _take(backend.uri)
-    if kept is not None:
+    taken = _take(backend.uri)
+    if taken is not None:
+        kept, kept_defaults = taken
         try:
+            if _defaults(kept) != kept_defaults:
+                raise _DefaultsChanged  # a new session would start otherwise: use one
             result = read(kept)
         except Exception:
-            _close(kept)  # stale, terminated or restarted: fall back to a fresh connection, once
+            _close(kept)  # stale, terminated, restarted or out of date: a fresh connection, once
         except BaseException:
             _close(kept)
             raise
         else:
-            _give_back(backend.uri, kept)
+            _give_back(backend.uri, kept, kept_defaults)
             return result
     conn = open_connection(backend, role="source")
     try:
+        # Read first thing: a setting altered between the connection's start and this query is the one
+        # window left (the next call would then keep using the older default); docs/decisions.md.
+        defaults = _defaults(conn)
         result = read(conn)
     except BaseException:
         _close(conn)
         raise
-    _give_back(backend.uri, conn)
+    if defaults is None:
+        _close(conn)
+    else:
+        _give_back(backend.uri, conn, defaults)
     return result
+
+
+class _DefaultsChanged(Exception):
+    """The kept connection's session defaults are no longer a new session's."""
 
 
 def close_idle() -> None:
@@ -104,7 +151,7 @@ def close_idle() -> None:
     with _lock:
         kept = list(_idle.values())
         _idle.clear()
-    for pid, conn in kept:
+    for pid, conn, _ in kept:
         if pid == os.getpid():
             _close(conn)
 

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import polars as pl
@@ -113,7 +113,8 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         how = read_plan(attempt, conn, config, siret) if plan and siret is not None else None
         patterns_read, narrow = patterns, None
         if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
-            wanted, patterns_read, narrow = None, candidate_patterns(str(siret)), like_pattern(str(siret))
+            wanted, patterns_read = None, candidate_patterns(str(siret))
+            narrow = like_pattern(str(siret)) if _flag_free(config) else None
         if patterns_read is not None:  # a few rows out of a scan: no parallel workers (PostgreSQL)
             serial_scan(attempt, conn)
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
@@ -165,14 +166,22 @@ def could_be(siret: str, reason: str | None, text: str | None, digits: str | Non
     mantissa = mantissa.replace(",", ".")
     significant = len(mantissa.replace(".", "").lstrip("0"))
     try:
-        value = Decimal(mantissa) * Decimal(10) ** int(exponent)
-    except (InvalidOperation, ValueError):
+        shown, shift = Decimal(mantissa), int(exponent)  # exact: no context involved yet
+        target = Decimal(int(siret))
+        if not shown.is_finite():
+            return False
+        if significant == 0 or target == 0:
+            return shown == 0 and target == 0  # 0 × 10^shift is 0 whatever the exponent
+        if abs(shown.adjusted() + shift - target.adjusted()) > 1:
+            return False  # orders of magnitude apart (a rounding up adds one at most): no huge power built
+        # Exact arithmetic whatever the spelling's length: every digit shown, and S to as many, fit.
+        with localcontext() as exact:
+            exact.prec = max(28, len(shown.as_tuple().digits), significant) + 2
+            value = shown.scaleb(shift)
+            step = Decimal(1).scaleb(target.adjusted() - significant + 1)
+            return any(value == target.quantize(step, rounding=r) for r in (ROUND_HALF_UP, ROUND_DOWN))
+    except (ArithmeticError, ValueError):  # decimal's signals are ArithmeticErrors: not a reading of S
         return False
-    target = Decimal(int(siret))
-    if significant == 0 or target == 0:
-        return value == target
-    step = Decimal(1).scaleb(target.adjusted() - significant + 1)
-    return any(value == target.quantize(step, rounding=r) for r in (ROUND_HALF_UP, ROUND_DOWN))
 
 
 def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digits: str | None,
@@ -193,18 +202,26 @@ def _matching(frame: pl.DataFrame, column: str, siret: str | None, spelling_digi
     return picked.drop(SIRET_KEY, "_raw_hash", strict=False).with_row_index(ROW)
 
 
-def _narrowed(frame: pl.DataFrame) -> bool:
-    """Whether a row of ``frame`` came narrowed (its SIRET alone: db.siret_prefilter.narrowed_select)."""
-    return WHOLE in frame.columns and bool(frame.get_column(WHOLE).fill_null(NARROWED).eq(NARROWED).any())
+def _flag_free(config: Config) -> bool:
+    """Whether no mapped column bears the name of narrowed_select's flag (:data:`WHOLE`): only then is
+    the flag asked for, and a column of that name in a read is the flag, never the source's own."""
+    return WHOLE not in {*needed_columns(config.pv_columns), *needed_columns(config.invitation_columns)}
 
 
-def _skipped(frame: pl.DataFrame) -> bool:
+def _narrowed(frame: pl.DataFrame, flagged: bool) -> bool:
+    """Whether a row of ``frame`` came narrowed (its SIRET alone: db.siret_prefilter.narrowed_select);
+    ``flagged``: :func:`_flag_free` (else no read carries the flag)."""
+    return flagged and WHOLE in frame.columns and bool(frame.get_column(WHOLE).fill_null(NARROWED)
+                                                       .eq(NARROWED).any())
+
+
+def _skipped(frame: pl.DataFrame, flagged: bool) -> bool:
     """Whether the read of ``frame`` left out the rows kept only for an ``e``/``E`` (narrowed_select)."""
-    return WHOLE in frame.columns and bool(frame.get_column(WHOLE).eq(SKIPPED).any())
+    return flagged and WHOLE in frame.columns and bool(frame.get_column(WHOLE).eq(SKIPPED).any())
 
 
-def _without_flag(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.drop(WHOLE, strict=False)
+def _without_flag(frame: pl.DataFrame, flagged: bool) -> pl.DataFrame:
+    return frame.drop(WHOLE, strict=False) if flagged else frame
 
 
 def _rejected_patterns(spelling_digits: str | None, candidates_of: str | None) -> list[str] | None:
@@ -278,25 +295,32 @@ def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRo
     read again by the exact plan's reads (docs/decisions.md, "explain's one read: the
     scientific rows narrowed")."""
     pv_column, inv_column = _siret_column(config.pv_columns), _siret_column(config.invitation_columns)
+    flagged = _flag_free(config)
     pv_raw, inv_raw, how = _raw_rows(source, config, siret, plan=True)
     pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
-    if _narrowed(pv) or _narrowed(inv):  # never by the prefilter's argument; if ever, the targeted read
+    if _narrowed(pv, flagged) or _narrowed(inv, flagged):  # never, by the prefilter's argument; else the targeted read
         pv_raw, inv_raw, how = _raw_rows(source, config, siret)
         pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
     if pv.height or inv.height:
-        return _normalised(_without_flag(pv), _without_flag(inv), config), False
-    if how == ONE_READ and (_skipped(pv_raw) or _skipped(inv_raw)):  # its scientific spellings not read
+        return _normalised(_without_flag(pv, flagged), _without_flag(inv, flagged), config), False
+    if how == ONE_READ and (_skipped(pv_raw, flagged) or _skipped(inv_raw, flagged)):  # its e/E rows not read
         how = None
     if how == ONE_READ:
         pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
         inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
-        if _narrowed(pv) or _narrowed(inv):  # a scientific candidate came without its values
+        if _narrowed(pv, flagged) or _narrowed(inv, flagged):  # a scientific candidate came without its values
             how = None
-    if how != ONE_READ:
+    if how != ONE_READ:  # the candidates' read, whole: one statement, one snapshot
         pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret))
+        # Its patterns keep S's own rows too (like_pattern(S), or every row): S's rows committed since the
+        # first read (a candidate corrected to S) are all here, and S is then explained from this read.
+        pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)
+        if pv.height or inv.height:
+            return _normalised(pv, inv, config), False
         pv = _matching(pv_raw, pv_column, None, None, candidates_of=siret)
         inv = _matching(inv_raw, inv_column, None, None, candidates_of=siret)
-    return _normalised(_without_flag(pv), _without_flag(inv), config), bool(pv.height or inv.height)
+    return (_normalised(_without_flag(pv, flagged), _without_flag(inv, flagged), config),
+            bool(pv.height or inv.height))
 
 
 def _normalised(pv_raw: pl.DataFrame, inv_raw: pl.DataFrame, config: Config) -> SiretRows:

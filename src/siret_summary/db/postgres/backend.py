@@ -17,6 +17,7 @@ from siret_summary.db.base import (
     Backend,
     Column,
     Filter,
+    base_type,
     kind_of,
     quote_identifier,
     quote_table,
@@ -79,10 +80,6 @@ _COPY_TYPES: dict[str, pa.DataType | None] = {
     "text": None, "character varying": None, "date": None, "boolean": None, "double precision": None,
     "integer": pa.int32(), "smallint": pa.int16(), "bigint": pa.int64(), "timestamp without time zone": None,
 }  # fmt: skip
-
-
-def _base_type(declared: str) -> str:
-    return declared.split("(")[0].strip().lower()
 
 
 def _array_param(values: pa.Array) -> pa.RecordBatch:
@@ -222,7 +219,7 @@ class PostgresBackend(Backend):
             return None
         types: list[pa.DataType | None] = []
         for column in columns:
-            base = _base_type(column.declared or "")
+            base = base_type(column.declared or "")
             if base not in _COPY_TYPES:
                 return None
             types.append(_COPY_TYPES[base])
@@ -269,7 +266,7 @@ class PostgresBackend(Backend):
         if len(name.encode()) > MAX_IDENTIFIER_BYTES:  # cannot exist under that name
             return None
         declared = self._declared(conn, table, column)
-        if declared is None or _base_type(declared) not in _TEXT_TYPES:
+        if declared is None or base_type(declared) not in _TEXT_TYPES:
             # ``::text`` of a number depends on session settings (extra_float_digits):
             # the index and this query could disagree on a row's SIRET.
             return None
@@ -316,14 +313,14 @@ class PostgresBackend(Backend):
         # The key of a row is its raw SIRET itself, in its stored type: the
         # distinct values as read, bound back as an array of the column's type.
         declared = self._declared(conn, table, column)
-        if declared is None or _base_type(declared) not in _BINDABLE:
+        if declared is None or base_type(declared) not in _BINDABLE:
             return None  # a type whose read form may not cast back to the same value
         q = quote_identifier(column)
         return f"SELECT DISTINCT {q} AS k, {q} AS s FROM {quote_table(table)} WHERE {q} IS NOT NULL"
 
     def rows_with_keys(self, conn: Any, table: str, column: str, keys: pa.Array) -> Filter | None:
         declared = self._declared(conn, table, column)
-        if declared is None or _base_type(declared) not in _BINDABLE:
+        if declared is None or base_type(declared) not in _BINDABLE:
             return None
         if pa.types.is_integer(keys.type):
             keys = keys.cast(pa.int64())
