@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
 from siret_summary.db.masking import mask_location
+from siret_summary.db.postgres.type_names import base_type
 
 #: A WHERE clause (starting with a space, or empty) and the parameters it binds.
 Filter = tuple[str, Any]
@@ -55,18 +56,6 @@ def select_value(name: str, declared: str | None = None) -> str:
     if base_type(declared or "") == "timestamp with time zone":
         return f"{q}::date"
     return q
-
-
-#: A type modifier as ``format_type`` writes it: ``(20)``, ``(3)``, ``(10,2)``.
-_TYPE_MODIFIER = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
-
-
-def base_type(declared: str) -> str:
-    """A PostgreSQL column type as ``format_type`` writes it, lower case, without its modifiers:
-    ``character varying(20)`` → ``character varying``, ``timestamp(3) with time zone`` → ``timestamp with
-    time zone``, ``numeric(10,2)`` → ``numeric``. An array keeps its brackets (``character varying(20)[]`` →
-    ``character varying[]``): never taken for its element type (adversarial finding 3 of session 5)."""
-    return _TYPE_MODIFIER.sub("", declared).strip().lower()
 
 
 def quote_table(table: str) -> str:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from siret_summary.db.base import Backend, Filter, base_type, quote_identifier
+from siret_summary.db.base import Backend, Filter, quote_identifier
 from siret_summary.db.postgres import explain_read
+from siret_summary.db.postgres.type_names import base_type
 
 #: The flag column of :func:`narrowed_select`'s rows, and its values (db/postgres/explain_read.py).
 WHOLE, NARROWED, READ_ALL, SKIPPED = (explain_read.WHOLE, explain_read.NARROWED, explain_read.READ_ALL,

@@ -17,7 +17,6 @@ from siret_summary.db.base import (
     Backend,
     Column,
     Filter,
-    base_type,
     kind_of,
     quote_identifier,
     quote_table,
@@ -30,6 +29,7 @@ from siret_summary.db.postgres.capture import PostgresChangeLog
 from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
+from siret_summary.db.postgres.type_names import base_type
 from siret_summary.db.postgres.versions import PostgresRowVersions
 from siret_summary.db.siret_prefilter import postgres_clause
 
