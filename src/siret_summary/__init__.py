@@ -43,11 +43,15 @@ if TYPE_CHECKING:  # the names as a type checker and an IDE see them; at run tim
     from siret_summary.runs.result import RunResult as RunResult
     from siret_summary.runs.retry import RetryPolicy as RetryPolicy
     from siret_summary.runs.runner import run as run
+    from siret_summary.siret_index_setup import install_siret_index as install_siret_index
+    from siret_summary.siret_index_setup import uninstall_siret_index as uninstall_siret_index
 
 #: Where each public name lives (imported on first use).
 _HOMES: dict[str, str] = {
     "install_change_capture": "siret_summary.capture_setup",
     "uninstall_change_capture": "siret_summary.capture_setup",
+    "install_siret_index": "siret_summary.siret_index_setup",
+    "uninstall_siret_index": "siret_summary.siret_index_setup",
     "Config": "siret_summary.config",
     "Cycle": "siret_summary.config",
     "CancelledError": "siret_summary.errors",
@@ -124,6 +128,8 @@ __all__ = [
     "history",
     "install_change_capture",
     "uninstall_change_capture",
+    "install_siret_index",
+    "uninstall_siret_index",
     "status",
     "compute",
     "compute_report",

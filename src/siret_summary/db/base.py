@@ -244,9 +244,11 @@ class Backend(ABC):
         computed by the server; None if unsupported."""
         return None
 
-    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str],
+                           sirets: Sequence[str] | None = None) -> Filter | None:
         """A WHERE clause keeping every row whose ``column`` one of the LIKE ``patterns`` may match as the read
-        sees it (a superset; ``db.siret_prefilter``); None where no sound clause is known."""
+        sees it (a superset; ``db.siret_prefilter``), or, with ``sirets``, those of them normalising to one
+        of ``sirets`` or rejected; None where no sound clause is known."""
         return None
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:

@@ -30,10 +30,15 @@ MAX_PATTERNS = 32
 _PG_TEXT = {"text", "character varying", "character", "name"}
 
 
-def superset_filter(backend: Backend, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+def superset_filter(backend: Backend, conn: Any, table: str, column: str, patterns: Sequence[str],
+                    *, sirets: Sequence[str] | None = None) -> Filter | None:
     """A WHERE clause (with its bound parameters) keeping every row of ``table`` whose ``column`` the read
     delivers as a value one of ``patterns`` matches, and every row whose value it cannot test so;
     None where no such clause is known to be sound (the caller then reads exactly by another way).
+
+    ``sirets`` (14-digit SIRETs): the caller needs, of those rows, only the rows normalising to one of
+    them and the rows the SIRET rule rejects (SPEC §3); the backend may then keep fewer (SQLite with its
+    opt-in SIRET index: db/sqlite_siret_index.py).
 
     ``patterns``: LIKE patterns of ASCII digits, ``e``, ``E`` and ``%`` only (raises ValueError otherwise;
     none of them is special to LIKE but ``%``, and none differs between the encodings the read decodes).
@@ -42,7 +47,7 @@ def superset_filter(backend: Backend, conn: Any, table: str, column: str, patter
         return None
     if any(set(p) - set("0123456789eE%") for p in patterns):
         raise ValueError(f"LIKE patterns of digits, e, E and % expected, got {list(patterns)!r}")
-    return backend.siret_superset_sql(conn, table, column, patterns)
+    return backend.siret_superset_sql(conn, table, column, patterns, sirets)
 
 
 def narrowed_select(backend: Backend, table: str, columns: Sequence[str], where: Filter,
@@ -100,7 +105,7 @@ def _one_character(pattern: str) -> bool:
     return len(pattern) == 3 and pattern[0] == pattern[2] == "%" and pattern[1] != "%"
 
 
-def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
+def sqlite_clause(column: str, patterns: Sequence[str], key_term: tuple[str, list[str]] | None = None) -> Filter:
     """SQLite reads a cell's bytes (``CAST(… AS BLOB)``) and decodes them as UTF-8, else Windows-1252.
 
     LIKE sees a TEXT or INTEGER cell's text up to its first NUL, and ASCII
@@ -117,10 +122,16 @@ def sqlite_clause(column: str, patterns: Sequence[str]) -> Filter:
     the earlier one matches. The guard, ``NOT ('e' LIKE 'E')``, is a constant SQLite evaluates once
     per statement, on the same connection as the scan (docs/decisions.md, "explain's fixed costs,
     second pass").
+
+    ``key_term``: an SQL condition and its parameters that every needed row meets, ANDed before the
+    rest (db/sqlite_siret_index.py ``key_term``: SQLite answers it from the index).
     """
     q = quote_identifier(column)
     likes = " OR ".join(_like(q, p, patterns[:i]) for i, p in enumerate(patterns))
-    return f" WHERE ({likes} OR {_sqlite_unseen(q)})", list(patterns)
+    clause = f"({likes} OR {_sqlite_unseen(q)})"
+    if key_term is None:
+        return f" WHERE {clause}", list(patterns)
+    return f" WHERE {key_term[0]} AND {clause}", [*key_term[1], *patterns]
 
 
 def _sqlite_unseen(q: str) -> str:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from siret_summary._raw_columns import REAL_PREFIX
-from siret_summary.db import side_files, sqlite_location
+from siret_summary.db import side_files, sqlite_location, sqlite_siret_index
 from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
 from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
@@ -130,7 +130,17 @@ class SQLiteBackend(Backend):
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
         )
 
-    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str],
+                           sirets: Sequence[str] | None = None) -> Filter | None:
+        # With the opt-in SIRET index, the rows of ``sirets`` and the rejected rows come from it, not from
+        # a scan (db/sqlite_siret_index.py): only in a UTF-8 file, where the index is as this version makes it
+        # and the planner uses it.
+        utf8 = codec_of(self.path) is None
+        term = sqlite_siret_index.key_term(column, sirets) if sirets is not None and utf8 else None
+        if term is not None:
+            where, params = sqlite_clause(column, patterns, term)
+            if sqlite_siret_index.usable(self, conn, table, column, where, params):
+                return where, params
         return sqlite_clause(column, patterns)
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
@@ -90,13 +90,15 @@ def plain(value: Any) -> Any:
 
 
 def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str] | None = None,
-              *, plan: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+              *, plan: bool = False, needed: Sequence[str] | None = None,
+              ) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
     """Both tables' raw rows keyed by their normalised SIRET (:data:`SIRET_KEY`); only ``siret``'s (or,
     without it, those whose raw SIRET one of the LIKE ``patterns`` matches: :func:`_rejected_patterns`)
     where the source allows (a database's prefiltered read), else whole. ``plan``: read as
     explain/one_read.py's ``read_plan`` says, and return its answer (``ONE_READ`` for a source read
     whole: every row is there); a ``ONE_READ`` row kept only for an ``e``/``E`` may come narrowed
-    (:func:`_narrowed`)."""
+    (:func:`_narrowed`). ``needed`` (with ``patterns``): the SIRETs whose rows, with the rejected rows, are
+    all the caller uses of the patterns' rows (``read_database``'s ``needed``)."""
     if isinstance(source, Mapping):
         raw = read_in_memory(source, config)
         return (keyed_raw(_whole(raw.pv), config.pv_columns, RAW_SEED_PV, hashes=False).collect(),
@@ -111,14 +113,15 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
         attempt = described_once(backend)  # this attempt's catalogue answers; a retry describes anew
         wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
         how = read_plan(attempt, conn, config, siret) if plan and siret is not None else None
-        patterns_read, narrow = patterns, None
+        patterns_read, narrow, only = patterns, None, needed
         if how == ONE_READ:  # S's rows and the candidates whole; the rows kept only for an e/E narrowed
-            wanted, patterns_read = None, candidate_patterns(str(siret))
+            wanted, patterns_read, only = None, candidate_patterns(str(siret)), [str(siret)]
             narrow = like_pattern(str(siret)) if _flag_free(config) else None
         if patterns_read is not None:  # a few rows out of a scan: no parallel workers (PostgreSQL)
             serial_scan(attempt, conn)
         keyed = read_database(attempt, config, wanted, conn=conn, normalise=False, stamps=False,
-                              patterns=patterns_read, narrow=narrow, hashes=False)
+                              patterns=patterns_read, narrow=narrow, hashes=False,
+                              needed=only)
         return _whole(keyed.pv).collect(), _whole(keyed.invitations).collect(), how
 
     if backend.keeps_idle_connection:  # PostgreSQL: a warm call reuses an idle connection (explain/connections.py)
@@ -281,7 +284,7 @@ def siret_rows(source: Any, config: Config, siret: str | None, spelling_digits: 
     whose spelling :func:`could_be` ``candidates_of`` (both read a SQL superset of those rows where the
     backend allows: :func:`_rejected_patterns`)."""
     patterns = None if siret is not None else _rejected_patterns(spelling_digits, candidates_of)
-    pv_raw, inv_raw, _ = _raw_rows(source, config, siret, patterns)
+    pv_raw, inv_raw, _ = _raw_rows(source, config, siret, patterns, needed=[])  # rejected rows only (_matching)
     pv_raw = _matching(pv_raw, _siret_column(config.pv_columns), siret, spelling_digits, candidates_of)
     inv_raw = _matching(inv_raw, _siret_column(config.invitation_columns), siret, spelling_digits, candidates_of)
     return _normalised(pv_raw, inv_raw, config)
@@ -311,7 +314,7 @@ def rows_or_candidates(source: Any, config: Config, siret: str) -> tuple[SiretRo
         if _narrowed(pv, flagged) or _narrowed(inv, flagged):  # a scientific candidate came without its values
             how = None
     if how != ONE_READ:  # the candidates' read, whole: one statement, one snapshot
-        pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret))
+        pv_raw, inv_raw, _ = _raw_rows(source, config, None, _rejected_patterns(None, siret), needed=[siret])
         # Its patterns keep S's own rows too (like_pattern(S), or every row): S's rows committed since the
         # first read (a candidate corrected to S) are all here, and S is then explained from this read.
         pv, inv = _matching(pv_raw, pv_column, siret, None), _matching(inv_raw, inv_column, siret, None)

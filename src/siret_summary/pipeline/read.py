@@ -137,22 +137,23 @@ def _prefilter(backend: Backend, conn: Any, table: str, column: str, sirets: pl.
     if not rule_reads_ascii_digits_only():
         return None
     try:
-        patterns = [like_pattern(s) for s in sirets.drop_nulls().unique().to_list()]
+        wanted = sirets.drop_nulls().unique().to_list()
+        patterns = [like_pattern(s) for s in wanted]
     except ValueError:  # not all 14-digit SIRETs (callers pass normalised ones): the key pass copes
         return None
-    return superset_filter(backend, conn, table, column, patterns)
+    return superset_filter(backend, conn, table, column, patterns, sirets=wanted)
 
 
 def _patterns_where(backend: Backend, conn: Any, table: str, mapping: Mapping[str, str | None],
-                    patterns: Sequence[str]) -> Filter | None:
+                    patterns: Sequence[str], needed: Sequence[str] | None = None) -> Filter | None:
     """A server-side WHERE keeping every row whose raw SIRET one of ``patterns`` (LIKE, of digits, ``e``,
     ``E`` and ``%``) matches as the read sees it, while the SIRET rule reads ASCII digits only
     (:func:`~siret_summary.rules.siret_superset.candidate_patterns`, ``spelled_pattern``); None: the
-    whole table."""
+    whole table. ``needed``: as ``superset_filter``'s ``sirets``."""
     column = mapping["siret"]
     if column is None or not rule_reads_ascii_digits_only():
         return None
-    return superset_filter(backend, conn, table, column, patterns)
+    return superset_filter(backend, conn, table, column, patterns, sirets=needed)
 
 
 def stamp_keys(raw: pl.LazyFrame, siret: str, seed: int) -> pl.LazyFrame:
@@ -178,7 +179,7 @@ def read_database(
     backend: Backend, config: Config, sirets: pl.Series | None = None, *, conn: Any = None, normalise: bool = True,
     session: Callable[[], Any] | None = None, stamps: bool = True,
     on_rows: Callable[[int, int], None] | None = None, patterns: Sequence[str] | None = None,
-    narrow: str | None = None, hashes: bool = True,
+    narrow: str | None = None, hashes: bool = True, needed: Sequence[str] | None = None,
 ) -> RawSources:
     """Fetch the mapped columns of both tables as Arrow, in one connection (only ``sirets``' rows if given).
 
@@ -194,7 +195,9 @@ def read_database(
     estimated row count (:meth:`Backend.estimated_rows`; no calls without one).
     ``patterns`` (with ``sirets=None``): LIKE patterns of digits, ``e``, ``E`` and ``%``: only the rows
     whose raw SIRET one of them matches as the read sees it (and those it cannot test), where the backend
-    allows, else every row (explain's rejected rows; the caller keeps the exact ones).
+    allows, else every row (explain's rejected rows; the caller keeps the exact ones). ``needed`` (with
+    ``patterns``; 14-digit SIRETs): of those rows the caller uses only the rows normalising to one of
+    them and the rejected ones, so a backend may keep fewer (db.siret_prefilter.superset_filter).
     ``narrow`` (with ``patterns`` and ``normalise=False``): a LIKE pattern of digits; where the backend
     can (db.siret_prefilter.narrowed_select), a row whose raw SIRET does not match it comes with its
     SIRET alone, the other columns NULL, and the column ``WHOLE`` tells which rows came whole.
@@ -206,13 +209,13 @@ def read_database(
         with connected(backend, role="source") as own:
             return read_database(backend, config, sirets, conn=own, normalise=normalise, session=session,
                                  stamps=stamps, on_rows=on_rows, patterns=patterns, narrow=narrow,
-                                 hashes=hashes)
+                                 hashes=hashes, needed=needed)
     reader = _TableReader(
         backend, conn, sirets, session=session or (lambda: connected(backend, role="source")),
         row_stamps=backend.row_stamps() if stamps else None,
         counted=_row_counter(backend, conn, config, on_rows if sirets is None else None),
     )
-    reader.patterns, reader.narrow, reader.hashes = patterns, narrow, hashes
+    reader.patterns, reader.narrow, reader.hashes, reader.needed = patterns, narrow, hashes, needed
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
     if not normalise:
@@ -239,6 +242,7 @@ class _TableReader:
         self.patterns: Sequence[str] | None = None  # read_database's patterns
         self.narrow: str | None = None  # read_database's narrow
         self.hashes = True  # read_database's hashes
+        self.needed: Sequence[str] | None = None  # read_database's needed
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -253,7 +257,8 @@ class _TableReader:
         if self.sirets is not None:
             where, params = _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
         elif self.patterns is not None:
-            where, params = _patterns_where(self.backend, self.conn, table, mapping, self.patterns) or ("", None)
+            where, params = (_patterns_where(self.backend, self.conn, table, mapping, self.patterns, self.needed)
+                             or ("", None))
         else:
             where, params = "", None
         return {c.name: c.declared for c in columns}, needed_columns(mapping), where, params

@@ -254,7 +254,8 @@ class PostgresBackend(Backend):
     def empty_table_sql(self, quoted_table: str) -> str:
         return f"TRUNCATE {quoted_table}"  # transactional on PostgreSQL, and no dead rows left
 
-    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str]) -> Filter | None:
+    def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str],
+                           sirets: Sequence[str] | None = None) -> Filter | None:
         declared = next((c.declared for c in self.describe(conn, table) or [] if c.name == column), None)
         return postgres_clause(column, declared, patterns)
 

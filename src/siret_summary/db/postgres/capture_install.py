@@ -114,14 +114,7 @@ def install(backend: Backend, conn: Connection, config: Config) -> None:
             f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}",  # also in replica role
         ]
     statements += notify_statements(schema, log)  # a live watcher is told of each change (issue 28)
-    for table, siret in captured_tables(config):
-        q = quote_table(table)
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
-            # Statistics of the new expression index: without them the planner
-            # guesses most rows match and scans the table instead.
-            f"ANALYZE {q}",
-        ]
+    statements += siret_index_statements(config)
     for sql in statements:
         backend.execute(conn, sql)
     # The triggers as installed: a run checks them against this (a trigger or
@@ -133,6 +126,28 @@ def install(backend: Backend, conn: Connection, config: Config) -> None:
         " ON CONFLICT (one_row) DO UPDATE SET manifest = EXCLUDED.manifest", [manifest],
     )  # fmt: skip
     conn.commit()
+
+
+def siret_index_statements(config: Config) -> list[str]:
+    """The expression index on each source table's normalised SIRET, and its statistics (idempotent).
+
+    Also installed alone by ``siret_summary.install_siret_index`` (siret_index_setup.py)."""
+    statements = []
+    for table, siret in captured_tables(config):
+        q = quote_table(table)
+        statements += [
+            f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
+            # Statistics of the new expression index: without them the planner
+            # guesses most rows match and scans the table instead.
+            f"ANALYZE {q}",
+        ]
+    return statements
+
+
+def drop_siret_index_statements(config: Config) -> list[str]:
+    """Drop :func:`siret_index_statements`' indexes, each named in its table's schema."""
+    return [f"DROP INDEX IF EXISTS {quote_table('.'.join([*split_table(table)[:-1], siret_index_name(table)]))}"
+            for table, _ in captured_tables(config)]
 
 
 def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
