@@ -98,7 +98,7 @@ def test_modules_stay_under_400_lines():
 
 
 PUBLIC_FUNCTIONS = {"run", "compute", "compute_report", "explain", "watch", "status", "cancel", "history",
-                    "install_change_capture", "uninstall_change_capture"}
+                    "install_change_capture", "uninstall_change_capture", "install_siret_index", "uninstall_siret_index"}
 PUBLIC_CLASSES = {"Config", "Cycle", "RunResult", "RetryPolicy", "Explanation", "LiveStatus"}
 PUBLIC_ERRORS = {"SiretSummaryError", "ConfigError", "SourceError", "TargetError", "ShrinkGuardError",
                  "CancelledError", "LockWaitError"}
@@ -112,7 +112,7 @@ def test_the_public_names_are_where_they_were():
     assert sorted(n for n in PUBLIC_ERRORS
                   if not issubclass(getattr(siret_summary, n), siret_summary.SiretSummaryError)) == []
     P = inspect.Parameter
-    for name in ("install_change_capture", "uninstall_change_capture"):
+    for name in ("install_change_capture", "uninstall_change_capture", "install_siret_index", "uninstall_siret_index"):
         parameters = inspect.signature(getattr(siret_summary, name)).parameters.values()
         assert [(p.name, p.kind, p.default) for p in parameters] == [
             ("uri", P.POSITIONAL_OR_KEYWORD, P.empty), ("config", P.KEYWORD_ONLY, None)], name

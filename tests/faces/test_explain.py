@@ -1,7 +1,7 @@
 """explain(source, siret) (issue 27): the row is compute()'s, the seat steps add up, the facts match the reference.
 
-The property test writes messy rows (tests/strategies.py) to a SQLite file and
-to a PostgreSQL database, and for every SIRET of the summary (and the raw
+The property test writes messy rows (tests/strategies.py) to a SQLite file (and
+to a second one with ``install_siret_index``'s index) and to a PostgreSQL database, and for every SIRET of the summary (and the raw
 spelling of a drawn row) checks ``explain(...).row`` against ``compute()`` of
 the same source, the seat rounds against the row's seats, and the
 explanation's per-row and per-cycle facts against the plain-Python reference
@@ -169,12 +169,14 @@ def test_explain_row_is_computes_on_sqlite_and_postgresql(pg_source, tmp_path, d
     pv_table, inv_table = string_table(pv, PV_COLUMNS), string_table(inv, INVITATION_COLUMNS)
     expected = {r["siret"]: r for r in reference_summary(pv, inv)[0]}
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
-        sqlite_path = os.path.join(folder, "app.db")
-        for location in (sqlite_path, pg_source):
+        sqlite_path, indexed = os.path.join(folder, "app.db"), os.path.join(folder, "indexed.db")
+        for location in (sqlite_path, indexed, pg_source):
             if location == pg_source:  # PostgreSQL cannot store NUL; the rules remove it anyway
                 pv_table, inv_table = (string_table(_no_nul(r), c) for r, c in ((pv, PV_COLUMNS),
                                                                                 (inv, INVITATION_COLUMNS)))
             write(location, pv_table, inv_table)
+            if location == indexed:  # the opt-in SIRET index (issue 27): its rows come from the index
+                siret_summary.install_siret_index(location)
             summary = siret_summary.compute(location)
             for siret in summary["siret"].to_list():
                 check_one(location, siret, summary, pv, expected)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
+from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
 from siret_summary.db.masking import mask_location
 from siret_summary.db.postgres.type_names import base_type
 
@@ -246,9 +246,8 @@ class Backend(ABC):
 
     def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str],
                            sirets: Sequence[str] | None = None) -> Filter | None:
-        """A WHERE clause keeping every row whose ``column`` one of the LIKE ``patterns`` may match as the read
-        sees it (a superset; ``db.siret_prefilter``), or, with ``sirets``, those of them normalising to one
-        of ``sirets`` or rejected; None where no sound clause is known."""
+        """A WHERE clause keeping every row whose ``column`` one of the LIKE ``patterns`` may match as the read sees
+        it (a superset; ``db.siret_prefilter``; ``sirets``: as its); None where no sound clause is known."""
         return None
 
     def row_keys_sql(self, conn: Any, table: str, column: str) -> str | None:
@@ -289,6 +288,10 @@ class Backend(ABC):
 
     def change_log(self) -> ChangeLog | None:
         """The source's change-capture log."""
+        return None
+
+    def siret_index(self) -> SiretIndex | None:
+        """The source's opt-in SIRET index (None: the database offers none)."""
         return None
 
     def display(self) -> str:

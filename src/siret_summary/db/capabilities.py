@@ -159,6 +159,18 @@ class CapturedChanges(Protocol):
         (None: it may)."""
 
 
+class SiretIndex(Protocol):
+    """An index of the source tables by SIRET (opt-in; ``siret_summary.install_siret_index``): a targeted
+    read finds a few SIRETs' rows without testing every row. It changes no answer, only the speed."""
+
+    def install(self, conn: Connection, config: Config) -> None:
+        """Create (or repair) the index on ``config``'s PV and invitations tables, and commit. The caller
+        has checked that the tables exist and that their names fit the server (``db.names.check``)."""
+
+    def uninstall(self, conn: Connection, config: Config) -> None:
+        """Drop what :meth:`install` made (nothing where there is none), and commit."""
+
+
 class ChangeLog(Protocol):
     """Triggers that log the SIRETs of changed source rows (change capture, SPEC §6; opt-in)."""
 

@@ -130,6 +130,9 @@ class SQLiteBackend(Backend):
             f"SELECT 1 AS {_TYPING_ROW}, {', '.join(cols)} FROM {quote_table(table)}{where}"
         )
 
+    def siret_index(self) -> sqlite_siret_index.SQLiteSiretIndex:
+        return sqlite_siret_index.SQLiteSiretIndex(self)
+
     def siret_superset_sql(self, conn: Any, table: str, column: str, patterns: Sequence[str],
                            sirets: Sequence[str] | None = None) -> Filter | None:
         # With the opt-in SIRET index, the rows of ``sirets`` and the rejected rows come from it, not from

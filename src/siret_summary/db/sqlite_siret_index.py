@@ -39,7 +39,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_identifier, quote_table, split_table
+from siret_summary.db.capabilities import Connection
 
 #: The key of a cell :func:`key_sql` does not read as digits: kept whatever SIRET is asked for.
 REJECTED_OR_ODD = "#"
@@ -142,3 +144,26 @@ def uninstall(backend: Backend, conn: Any, tables: Sequence[tuple[str, str]]) ->
         if stored_sql(backend, conn, table) is not None:  # on this table (another table's index of that name stays)
             backend.execute(conn, f"DROP INDEX {_schema(table)}{quote_identifier(index_name(table))}")
     conn.commit()
+
+
+def source_tables(config: Config) -> list[tuple[str, str]]:
+    """``(table, SIRET column)`` of ``config``'s PV and invitations tables (Config requires both columns)."""
+    pairs = [(config.pv_table, config.pv_columns["siret"]),
+             (config.invitations_table, config.invitation_columns["siret"])]
+    return [(table, column) for table, column in pairs if column is not None]
+
+
+class SQLiteSiretIndex:
+    """:class:`~siret_summary.db.capabilities.SiretIndex` of one SQLite backend (:func:`install`,
+    :func:`uninstall` in one write transaction, its lock taken first as every write of the library does)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def install(self, conn: Connection, config: Config) -> None:
+        self.backend.begin_write(conn)
+        install(self.backend, conn, source_tables(config))
+
+    def uninstall(self, conn: Connection, config: Config) -> None:
+        self.backend.begin_write(conn)
+        uninstall(self.backend, conn, source_tables(config))

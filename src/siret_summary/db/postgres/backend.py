@@ -23,9 +23,10 @@ from siret_summary.db.base import (
     select_item,
     split_table,
 )
-from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions
+from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
 from siret_summary.db.postgres import own_indexes, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
+from siret_summary.db.postgres.capture_install import PostgresSiretIndex
 from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
@@ -389,3 +390,6 @@ class PostgresBackend(Backend):
 
     def change_log(self) -> ChangeLog:
         return PostgresChangeLog(self)
+
+    def siret_index(self) -> SiretIndex:
+        return PostgresSiretIndex(self)

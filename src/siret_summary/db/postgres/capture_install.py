@@ -168,3 +168,21 @@ def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
     for sql in statements:
         backend.execute(conn, sql)
     conn.commit()
+
+
+class PostgresSiretIndex:
+    """:class:`~siret_summary.db.capabilities.SiretIndex` of one PostgreSQL backend: the expression index on
+    the normalised SIRET alone (:func:`siret_index_statements`; capture's log and triggers are not made)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def install(self, conn: Connection, config: Config) -> None:
+        for sql in siret_index_statements(config):
+            self.backend.execute(conn, sql)
+        conn.commit()
+
+    def uninstall(self, conn: Connection, config: Config) -> None:
+        for sql in drop_siret_index_statements(config):
+            self.backend.execute(conn, sql)
+        conn.commit()
