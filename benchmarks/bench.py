@@ -575,6 +575,46 @@ class Bench:
             if line.ok and whole.ok:
                 line.note(f"explain ÷ compute(): {line.median() / whole.median():.3f} (issue 27 bounds it at 0.1)")
 
+    def bench_sqlite_siret_index(self) -> None:
+        """(c) explain() on SQLite with ``install_siret_index``'s index, in rounds as above; then what the
+        index costs the host's writes: 10,000 PV rows inserted by Python's ``sqlite3`` into a copy of the
+        file, with and without the index, alternated (each insert rolled back)."""
+        import sqlite3
+
+        import siret_summary
+
+        siret_summary.install_siret_index(self.sqlite_path)
+        try:
+            for self.round in range(self.args.rounds):
+                self.bench_explain(SQLITE, " (install_siret_index's SIRET index)")
+            self.round, self.in_rounds = 0, False
+            with tempfile.TemporaryDirectory(dir=self.work) as folder:
+                copies = {}
+                for label, indexed in (("with", True), ("without", False)):
+                    copies[label] = os.path.join(folder, f"{label}.db")
+                    shutil.copyfile(self.sqlite_path, copies[label])
+                    if not indexed:
+                        siret_summary.uninstall_siret_index(copies[label])
+                columns = '"Cycle", siret, date_scrutin, institution, num_inscrits, num_votants, num_sve, "score_CGT"'
+                insert = (f'INSERT INTO "Tous_PV" ({columns}) SELECT {columns} FROM "Tous_PV" ORDER BY id_pv'
+                          " LIMIT 10000")
+                lines = {label: self.measure("c", f"host INSERT of 10,000 PV rows (sqlite3), {label} the SIRET index",
+                                             SQLITE) for label in copies}
+                for i in range(self.args.repeat):
+                    for label, path in copies.items():
+                        conn = sqlite3.connect(path)
+                        try:
+                            self.repeat(lines[label], lambda _, c=conn: c.execute(insert) and None, warmup=int(i == 0),
+                                        repeat=1, before=None)
+                        finally:
+                            conn.rollback()
+                            conn.close()
+                if all(line.ok for line in lines.values()):
+                    extra = (lines["with"].median() - lines["without"].median()) / 10_000
+                    lines["with"].note(f"the index adds {extra * 1e6:.1f} µs a row to the host's inserts")
+        finally:
+            siret_summary.uninstall_siret_index(self.sqlite_path)
+
     def absent(self, backend: str, seed: int) -> str:
         """A 14-digit SIRET no source row holds (a typo's shape), drawn with ``seed``."""
         rng, held = random.Random(seed), set(self.sirets[backend])
@@ -925,6 +965,7 @@ class Bench:
                     siret_summary.install_change_capture(self.pg_uri)
                     for self.round in range(a.rounds):
                         self.bench_explain(PG, " (SIRET index of install_change_capture)")
+                self.bench_sqlite_siret_index()
                 return 1 if any(m.error for m in self.measures) else 0
             if a.capture_line_only:
                 if not self.pg_uri:
