@@ -42,6 +42,7 @@ from typing import Any
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_identifier, quote_table, split_table
 from siret_summary.db.capabilities import Connection
+from siret_summary.errors import SourceError
 
 #: The key of a cell :func:`key_sql` does not read as digits: kept whatever SIRET is asked for.
 REJECTED_OR_ODD = "#"
@@ -125,16 +126,33 @@ def key_term(column: str, sirets: Sequence[str]) -> tuple[str, list[str]] | None
 
 
 def install(backend: Backend, conn: Any, tables: Sequence[tuple[str, str]]) -> None:
-    """Create the index on each ``(table, SIRET column)``, replacing one of that name defined otherwise; commit."""
+    """Create the index on each ``(table, SIRET column)``, replacing one of that name defined otherwise on
+    that table, or this index left on another table by a rename; commit. Raises
+    :class:`~siret_summary.errors.SourceError` for a view, or for the name taken by another object."""
     for table, column in tables:
-        stored = stored_sql(backend, conn, table)
-        if stored == create_sql(table, column):
-            continue
-        name = _schema(table) + quote_identifier(index_name(table))
-        if stored is not None:
-            backend.execute(conn, f"DROP INDEX {name}")
-        backend.execute(conn, f"CREATE INDEX {name} ON {quote_identifier(split_table(table)[-1])}"
-                              f" ({key_sql(column)})")
+        name, schema = index_name(table), _schema(table)
+        kind = backend.scalar(conn, f"SELECT type FROM {schema}sqlite_master WHERE name = ? COLLATE NOCASE"
+                                    " AND type IN ('table', 'view')", [split_table(table)[-1]])
+        if kind == "view":
+            raise SourceError(f'"{table}" is a view in {backend.display()}, and SQLite indexes tables only; '
+                              "explain() reads it without the index (or index the table under it).")
+        taken = backend.fetch_arrow(conn, f"SELECT type, tbl_name, sql FROM {schema}sqlite_master"
+                                          " WHERE name = ? COLLATE NOCASE", [name]).to_pylist()
+        made = False
+        for other in taken:
+            if other["type"] != "index":
+                raise SourceError(f'a {other["type"]} named "{name}" exists in {backend.display()}, and the SIRET '
+                                  f'index of "{table}" is named so; rename that {other["type"]}, then install again.')
+            here = str(other["tbl_name"]).lower() == split_table(table)[-1].lower()
+            made = here and other["sql"] == create_sql(table, column)
+            if not here and not str(other["sql"] or "").endswith(f" ({key_sql(column)})"):
+                raise SourceError(f'an index named "{name}" exists on table "{other["tbl_name"]}" in '
+                                  f"{backend.display()}; drop or rename it, then install again.")
+            if not made:  # this table's, defined otherwise, or ours that followed a renamed table
+                backend.execute(conn, f"DROP INDEX {schema}{quote_identifier(name)}")
+        if not made:
+            backend.execute(conn, f"CREATE INDEX {schema}{quote_identifier(name)} ON "
+                                  f"{quote_identifier(split_table(table)[-1])} ({key_sql(column)})")
     conn.commit()
 
 

@@ -44,7 +44,7 @@ from siret_summary.rules.values import siret_key
 PART_KEY = pl.col("siret").str.slice(0, 1)
 
 
-def _check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
+def check_columns(table: str, present: list[str], mapping: Mapping[str, str | None], setting: str) -> None:
     for logical, column in mapping.items():
         if column is not None and column not in present:
             problem = f'table "{table}" has no column "{column}" (the {logical!r} column)'
@@ -253,7 +253,7 @@ class _TableReader:
             raise SourceError(
                 f"{problem}; create it or name the right table with Config({key}=...).", problem=problem, setting=key
             )
-        _check_columns(table, [c.name for c in columns], mapping, setting)
+        check_columns(table, [c.name for c in columns], mapping, setting)
         if self.sirets is not None:
             where, params = _targeted_where(self.backend, self.conn, table, mapping, self.sirets) or ("", None)
         elif self.patterns is not None:
@@ -342,7 +342,7 @@ def read_in_memory(tables: Mapping[str, Any], config: Config) -> RawSources:
             present = frame.collect_schema().names()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise SourceError(f'cannot read table "{table}" ({driver_reason(exc)}); check the file.') from exc
-        _check_columns(table, present, mapping, setting)
+        check_columns(table, present, mapping, setting)
         # Materialised here so the read stage pays for it (and normalisation
         # can rescan the frame for free, see rules.stages.Stages).
         try:

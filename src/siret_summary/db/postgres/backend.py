@@ -21,13 +21,17 @@ from siret_summary.db.base import (
     quote_identifier,
     quote_table,
     select_item,
-    split_table,
 )
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
 from siret_summary.db.postgres import own_indexes, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
 from siret_summary.db.postgres.capture_install import PostgresSiretIndex
-from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
+from siret_summary.db.postgres.capture_names import (
+    SIRET_INDEX_CHECK,
+    normalised_siret_sql,
+    siret_index_name,
+    siret_index_relation,
+)
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.stamps import PostgresRowStamps
 from siret_summary.db.postgres.type_names import base_type
@@ -272,12 +276,9 @@ class PostgresBackend(Backend):
             # ``::text`` of a number depends on session settings (extra_float_digits):
             # the index and this query could disagree on a row's SIRET.
             return None
-        index = [*split_table(table)[:-1], name]  # in the table's schema
-        has_index = self.scalar(
-            conn, "SELECT to_regclass($1) IS NOT NULL", [".".join(quote_identifier(p) for p in index)]
-        )
-        if not has_index:
-            return None
+        found = self.fetch_arrow(conn, SIRET_INDEX_CHECK, [siret_index_relation(table), quote_table(table)])
+        if found.num_rows != 1 or not found.column("ours")[0].as_py():
+            return None  # none, or one of that name defined otherwise: not the index
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
         return where, _array_param(pa.array(list(sirets), pa.string()))
 

@@ -24,11 +24,13 @@ from siret_summary.db.postgres.capture_names import (
     LOG_TABLE,
     MANIFEST_SQL,
     ROW_FUNCTION,
+    SIRET_INDEX_CHECK,
     captured_tables,
     function_bodies,
     normalised_siret_sql,
     qualified,
     siret_index_name,
+    siret_index_relation,
     trigger_name,
 )  # fmt: skip
 from siret_summary.db.postgres.capture_notify import drop_notify_statement, notify_statements
@@ -146,8 +148,7 @@ def siret_index_statements(config: Config) -> list[str]:
 
 def drop_siret_index_statements(config: Config) -> list[str]:
     """Drop :func:`siret_index_statements`' indexes, each named in its table's schema."""
-    return [f"DROP INDEX IF EXISTS {quote_table('.'.join([*split_table(table)[:-1], siret_index_name(table)]))}"
-            for table, _ in captured_tables(config)]
+    return [f"DROP INDEX IF EXISTS {siret_index_relation(table)}" for table, _ in captured_tables(config)]
 
 
 def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
@@ -178,11 +179,33 @@ class PostgresSiretIndex:
         self.backend = backend
 
     def install(self, conn: Connection, config: Config) -> None:
+        """As :func:`siret_index_statements`, after checking each table and the index's name: a view or
+        a name taken by another relation is a SourceError; an index of that name on the table defined
+        otherwise (the host's, or left invalid) is replaced."""
+        display = self.backend.display()
+        for table, _ in captured_tables(config):
+            kind = self.backend.scalar(conn, "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
+                                       [quote_table(table)])
+            if kind not in ("r", "p", "m"):  # a table, a partitioned table, a materialised view
+                raise SourceError(f'"{table}" is a view or a foreign table in {display}, and PostgreSQL indexes '
+                                  "tables only; explain() reads it without the index (or index the table under it).")
+            relation = siret_index_relation(table)
+            found = self.backend.fetch_arrow(conn, SIRET_INDEX_CHECK, [relation, quote_table(table)]).to_pylist()
+            if not found or found[0]["ours"]:
+                continue
+            if found[0]["kind"] not in ("i", "I") or not found[0]["here"]:
+                raise SourceError(f"a relation named {relation} exists in {display} (not the SIRET index of "
+                                  f'"{table}"); drop or rename it, then install again.')
+            self.backend.execute(conn, f"DROP INDEX {relation}")
         for sql in siret_index_statements(config):
             self.backend.execute(conn, sql)
         conn.commit()
 
     def uninstall(self, conn: Connection, config: Config) -> None:
-        for sql in drop_siret_index_statements(config):
-            self.backend.execute(conn, sql)
+        """Drop the index of that name of each table (another relation of that name is left alone)."""
+        for table, _ in captured_tables(config):
+            relation = siret_index_relation(table)
+            found = self.backend.fetch_arrow(conn, SIRET_INDEX_CHECK, [relation, quote_table(table)]).to_pylist()
+            if found and found[0]["kind"] in ("i", "I") and found[0]["here"]:
+                self.backend.execute(conn, f"DROP INDEX {relation}")
         conn.commit()

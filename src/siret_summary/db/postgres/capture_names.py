@@ -125,6 +125,24 @@ def siret_index_name(table: str) -> str:
     return _with_digest("siret_summary_norm_", table)
 
 
+#: One row when a relation is named $1 (quoted, in the table's schema): whether it is the SIRET index of the table
+#: $2 as :func:`normalised_siret_sql` makes it — an index of that table, valid, on one expression holding the
+#: normalisation's functions, without a predicate — and its kind (``relkind``). No row: no such relation. A host's
+#: index of that name defined otherwise is not it (the read would then run the regexes on every row).
+SIRET_INDEX_CHECK = (
+    "SELECT c.relkind::text AS kind, coalesce(i.indrelid = to_regclass($2) AND i.indisvalid AND i.indnatts = 1"
+    " AND i.indexprs IS NOT NULL AND i.indpred IS NULL"
+    " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_indexdef(i.indexrelid)) > 0, false) AS ours,"
+    " coalesce(i.indrelid = to_regclass($2), false) AS here"
+    " FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)"
+)
+
+
+def siret_index_relation(table: str) -> str:
+    """The SIRET index's name, quoted, in ``table``'s schema (as ``to_regclass`` takes it)."""
+    return ".".join(quote_identifier(p) for p in [*split_table(table)[:-1], siret_index_name(table)])
+
+
 def own_index_name(table: str) -> str:
     """Name of the index a run adds to a table of the library's own (the state, the row versions)."""
     return _with_digest("siret_summary_lookup_", table)
