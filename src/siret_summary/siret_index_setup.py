@@ -14,11 +14,12 @@ database as it was and says what is wrong in one sentence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from siret_summary.config import Config, as_config
-from siret_summary.db import connected, driver_reason, names, open_backend, opens_read_only
+from siret_summary.db import driver_reason, names, open_backend, open_connection, opens_read_only
 from siret_summary.db.base import Backend
 from siret_summary.db.capabilities import SiretIndex
 from siret_summary.errors import SiretSummaryError, SourceError
@@ -26,7 +27,8 @@ from siret_summary.pipeline.read import check_columns
 
 
 def _siret_index(uri: str, config: Config) -> tuple[Backend, SiretIndex]:
-    backend = open_backend(uri, must_exist=True)
+    backend = open_backend(uri, must_exist=True, connect_timeout=config.connect_timeout,
+                           lock_timeout=config.lock_timeout)
     index = backend.siret_index()
     if index is None:  # every backend offers one today
         raise SourceError(f"{backend.display()} offers no SIRET index; explain() and the runs read without one.")
@@ -35,6 +37,29 @@ def _siret_index(uri: str, config: Config) -> tuple[Backend, SiretIndex]:
                           "SIRET index is written into the file; give a URI that may write.")
     names.check(backend, names.source_names(config))
     return backend, index
+
+
+@contextmanager
+def _session(backend: Backend, config: Config) -> Iterator[Any]:
+    """A connection to the source; opening it past ``lock_timeout`` behind another session's lock (SQLite reads
+    the file's header as it connects) is a LockWaitError, as a run's write."""
+    try:
+        conn = open_connection(backend, role="capture")
+    except SourceError as exc:
+        cause = exc.__cause__
+        blocked = None
+        if cause is not None and backend.is_lock_timeout(cause):
+            blocked = backend.lock_wait_error(None, config.pv_table, config.lock_timeout)
+        if blocked is not None:
+            raise blocked from cause
+        raise
+    try:
+        yield conn
+    finally:
+        try:
+            conn.close()
+        except Exception:  # a broken connection may fail to close; nothing to save
+            pass
 
 
 def _changed(backend: Backend, conn: Any, config: Config, change: Callable[[], None], what: str) -> None:
@@ -85,7 +110,7 @@ def install_siret_index(uri: str, *, config: Config | None = None) -> None:
     """
     config = as_config(config)
     backend, index = _siret_index(uri, config)
-    with connected(backend, role="capture") as conn:
+    with _session(backend, config) as conn:
         for table, mapping, table_key, columns_key in (
             (config.pv_table, config.pv_columns, "pv_table", "pv_columns"),
             (config.invitations_table, config.invitation_columns, "invitations_table", "invitation_columns"),
@@ -105,5 +130,5 @@ def uninstall_siret_index(uri: str, *, config: Config | None = None) -> None:
     SIRETs' rows without it (:func:`~siret_summary.install_change_capture` makes it again)."""
     config = as_config(config)
     backend, index = _siret_index(uri, config)
-    with connected(backend, role="capture") as conn:
+    with _session(backend, config) as conn:
         _changed(backend, conn, config, lambda: index.uninstall(conn, config), "dropped")

@@ -157,9 +157,10 @@ def install(backend: Backend, conn: Any, tables: Sequence[tuple[str, str]]) -> N
 
 
 def uninstall(backend: Backend, conn: Any, tables: Sequence[tuple[str, str]]) -> None:
-    """Drop the index of each table (nothing where it has none); commit."""
-    for table, _ in tables:
-        if stored_sql(backend, conn, table) is not None:  # on this table (another table's index of that name stays)
+    """Drop the index of each ``(table, SIRET column)`` as :func:`create_sql` makes it (nothing where it has
+    none: an index of that name defined otherwise, or on another table, is the host's and stays); commit."""
+    for table, column in tables:
+        if stored_sql(backend, conn, table) == create_sql(table, column):
             backend.execute(conn, f"DROP INDEX {_schema(table)}{quote_identifier(index_name(table))}")
     conn.commit()
 

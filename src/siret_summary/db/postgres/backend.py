@@ -23,16 +23,11 @@ from siret_summary.db.base import (
     select_item,
 )
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
-from siret_summary.db.postgres import own_indexes, waits
+from siret_summary.db.postgres import own_indexes, siret_index, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
-from siret_summary.db.postgres.capture_install import PostgresSiretIndex
-from siret_summary.db.postgres.capture_names import (
-    SIRET_INDEX_CHECK,
-    normalised_siret_sql,
-    siret_index_name,
-    siret_index_relation,
-)
+from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
+from siret_summary.db.postgres.siret_index import PostgresSiretIndex
 from siret_summary.db.postgres.stamps import PostgresRowStamps
 from siret_summary.db.postgres.type_names import base_type
 from siret_summary.db.postgres.versions import PostgresRowVersions
@@ -276,8 +271,8 @@ class PostgresBackend(Backend):
             # ``::text`` of a number depends on session settings (extra_float_digits):
             # the index and this query could disagree on a row's SIRET.
             return None
-        found = self.fetch_arrow(conn, SIRET_INDEX_CHECK, [siret_index_relation(table), quote_table(table)])
-        if found.num_rows != 1 or not found.column("ours")[0].as_py():
+        there = siret_index.found(self, conn, table, column)
+        if there is None or not (there["here"] and there["ours"]):
             return None  # none, or one of that name defined otherwise: not the index
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
         return where, _array_param(pa.array(list(sirets), pa.string()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_identifier, quote_table, split_table
 from siret_summary.db.capabilities import Connection
+from siret_summary.db.postgres import siret_index
 from siret_summary.db.postgres.capture_names import (
     CURSOR_TABLE,
     EVENTS,
@@ -24,13 +25,10 @@ from siret_summary.db.postgres.capture_names import (
     LOG_TABLE,
     MANIFEST_SQL,
     ROW_FUNCTION,
-    SIRET_INDEX_CHECK,
     captured_tables,
     function_bodies,
-    normalised_siret_sql,
     qualified,
     siret_index_name,
-    siret_index_relation,
     trigger_name,
 )  # fmt: skip
 from siret_summary.db.postgres.capture_notify import drop_notify_statement, notify_statements
@@ -116,7 +114,8 @@ def install(backend: Backend, conn: Connection, config: Config) -> None:
             f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}",  # also in replica role
         ]
     statements += notify_statements(schema, log)  # a live watcher is told of each change (issue 28)
-    statements += siret_index_statements(config)
+    siret_index.prepare(backend, conn, config)  # names checked, an index of that name not the SIRET index dropped
+    statements += siret_index.create_statements(config)
     for sql in statements:
         backend.execute(conn, sql)
     # The triggers as installed: a run checks them against this (a trigger or
@@ -130,27 +129,6 @@ def install(backend: Backend, conn: Connection, config: Config) -> None:
     conn.commit()
 
 
-def siret_index_statements(config: Config) -> list[str]:
-    """The expression index on each source table's normalised SIRET, and its statistics (idempotent).
-
-    Also installed alone by ``siret_summary.install_siret_index`` (siret_index_setup.py)."""
-    statements = []
-    for table, siret in captured_tables(config):
-        q = quote_table(table)
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {q} ({normalised_siret_sql(siret)})",
-            # Statistics of the new expression index: without them the planner
-            # guesses most rows match and scans the table instead.
-            f"ANALYZE {q}",
-        ]
-    return statements
-
-
-def drop_siret_index_statements(config: Config) -> list[str]:
-    """Drop :func:`siret_index_statements`' indexes, each named in its table's schema."""
-    return [f"DROP INDEX IF EXISTS {siret_index_relation(table)}" for table, _ in captured_tables(config)]
-
-
 def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
     """Remove the triggers, the functions, the indexes, the change log and its cursor; commit."""
     schema = _capture_schema(backend, conn, config)
@@ -162,50 +140,10 @@ def uninstall(backend: Backend, conn: Connection, config: Config) -> None:
             older = f"siret_summary_{event}_{split_table(table)[-1]}"[:63]
             for name in dict.fromkeys((trigger_name(event, table), older)):
                 statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(name)} ON {q}")
-        statements.append(f"DROP INDEX IF EXISTS {_index_name(table)}")
     statements += [f"DROP TABLE IF EXISTS {qualified(schema, t)}" for t in (LOG_TABLE, CURSOR_TABLE)]
     statements.append(drop_notify_statement(schema))
     statements += [f"DROP FUNCTION IF EXISTS {qualified(schema, f)}()" for f in FUNCTIONS]
     for sql in statements:
         backend.execute(conn, sql)
+    siret_index.drop(backend, conn, config)  # the SIRET index of these tables only (never another relation)
     conn.commit()
-
-
-class PostgresSiretIndex:
-    """:class:`~siret_summary.db.capabilities.SiretIndex` of one PostgreSQL backend: the expression index on
-    the normalised SIRET alone (:func:`siret_index_statements`; capture's log and triggers are not made)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def install(self, conn: Connection, config: Config) -> None:
-        """As :func:`siret_index_statements`, after checking each table and the index's name: a view or
-        a name taken by another relation is a SourceError; an index of that name on the table defined
-        otherwise (the host's, or left invalid) is replaced."""
-        display = self.backend.display()
-        for table, _ in captured_tables(config):
-            kind = self.backend.scalar(conn, "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
-                                       [quote_table(table)])
-            if kind not in ("r", "p", "m"):  # a table, a partitioned table, a materialised view
-                raise SourceError(f'"{table}" is a view or a foreign table in {display}, and PostgreSQL indexes '
-                                  "tables only; explain() reads it without the index (or index the table under it).")
-            relation = siret_index_relation(table)
-            found = self.backend.fetch_arrow(conn, SIRET_INDEX_CHECK, [relation, quote_table(table)]).to_pylist()
-            if not found or found[0]["ours"]:
-                continue
-            if found[0]["kind"] not in ("i", "I") or not found[0]["here"]:
-                raise SourceError(f"a relation named {relation} exists in {display} (not the SIRET index of "
-                                  f'"{table}"); drop or rename it, then install again.')
-            self.backend.execute(conn, f"DROP INDEX {relation}")
-        for sql in siret_index_statements(config):
-            self.backend.execute(conn, sql)
-        conn.commit()
-
-    def uninstall(self, conn: Connection, config: Config) -> None:
-        """Drop the index of that name of each table (another relation of that name is left alone)."""
-        for table, _ in captured_tables(config):
-            relation = siret_index_relation(table)
-            found = self.backend.fetch_arrow(conn, SIRET_INDEX_CHECK, [relation, quote_table(table)]).to_pylist()
-            if found and found[0]["kind"] in ("i", "I") and found[0]["here"]:
-                self.backend.execute(conn, f"DROP INDEX {relation}")
-        conn.commit()

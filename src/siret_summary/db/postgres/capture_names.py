@@ -125,16 +125,20 @@ def siret_index_name(table: str) -> str:
     return _with_digest("siret_summary_norm_", table)
 
 
-#: One row when a relation is named $1 (quoted, in the table's schema): whether it is the SIRET index of the table
-#: $2 as :func:`normalised_siret_sql` makes it — an index of that table, valid, on one expression holding the
-#: normalisation's functions, without a predicate — and its kind (``relkind``). No row: no such relation. A host's
-#: index of that name defined otherwise is not it (the read would then run the regexes on every row).
+#: One row when a relation is named $1 (quoted, in the table's schema): its ``kind`` (``relkind``), whether it is
+#: an index of the table $2 (``here``), and whether it is the SIRET index as :func:`normalised_siret_sql` makes it
+#: (``ours``): valid, not unique, without a predicate, on one expression that holds the normalisation's functions
+#: and refers to one column of its table, named $3. No row: no relation of that name. An index of that name
+#: defined otherwise is not the index (the read would run the regexes on every row of a scan).
 SIRET_INDEX_CHECK = (
-    "SELECT c.relkind::text AS kind, coalesce(i.indrelid = to_regclass($2) AND i.indisvalid AND i.indnatts = 1"
-    " AND i.indexprs IS NOT NULL AND i.indpred IS NULL"
-    " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_indexdef(i.indexrelid)) > 0, false) AS ours,"
-    " coalesce(i.indrelid = to_regclass($2), false) AS here"
-    " FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)"
+    "SELECT c.relkind::text AS kind, coalesce(i.indrelid = to_regclass($2), false) AS here,"
+    " coalesce(i.indisvalid AND NOT i.indisunique AND i.indnatts = 1 AND i.indexprs IS NOT NULL"
+    " AND i.indpred IS NULL"
+    " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_indexdef(i.indexrelid)) > 0"
+    " AND (SELECT array_agg(a.attname::text) FROM pg_depend d JOIN pg_attribute a"
+    " ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.classid = 'pg_class'::regclass"
+    " AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0) = ARRAY[$3::text], false)"
+    " AS ours FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)"
 )
 
 
