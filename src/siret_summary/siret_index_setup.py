@@ -15,11 +15,11 @@ database as it was and says what is wrong in one sentence.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from siret_summary.config import Config, as_config
-from siret_summary.db import driver_reason, names, open_backend, open_connection, opens_read_only
+from siret_summary.db import connected, driver_reason, names, open_backend, opens_read_only
 from siret_summary.db.base import Backend
 from siret_summary.db.capabilities import SiretIndex
 from siret_summary.errors import SiretSummaryError, SourceError
@@ -43,23 +43,17 @@ def _siret_index(uri: str, config: Config) -> tuple[Backend, SiretIndex]:
 def _session(backend: Backend, config: Config) -> Iterator[Any]:
     """A connection to the source; opening it past ``lock_timeout`` behind another session's lock (SQLite reads
     the file's header as it connects) is a LockWaitError, as a run's write."""
-    try:
-        conn = open_connection(backend, role="capture")
-    except SourceError as exc:
-        cause = exc.__cause__
-        blocked = None
-        if cause is not None and backend.is_lock_timeout(cause):
-            blocked = backend.lock_wait_error(None, config.pv_table, config.lock_timeout)
-        if blocked is not None:
-            raise blocked from cause
-        raise
-    try:
-        yield conn
-    finally:
+    with ExitStack() as stack:
         try:
-            conn.close()
-        except Exception:  # a broken connection may fail to close; nothing to save
-            pass
+            conn = stack.enter_context(connected(backend, role="capture"))
+        except SourceError as exc:
+            cause, blocked = exc.__cause__, None
+            if cause is not None and backend.is_lock_timeout(cause):
+                blocked = backend.lock_wait_error(None, config.pv_table, config.lock_timeout)
+            if blocked is not None:
+                raise blocked from cause
+            raise
+        yield conn
 
 
 def _changed(backend: Backend, conn: Any, config: Config, change: Callable[[], None], what: str) -> None:
