@@ -3,16 +3,15 @@ also makes on PostgreSQL) attacked beyond tests/adversarial/test_sqlite_siret_in
 
 Expectations come from the contract (the functions' docstrings; docs/decisions.md, "An opt-in SIRET index on
 SQLite", "Installing it"), from ``compute()`` or from the same call without the index, never from the indexed
-output. Each finding failed on the code it was found on (``xfail(strict=True)`` then, for the reason given); fixed since.
+output. Each finding failed on the code it was found on (``xfail(strict=True)`` then, for the reason
+given); fixed since.
 """
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
@@ -22,7 +21,7 @@ from dbutil import connect, execute, query
 import siret_summary
 from siret_summary.db import connected, open_backend
 from siret_summary.db.postgres.capture_names import normalised_siret_sql
-from siret_summary.demo_data import generate, write_postgres, write_sqlite
+from siret_summary.demo_data import generate, write_postgres
 
 from adversarial.test_sqlite_siret_index_adv6 import _one_sentence_error as _error
 from adversarial.test_sqlite_siret_index_adv6 import _schema, app, base  # noqa: F401 (fixtures)
@@ -83,13 +82,13 @@ def _lowly_uri(uri: str, password: str) -> str:
 # Adversarial finding (session 6, second pass), fixed: the host's EXCLUSIVE lock (rollback journal): install
 # ignored Config(lock_timeout=1), waited the 30 s default busy timeout at connect, then raised SourceError
 # 'cannot connect ... check the URI and that the server is running', not LockWaitError. A reader's open
-# transaction held.
+# transaction (its SHARED lock stops the commit) held.
 @pytest.mark.parametrize("held", [["BEGIN EXCLUSIVE"], ["BEGIN", 'SELECT count(*) FROM "Tous_PV"']],
                          ids=["exclusive", "a_reader"])
 def test_sqlite_install_under_the_hosts_lock_honours_lock_timeout(app, held):
     before = _schema(app)
     host = sqlite3.connect(app, isolation_level=None)
-    for statement in held:  # the EXCLUSIVE lock even keeps readers out; a reader's SHARED lock stops the commit
+    for statement in held:
         host.execute(statement).fetchall()
     started = time.monotonic()
     try:
@@ -101,6 +100,111 @@ def test_sqlite_install_under_the_hosts_lock_honours_lock_timeout(app, held):
     assert isinstance(error, siret_summary.LockWaitError) and elapsed < 10, (round(elapsed, 1), str(error)[:300])
     _one_sentence(error)
     assert _schema(app) == before
+
+
+# Adversarial finding (session 6, second pass), fixed: only invitations is locked by a live session, yet
+# LockWaitError says 'Tous_PV stayed locked by another session ... a session that has ended since'
+def test_postgresql_a_lock_on_the_invitations_table_is_named_so(pg):
+    host = connect(pg)
+    cur = host.cursor()
+    cur.execute("LOCK TABLE invitations IN ROW EXCLUSIVE MODE")  # a host's open write transaction on invitations
+    try:
+        error = _error(lambda: siret_summary.install_siret_index(pg, config=siret_summary.Config(lock_timeout=1)))
+    finally:
+        host.rollback()
+        host.close()
+    assert isinstance(error, siret_summary.LockWaitError), repr(error)[:300]
+    assert "invitations" in str(error) and "ended since" not in str(error), str(error)
+
+
+# Adversarial finding (session 6, second pass), fixed: SIRET_INDEX_CHECK only looks for
+# 'regexp_replace(regexp_replace(btrim(' in the definition: the normalisation of ANOTHER column counts as the
+# index of 'siret', so the read adds its regex WHERE (not served by that index: every row's regexes)
+def test_postgresql_the_normalisation_of_another_column_is_not_the_index(pg):
+    execute(pg, 'ALTER TABLE "Tous_PV" ADD COLUMN siret_old text', 'UPDATE "Tous_PV" SET siret_old = siret')
+    # Another configuration (or the host) indexed the old column under the library's name.
+    siret_summary.install_siret_index(pg, config=siret_summary.Config(pv_columns={"siret": "siret_old"}))
+    assert "siret_old" in _indexdef(pg, _PV_INDEX)
+    assert not _filters(pg, "Tous_PV", "siret")
+
+
+# Adversarial finding (session 6, second pass), fixed: install_siret_index(default config) keeps an index of its
+# name on the normalisation of another column (taken as 'ours'): not replaced, contrary to 'an index of the
+# library's name on the same table defined otherwise is replaced'
+def test_postgresql_install_replaces_the_index_of_another_columns_normalisation(pg):
+    execute(pg, 'ALTER TABLE "Tous_PV" ADD COLUMN siret_old text', 'UPDATE "Tous_PV" SET siret_old = siret')
+    siret_summary.install_siret_index(pg, config=siret_summary.Config(pv_columns={"siret": "siret_old"}))
+    siret_summary.install_siret_index(pg)
+    defined = _indexdef(pg, _PV_INDEX)
+    assert defined is not None and "siret_old" not in defined and "btrim(siret," in defined, defined
+
+
+# Adversarial finding (session 6, second pass), fixed: PostgreSQL refuses ('a relation named ... exists; drop or
+# rename it') where SQLite replaces the library's own index that followed a renamed table (decisions.md)
+def test_postgresql_install_replaces_its_own_index_that_followed_a_renamed_table(pg):
+    siret_summary.install_siret_index(pg)
+    execute(pg, "ALTER TABLE invitations RENAME TO invitations_2023",
+            "CREATE TABLE invitations (LIKE invitations_2023)",
+            "INSERT INTO invitations SELECT * FROM invitations_2023")
+    siret_summary.install_siret_index(pg)
+    assert _filters(pg, "invitations")
+
+
+# Adversarial finding (session 6, second pass), fixed: uninstall_change_capture(Config(pv_table='b.Tous_PV',
+# ...)) runs an unqualified DROP INDEX IF EXISTS: it drops public's indexes (another configuration's) and leaves
+# schema b's
+def test_uninstall_change_capture_of_one_schema_drops_only_its_own_indexes(pg):
+    execute(pg, "CREATE SCHEMA b", 'CREATE TABLE b."Tous_PV" AS SELECT * FROM "Tous_PV"',
+            "CREATE TABLE b.invitations AS SELECT * FROM invitations")
+    other = siret_summary.Config(pv_table="b.Tous_PV", invitations_table="b.invitations",
+                                 target_table="b.siret_summary", state_table="b.siret_summary_state")
+    siret_summary.install_siret_index(pg)  # the default configuration's index, in public
+    public_before = [r for r in _pg_indexes(pg) if r[0] == "public"]
+    siret_summary.install_change_capture(pg, config=other)
+    siret_summary.uninstall_change_capture(pg, config=other)
+    after = _pg_indexes(pg)
+    assert [r for r in after if r[0] == "public"] == public_before
+    assert not [r for r in after if r[0] == "b" and r[2].startswith("siret_summary_norm_")]
+
+
+# Adversarial finding (session 6, second pass), fixed: a table named like the index: install_change_capture
+# succeeds silently (CREATE INDEX IF NOT EXISTS skips it), then uninstall_change_capture raises adbc
+# ProgrammingError with the DROP INDEX statement, not one sentence
+def test_uninstall_change_capture_with_a_table_of_the_index_name_says_one_sentence(pg):
+    execute(pg, f'CREATE TABLE "{_INV_INDEX}" (x int)')
+    try:
+        siret_summary.install_change_capture(pg)
+    except siret_summary.SiretSummaryError:
+        return  # a one-sentence refusal to install is acceptable too
+    error = None
+    try:
+        siret_summary.uninstall_change_capture(pg)
+    except Exception as exc:  # noqa: BLE001
+        error = exc
+    if error is not None:
+        _one_sentence(error)
+    assert query(pg, f"SELECT to_regclass('\"{_INV_INDEX}\"')::text AS r")["r"][0] is not None  # the host's table
+
+
+# Adversarial finding (session 6, second pass), fixed: uninstall_siret_index drops any index of the library's
+# name on the table, here the host's UNIQUE index on id_pv (never installed by the library)
+def test_sqlite_uninstall_leaves_the_hosts_unique_index_of_that_name(app):
+    execute(app, f'CREATE UNIQUE INDEX "{_PV_INDEX}" ON "Tous_PV" (id_pv)')
+    before = _schema(app)
+    siret_summary.uninstall_siret_index(app)
+    assert _schema(app) == before
+
+
+# Adversarial finding (session 6, second pass), fixed: PostgreSQL too: uninstall_siret_index drops the host's
+# UNIQUE index of that name (kind 'i' on the table is enough)
+def test_postgresql_uninstall_leaves_the_hosts_unique_index_of_that_name(pg):
+    execute(pg, f'CREATE UNIQUE INDEX "{_PV_INDEX}" ON "Tous_PV" (id_pv)')
+    before = _pg_indexes(pg)
+    siret_summary.uninstall_siret_index(pg)
+    assert _pg_indexes(pg) == before
+
+
+# --- what held: SQLite -----------------------------------------------------------------------
 
 
 def test_sqlite_wal_a_readers_open_transaction_does_not_block_and_answers_stay(app):
