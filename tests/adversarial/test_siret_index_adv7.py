@@ -1,4 +1,4 @@
-"""Adversarial (session 7): ``install_siret_index`` / ``uninstall_siret_index`` (and the index change capture
+"""Adversarial (session 6, second pass): ``install_siret_index`` / ``uninstall_siret_index`` (and the index change capture
 also makes on PostgreSQL) attacked beyond tests/adversarial/test_sqlite_siret_index.py and ..._adv6.py.
 
 Expectations come from the contract (the functions' docstrings; docs/decisions.md, "An opt-in SIRET index on
