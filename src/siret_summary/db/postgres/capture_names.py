@@ -125,26 +125,54 @@ def siret_index_name(table: str) -> str:
     return _with_digest("siret_summary_norm_", table)
 
 
-#: One row when a relation is named $1 (quoted, in the table's schema): its ``kind`` (``relkind``), whether it is
-#: an index of the table $2 (``here``), and whether it is the SIRET index as :func:`normalised_siret_sql` makes it
-#: (``ours``): valid, not unique, without a predicate, on one expression that holds the normalisation's functions
-#: and refers to one column of its table, named $3. No row: no relation of that name. An index of that name
-#: defined otherwise is not the index (the read would run the regexes on every row of a scan).
-SIRET_INDEX_CHECK = (
-    "SELECT c.relkind::text AS kind, coalesce(i.indrelid = to_regclass($2), false) AS here,"
-    " coalesce(i.indisvalid AND NOT i.indisunique AND i.indnatts = 1 AND i.indexprs IS NOT NULL"
-    " AND i.indpred IS NULL"
-    " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_indexdef(i.indexrelid)) > 0"
-    " AND (SELECT array_agg(a.attname::text) FROM pg_depend d JOIN pg_attribute a"
-    " ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.classid = 'pg_class'::regclass"
-    " AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0) = ARRAY[$3::text], false)"
-    " AS ours FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)"
-)
+def siret_odd_index_name(table: str) -> str:
+    """Name of the partial index of the rows the SIRET index cannot place (:func:`odd_rows_sql`)."""
+    return _with_digest("siret_summary_odd_", table)
+
+
+def odd_rows_sql(column: str) -> str:
+    """The rows whose SIRET the rule rejects (:func:`normalised_siret_sql` NULL: no digit, too many) or that hold an
+    ASCII ``e``/``E`` (every scientific spelling does): with the rows of S's normalised SIRET, a superset of S's
+    rows and of every rejected row that may have meant S (explain's candidates)."""
+    q = quote_identifier(column)
+    return (f"({normalised_siret_sql(column)} IS NULL OR {q}::text COLLATE \"C\" LIKE '%e%'"
+            f" OR {q}::text COLLATE \"C\" LIKE '%E%')")
+
+
+def _index_check(partial: bool) -> str:
+    """One row when a relation is named $1 (quoted, in the table's schema): its ``kind`` (``relkind``), whether
+    it is an index of the table $2 (``here``), and whether it is the library's index of that name (``ours``):
+    valid, not unique, on one column or expression, referring to one column of its table, named $3, and holding
+    the normalisation's functions — in its expression (the SIRET index), or in its predicate (``partial``:
+    the odd rows' index, on the column itself). No row: no relation of that name. An index of that name
+    defined otherwise is not the library's (the read would then run the regexes on every row of a scan)."""
+    shape = ("i.indexprs IS NULL AND i.indpred IS NOT NULL AND position('~~' in pg_get_expr(i.indpred, i.indrelid)) > 0"
+             " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_expr(i.indpred, i.indrelid)) > 0"
+             if partial else
+             "i.indexprs IS NOT NULL AND i.indpred IS NULL"
+             " AND position('regexp_replace(regexp_replace(btrim(' in pg_get_indexdef(i.indexrelid)) > 0")
+    return (
+        "SELECT c.relkind::text AS kind, coalesce(i.indrelid = to_regclass($2), false) AS here,"
+        f" coalesce(i.indisvalid AND NOT i.indisunique AND i.indnatts = 1 AND {shape}"
+        " AND (SELECT array_agg(DISTINCT a.attname::text) FROM pg_depend d JOIN pg_attribute a"
+        " ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.classid = 'pg_class'::regclass"
+        " AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0) = ARRAY[$3::text], false)"
+        " AS ours FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)"
+    )
+
+
+#: :func:`_index_check` of the SIRET index, and of the odd rows' partial index.
+SIRET_INDEX_CHECK, SIRET_ODD_INDEX_CHECK = _index_check(False), _index_check(True)
+
+
+def index_relation(table: str, name: str) -> str:
+    """The index ``name``, quoted, in ``table``'s schema (as ``to_regclass`` takes it)."""
+    return ".".join(quote_identifier(p) for p in [*split_table(table)[:-1], name])
 
 
 def siret_index_relation(table: str) -> str:
     """The SIRET index's name, quoted, in ``table``'s schema (as ``to_regclass`` takes it)."""
-    return ".".join(quote_identifier(p) for p in [*split_table(table)[:-1], siret_index_name(table)])
+    return index_relation(table, siret_index_name(table))
 
 
 def own_index_name(table: str) -> str:

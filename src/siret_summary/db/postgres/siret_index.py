@@ -1,13 +1,16 @@
-"""The expression index on the normalised SIRET of the source tables (PostgreSQL; opt-in; SPEC §3).
+"""The SIRET indexes of the source tables (PostgreSQL; opt-in; SPEC §3).
 
-Made by ``install_change_capture`` and by ``install_siret_index``
-(:class:`PostgresSiretIndex`); the targeted read uses it (backend.py
-``siret_filter_sql``) only when :data:`~.capture_names.SIRET_INDEX_CHECK` finds
-it as made here: a valid, non-unique index of that table on one expression of
-its SIRET column holding the normalisation's functions, without a predicate.
-An index of its name defined otherwise is replaced, never used: its
-regexes would then run on every row of a scan. Nothing here changes an
-answer (docs/decisions.md, "An opt-in SIRET index on SQLite", "Installing it").
+Two per table, made by ``install_change_capture`` and by ``install_siret_index``
+(:class:`PostgresSiretIndex`): the expression index on the normalised SIRET
+(the targeted read: backend.py ``siret_filter_sql``), and a partial index of
+the odd rows (:func:`~.capture_names.odd_rows_sql`: rejected, or holding an
+``e``/``E``), which with the first serves explain's read of a SIRET no row
+holds and its candidates (backend.py ``siret_superset_sql``). A read uses one
+only when its check (:data:`~.capture_names.SIRET_INDEX_CHECK`,
+``SIRET_ODD_INDEX_CHECK``) finds it as made here; an index of its name
+defined otherwise is replaced at install, never used. Nothing here changes an
+answer (docs/decisions.md, "An opt-in SIRET index on SQLite", "Installing it"
+and "PostgreSQL's odd rows").
 """
 
 from __future__ import annotations
@@ -17,24 +20,34 @@ from siret_summary.db.base import Backend, quote_identifier, quote_table
 from siret_summary.db.capabilities import Connection
 from siret_summary.db.postgres.capture_names import (
     SIRET_INDEX_CHECK,
+    SIRET_ODD_INDEX_CHECK,
     captured_tables,
+    index_relation,
     normalised_siret_sql,
+    odd_rows_sql,
     siret_index_name,
-    siret_index_relation,
+    siret_odd_index_name,
 )
 from siret_summary.db.postgres.waits import lock_table
 from siret_summary.errors import SourceError
 
 
+def _indexes(table: str) -> list[tuple[str, str]]:
+    """``(name, check)`` of ``table``'s two indexes."""
+    return [(siret_index_name(table), SIRET_INDEX_CHECK), (siret_odd_index_name(table), SIRET_ODD_INDEX_CHECK)]
+
+
 def create_statements(config: Config) -> list[str]:
-    """The index on each source table's normalised SIRET, and its statistics (idempotent: ``IF NOT EXISTS``;
-    :func:`prepare` first, so that a relation of that name is the index or nothing)."""
+    """Both indexes of each source table, and its statistics (idempotent: ``IF NOT EXISTS``; :func:`prepare`
+    first, so that a relation of either name is that index or nothing)."""
     statements = []
     for table, siret in captured_tables(config):
         q = quote_table(table)
-        name = quote_identifier(siret_index_name(table))  # CREATE INDEX puts it in the table's schema
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS {name} ON {q} ({normalised_siret_sql(siret)})",
+        statements += [  # CREATE INDEX puts each in the table's schema
+            f"CREATE INDEX IF NOT EXISTS {quote_identifier(siret_index_name(table))} ON {q}"
+            f" ({normalised_siret_sql(siret)})",
+            f"CREATE INDEX IF NOT EXISTS {quote_identifier(siret_odd_index_name(table))} ON {q}"
+            f" ({quote_identifier(siret)}) WHERE {odd_rows_sql(siret)}",
             # Statistics of the new expression index: without them the planner
             # guesses most rows match and scans the table instead.
             f"ANALYZE {q}",
@@ -42,18 +55,25 @@ def create_statements(config: Config) -> list[str]:
     return statements
 
 
-def found(backend: Backend, conn: Connection, table: str, column: str) -> dict[str, object] | None:
-    """:data:`SIRET_INDEX_CHECK` of ``table``'s index name: ``kind``, ``here`` (an index of ``table``) and
-    ``ours`` (the SIRET index of its own table's ``column``); None when no relation has that name."""
-    rows = backend.fetch_arrow(conn, SIRET_INDEX_CHECK,
-                               [siret_index_relation(table), quote_table(table), column]).to_pylist()
+def found(backend: Backend, conn: Connection, table: str, column: str, *,
+          odd: bool = False) -> dict[str, object] | None:
+    """The check of ``table``'s SIRET index (``odd``: its odd rows' index): ``kind``, ``here`` (an index of
+    ``table``) and ``ours`` (the library's, on its own table's ``column``); None when no relation has that name."""
+    name, check = _indexes(table)[1 if odd else 0]
+    rows = backend.fetch_arrow(conn, check, [index_relation(table, name), quote_table(table), column]).to_pylist()
     return rows[0] if rows else None
+
+
+def usable(backend: Backend, conn: Connection, table: str, column: str, *, odd: bool = False) -> bool:
+    """Whether ``table`` has that index as made here (:func:`found`: ``here`` and ``ours``)."""
+    there = found(backend, conn, table, column, odd=odd)
+    return there is not None and bool(there["here"]) and bool(there["ours"])
 
 
 def prepare(backend: Backend, conn: Connection, config: Config) -> None:
     """Before :func:`create_statements`: a view or a foreign table, or a name taken by a relation that is
-    neither an index of the table nor the SIRET index moved with a renamed table, is a SourceError; an
-    index of that name on the table defined otherwise, or the SIRET index that followed a renamed table,
+    neither an index of the table nor the library's index moved with a renamed table, is a SourceError; an
+    index of either name on the table defined otherwise, or the library's that followed a renamed table,
     is dropped."""
     display = backend.display()
     for table, column in captured_tables(config):
@@ -62,28 +82,29 @@ def prepare(backend: Backend, conn: Connection, config: Config) -> None:
         if kind not in ("r", "p", "m"):  # a table, a partitioned table, a materialised view
             raise SourceError(f'"{table}" is a view or a foreign table in {display}, and PostgreSQL indexes '
                               "tables only; explain() reads it without the index (or index the table under it).")
-        there = found(backend, conn, table, column)
-        if there is None or (there["here"] and there["ours"]):
-            continue
-        relation = siret_index_relation(table)
-        if there["kind"] not in ("i", "I") or not (there["here"] or there["ours"]):
-            raise SourceError(f"a relation named {relation} exists in {display} (not the SIRET index of "
-                              f'"{table}"); drop or rename it, then install again.')
-        backend.execute(conn, f"DROP INDEX {relation}")
+        for odd, (name, _) in enumerate(_indexes(table)):
+            there = found(backend, conn, table, column, odd=bool(odd))
+            if there is None or (there["here"] and there["ours"]):
+                continue
+            relation = index_relation(table, name)
+            if there["kind"] not in ("i", "I") or not (there["here"] or there["ours"]):
+                raise SourceError(f"a relation named {relation} exists in {display} (not the library's index of "
+                                  f'"{table}"); drop or rename it, then install again.')
+            backend.execute(conn, f"DROP INDEX {relation}")
 
 
 def drop(backend: Backend, conn: Connection, config: Config) -> None:
-    """Drop each table's SIRET index (:data:`SIRET_INDEX_CHECK`'s ``here`` and ``ours``): another relation of
-    that name — the host's own index, a table — is left alone."""
+    """Drop each table's two indexes where they are the library's (``here`` and ``ours``): another relation of
+    either name — the host's own index, a table — is left alone."""
     for table, column in captured_tables(config):
-        there = found(backend, conn, table, column)
-        if there is not None and there["here"] and there["ours"]:
-            backend.execute(conn, f"DROP INDEX {siret_index_relation(table)}")
+        for odd, (name, _) in enumerate(_indexes(table)):
+            if usable(backend, conn, table, column, odd=bool(odd)):
+                backend.execute(conn, f"DROP INDEX {index_relation(table, name)}")
 
 
 class PostgresSiretIndex:
-    """:class:`~siret_summary.db.capabilities.SiretIndex` of one PostgreSQL backend: the expression index
-    alone (capture's log and triggers are not made). Each table's lock is taken first, bounded by
+    """:class:`~siret_summary.db.capabilities.SiretIndex` of one PostgreSQL backend: the two indexes alone
+    (capture's log and triggers are not made). Each table's lock is taken first, bounded by
     ``config.lock_timeout`` (:class:`~siret_summary.errors.LockWaitError` naming the table and its holders)."""
 
     def __init__(self, backend: Backend) -> None:
