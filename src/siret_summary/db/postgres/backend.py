@@ -25,7 +25,7 @@ from siret_summary.db.base import (
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
 from siret_summary.db.postgres import own_indexes, siret_index, waits
 from siret_summary.db.postgres.capture import PostgresChangeLog
-from siret_summary.db.postgres.capture_names import normalised_siret_sql, odd_rows_sql, siret_index_name
+from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
 from siret_summary.db.postgres.siret_index import PostgresSiretIndex
 from siret_summary.db.postgres.stamps import PostgresRowStamps
@@ -68,8 +68,6 @@ _CREATION_NAMESPACE = 0x5354
 
 #: Up to this many SIRETs, :meth:`PostgresBackend.delete_sirets` binds them as one array parameter.
 _BOUND_SIRETS = 10_000
-#: The candidates' patterns of an ASCII e or E (rules.siret_superset.SCIENTIFIC_PATTERNS; db/ imports no rules/).
-_SCIENTIFIC = ("%e%", "%E%")
 
 
 #: Types whose ``::text`` no session setting changes (the server-side normalisation prints with it).
@@ -260,20 +258,9 @@ class PostgresBackend(Backend):
                            sirets: Sequence[str] | None = None) -> Filter | None:
         declared = next((c.declared for c in self.describe(conn, table) or [] if c.name == column), None)
         clause = postgres_clause(column, declared, patterns)
-        # explain's read of a SIRET no row holds (its candidates: the e/E patterns): with the SIRET index
-        # and the odd rows' index, the rows of ``sirets`` and the rejected ones come from them, not from a
-        # scan (db/postgres/siret_index.py). Other reads (a targeted run's) use siret_filter_sql.
-        if clause is None or sirets is None or not set(_SCIENTIFIC) <= set(patterns):
+        if clause is None or sirets is None:
             return clause
-        if len(sirets) > _BOUND_SIRETS or any(len(s) != 14 or not s.isascii() or not s.isdigit() for s in sirets):
-            return clause
-        if not (siret_index.usable(self, conn, table, column) and siret_index.usable(self, conn, table, column,
-                                                                                       odd=True)):
-            return clause
-        where, params = clause
-        bound = [*(params or []), "{" + ",".join(sirets) + "}"]  # 14 ASCII digits each: an array literal as is
-        term = f"({normalised_siret_sql(column)} = ANY(${len(bound)}::text[]) OR {odd_rows_sql(column)})"
-        return f" WHERE {term} AND ({where.removeprefix(' WHERE ')})", bound
+        return siret_index.candidates_clause(self, conn, table, column, clause, patterns, sirets)
 
     def siret_filter_sql(self, conn: Any, table: str, column: str, sirets: Sequence[str]) -> Filter | None:
         # Normalised server-side, so every stored spelling matches — only when

@@ -15,6 +15,9 @@ and "PostgreSQL's odd rows").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from siret_summary.config import Config
 from siret_summary.db.base import Backend, quote_identifier, quote_table
 from siret_summary.db.capabilities import Connection
@@ -68,6 +71,30 @@ def usable(backend: Backend, conn: Connection, table: str, column: str, *, odd: 
     """Whether ``table`` has that index as made here (:func:`found`: ``here`` and ``ours``)."""
     there = found(backend, conn, table, column, odd=odd)
     return there is not None and bool(there["here"]) and bool(there["ours"])
+
+
+#: The candidates' patterns of an ASCII e or E (rules.siret_superset.SCIENTIFIC_PATTERNS; db/ imports no rules/).
+_SCIENTIFIC = ("%e%", "%E%")
+#: Above this many SIRETs the term is not added (an array literal in one parameter).
+_MAX_SIRETS = 1_000
+
+
+def candidates_clause(backend: Backend, conn: Connection, table: str, column: str, clause: tuple[str, Any],
+                      patterns: Sequence[str], sirets: Sequence[str]) -> tuple[str, Any]:
+    """``clause`` (postgres_clause's ``WHERE`` of ``patterns``, and its parameters) with, before it,
+    ``(norm = ANY(sirets) OR odd)`` where both indexes are the library's: explain's read of a SIRET no row holds
+    and its candidates (``patterns`` hold the e/E ones) then comes from them, not from a scan. Every row of
+    ``sirets`` and every rejected row still meets it (the module's docstring). Else ``clause`` unchanged."""
+    if not set(_SCIENTIFIC) <= set(patterns) or len(sirets) > _MAX_SIRETS:
+        return clause  # a targeted run's read: siret_filter_sql serves it where the SIRET index is
+    if any(len(s) != 14 or not s.isascii() or not s.isdigit() for s in sirets):
+        return clause
+    if not (usable(backend, conn, table, column) and usable(backend, conn, table, column, odd=True)):
+        return clause
+    where, params = clause
+    bound = [*(params or []), "{" + ",".join(sirets) + "}"]  # 14 ASCII digits each: an array literal as is
+    term = f"({normalised_siret_sql(column)} = ANY(${len(bound)}::text[]) OR {odd_rows_sql(column)})"
+    return f" WHERE {term} AND ({where.removeprefix(' WHERE ')})", bound
 
 
 def prepare(backend: Backend, conn: Connection, config: Config) -> None:
