@@ -40,13 +40,14 @@ def pg_spellings(pg_uri):
         yield uri
 
 
-def _candidates_ids(uri: str, siret: str) -> tuple[set[int], str]:
+def _candidates_ids(uri: str, siret: str, table_name: str = "spellings", key: str = "id") -> tuple[set[int], str]:
+    """The ids explain's read of the absent ``siret`` keeps (its candidates' patterns), and its WHERE."""
     backend = open_backend(uri, must_exist=True)
     with connected(backend, role="source") as conn:
-        where = superset_filter(backend, conn, "spellings", "siret", candidate_patterns(siret), sirets=[siret])
+        where = superset_filter(backend, conn, table_name, "siret", candidate_patterns(siret), sirets=[siret])
         assert where is not None
-        got = backend.fetch_arrow(conn, f"SELECT id FROM spellings{where[0]}", where[1])
-    return set(got.column("id").to_pylist()), where[0]
+        got = backend.fetch_arrow(conn, f'SELECT {key} FROM "{table_name}"{where[0]}', where[1])
+    return set(got.column(key).to_pylist()), where[0]
 
 
 def _in_order(needle: str, digits: str) -> bool:
@@ -113,12 +114,7 @@ def test_explain_with_both_indexes_answers_as_without(pg):
 
 
 def _candidates_ids_of(uri: str, siret: str) -> tuple[set[int], str]:
-    backend = open_backend(uri, must_exist=True)
-    with connected(backend, role="source") as conn:
-        where = superset_filter(backend, conn, "Tous_PV", "siret", candidate_patterns(siret), sirets=[siret])
-        assert where is not None
-        got = backend.fetch_arrow(conn, f'SELECT id_pv FROM "Tous_PV"{where[0]}', where[1])
-    return set(got.column("id_pv").to_pylist()), where[0]
+    return _candidates_ids(uri, siret, "Tous_PV", "id_pv")
 
 
 @pytest.mark.parametrize("ddl", [
