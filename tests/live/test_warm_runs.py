@@ -304,7 +304,7 @@ def test_warm_runs_behind_a_transaction_pooler(pg_uri, pg_db):
 
 
 def test_cancel_from_another_process_stops_a_warm_run(pg_db):
-    """A warm run writes a progress step at most every 50 ms (stage starts too): a cancel() asked while it
+    """A warm run writes a progress step at most every 250 ms (stage starts too): a cancel() asked while it
     runs is still read back with the next written step; the run ends cancelled, the target unchanged."""
     write_postgres(pg_db, *generate(n_pv=20_000, n_invitations=2_000, seed=12, sqlite_mess=False))
     warm = WarmRuns(pg_db, None, CONFIG)

@@ -19,50 +19,21 @@ It is used only where it is a server-side filter on both tables (else the
 read would take every row) and where no SIRET index serves ``S``'s rows more
 cheaply (PostgreSQL with ``install_change_capture``'s index).
 
-:func:`described_once` keeps one call's catalogue answers: the read
-describes each table up to three times (its columns, the SIRET column's type
-for the index and for the prefilter), and each answer costs a round trip and
-parsing every column's type.
+Each attempt keeps its catalogue answers (db/described.py ``described_once``):
+the read describes each table up to three times.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from siret_summary.config import Config
 from siret_summary.db import names
-from siret_summary.db.base import Backend, Column
+from siret_summary.db.base import Backend
 from siret_summary.db.siret_prefilter import superset_filter
 from siret_summary.rules.siret_superset import candidate_patterns, rule_reads_ascii_digits_only
 
-__all__ = ["ONE_READ", "described_once", "read_plan"]
-
-
-def described_once(backend: Backend) -> Backend:
-    """A copy of ``backend`` whose ``describe(conn, table)`` asks the database once per (connection, table).
-
-    For one read attempt only (explain/rows.py makes one per attempt, so a retry on a fresh
-    connection, or the next call, describes anew and sees any DDL since). The copy's own methods
-    (``siret_filter_sql``, ``siret_superset_sql``) reach the memo too: it is an instance attribute,
-    found before the class's method.
-    """
-    described = copy.copy(backend)
-    real = backend.describe
-    seen: dict[tuple[int, str], list[Column] | None] = {}
-    kept: list[Any] = []  # the connections keyed by id(): alive as long as the memo, so no id is reused
-
-    def describe(conn: Any, table: str) -> list[Column] | None:
-        key = (id(conn), table)
-        if key not in seen:
-            seen[key] = real(conn, table)
-            kept.append(conn)
-        columns = seen[key]
-        return None if columns is None else list(columns)
-
-    # An instance attribute, not a subclass: the backend's class varies, and its methods call self.describe.
-    setattr(described, "describe", describe)  # noqa: B010
-    return described
+__all__ = ["ONE_READ", "read_plan"]
 
 
 #: :func:`read_plan`'s answer for one read serving both.

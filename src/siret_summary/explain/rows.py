@@ -28,9 +28,10 @@ import polars as pl
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.config import Config, needed_columns
 from siret_summary.db import connected, open_backend
+from siret_summary.db.described import described_once
 from siret_summary.db.siret_prefilter import NARROWED, SKIPPED, WHOLE, serial_scan
 from siret_summary.explain.connections import read_with
-from siret_summary.explain.one_read import ONE_READ, described_once, read_plan
+from siret_summary.explain.one_read import ONE_READ, read_plan
 from siret_summary.pipeline import engine
 from siret_summary.pipeline.read import read_database, read_in_memory, read_sources
 from siret_summary.rules.columns import (

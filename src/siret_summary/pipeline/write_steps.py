@@ -125,6 +125,11 @@ class ShrinkChecked:
     scoped: Scoped
 
 
+#: A write of some SIRETs with at most this many rows leaves the session's memory settings as they are
+#: (:meth:`~siret_summary.db.base.Backend.prepare_bulk_write`): its comparisons are of a few rows.
+SMALL_WRITE = 1_000
+
+
 def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, delete_sirets: pl.Series | None,
                versions_table: str | None, earlier: BackgroundRead | None) -> Opened:
     """The target described (created when missing), the summary shaped for it, its row versions opened.
@@ -140,7 +145,8 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
     versions = open_versions(backend, conn, target, columns, versions_table)
     still = (earlier is not None and delete_sirets is None and earlier.columns == columns
              and earlier.versions == versions)
-    backend.prepare_bulk_write(conn)
+    if delete_sirets is None or summary.height > SMALL_WRITE:
+        backend.prepare_bulk_write(conn)  # a few SIRETs' rows compare in the default memory (one round trip less)
     return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
 
 

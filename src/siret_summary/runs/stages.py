@@ -21,6 +21,7 @@ from siret_summary.config import Config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
 from siret_summary.db.capabilities import SourceMoved, versions_table
+from siret_summary.db.described import described_once
 from siret_summary.db.masking import scrub
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
@@ -184,7 +185,8 @@ class RunStages:
         """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
         if not isinstance(source, (str, os.PathLike)):
             return read_sources(source, self.config, sirets=plan.sirets)  # raw: normalised lazily
-        backend = open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout)
+        # This attempt's catalogue answers kept (db/described.py): the targeted read describes each table twice.
+        backend = described_once(open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout))
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, plan.sirets, conn=conn, normalise=not plan.reads_raw,
                                  stamps=stamps, session=lambda: self.sessions.use(backend, role="source"),
