@@ -114,7 +114,7 @@ def test_odd_raw_sirets_in_a_warm_capture_run_bind_and_match_the_reference(pg_db
 @pytest.mark.timeout(120)
 def test_a_warm_run_failing_in_its_write_is_recorded_at_the_write_stage(pg_db, monkeypatch):
     """The admin page and status() show a failed run stopped at its stage (the stage list marks it
-    "now"). A watcher's warm run writes its steps at most every 250 ms: the one that failed must
+    "now"). A watcher's warm run writes its steps at most every 100 ms: the one that failed must
     still be recorded at the write stage, not at a stage it had left. The throttle's period is
     widened to 60 s so that the outcome does not depend on the machine's load (at 50 ms a loaded
     machine sometimes writes the write stage's start on its own)."""

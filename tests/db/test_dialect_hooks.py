@@ -42,3 +42,21 @@ def test_change_capture_is_refused_on_sqlite_in_one_sentence(tmp_path):
             function(path)
         assert str(err.value) == (f"change capture needs a PostgreSQL source, not {path}; "
                                   "use the scan-based incremental run.")
+
+
+def test_describe_many_answers_as_describe_of_each(database):
+    """``describe_many`` (one round trip on PostgreSQL) gives, table by table, what ``describe`` gives:
+    the columns in order with their declared types, None for a missing table; hostile and repeated
+    names included."""
+    names = ['plain', 'Mixed Case', 'quo"te', "apo'strophe", "x" * 60]
+    execute(database, *[f'CREATE TABLE "{n.replace(chr(34), chr(34) * 2)}" (b TEXT, "A b" INTEGER, c DATE, d VARCHAR(7))'
+                        for n in names],
+            'ALTER TABLE plain DROP COLUMN c', 'ALTER TABLE plain ADD COLUMN e BOOLEAN')
+    backend = open_backend(database, must_exist=True)
+    asked = [*names, "missing", "plain", 'public."plain"' if database.startswith("postgresql") else "plain"]
+    with connected(backend, role="test") as conn:
+        many = backend.describe_many(conn, asked)
+        each = {table: backend.describe(conn, table) for table in asked}
+    assert many == each
+    assert many["missing"] is None
+    assert [c.name for c in many["plain"]] == ["b", "A b", "d", "e"]

@@ -304,7 +304,7 @@ def test_warm_runs_behind_a_transaction_pooler(pg_uri, pg_db):
 
 
 def test_cancel_from_another_process_stops_a_warm_run(pg_db):
-    """A warm run writes a progress step at most every 250 ms (stage starts too): a cancel() asked while it
+    """A warm run writes a progress step at most every 100 ms (stage starts too): a cancel() asked while it
     runs is still read back with the next written step; the run ends cancelled, the target unchanged."""
     write_postgres(pg_db, *generate(n_pv=20_000, n_invitations=2_000, seed=12, sqlite_mess=False))
     warm = WarmRuns(pg_db, None, CONFIG)
@@ -364,5 +364,56 @@ def test_a_failed_warm_run_whose_recheck_cannot_run_raises_the_runs_own_error(tm
         monkeypatch.setattr(warm_module, "checked_locations", check_without_a_session)
         with pytest.raises(TargetError, match="session was terminated"):
             warm.run()
+    finally:
+        warm.close()
+
+
+@pytest.mark.parametrize("replacement", [
+    None,  # dropped
+    'CREATE INDEX "siret_summary_norm_Tous_PV" ON "Tous_PV" (lower(siret))',  # a host's index of that name
+])
+def test_a_dropped_siret_index_between_warm_runs_only_slows_them(pg_db, replacement, monkeypatch):
+    """A kept session asks whether the SIRET index is usable at most every 10 s while it says yes
+    (db/postgres/siret_index.py ``usable_lately``). Dropped or replaced by a host's index of its name
+    between two warm runs, the next runs still read every changed SIRET's rows (the filter is exact
+    without the index): the target equals the reference; a new session sees at once that the index is
+    gone, and the kept one sees it once the 10 s are over."""
+    from siret_summary.db import connected, open_backend
+    from siret_summary.db.postgres import siret_index
+
+    uri = _source(pg_db)
+    warm = WarmRuns(uri, None, CONFIG)
+    backend = open_backend(uri, must_exist=True)
+
+    def filtered() -> bool:
+        with connected(backend, role="test") as conn:
+            return backend.siret_filter_sql(conn, "Tous_PV", "siret", ["47976684200724"]) is not None
+
+    asked: list[str] = []
+    real = siret_index.usable
+
+    def counted(*args, **kwargs):
+        asked.append(args[2])
+        return real(*args, **kwargs)
+
+    try:
+        _completed(warm)
+        _commit(uri, seed=41)
+        _completed(warm)  # the kept session found the index usable
+        assert filtered()
+        execute(uri, 'DROP INDEX "siret_summary_norm_Tous_PV"', *([replacement] if replacement else []))
+        assert not filtered()  # a new session asks, and is told
+        monkeypatch.setattr(siret_index, "usable", counted)
+        for seed in (42, 43):
+            _commit(uri, seed=seed)
+            result = _completed(warm)
+            assert result.mode == "capture"
+            assert_target_is_reference(uri)
+        assert asked == []  # within 10 s of its last yes, the kept session did not ask
+        monkeypatch.setattr(siret_index, "RECHECK_AFTER", 0.0)
+        _commit(uri, seed=44)
+        assert _completed(warm).mode == "capture"
+        assert set(asked) == {"Tous_PV", "invitations"}  # asked again: PV's told no, and read exactly
+        assert_target_is_reference(uri)
     finally:
         warm.close()

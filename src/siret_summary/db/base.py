@@ -115,6 +115,10 @@ class Backend(ABC):
     def describe(self, conn: Any, table: str) -> list[Column] | None:
         """The table's columns in order, or None when it does not exist."""
 
+    def describe_many(self, conn: Any, tables: Sequence[str]) -> dict[str, list[Column] | None]:
+        """:meth:`describe` of each of ``tables``, in one round trip where the backend can (one each by default)."""
+        return {table: self.describe(conn, table) for table in tables}
+
     def estimated_rows(self, conn: Any, table: str) -> int | None:
         """About how many rows ``table`` holds (for progress only), None when unknown or costly."""
         return None
@@ -363,6 +367,13 @@ class Backend(ABC):
         gone = self.ingest_temporary(conn, staging, pa.table({"siret": sirets}))
         mine, params = ("", None) if target is None else (f"target = {self.param(1)} AND ", [target])
         self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {mine}siret IN (SELECT siret FROM {gone})", params)
+
+    def rows_bound(self, data: pa.Table, before: Any = None) -> Filter | None:
+        """``data``'s rows as a parenthesised ``SELECT`` of bound parameters, to stand where the table
+        :meth:`ingest_temporary` would make of them is read, and the parameters of the statement it goes in:
+        ``before`` (that statement's own, numbered first) then its own. Each column is typed as that
+        table's would be. None where the backend cannot (many rows, a type it does not bind): stage them."""
+        return None
 
     def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
         """``column`` (SQL) is one of ``sirets`` (text), as a condition with one bound parameter (``$1``),

@@ -111,7 +111,8 @@ def _raw_rows(source: Any, config: Config, siret: str | None, patterns: list[str
     backend = open_backend(source, must_exist=True)
 
     def read(conn: Any) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
-        attempt = described_once(backend)  # this attempt's catalogue answers; a retry describes anew
+        # This attempt's catalogue answers (both tables in one round trip); a retry describes anew.
+        attempt = described_once(backend, together=(config.pv_table, config.invitations_table))
         wanted = None if siret is None else pl.Series("siret", [siret], pl.String)
         how = read_plan(attempt, conn, config, siret) if plan and siret is not None else None
         patterns_read, narrow, only = patterns, None, needed

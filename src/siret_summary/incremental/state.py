@@ -25,15 +25,23 @@ state's hash. Its stored warnings stand in for its rows in the run's report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from enum import Enum
+from typing import Any, Literal, cast
 
 import polars as pl
 
 from siret_summary._version import PACKAGE as _package
 from siret_summary._version import __version__
 from siret_summary.config import Config
-from siret_summary.db.base import Backend, quote_table
+from siret_summary.db.base import Backend, Column, quote_table
 from siret_summary.db.privileges import create_missing
+
+
+class Ask(Enum):
+    """``StateStore.stored_meta``'s default: the meta table not described yet (ask the database)."""
+
+    ASK = 0
+
 
 #: Version of the state's layout and meaning; part of :func:`state_hash`. 3: on
 #: PostgreSQL, ``raw`` hashes row stamps (db/postgres/stamps.py); a state of format 2 would
@@ -97,9 +105,12 @@ class StateStore:
     def meta(self) -> str:
         return f"{self.table}_meta"
 
-    def stored_meta(self, conn: Any) -> StoredMeta | None:
-        """The state's configuration hash and change-capture record (None without state)."""
-        present = self.backend.describe(conn, self.meta)
+    def stored_meta(self, conn: Any, present: list[Column] | None | Literal[Ask.ASK] = Ask.ASK) -> StoredMeta | None:
+        """The state's configuration hash and change-capture record (None without state).
+
+        ``present``: the meta table's columns when already described in this transaction (else asked)."""
+        if present is Ask.ASK:
+            present = self.backend.describe(conn, self.meta)
         if present is None:
             return None
         names = [c.name for c in present]
@@ -187,17 +198,18 @@ class StateStore:
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_LAYOUT)})"
         p = self.backend.param
+        described = self.backend.describe_many(conn, [self.table, self.meta])  # one round trip for both
         if remove is None:
-            present = self.backend.describe(conn, self.table)
+            present = described[self.table]
             if present is not None and tuple(c.name for c in present) == STATE_LAYOUT:
                 self.backend.execute(conn, f"DELETE FROM {q} WHERE target = {p(1)}", [self.target])
             else:  # none yet, or an older layout (unkeyed: no other target's state to keep)
                 self.backend.execute(conn, f"DROP TABLE IF EXISTS {q}")
                 create_missing(self.backend, conn, self.table, create, exists=False)
             self.backend.index_own_table(conn, self.table, ("target", "siret"))  # a full run: made once, when missing
-        elif create_missing(self.backend, conn, self.table, create) or full:  # no CREATE needed once it exists
-            self.backend.index_own_table(conn, self.table, ("target", "siret"))
-        present = self.backend.describe(conn, self.meta)
+        elif create_missing(self.backend, conn, self.table, create, exists=described[self.table] is not None) or full:
+            self.backend.index_own_table(conn, self.table, ("target", "siret"))  # no CREATE needed once it exists
+        present = described[self.meta]
         if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
             self.backend.execute(conn, f"DROP TABLE {meta}")
             present = None

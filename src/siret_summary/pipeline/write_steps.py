@@ -103,7 +103,17 @@ class Staged:
     hashes: pl.DataFrame | None  # their row versions' hashes (None without versions)
     vouched: Vouched | None  # a full write with row versions: what they vouched for
     previous: int | None  # rows in the target before (None: not counted yet, a write of some SIRETs)
-    staging: str  # the staging table, quoted
+    staging: str | None  # the staging table, quoted (None: ``bound`` instead)
+    bound: pa.Table | None = None  # a few rows bound into each statement that reads them (Backend.rows_bound)
+
+    def source(self, before: Any = None) -> tuple[str, Any]:
+        """Where a statement reads these rows (SQL to alias), and its parameters (``before``'s first)."""
+        if self.bound is None:
+            return cast(str, self.staging), before
+        bound = self.opened.backend.rows_bound(self.bound, before)
+        if bound is None:  # a bug: fill_staging bound them only where the backend could
+            raise RuntimeError("rows bound where the backend cannot bind them")
+        return bound
 
 
 @dataclass(frozen=True)
@@ -176,10 +186,13 @@ def fill_staging(opened: Opened, delete_sirets: pl.Series | None, checkpoint: Ca
     else:  # counted by check_shrink only when the shrink check needs it (docs/decisions.md, "Warm runs")
         previous = None
     checkpoint(0.05)
-    staging = backend.ingest_temporary(
-        conn, STAGING, backend.to_storage(rows.to_arrow(), opened.written),
-        between=lambda done: checkpoint(0.05 + 0.75 * done),
-    )
+    data = backend.to_storage(rows.to_arrow(), opened.written)
+    # A few rows: bound where read, no temporary table — only where the insert counts what it stored by
+    # RETURNING (row versions kept): the driver gives no row count for a statement with parameters, and
+    # a target with rules (no row versions then) refuses RETURNING (docs/decisions.md, "A few rows bound").
+    if versions is not None and backend.rows_bound(data) is not None:
+        return Staged(opened, rows, hashes, vouched, previous, None, data)
+    staging = backend.ingest_temporary(conn, STAGING, data, between=lambda done: checkpoint(0.05 + 0.75 * done))
     backend.index_staging(conn, staging, STAGING)
     return Staged(opened, rows, hashes, vouched, previous, staging)
 
@@ -255,23 +268,25 @@ def replace(checked: ShrinkChecked) -> WriteStats:
     backend, conn, table = opened.backend, opened.conn, opened.table
     same = same_row_sql(backend, opened.columns or opened.written, opened.written, "s", "t")
     where = f"{scoped.sql} AND " if scoped.sql else ""
+    staging, params = staged.source(scoped.params)
     replaced = backend.fetch_arrow(
         conn,
         f"DELETE FROM {table} AS t WHERE {where}"
-        f"NOT EXISTS (SELECT 1 FROM {staged.staging} AS s WHERE s.siret = t.siret AND {same})"
-        f" RETURNING siret IN (SELECT siret FROM {staged.staging}) AS replaced",
-        scoped.params,
+        f"NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.siret = t.siret AND {same})"
+        f" RETURNING siret IN (SELECT g.siret FROM {staging} AS g) AS replaced",
+        params,
     ).column("replaced")
     removed, updated = len(replaced), int(pc.sum(replaced.cast(pa.int64())).as_py() or 0)
     names = ", ".join(quote_identifier(c.name) for c in opened.written)
+    staging, params = staged.source()
     insert = (
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged.staging} AS s"
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s"
         f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.siret = s.siret)"
     )
     if opened.versions is None:
-        stored = backend.execute_count(conn, insert)
+        stored = backend.execute_count(conn, insert, params)  # never bound rows (fill_staging)
     else:
-        returned = backend.fetch_arrow(conn, backend.returning_sirets_sql(insert))  # each dialect casts to text
+        returned = backend.fetch_arrow(conn, backend.returning_sirets_sql(insert), params)  # each casts to text
         inserted = cast(pl.DataFrame, pl.from_arrow(returned))
         _record_versions(scoped, opened.versions, inserted.get_column("siret"))
         stored = inserted.height

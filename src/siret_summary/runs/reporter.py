@@ -33,7 +33,7 @@ STAGE_START = {"read": 5.0, "compute": 35.0, "write": 60.0, "done": 100.0}
 
 #: A watcher's run (kept sessions, no ``on_status``) writes a progress step (a stage's start included) at most
 #: this often (seconds) after its record or its last written step (docs/decisions.md, "Warm runs").
-WARM_PROGRESS_EVERY = 0.25
+WARM_PROGRESS_EVERY = 0.1
 
 
 class CancelToken(Protocol):

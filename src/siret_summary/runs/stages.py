@@ -169,9 +169,11 @@ class RunStages:
         if not self.backend.exists():
             return None
         with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
-            if self.backend.describe(conn, self.config.target_table) is None:
+            # The target and the state's meta table described in one round trip.
+            described = self.backend.describe_many(conn, [self.config.target_table, self.state.meta])
+            if described[self.config.target_table] is None:
                 return None
-            return self.state.stored_meta(conn)
+            return self.state.stored_meta(conn, described[self.state.meta])
 
     def _read_changes(self, backend: Backend) -> Any:
         change_log = backend.change_log()
@@ -185,8 +187,10 @@ class RunStages:
         """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
         if not isinstance(source, (str, os.PathLike)):
             return read_sources(source, self.config, sirets=plan.sirets)  # raw: normalised lazily
-        # This attempt's catalogue answers kept (db/described.py): the targeted read describes each table twice.
-        backend = described_once(open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout))
+        # This attempt's catalogue answers kept (db/described.py): both tables described in one round trip,
+        # once (the targeted read asks twice for each).
+        backend = described_once(open_backend(source, must_exist=True, connect_timeout=self.config.connect_timeout),
+                                 together=(self.config.pv_table, self.config.invitations_table))
         with self.sessions.use(backend, role="source") as conn:
             return read_database(backend, self.config, plan.sirets, conn=conn, normalise=not plan.reads_raw,
                                  stamps=stamps, session=lambda: self.sessions.use(backend, role="source"),

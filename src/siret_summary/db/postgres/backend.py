@@ -88,6 +88,50 @@ def _array_param(values: pa.Array) -> pa.RecordBatch:
     return pa.record_batch([pa.ListArray.from_arrays(offsets, values)], names=["values"])
 
 
+#: Up to this many rows, :meth:`PostgresBackend.rows_bound` binds a write's rows as array parameters.
+_BOUND_ROWS = 1_000
+
+#: Arrow types :meth:`PostgresBackend.rows_bound` binds, and the column type the driver's ingest gives
+#: each in the temporary table they replace (tests/db/test_rows_bound.py checks each against it).
+_INGEST_TYPES: dict[pa.DataType, str] = {
+    pa.bool_(): "boolean", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint",
+    pa.float64(): "double precision", pa.string(): "text", pa.large_string(): "text", pa.date32(): "date",
+    pa.timestamp("us"): "timestamp without time zone",
+}  # fmt: skip
+
+
+def _bound_columns(data: pa.Table) -> list[pa.Array]:
+    """Each column of ``data`` as one array value (a one-row list array), made once per table: the
+    write binds the same rows into two statements (an Arrow table never changes, so its id is its key
+    while :data:`_LAST_BOUND` holds it)."""
+    global _LAST_BOUND
+    last = _LAST_BOUND  # read once: another thread's write may replace it meanwhile
+    if last is not None and last[0] is data:
+        return last[1]
+    offsets = pa.array([0, data.num_rows], pa.int32())
+    columns = []
+    for column in data.columns:
+        values = column.combine_chunks()
+        columns.append(pa.ListArray.from_arrays(offsets, values.cast(pa.string())
+                                                if values.type == pa.large_string() else values))
+    _LAST_BOUND = (data, columns)
+    return columns
+
+
+_LAST_BOUND: tuple[pa.Table, list[pa.Array]] | None = None
+
+
+def _columns(names: list[str], declared: list[str]) -> list[Column] | None:
+    """A table's columns from its catalogue rows (None: no rows, no such table)."""
+    if not names:
+        return None
+    columns = []
+    for name, type_name in zip(names, declared, strict=True):
+        kind, length = kind_of(type_name)
+        columns.append(Column(name, kind, length, type_name, _INT_BOUNDS.get(type_name.upper())))
+    return columns
+
+
 def _with_text(params: pa.RecordBatch, text: str) -> pa.RecordBatch:
     """``params`` (one bound array) and ``text`` as the second parameter."""
     return pa.record_batch([params.column(0), pa.array([text], pa.string())], names=["values", "text"])
@@ -136,6 +180,9 @@ class PostgresBackend(Backend):
     def plain(self, data: Any) -> Any:
         # Types outside the built-in table (enums, …) and NUMERIC arrive as
         # opaque extension columns; an enum's binary form is its label: text.
+        if not any(isinstance(f.type, pa.BaseExtensionType) or pa.types.is_binary(f.type)
+                   or pa.types.is_large_binary(f.type) for f in data.schema):
+            return data  # nothing to change (most results): no column looked at
         for i, field in enumerate(data.schema):
             column = data.column(i)
             if field.name.startswith("__siret_summary_"):  # a row stamp (db/postgres/stamps.py): its bytes as they are
@@ -167,13 +214,22 @@ class PostgresBackend(Backend):
             " AND NOT a.attisdropped ORDER BY a.attnum",
             [quote_table(table)],
         )
-        if rows.num_rows == 0:
-            return None
-        columns = []
-        for name, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist(), strict=True):
-            kind, length = kind_of(declared)
-            columns.append(Column(name, kind, length, declared, _INT_BOUNDS.get(declared.upper())))
-        return columns
+        return _columns(rows.column("name").to_pylist(), rows.column("type").to_pylist())
+
+    def describe_many(self, conn: Any, tables: Sequence[str]) -> dict[str, list[Column] | None]:
+        # One round trip for all: the same catalogue rows as describe() reads for each, numbered by table.
+        rows = self.fetch_arrow(
+            conn,
+            "SELECT t.i::int AS i, a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)"
+            " JOIN pg_attribute a ON a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped"
+            " ORDER BY t.i, a.attnum",
+            _array_param(pa.array([quote_table(t) for t in tables], pa.string())),
+        )
+        numbers, names, types = (rows.column(c).to_pylist() for c in ("i", "name", "type"))
+        return {table: _columns([n for k, n in zip(numbers, names, strict=True) if k == i + 1],
+                                [d for k, d in zip(numbers, types, strict=True) if k == i + 1])
+                for i, table in enumerate(tables)}
 
     def estimated_rows(self, conn: Any, table: str) -> int | None:
         # The planner's estimate (VACUUM/ANALYZE keep it current): free, unlike count(*).
@@ -274,8 +330,7 @@ class PostgresBackend(Backend):
             # ``::text`` of a number depends on session settings (extra_float_digits):
             # the index and this query could disagree on a row's SIRET.
             return None
-        there = siret_index.found(self, conn, table, column)
-        if there is None or not (there["here"] and there["ours"]):
+        if not siret_index.usable_lately(self, conn, table, column):
             return None  # none, or one of that name defined otherwise: not the index
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
         return where, _array_param(pa.array(list(sirets), pa.string()))
@@ -291,6 +346,24 @@ class PostgresBackend(Backend):
         if target is not None:
             where, params = f"target = $2 AND {where}", _with_text(params, target)
         self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {where}", params)
+
+    def rows_bound(self, data: pa.Table, before: Any = None) -> Filter | None:
+        # A few rows (a watcher's run of some SIRETs): one array parameter per column, read by
+        # unnest() in each statement, instead of a temporary table dropped, created, filled by
+        # COPY and dropped again — 4 round trips and catalogue rows each run (docs/decisions.md,
+        # "A few rows bound, not staged").
+        types = [_INGEST_TYPES.get(field.type) for field in data.schema]
+        if data.num_rows > _BOUND_ROWS or not types or None in types:
+            return None
+        if before is not None and not isinstance(before, pa.RecordBatch):  # a bug: parameters as rows_bound binds
+            raise TypeError(f"parameters of type {type(before).__name__} cannot precede bound rows")
+        earlier = [] if before is None else list(before.columns)
+        first = len(earlier)
+        arrays = earlier + _bound_columns(data)
+        unnested = ", ".join(f"${first + i + 1}::{t}[]" for i, t in enumerate(types))
+        names = ", ".join(quote_identifier(name) for name in data.column_names)
+        return (f"(SELECT * FROM unnest({unnested}) AS u({names}))",
+                pa.record_batch(arrays, names=[f"p{i + 1}" for i in range(len(arrays))]))
 
     def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
         if len(sirets) > _BOUND_SIRETS:
@@ -345,15 +418,16 @@ class PostgresBackend(Backend):
     # pooler that session outlives the connection (issue 24): one left over from
     # an earlier transaction is dropped first, and each write drops its own before
     # it commits (:meth:`drop_temporaries`), so none outlives its transaction.
-    _temporaries: set[str] = set()
+    # Keyed by the connection (its id): a write that made none drops none (one round trip less).
+    _temporaries: dict[int, set[str]] = {}
 
     def ingest_temporary(self, conn: Any, name: str, data: pa.Table, **kwargs: Any) -> str:
         self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{quote_identifier(name)}")
-        PostgresBackend._temporaries.add(name)
+        PostgresBackend._temporaries.setdefault(id(conn), set()).add(name)
         return super().ingest_temporary(conn, name, data, **kwargs)
 
     def drop_temporaries(self, conn: Any) -> None:
-        names = sorted(PostgresBackend._temporaries)
+        names = sorted(PostgresBackend._temporaries.pop(id(conn), set()))
         if names:
             self.execute(conn, "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{quote_identifier(n)}" for n in names))
 

@@ -15,6 +15,8 @@ and "PostgreSQL's odd rows").
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +67,36 @@ def found(backend: Backend, conn: Connection, table: str, column: str, *,
     name, check = _indexes(table)[1 if odd else 0]
     rows = backend.fetch_arrow(conn, check, [index_relation(table, name), quote_table(table), column]).to_pylist()
     return rows[0] if rows else None
+
+
+#: How long (seconds) one session takes a SIRET index it found usable as still there without asking again.
+RECHECK_AFTER = 10.0
+
+#: Per open session: (table, column) → when its SIRET index was last found usable (monotonic seconds).
+_found_usable: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], float]] = weakref.WeakKeyDictionary()
+
+
+def usable_lately(backend: Backend, conn: Connection, table: str, column: str) -> bool:
+    """:func:`usable` (the SIRET index, not the odd rows'), asked at most every :data:`RECHECK_AFTER` seconds
+    per session while the answer is yes: a watcher's kept session reads each change's rows with it.
+
+    Only the speed of a read depends on the answer — the server-side filter it enables is exact with
+    or without the index (docs/decisions.md, "The SIRET index's check, once per session and 10 s").
+    """
+    try:
+        seen = _found_usable.get(conn)
+    except TypeError:  # a connection that cannot be weakly referenced: ask each time
+        return usable(backend, conn, table, column)
+    now = time.monotonic()
+    if seen is not None and now - seen.get((table, column), -RECHECK_AFTER) < RECHECK_AFTER:
+        return True
+    answer = usable(backend, conn, table, column)
+    known = _found_usable.setdefault(conn, {})
+    if answer:
+        known[(table, column)] = now
+    else:
+        known.pop((table, column), None)
+    return answer
 
 
 def usable(backend: Backend, conn: Connection, table: str, column: str, *, odd: bool = False) -> bool:
