@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import siret_summary
 from siret_summary.db import connected, open_backend
 from siret_summary.db.postgres import backend as pg_backend
+from siret_summary.db.postgres import bound_arrays
 from siret_summary.demo_data import generate, write_postgres
 
 from dbutil import execute, query
@@ -69,7 +70,7 @@ def test_each_bound_type_is_the_type_the_staging_table_gets(pg_db):
     driver's ingest gives that Arrow type (read from the catalogue, not from the code's table)."""
     backend = open_backend(pg_db, must_exist=True)
     with connected(backend, role="test") as conn:
-        for i, (arrow_type, expected) in enumerate(pg_backend._INGEST_TYPES.items()):
+        for i, (arrow_type, expected) in enumerate(bound_arrays._INGEST_TYPES.items()):
             data = pa.table({"v": pa.array([None], arrow_type)})
             staging = backend.ingest_temporary(conn, f"type_probe_{i}", data)
             declared = backend.scalar(
@@ -129,7 +130,7 @@ def test_parameters_before_the_rows_keep_their_numbers(pg_db):
 def test_many_rows_or_an_unlisted_type_are_staged():
     """Above the bound, or with a type whose staging column is not known exactly, rows_bound says no."""
     backend = open_backend("postgresql://nobody@localhost/none", must_exist=False)
-    assert backend.rows_bound(pa.table({"v": pa.array(range(pg_backend._BOUND_ROWS + 1))})) is None
+    assert backend.rows_bound(pa.table({"v": pa.array(range(bound_arrays._BOUND_ROWS + 1))})) is None
     for arrow_type in (pa.decimal128(10, 2), pa.timestamp("us", tz="UTC"), pa.binary(), pa.int8(), pa.float32()):
         assert backend.rows_bound(pa.table({"v": pa.array([None], arrow_type)})) is None, arrow_type
     assert backend.rows_bound(pa.table({"v": pa.array([1], pa.int64())})) is not None

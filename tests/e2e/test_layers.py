@@ -19,8 +19,8 @@ PACKAGE = Path(siret_summary.__file__).parent
 
 #: The modules of db/ the layers above it may import: dialect-free (each dialect's own modules,
 #: db/postgres/ and db/sqlite*, are reached only through them: Backend and its capabilities).
-DB = {f"siret_summary.db{m}" for m in ("", ".base", ".capabilities", ".connect", ".masking", ".names",
-                                       ".privileges", ".side_files", ".siret_prefilter")}
+DB = {f"siret_summary.db{m}" for m in ("", ".base", ".capabilities", ".columns", ".connect", ".described", ".masking",
+                                       ".names", ".privileges", ".side_files", ".siret_prefilter")}
 FOUNDATION = {f"siret_summary.{m}" for m in ("config", "errors", "_version", "_raw_columns")}
 
 

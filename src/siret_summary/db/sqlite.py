@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from siret_summary._raw_columns import REAL_PREFIX
 from siret_summary.db import side_files, sqlite_location, sqlite_siret_index
-from siret_summary.db.base import Backend, Column, Filter, kind_of, quote_identifier, quote_table, split_table
+from siret_summary.db.base import Backend, Column, Filter, quote_identifier, quote_table, split_table
+from siret_summary.db.columns import kind_of
 from siret_summary.db.siret_prefilter import sqlite_clause
 from siret_summary.db.sqlite_remote import RemoteConnection, WorkerGone
 from siret_summary.db.sqlite_text import codec_of, convert_text_cells, flag_name, remember

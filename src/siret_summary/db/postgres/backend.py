@@ -17,13 +17,13 @@ from siret_summary.db.base import (
     Backend,
     Column,
     Filter,
-    kind_of,
     quote_identifier,
     quote_table,
     select_item,
 )
 from siret_summary.db.capabilities import ChangeLog, HostLock, RowStamps, RowVersions, SiretIndex
-from siret_summary.db.postgres import own_indexes, siret_index, waits
+from siret_summary.db.postgres import bound_arrays, catalogue_columns, own_indexes, siret_index, waits
+from siret_summary.db.postgres.bound_arrays import array_param, with_text
 from siret_summary.db.postgres.capture import PostgresChangeLog
 from siret_summary.db.postgres.capture_names import normalised_siret_sql, siret_index_name
 from siret_summary.db.postgres.lock import AdvisoryLock
@@ -47,8 +47,6 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 #: TCP keepalives (libpq): a peer silent for 30 s is probed every 10 s, and given up after 3 probes.
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
-#: Integer types narrower than the 64 bits the library computes in: their largest magnitude.
-_INT_BOUNDS = {"smallint": 2**15 - 1, "integer": 2**31 - 1}
 
 
 #: PostgreSQL keeps this many bytes of an identifier (NAMEDATALEN - 1) and silently cuts the rest.
@@ -80,61 +78,6 @@ _COPY_TYPES: dict[str, pa.DataType | None] = {
     "text": None, "character varying": None, "date": None, "boolean": None, "double precision": None,
     "integer": pa.int32(), "smallint": pa.int16(), "bigint": pa.int64(), "timestamp without time zone": None,
 }  # fmt: skip
-
-
-def _array_param(values: pa.Array) -> pa.RecordBatch:
-    """One bound parameter: ``values`` as a PostgreSQL array (needs adbc-driver-postgresql 1.3+)."""
-    offsets = pa.array([0, len(values)], pa.int32())
-    return pa.record_batch([pa.ListArray.from_arrays(offsets, values)], names=["values"])
-
-
-#: Up to this many rows, :meth:`PostgresBackend.rows_bound` binds a write's rows as array parameters.
-_BOUND_ROWS = 1_000
-
-#: Arrow types :meth:`PostgresBackend.rows_bound` binds, and the column type the driver's ingest gives
-#: each in the temporary table they replace (tests/db/test_rows_bound.py checks each against it).
-_INGEST_TYPES: dict[pa.DataType, str] = {
-    pa.bool_(): "boolean", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint",
-    pa.float64(): "double precision", pa.string(): "text", pa.large_string(): "text", pa.date32(): "date",
-    pa.timestamp("us"): "timestamp without time zone",
-}  # fmt: skip
-
-
-def _bound_columns(data: pa.Table) -> list[pa.Array]:
-    """Each column of ``data`` as one array value (a one-row list array), made once per table: the
-    write binds the same rows into two statements (an Arrow table never changes, so its id is its key
-    while :data:`_LAST_BOUND` holds it)."""
-    global _LAST_BOUND
-    last = _LAST_BOUND  # read once: another thread's write may replace it meanwhile
-    if last is not None and last[0] is data:
-        return last[1]
-    offsets = pa.array([0, data.num_rows], pa.int32())
-    columns = []
-    for column in data.columns:
-        values = column.combine_chunks()
-        columns.append(pa.ListArray.from_arrays(offsets, values.cast(pa.string())
-                                                if values.type == pa.large_string() else values))
-    _LAST_BOUND = (data, columns)
-    return columns
-
-
-_LAST_BOUND: tuple[pa.Table, list[pa.Array]] | None = None
-
-
-def _columns(names: list[str], declared: list[str]) -> list[Column] | None:
-    """A table's columns from its catalogue rows (None: no rows, no such table)."""
-    if not names:
-        return None
-    columns = []
-    for name, type_name in zip(names, declared, strict=True):
-        kind, length = kind_of(type_name)
-        columns.append(Column(name, kind, length, type_name, _INT_BOUNDS.get(type_name.upper())))
-    return columns
-
-
-def _with_text(params: pa.RecordBatch, text: str) -> pa.RecordBatch:
-    """``params`` (one bound array) and ``text`` as the second parameter."""
-    return pa.record_batch([params.column(0), pa.array([text], pa.string())], names=["values", "text"])
 
 
 def _storage(column: Any, storage_type: pa.DataType) -> Any:
@@ -206,30 +149,10 @@ class PostgresBackend(Backend):
         conn.commit()  # kept even if the stage's transaction rolls back
 
     def describe(self, conn: Any, table: str) -> list[Column] | None:
-        # pg_catalog, not information_schema: the same answer in a tenth of the time.
-        rows = self.fetch_arrow(
-            conn,
-            "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type"
-            " FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0"
-            " AND NOT a.attisdropped ORDER BY a.attnum",
-            [quote_table(table)],
-        )
-        return _columns(rows.column("name").to_pylist(), rows.column("type").to_pylist())
+        return catalogue_columns.describe(self, conn, table)
 
     def describe_many(self, conn: Any, tables: Sequence[str]) -> dict[str, list[Column] | None]:
-        # One round trip for all: the same catalogue rows as describe() reads for each, numbered by table.
-        rows = self.fetch_arrow(
-            conn,
-            "SELECT t.i::int AS i, a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type"
-            " FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)"
-            " JOIN pg_attribute a ON a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped"
-            " ORDER BY t.i, a.attnum",
-            _array_param(pa.array([quote_table(t) for t in tables], pa.string())),
-        )
-        numbers, names, types = (rows.column(c).to_pylist() for c in ("i", "name", "type"))
-        return {table: _columns([n for k, n in zip(numbers, names, strict=True) if k == i + 1],
-                                [d for k, d in zip(numbers, types, strict=True) if k == i + 1])
-                for i, table in enumerate(tables)}
+        return catalogue_columns.describe_many(self, conn, tables)
 
     def estimated_rows(self, conn: Any, table: str) -> int | None:
         # The planner's estimate (VACUUM/ANALYZE keep it current): free, unlike count(*).
@@ -333,7 +256,7 @@ class PostgresBackend(Backend):
         if not siret_index.usable_lately(self, conn, table, column):
             return None  # none, or one of that name defined otherwise: not the index
         where = f" WHERE {normalised_siret_sql(column)} = ANY($1::text[])"
-        return where, _array_param(pa.array(list(sirets), pa.string()))
+        return where, array_param(pa.array(list(sirets), pa.string()))
 
     def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
                       target: str | None = None) -> None:
@@ -344,31 +267,16 @@ class PostgresBackend(Backend):
         # of a temporary table (created, filled by COPY, dropped: catalog rows each time).
         where, params = bound
         if target is not None:
-            where, params = f"target = $2 AND {where}", _with_text(params, target)
+            where, params = f"target = $2 AND {where}", with_text(params, target)
         self.execute(conn, f"DELETE FROM {quote_table(table)} WHERE {where}", params)
 
     def rows_bound(self, data: pa.Table, before: Any = None) -> Filter | None:
-        # A few rows (a watcher's run of some SIRETs): one array parameter per column, read by
-        # unnest() in each statement, instead of a temporary table dropped, created, filled by
-        # COPY and dropped again — 4 round trips and catalogue rows each run (docs/decisions.md,
-        # "A few rows bound, not staged").
-        types = [_INGEST_TYPES.get(field.type) for field in data.schema]
-        if data.num_rows > _BOUND_ROWS or not types or None in types:
-            return None
-        if before is not None and not isinstance(before, pa.RecordBatch):  # a bug: parameters as rows_bound binds
-            raise TypeError(f"parameters of type {type(before).__name__} cannot precede bound rows")
-        earlier = [] if before is None else list(before.columns)
-        first = len(earlier)
-        arrays = earlier + _bound_columns(data)
-        unnested = ", ".join(f"${first + i + 1}::{t}[]" for i, t in enumerate(types))
-        names = ", ".join(quote_identifier(name) for name in data.column_names)
-        return (f"(SELECT * FROM unnest({unnested}) AS u({names}))",
-                pa.record_batch(arrays, names=[f"p{i + 1}" for i in range(len(arrays))]))
+        return bound_arrays.rows_bound(data, before)
 
     def sirets_bound(self, column: str, sirets: pa.Array) -> Filter | None:
         if len(sirets) > _BOUND_SIRETS:
             return None
-        return f"{column} = ANY($1::text[])", _array_param(sirets.cast(pa.string()))
+        return f"{column} = ANY($1::text[])", array_param(sirets.cast(pa.string()))
 
     def index_own_table(self, conn: Any, table: str, columns: Sequence[str]) -> None:
         own_indexes.note_missing(self, conn, table, columns)
@@ -406,7 +314,7 @@ class PostgresBackend(Backend):
             return None
         # Cast to the column's own array type: compared as the column compares
         # (character(n) ignores its padding, numeric its trailing zeros).
-        return f" WHERE {quote_identifier(column)} = ANY($1::{declared}[])", _array_param(keys)
+        return f" WHERE {quote_identifier(column)} = ANY($1::{declared}[])", array_param(keys)
 
     def _declared(self, conn: Any, table: str, column: str) -> str | None:
         for c in self.describe(conn, table) or []:
