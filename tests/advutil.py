@@ -29,3 +29,27 @@ def load(location: str, seed: int = 3) -> str:
 def assert_fresh(location: str, config: siret_summary.Config) -> None:
     expected = siret_summary.compute(location, config=config)
     assert_frame_equal(read_table(location, config.target_table.split(".")[-1], expected), expected)
+
+
+def runs_at_once(location: str, configs: list[siret_summary.Config], mode: str,
+                 timeout: float = 120.0) -> list[object]:
+    """``siret_summary.run(location, mode=mode, config=c)`` for each of ``configs``, started together in
+    threads (a barrier): each outcome, the RunResult or the exception raised."""
+    import threading
+
+    go = threading.Barrier(len(configs))
+    outcomes: list[object] = []
+
+    def one(config: siret_summary.Config) -> None:
+        go.wait()
+        try:
+            outcomes.append(siret_summary.run(location, mode=mode, config=config))
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in configs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return outcomes

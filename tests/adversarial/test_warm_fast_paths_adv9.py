@@ -4,15 +4,14 @@ the SIRET index's check once per session and 10 s (``siret_index.usable_lately``
 
 Expectations come from the plain-Python reference (tests/watchutil.py), from the same run with the
 fast path switched off (``rows_bound`` answering None), or from ``describe`` — never from the fast
-code's own output. Findings are ``xfail(strict=True)``.
+code's own output. Findings were ``xfail(strict=True)`` until fixed.
 """
 
 from __future__ import annotations
 
-import threading
 
-import polars as pl
 import pytest
+from advutil import runs_at_once
 from dbutil import execute, query, scalar
 from watchutil import assert_target_is_reference
 
@@ -48,11 +47,10 @@ def _spy(monkeypatch) -> list[bool]:
 # --- rows bound -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="PostgreSQL describe never sets max_integer (upper() vs lowercase keys): "
-                   "a value too large for a host's smallint target column is a raw driver error")
 def test_a_value_too_large_for_a_smallint_target_column_is_a_target_error(pg_db):
-    """Breaks: a smallint/integer target column never gets its max_integer on PostgreSQL, so an overflowing
-    value is the server's 'smallint out of range', not the library's TargetError naming the column."""
+    """Broke (adv9 finding 1, fixed): a smallint/integer target column never got its max_integer on PostgreSQL
+    (upper-cased lookup, lower-case keys), so an overflowing value was the server's 'smallint out of range',
+    not the library's TargetError naming the column."""
     _load(pg_db)
     siret_summary.install_change_capture(pg_db)
     assert siret_summary.run(pg_db, config=CFG, mode="full").status == "completed"
@@ -153,25 +151,11 @@ def test_two_targets_written_from_two_threads_match_the_reference(pg_db):
     configs = [siret_summary.Config(target_table=f"adv9_t{i}") for i in range(2)]
     for c in configs:
         assert siret_summary.run(c and pg_db, config=c, mode="full").status == "completed"
-    errors: list[BaseException] = []
     for k in range(4):
         execute(pg_db, f'UPDATE "Tous_PV" SET "score_CGT" = coalesce("score_CGT", 0) + 1 WHERE id_pv % 13 = {k}')
-        barrier = threading.Barrier(2)
-
-        def work(c):
-            try:
-                barrier.wait()
-                r = siret_summary.run(pg_db, config=c, mode="incremental")
-                assert r.status == "completed", r.error
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-
-        threads = [threading.Thread(target=work, args=(c,)) for c in configs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert not errors, errors
+        outcomes = runs_at_once(pg_db, configs, "incremental", timeout=60)
+        assert len(outcomes) == 2 and all(isinstance(o, siret_summary.RunResult) and o.status == "completed"
+                                          for o in outcomes), outcomes
         for c in configs:
             assert_target_is_reference(pg_db, table=c.target_table)
 

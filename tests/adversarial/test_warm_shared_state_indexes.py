@@ -7,6 +7,7 @@ with the targets equal to the plain-Python reference.
 from __future__ import annotations
 
 import pytest
+from advutil import runs_at_once
 from dbutil import execute, scalar
 from warmadv import TABLE, load
 from watchutil import assert_target_is_reference
@@ -165,8 +166,6 @@ def test_two_targets_full_runs_at_once_while_their_shared_state_is_indexed_both_
     full runs at the same moment, five times: each notes the missing index and makes it after its
     commit while the other writes the state. Both always complete, equal to the reference, and the
     state ends with one index."""
-    import threading
-
     load(pg_db, n_pv=800)
     configs = [siret_summary.Config(target_table=f"adv4_pair_{i}") for i in range(2)]
     for config in configs:  # one after the other: the tables exist (finding 1 is about their creation)
@@ -175,21 +174,7 @@ def test_two_targets_full_runs_at_once_while_their_shared_state_is_indexed_both_
         execute(pg_db, "DROP INDEX IF EXISTS siret_summary_lookup_siret_summary_state",
                 "DROP INDEX IF EXISTS siret_summary_lookup_siret_summary_state_rows",
                 f'UPDATE "Tous_PV" SET num_inscrits = num_inscrits + 1 WHERE id_pv % 7 = {round_}')
-        go = threading.Barrier(2)
-        outcomes: list[object] = []
-
-        def run(config: siret_summary.Config, go: threading.Barrier = go, outcomes: list[object] = outcomes) -> None:
-            go.wait()
-            try:
-                outcomes.append(siret_summary.run(pg_db, mode="full", config=config))
-            except BaseException as exc:
-                outcomes.append(exc)
-
-        threads = [threading.Thread(target=run, args=(c,)) for c in configs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        outcomes = runs_at_once(pg_db, configs, "full")
         assert len(outcomes) == 2 and all(isinstance(o, siret_summary.RunResult) and o.status == "completed"
                                           for o in outcomes), (round_, outcomes)
         for config in configs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import adbc_driver_postgresql
 import pyarrow as pa
 
 from siret_summary.db.base import Filter, quote_identifier
@@ -25,6 +26,20 @@ def array_param(values: pa.Array) -> pa.RecordBatch:
 
 #: Up to this many rows, :meth:`PostgresBackend.rows_bound` binds a write's rows as array parameters.
 _BOUND_ROWS = 1_000
+
+
+def _binds_null_elements(version: str) -> bool:
+    """Whether this adbc-driver-postgresql keeps a NULL inside a bound array (1.11 sends ``''``, 0, false
+    instead — found by the lowest-versions CI run; 1.13 is the first version seen right)."""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:  # an unparsable version: not known to be right
+        return False
+    return (major, minor) >= (1, 13)
+
+
+#: Rows are bound only where the driver keeps NULL array elements (else staged, as before).
+BINDS_ROWS = _binds_null_elements(adbc_driver_postgresql.__version__)
 
 #: Arrow types :meth:`PostgresBackend.rows_bound` binds, and the column type the driver's ingest gives
 #: each in the temporary table they replace (tests/db/test_rows_bound.py checks each against it).
@@ -72,7 +87,7 @@ def rows_bound(data: pa.Table, before: Any = None) -> Filter | None:
     # COPY and dropped again — 4 round trips and catalogue rows each run (docs/decisions.md,
     # "A few rows bound, not staged").
     types = [_INGEST_TYPES.get(field.type) for field in data.schema]
-    if data.num_rows > _BOUND_ROWS or not types or None in types:
+    if not BINDS_ROWS or data.num_rows > _BOUND_ROWS or not types or None in types:
         return None
     if before is not None and not isinstance(before, pa.RecordBatch):  # a bug: parameters as rows_bound binds
         raise TypeError(f"parameters of type {type(before).__name__} cannot precede bound rows")

@@ -54,5 +54,5 @@ def _columns(names: list[str], declared: list[str]) -> list[Column] | None:
     columns = []
     for name, type_name in zip(names, declared, strict=True):
         kind, length = kind_of(type_name)
-        columns.append(Column(name, kind, length, type_name, _INT_BOUNDS.get(type_name.upper())))
+        columns.append(Column(name, kind, length, type_name, _INT_BOUNDS.get(type_name)))  # format_type: lower case
     return columns
