@@ -52,7 +52,8 @@ def _as(uri: str, role: str) -> str:
 
 
 #: The driver's words for a failed statement, with parameters (prepared) and without (bound / staged).
-_DRIVER_WORDS = re.compile(r"Failed to execute prepared statement: PGRES_FATAL_ERROR|Execution error \[PGRES_FATAL_ERROR\]:")
+_DRIVER_WORDS = re.compile(r"Failed to execute prepared statement: PGRES_FATAL_ERROR"
+                           r"|Execution error \[PGRES_FATAL_ERROR\]:")
 RAW = False  # True: compare the driver's own words too (test_the_driver_words_in_a_refused_insert_are_the_same)
 
 
@@ -190,12 +191,14 @@ _SHAPES = {
 
 @pytest.mark.parametrize("shape", sorted(_SHAPES))
 def test_target_shapes_give_the_same_run_bound_or_staged(pg_uri, monkeypatch, shape):
-    """A partitioned target, unique indexes elsewhere, columns named like the aliases, array / collated / name columns."""
+    """Holds: a partitioned target, unique indexes elsewhere, columns named like the aliases, array / collated /
+    name columns — rows bound, same run."""
     _bound_vs_staged(pg_uri, monkeypatch, _SHAPES[shape], bind=True)
 
 
 _GUARDED = {
-    "row_security_forced": (f"ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY", f"ALTER TABLE {TABLE} FORCE ROW LEVEL SECURITY",
+    "row_security_forced": (f"ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY",
+                            f"ALTER TABLE {TABLE} FORCE ROW LEVEL SECURITY",
                             f"CREATE POLICY adv10_p ON {TABLE} USING (siret NOT LIKE '%1')"),
     "after_trigger_elsewhere": (
         "CREATE TABLE adv10_audit (siret text, op text)",
@@ -224,7 +227,8 @@ def test_guarded_targets_are_staged_and_give_the_same_run(pg_uri, monkeypatch, s
                                       " identity column numbers the new rows differently")
 def test_a_host_identity_column_numbers_new_rows_as_staged(pg_uri, monkeypatch):
     """Breaks: an identity column a host added gets other values per SIRET bound than staged (same set of values)."""
-    _bound_vs_staged(pg_uri, monkeypatch, (f"ALTER TABLE {TABLE} ADD COLUMN host_id bigint GENERATED ALWAYS AS IDENTITY",))
+    identity = f"ALTER TABLE {TABLE} ADD COLUMN host_id bigint GENERATED ALWAYS AS IDENTITY"
+    _bound_vs_staged(pg_uri, monkeypatch, (identity,))
 
 
 def test_a_host_identity_column_gets_the_same_values_and_rows_otherwise(pg_uri, monkeypatch):
@@ -281,7 +285,7 @@ def test_a_refused_insert_fails_the_same_bound_or_staged(pg_uri, monkeypatch, ca
 @pytest.mark.xfail(strict=True, reason="the TargetError quotes the driver's words, which differ for a statement"
                                       " with parameters ('Failed to execute prepared statement: ...')")
 def test_the_driver_words_in_a_refused_insert_are_the_same(pg_uri, monkeypatch):
-    """Breaks (cosmetic): a unique violation's TargetError sentence differs bound vs staged in the quoted driver text."""
+    """Breaks (cosmetic): a unique violation's TargetError sentence differs bound/staged in the quoted driver text."""
     global RAW
     RAW = True
     try:
