@@ -53,3 +53,25 @@ def runs_at_once(location: str, configs: list[siret_summary.Config], mode: str,
     for t in threads:
         t.join(timeout)
     return outcomes
+
+
+def rows_staged_only(monkeypatch) -> None:
+    """Switch the bound-rows fast path off: every write stages its rows (PostgresBackend.rows_bound → None)."""
+    from siret_summary.db.postgres import backend as pg_backend
+
+    monkeypatch.setattr(pg_backend.PostgresBackend, "rows_bound", lambda self, data, before=None: None)
+
+
+def rows_bound_spy(monkeypatch) -> list[bool]:
+    """Record, per call, whether PostgresBackend.rows_bound bound the rows (True) or left them to staging."""
+    from siret_summary.db.postgres import backend as pg_backend
+
+    real, used = pg_backend.PostgresBackend.rows_bound, []
+
+    def spied(self, data, before=None):
+        answer = real(self, data, before)
+        used.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(pg_backend.PostgresBackend, "rows_bound", spied)
+    return used

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 
 import pytest
-from advutil import runs_at_once
+from advutil import rows_bound_spy, rows_staged_only, runs_at_once
 from dbutil import execute, query, scalar
 from watchutil import assert_target_is_reference
 
 import siret_summary
 from siret_summary.db import open_backend
-from siret_summary.db.postgres import backend as pg_backend
 from siret_summary.demo_data import generate, write_postgres
 
 TABLE = "adv9_summary"
@@ -28,20 +27,7 @@ def _load(uri: str, n_pv: int = 300, seed: int = 9) -> None:
     write_postgres(uri, *generate(n_pv=n_pv, n_invitations=50, seed=seed, sqlite_mess=False))
 
 
-def _staged_only(monkeypatch) -> None:
-    monkeypatch.setattr(pg_backend.PostgresBackend, "rows_bound", lambda self, data, before=None: None)
-
-
-def _spy(monkeypatch) -> list[bool]:
-    real, used = pg_backend.PostgresBackend.rows_bound, []
-
-    def spied(self, data, before=None):
-        answer = real(self, data, before)
-        used.append(answer is not None)
-        return answer
-
-    monkeypatch.setattr(pg_backend.PostgresBackend, "rows_bound", spied)
-    return used
+_staged_only, _spy = rows_staged_only, rows_bound_spy
 
 
 # --- rows bound -----------------------------------------------------------------------------------

@@ -87,6 +87,9 @@ def driver_reason(exc: BaseException, location: object = "") -> str:
     for prefix in ("IO: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: ", "NOT_FOUND: "):
         text = text.replace(prefix, "")
     text = re.sub(r"Failed to execute query '.*': (?=ERROR:)", "", text)  # the server's words, not the statement
+    # One wording whether the statement had parameters or not (the driver words the two differently).
+    text = re.sub(r"(Failed to execute prepared statement: PGRES_FATAL_ERROR|Execution error \[PGRES_FATAL_ERROR\]:)"
+                  r" (?=ERROR:)", "", text)
     return scrub(text.rstrip(". "), location)
 
 

@@ -79,7 +79,8 @@ def with_text(params: pa.RecordBatch, text: str) -> pa.RecordBatch:
 
 
 def rows_bound(data: pa.Table, before: Any = None) -> Filter | None:
-    """``Backend.rows_bound`` on PostgreSQL: ``data``'s rows as ``(SELECT * FROM unnest($k::type[], …) AS u(…))``,
+    """``Backend.rows_bound`` on PostgreSQL: ``data``'s rows as
+    ``(SELECT * FROM ROWS FROM (pg_catalog.unnest($k::type[]), …) AS u(…))``,
     and the parameters (``before``'s, a record batch of bound values, first); None above :data:`_BOUND_ROWS`
     rows or with a type outside :data:`_INGEST_TYPES`."""
     # A few rows (a watcher's run of some SIRETs): one array parameter per column, read by
@@ -94,7 +95,9 @@ def rows_bound(data: pa.Table, before: Any = None) -> Filter | None:
     earlier = [] if before is None else list(before.columns)
     first = len(earlier)
     arrays = earlier + _bound_columns(data)
-    unnested = ", ".join(f"${first + i + 1}::{t}[]" for i, t in enumerate(types))
+    # ROWS FROM (pg_catalog.unnest(...), ...): what a many-argument unnest() means, spelt so that no host's
+    # unnest on the search_path can stand for it (nor for a one-column write's).
+    unnested = ", ".join(f"pg_catalog.unnest(${first + i + 1}::{t}[])" for i, t in enumerate(types))
     names = ", ".join(quote_identifier(name) for name in data.column_names)
-    return (f"(SELECT * FROM unnest({unnested}) AS u({names}))",
+    return (f"(SELECT * FROM ROWS FROM ({unnested}) AS u({names}))",
             pa.record_batch(arrays, names=[f"p{i + 1}" for i in range(len(arrays))]))

@@ -36,7 +36,7 @@ def describe_many(backend: Backend, conn: Any, tables: Sequence[str]) -> dict[st
     rows = backend.fetch_arrow(
         conn,
         "SELECT t.i::int AS i, a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type"
-        " FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)"
+        " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(name, i)"  # never a host's unnest
         " JOIN pg_attribute a ON a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped"
         " ORDER BY t.i, a.attnum",
         array_param(pa.array([quote_table(t) for t in tables], pa.string())),
