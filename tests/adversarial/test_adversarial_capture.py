@@ -163,6 +163,23 @@ def test_ddl_on_a_captured_source_is_seen(captured, ddl):
     _assert_fresh(captured)
 
 
+def test_an_enum_label_renamed_under_a_captured_column_is_seen(pg_db):
+    """``ALTER TYPE … RENAME VALUE`` changes every row's text without a row change (nothing logged)."""
+    write_postgres(pg_db, *generate(n_pv=300, n_invitations=30, seed=23, sqlite_mess=False))
+    labels = query(pg_db, 'SELECT DISTINCT "Cycle" AS c FROM "Tous_PV" WHERE "Cycle" IS NOT NULL ORDER BY c')["c"].to_list()
+    assert labels
+    literals = ", ".join("'" + label.replace("'", "''") + "'" for label in labels)
+    execute(pg_db, f"CREATE TYPE adv_cycle AS ENUM ({literals})",
+            'ALTER TABLE "Tous_PV" ALTER COLUMN "Cycle" TYPE adv_cycle USING "Cycle"::adv_cycle')
+    siret_summary.install_change_capture(pg_db)
+    assert siret_summary.run(pg_db, config=CAPTURED).mode == "full"
+    siret_summary.run(pg_db, config=CAPTURED, force=True)
+    old = labels[0].replace("'", "''")
+    execute(pg_db, f"ALTER TYPE adv_cycle RENAME VALUE '{old}' TO 'not a cycle'")  # its elections leave their cycle
+    assert siret_summary.run(pg_db, config=CAPTURED, force=True).mode != "capture"
+    _assert_fresh(pg_db)
+
+
 def test_a_server_time_zone_change_is_seen(captured):
     """A TIMESTAMPTZ's date is the server session's (SPEC §3): a new TimeZone moves dates without a row change."""
     config = siret_summary.Config(target_table="summary_tz", state_table="summary_tz_state", pv_columns={"date": "date_tz"})

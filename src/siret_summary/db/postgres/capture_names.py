@@ -32,7 +32,7 @@ FIRST_USER_OID = 16384
 #: The transaction-local setting under which a run may delete log entries (the log refuses other deletes).
 CONSUMING = "siret_summary.consuming"
 #: Version of the identity digest; part of it.
-IDENTITY_FORMAT = "2"
+IDENTITY_FORMAT = "3"  # 3: the columns as one JSON array per table
 
 _TRIM = r"E' \t\n\r\f\x0b\u00a0'"
 
