@@ -166,7 +166,8 @@ def test_ddl_on_a_captured_source_is_seen(captured, ddl):
 def test_an_enum_label_renamed_under_a_captured_column_is_seen(pg_db):
     """``ALTER TYPE … RENAME VALUE`` changes every row's text without a row change (nothing logged)."""
     write_postgres(pg_db, *generate(n_pv=300, n_invitations=30, seed=23, sqlite_mess=False))
-    labels = query(pg_db, 'SELECT DISTINCT "Cycle" AS c FROM "Tous_PV" WHERE "Cycle" IS NOT NULL ORDER BY c')["c"].to_list()
+    distinct = 'SELECT DISTINCT "Cycle" AS c FROM "Tous_PV" WHERE "Cycle" IS NOT NULL ORDER BY c'
+    labels = query(pg_db, distinct)["c"].to_list()
     assert labels
     literals = ", ".join("'" + label.replace("'", "''") + "'" for label in labels)
     execute(pg_db, f"CREATE TYPE adv_cycle AS ENUM ({literals})",
