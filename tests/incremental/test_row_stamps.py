@@ -230,3 +230,24 @@ def test_a_role_granted_only_the_mapped_columns_reads_by_values(stamped_pg):
     reader = stamped_pg.replace("://postgres:@", f"://{role}:@")
     assert reader != stamped_pg
     assert_frame_equal(siret_summary.compute(reader), siret_summary.compute(stamped_pg))
+
+
+def test_seeds_asked_together_are_each_table_s_own(pg_db):
+    """A read asks both tables' seeds in one query (filtered to the union of their mapped columns): each
+    seed is the one its table gets alone, whatever columns the other table maps; None where stamps are
+    not exact (a view, a missing table, a missing mapped column), an unchanged order."""
+    from siret_summary.db import connected, open_backend
+    from siret_summary.db.postgres.stamps import stamp_seeds
+
+    execute(pg_db, 'CREATE TABLE t_a (x TEXT, y TEXT, "Q q" INTEGER)', 'CREATE TABLE "t b" (y TEXT, z DATE, x TEXT)',
+            "CREATE VIEW t_v AS SELECT * FROM t_a")
+    asked = [("t_a", ["x", "Q q"]), ("t b", ["y", "z"]), ("t_v", ["x"]), ("missing", ["x"]), ("t_a", ["x", "nope"]),
+             ("t_a", ["y"])]
+    backend = open_backend(pg_db, must_exist=True)
+    with connected(backend, role="test") as conn:
+        together = stamp_seeds(backend, conn, asked)
+        alone = [stamp_seeds(backend, conn, [one])[0] for one in asked]
+    assert together == alone
+    assert together[0] is not None and together[1] is not None and together[5] is not None
+    assert together[2:5] == [None, None, None]
+    assert len({together[0], together[1], together[5]}) == 3  # other tables, other columns: other seeds

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from siret_summary._raw_columns import CTID, STAMP, XMIN
 from siret_summary.db.base import Backend, quote_identifier, quote_table, select_item
@@ -91,28 +92,52 @@ def _server_version(backend: Backend, conn: Any) -> int:
 
 def stamp_seed(backend: Backend, conn: Any, table: str, columns: Sequence[str]) -> int | None:
     """The stamp hash seed of ``table`` (mapped raw columns: ``columns``); None where stamps are not exact."""
+    return stamp_seeds(backend, conn, [(table, columns)])[0]
+
+
+_SEEDS_SQL = (
+    "SELECT t.i::int AS i, c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.relkind::text AS kind,"
+    " c.relhassubclass AS parent,"
+    " has_table_privilege(c.oid, 'SELECT') AS readable,"
+    " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
+    " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
+    " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,"
+    " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
+    "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
+    " a.attname::text AS name, a.attnum::int AS num, a.atttypid::bigint AS type, a.atttypmod::int AS mod,"
+    " a.attcollation::bigint AS coll, a.attmissingval::text AS missing,"
+    # A physical restore (a file-system snapshot, PITR) restarts the server and may hand
+    # out again transaction ids this state already saw: a restart re-reads by values once.
+    " pg_postmaster_start_time()::text AS started,"
+    " current_setting('TimeZone') AS tz"
+    " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(name, i)"  # never a host's unnest
+    " JOIN pg_class c ON c.oid = pg_catalog.to_regclass(t.name)"
+    # Only the mapped columns (of any of the tables): the seed is made of them alone.
+    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    "   AND a.attname = ANY($2::text[])"
+    " ORDER BY t.i, a.attnum"
+)
+
+
+def stamp_seeds(backend: Backend, conn: Any, tables: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+    """:func:`stamp_seed` of each ``(table, columns)``, in one catalogue query (a round trip for all)."""
+    if not tables:
+        return []
     if _server_version(backend, conn) < 130000:
-        return None
-    rows = backend.fetch_arrow(
-        conn,
-        "SELECT c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.relkind::text AS kind,"
-        " c.relhassubclass AS parent,"
-        " has_table_privilege(c.oid, 'SELECT') AS readable,"
-        " (SELECT amname::text FROM pg_am WHERE oid = c.relam) AS am,"
-        " (SELECT oid FROM pg_database WHERE datname = current_database())::bigint AS db,"
-        " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,"
-        " CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
-        "   THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END AS cluster,"
-        " a.attname::text AS name, a.attnum::int AS num, a.atttypid::bigint AS type, a.atttypmod::int AS mod,"
-        " a.attcollation::bigint AS coll, a.attmissingval::text AS missing,"
-        # A physical restore (a file-system snapshot, PITR) restarts the server and may hand
-        # out again transaction ids this state already saw: a restart re-reads by values once.
-        " pg_postmaster_start_time()::text AS started,"
-        " current_setting('TimeZone') AS tz"
-        " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-        " WHERE c.oid = to_regclass($1) ORDER BY a.attnum",
-        [quote_table(table)],
-    ).to_pylist()
+        return [None] * len(tables)
+    names = sorted({c for _, columns in tables for c in columns})
+    offsets = pa.array([0, len(tables)], pa.int32())
+    params = pa.record_batch(
+        [pa.ListArray.from_arrays(offsets, pa.array([quote_table(t) for t, _ in tables], pa.string())),
+         pa.ListArray.from_arrays(pa.array([0, len(names)], pa.int32()), pa.array(names, pa.string()))],
+        names=["tables", "columns"],
+    )
+    rows = backend.fetch_arrow(conn, _SEEDS_SQL, params).to_pylist()
+    return [_seed([r for r in rows if r["i"] == i + 1], columns) for i, (_, columns) in enumerate(tables)]
+
+
+def _seed(rows: list[dict[str, Any]], columns: Sequence[str]) -> int | None:
+    """One table's seed from its catalogue rows (its mapped columns, in attnum order)."""
     if not rows:
         return None
     head = rows[0]
@@ -191,6 +216,9 @@ class PostgresRowStamps:
 
     def seed(self, conn: Any, table: str, columns: Sequence[str]) -> int | None:
         return stamp_seed(self.backend, conn, table, columns)
+
+    def seeds(self, conn: Any, tables: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+        return stamp_seeds(self.backend, conn, tables)
 
     sql = staticmethod(stamped_sql)
     with_stamp = staticmethod(with_stamp)
