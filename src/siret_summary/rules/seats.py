@@ -63,22 +63,6 @@ def titular_seats(inscrits: pl.Expr) -> pl.Expr:
     return pl.when(inscrits.is_not_null()).then(band)
 
 
-def _exact_floor(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    """floor(numerator / denominator) corrected for the rounding of the division.
-
-    ``9 * 7 / 9`` may come out as 6.999…; checking the neighbours with
-    multiplications (exact for integer-valued floats) gives the true floor.
-    """
-    guess = (numerator / denominator).floor()
-    return (
-        pl.when((guess + 1) * denominator <= numerator)
-        .then(guess + 1)
-        .when(guess * denominator > numerator)
-        .then(guess - 1)
-        .otherwise(guess)
-    )
-
-
 def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: Sequence[str] = ()) -> pl.LazyFrame:
     """Steps 1–3 of SPEC §4's seats for each election, before the highest averages.
 
@@ -92,25 +76,63 @@ def seat_basis(elections: pl.LazyFrame, *, key: str, voix: Sequence[str], keep: 
     """
     stages = _basis_stages(key, tuple(voix))
     frame = elections.select(*stages[0], *(c for c in keep if c not in (key, "carence")))
-    for stage in stages[1:]:
+    for stage in stages[1:-1]:
         frame = frame.with_columns(stage)
     n = len(voix)
-    # Same schema out; no projection pushdown: the function reads every _v, _p, _f column.
-    return frame.map_batches(lambda batch: _exact_floors(batch, n), projection_pushdown=False)
+    # The floors are computed by NumPy on the whole batch (placeholders first: the same schema out; no
+    # projection pushdown: the function reads every _v, _p column): as Polars expressions, eight
+    # when/then chains cost more than the rest of the seats on an incremental run's few elections.
+    frame = frame.with_columns(_floor_placeholders(n)).map_batches(lambda batch: _exact_floors(batch, n),
+                                                                    projection_pushdown=False)
+    return frame.with_columns(stages[-1])
+
+
+def _float_floors(frame: pl.DataFrame, n: int) -> list[pl.Series]:
+    """``_f{i}``: ⌊voix × S / SVE⌋ in floats, corrected for the division's rounding.
+
+    ``9 * 7 / 9`` may come out as 6.999…; checking the neighbours with multiplications (exact for
+    integer-valued floats) gives the true floor: ``guess = floor(p / sve)``, then ``guess + 1`` where
+    ``(guess + 1) × sve ≤ p``, else ``guess - 1`` where ``guess × sve > p`` (the same IEEE operations,
+    row by row, as the Polars expression this replaced; tests/rules hold them to the plain-Python reference).
+    NULL where SVE is not positive; 0 where it is but the floor is not a finite integer (no seats: ``p``
+    is NULL; voix × S overflowing), as the expression's non-strict cast then ``fill_null`` gave.
+    Counts are at most 1e9 (SPEC §3), so ``p`` and SVE are finite and the comparisons never see a NaN
+    (Polars orders NaN above every number, NumPy's comparisons are false: a NaN here is made 0 first).
+    """
+    sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
+    floors = []
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        positive = sve > 0  # NaN: False
+        for i in range(n):
+            p = frame.get_column(f"_p{i}").cast(pl.Float64).to_numpy()  # NULL (no seats): NaN
+            guess = np.floor(p / sve)
+            floor = np.where((guess + 1) * sve <= p, guess + 1, np.where(guess * sve > p, guess - 1, guess))
+            whole = np.isfinite(floor) & (np.abs(floor) < 2.0**63)
+            values = np.where(positive, np.where(whole, floor, 0.0), np.nan)  # NaN: NULL below
+            floors.append(pl.Series(f"_f{i}", values, nan_to_null=True).cast(pl.Int64))
+    return floors
+
+
+def _floor_placeholders(n: int) -> tuple[pl.Expr, ...]:
+    return tuple(pl.lit(None, dtype=pl.Int64).alias(f"_f{i}") for i in range(n))
 
 
 def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
-    """``frame`` with ``_f{i}`` and ``_remaining`` recomputed exactly where the float floor may be wrong.
+    """``frame`` with ``_f{i}`` computed (:func:`_float_floors`), and again exactly where the float floor
+    may be wrong.
 
-    :func:`_exact_floor` is exact when voix and SVE are whole numbers (every product is then an exact
+    :func:`_float_floors` is exact when voix and SVE are whole numbers (every product is then an exact
     integer below 2⁵³). With a fractional voix or SVE, ``voix × S`` and the division round: a quotient
     within :data:`_CLOSE` of an integer (0.6666666666666666 × 6 / 4 gives 1.0, the exact value is just
     below 1) is floored again with ``Fraction`` (SPEC §4: floors computed exactly), with the exact SVE
     (the larger of the sve sum and the exact sum of the voix, which ``_total`` rounds). Rare: the rest
-    of the frame is untouched.
+    of the frame is untouched. ``_remaining`` is computed after, from these floors.
     """
     if frame.height == 0:
         return frame
+    frame = frame.clone()  # a new frame sharing the columns; the input stays as it was
+    for floor in _float_floors(frame, n):  # Series replaced in place: no query (with_columns costs one)
+        frame.replace_column(frame.get_column_index(floor.name), floor)
     seats = frame.get_column("_seats").cast(pl.Float64).to_numpy()
     sve = frame.get_column("_sve").cast(pl.Float64).to_numpy()
     votes = [frame.get_column(f"_v{i}").cast(pl.Float64).to_numpy() for i in range(n)]
@@ -129,7 +151,6 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     sve_sum = frame.get_column("_sve_sum").cast(pl.Float64).to_numpy()
     total = frame.get_column("_total").cast(pl.Float64).to_numpy()
     floors = [frame.get_column(f"_f{i}").gather(rows).to_list() for i in range(n)]
-    remaining: list[int] = []
     for j, at in enumerate(rows):
         s = int(seats[at])
         # An sve sum above the float total is above the exact total too (which rounds to the float one).
@@ -138,12 +159,9 @@ def _exact_floors(frame: pl.DataFrame, n: int) -> pl.DataFrame:
         for i in range(n):
             if near[i][at]:
                 floors[i][j] = math.floor(Fraction(float(votes[i][at])) * s / exact_sve)
-        remaining.append(s - sum(f[j] for f in floors))
     fixed = frame.clone()  # a new frame sharing the columns; the input stays as it was
     for name, values in ((f"_f{i}", floors[i]) for i in range(n)):
         fixed.replace_column(fixed.get_column_index(name), fixed.get_column(name).clone().scatter(rows, values))
-    fixed.replace_column(fixed.get_column_index("_remaining"),
-                         fixed.get_column("_remaining").clone().scatter(rows, remaining))
     return fixed
 
 
@@ -169,16 +187,7 @@ def _basis_stages(key: str, voix: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...],
         (pl.sum_horizontal(votes).alias("_total"),),
         (pl.max_horizontal("_sve", "_total").alias("_sve"),),
         tuple((pl.col(f"_v{i}") * pl.col("_seats")).alias(f"_p{i}") for i in range(n)),
-        tuple(
-            pl.when(pl.col("_sve") > 0)
-            .then(_exact_floor(pl.col(f"_p{i}"), pl.col("_sve")))
-            # Finite voix so large that voix × seats overflows give no floor (NaN): 0, and the
-            # highest averages hand out every seat. Never an error on finite input.
-            .cast(pl.Int64, strict=False)
-            .fill_null(pl.when(pl.col("_sve") > 0).then(0))
-            .alias(f"_f{i}")
-            for i in range(n)
-        ),
+        # (the floors _f{i}: computed by _exact_floors between these stages and the last)
         (
             (pl.col("_seats").is_not_null() & ~pl.col("carence") & (pl.col("_total") > 0)).alias("_eligible"),
             (pl.col("_seats") - pl.sum_horizontal(floors)).alias("_remaining"),
