@@ -60,3 +60,35 @@ def test_describe_many_answers_as_describe_of_each(database):
     assert many == each
     assert many["missing"] is None
     assert [c.name for c in many["plain"]] == ["b", "A b", "d", "e"]
+
+
+def test_described_together_asks_once_and_serves_each_answer_once(database):
+    """A write's tables described in one round trip (db/described.py ``described_together``): each answer
+    equals ``describe``'s and serves the first describe of its table; a table this transaction then creates,
+    drops or alters is described anew (never the answer from before its own DDL)."""
+    from siret_summary.db.described import described_together
+
+    execute(database, "CREATE TABLE t_a (x TEXT, y INTEGER)", "CREATE TABLE t_b (z DATE)")
+    backend = open_backend(database, must_exist=True)
+    asked: list[list[str]] = []
+    real_many = backend.describe_many
+
+    def counting(conn, tables):
+        asked.append(list(tables))
+        return real_many(conn, tables)
+
+    backend.describe_many = counting  # the copy below asks through it
+    memo = described_together(backend, ("t_a", "t_missing", "t_b"))
+    with connected(backend, role="test") as conn:
+        expected = {t: real_many(conn, [t])[t] for t in ("t_a", "t_b")}
+        assert memo.describe(conn, "t_missing") is None
+        assert asked == [["t_a", "t_missing", "t_b"]]  # the first question asked about all three
+        assert memo.describe_many(conn, ["t_a", "t_b"]) == expected  # served: no new round trip
+        assert len(asked) == 1
+        memo.execute(conn, "CREATE TABLE t_missing (w BOOLEAN)")
+        memo.execute(conn, "ALTER TABLE t_a ADD COLUMN v TEXT")
+        assert [c.name for c in memo.describe(conn, "t_missing")] == ["w"]  # asked anew
+        assert [c.name for c in memo.describe(conn, "t_a")] == ["x", "y", "v"]
+        memo.execute(conn, "DROP TABLE t_b")
+        assert memo.describe(conn, "t_b") is None
+        conn.rollback()

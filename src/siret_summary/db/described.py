@@ -18,7 +18,7 @@ from typing import Any
 
 from siret_summary.db.base import Backend, Column
 
-__all__ = ["described_once"]
+__all__ = ["described_once", "described_together"]
 
 
 def described_once(backend: Backend, together: Sequence[str] = ()) -> Backend:
@@ -50,3 +50,45 @@ def described_once(backend: Backend, together: Sequence[str] = ()) -> Backend:
     # An instance attribute, not a subclass: the backend's class varies, and its methods call self.describe.
     setattr(described, "describe", describe)  # noqa: B010
     return described
+
+
+def described_together(backend: Backend, together: Sequence[str]) -> Backend:
+    """A copy of ``backend`` for one write transaction: the first catalogue question about any of ``together``
+    asks about all of them (:meth:`~siret_summary.db.base.Backend.describe_many`: one round trip), and each
+    answer then serves the first ``describe`` of its table on that connection only; any later one asks again.
+
+    A write's steps each describe their table once, before they change it (the target, its row versions,
+    the state's two tables: one round trip instead of three): an answer served is as old as the
+    transaction's first describe, never older, and never outlives the transaction's own DDL — a table
+    created or dropped after its describe is described anew. Another session's DDL in between is the race
+    any describe-then-write already has (the write's statements then fail, or see the table as it is).
+    """
+    described = copy.copy(backend)
+    real_many = backend.describe_many
+    ahead: dict[tuple[int, str], list[Column] | None] = {}
+    asked: list[Any] = []  # the connection asked on, kept alive so its id() is not reused
+
+    def fetch(conn: Any, tables: Sequence[str]) -> None:
+        if not asked and any(t in together for t in tables):
+            asked.append(conn)
+            for name, columns in real_many(conn, list(dict.fromkeys(together))).items():
+                ahead[(id(conn), name)] = columns
+
+    def describe_many(conn: Any, tables: Sequence[str]) -> dict[str, list[Column] | None]:
+        fetch(conn, tables)
+        served = {t: ahead.pop((id(conn), t)) for t in dict.fromkeys(tables) if (id(conn), t) in ahead}
+        rest = [t for t in dict.fromkeys(tables) if t not in served]
+        answers = {**served, **(real_many(conn, rest) if rest else {})}
+        return {t: _copied(answers[t]) for t in tables}
+
+    def describe(conn: Any, table: str) -> list[Column] | None:
+        return describe_many(conn, [table])[table]
+
+    # Instance attributes, not a subclass (as described_once): the backend's own methods call them.
+    setattr(described, "describe", describe)  # noqa: B010
+    setattr(described, "describe_many", describe_many)  # noqa: B010
+    return described
+
+
+def _copied(columns: list[Column] | None) -> list[Column] | None:
+    return None if columns is None else list(columns)

@@ -8,6 +8,7 @@ failure in it carries the stage's name (``exc.stage``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from siret_summary.config import Config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
 from siret_summary.db.capabilities import SourceMoved, versions_table
-from siret_summary.db.described import described_once
+from siret_summary.db.described import described_once, described_together
 from siret_summary.db.masking import scrub
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
@@ -269,19 +270,25 @@ class RunStages:
             return
         same_database = plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
         first = Handover(earlier)  # what the background read saw serves the first attempt only
+        versions = versions_table(self.config.state_table)
 
         def write_once() -> WriteStats:
             reads = first.take()
-            state = StateWrite(self.backend, self.state, plan, summary.fingerprints, remove, reads,
-                               self.report.run_id, same_database)
+            backend, store = self.backend, self.state
+            if remove is not None:  # a write of some SIRETs: the tables its steps describe, asked in one round trip
+                backend = described_together(self.backend, (self.config.target_table, versions,
+                                                             self.state.table, self.state.meta))
+                store = dataclasses.replace(self.state, backend=backend)
+            state = StateWrite(backend, store, plan, summary.fingerprints, remove, reads, self.report.run_id,
+                               same_database)
             with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
                 self.report.stage_start("write")
                 return write_summary(
-                    self.backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
+                    backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
                     force=force, shrink_ratio=self.config.shrink_ratio,
                     earlier=None if reads is None else reads.target,
                     before_commit=(state.apply, self.guard.check_before_commit),
-                    versions_table=versions_table(self.config.state_table), lock_timeout=self.config.lock_timeout,
+                    versions_table=versions, lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
                 )
 
