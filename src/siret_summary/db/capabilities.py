@@ -97,9 +97,6 @@ class RowStamps(Protocol):
     def seed(self, conn: Connection, table: str, columns: Sequence[str]) -> int | None:
         """The stamp hash seed of ``table``; None where stamps are not exact for it."""
 
-    def seeds(self, conn: Connection, tables: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
-        """:meth:`seed` of each ``(table, columns)``, asked together (one round trip)."""
-
     def sql(self, table: str, columns: Sequence[str], where: str = "", *, ctid: bool = False,
             types: DeclaredTypes | None = None) -> str:
         """The SELECT of ``columns`` with each row's stamp columns."""

@@ -218,7 +218,6 @@ def read_database(
     reader.patterns, reader.narrow, reader.hashes, reader.needed = patterns, narrow, hashes, needed
     pv = (config.pv_table, config.pv_columns, "pv_columns", "pv_table")
     invitations = (config.invitations_table, config.invitation_columns, "invitation_columns", "invitations_table")
-    reader.seed_together((pv[0], pv[1]), (invitations[0], invitations[1]))
     if not normalise:
         keyed = [reader.keyed(*table, seed) for table, seed in ((pv, RAW_SEED_PV), (invitations, RAW_SEED_INVITATIONS))]
         named = zip(("pv", "invitations"), keyed, strict=True)
@@ -244,7 +243,6 @@ class _TableReader:
         self.narrow: str | None = None  # read_database's narrow
         self.hashes = True  # read_database's hashes
         self.needed: Sequence[str] | None = None  # read_database's needed
-        self._seeds: dict[tuple[str, tuple[str, ...]], int | None] = {}  # seed_together's, until used
 
     def _checked(self, table: str, mapping: Mapping[str, str | None], setting: str,
                  key: str) -> tuple[dict[str, str | None], list[str], str, Any]:
@@ -265,20 +263,9 @@ class _TableReader:
             where, params = "", None
         return {c.name: c.declared for c in columns}, needed_columns(mapping), where, params
 
-    def seed_together(self, *tables: tuple[str, Mapping[str, str | None]]) -> None:
-        """Ask the stamp seeds of ``tables`` (name, mapping) in one round trip; each read then uses its own."""
-        if self.row_stamps is not None:
-            wanted = [(table, needed_columns(mapping)) for table, mapping in tables]
-            seeds = self.row_stamps.seeds(self.conn, wanted)
-            self._seeds.update({(t, tuple(c)): s for (t, c), s in zip(wanted, seeds, strict=True)})
-
     def _seed(self, table: str, columns: list[str]) -> int | None:
-        if self.row_stamps is None:
-            return None
-        key = (table, tuple(columns))
-        if key in self._seeds:
-            return self._seeds.pop(key)  # used once: a later read asks again
-        return self.row_stamps.seed(self.conn, table, columns)
+        # Asked just before the table's own read, never ahead (docs/decisions.md, "Both tables' stamp seeds").
+        return None if self.row_stamps is None else self.row_stamps.seed(self.conn, table, columns)
 
     def keyed(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str,
               raw_seed: int) -> tuple[pl.LazyFrame, Any]:

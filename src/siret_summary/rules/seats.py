@@ -107,7 +107,7 @@ def _float_floors(frame: pl.DataFrame, n: int) -> list[pl.Series]:
             p = frame.get_column(f"_p{i}").cast(pl.Float64).to_numpy()  # NULL (no seats): NaN
             guess = np.floor(p / sve)
             floor = np.where((guess + 1) * sve <= p, guess + 1, np.where(guess * sve > p, guess - 1, guess))
-            whole = np.isfinite(floor) & (np.abs(floor) < 2.0**63)
+            whole = (floor >= -(2.0**63)) & (floor < 2.0**63)  # Int64's range (NaN, ±inf: outside)
             values = np.where(positive, np.where(whole, floor, 0.0), np.nan)  # NaN: NULL below
             floors.append(pl.Series(f"_f{i}", values, nan_to_null=True).cast(pl.Int64))
     return floors

@@ -113,6 +113,8 @@ objects AS (SELECT h.schema,
   FROM home h)
 SELECT t.role, c.oid::bigint AS rel, c.relfilenode::bigint AS node, c.xmin::text AS class_xmin,
   c.relkind::text AS kind, c.relhassubclass AS parent,
+  -- Row security on the run's role: a policy (or a table it reads) changes what the run sees, unlogged.
+  CASE WHEN c.oid IS NOT NULL THEN pg_catalog.row_security_active(c.oid) END AS rls,
   -- One row per table, its columns as one JSON array (attnum order): a row per column made the
   -- transfer and the per-row trigger lookup most of a warm run's cost of this query.
   (SELECT json_agg(json_build_array(a.attnum, a.attname, a.atttypid::bigint, a.atttypmod, a.attcollation::bigint,
@@ -175,6 +177,9 @@ def _identity(rows: list[dict[str, Any]], config: Config) -> tuple[str | None, s
         if own[0]["kind"] != "r" or own[0]["parent"]:
             return None, (f'"{table}" is not a plain table without inheritance children; '
                           "its changes cannot all be captured")
+        if own[0]["rls"]:
+            return None, (f'row security applies to the run\'s role on "{table}": a policy changes what the run '
+                          "reads without a logged change")
         triggers = {name: (enabled, args) for name, enabled, args, _ in json.loads(own[0]["triggers"] or "[]")}
         for event in EVENTS:
             enabled, args = triggers.get(trigger_name(event, table), (None, None))

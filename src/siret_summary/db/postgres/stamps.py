@@ -217,9 +217,6 @@ class PostgresRowStamps:
     def seed(self, conn: Any, table: str, columns: Sequence[str]) -> int | None:
         return stamp_seed(self.backend, conn, table, columns)
 
-    def seeds(self, conn: Any, tables: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
-        return stamp_seeds(self.backend, conn, tables)
-
     sql = staticmethod(stamped_sql)
     with_stamp = staticmethod(with_stamp)
 
