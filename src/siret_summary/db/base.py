@@ -63,6 +63,9 @@ class Backend(ABC):
     #: Whether a read-only caller may keep an idle connection for its next read (explain/connections.py):
     #: True where opening one is costly (a server forks a backend) and a rolled-back one holds no state.
     keeps_idle_connection: bool = False
+    #: Whether a targeted read may fetch its second table on the same connection from another thread while the
+    #: first table's rows are normalised (pipeline/read.py): the connection is used by one thread at a time.
+    fetches_from_any_thread: bool = False
 
     @abstractmethod
     def connect(self, role: str = "main") -> Any:

@@ -25,6 +25,7 @@ from siret_summary.db.base import Filter
 from siret_summary.db.capabilities import RowStamps
 from siret_summary.db.siret_prefilter import narrowed_select, superset_filter
 from siret_summary.errors import SourceError
+from siret_summary.pipeline.read_overlap import OVERLAPPED_SIRETS, overlapped
 from siret_summary.pipeline.sources import KeyedRows, NormalisedRows, RawRows, RawSources
 from siret_summary.pipeline.stream import normalised_stream
 from siret_summary.rules.columns import (
@@ -223,8 +224,11 @@ def read_database(
         named = zip(("pv", "invitations"), keyed, strict=True)
         fetch = {name: table for name, (_, table) in named if table is not None}
         return KeyedRows(keyed[0][0], keyed[1][0], fetch=fetch)
-    pv_parts = reader.normalised(*pv, normalize_pv, split_by=PART_KEY if sirets is None else None)
-    invitation_rows = reader.normalised(*invitations, normalize_invitations)[0]
+    if sirets is not None and sirets.len() <= OVERLAPPED_SIRETS and backend.fetches_from_any_thread:
+        pv_parts, invitation_rows = overlapped(reader, (*pv, normalize_pv), (*invitations, normalize_invitations))
+    else:
+        pv_parts = reader.normalised(*pv, normalize_pv, split_by=PART_KEY if sirets is None else None)
+        invitation_rows = reader.normalised(*invitations, normalize_invitations)[0]
     return NormalisedRows(
         None if len(pv_parts) > 1 else pv_parts[0].lazy(), invitation_rows.lazy(),
         pv_parts=pv_parts if len(pv_parts) > 1 else None,
@@ -287,6 +291,13 @@ class _TableReader:
     def normalised(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str, rules: Rules, *,
                    split_by: pl.Expr | None = None) -> list[pl.DataFrame]:
         """Rows normalised by ``rules`` while they stream in (filed by ``split_by`` when large)."""
+        sql, params, normalise = self.normalising_select(table, mapping, setting, key, rules)
+        return self._stream(sql, params, normalise, compact=lambda rows: compact_text(rows, self.categories),
+                            split_by=split_by)
+
+    def normalising_select(self, table: str, mapping: Mapping[str, str | None], setting: str, key: str,
+                            rules: Rules) -> tuple[str, Any, Callable[[pl.LazyFrame], pl.LazyFrame]]:
+        """The table checked, its stamp seed asked (just before its read), the SELECT and what normalises its rows."""
         types, columns, where, params = self._checked(table, mapping, setting, key)
         seed, stamps = self._seed(table, columns), self.row_stamps
         if seed is None or stamps is None:
@@ -294,8 +305,7 @@ class _TableReader:
         else:  # the stamp stands for the row's raw hash
             sql = stamps.sql(table, columns, where, types=types)
         stamped = _rules(rules, stamps, seed)
-        return self._stream(sql, params, lambda raw: stamped(raw, mapping),
-                            compact=lambda rows: compact_text(rows, self.categories), split_by=split_by)
+        return sql, params, lambda raw: stamped(raw, mapping)
 
     def _stream(self, sql: str, params: Any, normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
                 **options: Any) -> list[pl.DataFrame]:

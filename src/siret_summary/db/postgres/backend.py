@@ -89,6 +89,7 @@ def _storage(column: Any, storage_type: pa.DataType) -> Any:
 class PostgresBackend(Backend):
     dialect = "postgresql"
     keeps_idle_connection = True  # a new connection forks a server backend (explain/connections.py)
+    fetches_from_any_thread = True  # an ADBC connection, used by one thread at a time (pipeline/read.py)
     max_identifier_bytes = MAX_IDENTIFIER_BYTES
 
     def __init__(self, uri: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
