@@ -32,16 +32,19 @@ from siret_summary.pipeline.write_refused import locate_refused
 from siret_summary.pipeline.write_steps import (
     BackgroundRead,
     Opened,
+    PreparedWrite,
     background_read,
     check_shrink,
     fill_staging,
     open_versions,
     open_write,
+    prepare_write,
     replace,
     scope,
 )
 
-__all__ = ["BackgroundRead", "WriteStats", "background_read", "open_versions", "write_summary"]
+__all__ = ["BackgroundRead", "PreparedWrite", "WriteStats", "background_read", "open_versions", "prepare_write",
+           "write_summary"]
 
 
 def write_summary(
@@ -58,6 +61,7 @@ def write_summary(
     versions_table: str | None = None,
     earlier: BackgroundRead | None = None,
     lock_timeout: float = 30.0,
+    prepared: PreparedWrite | None = None,
 ) -> WriteStats:
     """Replace the target's rows by ``summary`` in one transaction (or only some SIRETs' rows; SPEC §5).
 
@@ -76,13 +80,15 @@ def write_summary(
     it reads first, read beforehand in the background (used when the target's columns
     and versions are still the same). No statement waits more than ``lock_timeout`` seconds for another
     session's lock: :class:`~siret_summary.errors.LockWaitError` names the
-    sessions holding the target.
+    sessions holding the target. ``prepared``: this transaction's start, made on ``conn`` while the
+    summary was computed (:func:`prepare_write`; the write goes on in it).
     """
     opened: Opened | None = None
     try:
-        backend.begin_write(conn)
-        backend.bound_lock_waits(conn, lock_timeout)
-        opened = open_write(backend, conn, target, summary, delete_sirets, versions_table, earlier)
+        if prepared is None:
+            backend.begin_write(conn)
+            backend.bound_lock_waits(conn, lock_timeout)
+        opened = open_write(backend, conn, target, summary, delete_sirets, versions_table, earlier, prepared)
         stats = None
         if delete_sirets is None:
             stats = write_into_empty(backend, conn, target, opened.frame, opened.written, opened.versions,

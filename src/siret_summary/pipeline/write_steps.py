@@ -67,6 +67,34 @@ def background_read(backend: Backend, conn: Any, target: str, table: str | None)
 
 
 @dataclass(frozen=True)
+class PreparedWrite:
+    """The start of a write of some SIRETs, made while the summary was computed (runs/stages.py): the
+    transaction open on ``conn`` with its lock-wait bound, the target described, its row versions opened."""
+
+    conn: Any
+    backend: Backend  # the backend the write goes on with (its catalogue answers: db/described.py)
+    columns: list[Column]
+    versions: OpenRowVersions | None
+
+
+def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None,
+                  lock_timeout: float) -> PreparedWrite | None:
+    """:func:`~siret_summary.pipeline.write.write_summary`'s first statements, in its transaction, before the
+    summary exists: the transaction begun, lock waits bounded, the target's definition held until the commit
+    (:meth:`~siret_summary.db.base.Backend.hold_definition`: what is described now stays true), the target
+    described and its row versions opened. An error (no such table: the write creates it; a lock wait too
+    long; a refused privilege) is raised, the transaction left to the caller, who goes the usual way."""
+    backend.begin_write(conn)
+    backend.bound_lock_waits(conn, lock_timeout)
+    backend.hold_definition(conn, target)  # first: a missing target fails here
+    columns = backend.describe(conn, target)
+    if columns is None:
+        conn.rollback()
+        return None
+    return PreparedWrite(conn, backend, columns, open_versions(backend, conn, target, columns, versions_table))
+
+
+@dataclass(frozen=True)
 class Opened:
     """The target described (created when missing), the summary shaped for it, its row versions opened."""
 
@@ -141,18 +169,23 @@ SMALL_WRITE = 1_000
 
 
 def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, delete_sirets: pl.Series | None,
-               versions_table: str | None, earlier: BackgroundRead | None) -> Opened:
+               versions_table: str | None, earlier: BackgroundRead | None,
+               prepared: PreparedWrite | None = None) -> Opened:
     """The target described (created when missing), the summary shaped for it, its row versions opened.
 
     ``earlier`` is dropped when the target changed since it was read (re-created,
-    altered, a trigger added) or the write is not a full one.
+    altered, a trigger added) or the write is not a full one. ``prepared``: the
+    description and versions read at this transaction's start (:func:`prepare_write`).
     """
-    described = backend.describe(conn, target)
+    described = backend.describe(conn, target) if prepared is None else prepared.columns
     frame, written = shape_for_target(summary, described, backend, target)
     if described is None:
         create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)
     columns = described if described is not None else backend.describe(conn, target)
-    versions = open_versions(backend, conn, target, columns, versions_table)
+    if prepared is None:
+        versions = open_versions(backend, conn, target, columns, versions_table)
+    else:
+        versions = prepared.versions
     still = (earlier is not None and delete_sirets is None and earlier.columns == columns
              and earlier.versions == versions)
     if delete_sirets is None or summary.height > SMALL_WRITE:

@@ -56,6 +56,11 @@ class Sessions:
             raise
         self._end(backend, conn)
 
+    def connection(self, backend: Backend, *, role: str, error: type[Exception] = SourceError) -> Any:
+        """The run's connection to ``backend``'s database, as :meth:`use` yields it, its transaction left to
+        the caller (a write begun ahead of its stage: runs/stages.py)."""
+        return self._connection(backend, role, error)
+
     def _end(self, backend: Backend, conn: Any) -> None:
         """End the stage's transaction (a no-op after a commit); a broken connection is dropped."""
         try:

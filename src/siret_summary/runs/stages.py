@@ -22,7 +22,7 @@ from siret_summary.config import Config
 from siret_summary.db import Backend, open_backend
 from siret_summary.db.base import quote_table
 from siret_summary.db.capabilities import SourceMoved, versions_table
-from siret_summary.db.described import described_once, described_together
+from siret_summary.db.described import described_once
 from siret_summary.db.masking import scrub
 from siret_summary.errors import CancelledError, SiretSummaryError, TargetError
 from siret_summary.incremental.planning import Mode, Plan, RunPlan, plan_run, wants_change_log, with_changes
@@ -31,7 +31,7 @@ from siret_summary.incremental.state import StateStore, StoredMeta, state_hash
 from siret_summary.pipeline.compute import Computation, summarise_with_fingerprints
 from siret_summary.pipeline.read import read_database, read_sources
 from siret_summary.pipeline.sources import RawSources
-from siret_summary.pipeline.write import WriteStats, background_read, write_summary
+from siret_summary.pipeline.write import PreparedWrite, WriteStats, background_read, write_summary
 from siret_summary.runs.background import Background, Handover
 from siret_summary.runs.guard import RunGuard
 from siret_summary.runs.reporter import Reporter
@@ -40,6 +40,7 @@ from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.sessions import Sessions
 from siret_summary.runs.state_write import EarlierReads, StateWrite
 from siret_summary.runs.status import now_iso, store_errors
+from siret_summary.runs.write_ahead import begin_ahead, end_unused, write_backend
 
 log = logging.getLogger("siret_summary")
 
@@ -135,6 +136,7 @@ class RunStages:
 
         self.report.stage_start("compute")
         earlier = self.read_in_background(plan, rows)
+        prepared = self.prepare_in_background(plan)
         raw: Handover[RawSources] = Handover(rows)
         del rows  # the hand-over holds them: compute frees them before the write
         try:
@@ -143,7 +145,7 @@ class RunStages:
                     with stage("compute"):
                         computed = self.compute(raw.take_present(), plan, result)
                     with stage("write"):
-                        self.write(computed, plan, result, force=force, earlier=earlier.take())
+                        self.write(computed, plan, result, force=force, earlier=earlier.take(), prepared=prepared)
                     return
                 except SourceMoved:  # rows changed between a scan's stamps and its fetch: scan again
                     by_stamps = attempt < SCANS_BY_STAMPS  # the last time by values: one consistent statement
@@ -151,6 +153,7 @@ class RunStages:
             raise RuntimeError("a scan by values raised SourceMoved")  # a bug: it fetches nothing later
         finally:
             earlier.take()  # never leave it using a session that is about to close
+            end_unused(prepared.take())  # a write begun ahead and not gone on with (a failed compute)
 
     # --- plan --------------------------------------------------------------------
     def plan(self, source: Any, mode: Mode, sirets: pl.Series | None) -> RunPlan:
@@ -223,6 +226,23 @@ class RunStages:
                 self.state.reusable(conn, state_hash(self.config)),
             )
 
+    def prepare_in_background(self, plan: RunPlan) -> Background[PreparedWrite]:
+        """A capture or targeted run's write begun on the target's session while the summary is computed:
+        its transaction, lock-wait bound, the target described (with the state's tables: one round trip) and
+        its row versions opened (pipeline/write_steps.py ``prepare_write``; docs/decisions.md, "A write begun
+        while the summary is computed"). Only where computing uses no session (not a scan: it reads the state)
+        and the connection may be used from another thread, one at a time (PostgreSQL)."""
+        if plan.kind not in (Plan.CAPTURE, Plan.TARGETED) or not self.backend.fetches_from_any_thread:
+            return Background(lambda: None)
+        return Background(self._prepare_write)
+
+    def _prepare_write(self) -> PreparedWrite | None:
+        conn = self.sessions.connection(self.backend, role="write", error=TargetError)
+        return begin_ahead(self._write_backend(), conn, self.config)
+
+    def _write_backend(self) -> Backend:
+        return write_backend(self.backend, self.config, self.state)
+
     # --- compute -------------------------------------------------------------------
     def compute(self, raw: RawSources, plan: RunPlan, result: RunResult) -> tuple[Computation, pl.Series | None]:
         """The summary rows and fingerprints of the SIRETs this run recomputes, and the SIRETs whose rows go."""
@@ -254,10 +274,12 @@ class RunStages:
 
     # --- write ---------------------------------------------------------------------
     def write(self, computed: tuple[Computation, pl.Series | None], plan: RunPlan, result: RunResult, *,
-              force: bool, earlier: EarlierReads | None) -> None:
+              force: bool, earlier: EarlierReads | None,
+              prepared: Background[PreparedWrite] | None = None) -> None:
         """The rows and the state in one transaction (SPEC §5, §7); then the change log, if elsewhere.
 
-        ``earlier``: the background read (a full plan), or None.
+        ``earlier``: the background read (a full plan), or None. ``prepared``: the write begun while the
+        summary was computed (:meth:`prepare_in_background`), gone on with by the first attempt.
         """
         self.report.stage_start("write")
         t0 = time.perf_counter()
@@ -273,15 +295,17 @@ class RunStages:
         versions = versions_table(self.config.state_table)
 
         def write_once() -> WriteStats:
-            reads = first.take()
-            backend, store = self.backend, self.state
-            if remove is not None:  # a write of some SIRETs: the tables its steps describe, asked in one round trip
-                backend = described_together(self.backend, (self.config.target_table, versions,
-                                                             self.state.table, self.state.meta))
-                store = dataclasses.replace(self.state, backend=backend)
-            state = StateWrite(backend, store, plan, summary.fingerprints, remove, reads, self.report.run_id,
-                               same_database)
+            reads, begun = first.take(), None if prepared is None else prepared.take()
             with self.sessions.use(self.backend, role="write", error=TargetError) as conn:
+                if begun is not None and begun.conn is not conn:  # not the session it was begun on: not used
+                    end_unused(begun)
+                    begun = None
+                backend, store = self.backend, self.state
+                if remove is not None:  # a write of some SIRETs: the tables its steps describe, in one round trip
+                    backend = self._write_backend() if begun is None else begun.backend
+                    store = dataclasses.replace(self.state, backend=backend)
+                state = StateWrite(backend, store, plan, summary.fingerprints, remove, reads, self.report.run_id,
+                                   same_database)
                 self.report.stage_start("write")
                 return write_summary(
                     backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
@@ -290,6 +314,7 @@ class RunStages:
                     before_commit=(state.apply, self.guard.check_before_commit),
                     versions_table=versions, lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
+                    prepared=begun if remove is not None else None,
                 )
 
         stats = self.retry.call(write_once, what="write")
@@ -370,3 +395,4 @@ class RunStages:
         """The run's session to the target broke: a new one (whether the lock is still held is checked
         in the write's transaction, :meth:`RunGuard.check_before_commit`)."""
         return self.guard.retake()
+

@@ -1,0 +1,165 @@
+"""A capture run's write begun while its summary is computed (runs/write_ahead.py, PostgreSQL).
+
+Another thread begins the write's transaction on the target's session during the compute: lock waits
+bounded, the target's definition held (ROW EXCLUSIVE, NOWAIT), the tables described, the row versions
+opened. What must hold: what was described stays true until the commit (DDL waits), a failed compute
+leaves no transaction open, a DDL in progress costs one bounded wait (not two), a session killed
+meanwhile costs a retry, and the target always equals a full recompute.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from polars.testing import assert_frame_equal
+
+import siret_summary
+from siret_summary.demo_data import generate, write_postgres
+from siret_summary.runs import stages
+
+from dbutil import connect, execute, query, read_table
+
+pytestmark = pytest.mark.slow
+
+CONFIG = siret_summary.Config(target_table="summary_ahead", state_table="summary_ahead_state", lock_timeout=2.0)
+_BUMP = ('UPDATE "Tous_PV" SET num_inscrits = coalesce(num_inscrits, 0) + 7'
+         ' WHERE id_pv = (SELECT id_pv FROM "Tous_PV" ORDER BY id_pv LIMIT 1 OFFSET {k})')
+
+
+@pytest.fixture
+def captured(pg_db):
+    write_postgres(pg_db, *generate(n_pv=300, n_invitations=40, seed=41, sqlite_mess=False))
+    siret_summary.install_change_capture(pg_db, config=CONFIG)
+    assert siret_summary.run(pg_db, config=CONFIG).mode == "full"
+    return pg_db
+
+
+def _fresh(location: str) -> None:
+    expected = siret_summary.compute(location, config=CONFIG)
+    assert_frame_equal(read_table(location, CONFIG.target_table, expected), expected)
+
+
+def _during_compute(monkeypatch, action) -> list:
+    """Run ``action()`` inside the next compute (the write has been begun, or is being begun, meanwhile)."""
+    real, done = stages.summarise_with_fingerprints, []
+
+    def compute(*args, **kwargs):
+        if not done:
+            time.sleep(0.3)  # the write begun ahead is there by now
+            done.append(action())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "summarise_with_fingerprints", compute)
+    return done
+
+
+def _idle_in_transaction(location: str) -> int:
+    return query(location, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")["n"].item()
+
+
+def test_ddl_on_the_target_waits_for_the_write_begun_ahead(captured, monkeypatch):
+    """The target described at the write's start stays as described until its commit: an ALTER during the
+    compute cannot take its lock (it would have slipped in between the describe and the DELETE)."""
+    execute(captured, _BUMP.format(k=3))
+
+    def alter() -> str:
+        conn = connect(captured)
+        try:
+            cur = conn.cursor()
+            cur.execute("SET lock_timeout = '200ms'")
+            cur.execute(f"ALTER TABLE {CONFIG.target_table} ADD COLUMN host_note text")
+            conn.commit()
+            return "altered"
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__ + str(exc)
+        finally:
+            conn.close()
+
+    seen = _during_compute(monkeypatch, alter)
+    assert siret_summary.run(captured, config=CONFIG).mode == "capture"
+    assert seen and "lock" in seen[0].lower(), seen  # the ALTER waited for the write and gave up
+    _fresh(captured)
+
+
+def test_a_failed_compute_leaves_no_write_begun(captured, monkeypatch):
+    execute(captured, _BUMP.format(k=4))
+    real = stages.summarise_with_fingerprints
+
+    def failing(*args, **kwargs):
+        time.sleep(0.3)
+        raise RuntimeError("compute failed")
+
+    monkeypatch.setattr(stages, "summarise_with_fingerprints", failing)
+    with pytest.raises(Exception, match="compute failed"):
+        siret_summary.run(captured, config=CONFIG)
+    assert _idle_in_transaction(captured) == 0
+    monkeypatch.setattr(stages, "summarise_with_fingerprints", real)
+    assert siret_summary.run(captured, config=CONFIG).mode == "capture"
+    _fresh(captured)
+
+
+def test_a_ddl_in_progress_costs_one_bounded_wait_not_two(captured):
+    """A host's ALTER holds the target (uncommitted) through the run: the write begun ahead does not wait
+    for it (NOWAIT) and the write waits once, ``lock_timeout``, then names the holder."""
+    execute(captured, _BUMP.format(k=5))
+    holder = connect(captured)
+    cur = holder.cursor()
+    cur.execute(f"ALTER TABLE {CONFIG.target_table} ADD COLUMN host_note text")  # ACCESS EXCLUSIVE, held
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(siret_summary.LockWaitError):
+            siret_summary.run(captured, config=CONFIG)
+        waited = time.monotonic() - t0
+    finally:
+        holder.rollback()
+        holder.close()
+    assert waited < 2 * CONFIG.lock_timeout, waited  # one wait of lock_timeout (2 s), not two
+    assert siret_summary.run(captured, config=CONFIG).mode in ("capture", "incremental")
+    _fresh(captured)
+
+
+def test_a_session_killed_after_the_write_was_begun_costs_a_retry(captured, monkeypatch):
+    execute(captured, _BUMP.format(k=6))
+
+    def kill() -> int:
+        # The session of the write begun ahead: the one holding the target's ROW EXCLUSIVE lock.
+        return query(captured, "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_locks"
+                               f" WHERE relation = '{CONFIG.target_table}'::regclass AND mode = 'RowExclusiveLock'"
+                               " AND pid <> pg_backend_pid()")["n"].item()
+
+    killed = _during_compute(monkeypatch, kill)
+    result = siret_summary.run(captured, config=CONFIG)
+    assert killed == [1] and result.status == "completed"
+    _fresh(captured)
+    assert siret_summary.run(captured, config=CONFIG).mode == "capture"
+
+
+def test_a_warm_run_after_a_failed_compute_goes_on_in_a_clean_session(captured, monkeypatch):
+    """The watcher's kept sessions: after a compute that failed with a write begun, the next warm run
+    completes (no transaction left open on the kept session, nothing of the failed run written)."""
+    from siret_summary.runs.warm import WarmRuns
+
+    warm = WarmRuns(captured, None, CONFIG)
+    try:
+        execute(captured, _BUMP.format(k=7))
+        assert warm.run().mode == "capture"
+        execute(captured, _BUMP.format(k=8))
+        before = query(captured, f"SELECT count(*) AS n FROM {CONFIG.target_table}")["n"].item()
+        real = stages.summarise_with_fingerprints
+
+        def failing(*args, **kwargs):
+            time.sleep(0.3)
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(stages, "summarise_with_fingerprints", failing)
+        with pytest.raises(RuntimeError, match="boom"):
+            warm.run()
+        assert _idle_in_transaction(captured) == 0
+        assert query(captured, f"SELECT count(*) AS n FROM {CONFIG.target_table}")["n"].item() == before
+        monkeypatch.setattr(stages, "summarise_with_fingerprints", real)
+        assert warm.run().status == "completed"
+        _fresh(captured)
+    finally:
+        warm.close()
