@@ -35,6 +35,17 @@ def captured(pg_db):
     return pg_db
 
 
+def _bump(location: str, k: int) -> None:
+    """A committed source edit that changes the summary (rows tried from the k-th on): a run that missed
+    it leaves the target stale, which :func:`_fresh` then sees."""
+    before = siret_summary.compute(location, config=CONFIG)
+    for offset in range(k, k + 50):
+        execute(location, _BUMP.format(k=offset))
+        if not siret_summary.compute(location, config=CONFIG).equals(before):
+            return
+    raise AssertionError("no edit changed the summary")
+
+
 def _fresh(location: str) -> None:
     expected = siret_summary.compute(location, config=CONFIG)
     assert_frame_equal(read_table(location, CONFIG.target_table, expected), expected)
@@ -62,7 +73,7 @@ def _idle_in_transaction(location: str) -> int:
 def test_ddl_on_the_target_waits_for_the_write_begun_ahead(captured, monkeypatch):
     """The target described at the write's start stays as described until its commit: an ALTER during the
     compute cannot take its lock (it would have slipped in between the describe and the DELETE)."""
-    execute(captured, _BUMP.format(k=3))
+    _bump(captured, 3)
 
     def alter() -> str:
         conn = connect(captured)
@@ -84,7 +95,7 @@ def test_ddl_on_the_target_waits_for_the_write_begun_ahead(captured, monkeypatch
 
 
 def test_a_failed_compute_leaves_no_write_begun(captured, monkeypatch):
-    execute(captured, _BUMP.format(k=4))
+    _bump(captured, 4)
     real = stages.summarise_with_fingerprints
 
     def failing(*args, **kwargs):
@@ -103,7 +114,7 @@ def test_a_failed_compute_leaves_no_write_begun(captured, monkeypatch):
 def test_a_ddl_in_progress_costs_one_bounded_wait_not_two(captured):
     """A host's ALTER holds the target (uncommitted) through the run: the write begun ahead does not wait
     for it (NOWAIT) and the write waits once, ``lock_timeout``, then names the holder."""
-    execute(captured, _BUMP.format(k=5))
+    _bump(captured, 5)
     holder = connect(captured)
     cur = holder.cursor()
     cur.execute(f"ALTER TABLE {CONFIG.target_table} ADD COLUMN host_note text")  # ACCESS EXCLUSIVE, held
@@ -121,7 +132,7 @@ def test_a_ddl_in_progress_costs_one_bounded_wait_not_two(captured):
 
 
 def test_a_session_killed_after_the_write_was_begun_costs_a_retry(captured, monkeypatch):
-    execute(captured, _BUMP.format(k=6))
+    _bump(captured, 6)
 
     def kill() -> int:
         # The session of the write begun ahead: the one holding the target's ROW EXCLUSIVE lock.
@@ -143,9 +154,9 @@ def test_a_warm_run_after_a_failed_compute_goes_on_in_a_clean_session(captured, 
 
     warm = WarmRuns(captured, None, CONFIG)
     try:
-        execute(captured, _BUMP.format(k=7))
+        _bump(captured, 7)
         assert warm.run().mode == "capture"
-        execute(captured, _BUMP.format(k=8))
+        _bump(captured, 8)
         before = query(captured, f"SELECT count(*) AS n FROM {CONFIG.target_table}")["n"].item()
         real = stages.summarise_with_fingerprints
 

@@ -171,13 +171,20 @@ class StateStore:
         self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record, full=True)
 
     def write_some(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-                   capture: CaptureRecord | None) -> None:
+                   capture: CaptureRecord | None, meta: bool = True) -> None:
         """Inside the caller's transaction: the fingerprints of ``remove`` and of ``rows``' SIRETs
         removed, then ``rows`` inserted. ``capture``: the change-capture record to keep with the
         state; None leaves the stored one (a targeted run neither reads nor consumes the log).
+        ``meta=False``: the meta row left to :meth:`write_meta` (written earlier in the same transaction).
         """
         self._write(conn, rows, remove=remove if remove is not None else _NO_SIRETS, config_hash=config_hash,
-                    capture=self._capture(conn, capture))
+                    capture=self._capture(conn, capture) if meta else None)
+
+    def write_meta(self, conn: Any, *, config_hash: str, capture: CaptureRecord | None) -> None:
+        """Inside the caller's transaction: :meth:`write_some`'s meta row alone (``capture`` as there), written
+        before the fingerprints (a write begun while they are computed: runs/write_ahead.py)."""
+        self._write_meta(conn, self.backend.describe(conn, self.meta), config_hash=config_hash,
+                         capture=self._capture(conn, capture))
 
     def _capture(self, conn: Any, capture: CaptureRecord | None) -> CaptureRecord:
         """``capture``, or the stored record when None (read before this write changes the meta)."""
@@ -187,10 +194,11 @@ class StateStore:
         return CaptureRecord(None, None) if kept is None else CaptureRecord(kept.capture, kept.cursor)
 
     def _write(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-               capture: CaptureRecord, full: bool = False) -> None:
+               capture: CaptureRecord | None, full: bool = False) -> None:
         """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first.
-        ``full``: a full run's (the table indexed when it has no index yet, as a whole replacement does)."""
-        q, meta = quote_table(self.table), quote_table(self.meta)
+        ``full``: a full run's (the table indexed when it has no index yet, as a whole replacement does).
+        ``capture=None``: the meta row not written (:meth:`write_meta` wrote it)."""
+        q = quote_table(self.table)
         # No primary key: only runs holding the lock touch this table. An index on
         # (target, siret) where the backend says it pays (PostgreSQL): a live watcher's
         # run of some SIRETs deletes theirs by it instead of scanning every target's
@@ -198,7 +206,8 @@ class StateStore:
         # or made anew when an older library's state has other columns.
         create = f"CREATE TABLE {q} ({', '.join(f'{c} TEXT' for c in STATE_LAYOUT)})"
         p = self.backend.param
-        described = self.backend.describe_many(conn, [self.table, self.meta])  # one round trip for both
+        # One round trip for both (the meta table only when its row is written here).
+        described = self.backend.describe_many(conn, [self.table] if capture is None else [self.table, self.meta])
         if remove is None:
             present = described[self.table]
             if present is not None and tuple(c.name for c in present) == STATE_LAYOUT:
@@ -209,13 +218,8 @@ class StateStore:
             self.backend.index_own_table(conn, self.table, ("target", "siret"))  # a full run: made once, when missing
         elif create_missing(self.backend, conn, self.table, create, exists=described[self.table] is not None) or full:
             self.backend.index_own_table(conn, self.table, ("target", "siret"))  # no CREATE needed once it exists
-        present = described[self.meta]
-        if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
-            self.backend.execute(conn, f"DROP TABLE {meta}")
-            present = None
-        if present is None:
-            columns = ", ".join(f"{c} TEXT" for c in META_COLUMNS)
-            create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({columns})", exists=False)
+        if capture is not None:
+            self._meta_table(conn, described[self.meta])
         if remove is not None:
             removed = pl.concat([remove, rows["siret"]]).unique().cast(pl.String).to_arrow()
             self.backend.delete_sirets(conn, self.table, removed, staging="siret_summary_state_gone",
@@ -223,6 +227,26 @@ class StateStore:
         if rows.height:
             keyed = rows.select(pl.lit(self.target, pl.String).alias("target"), *STATE_COLUMNS)
             self.backend.ingest_into(conn, self.table, keyed.to_arrow())
+        if capture is not None:
+            self._meta_row(conn, config_hash, capture)
+
+    def _write_meta(self, conn: Any, present: list[Column] | None, *, config_hash: str,
+                    capture: CaptureRecord) -> None:
+        self._meta_table(conn, present)
+        self._meta_row(conn, config_hash, capture)
+
+    def _meta_table(self, conn: Any, present: list[Column] | None) -> None:
+        """The meta table as this version lays it out (made, or made anew from an older layout)."""
+        meta = quote_table(self.meta)
+        if present is not None and tuple(c.name for c in present) != META_COLUMNS:  # an older layout
+            self.backend.execute(conn, f"DROP TABLE {meta}")
+            present = None
+        if present is None:
+            columns = ", ".join(f"{c} TEXT" for c in META_COLUMNS)
+            create_missing(self.backend, conn, self.meta, f"CREATE TABLE {meta} ({columns})", exists=False)
+
+    def _meta_row(self, conn: Any, config_hash: str, capture: CaptureRecord) -> None:
+        meta, p = quote_table(self.meta), self.backend.param
         self.backend.execute(conn, f"DELETE FROM {meta} WHERE target = {p(1)}", [self.target])
         self.backend.execute(
             conn, f"INSERT INTO {meta} ({', '.join(META_COLUMNS)}) VALUES ({', '.join(p(i) for i in range(1, 6))})",

@@ -75,15 +75,18 @@ class PreparedWrite:
     backend: Backend  # the backend the write goes on with (its catalogue answers: db/described.py)
     columns: list[Column]
     versions: OpenRowVersions | None
+    ahead: bool = False  # the ``ahead`` steps were taken (the caller leaves them out of ``before_commit``)
 
 
-def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None,
-                  lock_timeout: float) -> PreparedWrite | None:
+def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None, lock_timeout: float,
+                  ahead: Sequence[Callable[[Any], None]] = ()) -> PreparedWrite | None:
     """:func:`~siret_summary.pipeline.write.write_summary`'s first statements, in its transaction, before the
     summary exists: the transaction begun, lock waits bounded, the target's definition held until the commit
     (:meth:`~siret_summary.db.base.Backend.hold_definition`: what is described now stays true), the target
-    described and its row versions opened. An error (no such table: the write creates it; a lock wait too
-    long; a refused privilege) is raised, the transaction left to the caller, who goes the usual way."""
+    described and its row versions opened; then the ``ahead`` steps (statements of the same transaction that
+    need no summary: the state's meta row, the change log consumed, the guard's check). An error (no such
+    table: the write creates it; a lock wait too long; a refused privilege) is raised, the transaction left
+    to the caller, who goes the usual way."""
     backend.begin_write(conn)
     backend.bound_lock_waits(conn, lock_timeout)
     backend.hold_definition(conn, target)  # first: a missing target fails here
@@ -91,7 +94,10 @@ def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str 
     if columns is None:
         conn.rollback()
         return None
-    return PreparedWrite(conn, backend, columns, open_versions(backend, conn, target, columns, versions_table))
+    versions = open_versions(backend, conn, target, columns, versions_table)
+    for step in ahead:
+        step(conn)
+    return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from siret_summary.runs.reporter import Reporter
 from siret_summary.runs.result import RunResult
 from siret_summary.runs.retry import RetryPolicy
 from siret_summary.runs.sessions import Sessions
-from siret_summary.runs.state_write import EarlierReads, StateWrite
+from siret_summary.runs.state_write import EarlierReads, StateWrite, ahead_of_rows
 from siret_summary.runs.status import now_iso, store_errors
 from siret_summary.runs.write_ahead import begin_ahead, end_unused, write_backend
 
@@ -227,21 +227,22 @@ class RunStages:
             )
 
     def prepare_in_background(self, plan: RunPlan) -> Background[PreparedWrite]:
-        """A capture or targeted run's write begun on the target's session while the summary is computed:
-        its transaction, lock-wait bound, the target described (with the state's tables: one round trip) and
-        its row versions opened (pipeline/write_steps.py ``prepare_write``; docs/decisions.md, "A write begun
-        while the summary is computed"). Only where computing uses no session (not a scan: it reads the state)
-        and the connection may be used from another thread, one at a time (PostgreSQL)."""
+        """A capture or targeted run's write begun on the target's session while the summary is computed, with
+        what needs no summary (runs/write_ahead.py). Only where computing uses no session (not a scan: it reads
+        the state) and the connection may be used from another thread, one at a time (PostgreSQL)."""
         if plan.kind not in (Plan.CAPTURE, Plan.TARGETED) or not self.backend.fetches_from_any_thread:
             return Background(lambda: None)
-        return Background(self._prepare_write)
+        return Background(lambda: self._prepare_write(plan))
 
-    def _prepare_write(self) -> PreparedWrite | None:
+    def _prepare_write(self, plan: RunPlan) -> PreparedWrite | None:
         conn = self.sessions.connection(self.backend, role="write", error=TargetError)
-        return begin_ahead(self._write_backend(), conn, self.config)
+        backend = write_backend(self.backend, self.config, self.state)
+        state = ahead_of_rows(backend, dataclasses.replace(self.state, backend=backend), plan, self.report.run_id,
+                              self._same_database(plan))  # the state's meta row and the log consumed
+        return begin_ahead(backend, conn, self.config, () if state is None else (state, self.guard.check_before_commit))
 
-    def _write_backend(self) -> Backend:
-        return write_backend(self.backend, self.config, self.state)
+    def _same_database(self, plan: RunPlan) -> bool:
+        return plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
 
     # --- compute -------------------------------------------------------------------
     def compute(self, raw: RawSources, plan: RunPlan, result: RunResult) -> tuple[Computation, pl.Series | None]:
@@ -290,7 +291,7 @@ class RunStages:
             # database is not touched and a live watcher is not woken by its own run (issue 28, docs/decisions.md).
             result.rows, result.seconds["write"] = self._rows_in_target(), time.perf_counter() - t0
             return
-        same_database = plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
+        same_database = self._same_database(plan)
         first = Handover(earlier)  # what the background read saw serves the first attempt only
         versions = versions_table(self.config.state_table)
 
@@ -302,16 +303,17 @@ class RunStages:
                     begun = None
                 backend, store = self.backend, self.state
                 if remove is not None:  # a write of some SIRETs: the tables its steps describe, in one round trip
-                    backend = self._write_backend() if begun is None else begun.backend
+                    backend = write_backend(self.backend, self.config, self.state) if begun is None else begun.backend
                     store = dataclasses.replace(self.state, backend=backend)
+                ahead = begun is not None and begun.ahead  # the meta row, the log and the guard's check: done
                 state = StateWrite(backend, store, plan, summary.fingerprints, remove, reads, self.report.run_id,
-                                   same_database)
+                                   same_database, ahead_written=ahead)
                 self.report.stage_start("write")
                 return write_summary(
                     backend, conn, self.config.target_table, summary.summary, delete_sirets=remove,
                     force=force, shrink_ratio=self.config.shrink_ratio,
                     earlier=None if reads is None else reads.target,
-                    before_commit=(state.apply, self.guard.check_before_commit),
+                    before_commit=(state.apply,) if ahead else (state.apply, self.guard.check_before_commit),
                     versions_table=versions, lock_timeout=self.config.lock_timeout,
                     checkpoint=lambda done: self.report.within("write", done, until="done", margin=5.0),
                     prepared=begun if remove is not None else None,

@@ -7,6 +7,7 @@ into :func:`~siret_summary.pipeline.write.write_summary`'s transaction (SPEC §6
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class StateWrite:
     earlier: EarlierReads | None
     run_id: str
     same_database: bool
+    ahead_written: bool = False  # the meta row and the log's consumption written already (write_ahead)
 
     def apply(self, conn: Any) -> None:
         """The state, and the change log consumed when it is in this database (a ``before_commit`` step)."""
@@ -62,9 +64,31 @@ class StateWrite:
                                       capture=capture)
             else:
                 self.store.write_some(conn, self.fingerprints, remove=self.remove, config_hash=plan.config_hash,
-                                      capture=capture)
-        if plan.changes is not None and self.same_database:  # consumed atomically with the write
-            change_log = self.backend.change_log()
-            if change_log is None:  # a bug: the changes were read through this capability
-                raise RuntimeError("changes were read from a backend without a change log")
-            change_log.consume(conn, plan.changes, self.run_id)
+                                      capture=capture, meta=not self.ahead_written)
+        if not self.ahead_written:
+            consume(self.backend, plan, self.run_id, self.same_database, conn)
+
+
+def ahead_of_rows(backend: Backend, store: StateStore, plan: RunPlan, run_id: str,
+                  same_database: bool) -> Callable[[Any], None] | None:
+    """What :meth:`StateWrite.apply` writes that needs no summary — the state's meta row and, in this
+    database, the change log consumed — as a step of the write's transaction taken before the summary
+    exists (runs/write_ahead.py); None for a plan whose state is replaced whole (written with its rows)."""
+    if plan.keeps_state and plan.replaces_state:
+        return None
+
+    def step(conn: Any) -> None:
+        if plan.keeps_state:
+            store.write_meta(conn, config_hash=plan.config_hash, capture=plan.capture_record(run_id))
+        consume(backend, plan, run_id, same_database, conn)
+
+    return step
+
+
+def consume(backend: Backend, plan: RunPlan, run_id: str, same_database: bool, conn: Any) -> None:
+    """The change log's entries the plan read deleted, in this transaction, when the log is in this database."""
+    if plan.changes is not None and same_database:  # consumed atomically with the write
+        change_log = backend.change_log()
+        if change_log is None:  # a bug: the changes were read through this capability
+            raise RuntimeError("changes were read from a backend without a change log")
+        change_log.consume(conn, plan.changes, run_id)

@@ -9,6 +9,7 @@ goes on in it (docs/decisions.md, "A write begun while the summary is computed")
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from siret_summary.config import Config
@@ -28,13 +29,14 @@ def write_backend(backend: Backend, config: Config, state: StateStore) -> Backen
                                         state.meta))
 
 
-def begin_ahead(backend: Backend, conn: Any, config: Config) -> PreparedWrite | None:
-    """The write begun on ``conn`` (:func:`~siret_summary.pipeline.write.prepare_write`); on any failure its
-    transaction is rolled back and the error raised (the write then starts afresh, and a broken session is
-    found and replaced there)."""
+def begin_ahead(backend: Backend, conn: Any, config: Config,
+                ahead: Sequence[Callable[[Any], None]] = ()) -> PreparedWrite | None:
+    """The write begun on ``conn`` (:func:`~siret_summary.pipeline.write.prepare_write`, with its ``ahead``
+    steps); on any failure its transaction is rolled back and the error raised (the write then starts
+    afresh, and a broken session is found and replaced there)."""
     try:
         return prepare_write(backend, conn, config.target_table, versions_table(config.state_table),
-                             config.lock_timeout)
+                             config.lock_timeout, ahead)
     except BaseException:
         end_unused_on(conn)
         raise
