@@ -9,6 +9,7 @@ meanwhile costs a retry, and the target always equals a full recompute.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -65,6 +66,18 @@ def _during_compute(monkeypatch, action) -> list:
     return done
 
 
+@contextlib.contextmanager
+def _failing_compute(monkeypatch):
+    """The next computes fail, once the write begun ahead is there (restored on leaving)."""
+    def failing(*args, **kwargs):
+        time.sleep(0.3)
+        raise RuntimeError("compute failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stages, "summarise_with_fingerprints", failing)
+        yield
+
+
 def _idle_in_transaction(location: str) -> int:
     return query(location, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
                            " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")["n"].item()
@@ -96,17 +109,9 @@ def test_ddl_on_the_target_waits_for_the_write_begun_ahead(captured, monkeypatch
 
 def test_a_failed_compute_leaves_no_write_begun(captured, monkeypatch):
     _bump(captured, 4)
-    real = stages.summarise_with_fingerprints
-
-    def failing(*args, **kwargs):
-        time.sleep(0.3)
-        raise RuntimeError("compute failed")
-
-    monkeypatch.setattr(stages, "summarise_with_fingerprints", failing)
-    with pytest.raises(Exception, match="compute failed"):
+    with _failing_compute(monkeypatch), pytest.raises(RuntimeError, match="compute failed"):
         siret_summary.run(captured, config=CONFIG)
     assert _idle_in_transaction(captured) == 0
-    monkeypatch.setattr(stages, "summarise_with_fingerprints", real)
     assert siret_summary.run(captured, config=CONFIG).mode == "capture"
     _fresh(captured)
 
@@ -158,18 +163,10 @@ def test_a_warm_run_after_a_failed_compute_goes_on_in_a_clean_session(captured, 
         assert warm.run().mode == "capture"
         _bump(captured, 8)
         before = query(captured, f"SELECT count(*) AS n FROM {CONFIG.target_table}")["n"].item()
-        real = stages.summarise_with_fingerprints
-
-        def failing(*args, **kwargs):
-            time.sleep(0.3)
-            raise RuntimeError("boom")
-
-        monkeypatch.setattr(stages, "summarise_with_fingerprints", failing)
-        with pytest.raises(RuntimeError, match="boom"):
+        with _failing_compute(monkeypatch), pytest.raises(RuntimeError, match="compute failed"):
             warm.run()
         assert _idle_in_transaction(captured) == 0
         assert query(captured, f"SELECT count(*) AS n FROM {CONFIG.target_table}")["n"].item() == before
-        monkeypatch.setattr(stages, "summarise_with_fingerprints", real)
         assert warm.run().status == "completed"
         _fresh(captured)
     finally:
