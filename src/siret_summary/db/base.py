@@ -184,10 +184,10 @@ class Backend(ABC):
         may raise to cancel) about every second, then raises :class:`~siret_summary.errors.LockWaitError`
         naming them."""
 
-    def hold_definition(self, conn: Any, table: str) -> None:  # noqa: B027 (an optional hook: nothing by default)
-        """Until the transaction ends, ``table``'s definition cannot change (DDL waits for it); its rows stay
-        open to readers and writers (nothing by default). Never waits: raises at once when another session
-        holds a lock in the way (the caller then goes the usual way, which waits as it is bounded to)."""
+    def hold_definitions(self, conn: Any, tables: Sequence[str]) -> None:  # noqa: B027 (optional: nothing by default)
+        """Until the transaction ends, the ``tables``' definitions cannot change (DDL waits for it); their rows
+        stay open to readers and writers (nothing by default). Never waits: raises at once when another
+        session holds a lock in the way, or a table is missing (the caller then goes the usual way)."""
 
     def bound_lock_waits(self, conn: Any, seconds: float) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """In the open transaction, make any wait for another session's lock fail after ``seconds``

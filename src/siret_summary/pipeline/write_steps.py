@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from siret_summary.db.base import Backend, Column, quote_identifier, quote_table
 from siret_summary.db.capabilities import OpenRowVersions
 from siret_summary.db.privileges import create_missing
-from siret_summary.errors import ShrinkGuardError
+from siret_summary.errors import ShrinkGuardError, TargetError
 from siret_summary.pipeline.target_shape import create_table_sql, same_row_sql, shape_for_target
 from siret_summary.pipeline.write_empty import WriteStats
 
@@ -79,25 +79,37 @@ class PreparedWrite:
 
 
 def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None, lock_timeout: float,
-                  ahead: Sequence[Callable[[Any], None]] = ()) -> PreparedWrite | None:
+                  ahead: Sequence[Callable[[Any], None]] = (), held: Sequence[str] = ()) -> PreparedWrite | None:
     """:func:`~siret_summary.pipeline.write.write_summary`'s first statements, in its transaction, before the
-    summary exists: the transaction begun, lock waits bounded, the target's definition held until the commit
-    (:meth:`~siret_summary.db.base.Backend.hold_definition`: what is described now stays true), the target
-    described and its row versions opened; then the ``ahead`` steps (statements of the same transaction that
-    need no summary: the state's meta row, the change log consumed, the guard's check). An error (no such
-    table: the write creates it; a lock wait too long; a refused privilege) is raised, the transaction left
-    to the caller, who goes the usual way."""
+    summary exists: the transaction begun, the target's definition held until the commit, and the ``held``
+    tables' (the state's: :meth:`~siret_summary.db.base.Backend.hold_definitions`, so what is described now
+    stays true), the target described, its row versions opened; then the ``ahead`` steps (statements of the
+    same transaction that need no summary: the state's meta row, the change log consumed, the guard's check).
+
+    Nothing here waits for another session: lock waits are bounded to 1 ms while it runs (a lock in the way
+    fails it at once, and the write goes the usual way, waiting as bounded and saying for whom), then to
+    ``lock_timeout`` for the write. Any error (a lock in the way, no such table: the write creates it, a
+    refused privilege) is raised, the transaction left to the caller, who goes the usual way.
+    """
     backend.begin_write(conn)
-    backend.bound_lock_waits(conn, lock_timeout)
-    backend.hold_definition(conn, target)  # first: a missing target fails here
+    backend.bound_lock_waits(conn, _NO_WAIT)
+    backend.hold_definitions(conn, [target])  # first: a missing target fails here
     columns = backend.describe(conn, target)
     if columns is None:
         conn.rollback()
         return None
     versions = open_versions(backend, conn, target, columns, versions_table)
+    own = [t for t in held if t != versions_table or versions is not None]  # the versions table: if used
+    if own:
+        backend.hold_definitions(conn, own)
     for step in ahead:
         step(conn)
+    backend.bound_lock_waits(conn, lock_timeout)
     return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead))
+
+
+#: The lock-wait bound while a write is prepared ahead (seconds): no wait, in effect (0 would mean none).
+_NO_WAIT = 0.001
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,11 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
     description and versions read at this transaction's start (:func:`prepare_write`).
     """
     described = backend.describe(conn, target) if prepared is None else prepared.columns
+    if described is None and delete_sirets is not None:
+        # Some SIRETs' rows into a table made now would be all it holds: the run planned a partial write
+        # on a target that was dropped since; the next run finds it missing and rebuilds it whole.
+        problem = f"{target} was dropped while the run was writing some SIRETs' rows"
+        raise TargetError(f"{problem}; run again: the next run rebuilds it whole.", problem=problem)
     frame, written = shape_for_target(summary, described, backend, target)
     if described is None:
         create_missing(backend, conn, target, create_table_sql(backend, target, summary.schema), exists=False)

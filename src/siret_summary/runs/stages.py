@@ -235,8 +235,7 @@ class RunStages:
         return Background(lambda: self._prepare_write(plan))
 
     def _prepare_write(self, plan: RunPlan) -> PreparedWrite | None:
-        conn = self.sessions.connection(self.backend, role="write", error=TargetError)
-        backend = write_backend(self.backend, self.config, self.state)
+        conn, backend = self.sessions.connection(self.backend, role="write"), write_backend(self.backend, self.config)
         state = ahead_of_rows(backend, dataclasses.replace(self.state, backend=backend), plan, self.report.run_id,
                               self._same_database(plan))  # the state's meta row and the log consumed
         return begin_ahead(backend, conn, self.config, () if state is None else (state, self.guard.check_before_commit))
@@ -303,7 +302,7 @@ class RunStages:
                     begun = None
                 backend, store = self.backend, self.state
                 if remove is not None:  # a write of some SIRETs: the tables its steps describe, in one round trip
-                    backend = write_backend(self.backend, self.config, self.state) if begun is None else begun.backend
+                    backend = write_backend(self.backend, self.config) if begun is None else begun.backend
                     store = dataclasses.replace(self.state, backend=backend)
                 ahead = begun is not None and begun.ahead  # the meta row, the log and the guard's check: done
                 state = StateWrite(backend, store, plan, summary.fingerprints, remove, reads, self.report.run_id,

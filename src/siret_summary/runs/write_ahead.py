@@ -16,27 +16,30 @@ from siret_summary.config import Config
 from siret_summary.db.base import Backend
 from siret_summary.db.capabilities import versions_table
 from siret_summary.db.described import described_together
-from siret_summary.incremental.state import StateStore
 from siret_summary.pipeline.write import PreparedWrite, prepare_write
 
 __all__ = ["begin_ahead", "end_unused", "write_backend"]
 
 
-def write_backend(backend: Backend, config: Config, state: StateStore) -> Backend:
+def write_backend(backend: Backend, config: Config) -> Backend:
     """The backend a write of some SIRETs goes on with: the tables its steps describe (the target, its row
     versions, the state's two tables) asked together, each answer once (db/described.py)."""
-    return described_together(backend, (config.target_table, versions_table(config.state_table), state.table,
-                                        state.meta))
+    return described_together(backend, (config.target_table, *_own_tables(config)))
+
+
+def _own_tables(config: Config) -> tuple[str, str, str]:
+    """The library's tables a write of some SIRETs changes: the row versions, the state and its meta."""
+    return versions_table(config.state_table), config.state_table, f"{config.state_table}_meta"
 
 
 def begin_ahead(backend: Backend, conn: Any, config: Config,
                 ahead: Sequence[Callable[[Any], None]] = ()) -> PreparedWrite | None:
     """The write begun on ``conn`` (:func:`~siret_summary.pipeline.write.prepare_write`, with its ``ahead``
-    steps); on any failure its transaction is rolled back and the error raised (the write then starts
-    afresh, and a broken session is found and replaced there)."""
+    steps and the state's tables held); on any failure its transaction is rolled back and the error raised
+    (the write then starts afresh, and a broken session is found and replaced there)."""
     try:
         return prepare_write(backend, conn, config.target_table, versions_table(config.state_table),
-                             config.lock_timeout, ahead)
+                             config.lock_timeout, ahead, held=_own_tables(config) if ahead else ())
     except BaseException:
         end_unused_on(conn)
         raise

@@ -211,11 +211,12 @@ class PostgresBackend(Backend):
     def bound_lock_waits(self, conn: Any, seconds: float) -> None:
         waits.bound_lock_waits(self, conn, seconds)
 
-    def hold_definition(self, conn: Any, table: str) -> None:
+    def hold_definitions(self, conn: Any, tables: Sequence[str]) -> None:
         # ROW EXCLUSIVE, the lock the write's DELETE and INSERT take anyway: no reader or writer waits for it;
-        # every DDL on the table (ALTER, CREATE TRIGGER/RULE/POLICY/INDEX, DROP, TRUNCATE) does.
+        # every DDL on the tables (ALTER, CREATE TRIGGER/RULE/POLICY/INDEX, DROP, TRUNCATE) does.
         # NOWAIT: a DDL in progress fails it at once (the write then waits for it as bounded, and says so).
-        self.execute(conn, f"LOCK TABLE {quote_table(table)} IN ROW EXCLUSIVE MODE NOWAIT")
+        names = ", ".join(quote_table(t) for t in tables)
+        self.execute(conn, f"LOCK TABLE {names} IN ROW EXCLUSIVE MODE NOWAIT")
 
     def lock_against_writers(self, conn: Any, table: str, *, wait: float = 30.0,
                              between: Callable[[], None] = lambda: None) -> None:
