@@ -171,3 +171,32 @@ def test_a_warm_run_after_a_failed_compute_goes_on_in_a_clean_session(captured, 
         _fresh(captured)
     finally:
         warm.close()
+
+
+def test_a_write_begun_ahead_counts_as_the_usual_write(pg_uri, monkeypatch):
+    """The target's rows of the SIRETs written are counted when the write is begun (in its transaction):
+    the run's counts (inserted, updated, deleted, rows) equal the usual write's, on two copies of one source
+    given the same edits — a SIRET's row changed, a SIRET's rows deleted, a new SIRET."""
+    from siret_summary.runs.background import Background
+
+    from conftest import fresh_database
+
+    edits = (_BUMP.format(k=9), 'DELETE FROM "Tous_PV" WHERE siret = (SELECT siret FROM "Tous_PV"'
+             ' WHERE siret IS NOT NULL ORDER BY id_pv LIMIT 1 OFFSET 40)',
+             "UPDATE \"Tous_PV\" SET siret = '73282932000074' WHERE id_pv = (SELECT max(id_pv) FROM \"Tous_PV\")")
+    counts = []
+    for ahead in (True, False):
+        with fresh_database(pg_uri, "ahead") as location:
+            write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=41, sqlite_mess=False))
+            siret_summary.install_change_capture(location, config=CONFIG)
+            siret_summary.run(location, config=CONFIG)
+            execute(location, *edits)
+            with monkeypatch.context() as patched:
+                if not ahead:
+                    patched.setattr(stages.RunStages, "prepare_in_background", lambda self, plan: Background(lambda: None))
+                result = siret_summary.run(location, config=CONFIG)
+            assert result.mode == "capture"
+            counts.append((result.inserted, result.updated, result.deleted, result.rows))
+            _fresh(location)
+    assert counts[0] == counts[1]
+    assert counts[0][0] + counts[0][1] + counts[0][2] >= 2  # the edits reached the target

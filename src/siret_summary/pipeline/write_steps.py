@@ -76,15 +76,18 @@ class PreparedWrite:
     columns: list[Column]
     versions: OpenRowVersions | None
     ahead: bool = False  # the ``ahead`` steps were taken (the caller leaves them out of ``before_commit``)
+    existing: int | None = None  # the target's rows of ``sirets`` (prepare_write), counted in the transaction
 
 
 def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None, lock_timeout: float,
-                  ahead: Sequence[Callable[[Any], None]] = (), held: Sequence[str] = ()) -> PreparedWrite | None:
+                  ahead: Sequence[Callable[[Any], None]] = (), held: Sequence[str] = (),
+                  sirets: pl.Series | None = None) -> PreparedWrite | None:
     """:func:`~siret_summary.pipeline.write.write_summary`'s first statements, in its transaction, before the
     summary exists: the transaction begun, the target's definition held until the commit, and the ``held``
     tables' (the state's: :meth:`~siret_summary.db.base.Backend.hold_definitions`, so what is described now
     stays true), the target described, its row versions opened; then the ``ahead`` steps (statements of the
-    same transaction that need no summary: the state's meta row, the change log consumed, the guard's check).
+    same transaction that need no summary: the state's meta row, the change log consumed, the guard's check)
+    and, given the ``sirets`` the write replaces, the target's rows of them counted (what :func:`scope` counts).
 
     Nothing here waits for another session: lock waits are bounded to 1 ms while it runs (a lock in the way
     fails it at once, and the write goes the usual way, waiting as bounded and saying for whom), then to
@@ -104,8 +107,18 @@ def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str 
         backend.hold_definitions(conn, own)
     for step in ahead:
         step(conn)
+    existing = None if sirets is None else _count_in_scope(backend, conn, quote_table(target), sirets)
     backend.bound_lock_waits(conn, lock_timeout)
-    return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead))
+    return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead), existing=existing)
+
+
+def _count_in_scope(backend: Backend, conn: Any, table: str, sirets: pl.Series) -> int | None:
+    """The target's rows of ``sirets`` (a write of some SIRETs), where the list binds as one parameter."""
+    bound = backend.sirets_bound("t.siret", sirets.unique().cast(pl.String).to_arrow())
+    if bound is None:
+        return None
+    sql, params = bound
+    return int(backend.scalar(conn, f"SELECT count(*) FROM {table} AS t WHERE {sql}", params))
 
 
 #: The lock-wait bound while a write is prepared ahead (seconds): no wait, in effect (0 would mean none).
@@ -124,6 +137,7 @@ class Opened:
     written: list[Column]
     versions: OpenRowVersions | None  # the target's row versions, or None
     earlier: BackgroundRead | None  # the background read, when the target is still as it saw it
+    existing: int | None = None  # the target's rows of the SIRETs written, counted when the write was begun
 
     @property
     def table(self) -> str:
@@ -213,7 +227,8 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
              and earlier.versions == versions)
     if delete_sirets is None or summary.height > SMALL_WRITE:
         backend.prepare_bulk_write(conn)  # a few SIRETs' rows compare in the default memory (one round trip less)
-    return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None)
+    return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None,
+                  None if prepared is None or delete_sirets is None else prepared.existing)
 
 
 def _vouched(opened: Opened, versions: OpenRowVersions, hashes: pl.DataFrame) -> Vouched:
@@ -276,7 +291,11 @@ def scope(staged: Staged, delete_sirets: pl.Series | None) -> Scoped:
         sql, params = opened.backend.siret_in_sql("t.siret", gone), None
     if delete_sirets is None:  # a full write: rows without a SIRET (no primary key) go too
         sql = f"({sql} OR t.siret IS NULL)"
-    existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}", params))
+    if bound is not None and opened.existing is not None:  # counted when the write was begun, same statement
+        existing = opened.existing
+    else:
+        existing = int(opened.backend.scalar(opened.conn, f"SELECT count(*) FROM {opened.table} AS t WHERE {sql}",
+                                             params))
     previous = staged.previous
     remaining = None if previous is None else previous - existing + staged.rows.height
     return Scoped(staged, sirets, sql, existing, params, remaining)

@@ -238,7 +238,8 @@ class RunStages:
         conn, backend = self.sessions.connection(self.backend, role="write"), write_backend(self.backend, self.config)
         state = ahead_of_rows(backend, dataclasses.replace(self.state, backend=backend), plan, self.report.run_id,
                               self._same_database(plan))  # the state's meta row and the log consumed
-        return begin_ahead(backend, conn, self.config, () if state is None else (state, self.guard.check_before_commit))
+        steps = () if state is None else (state, self.guard.check_before_commit)
+        return begin_ahead(backend, conn, self.config, steps, plan.sirets)
 
     def _same_database(self, plan: RunPlan) -> bool:
         return plan.source_backend is not None and plan.source_backend.uri == self.backend.uri

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import polars as pl
+
 from siret_summary.config import Config
 from siret_summary.db.base import Backend
 from siret_summary.db.capabilities import versions_table
@@ -32,14 +34,14 @@ def _own_tables(config: Config) -> tuple[str, str, str]:
     return versions_table(config.state_table), config.state_table, f"{config.state_table}_meta"
 
 
-def begin_ahead(backend: Backend, conn: Any, config: Config,
-                ahead: Sequence[Callable[[Any], None]] = ()) -> PreparedWrite | None:
+def begin_ahead(backend: Backend, conn: Any, config: Config, ahead: Sequence[Callable[[Any], None]] = (),
+                sirets: pl.Series | None = None) -> PreparedWrite | None:
     """The write begun on ``conn`` (:func:`~siret_summary.pipeline.write.prepare_write`, with its ``ahead``
     steps and the state's tables held); on any failure its transaction is rolled back and the error raised
     (the write then starts afresh, and a broken session is found and replaced there)."""
     try:
         return prepare_write(backend, conn, config.target_table, versions_table(config.state_table),
-                             config.lock_timeout, ahead, held=_own_tables(config) if ahead else ())
+                             config.lock_timeout, ahead, held=_own_tables(config) if ahead else (), sirets=sirets)
     except BaseException:
         end_unused_on(conn)
         raise
