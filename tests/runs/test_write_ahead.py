@@ -174,9 +174,10 @@ def test_a_warm_run_after_a_failed_compute_goes_on_in_a_clean_session(captured, 
 
 
 def test_a_write_begun_ahead_counts_as_the_usual_write(pg_uri, monkeypatch):
-    """The target's rows of the SIRETs written are counted when the write is begun (in its transaction):
-    the run's counts (inserted, updated, deleted, rows) equal the usual write's, on two copies of one source
-    given the same edits — a SIRET's row changed, a SIRET's rows deleted, a new SIRET."""
+    """What the write begun ahead does before the summary exists (the target's rows of the SIRETs counted,
+    their fingerprints and row versions removed) gives the usual write's counts (inserted, updated, deleted,
+    rows), state and row versions, on two copies of one source given the same edits — a SIRET's row
+    changed, a SIRET's rows deleted, a new SIRET."""
     from siret_summary.runs.background import Background
 
     from conftest import fresh_database
@@ -184,7 +185,7 @@ def test_a_write_begun_ahead_counts_as_the_usual_write(pg_uri, monkeypatch):
     edits = (_BUMP.format(k=9), 'DELETE FROM "Tous_PV" WHERE siret = (SELECT siret FROM "Tous_PV"'
              ' WHERE siret IS NOT NULL ORDER BY id_pv LIMIT 1 OFFSET 40)',
              "UPDATE \"Tous_PV\" SET siret = '73282932000074' WHERE id_pv = (SELECT max(id_pv) FROM \"Tous_PV\")")
-    counts = []
+    counts, states = [], []
     for ahead in (True, False):
         with fresh_database(pg_uri, "ahead") as location:
             write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=41, sqlite_mess=False))
@@ -197,6 +198,14 @@ def test_a_write_begun_ahead_counts_as_the_usual_write(pg_uri, monkeypatch):
                 result = siret_summary.run(location, config=CONFIG)
             assert result.mode == "capture"
             counts.append((result.inserted, result.updated, result.deleted, result.rows))
+            # The raw fingerprints hash row stamps (xmin) and the row versions the target's oid: other in
+            # each database. The rest must agree: which SIRETs have them, their fingerprints, their warnings.
+            states.append((query(location, f"SELECT siret, fingerprint, warnings FROM {CONFIG.state_table}"
+                                           " ORDER BY siret"),
+                           query(location, f"SELECT siret FROM {CONFIG.state_table}_rows ORDER BY siret")))
             _fresh(location)
     assert counts[0] == counts[1]
+    for ahead_state, usual_state in zip(*states, strict=True):  # the state and the row versions alike
+        assert ahead_state.height > 0
+        assert_frame_equal(ahead_state, usual_state)
     assert counts[0][0] + counts[0][1] + counts[0][2] >= 2  # the edits reached the target

@@ -126,10 +126,14 @@ class OpenRowVersions(Protocol):
                   stored: pl.DataFrame) -> pl.Series:
         """SIRETs of ``new`` (``siret, h1, h2``) whose target row is vouched identical."""
 
+    def forget(self, conn: Connection, sirets: pl.Series) -> None:
+        """Inside the write's transaction, before :meth:`record`: the entries of ``sirets`` deleted."""
+
     def record(self, conn: Connection, *, forget: pl.Series | None, new: pl.DataFrame, inserted: pl.Series,
-               kept: pl.DataFrame | None) -> None:
+               kept: pl.DataFrame | None, forgotten: pl.Series | None = None) -> None:
         """Inside the write's transaction, after its ``INSERT``: update the recorded versions
-        (``forget``: SIRETs whose entries no longer hold, None: every entry)."""
+        (``forget``: SIRETs whose entries no longer hold, None: every entry; ``forgotten``: those
+        :meth:`forget` deleted already in this transaction)."""
 
 
 class RowVersions(Protocol):

@@ -171,14 +171,22 @@ class StateStore:
         self._write(conn, differ, remove=vanished, config_hash=config_hash, capture=record, full=True)
 
     def write_some(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-                   capture: CaptureRecord | None, meta: bool = True) -> None:
+                   capture: CaptureRecord | None, meta: bool = True, removed: pl.Series | None = None) -> None:
         """Inside the caller's transaction: the fingerprints of ``remove`` and of ``rows``' SIRETs
         removed, then ``rows`` inserted. ``capture``: the change-capture record to keep with the
         state; None leaves the stored one (a targeted run neither reads nor consumes the log).
-        ``meta=False``: the meta row left to :meth:`write_meta` (written earlier in the same transaction).
+        ``meta=False``: the meta row left to :meth:`write_meta` (written earlier in the same transaction);
+        ``removed``: SIRETs whose fingerprints :meth:`remove_some` removed earlier in it.
         """
         self._write(conn, rows, remove=remove if remove is not None else _NO_SIRETS, config_hash=config_hash,
-                    capture=self._capture(conn, capture) if meta else None)
+                    capture=self._capture(conn, capture) if meta else None, removed=removed)
+
+    def remove_some(self, conn: Any, sirets: pl.Series) -> None:
+        """Inside the caller's transaction, before :meth:`write_some`: the fingerprints of ``sirets`` removed
+        (a write begun while its summary is computed: runs/write_ahead.py; the table exists, held by it)."""
+        if sirets.len():
+            self.backend.delete_sirets(conn, self.table, sirets.unique().cast(pl.String).to_arrow(),
+                                       staging="siret_summary_state_gone", target=self.target)
 
     def write_meta(self, conn: Any, *, config_hash: str, capture: CaptureRecord | None) -> None:
         """Inside the caller's transaction: :meth:`write_some`'s meta row alone (``capture`` as there), written
@@ -194,7 +202,7 @@ class StateStore:
         return CaptureRecord(None, None) if kept is None else CaptureRecord(kept.capture, kept.cursor)
 
     def _write(self, conn: Any, rows: pl.DataFrame, *, remove: pl.Series | None, config_hash: str,
-               capture: CaptureRecord | None, full: bool = False) -> None:
+               capture: CaptureRecord | None, full: bool = False, removed: pl.Series | None = None) -> None:
         """``remove=None``: this target's state replaced whole; else those SIRETs' and ``rows``' removed first.
         ``full``: a full run's (the table indexed when it has no index yet, as a whole replacement does).
         ``capture=None``: the meta row not written (:meth:`write_meta` wrote it)."""
@@ -221,9 +229,12 @@ class StateStore:
         if capture is not None:
             self._meta_table(conn, described[self.meta])
         if remove is not None:
-            removed = pl.concat([remove, rows["siret"]]).unique().cast(pl.String).to_arrow()
-            self.backend.delete_sirets(conn, self.table, removed, staging="siret_summary_state_gone",
-                                       target=self.target)
+            gone = pl.concat([remove, rows["siret"]]).unique()
+            if removed is not None:  # removed earlier in this transaction (remove_some)
+                gone = gone.filter(~gone.is_in(removed.implode()))
+            if gone.len() or removed is None:
+                self.backend.delete_sirets(conn, self.table, gone.cast(pl.String).to_arrow(),
+                                           staging="siret_summary_state_gone", target=self.target)
         if rows.height:
             keyed = rows.select(pl.lit(self.target, pl.String).alias("target"), *STATE_COLUMNS)
             self.backend.ingest_into(conn, self.table, keyed.to_arrow())

@@ -77,6 +77,7 @@ class PreparedWrite:
     versions: OpenRowVersions | None
     ahead: bool = False  # the ``ahead`` steps were taken (the caller leaves them out of ``before_commit``)
     existing: int | None = None  # the target's rows of ``sirets`` (prepare_write), counted in the transaction
+    forgotten: pl.Series | None = None  # the SIRETs whose row versions prepare_write deleted (versions.forget)
 
 
 def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str | None, lock_timeout: float,
@@ -105,11 +106,14 @@ def prepare_write(backend: Backend, conn: Any, target: str, versions_table: str 
     own = [t for t in held if t != versions_table or versions is not None]  # the versions table: if used
     if own:
         backend.hold_definitions(conn, own)
+    forgotten = sirets if ahead and sirets is not None and versions is not None else None
+    if forgotten is not None and versions is not None:  # the entries of the SIRETs rewritten: they go
+        versions.forget(conn, forgotten)
     for step in ahead:
         step(conn)
     existing = None if sirets is None else _count_in_scope(backend, conn, quote_table(target), sirets)
     backend.bound_lock_waits(conn, lock_timeout)
-    return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead), existing=existing)
+    return PreparedWrite(conn, backend, columns, versions, ahead=bool(ahead), existing=existing, forgotten=forgotten)
 
 
 def _count_in_scope(backend: Backend, conn: Any, table: str, sirets: pl.Series) -> int | None:
@@ -138,6 +142,7 @@ class Opened:
     versions: OpenRowVersions | None  # the target's row versions, or None
     earlier: BackgroundRead | None  # the background read, when the target is still as it saw it
     existing: int | None = None  # the target's rows of the SIRETs written, counted when the write was begun
+    forgotten: pl.Series | None = None  # the SIRETs whose row versions were deleted when the write was begun
 
     @property
     def table(self) -> str:
@@ -228,7 +233,8 @@ def open_write(backend: Backend, conn: Any, target: str, summary: pl.DataFrame, 
     if delete_sirets is None or summary.height > SMALL_WRITE:
         backend.prepare_bulk_write(conn)  # a few SIRETs' rows compare in the default memory (one round trip less)
     return Opened(backend, conn, target, columns, frame, written, versions, earlier if still else None,
-                  None if prepared is None or delete_sirets is None else prepared.existing)
+                  None if prepared is None or delete_sirets is None else prepared.existing,
+                  None if prepared is None else prepared.forgotten)
 
 
 def _vouched(opened: Opened, versions: OpenRowVersions, hashes: pl.DataFrame) -> Vouched:
@@ -383,4 +389,5 @@ def _record_versions(scoped: Scoped, versions: OpenRowVersions, inserted: pl.Ser
         kept = vouched.target_rows
     if staged.hashes is None:  # a bug: staging hashes every row where there are versions
         raise RuntimeError("row versions to record without their hashes")
-    versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept)
+    versions.record(staged.opened.conn, forget=forget, new=staged.hashes, inserted=inserted, kept=kept,
+                    forgotten=staged.opened.forgotten)

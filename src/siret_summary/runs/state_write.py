@@ -64,22 +64,26 @@ class StateWrite:
                                       capture=capture)
             else:
                 self.store.write_some(conn, self.fingerprints, remove=self.remove, config_hash=plan.config_hash,
-                                      capture=capture, meta=not self.ahead_written)
+                                      capture=capture, meta=not self.ahead_written,
+                                      removed=plan.sirets if self.ahead_written else None)
         if not self.ahead_written:
             consume(self.backend, plan, self.run_id, self.same_database, conn)
 
 
 def ahead_of_rows(backend: Backend, store: StateStore, plan: RunPlan, run_id: str,
                   same_database: bool) -> Callable[[Any], None] | None:
-    """What :meth:`StateWrite.apply` writes that needs no summary — the state's meta row and, in this
-    database, the change log consumed — as a step of the write's transaction taken before the summary
-    exists (runs/write_ahead.py); None for a plan whose state is replaced whole (written with its rows)."""
+    """What :meth:`StateWrite.apply` writes that needs no summary — the state's meta row, the recomputed
+    SIRETs' fingerprints removed and, in this database, the change log consumed — as a step of the write's
+    transaction taken before the summary exists (runs/write_ahead.py); None for a plan whose state is
+    replaced whole (written with its rows)."""
     if plan.keeps_state and plan.replaces_state:
         return None
 
     def step(conn: Any) -> None:
         if plan.keeps_state:
             store.write_meta(conn, config_hash=plan.config_hash, capture=plan.capture_record(run_id))
+            if plan.sirets is not None:  # the fingerprints of the SIRETs the run recomputes: they go
+                store.remove_some(conn, plan.sirets)
         consume(backend, plan, run_id, same_database, conn)
 
     return step

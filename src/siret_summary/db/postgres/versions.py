@@ -163,9 +163,16 @@ class OpenedVersions:
             .get_column("siret")
         )  # fmt: skip
 
+    def forget(self, conn: Any, sirets: pl.Series) -> None:
+        """Inside the write's transaction, before :meth:`record`: the entries of ``sirets`` deleted (a write
+        begun while its summary is computed: runs/write_ahead.py)."""
+        if sirets.len():
+            self.backend.delete_sirets(conn, self.table, sirets.unique().cast(pl.String).to_arrow(),
+                                       staging="siret_summary_rows_gone")
+
     def record(
         self, conn: Any, *, forget: pl.Series | None, new: pl.DataFrame, inserted: pl.Series,
-        kept: pl.DataFrame | None,
+        kept: pl.DataFrame | None, forgotten: pl.Series | None = None,
     ) -> None:
         """Inside the write's transaction, after its ``INSERT``: update the recorded versions.
 
@@ -190,6 +197,8 @@ class OpenedVersions:
             forget = _NO_SIRETS
         else:
             forget = pl.concat([forget, new.get_column("siret")]).unique()
+            if forgotten is not None and present is not None:  # deleted already (forget()), the table as it was
+                forget = forget.filter(~forget.is_in(forgotten.implode()))
         if forget.len():
             self.backend.delete_sirets(conn, self.table, forget.cast(pl.String).to_arrow(),
                                        staging="siret_summary_rows_gone")
