@@ -289,3 +289,35 @@ def test_capture_on_tables_with_hostile_names(pg_db, pv_name):
     execute(pg_db, "SET session_replication_role = replica", f"DELETE FROM {quoted} WHERE id_pv = (SELECT max(id_pv) FROM {quoted})")
     assert siret_summary.run(pg_db, config=config).mode == "capture"
     _assert_fresh(pg_db, config)
+
+
+def test_a_target_whose_log_was_consumed_by_another_during_its_run_scans_next(captured, monkeypatch):
+    """Two targets on one log: B reads the log, then A (another target) reads and consumes a later entry
+    before B's write consumes and names itself the log's last consumer. B never saw that entry: its next
+    run must not trust the log (it scans), else it keeps the edit's rows stale. (Found behind a flaky
+    two-watchers test of session 8: a run's consume now checks that the cursor it read is still there.)"""
+    from siret_summary.runs import stages
+    from siret_summary.runs.background import Background
+
+    # The write not begun ahead (both targets' runs share this process; see the test above for that path).
+    monkeypatch.setattr(stages.RunStages, "prepare_in_background", lambda self, plan: Background(lambda: None))
+    assert siret_summary.run(captured, config=OTHER).mode == "full"  # A: the log's cursor is now A's
+    assert siret_summary.run(captured, config=CAPTURED).mode in ("incremental", "capture")  # B last
+    execute(captured, _bump(11))
+    real, done = stages.summarise_with_fingerprints, []
+
+    def during_b(*args, **kwargs):
+        if not done:
+            done.append(True)
+            execute(captured, _bump(130, by=77))  # a later entry B never reads
+            assert siret_summary.run(captured, config=OTHER).status == "completed"  # A consumes it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "summarise_with_fingerprints", during_b)
+    assert siret_summary.run(captured, config=CAPTURED).mode == "capture"  # B: the first entry only
+    monkeypatch.setattr(stages, "summarise_with_fingerprints", real)
+    assert done
+    again = siret_summary.run(captured, config=CAPTURED)
+    assert again.mode != "capture", again
+    _assert_fresh(captured)
+    _assert_fresh(captured, OTHER)

@@ -181,9 +181,11 @@ class ChangeLog(Protocol):
     def read(self, conn: Connection, config: Config) -> CapturedChanges | None:
         """The log as it is now with the captured tables' identity; None when not installed."""
 
-    def consume(self, conn: Connection, changes: CapturedChanges, run_id: str) -> None:
+    def consume(self, conn: Connection, changes: CapturedChanges, run_id: str) -> bool:
         """Inside the caller's transaction: drop the entries the run read (``changes``, from :meth:`read`
-        of this log)."""
+        of this log) and name the run the log's last consumer. False when another run consumed the log
+        since ``changes`` were read (another target on the same log): the caller must then not record
+        itself as the log's last consumer (its next run scans, and so does the other's)."""
 
     def install(self, conn: Connection, config: Config) -> None:
         """Create (or repair) the log, its cursor, the triggers and the lookup indexes, and commit;

@@ -181,6 +181,12 @@ class StateStore:
         self._write(conn, rows, remove=remove if remove is not None else _NO_SIRETS, config_hash=config_hash,
                     capture=self._capture(conn, capture) if meta else None, removed=removed)
 
+    def forget_cursor(self, conn: Any) -> None:
+        """Inside the caller's transaction, after the meta row was written: its log cursor cleared (another
+        run consumed the change log meanwhile: the next run of this target scans)."""
+        meta, p = quote_table(self.meta), self.backend.param
+        self.backend.execute(conn, f"UPDATE {meta} SET cursor = NULL WHERE target = {p(1)}", [self.target])
+
     def remove_some(self, conn: Any, sirets: pl.Series) -> None:
         """Inside the caller's transaction, before :meth:`write_some`: the fingerprints of ``sirets`` removed
         (a write begun while its summary is computed: runs/write_ahead.py; the table exists, held by it)."""

@@ -155,7 +155,6 @@ class RunStages:
             earlier.take()  # never leave it using a session that is about to close
             end_unused(prepared.take())  # a write begun ahead and not gone on with (a failed compute)
 
-    # --- plan --------------------------------------------------------------------
     def plan(self, source: Any, mode: Mode, sirets: pl.Series | None) -> RunPlan:
         """What this run does (incremental/planning.py), from the stored state and, for a database source, its
         change log."""
@@ -186,7 +185,6 @@ class RunStages:
         with self.sessions.use(backend, role="source") as conn:
             return change_log.read(conn, self.config)
 
-    # --- read --------------------------------------------------------------------
     def read(self, source: Any, plan: RunPlan, *, stamps: bool = True) -> RawSources:
         """The sources' needed columns: normalised while streamed, or raw for a scan (SPEC §5)."""
         if not isinstance(source, (str, os.PathLike)):
@@ -227,24 +225,22 @@ class RunStages:
             )
 
     def prepare_in_background(self, plan: RunPlan) -> Background[PreparedWrite]:
-        """A capture or targeted run's write begun on the target's session while the summary is computed, with
-        what needs no summary (runs/write_ahead.py). Only where computing uses no session (not a scan: it reads
-        the state) and the connection may be used from another thread, one at a time (PostgreSQL)."""
+        """A capture or targeted run's write begun while the summary is computed (runs/write_ahead.py): where
+        computing uses no session (not a scan) and a connection may serve any thread, one at a time."""
         if plan.kind not in (Plan.CAPTURE, Plan.TARGETED) or not self.backend.fetches_from_any_thread:
             return Background(lambda: None)
         return Background(lambda: self._prepare_write(plan))
 
     def _prepare_write(self, plan: RunPlan) -> PreparedWrite | None:
         conn, backend = self.sessions.connection(self.backend, role="write"), write_backend(self.backend, self.config)
-        state = ahead_of_rows(backend, dataclasses.replace(self.state, backend=backend), plan, self.report.run_id,
-                              self._same_database(plan))  # the state's meta row and the log consumed
+        # The state's meta row, the recomputed SIRETs' fingerprints removed (runs/state_write.py).
+        state = ahead_of_rows(dataclasses.replace(self.state, backend=backend), plan, self.report.run_id)
         steps = () if state is None else (state, self.guard.check_before_commit)
         return begin_ahead(backend, conn, self.config, steps, plan.sirets)
 
     def _same_database(self, plan: RunPlan) -> bool:
         return plan.source_backend is not None and plan.source_backend.uri == self.backend.uri
 
-    # --- compute -------------------------------------------------------------------
     def compute(self, raw: RawSources, plan: RunPlan, result: RunResult) -> tuple[Computation, pl.Series | None]:
         """The summary rows and fingerprints of the SIRETs this run recomputes, and the SIRETs whose rows go."""
         t0 = time.perf_counter()
@@ -340,19 +336,22 @@ class RunStages:
         if backend is None or change_log is None or changes is None:  # a bug: only a capture plan consumes
             raise RuntimeError("a capture run without a change log to consume")
 
-        def consume() -> None:
+        def consume() -> bool:
             with self.sessions.use(backend, role="source") as conn:
-                change_log.consume(conn, changes, self.report.run_id)
+                held = change_log.consume(conn, changes, self.report.run_id)
                 conn.commit()
+                return held
 
         try:
-            self.retry.call(consume, what="consume changes")
+            if not self.retry.call(consume, what="consume changes"):  # consumed by another run meanwhile
+                with self.sessions.use(self.backend, role="state", error=TargetError) as conn:
+                    self.state.forget_cursor(conn)  # so this target's next run scans
+                    conn.commit()
         except Exception as exc:
             result.fallback = (f"the change log could not be consumed ({exc}); the target is written, "
                                "and the next run scans")
             log.warning("%s", result.fallback)
 
-    # --- endings -------------------------------------------------------------------
     def _completed(self, result: RunResult) -> RunResult:
         result.status, result.completed_at = "completed", now_iso()
         self.report.finish(status="completed", completed_at=result.completed_at, result=result.summary(),

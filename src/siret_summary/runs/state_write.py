@@ -49,7 +49,7 @@ class StateWrite:
     earlier: EarlierReads | None
     run_id: str
     same_database: bool
-    ahead_written: bool = False  # the meta row and the log's consumption written already (write_ahead)
+    ahead_written: bool = False  # the meta row and the fingerprints removed already (write_ahead)
 
     def apply(self, conn: Any) -> None:
         """The state, and the change log consumed when it is in this database (a ``before_commit`` step)."""
@@ -66,16 +66,17 @@ class StateWrite:
                 self.store.write_some(conn, self.fingerprints, remove=self.remove, config_hash=plan.config_hash,
                                       capture=capture, meta=not self.ahead_written,
                                       removed=plan.sirets if self.ahead_written else None)
-        if not self.ahead_written:
-            consume(self.backend, plan, self.run_id, self.same_database, conn)
+        # Never ahead: the log is consumed at the end of the write's transaction (docs/decisions.md, "A write
+        # begun while the summary is computed": two targets sharing one log).
+        consume(self.backend, plan, self.run_id, self.same_database, conn, self.store)
 
 
-def ahead_of_rows(backend: Backend, store: StateStore, plan: RunPlan, run_id: str,
-                  same_database: bool) -> Callable[[Any], None] | None:
-    """What :meth:`StateWrite.apply` writes that needs no summary — the state's meta row, the recomputed
-    SIRETs' fingerprints removed and, in this database, the change log consumed — as a step of the write's
-    transaction taken before the summary exists (runs/write_ahead.py); None for a plan whose state is
-    replaced whole (written with its rows)."""
+def ahead_of_rows(store: StateStore, plan: RunPlan, run_id: str) -> Callable[[Any], None] | None:
+    """What :meth:`StateWrite.apply` writes that needs no summary — the state's meta row and the recomputed
+    SIRETs' fingerprints removed — as a step of the write's transaction taken before the summary exists
+    (runs/write_ahead.py); None for a plan whose state is replaced whole (written with its rows). Not the
+    change log: consumed ahead, it held the log's cursor through the compute, and a second target's run on
+    the same log then named itself the log's last consumer after entries it never saw were deleted."""
     if plan.keeps_state and plan.replaces_state:
         return None
 
@@ -84,15 +85,18 @@ def ahead_of_rows(backend: Backend, store: StateStore, plan: RunPlan, run_id: st
             store.write_meta(conn, config_hash=plan.config_hash, capture=plan.capture_record(run_id))
             if plan.sirets is not None:  # the fingerprints of the SIRETs the run recomputes: they go
                 store.remove_some(conn, plan.sirets)
-        consume(backend, plan, run_id, same_database, conn)
 
     return step
 
 
-def consume(backend: Backend, plan: RunPlan, run_id: str, same_database: bool, conn: Any) -> None:
-    """The change log's entries the plan read deleted, in this transaction, when the log is in this database."""
+def consume(backend: Backend, plan: RunPlan, run_id: str, same_database: bool, conn: Any,
+            store: StateStore | None = None) -> None:
+    """The change log's entries the plan read deleted, in this transaction, when the log is in this database.
+    When another run consumed the log since this one read it (another target on the same log), this
+    run's state does not record it as the log's last consumer (``store``: its next run scans)."""
     if plan.changes is not None and same_database:  # consumed atomically with the write
         change_log = backend.change_log()
         if change_log is None:  # a bug: the changes were read through this capability
             raise RuntimeError("changes were read from a backend without a change log")
-        change_log.consume(conn, plan.changes, run_id)
+        if not change_log.consume(conn, plan.changes, run_id) and store is not None and plan.keeps_state:
+            store.forget_cursor(conn)

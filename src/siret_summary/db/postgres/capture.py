@@ -242,13 +242,20 @@ def read_changes(backend: Backend, conn: Any, config: Config) -> Changes | None:
     )
 
 
-def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> None:
-    """Inside the caller's transaction: drop the entries the run read, and name the run as the log's last consumer."""
+def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> bool:
+    """Inside the caller's transaction: drop the entries the run read, and name the run as the log's last consumer.
+
+    False when another run consumed the log since this one read it (the cursor moved): entries this run
+    never saw may be gone, so it must not record itself as the last consumer (``ChangeLog.consume``)."""
     if changes.snapshot is None or changes.log_schema is None:  # not read: nothing to consume
-        return
+        return True
     p = backend.param
     log, cursor = qualified(changes.log_schema, LOG_TABLE), qualified(changes.log_schema, CURSOR_TABLE)
+    # The cursor row locked first, as it is now (a consumer still at work is waited for): the one this run
+    # read, or another consumer's since.
     backend.execute(conn, f"SELECT set_config('{CONSUMING}', 'on', true)")  # this transaction only
+    row = backend.fetch_arrow(conn, f"SELECT run_id FROM {cursor} WHERE one_row FOR UPDATE").to_pylist()
+    now = row[0]["run_id"] if row else None
     backend.execute(conn, f"DELETE FROM {log} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot)",
                     [changes.snapshot])
     backend.execute(
@@ -257,6 +264,7 @@ def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> None:
         " ON CONFLICT (one_row) DO UPDATE SET run_id = EXCLUDED.run_id",
         [run_id],
     )
+    return now == changes.cursor
 
 
 class PostgresChangeLog:
@@ -268,10 +276,10 @@ class PostgresChangeLog:
     def read(self, conn: Connection, config: Config) -> Changes | None:
         return read_changes(self.backend, conn, config)
 
-    def consume(self, conn: Connection, changes: CapturedChanges, run_id: str) -> None:
+    def consume(self, conn: Connection, changes: CapturedChanges, run_id: str) -> bool:
         if not isinstance(changes, Changes):  # a bug: changes read by another backend's log
             raise TypeError(f"changes of type {type(changes).__name__} were not read from a PostgreSQL change log")
-        consume(self.backend, conn, changes, run_id)
+        return consume(self.backend, conn, changes, run_id)
 
     def install(self, conn: Connection, config: Config) -> None:
         capture_install.install(self.backend, conn, config)
