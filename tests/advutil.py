@@ -75,3 +75,20 @@ def rows_bound_spy(monkeypatch) -> list[bool]:
 
     monkeypatch.setattr(pg_backend.PostgresBackend, "rows_bound", spied)
     return used
+
+
+_BUMP_ROW = ('UPDATE "Tous_PV" SET num_inscrits = coalesce(num_inscrits, 0) + 7'
+             ' WHERE id_pv = (SELECT id_pv FROM "Tous_PV" ORDER BY id_pv LIMIT 1 OFFSET {k})')
+
+
+def bump_until_summary_changes(location: str, config: siret_summary.Config, k: int) -> None:
+    """A committed edit of one PV row (tried from the k-th on) that changes the summary: a run that misses
+    it leaves the target stale (tests/runs/test_write_ahead.py, tests/adversarial/test_concurrency_adv12.py)."""
+    from dbutil import execute
+
+    before = siret_summary.compute(location, config=config)
+    for offset in range(k, k + 50):
+        execute(location, _BUMP_ROW.format(k=offset))
+        if not siret_summary.compute(location, config=config).equals(before):
+            return
+    raise AssertionError("no edit changed the summary")

@@ -21,6 +21,7 @@ from siret_summary.pipeline import read as read_module
 from siret_summary.runs import stages
 from siret_summary.runs.background import Background
 
+from advutil import bump_until_summary_changes
 from dbutil import connect, execute, query, read_table
 
 pytestmark = pytest.mark.slow
@@ -28,8 +29,6 @@ pytestmark = pytest.mark.slow
 CONFIG = siret_summary.Config(target_table="summary_adv12", state_table="summary_adv12_state", lock_timeout=1.0)
 OTHER = siret_summary.Config(target_table="summary_adv12b", state_table="summary_adv12b_state", lock_timeout=1.0)
 META, VERSIONS = f"{CONFIG.state_table}_meta", f"{CONFIG.state_table}_rows"
-_BUMP = ('UPDATE "Tous_PV" SET num_inscrits = coalesce(num_inscrits, 0) + 7'
-         ' WHERE id_pv = (SELECT id_pv FROM "Tous_PV" ORDER BY id_pv LIMIT 1 OFFSET {k})')
 
 
 @pytest.fixture
@@ -41,13 +40,7 @@ def captured(pg_db):
 
 
 def _bump(location: str, k: int) -> None:
-    """A committed edit that changes the summary: a run that misses it leaves the target stale."""
-    before = siret_summary.compute(location, config=CONFIG)
-    for offset in range(k, k + 50):
-        execute(location, _BUMP.format(k=offset))
-        if not siret_summary.compute(location, config=CONFIG).equals(before):
-            return
-    raise AssertionError("no edit changed the summary")
+    bump_until_summary_changes(location, CONFIG, k)
 
 
 def _fresh(location: str, config: siret_summary.Config = CONFIG) -> None:

@@ -19,6 +19,7 @@ import siret_summary
 from siret_summary.demo_data import generate, write_postgres
 from siret_summary.runs import stages
 
+from advutil import bump_until_summary_changes
 from dbutil import connect, execute, query, read_table
 
 pytestmark = pytest.mark.slow
@@ -37,14 +38,7 @@ def captured(pg_db):
 
 
 def _bump(location: str, k: int) -> None:
-    """A committed source edit that changes the summary (rows tried from the k-th on): a run that missed
-    it leaves the target stale, which :func:`_fresh` then sees."""
-    before = siret_summary.compute(location, config=CONFIG)
-    for offset in range(k, k + 50):
-        execute(location, _BUMP.format(k=offset))
-        if not siret_summary.compute(location, config=CONFIG).equals(before):
-            return
-    raise AssertionError("no edit changed the summary")
+    bump_until_summary_changes(location, CONFIG, k)
 
 
 def _fresh(location: str) -> None:
