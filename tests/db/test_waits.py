@@ -25,7 +25,7 @@ from siret_summary.demo_data import generate, write_postgres
 from dbutil import connect, execute, query
 
 CONFIG = siret_summary.Config(target_table="summary_w", state_table="summary_w_state", lock_timeout=3)
-ENDS_WITHIN = 120  # seconds: only that a call ends at all (without a bound it never did)
+ENDS_WITHIN = int(os.environ.get("ENDS_WITHIN", "120"))  # seconds: only that a call ends at all (without a bound it never did)
 
 
 def _ends(fn):
@@ -221,3 +221,31 @@ def test_the_bounds_are_settings_with_documented_defaults_and_checked_values():
                 siret_summary.Config(**{name: bad})
             assert caught.value.setting == name
             assert f"{name} = SECONDS" in cli_message(caught.value)  # the CLI words it as a TOML key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warm", [False, True])
+def test_pruning_old_run_records_waits_for_a_locked_record_a_bounded_time(empty_target, tmp_path, warm):
+    """A host holding an old run record's row lock (an idle transaction that read it FOR UPDATE) must not
+    hold a run at its last step, pruning the records beyond ``history``: the prune's wait is bounded by
+    ``lock_timeout`` like every other, and being best effort, the run completes."""
+    from siret_summary.runs.warm import WarmRuns
+
+    config = siret_summary.Config(target_table="summary_w", state_table="summary_w_state", lock_timeout=2, history=1)
+    siret_summary.run(empty_target, config=config, lock_path=str(tmp_path / "one.lock"))
+    conn, cur, _ = _idle_in_transaction(empty_target, "SELECT * FROM siret_summary_runs FOR UPDATE")
+    warm_runs = WarmRuns(empty_target, None, config) if warm else None
+    try:
+        outcome = _ends(lambda: warm_runs.run() if warm_runs else siret_summary.run(
+            empty_target, config=config, lock_path=str(tmp_path / "two.lock")))
+        assert not isinstance(outcome, BaseException), outcome
+        assert outcome.status == "completed"
+        assert siret_summary.status(empty_target, config=config)["status"] == "completed"
+    finally:
+        if warm_runs is not None:
+            warm_runs.close()
+        cur.close()
+        conn.rollback()
+        conn.close()
+    siret_summary.run(empty_target, config=config, lock_path=str(tmp_path / "three.lock"))
+    assert len(siret_summary.history(empty_target, config=config)) == 1  # pruned once the lock went

@@ -170,8 +170,12 @@ class StatusStore:
                 f" AND target_table = {p(2)} AND run_id <> {p(3)}", [now_iso(), self.target_table, keep_run_id])
 
     def prune(self, conn: Any, keep: int) -> None:
-        """Keep the target's ``keep`` newest records by ``seq`` (records without a sane one go first)."""
+        """Keep the target's ``keep`` newest records by ``seq`` (records without a sane one go first).
+
+        Its lock waits are bounded like the records' writes (``relax_commits``: ``lock_timeout``): an old
+        record locked by a host's open transaction made the run wait at its last step for as long."""
         p = self.backend.param
+        self.backend.relax_commits(conn)
         self._commit(
             conn,
             f"DELETE FROM {self._q()} WHERE target_table = {p(1)} AND (run_id IS NULL OR run_id NOT IN ("
