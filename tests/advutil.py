@@ -92,3 +92,13 @@ def bump_until_summary_changes(location: str, config: siret_summary.Config, k: i
         if not siret_summary.compute(location, config=config).equals(before):
             return
     raise AssertionError("no edit changed the summary")
+
+
+def captured_once(location: str, config: siret_summary.Config, seed: int) -> str:
+    """``location`` with 300 PV rows and 40 invitations (``seed``), change capture installed and a first
+    full run made: the next run of ``config`` is a capture run (the write-ahead, record-ahead and adv12
+    tests' fixture)."""
+    write_postgres(location, *generate(n_pv=300, n_invitations=40, seed=seed, sqlite_mess=False))
+    siret_summary.install_change_capture(location, config=config)
+    assert siret_summary.run(location, config=config).mode == "full"
+    return location

@@ -16,12 +16,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import siret_summary
-from siret_summary.demo_data import generate, write_postgres
 from siret_summary.pipeline import read as read_module
 from siret_summary.runs import stages
 from siret_summary.runs.background import Background
 
-from advutil import bump_until_summary_changes
+from advutil import bump_until_summary_changes, captured_once
 from dbutil import connect, execute, query, read_table
 
 pytestmark = pytest.mark.slow
@@ -33,10 +32,7 @@ META, VERSIONS = f"{CONFIG.state_table}_meta", f"{CONFIG.state_table}_rows"
 
 @pytest.fixture
 def captured(pg_db):
-    write_postgres(pg_db, *generate(n_pv=300, n_invitations=40, seed=43, sqlite_mess=False))
-    siret_summary.install_change_capture(pg_db, config=CONFIG)
-    assert siret_summary.run(pg_db, config=CONFIG).mode == "full"
-    return pg_db
+    return captured_once(pg_db, CONFIG, seed=43)
 
 
 def _bump(location: str, k: int) -> None:

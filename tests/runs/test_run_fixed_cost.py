@@ -16,7 +16,7 @@ from siret_summary.db import open_backend
 from siret_summary.db.postgres.backend import PostgresBackend
 from siret_summary.demo_data import generate, write_postgres
 from siret_summary.runs.queries import status_store
-from siret_summary.runs.status import apply_pending, save_pending
+from siret_summary.runs.pending_ends import apply_pending, save_pending
 
 from dbutil import execute, query, scalar
 

@@ -19,7 +19,7 @@ import siret_summary
 from siret_summary.demo_data import generate, write_postgres
 from siret_summary.runs import stages
 
-from advutil import bump_until_summary_changes
+from advutil import bump_until_summary_changes, captured_once
 from dbutil import connect, execute, query, read_table
 
 pytestmark = pytest.mark.slow
@@ -31,10 +31,7 @@ _BUMP = ('UPDATE "Tous_PV" SET num_inscrits = coalesce(num_inscrits, 0) + 7'
 
 @pytest.fixture
 def captured(pg_db):
-    write_postgres(pg_db, *generate(n_pv=300, n_invitations=40, seed=41, sqlite_mess=False))
-    siret_summary.install_change_capture(pg_db, config=CONFIG)
-    assert siret_summary.run(pg_db, config=CONFIG).mode == "full"
-    return pg_db
+    return captured_once(pg_db, CONFIG, seed=41)
 
 
 def _bump(location: str, k: int) -> None:

@@ -32,7 +32,7 @@ from siret_summary.db.base import split_table
 from siret_summary.errors import ConfigError
 
 #: What the longest name derived from a lock file adds to it:
-#: ``.pending-<32 hex run id>.json.<pid>.tmp`` (runs/status.save_pending).
+#: ``.pending-<32 hex run id>.json.<pid>.tmp`` (runs/pending_ends.save_pending).
 PENDING_SUFFIX_BYTES = len(".pending-") + 32 + len(".json.") + 10 + len(".tmp")
 
 #: What SQLite adds to a database's name for its journals (``-journal``, ``-wal``, ``-shm``).

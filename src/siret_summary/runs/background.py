@@ -58,3 +58,23 @@ class Background(Generic[T]):
         self._thread.join()
         result, self._result = self._result, None
         return result
+
+
+class Ahead:
+    """``fn()`` begun in a thread now (a run's record written while it plans and reads);
+    :meth:`failure` waits for it and returns what it raised (None: it succeeded)."""
+
+    def __init__(self, fn: Callable[[], object], name: str) -> None:
+        self._failure: Exception | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=f"siret_summary-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # handed to the run's thread by failure()
+            self._failure = exc
+
+    def failure(self) -> Exception | None:
+        self._thread.join()
+        return self._failure

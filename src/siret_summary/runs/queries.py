@@ -12,8 +12,9 @@ from siret_summary.config import Config, as_config
 from siret_summary.db import Backend, names, open_backend, side_files
 from siret_summary.errors import TargetError
 from siret_summary.runs.guard import is_running
+from siret_summary.runs.pending_ends import apply_pending
 from siret_summary.runs.records import damaged_view, public_view
-from siret_summary.runs.status import StatusStore, apply_pending, status_session
+from siret_summary.runs.status import StatusStore, status_session
 
 
 def status_store(backend: Backend, config: Config) -> StatusStore:

@@ -14,17 +14,12 @@ import time
 from typing import Any, Protocol
 
 from siret_summary.errors import CancelledError
+from siret_summary.runs.background import Ahead
 from siret_summary.runs.kept import KeptSessions, end_and_give
+from siret_summary.runs.pending_ends import FINAL_FIELDS, apply_pending, save_pending
 from siret_summary.runs.records import public_view
 from siret_summary.runs.retry import RetryPolicy
-from siret_summary.runs.status import (
-    FINAL_FIELDS,
-    EarlyStatusSession,
-    StatusStore,
-    apply_pending,
-    save_pending,
-    status_session,
-)  # fmt: skip
+from siret_summary.runs.status import EarlyStatusSession, StatusStore, status_session
 
 log = logging.getLogger("siret_summary")
 
@@ -57,15 +52,56 @@ class Reporter:
         self.retry = retry
         self.conn: Any = None
         self.record: dict[str, Any] = {}
+        self.inserted = False  # the record is in the store (a retry of start() does not insert it again)
         self.recorded = True
+        self._ahead: Ahead | None = None  # the record being written in a thread (start_ahead)
+        self._ahead_failure: Exception | None = None
+        self.pruned = False  # old records pruned already (by start_ahead's thread)
 
     @property
     def run_id(self) -> str:
         return str(self.record["run_id"])
 
+    def begin(self, keep: int) -> None:
+        """:meth:`start_ahead` for a watcher's run (kept sessions) that tells nobody of each step (no
+        ``on_status``: its first steps are held back, :meth:`_throttled`, and touch no session); else
+        :meth:`start`, retried."""
+        if self.kept is not None and self.on_status is None:
+            self.start_ahead(keep)
+        else:
+            self.retry.call(self.start, what="record the run")
+
+    def start_ahead(self, keep: int) -> None:
+        """:meth:`start` (retried) then :meth:`prune` to ``keep`` records, in a thread, while the run plans and
+        reads (docs/decisions.md, "Warm runs": the record written ahead). The record exists at once in
+        :attr:`record`; :meth:`written` waits for it to be in the store."""
+        self.record = self.store.new_record()
+        self._written_at = time.monotonic()  # the record's time: the first steps are throttled from it
+
+        def write() -> None:
+            self.retry.call(self.start, what="record the run")
+            self._prune(keep)
+            self.pruned = True
+
+        self._ahead = Ahead(write, "record")
+
+    def written(self) -> None:
+        """Wait for the record :meth:`start_ahead` writes; what its writing raised is raised here (every
+        time). Nothing to wait for after :meth:`start`."""
+        failure = self._settled()
+        if failure is not None:
+            raise failure
+
+    def _settled(self) -> Exception | None:
+        """The record written ahead waited for; its failure (None: written, or not written ahead)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self._ahead_failure = ahead.failure()
+        return self._ahead_failure
+
     def start(self) -> None:
         """Open the status session and write the run's first record."""
-        self.close()  # a retry after a transient failure: a fresh session
+        self._close()  # a retry after a transient failure: a fresh session
         if self.kept is not None:
             self.conn, _ = self.kept.first_use("status", self._start_on)
             self._written_at = time.monotonic()  # the record just written: the first step throttled from it
@@ -78,8 +114,9 @@ class Reporter:
         # altered since, the insert fails and the kept session's first use is tried again on a new one, which checks.
         ready = self.kept is not None and self.kept.status_ready
         apply_pending(self.store, conn, self.lock_path)  # before mark_stale
-        if not self.record:  # a retry after the insert committed does not insert again
-            self.record = self.store.start(conn, ensure=not ready, stale=True)  # one commit for both
+        if not self.inserted:  # a retry after the insert committed does not insert again
+            self.record = self.store.start(conn, ensure=not ready, stale=True, record=self.record or None)
+            self.inserted = True  # one commit for both
         else:
             self.store.mark_stale(conn, self.run_id)
         if self.kept is not None:
@@ -91,9 +128,14 @@ class Reporter:
         return None if early is None else early.take()
 
     def persist(self, **fields: Any) -> bool:
-        """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip)."""
+        """Record ``fields``; whether a cancel was requested meanwhile (read in the same round trip).
+        A record whose writing ahead failed is not written to (the run fails for that: :meth:`written`)."""
         self.record.update(fields)
         requested = False
+        if self._settled() is not None:
+            self.recorded = False
+            self.notify()
+            return False
         self.recorded = True
         try:
             requested = self.store.update(self.conn, self.run_id, **fields)
@@ -115,7 +157,7 @@ class Reporter:
         for name in ("progress_stage", "progress_percent"):
             fields.setdefault(name, self.record.get(name))
         self.persist(**fields)
-        if self.recorded:
+        if self.recorded or self._ahead_failure is not None:  # (a record never written: nothing to end)
             return
         final = {k: self.record.get(k) for k in FINAL_FIELDS}
 
@@ -156,6 +198,7 @@ class Reporter:
             # The flag came back with the update, before on_status ran: a
             # callback may have asked to cancel (or taken long), so look again.
             try:
+                self.written()
                 requested = self.store.cancel_requested(self.conn, self.run_id)
             except Exception:
                 requested = False
@@ -190,14 +233,26 @@ class Reporter:
             self.progress("read", percent)
 
     def prune(self, keep: int) -> None:
+        """Keep the target's ``keep`` newest records (best effort: a failure is logged, the next run prunes)."""
+        if not self.pruned and self._settled() is None and self.conn is not None:  # (pruned ahead; no session)
+            self._prune(keep)
+
+    def _prune(self, keep: int) -> None:
         try:
             self.store.prune(self.conn, keep)
         except Exception as exc:  # old records stay until the next run prunes them
-            self.keep = False
             log.warning("could not prune old run records (%s)", exc)
+            try:
+                self.conn.rollback()  # the session goes on (a prune ahead: the run's records follow on it)
+            except Exception:
+                self.keep = False
 
     def close(self) -> None:
         """Close the status session, or give it back to the kept sessions (a completed run, ``keep``)."""
+        self._settled()
+        self._close()
+
+    def _close(self) -> None:
         conn, self.conn = self.conn, None
         end_and_give(self.kept, "status", conn, keep=self.keep and self.recorded)
         self.keep = False

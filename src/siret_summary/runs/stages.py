@@ -100,7 +100,7 @@ class RunStages:
         """Record the run, run its stages, record how it ended; the sessions are closed on the way out."""
         try:
             with stage("record"), store_errors(self.report.store, "record the run in"):
-                self.retry.call(self.report.start, what="record the run")
+                self.report.begin(self.config.history)  # a watcher's: written while the run plans and reads
             record = self.report.record
             result = RunResult(status="running", mode=mode.value, target=self.config.target_table,
                                run_id=record["run_id"], started_at=record["started_at"])
@@ -117,8 +117,7 @@ class RunStages:
         finally:
             # Whatever the outcome (completed, failed, cancelled): failed runs too
             # age out, so a target that keeps failing keeps `history` records.
-            if self.report.conn is not None:
-                self.report.prune(self.config.history)
+            self.report.prune(self.config.history)
             self.sessions.close()
             self.report.close()
 
@@ -134,6 +133,8 @@ class RunStages:
         result.seconds["read"] = time.perf_counter() - t0
         log.info("read: %.3f s (mode %s)", result.seconds["read"], plan.kind.value)
 
+        with stage("record"), store_errors(self.report.store, "record the run in"):
+            self.report.written()  # before anything is written (a record written ahead: its end waited for)
         self.report.stage_start("compute")
         earlier = self.read_in_background(plan, rows)
         prepared = self.prepare_in_background(plan)
