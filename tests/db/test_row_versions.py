@@ -185,3 +185,29 @@ def test_a_read_ahead_of_a_table_re_created_since_is_not_used(pg_db):
         conn.close()
     assert stats.staged == summary.height
     _assert_target_is_the_summary(pg_db)
+
+
+@pytest.mark.parametrize("how", ["targeted", "capture"])
+def test_a_write_of_some_sirets_records_the_version_of_each_row_it_wrote(pg_db, how):
+    """The row versions of a write of some SIRETs (a watcher's): each target row it wrote gets an entry whose
+    id is the writing transaction's (read by the INSERT of the entries itself: docs/decisions.md, "Row
+    versions of a write of some SIRETs"), so the next full write can vouch for it without reading it."""
+    write_postgres(pg_db, *generate(n_pv=400, n_invitations=40, seed=45, sqlite_mess=False))
+    if how == "capture":
+        siret_summary.install_change_capture(pg_db, config=CFG)
+    siret_summary.run(pg_db, config=CFG, mode="full")
+    sirets = query(pg_db, "SELECT siret FROM summary_v WHERE siret IN (SELECT siret FROM \"Tous_PV\")"
+                          " ORDER BY siret LIMIT 3")["siret"].to_list()
+    listed = ", ".join(f"'{s}'" for s in sirets)
+    stamps = f"SELECT siret, xmin::text::bigint AS xmin FROM summary_v WHERE siret IN ({listed}) ORDER BY siret"
+    before = query(pg_db, stamps)
+    execute(pg_db, f"UPDATE \"Tous_PV\" SET raison_sociale = 'Renamed ' || siret WHERE siret IN ({listed})")
+    result = siret_summary.run(pg_db, config=CFG, sirets=sirets if how == "targeted" else None)
+    assert result.mode == how and result.updated >= 1
+    after = query(pg_db, stamps)
+    written = after.join(before, on="siret", suffix="_before").filter(pl.col("xmin") != pl.col("xmin_before"))
+    assert written.height == result.updated and written["xmin"].n_unique() == 1  # the run's one transaction
+    versions = query(pg_db, "SELECT siret, xid % 4294967296 AS xmin FROM summary_v_state_rows"
+                            f" WHERE siret IN ({listed}) ORDER BY siret")
+    assert versions.filter(pl.col("siret").is_in(written["siret"].implode())).to_dicts() == \
+        written.select("siret", "xmin").to_dicts()  # one entry per row written, with the writer's id

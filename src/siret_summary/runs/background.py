@@ -65,16 +65,16 @@ class Ahead:
     :meth:`failure` waits for it and returns what it raised (None: it succeeded)."""
 
     def __init__(self, fn: Callable[[], object], name: str) -> None:
-        self._failure: Exception | None = None
+        self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"siret_summary-{name}", daemon=True)
         self._thread.start()
 
     def _run(self, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except Exception as exc:  # handed to the run's thread by failure()
-            self._failure = exc
+        except BaseException as exc:  # noqa: BLE001 - any end but a return is a failure, raised by the run's thread
+            self._failure = exc  # (a SystemExit or a host's KeyboardInterrupt there must not pass for success: adv13)
 
-    def failure(self) -> Exception | None:
+    def failure(self) -> BaseException | None:
         self._thread.join()
         return self._failure

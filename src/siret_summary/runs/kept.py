@@ -72,9 +72,9 @@ class KeptSessions:
         conn, kept = self.take(role)
         try:
             return conn, use(conn)
-        except Exception as exc:
-            close_quietly(conn)
-            if not kept:
+        except BaseException as exc:
+            close_quietly(conn)  # taken out of the kept ones: closed, whatever ended its use (adv13)
+            if not kept or not isinstance(exc, Exception):
                 raise
             log.info("the kept %s session failed (%s); opening a new one", role, scrub(str(exc), self.backend.uri))
             self.forget()

@@ -55,7 +55,7 @@ class Reporter:
         self.inserted = False  # the record is in the store (a retry of start() does not insert it again)
         self.recorded = True
         self._ahead: Ahead | None = None  # the record being written in a thread (start_ahead)
-        self._ahead_failure: Exception | None = None
+        self._ahead_failure: BaseException | None = None
         self.pruned = False  # old records pruned already (by start_ahead's thread)
 
     @property
@@ -92,7 +92,7 @@ class Reporter:
         if failure is not None:
             raise failure
 
-    def _settled(self) -> Exception | None:
+    def _settled(self) -> BaseException | None:
         """The record written ahead waited for; its failure (None: written, or not written ahead)."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:

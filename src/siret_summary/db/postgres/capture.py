@@ -251,20 +251,23 @@ def consume(backend: Backend, conn: Any, changes: Changes, run_id: str) -> bool:
         return True
     p = backend.param
     log, cursor = qualified(changes.log_schema, LOG_TABLE), qualified(changes.log_schema, CURSOR_TABLE)
-    # The cursor row locked first, as it is now (a consumer still at work is waited for): the one this run
-    # read, or another consumer's since.
-    backend.execute(conn, f"SELECT set_config('{CONSUMING}', 'on', true)")  # this transaction only
-    row = backend.fetch_arrow(conn, f"SELECT run_id FROM {cursor} WHERE one_row FOR UPDATE").to_pylist()
-    now = row[0]["run_id"] if row else None
-    backend.execute(conn, f"DELETE FROM {log} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot)",
-                    [changes.snapshot])
+    # One statement: the log's guard told that this transaction consumes (set_config, this transaction
+    # only: it must come before the statement that deletes, whose guard trigger reads it), and the cursor
+    # row locked, as it is now (a consumer still at work is waited for): the one this run read, or another
+    # consumer's since (a sub-SELECT's FOR UPDATE locks what it reads).
+    now = backend.fetch_arrow(conn, f"SELECT set_config('{CONSUMING}', 'on', true) AS consuming,"
+                                    f" (SELECT run_id FROM {cursor} WHERE one_row FOR UPDATE) AS run_id",
+                              ).column("run_id")[0].as_py()
+    # Then the entries read deleted and the run named the last consumer, in one statement (a data-modifying
+    # WITH runs whole, its guard trigger included, whether or not the INSERT reads it).
     backend.execute(
         conn,
-        f"INSERT INTO {cursor} (one_row, run_id) VALUES (true, {p(1)})"
+        f"WITH consumed AS (DELETE FROM {log} WHERE pg_visible_in_snapshot(xact, {p(1)}::pg_snapshot))"
+        f" INSERT INTO {cursor} (one_row, run_id) VALUES (true, {p(2)})"
         " ON CONFLICT (one_row) DO UPDATE SET run_id = EXCLUDED.run_id",
-        [run_id],
+        [changes.snapshot, run_id],
     )
-    return now == changes.cursor
+    return bool(now == changes.cursor)
 
 
 class PostgresChangeLog:

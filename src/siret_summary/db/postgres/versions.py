@@ -204,6 +204,8 @@ class OpenedVersions:
                                        staging="siret_summary_rows_gone")
         if new.is_empty():
             return
+        if kept is None and self._insert_bound(conn, new.filter(pl.col("siret").is_in(inserted.implode()))):
+            return
         ids = self.backend.fetch_arrow(  # one round trip for both
             conn, "SELECT pg_current_xact_id_if_assigned()::text::bigint AS own,"
             " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid",
@@ -221,6 +223,27 @@ class OpenedVersions:
         rows = pl.concat(entries).filter(pl.col("xid").is_not_null())
         if rows.height:
             self.backend.ingest_into(conn, self.table, rows.select(COLUMNS).to_arrow())
+
+
+    def _insert_bound(self, conn: Any, mine: pl.DataFrame) -> bool:
+        """The entries of ``mine`` (``siret, h1, h2``: rows this transaction wrote) inserted with its id, read
+        by the same statement; False (nothing done) where the rows cannot be bound (too many, an old driver).
+
+        A write of some SIRETs (a watcher's) keeps no rows in place, so every entry is this transaction's:
+        its id read where the entries are inserted is the one :meth:`record`'s query would have read (same
+        transaction, and assigned: the write's DELETE or INSERT came first), without that round trip."""
+        if mine.is_empty():
+            return True
+        bound = self.backend.rows_bound(mine.select("siret", "h1", "h2").to_arrow())
+        if bound is None:
+            return False
+        rows, params = bound
+        self.backend.execute(
+            conn, f"INSERT INTO {quote_table(self.table)} (siret, h1, h2, xid) SELECT u.siret, u.h1, u.h2, x.own"
+            f" FROM {rows} AS u, (SELECT pg_current_xact_id_if_assigned()::text::bigint AS own) AS x"
+            " WHERE x.own IS NOT NULL", params,
+        )  # fmt: skip
+        return True
 
 
 class PostgresRowVersions:
