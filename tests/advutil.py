@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import siret_summary
 from polars.testing import assert_frame_equal
 from siret_summary.demo_data import generate, write_postgres
@@ -102,3 +104,41 @@ def captured_once(location: str, config: siret_summary.Config, seed: int) -> str
     siret_summary.install_change_capture(location, config=config)
     assert siret_summary.run(location, config=config).mode == "full"
     return location
+
+
+@contextlib.contextmanager
+def kept_warm(location: str, config: siret_summary.Config):
+    """A watcher's :class:`~siret_summary.runs.warm.WarmRuns` of ``config`` after one completed run (its
+    sessions kept from there on), closed afterwards."""
+    from siret_summary.runs.warm import WarmRuns
+
+    runs = WarmRuns(location, None, config)
+    assert runs.run().status == "completed"
+    try:
+        yield runs
+    finally:
+        runs.close()
+
+
+def target_rows(location: str, config: siret_summary.Config):
+    """The target table of ``config``, ordered by SIRET."""
+    from dbutil import query
+
+    return query(location, f"SELECT * FROM {config.target_table} ORDER BY siret")
+
+
+def warm_fixtures(config: siret_summary.Config, seed: int):
+    """The fixtures ``captured`` (:func:`captured_once`) and ``warm`` (:func:`kept_warm` on it) for a module's
+    ``config``: ``captured, warm = warm_fixtures(CONFIG, seed=...)`` at the module's top level."""
+    import pytest
+
+    @pytest.fixture
+    def captured(pg_db):
+        return captured_once(pg_db, config, seed=seed)
+
+    @pytest.fixture
+    def warm(captured):
+        with kept_warm(captured, config) as runs:  # the sessions are kept from here on
+            yield runs
+
+    return captured, warm

@@ -16,7 +16,7 @@ import siret_summary
 from siret_summary.runs.status import StatusStore
 from siret_summary.runs.warm import WarmRuns
 
-from advutil import assert_fresh, bump_until_summary_changes, captured_once
+from advutil import assert_fresh, bump_until_summary_changes, captured_once, target_rows, warm_fixtures
 from dbutil import connect, execute, query, scalar
 
 pytestmark = pytest.mark.slow
@@ -26,21 +26,11 @@ CONFIG = siret_summary.Config(target_table="summary_adv13", state_table="summary
 RUNS = "siret_summary_runs"
 
 
-@pytest.fixture
-def captured(pg_db):
-    return captured_once(pg_db, CONFIG, seed=47)
-
-
-@pytest.fixture
-def warm(captured):
-    runs = WarmRuns(captured, None, CONFIG)
-    assert runs.run().status == "completed"  # the sessions are kept from here on
-    yield runs
-    runs.close()
+captured, warm = warm_fixtures(CONFIG, seed=47)
 
 
 def _target(location):
-    return query(location, f"SELECT * FROM {CONFIG.target_table} ORDER BY siret")
+    return target_rows(location, CONFIG)
 
 
 def _records(location, target=CONFIG.target_table):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 
 import siret_summary
-from siret_summary.runs.warm import WarmRuns
 
-from advutil import bump_until_summary_changes, captured_once
+from advutil import bump_until_summary_changes, target_rows, warm_fixtures
 from dbutil import execute, query
 
 pytestmark = pytest.mark.slow
@@ -22,36 +21,22 @@ pytestmark = pytest.mark.slow
 CONFIG = siret_summary.Config(target_table="summary_rec", state_table="summary_rec_state", history=3)
 
 
-@pytest.fixture
-def captured(pg_db):
-    return captured_once(pg_db, CONFIG, seed=43)
-
-
-@pytest.fixture
-def warm(captured):
-    runs = WarmRuns(captured, None, CONFIG)
-    assert runs.run().status == "completed"  # the sessions are kept from here on
-    yield runs
-    runs.close()
-
-
-def _target(location):
-    return query(location, f"SELECT * FROM {CONFIG.target_table} ORDER BY siret")
+captured, warm = warm_fixtures(CONFIG, seed=43)
 
 
 def test_a_record_that_cannot_be_written_fails_the_run_before_its_write(captured, warm):
     bump_until_summary_changes(captured, CONFIG, 3)
-    before = _target(captured)
+    before = target_rows(captured, CONFIG)
     # Every new record refused (NOT VALID: the old ones stay): the kept session's insert fails, and so
     # does the new session's it is retried on.
     execute(captured, "ALTER TABLE siret_summary_runs ADD CONSTRAINT no_new_runs CHECK (false) NOT VALID")
     with pytest.raises(siret_summary.TargetError, match="cannot record the run in the run status store") as caught:
         warm.run()
     assert caught.value.stage == "record"
-    assert _target(captured).equals(before)  # nothing written: the run waited for its record first
+    assert target_rows(captured, CONFIG).equals(before)  # nothing written: the run waited for its record first
     execute(captured, "ALTER TABLE siret_summary_runs DROP CONSTRAINT no_new_runs")
     result = warm.run()
-    assert result.status == "completed" and not _target(captured).equals(before)
+    assert result.status == "completed" and not target_rows(captured, CONFIG).equals(before)
     assert siret_summary.status(captured, config=CONFIG)["status"] == "completed"
 
 
