@@ -198,3 +198,35 @@ def test_rows_are_bound_only_with_a_driver_that_keeps_null_array_elements(monkey
     assert (backend.rows_bound(data) is not None) is bound_arrays.BINDS_ROWS
     monkeypatch.setattr(bound_arrays, "BINDS_ROWS", False)
     assert backend.rows_bound(data) is None
+
+
+@pytest.mark.parametrize("layout", ["state", "versions"])
+def test_rows_appended_bound_are_the_rows_a_bulk_load_stores(pg_db, layout):
+    """``Backend.append_rows`` (a few rows: one ``INSERT … SELECT`` of bound arrays) stores in the library's
+    own tables (the state's: all TEXT; the row versions': TEXT and BIGINT) exactly what the bulk load it
+    replaces stored, hostile values and NULLs included."""
+    texts = _HOSTILE[pa.string()] + _HOSTILE[pa.large_string()]
+    if layout == "state":
+        ddl = "(target TEXT, siret TEXT, fingerprint TEXT, raw TEXT, warnings TEXT)"
+        data = pa.table({name: pa.array(texts[k:] + texts[:k], pa.string())
+                         for k, name in enumerate(("target", "siret", "fingerprint", "raw", "warnings"))})
+    else:
+        ddl = "(siret TEXT, h1 BIGINT, h2 BIGINT, xid BIGINT)"
+        ints = _HOSTILE[pa.int64()] * 5
+        data = pa.table({"siret": pa.array(texts[:len(ints)], pa.string()), "h1": pa.array(ints[:len(texts)]),
+                         "h2": pa.array(list(reversed(ints))[:len(texts)]), "xid": pa.array(ints[:len(texts)])})
+        data = data.slice(0, min(len(texts), len(ints)))
+    data = data.append_column("n", pa.array(range(data.num_rows), pa.int64()))
+    backend = open_backend(pg_db, must_exist=True)
+    with connected(backend, role="test") as conn:
+        columns = ddl[:-1] + ", n BIGINT)"
+        backend.execute(conn, f"CREATE TABLE appended {columns}")
+        backend.execute(conn, f"CREATE TABLE loaded {columns}")
+        assert backend.rows_bound(data) is not None  # the bound way is the one under test
+        backend.append_rows(conn, "appended", data)
+        backend.ingest_into(conn, "loaded", data)
+        appended = backend.fetch_arrow(conn, "SELECT * FROM appended ORDER BY n")
+        loaded = backend.fetch_arrow(conn, "SELECT * FROM loaded ORDER BY n")
+        conn.rollback()
+    assert appended.num_rows == data.num_rows
+    assert _same_rows(appended, loaded), (appended.to_pylist(), loaded.to_pylist())

@@ -327,6 +327,19 @@ class Backend(ABC):
             schema = {"db_schema_name": parts[0]} if len(parts) == 2 else {}
             cur.adbc_ingest(parts[-1], data, mode="append", **schema)
 
+    def append_rows(self, conn: Any, table: str, data: pa.Table) -> None:
+        """:meth:`ingest_into`, or, for rows the backend binds (:meth:`rows_bound`: a few, of plain types),
+        one ``INSERT … SELECT`` of them: a bulk load's round trips saved on a watcher's few rows. For the
+        library's own tables, whose column types are those :meth:`rows_bound` gives (an assignment cast
+        otherwise, as a bulk load's would refuse or convert alike)."""
+        bound = self.rows_bound(data)
+        if bound is None:
+            self.ingest_into(conn, table, data)
+            return
+        rows, params = bound
+        names = ", ".join(quote_identifier(name) for name in data.column_names)
+        self.execute(conn, f"INSERT INTO {quote_table(table)} ({names}) SELECT {names} FROM {rows} AS u", params)
+
     def delete_sirets(self, conn: Any, table: str, sirets: pa.Array, *, staging: str,
                       target: str | None = None) -> None:
         """In the caller's transaction: ``DELETE`` the rows of ``table`` (a table of the library's own,

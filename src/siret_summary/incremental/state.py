@@ -243,7 +243,7 @@ class StateStore:
                                            staging="siret_summary_state_gone", target=self.target)
         if rows.height:
             keyed = rows.select(pl.lit(self.target, pl.String).alias("target"), *STATE_COLUMNS)
-            self.backend.ingest_into(conn, self.table, keyed.to_arrow())
+            self.backend.append_rows(conn, self.table, keyed.to_arrow())
         if capture is not None:
             self._meta_row(conn, config_hash, capture)
 

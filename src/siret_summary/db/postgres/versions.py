@@ -222,7 +222,7 @@ class OpenedVersions:
             )
         rows = pl.concat(entries).filter(pl.col("xid").is_not_null())
         if rows.height:
-            self.backend.ingest_into(conn, self.table, rows.select(COLUMNS).to_arrow())
+            self.backend.append_rows(conn, self.table, rows.select(COLUMNS).to_arrow())
 
 
     def _insert_bound(self, conn: Any, mine: pl.DataFrame) -> bool:
