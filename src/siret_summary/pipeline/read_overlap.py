@@ -49,8 +49,8 @@ def overlapped(reader: _TableReader, first: Normalised, second: Normalised) -> t
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siret_summary-read") as other:
         later = other.submit(fetched, reader, *second)
         try:
-            rows = normalised_stream(schema, iter(batches), normalise)
+            rows = normalised_stream(schema, batches, normalise)
         finally:
             wait([later])  # never return (or raise) while the other thread still uses the connection
     schema, batches, normalise = later.result()
-    return rows, normalised_stream(schema, iter(batches), normalise)[0]
+    return rows, normalised_stream(schema, batches, normalise)[0]

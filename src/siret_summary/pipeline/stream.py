@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import polars as pl
@@ -42,6 +42,33 @@ def _owned(chunk: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=chunk.schema)
 
 
+def _chunks(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """``batches`` gathered into chunks of at least ``CHUNK_ROWS`` rows (the last may be smaller)."""
+    pending, rows = [], 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= CHUNK_ROWS:
+            yield _owned(pa.Table.from_batches(pending, schema))
+            pending, rows = [], 0
+    if pending:
+        yield _owned(pa.Table.from_batches(pending, schema))
+
+
+class _Fetched:
+    """Batches fetched already (a targeted read's few rows): the same chunks as :class:`_Prefetch` gives,
+    made in the iterating thread — no thread started for what is all here."""
+
+    def __init__(self, schema: pa.Schema, batches: Sequence[pa.RecordBatch]) -> None:
+        self.schema, self.batches = schema, batches
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return _chunks(self.schema, self.batches)
+
+    def stop(self) -> None:
+        pass
+
+
 class _Prefetch:
     """The driver's batches gathered into chunks of ``CHUNK_ROWS`` rows by a thread of their own.
 
@@ -67,16 +94,9 @@ class _Prefetch:
 
     def _fetch(self) -> None:
         try:
-            pending, rows = [], 0
-            for batch in self.batches:
-                pending.append(batch)
-                rows += batch.num_rows
-                if rows >= CHUNK_ROWS:
-                    if not self._put(_owned(pa.Table.from_batches(pending, self.schema))):
-                        return
-                    pending, rows = [], 0
-            if pending:
-                self._put(_owned(pa.Table.from_batches(pending, self.schema)))
+            for chunk in _chunks(self.schema, self.batches):
+                if not self._put(chunk):
+                    return
             self._put(_END)
         except BaseException as exc:  # handed to the consuming thread
             self._put(exc)
@@ -94,13 +114,14 @@ class _Prefetch:
 
 def normalised_stream(
     schema: pa.Schema,
-    batches: Iterator[pa.RecordBatch],
+    batches: Iterator[pa.RecordBatch] | Sequence[pa.RecordBatch],
     normalise: Callable[[pl.LazyFrame], pl.LazyFrame],
     *,
     split_by: pl.Expr | None = None,
     compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> list[pl.DataFrame]:
-    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile.
+    """``normalise`` applied chunk by chunk to the streamed batches, the next chunk fetched meanwhile
+    (``batches`` an iterator; a sequence is all fetched already: chunked in this thread).
 
     One frame. A read that grows past ``LARGE_READ_ROWS`` rows turns
     memory-lean: its rows (those so far, then each chunk) pass through
@@ -108,7 +129,7 @@ def normalised_stream(
     expression, in the value's order (nulls first). Smaller reads skip both
     (they cost a few percent of the read and save nothing that matters).
     """
-    prefetch = _Prefetch(schema, batches)
+    prefetch = _Fetched(schema, batches) if isinstance(batches, Sequence) else _Prefetch(schema, batches)
     parts: dict[Any, list[pl.DataFrame]] = {None: []}
     rows, large = 0, False
     try:

@@ -8,6 +8,7 @@ anything is written.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import polars as pl
@@ -78,9 +79,12 @@ def _cast_for(column: Column, dtype: pl.DataType, table: str) -> pl.Expr:
     )
 
 
-def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> None:
-    """Raise on the first value that does not fit its column (all limits measured in one pass)."""
-    limits = {}
+@functools.lru_cache(maxsize=64)
+def _fit_measures(columns: tuple[Column, ...]) -> tuple[dict[str, int], dict[str, Column], tuple[pl.Expr, ...]]:
+    """What :func:`_check_fits` measures for ``columns``: the limits by column name, the text columns by the
+    alias of their NUL check, and the expressions measuring both in one pass. Built once per columns
+    (expressions are immutable values; a column is a frozen dataclass); callers only read the dicts."""
+    limits: dict[str, tuple[pl.Expr, int]] = {}
     # PostgreSQL cannot store NUL; normalisation removes it, this is a guard. Measured with the limits, in
     # the same pass (an alias no column can have: a NUL byte, which no identifier holds).
     nul = {f"\x00nul\x00{c.name}": c for c in columns if c.kind == "text"}
@@ -89,12 +93,19 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> N
             limits[column.name] = (pl.col(column.name).str.len_chars().max(), column.max_length)
         elif column.kind == "integer" and column.max_integer is not None:
             limits[column.name] = (pl.col(column.name).abs().max(), column.max_integer)
-    if not limits and not nul:
-        return
-    largest = frame.select(
+    measures = (
         *(expr.alias(name) for name, (expr, _) in limits.items()),
         *(pl.col(c.name).str.contains("\x00", literal=True).any().alias(alias) for alias, c in nul.items()),
-    ).row(0, named=True)
+    )
+    return {name: limit for name, (_, limit) in limits.items()}, nul, measures
+
+
+def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> None:
+    """Raise on the first value that does not fit its column (all limits measured in one pass)."""
+    limits, nul, measures = _fit_measures(tuple(columns))
+    if not measures:
+        return
+    largest = frame.select(*measures).row(0, named=True)
     for alias, column in nul.items():
         if largest[alias]:
             holding = frame.filter(pl.col(column.name).str.contains("\x00", literal=True))
@@ -105,7 +116,7 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> N
     for column in columns:
         if column.name not in limits or largest[column.name] is None:
             continue
-        if largest[column.name] <= limits[column.name][1]:
+        if largest[column.name] <= limits[column.name]:
             continue
         value = pl.col(column.name)
         if column.kind == "text":
@@ -115,7 +126,7 @@ def _check_fits(frame: pl.DataFrame, columns: Sequence[Column], table: str) -> N
                 f"{too_long.height} value(s) are longer (e.g. {too_long[column.name][0]!r} for SIRET "
                 f"{_siret_of(too_long)}); widen the column or shorten the source values."
             )
-        out = frame.filter(value.abs() > limits[column.name][1])
+        out = frame.filter(value.abs() > limits[column.name])
         raise TargetError(
             f'column "{column.name}" of {table} is {column.declared} but a value '
             f"({largest[column.name]}, SIRET {_siret_of(out)}) is out of its range; "
@@ -140,6 +151,13 @@ def shape_for_target(
         )
     schema = summary.schema  # built anew on each access
     written = [c for c in columns if c.name in schema]
-    frame = summary.select(_cast_for(c, schema[c.name], table).alias(c.name) for c in written)
+    frame = summary.select(_casts(tuple(written), tuple(schema[c.name] for c in written), table))
     _check_fits(frame, written, table)
     return frame, written
+
+
+@functools.lru_cache(maxsize=64)
+def _casts(written: tuple[Column, ...], dtypes: tuple[pl.DataType, ...], table: str) -> tuple[pl.Expr, ...]:
+    """Each produced column converted to its target column (:func:`_cast_for`), built once per columns and
+    dtypes (a conversion that cannot be made raises each time: exceptions are not cached)."""
+    return tuple(_cast_for(c, dtype, table).alias(c.name) for c, dtype in zip(written, dtypes, strict=True))

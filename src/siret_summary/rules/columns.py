@@ -139,7 +139,8 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     # Whole-frame selections, not one Series operation per column (their fixed cost dominates on few rows).
     names = needed_columns(mapping)
     not_utf8 = pl.Series("_text_not_utf8", np.zeros(frame.height, dtype=np.int32))
-    binary = [n for n in names if frame.schema[n] == pl.Binary]
+    schema = frame.schema  # built anew on each access
+    binary = [n for n in names if schema[n] == pl.Binary]
     if binary:
         try:  # every cell valid UTF-8 (the usual case): one cast; else column by column
             frame = frame.with_columns(pl.col(binary).cast(pl.String))
