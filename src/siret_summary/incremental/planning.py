@@ -26,6 +26,7 @@ from siret_summary.db.base import Backend
 from siret_summary.db.capabilities import CapturedChanges
 from siret_summary.errors import ConfigError
 from siret_summary.incremental.state import CaptureRecord, StoredMeta
+from siret_summary.pipeline.engine import collect
 from siret_summary.rules.values import siret_key
 
 log = logging.getLogger("siret_summary")
@@ -131,9 +132,10 @@ def requested_sirets(sirets: Iterable[Any], *, allow_empty: bool = False) -> pl.
     >>> requested_sirets(["732 829 320 00074", 73282932000074, None]).to_list()
     ['73282932000074']
     """
-    raw = pl.DataFrame({"siret": [None if s is None else str(s) for s in sirets]}, schema={"siret": pl.String})
-    out = raw.select(_siret_of_text())["siret"]
-    out = out.drop_nulls().unique(maintain_order=True)
+    texts = [None if s is None else str(s) for s in sirets]
+    raw = pl.LazyFrame({"siret": texts}, schema={"siret": pl.String})
+    # One query (each eager step would be one: a fixed cost that dominated a capture run's few SIRETs).
+    out = collect(raw.select(_siret_of_text()).drop_nulls().unique(maintain_order=True), len(texts))["siret"]
     if out.is_empty() and not allow_empty:
         raise ConfigError("sirets contains no usable SIRET; give 1 to 14 digits per SIRET.")
     return out

@@ -77,12 +77,18 @@ Progress = Callable[[float], None]
 
 
 def _by_ranges(pv: pl.LazyFrame, invitations: pl.LazyFrame, plans: Plans,
-               on_progress: Progress | None = None) -> list[list[pl.DataFrame]]:
+               on_progress: Progress | None = None, *, at_most: int | None = None) -> list[list[pl.DataFrame]]:
     """``plans`` collected on each SIRET range in turn; per plan, the list of its parts in SIRET order.
 
-    ``on_progress`` gets the share of ranges done (0–1) after each range.
+    ``on_progress`` gets the share of ranges done (0–1) after each range. ``at_most``: a bound on
+    ``pv``'s rows known without a query (a filter of a read's rows): up to ``PARTITION_ROWS`` it
+    stands for the count — one range either way, and plans unoptimised only if it is ≤
+    ``engine.SMALL_ROWS``, which its rows then are too (docs/decisions.md, "Warm runs").
     """
-    rows = pv.select(pl.len()).collect().item()
+    if at_most is not None and at_most <= PARTITION_ROWS:
+        rows = at_most
+    else:
+        rows = pv.select(pl.len()).collect().item()
     ranges = siret_ranges(pv, rows, -(-rows // PARTITION_ROWS))
     results = []
     size = rows if len(ranges) == 1 else None  # a range's own size is not counted (large anyway)
@@ -163,7 +169,9 @@ def summarise_with_fingerprints(
     else:
         pv, invitations = normalise(raw, config)
         keep = pl.col("siret").is_in(only.implode())
-        summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans, on_progress)
+        at_most = raw.pv_height if isinstance(raw, NormalisedRows) else None  # the rows read: ≥ those kept
+        summaries, counts, prints = _by_ranges(pv.filter(keep), invitations.filter(keep), plans, on_progress,
+                                               at_most=at_most)
     return Computation(pl.concat(summaries), _report(counts), pl.concat(prints))
 
 

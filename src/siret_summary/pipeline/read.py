@@ -232,6 +232,7 @@ def read_database(
     return NormalisedRows(
         None if len(pv_parts) > 1 else pv_parts[0].lazy(), invitation_rows.lazy(),
         pv_parts=pv_parts if len(pv_parts) > 1 else None,
+        pv_height=None if len(pv_parts) > 1 else pv_parts[0].height,
     )  # fmt: skip
 
 

@@ -43,6 +43,8 @@ class NormalisedRows:
     pv: pl.LazyFrame | None
     invitations: pl.LazyFrame
     pv_parts: list[pl.DataFrame] | None = None
+    #: The rows ``pv`` holds, where the read knows it (None: count them when needed).
+    pv_height: int | None = None
 
     @property
     def in_parts(self) -> bool:

@@ -25,6 +25,8 @@ from fractions import Fraction
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 #: R2314-1: (lowest headcount of the band, titular seats), ascending.
 R2314_1: tuple[tuple[int, int], ...] = (
@@ -236,6 +238,23 @@ def _seat_columns(key: str, out: tuple[str, ...], keep: tuple[str, ...]) -> tupl
     return extras, seats
 
 
+def _owed(eligible: pl.Series, remaining: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the elections owed a seat (``_eligible`` and ``_remaining > 0``, NULL as false),
+    and every election's ``_remaining`` as int64 (NULL as 0).
+
+    On integer counts (what :func:`seat_basis` makes) in Arrow, without a Polars query (each has a fixed
+    cost, mostly its thread pool's wake-ups, that dominated a capture run's one election); the same
+    values as ``(eligible & (remaining > 0)).fill_null(False)`` and ``remaining.cast(pl.Int64)
+    .fill_null(0)``, which any other type still takes."""
+    if remaining.dtype.is_integer() and eligible.dtype == pl.Boolean:
+        counts = remaining.to_arrow()
+        owed_any = pc.and_(pc.fill_null(eligible.to_arrow(), False), pc.fill_null(pc.greater(counts, 0), False))
+        owed = pc.fill_null(counts.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        return np.flatnonzero(owed_any.to_numpy(zero_copy_only=False)), owed
+    owed_any = (eligible & (remaining > 0)).fill_null(False)
+    return np.flatnonzero(owed_any.to_numpy()), remaining.cast(pl.Int64).fill_null(0).to_numpy()
+
+
 def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace | None = None) -> pl.DataFrame:
     """``frame`` with ``_extra{i}`` (there as zeros) filled: the remaining seats won by union i, one round per seat.
 
@@ -248,8 +267,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     """
     # Series and NumPy operations only (no frame-level select: each costs a query's fixed cost,
     # which dominated this function on the few elections of an incremental run or an explanation).
-    owed_any = (frame.get_column("_eligible") & (frame.get_column("_remaining") > 0)).fill_null(False)
-    at = np.flatnonzero(owed_any.to_numpy())  # the elections owed a seat: the extras go back by position
+    at, owed_all = _owed(frame.get_column("_eligible"), frame.get_column("_remaining"))
 
     def matrix(prefix: str) -> np.ndarray:  # columns i = 0..n-1 of the owed elections, as floats (NULL: NaN)
         columns = [frame.get_column(f"{prefix}{i}").cast(pl.Float64).to_numpy()[at] for i in range(n)]
@@ -257,7 +275,7 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
 
     votes = matrix("_v")
     divisor = matrix("_f") + 1.0  # a new array: written to
-    owed = frame.get_column("_remaining").cast(pl.Int64).fill_null(0).to_numpy()[at]  # a copy (fancy indexing)
+    owed = owed_all[at]  # a copy (fancy indexing)
     extra = np.zeros(votes.shape, dtype=np.int64)
     # The elections still owed a seat, compacted after each round (one copy each, not one per use).
     rows, voix, usable = np.arange(at.size), votes, np.where(votes > 0, votes, -np.inf)
