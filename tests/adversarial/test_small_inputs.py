@@ -3,7 +3,8 @@
 ``compute()`` and a database read collect their plans without Polars' optimiser up to
 ``engine.SMALL_ROWS`` rows (docs/decisions.md, "Polars' fixed cost on small inputs"). These
 properties try to make the two ways differ: every example is computed with the threshold above
-its size (unoptimised) and below it (optimised), from Arrow tables against the plain-Python
+its size (unoptimised, lookups on the rows themselves: rules/stages.py) and below it (optimised,
+lookups joined), from Arrow tables against the plain-Python
 reference (summary and report), and from a SQLite file (the streamed read, text columns and all
 of SQLite's storage classes) one way against the other.
 """
@@ -25,6 +26,7 @@ from reference import INVITATION_COLUMNS, PV_COLUMNS, reference_summary
 from rules.test_reference_vs_compute import assert_same_summary
 from siret_summary.demo_data import write_sqlite
 from siret_summary.pipeline import engine
+from siret_summary.rules import stages
 from strategies import sources, string_table, stringify_rows, typed_table
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -34,6 +36,7 @@ _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
 def _threshold(rows: int) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine, "SMALL_ROWS", rows)
+        patch.setattr(stages, "DIRECT_ROWS", rows)  # lookups on the rows themselves, or joined
         yield
 
 

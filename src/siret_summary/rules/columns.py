@@ -124,6 +124,11 @@ def decode_text(series: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 
 def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: bool = True) -> pl.LazyFrame:
+    """:func:`prepared`, lazily (a scan of the materialised frame)."""
+    return prepared(raw, mapping, seed, hashes=hashes).lazy()
+
+
+def prepared(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: bool = True) -> pl.DataFrame:
     """Raw rows (materialised) with ``_raw_hash`` (of the rows as read) and the mapped columns made readable.
 
     Bytes (SQLite reads text as BLOB) are decoded (:func:`decode_text`); a
@@ -164,13 +169,13 @@ def prepare(raw: pl.LazyFrame, mapping: ColumnMapping, seed: int, *, hashes: boo
     changed = [n for n in texts if schema[n] != pl.String or n in written or n in with_nul]
     if not changed:  # text already (PostgreSQL, Arrow), or none: only the flags, added without a query
         flags = [nul, not_utf8]
-        return (frame.with_columns(flags) if {f.name for f in flags} & set(schema) else frame.hstack(flags)).lazy()
+        return frame.with_columns(flags) if {f.name for f in flags} & set(schema) else frame.hstack(flags)
     readable = frame.select(texts[n].alias(n) for n in changed)
     if with_nul:  # rare: only then a pass that rewrites those columns
         has_nul = (pl.col(n).str.contains("\x00", literal=True).fill_null(False).cast(pl.Int32) for n in with_nul)
         nul = readable.select(pl.sum_horizontal(has_nul).cast(pl.Int32).alias(nul.name)).to_series()
         readable = readable.with_columns(pl.col(with_nul).str.replace_all("\x00", "", literal=True))
-    return frame.with_columns(*readable.get_columns(), nul, not_utf8).lazy()
+    return frame.with_columns(*readable.get_columns(), nul, not_utf8)
 
 
 def integer_id(name: str | None, dtype: pl.DataType) -> pl.Expr:
@@ -271,9 +276,9 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequenc
     """Raw ``Tous_PV`` rows → one normalised row per source row (rejected rows kept, flagged; SPEC §3).
     ``carry``: columns kept after them — a raw column passed through (explain's row number), or
     ``"institution"`` (trimmed, before it is folded into ``carence``); nothing else depends on them."""
-    raw = prepare(raw, pv_columns, RAW_SEED_PV)
-    plan, keep = _pv_plan(tuple(pv_columns.items()), tuple(raw.collect_schema().items()))
-    return plan.apply(raw, [*keep, *carry])
+    frame = prepared(raw, pv_columns, RAW_SEED_PV)
+    plan, keep = _pv_plan(tuple(pv_columns.items()), tuple(frame.schema.items()))
+    return plan.apply(frame.lazy(), [*keep, *carry], rows=frame.height)
 
 
 @functools.lru_cache(maxsize=16)
@@ -319,11 +324,12 @@ def normalize_invitations(
 ) -> pl.LazyFrame:
     """Raw invitations → normalised rows with the same flags as PV rows (SPEC §3); ``carry``: raw columns
     passed through unchanged after them (as :func:`normalize_pv`)."""
-    raw = prepare(raw, invitation_columns, RAW_SEED_INVITATIONS)
+    frame = prepared(raw, invitation_columns, RAW_SEED_INVITATIONS)
     siret, date = _required(invitation_columns, "siret"), _required(invitation_columns, "date")
-    schema = raw.collect_schema()
+    schema = frame.schema
     plan = _invitation_plan(siret, schema[siret], date, schema[date], REAL_PREFIX + date in schema)
-    return plan.apply(raw, ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS, *carry])
+    return plan.apply(frame.lazy(), ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS,
+                                     *carry], rows=frame.height)
 
 
 @functools.lru_cache(maxsize=16)

@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 import polars as pl
 
+#: Up to this many rows a lookup's sub-plan runs on the rows themselves, not on their distinct values
+#: (as ``pipeline.engine.SMALL_ROWS``, below which plans run unoptimised: the same few-rows regime).
+DIRECT_ROWS = 1_000
+
 
 class Stages:
     """Expressions grouped in sequential ``with_columns`` stages; ``apply`` keeps the named outputs.
@@ -30,14 +34,34 @@ class Stages:
         sub = Stages()
         self.lookups.append((column, sub, build(sub)))
 
-    def apply(self, raw: pl.LazyFrame, keep: list[str]) -> pl.LazyFrame:
+    def apply(self, raw: pl.LazyFrame, keep: list[str], *, rows: int | None = None) -> pl.LazyFrame:
+        """``raw`` with the stages' columns, ``keep`` kept. ``rows``: ``raw``'s rows, where known.
+
+        A lookup's sub-plan runs on the distinct values of its column and is joined back; over at most
+        :data:`DIRECT_ROWS` rows it runs on the rows themselves instead (its expressions are row-wise: the same
+        value per row either way), saving a ``unique`` and a join per lookup — where none of the names
+        it adds is a column of ``raw`` already (docs/decisions.md, "Lookups on few rows").
+        """
         # ``raw`` is a scan of an in-memory frame (see read.py): scanning it
         # again for each lookup costs nothing.
         frame = raw
+        direct = (rows is not None and rows <= DIRECT_ROWS and not any(sub.lookups for _, sub, _ in self.lookups)
+                  and not self._added() & set(raw.collect_schema()))
         for column, sub, outputs in self.lookups:
-            table = sub.apply(raw.select(column).unique(), [column, *outputs])
-            frame = frame.join(table, on=column, how="left", nulls_equal=True)
+            if direct:
+                frame = sub._stacked(frame)
+            else:
+                table = sub.apply(raw.select(column).unique(), [column, *outputs])
+                frame = frame.join(table, on=column, how="left", nulls_equal=True)
+        return self._stacked(frame).select(keep)
+
+    def _stacked(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """``frame`` with this plan's stages added, in order (its lookups' outputs there already)."""
         for exprs in self.stages:
             if exprs:
                 frame = frame.with_columns(exprs)
-        return frame.select(keep)
+        return frame
+
+    def _added(self) -> set[str]:
+        """The names the lookups' sub-plans add (their outputs and intermediate columns)."""
+        return {e.meta.output_name() for _, sub, _ in self.lookups for exprs in sub.stages for e in exprs}
