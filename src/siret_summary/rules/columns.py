@@ -278,7 +278,21 @@ def normalize_pv(raw: pl.LazyFrame, pv_columns: ColumnMapping, *, carry: Sequenc
     ``"institution"`` (trimmed, before it is folded into ``carence``); nothing else depends on them."""
     frame = prepared(raw, pv_columns, RAW_SEED_PV)
     plan, keep = _pv_plan(tuple(pv_columns.items()), tuple(frame.schema.items()))
+    refuse_working_names(pv_columns, "pv_columns", plan)
     return plan.apply(frame.lazy(), [*keep, *carry], rows=frame.height)
+
+
+def refuse_working_names(mapping: ColumnMapping, setting: str, plan: Stages) -> None:
+    """:class:`ConfigError` when ``mapping`` maps a logical column to a source column named as one of the
+    library's working columns — a lookup's (``_count_text``, ``_lookup_cycle``, …), a text flag or the raw
+    hash: the rules would read their own column instead of the source's, or overwrite it (SPEC §3)."""
+    working = plan.lookup_names() | {*TEXT_FLAGS, "_raw_hash"}
+    for logical, name in mapping.items():
+        if name is not None and name in working:
+            raise ConfigError(
+                f'{setting} maps {logical!r} to the source column "{name}", a name the library gives its own '
+                "working columns; rename that column in the source (or map a view that renames it)."
+            )
 
 
 @functools.lru_cache(maxsize=16)
@@ -328,6 +342,7 @@ def normalize_invitations(
     siret, date = _required(invitation_columns, "siret"), _required(invitation_columns, "date")
     schema = frame.schema
     plan = _invitation_plan(siret, schema[siret], date, schema[date], REAL_PREFIX + date in schema)
+    refuse_working_names(invitation_columns, "invitation_columns", plan)
     return plan.apply(frame.lazy(), ["_raw_hash", "siret", "_reject", "_luhn_bad", "date", "_date_bad", *TEXT_FLAGS,
                                      *carry], rows=frame.height)
 

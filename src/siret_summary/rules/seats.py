@@ -238,15 +238,19 @@ def _seat_columns(key: str, out: tuple[str, ...], keep: tuple[str, ...]) -> tupl
     return extras, seats
 
 
+#: The integer dtypes Polars hands to Arrow (not Int128: Arrow has no such type).
+_ARROW_INTEGERS = frozenset({pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64})
+
+
 def _owed(eligible: pl.Series, remaining: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """The positions of the elections owed a seat (``_eligible`` and ``_remaining > 0``, NULL as false),
     and every election's ``_remaining`` as int64 (NULL as 0).
 
-    On integer counts (what :func:`seat_basis` makes) in Arrow, without a Polars query (each has a fixed
+    On integer counts up to 64 bits (what :func:`seat_basis` makes) in Arrow, without a Polars query (each has a fixed
     cost, mostly its thread pool's wake-ups, that dominated a capture run's one election); the same
     values as ``(eligible & (remaining > 0)).fill_null(False)`` and ``remaining.cast(pl.Int64)
     .fill_null(0)``, which any other type still takes."""
-    if remaining.dtype.is_integer() and eligible.dtype == pl.Boolean:
+    if remaining.dtype in _ARROW_INTEGERS and eligible.dtype == pl.Boolean:
         counts = remaining.to_arrow()
         owed_any = pc.and_(pc.fill_null(eligible.to_arrow(), False), pc.fill_null(pc.greater(counts, 0), False))
         owed = pc.fill_null(counts.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)

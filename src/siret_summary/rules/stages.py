@@ -46,7 +46,7 @@ class Stages:
         # again for each lookup costs nothing.
         frame = raw
         direct = (rows is not None and rows <= DIRECT_ROWS and not any(sub.lookups for _, sub, _ in self.lookups)
-                  and not self._added() & set(raw.collect_schema()))
+                  and not self.lookup_names() & set(raw.collect_schema()))
         for column, sub, outputs in self.lookups:
             if direct:
                 frame = sub._stacked(frame)
@@ -62,6 +62,6 @@ class Stages:
                 frame = frame.with_columns(exprs)
         return frame
 
-    def _added(self) -> set[str]:
+    def lookup_names(self) -> set[str]:
         """The names the lookups' sub-plans add (their outputs and intermediate columns)."""
         return {e.meta.output_name() for _, sub, _ in self.lookups for exprs in sub.stages for e in exprs}
