@@ -38,6 +38,10 @@ def test_quick_live_bench_reports_every_measure_on_every_backend(tmp_path: Path)
         assert r["warm"]["runs"] >= 3 and r["warm"]["min"] > 0
         assert r["failures"] == 0
         assert f"| {r['backend']} |" in text
+    yardstick = raw[0]["yardstick"]  # PostgreSQL with capture: the warm run's yardsticks, in the same run
+    assert len(yardstick["full"]) == 3 and yardstick["full_p50"] > 0 and yardstick["cold_p50"] > 0
+    assert "Yardsticks (PostgreSQL, capture, this run, this machine)" in text
+    assert [r["yardstick"] for r in raw[1:]] == [None, None]
     memory = raw[0]["memory"]
     assert memory["runs"] == 8 and memory["rss_early_mb"] > 0 and memory["rss_late_mb"] > 0
     assert memory["sessions"], "no session of the watcher seen in pg_stat_activity"
