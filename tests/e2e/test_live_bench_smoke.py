@@ -38,6 +38,8 @@ def test_quick_live_bench_reports_every_measure_on_every_backend(tmp_path: Path)
         assert r["warm"]["runs"] >= 3 and r["warm"]["min"] > 0
         assert r["failures"] == 0
         assert f"| {r['backend']} |" in text
+    # The issue sets no freshness goal for PostgreSQL without capture: none is printed beside it.
+    assert "| PostgreSQL, no capture | poll |" in text and "(no goal)" in text and text.count("(≤ 1 s)") == 1
     yardstick = raw[0]["yardstick"]  # PostgreSQL with capture: the warm run's yardsticks, in the same run
     assert len(yardstick["full"]) == 3 and yardstick["full_p50"] > 0 and yardstick["cold_p50"] > 0
     assert "Yardsticks (PostgreSQL, capture, this run, this machine)" in text
