@@ -272,6 +272,10 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     # Series and NumPy operations only (no frame-level select: each costs a query's fixed cost,
     # which dominated this function on the few elections of an incremental run or an explanation).
     at, owed_all = _owed(frame.get_column("_eligible"), frame.get_column("_remaining"))
+    if at.size == 0:
+        # No election owed a seat (none at all: a cycle without the run's SIRETs): every _extra{i} stays the
+        # Int64 zero allocate_seats put there, which is what the rounds below would write (no round runs).
+        return frame
 
     def matrix(prefix: str) -> np.ndarray:  # columns i = 0..n-1 of the owed elections, as floats (NULL: NaN)
         columns = [frame.get_column(f"{prefix}{i}").cast(pl.Float64).to_numpy()[at] for i in range(n)]
@@ -312,7 +316,10 @@ def _highest_averages(frame: pl.DataFrame, key: str, n: int, trace: RoundTrace |
     every = np.zeros((frame.height, n), dtype=np.int64)
     every[at] = extra
     filled = frame.clone()  # a new frame sharing the columns; the input stays as it was
-    for i in range(n):
+    # Only the unions that won a seat here: another's column stays the Int64 zeros allocate_seats put there,
+    # which is what it would be written as (a Series built costs ~30 µs; a capture run's one election
+    # gives its remaining seats to one to three of the eight unions).
+    for i in np.flatnonzero(extra.any(axis=0)).tolist():
         filled.replace_column(filled.get_column_index(f"_extra{i}"), pl.Series(f"_extra{i}", every[:, i]))
     return filled
 
